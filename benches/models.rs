@@ -1,0 +1,145 @@
+//! Model latency on true-size random models (`infergraph init-weights --preset ..`).
+//!
+//! Run with `cargo bench --bench models` (add `-- --backend wgpu` for wgpu; `-- --quick` for
+//! fewer repetitions). Models are written once under `target/bench-models/`. Reports medians,
+//! and ratios between figures of the same run, since absolute times on shared machines drift.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use infergraph::backend::{self, BackendChoice};
+use infergraph::models::bert::BertInput;
+use infergraph::models::presets::{self, Preset, WeightDtype};
+use infergraph::models::{self, Classifier, Generator};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let choice = args
+        .windows(2)
+        .find(|w| w[0] == "--backend")
+        .map(|w| w[1].parse::<BackendChoice>().expect("auto, wgpu or cpu"))
+        .unwrap_or(BackendChoice::Cpu);
+    let repeats = if args.iter().any(|a| a == "--quick") {
+        3
+    } else {
+        10
+    };
+    let selected = backend::select(choice);
+    println!(
+        "backend: {} ({}), {} repeats, median",
+        selected.backend, selected.name, repeats
+    );
+    println!("| model | measure | median | note |");
+    println!("|---|---|---|---|");
+
+    for preset in [Preset::Distilgpt2, Preset::Gpt2, Preset::Gpt2Medium] {
+        let generator = models::load_generator(&ensure_model(preset), &selected.device).unwrap();
+        bench_generator(preset.name(), &generator, repeats);
+    }
+    let classifier =
+        models::load_classifier(&ensure_model(Preset::BertBaseUncased), &selected.device).unwrap();
+    bench_classifier(&classifier, repeats);
+}
+
+fn bench_generator(name: &str, generator: &Generator, repeats: usize) {
+    let model = generator.model();
+    // A realistic token mix, not a single repeated id.
+    let prompt =
+        |len: usize| -> Vec<u32> { (0..len as u32).map(|i| 464 + (i * 7919) % 40000).collect() };
+    for len in [8, 128] {
+        let p = prompt(len);
+        let t = median(repeats, || {
+            model
+                .prefill(std::slice::from_ref(&p))
+                .unwrap()
+                .0
+                .into_data();
+        });
+        row(name, &format!("prefill, batch 1, {len} tokens"), t, "");
+    }
+    let mut step = [Duration::ZERO; 2];
+    for (i, batch) in [1usize, 8].into_iter().enumerate() {
+        let prompts: Vec<Vec<u32>> = (0..batch).map(|b| prompt(16 + b)).collect();
+        let (_, cache) = model.prefill(&prompts).unwrap();
+        let next = vec![464u32; batch];
+        step[i] = median(repeats, || {
+            // Each repetition decodes from the same 16–23-token context.
+            let mut cache = cache.clone();
+            model.decode(&next, &mut cache).unwrap().into_data();
+        });
+        row(
+            name,
+            &format!("decode step, batch {batch}"),
+            step[i],
+            &format!("{:.1} tok/s", batch as f64 / step[i].as_secs_f64()),
+        );
+    }
+    println!(
+        "| {name} | batch-8 step / batch-1 step | {:.2}× | per-token cost {:.2}× of batch 1 |",
+        step[1].as_secs_f64() / step[0].as_secs_f64(),
+        step[1].as_secs_f64() / step[0].as_secs_f64() / 8.0
+    );
+}
+
+fn bench_classifier(classifier: &Classifier, repeats: usize) {
+    for len in [40usize, 128] {
+        let mut ids: Vec<u32> = (0..len as u32 - 2)
+            .map(|i| 1000 + (i * 7919) % 29000)
+            .collect();
+        ids.insert(0, 101);
+        ids.push(102);
+        let input = BertInput {
+            token_type_ids: vec![0; ids.len()],
+            input_ids: ids,
+        };
+        let t = median(repeats, || {
+            classifier
+                .model()
+                .logits(std::slice::from_ref(&input))
+                .unwrap()
+                .into_data();
+        });
+        row(
+            "bert-base-uncased",
+            &format!("forward, batch 1, {len} tokens"),
+            t,
+            "",
+        );
+    }
+}
+
+fn row(model: &str, measure: &str, t: Duration, note: &str) {
+    println!(
+        "| {model} | {measure} | {:.1} ms | {note} |",
+        t.as_secs_f64() * 1e3
+    );
+}
+
+/// Median wall time of `repeats` runs, after one warm-up run.
+fn median(repeats: usize, mut f: impl FnMut()) -> Duration {
+    f();
+    let mut times: Vec<Duration> = (0..repeats)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn ensure_model(preset: Preset) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/bench-models")
+        .join(preset.name());
+    if !dir.join("model.safetensors").is_file() {
+        eprintln!(
+            "writing true-size random {} to {}",
+            preset.name(),
+            dir.display()
+        );
+        presets::write_true_size(preset, &dir, WeightDtype::F32).unwrap();
+    }
+    dir
+}

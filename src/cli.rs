@@ -1,0 +1,242 @@
+//! The `infergraph` command line: `serve`, `generate`, `classify`, `init-weights`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::backend::{self, BackendChoice, SelectedDevice};
+use crate::config::{Config, LogFormat, Role};
+use crate::models::presets::{self, Preset, WeightDtype};
+use crate::models::{self, GenerationParams};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "infergraph",
+    version,
+    about = "An inference graph server: GPT-2 generators feeding a BERT classifier"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load the graph's models and serve them.
+    Serve(ServeArgs),
+    /// Continue a prompt with a GPT-2 model folder (greedy).
+    Generate(GenerateArgs),
+    /// Classify a text (or a text pair) with a BERT model folder.
+    Classify(ClassifyArgs),
+    /// Write random-weight model folders in Hugging Face layout.
+    InitWeights(InitWeightsArgs),
+}
+
+#[derive(Debug, Args)]
+struct BackendArg {
+    /// auto (wgpu on a real GPU, else CPU), wgpu, or cpu.
+    #[arg(long, env = "INFERGRAPH_BACKEND")]
+    backend: Option<BackendChoice>,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[arg(long, env = "INFERGRAPH_CONFIG", default_value = "config.toml")]
+    config: PathBuf,
+    #[arg(long, env = "INFERGRAPH_HOST")]
+    host: Option<String>,
+    #[arg(long, env = "INFERGRAPH_PORT")]
+    port: Option<u16>,
+    #[command(flatten)]
+    backend: BackendArg,
+}
+
+#[derive(Debug, Args)]
+struct GenerateArgs {
+    /// A GPT-2 model folder.
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    prompt: String,
+    #[arg(long, default_value_t = 16)]
+    max_new_tokens: usize,
+    /// Suppress end-of-sequence until this many tokens are generated.
+    #[arg(long, default_value_t = 0)]
+    min_new_tokens: usize,
+    /// Print one JSON object instead of the text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    backend: BackendArg,
+}
+
+#[derive(Debug, Args)]
+struct ClassifyArgs {
+    /// A BERT sequence-classification model folder.
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    text: String,
+    /// Second text of a sentence pair.
+    #[arg(long)]
+    text_pair: Option<String>,
+    /// Print one JSON object instead of the label.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    backend: BackendArg,
+}
+
+#[derive(Debug, Args)]
+struct InitWeightsArgs {
+    /// A true-size random model of this architecture (for benchmarks).
+    #[arg(long, required_unless_present = "demo", conflicts_with = "demo")]
+    preset: Option<Preset>,
+    /// The four small demo models that `model-weights/` ships.
+    #[arg(long)]
+    demo: bool,
+    /// The model folder to write (with --preset) or the parent of the four (with --demo).
+    #[arg(long)]
+    out: PathBuf,
+    /// Element type of a --preset model's weights (demo models are always f16).
+    #[arg(long, value_enum, default_value = "f32")]
+    dtype: WeightDtype,
+}
+
+/// Runs the command line; the binary is only this.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Generate(args) => {
+            init_tracing(LogFormat::Human, "warn");
+            let device = choose_device(args.backend.backend.unwrap_or_default());
+            let generator =
+                models::load_generator(&args.model, &device.device).map_err(|e| e.to_string())?;
+            let params = GenerationParams {
+                max_new_tokens: args.max_new_tokens,
+                min_new_tokens: args.min_new_tokens,
+                use_cache: true,
+            };
+            let generation = generator
+                .generate(&args.prompt, &params)
+                .map_err(|e| e.to_string())?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&generation).expect("serializable")
+                );
+            } else {
+                println!("{}", generation.text);
+            }
+            Ok(())
+        }
+        Command::Classify(args) => {
+            init_tracing(LogFormat::Human, "warn");
+            let device = choose_device(args.backend.backend.unwrap_or_default());
+            let classifier =
+                models::load_classifier(&args.model, &device.device).map_err(|e| e.to_string())?;
+            let result = classifier
+                .classify(&args.text, args.text_pair.as_deref())
+                .map_err(|e| e.to_string())?;
+            if args.json {
+                println!("{}", serde_json::to_string(&result).expect("serializable"));
+            } else {
+                println!("{} {:.6}", result.label, result.score);
+            }
+            Ok(())
+        }
+        Command::InitWeights(args) => init_weights(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let mut config = Config::from_file(&args.config).map_err(|e| e.to_string())?;
+    if let Some(backend) = args.backend.backend {
+        config.backend = backend;
+    }
+    if let Some(host) = args.host {
+        config.server.host = host;
+    }
+    if let Some(port) = args.port {
+        config.server.port = port;
+    }
+    init_tracing(config.logging.format, &config.logging.level);
+    let device = choose_device(config.backend);
+    for model in &config.models {
+        let started = Instant::now();
+        let loaded = match model.role {
+            Role::Generator => models::load_generator(&model.path, &device.device).map(|_| ()),
+            Role::Classifier => models::load_classifier(&model.path, &device.device).map(|_| ()),
+        };
+        loaded.map_err(|e| format!("model {:?}: {e}", model.name))?;
+        tracing::info!(
+            model = %model.name,
+            role = ?model.role,
+            path = %model.path.display(),
+            device = %device.name,
+            load_ms = started.elapsed().as_millis() as u64,
+            "model loaded"
+        );
+    }
+    tracing::warn!(
+        host = %config.server.host,
+        port = config.server.port,
+        "all models load; the HTTP API is not built yet (issue #3), so there is nothing to serve"
+    );
+    Ok(())
+}
+
+fn init_weights(args: InitWeightsArgs) -> Result<(), String> {
+    let started = Instant::now();
+    if args.demo {
+        for preset in Preset::ALL {
+            let out = args.out.join(preset.name());
+            presets::write_demo(preset, &out).map_err(|e| e.to_string())?;
+            println!("wrote {}", out.display());
+        }
+    } else if let Some(preset) = args.preset {
+        presets::write_true_size(preset, &args.out, args.dtype).map_err(|e| e.to_string())?;
+        println!(
+            "wrote {} ({}) in {:.1} s",
+            args.out.display(),
+            preset.name(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn choose_device(choice: BackendChoice) -> SelectedDevice {
+    let selected = backend::select(choice);
+    tracing::info!(
+        backend = selected.backend,
+        device = %selected.name,
+        reason = %selected.reason,
+        "device selected"
+    );
+    selected
+}
+
+fn init_tracing(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

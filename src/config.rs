@@ -1,0 +1,182 @@
+//! `config.toml`: which models form the graph, where they run, and how the server listens.
+//!
+//! Unknown keys are errors (a typo must not silently fall back to a default), and messages
+//! name the offending key. Relative model paths are resolved against the config file's
+//! folder, so `infergraph serve --config /etc/infergraph/config.toml` works from anywhere.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::backend::BackendChoice;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `auto`, `wgpu` or `cpu`; `--backend` and `INFERGRAPH_BACKEND` override it.
+    #[serde(default)]
+    pub backend: BackendChoice,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub logging: LoggingConfig,
+    /// The models of the graph, generators in the order their results are reported.
+    pub models: Vec<ModelConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 3000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `infergraph=debug`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+/// What a model does in the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Generator,
+    Classifier,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The name results are reported under, e.g. `gpt2`.
+    pub name: String,
+    /// A Hugging Face model folder (config.json, model.safetensors, tokenizer.json).
+    pub path: PathBuf,
+    pub role: Role,
+}
+
+/// Why a configuration was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read config: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, base).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            ConfigError::Invalid { message, .. } => ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses `text`, resolving relative model paths against `base`.
+    pub fn from_toml(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message: e.to_string(),
+        })?;
+        for model in &mut config.models {
+            if model.path.is_relative() {
+                model.path = base.join(&model.path);
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: PathBuf::from("<config>"),
+            message,
+        };
+        let mut names = std::collections::HashSet::new();
+        for model in &self.models {
+            if model.name.trim().is_empty() {
+                return Err(invalid("models.name: must not be empty".into()));
+            }
+            if !names.insert(&model.name) {
+                return Err(invalid(format!(
+                    "models.name: {:?} appears twice",
+                    model.name
+                )));
+            }
+        }
+        if self.generators().next().is_none() {
+            return Err(invalid(
+                "models: the graph needs at least one role = \"generator\"".into(),
+            ));
+        }
+        if self
+            .models
+            .iter()
+            .filter(|m| m.role == Role::Classifier)
+            .count()
+            != 1
+        {
+            return Err(invalid(
+                "models: the graph needs exactly one role = \"classifier\"".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn generators(&self) -> impl Iterator<Item = &ModelConfig> {
+        self.models.iter().filter(|m| m.role == Role::Generator)
+    }
+
+    pub fn classifier(&self) -> &ModelConfig {
+        self.models
+            .iter()
+            .find(|m| m.role == Role::Classifier)
+            .expect("validated: exactly one classifier")
+    }
+}

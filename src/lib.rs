@@ -1,0 +1,7 @@
+//! infergraph: an inference graph (GPT-2 generators feeding a BERT classifier) served by
+//! actix actors over burn models.
+
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod models;

@@ -1,0 +1,56 @@
+//! Scaled dot-product attention shared by GPT-2 and BERT, and the masks that feed it.
+
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// Added to the score of a key a query must not see. Like transformers' `finfo.min`, it is
+/// finite, so a row with every key masked (a left-padding query) still softmaxes to numbers.
+const MASKED: f32 = f32::MIN;
+
+/// `[B, T, C]` → `[B, H, T, C / H]`.
+pub fn split_heads(x: Tensor<3>, n_head: usize) -> Tensor<4> {
+    let [b, t, c] = x.dims();
+    x.reshape([b, t, n_head, c / n_head]).swap_dims(1, 2)
+}
+
+/// `[B, H, T, D]` → `[B, T, H * D]`.
+pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
+    let [b, h, t, d] = x.dims();
+    x.swap_dims(1, 2).reshape([b, t, h * d])
+}
+
+/// softmax(q·kᵀ · scale + bias)·v, with `bias` broadcast over heads (`[B, 1, T, S]`).
+pub fn attend(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    scale: f64,
+    bias: Option<&Tensor<4>>,
+) -> Tensor<4> {
+    let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+    if let Some(bias) = bias {
+        scores = scores + bias.clone();
+    }
+    softmax(scores, 3).matmul(v)
+}
+
+/// An additive attention bias `[B, 1, T, S]` from a host-side rule `allowed(b, t, s)`.
+pub fn attention_bias(
+    [b, t, s]: [usize; 3],
+    allowed: impl Fn(usize, usize, usize) -> bool,
+    device: &Device,
+) -> Tensor<4> {
+    let mut values = Vec::with_capacity(b * t * s);
+    for row in 0..b {
+        for query in 0..t {
+            for key in 0..s {
+                values.push(if allowed(row, query, key) {
+                    0.0
+                } else {
+                    MASKED
+                });
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(values, [b, 1, t, s]), device)
+}

@@ -1,0 +1,442 @@
+//! GPT-2 language model (`GPT2LMHeadModel`), for any GPT-2 `config.json`.
+//!
+//! Module and field names mirror Hugging Face's (`h.0.attn.c_attn`), so weight keys map
+//! one to one. Two ways in:
+//! - `logits_all`: one full forward over a sequence, logits at every position;
+//! - `prefill` + `decode`: a batch of prompts, left-padded, then one token per row per step
+//!   with a KV cache, each step computing logits for the last position only.
+//!
+//! Left padding keeps every row's newest token in the last column, so a decode step is one
+//! column for the whole batch; padded keys are masked out and position ids count real
+//! tokens only, so a padded row computes exactly what it would alone.
+
+use std::path::Path;
+
+use burn::nn::{Embedding, LayerNorm, Linear};
+use burn::tensor::activation::{gelu, gelu_approximate};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::Deserialize;
+
+use super::attention::{attend, attention_bias, merge_heads, split_heads};
+use super::error::ModelError;
+use super::weights::WeightFile;
+
+/// The fields of a Hugging Face GPT-2 `config.json` that shape the computation.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Gpt2Config {
+    pub vocab_size: usize,
+    pub n_positions: usize,
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    /// Width of the MLP; `null` means 4 × n_embd.
+    #[serde(default)]
+    pub n_inner: Option<usize>,
+    #[serde(default = "default_layer_norm_epsilon")]
+    pub layer_norm_epsilon: f64,
+    #[serde(default = "default_activation")]
+    pub activation_function: String,
+    #[serde(default = "default_true")]
+    pub scale_attn_weights: bool,
+    #[serde(default)]
+    pub scale_attn_by_inverse_layer_idx: bool,
+    #[serde(default = "default_true")]
+    pub tie_word_embeddings: bool,
+    #[serde(default)]
+    pub eos_token_id: Option<u32>,
+}
+
+fn default_layer_norm_epsilon() -> f64 {
+    1e-5
+}
+fn default_activation() -> String {
+    "gelu_new".to_string()
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Gpt2Config {
+    pub fn validate(&self, path: &Path) -> Result<(), ModelError> {
+        let invalid = |reason: String| ModelError::InvalidConfig {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if self.n_head == 0 || self.n_embd % self.n_head != 0 {
+            return Err(invalid(format!(
+                "n_embd ({}) must be a multiple of n_head ({})",
+                self.n_embd, self.n_head
+            )));
+        }
+        if [self.vocab_size, self.n_positions, self.n_layer].contains(&0) {
+            return Err(invalid(
+                "vocab_size, n_positions and n_layer must be positive".into(),
+            ));
+        }
+        Activation::parse(&self.activation_function).map_err(invalid)?;
+        Ok(())
+    }
+
+    fn inner_dim(&self) -> usize {
+        self.n_inner.unwrap_or(4 * self.n_embd)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Activation {
+    /// `gelu_new` / `gelu_pytorch_tanh`: the tanh approximation GPT-2 was trained with.
+    GeluTanh,
+    /// `gelu`: the exact, erf-based GELU.
+    GeluErf,
+}
+
+impl Activation {
+    fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Self::GeluTanh),
+            "gelu" => Ok(Self::GeluErf),
+            other => Err(format!(
+                "activation_function {other:?} is not supported (gelu_new, gelu_pytorch_tanh, gelu)"
+            )),
+        }
+    }
+
+    fn forward(self, x: Tensor<3>) -> Tensor<3> {
+        match self {
+            Self::GeluTanh => gelu_approximate(x),
+            Self::GeluErf => gelu(x),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Attention {
+    /// Fused Q|K|V projection, `[n_embd, 3 · n_embd]`.
+    c_attn: Linear,
+    c_proj: Linear,
+    n_head: usize,
+    scale: f64,
+}
+
+#[derive(Debug)]
+struct Mlp {
+    c_fc: Linear,
+    c_proj: Linear,
+    act: Activation,
+}
+
+#[derive(Debug)]
+struct Block {
+    ln_1: LayerNorm,
+    attn: Attention,
+    ln_2: LayerNorm,
+    mlp: Mlp,
+}
+
+/// Keys and values of one layer, `[B, H, S, D]`.
+#[derive(Debug, Clone)]
+struct LayerCache {
+    k: Tensor<4>,
+    v: Tensor<4>,
+}
+
+/// The state a batch carries between decode steps.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<Option<LayerCache>>,
+    /// Per row, per key position: whether it holds a real token (false = left padding).
+    key_valid: Vec<Vec<bool>>,
+    /// Per row: the position id the row's next real token gets.
+    next_position: Vec<usize>,
+}
+
+impl KvCache {
+    fn new(n_layer: usize, batch: usize) -> Self {
+        Self {
+            layers: vec![None; n_layer],
+            key_valid: vec![Vec::new(); batch],
+            next_position: vec![0; batch],
+        }
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.key_valid.len()
+    }
+
+    /// Key positions held so far (padding included), the same for every row.
+    pub fn len(&self) -> usize {
+        self.key_valid.first().map_or(0, Vec::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Real tokens seen by `row`: the position id its next token will get.
+    pub fn tokens_in_row(&self, row: usize) -> usize {
+        self.next_position[row]
+    }
+}
+
+/// A GPT-2 transformer with its (usually tied) language-model head.
+#[derive(Debug)]
+pub struct Gpt2LmHeadModel {
+    config: Gpt2Config,
+    wte: Embedding,
+    wpe: Embedding,
+    h: Vec<Block>,
+    ln_f: LayerNorm,
+    /// `[vocab, n_embd]` head when the checkpoint does not tie it to `wte`.
+    lm_head: Option<Tensor<2>>,
+    device: Device,
+}
+
+impl Gpt2LmHeadModel {
+    /// Builds the model from `weights`, taking every tensor by its HF name.
+    pub fn load(
+        config: Gpt2Config,
+        mut weights: WeightFile,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        config.validate(weights.path())?;
+        let c = config.n_embd;
+        let eps = config.layer_norm_epsilon;
+        let act = Activation::parse(&config.activation_function).expect("validated");
+        let head_dim = c / config.n_head;
+        let mut h = Vec::with_capacity(config.n_layer);
+        for i in 0..config.n_layer {
+            let p = format!("h.{i}");
+            let mut scale = if config.scale_attn_weights {
+                1.0 / (head_dim as f64).sqrt()
+            } else {
+                1.0
+            };
+            if config.scale_attn_by_inverse_layer_idx {
+                scale /= (i + 1) as f64;
+            }
+            h.push(Block {
+                ln_1: weights.layer_norm(&format!("{p}.ln_1"), c, eps)?,
+                attn: Attention {
+                    c_attn: weights.conv1d(&format!("{p}.attn.c_attn"), c, 3 * c)?,
+                    c_proj: weights.conv1d(&format!("{p}.attn.c_proj"), c, c)?,
+                    n_head: config.n_head,
+                    scale,
+                },
+                ln_2: weights.layer_norm(&format!("{p}.ln_2"), c, eps)?,
+                mlp: Mlp {
+                    c_fc: weights.conv1d(&format!("{p}.mlp.c_fc"), c, config.inner_dim())?,
+                    c_proj: weights.conv1d(&format!("{p}.mlp.c_proj"), config.inner_dim(), c)?,
+                    act,
+                },
+            });
+        }
+        let wte = weights.embedding("wte", config.vocab_size, c)?;
+        let wpe = weights.embedding("wpe", config.n_positions, c)?;
+        let ln_f = weights.layer_norm("ln_f", c, eps)?;
+        let lm_head = if config.tie_word_embeddings {
+            None
+        } else {
+            Some(weights.tensor("lm_head.weight", [config.vocab_size, c])?)
+        };
+        let tied = config.tie_word_embeddings;
+        weights.finish(|name| {
+            // Causal-mask buffers older checkpoints saved, and a tied head saved anyway.
+            name.ends_with(".attn.bias")
+                || name.ends_with(".attn.masked_bias")
+                || (tied && name == "lm_head.weight")
+        })?;
+        Ok(Self {
+            config,
+            wte,
+            wpe,
+            h,
+            ln_f,
+            lm_head,
+            device: device.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &Gpt2Config {
+        &self.config
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Logits at every position of `ids`, `[T, vocab]`, in one forward without a cache.
+    pub fn logits_all(&self, ids: &[u32]) -> Result<Tensor<2>, ModelError> {
+        let mut cache = KvCache::new(self.config.n_layer, 1);
+        let hidden = self.forward(&[ids.to_vec()], &[vec![true; ids.len()]], &mut cache)?;
+        let [_, t, c] = hidden.dims();
+        Ok(self.lm_logits(hidden.reshape([t, c])))
+    }
+
+    /// Runs a batch of prompts (left-padded to a common length) and returns the logits of
+    /// each row's last token, `[B, vocab]`, with the cache to continue from.
+    pub fn prefill(&self, prompts: &[Vec<u32>]) -> Result<(Tensor<2>, KvCache), ModelError> {
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
+            return Err(ModelError::InvalidInput(
+                "every prompt needs at least one token".into(),
+            ));
+        }
+        let pad = self.config.eos_token_id.unwrap_or(0);
+        let (ids, valid): (Vec<Vec<u32>>, Vec<Vec<bool>>) = prompts
+            .iter()
+            .map(|p| {
+                let padding = longest - p.len();
+                let mut ids = vec![pad; padding];
+                ids.extend_from_slice(p);
+                let mut valid = vec![false; padding];
+                valid.extend(std::iter::repeat_n(true, p.len()));
+                (ids, valid)
+            })
+            .unzip();
+        let mut cache = KvCache::new(self.config.n_layer, prompts.len());
+        let hidden = self.forward(&ids, &valid, &mut cache)?;
+        Ok((self.last_logits(hidden), cache))
+    }
+
+    /// Feeds one token per row and returns each row's next-token logits, `[B, vocab]`.
+    pub fn decode(&self, next: &[u32], cache: &mut KvCache) -> Result<Tensor<2>, ModelError> {
+        if next.len() != cache.batch_size() {
+            return Err(ModelError::InvalidInput(format!(
+                "decode got {} tokens for a batch of {}",
+                next.len(),
+                cache.batch_size()
+            )));
+        }
+        let ids: Vec<Vec<u32>> = next.iter().map(|&t| vec![t]).collect();
+        let valid = vec![vec![true]; next.len()];
+        let hidden = self.forward(&ids, &valid, cache)?;
+        Ok(self.last_logits(hidden))
+    }
+
+    /// The transformer body: `ids` and `valid` are `[B][T]`, appended to `cache`.
+    /// Returns the final hidden states `[B, T, n_embd]` (after `ln_f`).
+    fn forward(
+        &self,
+        ids: &[Vec<u32>],
+        valid: &[Vec<bool>],
+        cache: &mut KvCache,
+    ) -> Result<Tensor<3>, ModelError> {
+        let b = ids.len();
+        let t = ids[0].len();
+        // Validate before touching the cache, so a rejected step leaves it usable.
+        if let Some(&bad) = ids
+            .iter()
+            .flatten()
+            .find(|&&id| id as usize >= self.config.vocab_size)
+        {
+            return Err(ModelError::InvalidInput(format!(
+                "token id {bad} is outside the vocabulary ({})",
+                self.config.vocab_size
+            )));
+        }
+        for (row, row_valid) in valid.iter().enumerate() {
+            let total = cache.next_position[row] + row_valid.iter().filter(|v| **v).count();
+            if total > self.config.n_positions {
+                return Err(ModelError::InvalidInput(format!(
+                    "sequence of {total} tokens exceeds the model's n_positions ({})",
+                    self.config.n_positions
+                )));
+            }
+        }
+        let mut positions = Vec::with_capacity(b * t);
+        for (row, row_valid) in valid.iter().enumerate() {
+            for &is_real in row_valid {
+                if is_real {
+                    positions.push(cache.next_position[row] as i64);
+                    cache.next_position[row] += 1;
+                } else {
+                    positions.push(0);
+                }
+            }
+            cache.key_valid[row].extend_from_slice(row_valid);
+        }
+        let s = cache.len();
+        let past = s - t;
+        let needs_mask = t > 1 || cache.key_valid.iter().flatten().any(|v| !v);
+        let bias = needs_mask.then(|| {
+            attention_bias(
+                [b, t, s],
+                |row, query, key| key <= past + query && cache.key_valid[row][key],
+                &self.device,
+            )
+        });
+
+        let flat_ids: Vec<i64> = ids.iter().flatten().map(|&id| id as i64).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(flat_ids, [b, t]), &self.device);
+        let positions =
+            Tensor::<2, Int>::from_data(TensorData::new(positions, [b, t]), &self.device);
+        let mut x = self.wte.forward(ids) + self.wpe.forward(positions);
+        for (block, layer_cache) in self.h.iter().zip(cache.layers.iter_mut()) {
+            x = block.forward(x, bias.as_ref(), layer_cache);
+        }
+        Ok(self.ln_f.forward(x))
+    }
+
+    fn last_logits(&self, hidden: Tensor<3>) -> Tensor<2> {
+        let [b, t, c] = hidden.dims();
+        self.lm_logits(hidden.slice([0..b, t - 1..t, 0..c]).reshape([b, c]))
+    }
+
+    /// `[N, n_embd]` → `[N, vocab]` through the (tied) head.
+    fn lm_logits(&self, hidden: Tensor<2>) -> Tensor<2> {
+        let head = self
+            .lm_head
+            .clone()
+            .unwrap_or_else(|| self.wte.weight.val());
+        hidden.matmul(head.transpose())
+    }
+}
+
+impl Block {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        bias: Option<&Tensor<4>>,
+        cache: &mut Option<LayerCache>,
+    ) -> Tensor<3> {
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), bias, cache);
+        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+    }
+}
+
+impl Attention {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        bias: Option<&Tensor<4>>,
+        cache: &mut Option<LayerCache>,
+    ) -> Tensor<3> {
+        let [_, _, c] = x.dims();
+        let mut qkv = self.c_attn.forward(x).chunk(3, 2).into_iter();
+        let (q, k, v) = (
+            qkv.next().unwrap(),
+            qkv.next().unwrap(),
+            qkv.next().unwrap(),
+        );
+        debug_assert_eq!(q.dims()[2], c);
+        let q = split_heads(q, self.n_head);
+        let mut k = split_heads(k, self.n_head);
+        let mut v = split_heads(v, self.n_head);
+        if let Some(past) = cache.take() {
+            k = Tensor::cat(vec![past.k, k], 2);
+            v = Tensor::cat(vec![past.v, v], 2);
+        }
+        *cache = Some(LayerCache {
+            k: k.clone(),
+            v: v.clone(),
+        });
+        self.c_proj
+            .forward(merge_heads(attend(q, k, v, self.scale, bias)))
+    }
+}
+
+impl Mlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.c_proj.forward(self.act.forward(self.c_fc.forward(x)))
+    }
+}

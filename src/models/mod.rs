@@ -1,0 +1,20 @@
+//! The models infergraph serves, in burn, loaded from Hugging Face model folders.
+//!
+//! One file per model (`gpt2`, `bert`), their task wrappers (`generator`, `classifier`),
+//! and the loading path they share (`folder` → `weights` + `tokenizer`).
+
+pub mod attention;
+pub mod bert;
+pub mod classifier;
+pub mod error;
+pub mod folder;
+pub mod generator;
+pub mod gpt2;
+pub mod tokenizer;
+pub mod weights;
+
+pub use classifier::{Classification, Classifier};
+pub use error::ModelError;
+pub use folder::{architecture, load, load_classifier, load_generator, Architecture, LoadedModel};
+pub use generator::{FinishReason, Generation, GenerationParams, Generator};
+pub mod presets;

@@ -1,0 +1,399 @@
+//! Deterministic random-weight model folders in Hugging Face layout (`infergraph init-weights`).
+//!
+//! Two sizes per architecture: `true_size` has the real checkpoint's dimensions (for
+//! benchmarks), `demo` is small enough to commit and to start in seconds. Both are written
+//! as a real checkpoint is (config.json, model.safetensors, tokenizer.json) and read back
+//! through the same loader, so the demo exercises the real loading path.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, View};
+use serde_json::json;
+
+use super::error::ModelError;
+
+/// The real tokenizers, shipped with the binary so any folder can be made anywhere.
+const GPT2_TOKENIZER: &[u8] = include_bytes!("../../model-weights/gpt2/tokenizer.json");
+const BERT_TOKENIZER: &[u8] =
+    include_bytes!("../../model-weights/bert-base-uncased/tokenizer.json");
+
+/// The architectures `init-weights` can make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    Gpt2,
+    Distilgpt2,
+    Gpt2Medium,
+    BertBaseUncased,
+}
+
+impl Preset {
+    pub const ALL: [Preset; 4] = [
+        Preset::Gpt2,
+        Preset::Distilgpt2,
+        Preset::Gpt2Medium,
+        Preset::BertBaseUncased,
+    ];
+
+    /// The folder name the default config expects under `model-weights/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Gpt2 => "gpt2",
+            Preset::Distilgpt2 => "distilgpt2",
+            Preset::Gpt2Medium => "gpt2-medium",
+            Preset::BertBaseUncased => "bert-base-uncased",
+        }
+    }
+
+    fn seed(self) -> u64 {
+        Preset::ALL.iter().position(|p| *p == self).expect("listed") as u64 + 1
+    }
+}
+
+/// Element type of the written weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightDtype {
+    F32,
+    F16,
+}
+
+/// Sizes of one folder to write.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Gpt2 {
+        n_layer: usize,
+        n_head: usize,
+        n_embd: usize,
+        n_positions: usize,
+    },
+    Bert {
+        layers: usize,
+        heads: usize,
+        hidden: usize,
+        intermediate: usize,
+        max_positions: usize,
+    },
+}
+
+const GPT2_VOCAB: usize = 50257;
+const BERT_VOCAB: usize = 30522;
+const EOS: u32 = 50256;
+
+fn true_size(preset: Preset) -> Shape {
+    let gpt2 = |n_layer, n_head, n_embd| Shape::Gpt2 {
+        n_layer,
+        n_head,
+        n_embd,
+        n_positions: 1024,
+    };
+    match preset {
+        Preset::Gpt2 => gpt2(12, 12, 768),
+        Preset::Distilgpt2 => gpt2(6, 12, 768),
+        Preset::Gpt2Medium => gpt2(24, 16, 1024),
+        Preset::BertBaseUncased => Shape::Bert {
+            layers: 12,
+            heads: 12,
+            hidden: 768,
+            intermediate: 3072,
+            max_positions: 512,
+        },
+    }
+}
+
+/// Small stand-ins: the vocabulary and context of the real models, few and narrow layers.
+fn demo_size(preset: Preset) -> Shape {
+    let gpt2 = |n_layer, n_head, n_embd| Shape::Gpt2 {
+        n_layer,
+        n_head,
+        n_embd,
+        n_positions: 1024,
+    };
+    match preset {
+        Preset::Gpt2 => gpt2(2, 2, 32),
+        Preset::Distilgpt2 => gpt2(1, 2, 32),
+        Preset::Gpt2Medium => gpt2(3, 3, 48),
+        Preset::BertBaseUncased => Shape::Bert {
+            layers: 2,
+            heads: 2,
+            hidden: 32,
+            intermediate: 64,
+            max_positions: 512,
+        },
+    }
+}
+
+/// Writes a true-size random model of `preset` into `out`.
+pub fn write_true_size(preset: Preset, out: &Path, dtype: WeightDtype) -> Result<(), ModelError> {
+    write_folder(preset, true_size(preset), out, dtype)
+}
+
+/// Writes the small demo model of `preset` into `out` (what `model-weights/` ships).
+pub fn write_demo(preset: Preset, out: &Path) -> Result<(), ModelError> {
+    write_folder(preset, demo_size(preset), out, WeightDtype::F16)
+}
+
+fn write_folder(
+    preset: Preset,
+    shape: Shape,
+    out: &Path,
+    dtype: WeightDtype,
+) -> Result<(), ModelError> {
+    let write_err = |path: &Path, e: &dyn std::fmt::Display| ModelError::Write {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    std::fs::create_dir_all(out).map_err(|e| write_err(out, &e))?;
+    let mut rng = SplitMix64(preset.seed());
+    let (config, tokenizer, tokenizer_config, tensors) = match shape {
+        Shape::Gpt2 {
+            n_layer,
+            n_head,
+            n_embd,
+            n_positions,
+        } => (
+            json!({
+                "architectures": ["GPT2LMHeadModel"],
+                "model_type": "gpt2",
+                "activation_function": "gelu_new",
+                "vocab_size": GPT2_VOCAB,
+                "n_positions": n_positions,
+                "n_embd": n_embd,
+                "n_layer": n_layer,
+                "n_head": n_head,
+                "n_inner": null,
+                "layer_norm_epsilon": 1e-5,
+                "initializer_range": 0.02,
+                "bos_token_id": EOS,
+                "eos_token_id": EOS,
+                "tie_word_embeddings": true,
+                "infergraph_note": "random weights made by `infergraph init-weights`: outputs are meaningless",
+            }),
+            GPT2_TOKENIZER,
+            json!({
+                "tokenizer_class": "GPT2Tokenizer",
+                "model_max_length": n_positions,
+                "bos_token": "<|endoftext|>",
+                "eos_token": "<|endoftext|>",
+                "unk_token": "<|endoftext|>",
+            }),
+            gpt2_tensors(&mut rng, n_layer, n_embd, n_positions),
+        ),
+        Shape::Bert {
+            layers,
+            heads,
+            hidden,
+            intermediate,
+            max_positions,
+        } => (
+            json!({
+                "architectures": ["BertForSequenceClassification"],
+                "model_type": "bert",
+                "hidden_act": "gelu",
+                "vocab_size": BERT_VOCAB,
+                "hidden_size": hidden,
+                "num_hidden_layers": layers,
+                "num_attention_heads": heads,
+                "intermediate_size": intermediate,
+                "max_position_embeddings": max_positions,
+                "type_vocab_size": 2,
+                "layer_norm_eps": 1e-12,
+                "initializer_range": 0.02,
+                "pad_token_id": 0,
+                "infergraph_note": "random weights made by `infergraph init-weights`: outputs are meaningless",
+            }),
+            BERT_TOKENIZER,
+            json!({
+                "tokenizer_class": "BertTokenizer",
+                "do_lower_case": true,
+                "model_max_length": max_positions,
+            }),
+            bert_tensors(&mut rng, layers, hidden, intermediate, max_positions),
+        ),
+    };
+    let write_json = |name: &str, value: &serde_json::Value| {
+        let path = out.join(name);
+        let text = serde_json::to_string_pretty(value).expect("json values serialize");
+        std::fs::write(&path, text + "\n").map_err(|e| write_err(&path, &e))
+    };
+    write_json("config.json", &config)?;
+    write_json("tokenizer_config.json", &tokenizer_config)?;
+    let tokenizer_path = out.join("tokenizer.json");
+    std::fs::write(&tokenizer_path, tokenizer).map_err(|e| write_err(&tokenizer_path, &e))?;
+    let weights_path = out.join("model.safetensors");
+    let views = tensors
+        .into_iter()
+        .map(|(name, shape, values)| (name, HostTensor::new(shape, &values, dtype)));
+    // Written aside and renamed, so an interrupted run never leaves a truncated checkpoint.
+    let partial = out.join("model.safetensors.partial");
+    safetensors::serialize_to_file(views, None, &partial).map_err(|e| write_err(&partial, &e))?;
+    std::fs::rename(&partial, &weights_path).map_err(|e| write_err(&weights_path, &e))
+}
+
+type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
+fn gpt2_tensors(
+    rng: &mut SplitMix64,
+    n_layer: usize,
+    c: usize,
+    positions: usize,
+) -> Vec<NamedTensor> {
+    let mut t = TensorMaker {
+        rng,
+        out: Vec::new(),
+    };
+    t.normal("transformer.wte.weight", vec![GPT2_VOCAB, c]);
+    t.normal("transformer.wpe.weight", vec![positions, c]);
+    for i in 0..n_layer {
+        let p = format!("transformer.h.{i}");
+        t.layer_norm(&format!("{p}.ln_1"), c);
+        t.conv1d(&format!("{p}.attn.c_attn"), c, 3 * c);
+        t.conv1d(&format!("{p}.attn.c_proj"), c, c);
+        t.layer_norm(&format!("{p}.ln_2"), c);
+        t.conv1d(&format!("{p}.mlp.c_fc"), c, 4 * c);
+        t.conv1d(&format!("{p}.mlp.c_proj"), 4 * c, c);
+    }
+    t.layer_norm("transformer.ln_f", c);
+    t.out
+}
+
+fn bert_tensors(
+    rng: &mut SplitMix64,
+    layers: usize,
+    d: usize,
+    ffn: usize,
+    positions: usize,
+) -> Vec<NamedTensor> {
+    let mut t = TensorMaker {
+        rng,
+        out: Vec::new(),
+    };
+    t.normal(
+        "bert.embeddings.word_embeddings.weight",
+        vec![BERT_VOCAB, d],
+    );
+    t.normal(
+        "bert.embeddings.position_embeddings.weight",
+        vec![positions, d],
+    );
+    t.normal("bert.embeddings.token_type_embeddings.weight", vec![2, d]);
+    t.layer_norm("bert.embeddings.LayerNorm", d);
+    for i in 0..layers {
+        let p = format!("bert.encoder.layer.{i}");
+        for name in ["query", "key", "value"] {
+            t.linear(&format!("{p}.attention.self.{name}"), d, d);
+        }
+        t.linear(&format!("{p}.attention.output.dense"), d, d);
+        t.layer_norm(&format!("{p}.attention.output.LayerNorm"), d);
+        t.linear(&format!("{p}.intermediate.dense"), d, ffn);
+        t.linear(&format!("{p}.output.dense"), ffn, d);
+        t.layer_norm(&format!("{p}.output.LayerNorm"), d);
+    }
+    t.linear("bert.pooler.dense", d, d);
+    t.linear("classifier", d, 2);
+    t.out
+}
+
+/// Fills tensors as transformers initialises them: N(0, 0.02) weights, zero biases,
+/// unit LayerNorm scales.
+struct TensorMaker<'a> {
+    rng: &'a mut SplitMix64,
+    out: Vec<NamedTensor>,
+}
+
+impl TensorMaker<'_> {
+    fn normal(&mut self, name: &str, shape: Vec<usize>) {
+        let n = shape.iter().product();
+        let values = (0..n).map(|_| self.rng.normal() * 0.02).collect();
+        self.out.push((name.to_string(), shape, values));
+    }
+
+    fn constant(&mut self, name: &str, n: usize, value: f32) {
+        self.out.push((name.to_string(), vec![n], vec![value; n]));
+    }
+
+    /// A GPT-2 `Conv1D`: weight stored `[in, out]`.
+    fn conv1d(&mut self, prefix: &str, d_in: usize, d_out: usize) {
+        self.normal(&format!("{prefix}.weight"), vec![d_in, d_out]);
+        self.constant(&format!("{prefix}.bias"), d_out, 0.0);
+    }
+
+    /// A PyTorch `nn.Linear`: weight stored `[out, in]`.
+    fn linear(&mut self, prefix: &str, d_in: usize, d_out: usize) {
+        self.normal(&format!("{prefix}.weight"), vec![d_out, d_in]);
+        self.constant(&format!("{prefix}.bias"), d_out, 0.0);
+    }
+
+    fn layer_norm(&mut self, prefix: &str, d: usize) {
+        self.constant(&format!("{prefix}.weight"), d, 1.0);
+        self.constant(&format!("{prefix}.bias"), d, 0.0);
+    }
+}
+
+/// A small, fast, reproducible generator; the same seed gives the same bytes on every machine.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1].
+    fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal by Box–Muller (one value per pair; simplicity over speed).
+    fn normal(&mut self) -> f32 {
+        let (u1, u2) = (self.uniform(), self.uniform());
+        ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    }
+}
+
+/// A tensor's bytes, ready for `safetensors::serialize_to_file`.
+struct HostTensor {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl HostTensor {
+    fn new(shape: Vec<usize>, values: &[f32], dtype: WeightDtype) -> Self {
+        let (dtype, bytes) = match dtype {
+            WeightDtype::F32 => (
+                Dtype::F32,
+                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ),
+            WeightDtype::F16 => (
+                Dtype::F16,
+                values
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect(),
+            ),
+        };
+        Self {
+            dtype,
+            shape,
+            bytes,
+        }
+    }
+}
+
+impl View for HostTensor {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}

@@ -1,0 +1,97 @@
+//! Hugging Face `tokenizer.json` files through the `tokenizers` crate.
+
+use std::path::Path;
+
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use super::error::ModelError;
+
+/// One encoded text (or text pair), as a model consumes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    /// 0 for the first text's tokens, 1 for the second's.
+    pub type_ids: Vec<u32>,
+    /// Whether truncation dropped tokens.
+    pub truncated: bool,
+}
+
+/// A tokenizer loaded from a model folder.
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    /// For error messages.
+    path: std::path::PathBuf,
+}
+
+impl std::fmt::Debug for TextTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextTokenizer")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl TextTokenizer {
+    pub fn from_file(path: &Path) -> Result<Self, ModelError> {
+        if !path.is_file() {
+            return Err(ModelError::MissingFile {
+                path: path.to_path_buf(),
+                what: "the model's tokenizer",
+            });
+        }
+        let inner = Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            inner,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Truncate encodings to `max_length` tokens (special tokens included), longest text first.
+    pub fn truncate_to(mut self, max_length: usize) -> Result<Self, ModelError> {
+        let current = self.inner.get_truncation().cloned();
+        let params = TruncationParams {
+            max_length: current
+                .as_ref()
+                .map_or(max_length, |t| t.max_length.min(max_length)),
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        };
+        self.inner
+            .with_truncation(Some(params))
+            .map_err(|e| ModelError::Tokenizer {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(self)
+    }
+
+    /// The truncation limit in force, if any.
+    pub fn max_length(&self) -> Option<usize> {
+        self.inner.get_truncation().map(|t| t.max_length)
+    }
+
+    /// Encodes `text` (and `pair`, if given) with the tokenizer's special tokens.
+    pub fn encode(&self, text: &str, pair: Option<&str>) -> Result<Encoded, ModelError> {
+        let encoding = match pair {
+            Some(pair) => self.inner.encode((text, pair), true),
+            None => self.inner.encode(text, true),
+        }
+        .map_err(|e| ModelError::InvalidInput(format!("cannot tokenize: {e}")))?;
+        Ok(Encoded {
+            ids: encoding.get_ids().to_vec(),
+            type_ids: encoding.get_type_ids().to_vec(),
+            truncated: !encoding.get_overflowing().is_empty(),
+        })
+    }
+
+    /// Decodes `ids`, leaving out special tokens such as `<|endoftext|>`, as HF pipelines do.
+    pub fn decode(&self, ids: &[u32]) -> Result<String, ModelError> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| ModelError::InvalidInput(format!("cannot decode: {e}")))
+    }
+}

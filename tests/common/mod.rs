@@ -1,0 +1,77 @@
+//! Shared by the integration tests: fixture paths, golden files, and comparisons.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::PathBuf;
+
+use burn::tensor::Device;
+use serde_json::Value;
+
+pub const GPT2_FIXTURES: [&str; 3] = ["gpt2-tiny-a", "gpt2-tiny-b", "gpt2-tiny-c"];
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(name)
+}
+
+pub fn golden(name: &str) -> Value {
+    let text = std::fs::read_to_string(fixture(name).join("golden.json")).expect("golden.json");
+    serde_json::from_str(&text).expect("golden.json parses")
+}
+
+pub fn golden_inputs(name: &str) -> Vec<Value> {
+    golden(name)["inputs"].as_array().expect("inputs").clone()
+}
+
+/// Full last-position logits of input `index`, from `golden_logits.safetensors`.
+pub fn golden_last_logits(name: &str, index: usize) -> Vec<f32> {
+    let bytes =
+        std::fs::read(fixture(name).join("golden_logits.safetensors")).expect("golden logits");
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors");
+    let view = file
+        .tensor(&format!("last_logits.{index}"))
+        .expect("tensor present");
+    view.data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+pub fn u32s(value: &Value) -> Vec<u32> {
+    value
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|v| v.as_u64().expect("integer") as u32)
+        .collect()
+}
+
+pub fn f32s(value: &Value) -> Vec<f32> {
+    value
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|v| v.as_f64().expect("number") as f32)
+        .collect()
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+pub fn logsumexp(row: &[f32]) -> f32 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    max + row
+        .iter()
+        .map(|v| ((v - max) as f64).exp())
+        .sum::<f64>()
+        .ln() as f32
+}
+
+pub fn cpu() -> Device {
+    Device::flex()
+}
