@@ -191,7 +191,7 @@ fn a_left_padded_batch_computes_what_each_row_computes_alone() {
         .collect();
     for (row, prompt) in prompts.iter().enumerate() {
         let alone = model
-            .prefill(&[prompt.clone()])
+            .prefill(std::slice::from_ref(prompt))
             .unwrap()
             .0
             .into_data()
