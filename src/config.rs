@@ -21,6 +21,10 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
+    #[serde(default)]
+    pub generation: GenerationDefaults,
+    #[serde(default)]
+    pub limits: Limits,
     /// The models of the graph, generators in the order their results are reported.
     pub models: Vec<ModelConfig>,
 }
@@ -29,7 +33,12 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub host: String,
+    /// 0 picks a free port (the log says which).
     pub port: u16,
+    /// HTTP worker threads; model math never runs on them. 0 means one per core.
+    pub workers: usize,
+    /// How long in-flight requests may run after SIGTERM/SIGINT before the process exits.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -37,6 +46,50 @@ impl Default for ServerConfig {
         Self {
             host: "127.0.0.1".into(),
             port: 3000,
+            workers: 0,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// What a request gets when it does not say.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenerationDefaults {
+    /// Total tokens (prompt + continuation), as the BentoML example's pipelines use.
+    pub max_length: usize,
+}
+
+impl Default for GenerationDefaults {
+    fn default() -> Self {
+        Self { max_length: 128 }
+    }
+}
+
+/// Bounds on what one request may ask for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body; bigger ones get 413.
+    pub max_body_bytes: usize,
+    /// Longest input text, in characters.
+    pub max_input_chars: usize,
+    /// Longest input text, in GPT-2 tokens.
+    pub max_input_tokens: usize,
+    /// Most tokens one generation may add.
+    pub max_new_tokens: usize,
+    /// A request still running after this long gets 504.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            max_input_chars: 8192,
+            max_input_tokens: 512,
+            max_new_tokens: 512,
+            request_timeout_secs: 120,
         }
     }
 }
@@ -149,6 +202,21 @@ impl Config {
                     model.name
                 )));
             }
+        }
+        let limits = &self.limits;
+        for (key, value) in [
+            ("limits.max_body_bytes", limits.max_body_bytes),
+            ("limits.max_input_chars", limits.max_input_chars),
+            ("limits.max_input_tokens", limits.max_input_tokens),
+            ("limits.max_new_tokens", limits.max_new_tokens),
+            ("limits.request_timeout_secs", limits.request_timeout_secs as usize),
+        ] {
+            if value == 0 {
+                return Err(invalid(format!("{key}: must be positive")));
+            }
+        }
+        if self.generation.max_length < 2 {
+            return Err(invalid("generation.max_length: must be at least 2".into()));
         }
         if self.generators().next().is_none() {
             return Err(invalid(
