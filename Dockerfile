@@ -1,7 +1,13 @@
-# infergraph: build once, run the graph on the embedded demo models (or mount real ones).
-#   docker build -t infergraph .
+# infergraph: a multi-stage build into a slim runtime image.
+#
+#   docker build -t infergraph .                        # CPU hosts (backend "auto" picks the CPU)
+#   docker build -t infergraph:gpu --build-arg GPU=1 .  # NVIDIA hosts: Vulkan loader + NVIDIA ICD
 #   docker run -p 3000:3000 infergraph
-#   docker run -p 3000:3000 -v /models:/models -v ./my-config.toml:/app/config.toml infergraph
+#   docker run --gpus all -p 3000:3000 infergraph:gpu
+#   docker run -p 3000:3000 -v /models:/models -v "$PWD/my-config.toml:/app/config.toml" infergraph
+#
+# Not built here (no docker engine on the project's machines); it is kept simple on purpose.
+
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
@@ -11,16 +17,25 @@ COPY model-weights ./model-weights
 RUN cargo build --release --locked --bin infergraph
 
 FROM debian:bookworm-slim
-# libvulkan1 lets wgpu find a GPU's Vulkan driver (mounted by the container runtime);
-# without one, `backend = "auto"` serves from the CPU.
+ARG GPU=0
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libvulkan1 ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates curl libvulkan1 \
  && rm -rf /var/lib/apt/lists/*
+# With GPU=1: the NVIDIA Vulkan ICD manifest. The driver library itself is mounted into the
+# container by the NVIDIA container toolkit when run with --gpus.
+RUN if [ "$GPU" = "1" ]; then \
+      mkdir -p /etc/vulkan/icd.d && \
+      printf '{"file_format_version":"1.0.0","ICD":{"library_path":"libGLX_nvidia.so.0","api_version":"1.3"}}\n' \
+        > /etc/vulkan/icd.d/nvidia_icd.json; \
+    fi
+ENV NVIDIA_DRIVER_CAPABILITIES=compute,graphics,utility
 WORKDIR /app
 COPY --from=build /src/target/release/infergraph /usr/local/bin/infergraph
 COPY config.toml ./config.toml
 COPY model-weights ./model-weights
-ENV INFERGRAPH_HOST=0.0.0.0
+ENV INFERGRAPH_HOST=0.0.0.0 INFERGRAPH_PORT=3000
 EXPOSE 3000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
+  CMD curl -fsS http://127.0.0.1:3000/livez || exit 1
 ENTRYPOINT ["infergraph"]
 CMD ["serve", "--config", "/app/config.toml"]

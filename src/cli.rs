@@ -6,9 +6,10 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 
 use crate::backend::{self, BackendChoice, SelectedDevice};
-use crate::config::{Config, LogFormat, Role};
+use crate::config::{Config, LogFormat};
 use crate::models::presets::{self, Preset, WeightDtype};
 use crate::models::{self, GenerationParams};
+use crate::telemetry;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,7 +24,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Load the graph's models and serve them.
+    /// Serve the graph over HTTP.
     Serve(ServeArgs),
     /// Continue a prompt with a GPT-2 model folder (greedy).
     Generate(GenerateArgs),
@@ -120,14 +121,14 @@ fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Generate(args) => {
-            init_tracing(LogFormat::Human, "warn");
+            telemetry::init_tracing(LogFormat::Human, "warn");
             let device = choose_device(args.backend.backend.unwrap_or_default());
             let generator =
                 models::load_generator(&args.model, &device.device).map_err(|e| e.to_string())?;
             let params = GenerationParams {
                 max_new_tokens: args.max_new_tokens,
                 min_new_tokens: args.min_new_tokens,
-                use_cache: true,
+                ..GenerationParams::default()
             };
             let generation = generator
                 .generate(&args.prompt, &params)
@@ -143,7 +144,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Classify(args) => {
-            init_tracing(LogFormat::Human, "warn");
+            telemetry::init_tracing(LogFormat::Human, "warn");
             let device = choose_device(args.backend.backend.unwrap_or_default());
             let classifier =
                 models::load_classifier(&args.model, &device.device).map_err(|e| e.to_string())?;
@@ -172,30 +173,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(port) = args.port {
         config.server.port = port;
     }
-    init_tracing(config.logging.format, &config.logging.level);
-    let device = choose_device(config.backend);
-    for model in &config.models {
-        let started = Instant::now();
-        let loaded = match model.role {
-            Role::Generator => models::load_generator(&model.path, &device.device).map(|_| ()),
-            Role::Classifier => models::load_classifier(&model.path, &device.device).map(|_| ()),
-        };
-        loaded.map_err(|e| format!("model {:?}: {e}", model.name))?;
-        tracing::info!(
-            model = %model.name,
-            role = ?model.role,
-            path = %model.path.display(),
-            device = %device.name,
-            load_ms = started.elapsed().as_millis() as u64,
-            "model loaded"
-        );
-    }
-    tracing::warn!(
-        host = %config.server.host,
-        port = config.server.port,
-        "all models load; the HTTP API is not built yet (issue #3), so there is nothing to serve"
-    );
-    Ok(())
+    telemetry::init_tracing(config.logging.format, &config.logging.level);
+    crate::http::serve(config)
 }
 
 fn init_weights(args: InitWeightsArgs) -> Result<(), String> {
@@ -227,16 +206,4 @@ fn choose_device(choice: BackendChoice) -> SelectedDevice {
         "device selected"
     );
     selected
-}
-
-fn init_tracing(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
 }

@@ -209,7 +209,10 @@ impl Config {
             ("limits.max_input_chars", limits.max_input_chars),
             ("limits.max_input_tokens", limits.max_input_tokens),
             ("limits.max_new_tokens", limits.max_new_tokens),
-            ("limits.request_timeout_secs", limits.request_timeout_secs as usize),
+            (
+                "limits.request_timeout_secs",
+                limits.request_timeout_secs as usize,
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(format!("{key}: must be positive")));

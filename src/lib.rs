@@ -1,7 +1,11 @@
 //! infergraph: an inference graph (GPT-2 generators feeding a BERT classifier) served by
 //! actix actors over burn models.
 
+pub mod actors;
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod graph;
+pub mod http;
 pub mod models;
+pub mod telemetry;

@@ -114,8 +114,8 @@ fn kv_cache_and_full_recompute_produce_the_same_tokens() {
             let run = |use_cache| {
                 let params = GenerationParams {
                     max_new_tokens,
-                    min_new_tokens: 0,
                     use_cache,
+                    ..GenerationParams::default()
                 };
                 generator.generate_ids(&ids, &params).unwrap()
             };
@@ -158,7 +158,7 @@ fn min_new_tokens_matches_transformers_forced_continuation() {
             let params = GenerationParams {
                 max_new_tokens: n,
                 min_new_tokens: n,
-                use_cache: true,
+                ..GenerationParams::default()
             };
             let (ids, _) = generator
                 .generate_ids(&u32s(&input["input_ids"]), &params)

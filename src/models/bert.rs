@@ -83,6 +83,15 @@ impl BertConfig {
         self.labels(path).map(|_| ())
     }
 
+    /// Parameters of the model as loaded, with a `num_labels`-way head.
+    pub fn parameter_count(&self, num_labels: usize) -> usize {
+        let (d, f) = (self.hidden_size, self.intermediate_size);
+        let embeddings =
+            (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * d + 2 * d;
+        let layer = 4 * (d * d + d) + 2 * d + (d * f + f) + (f * d + d) + 2 * d;
+        embeddings + self.num_hidden_layers * layer + (d * d + d) + (d * num_labels + num_labels)
+    }
+
     /// Label names in class order: `id2label` when given, else `LABEL_0..` as transformers does.
     pub fn labels(&self, path: &Path) -> Result<Vec<String>, ModelError> {
         let Some(map) = &self.id2label else {
@@ -264,15 +273,15 @@ impl BertForSequenceClassification {
                     "token_type_ids and input_ids differ in length".into(),
                 ));
             }
-            if let Some(bad) = input
+            if let Some(&id) = input
                 .input_ids
                 .iter()
                 .find(|&&i| i as usize >= self.config.vocab_size)
             {
-                return Err(ModelError::InvalidInput(format!(
-                    "token id {bad} is outside the vocabulary ({})",
-                    self.config.vocab_size
-                )));
+                return Err(ModelError::TokenOutOfVocabulary {
+                    id,
+                    vocab_size: self.config.vocab_size,
+                });
             }
             if let Some(bad) = input
                 .token_type_ids

@@ -58,8 +58,14 @@ pub enum ModelError {
     #[error("{path}: cannot load tokenizer: {reason}")]
     Tokenizer { path: PathBuf, reason: String },
 
+    /// The request asked for something the model cannot do; the caller's to fix.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+
+    /// The tokenizer produced an id the model has no embedding for: a folder whose
+    /// tokenizer.json and weights do not belong together.
+    #[error("token id {id} is outside the model's vocabulary ({vocab_size}): the tokenizer and the model do not match")]
+    TokenOutOfVocabulary { id: u32, vocab_size: usize },
 
     #[error("cannot write {path}: {reason}")]
     Write { path: PathBuf, reason: String },

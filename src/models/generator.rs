@@ -3,14 +3,14 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Tensor;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::ModelError;
 use super::gpt2::Gpt2LmHeadModel;
 use super::tokenizer::TextTokenizer;
 
 /// Why a sequence stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FinishReason {
     /// It reached its token budget (or the model's context).
@@ -23,6 +23,10 @@ pub enum FinishReason {
 #[derive(Debug, Clone)]
 pub struct GenerationParams {
     pub max_new_tokens: usize,
+    /// A cap on prompt plus continuation, in tokens, as transformers' `max_length`.
+    pub max_length: Option<usize>,
+    /// Prompts longer than this are refused before any model work.
+    pub max_prompt_tokens: Option<usize>,
     /// EOS is suppressed until this many tokens exist, as transformers' `min_new_tokens`.
     pub min_new_tokens: usize,
     /// Decode with the KV cache (the fast path) or recompute the whole sequence each step
@@ -34,6 +38,8 @@ impl Default for GenerationParams {
     fn default() -> Self {
         Self {
             max_new_tokens: 16,
+            max_length: None,
+            max_prompt_tokens: None,
             min_new_tokens: 0,
             use_cache: true,
         }
@@ -113,7 +119,22 @@ impl Generator {
                 prompt_ids.len()
             )));
         }
-        let budget = params.max_new_tokens.min(n_positions - prompt_ids.len());
+        if let Some(limit) = params.max_prompt_tokens.filter(|&l| prompt_ids.len() > l) {
+            return Err(ModelError::InvalidInput(format!(
+                "the prompt is {} tokens long; the limit is {limit}",
+                prompt_ids.len()
+            )));
+        }
+        let mut budget = params.max_new_tokens.min(n_positions - prompt_ids.len());
+        if let Some(max_length) = params.max_length {
+            if prompt_ids.len() >= max_length {
+                return Err(ModelError::InvalidInput(format!(
+                    "the prompt is {} tokens long, which leaves no room under max_length ({max_length})",
+                    prompt_ids.len()
+                )));
+            }
+            budget = budget.min(max_length - prompt_ids.len());
+        }
         let eos = self.model.config().eos_token_id;
         let mut sequence = prompt_ids.to_vec();
         let mut new_tokens = Vec::with_capacity(budget);

@@ -77,6 +77,18 @@ impl Gpt2Config {
         Ok(())
     }
 
+    /// Parameters of the model as loaded (a tied head counted once).
+    pub fn parameter_count(&self) -> usize {
+        let (c, i) = (self.n_embd, self.inner_dim());
+        let block = 2 * c + (c * 3 * c + 3 * c) + (c * c + c) + 2 * c + (c * i + i) + (i * c + c);
+        let head = if self.tie_word_embeddings {
+            0
+        } else {
+            self.vocab_size * c
+        };
+        self.vocab_size * c + self.n_positions * c + self.n_layer * block + 2 * c + head
+    }
+
     fn inner_dim(&self) -> usize {
         self.n_inner.unwrap_or(4 * self.n_embd)
     }
@@ -324,15 +336,15 @@ impl Gpt2LmHeadModel {
         let b = ids.len();
         let t = ids[0].len();
         // Validate before touching the cache, so a rejected step leaves it usable.
-        if let Some(&bad) = ids
+        if let Some(&id) = ids
             .iter()
             .flatten()
             .find(|&&id| id as usize >= self.config.vocab_size)
         {
-            return Err(ModelError::InvalidInput(format!(
-                "token id {bad} is outside the vocabulary ({})",
-                self.config.vocab_size
-            )));
+            return Err(ModelError::TokenOutOfVocabulary {
+                id,
+                vocab_size: self.config.vocab_size,
+            });
         }
         for (row, row_valid) in valid.iter().enumerate() {
             let total = cache.next_position[row] + row_valid.iter().filter(|v| **v).count();

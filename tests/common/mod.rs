@@ -1,6 +1,8 @@
 //! Shared by the integration tests: fixture paths, golden files, and comparisons.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod server;
+
 use std::path::PathBuf;
 
 use burn::tensor::Device;

@@ -1,0 +1,122 @@
+//! The HTTP API's request and response bodies, in one place.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::models::FinishReason;
+
+/// `POST /generate_score`: the BentoML example's current API.
+#[derive(Debug, Deserialize)]
+pub struct GenerateScoreRequest {
+    pub original_sentence: String,
+}
+
+/// One element of the seed-compatible answer of `/classify_generated_texts` and
+/// `/generate_score`.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct GeneratedScore {
+    /// Prompt plus continuation, as Hugging Face's text-generation pipeline returns it.
+    pub generated: String,
+    /// The classifier's top-class probability for `generated`.
+    pub score: f32,
+}
+
+/// `POST /v1/graph`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphRequest {
+    pub text: String,
+    /// Tokens to add to the prompt. Exclusive with `max_length`.
+    pub max_new_tokens: Option<usize>,
+    /// Total tokens, prompt included. Defaults to `generation.max_length` in config.
+    pub max_length: Option<usize>,
+}
+
+/// `POST /v1/graph`'s answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GraphResponse {
+    /// The request id (the `x-request-id` header).
+    pub id: String,
+    /// One per generator, in the graph's order.
+    pub results: Vec<GraphResult>,
+    pub timings: GraphTimings,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GraphResult {
+    pub model: String,
+    pub generated: String,
+    pub score: f32,
+    pub label: String,
+    pub finish_reason: FinishReason,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GraphTimings {
+    pub total_ms: f64,
+    /// Model time of each generation, by model.
+    pub generate_ms: BTreeMap<String, f64>,
+    /// Model time of each classification, in generator order.
+    pub classify_ms: Vec<f64>,
+    /// When each step ran, relative to the coordinator receiving the request.
+    pub spans: Vec<StepSpan>,
+}
+
+/// One step of the graph on the request's timeline.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StepSpan {
+    /// `generate` or `classify`.
+    pub step: String,
+    /// The generator whose text this step produced or scored.
+    pub model: String,
+    pub start_ms: f64,
+    pub end_ms: f64,
+}
+
+/// `GET /v1/models`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelsResponse {
+    pub models: Vec<ModelInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    /// `generator` or `classifier`.
+    pub role: String,
+    /// `gpt2` or `bert`.
+    pub architecture: String,
+    pub path: String,
+    pub layers: usize,
+    pub hidden_size: usize,
+    pub heads: usize,
+    pub vocab_size: usize,
+    /// Longest sequence the model takes, in tokens.
+    pub context_length: usize,
+    pub parameters: usize,
+    /// The element type weights are computed in (checkpoints in F16/BF16 are widened).
+    pub dtype: String,
+    /// `wgpu` or `cpu`.
+    pub backend: String,
+    pub device: String,
+    /// Classifier label names, in class order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+}
+
+/// Every error body.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub error_type: String,
+}
+
+/// `GET /livez`, `/readyz`, `/healthz`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HealthBody {
+    /// `ok`, `loading`, `shutting_down` or `failed`.
+    pub status: String,
+}

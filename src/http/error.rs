@@ -1,0 +1,95 @@
+//! The one error type of the HTTP API: each failure maps to a status and an `error_type`.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+
+use super::api::ErrorBody;
+use crate::actors::ActorError;
+use crate::models::ModelError;
+
+/// Seconds a client should wait before retrying a 503.
+const RETRY_AFTER_SECS: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("the body is not valid UTF-8")]
+    InvalidUtf8,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("unsupported content type {found:?}: this endpoint takes {expected}")]
+    UnsupportedMediaType {
+        found: String,
+        expected: &'static str,
+    },
+    #[error("the body is larger than the {limit}-byte limit")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    Validation(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Model(String),
+    #[error("the models are still loading")]
+    NotReady,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("the request did not finish within {0} s")]
+    Timeout(u64),
+}
+
+impl ApiError {
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "malformed_json",
+            Self::InvalidUtf8 => "invalid_utf8",
+            Self::BadRequest(_) => "bad_request",
+            Self::UnsupportedMediaType { .. } => "unsupported_media_type",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::Validation(_) => "validation",
+            Self::NotFound(_) => "not_found",
+            Self::Model(_) => "model_error",
+            Self::NotReady => "not_ready",
+            Self::ShuttingDown => "shutting_down",
+            Self::Timeout(_) => "timeout",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::MalformedJson(_) | Self::InvalidUtf8 | Self::BadRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Model(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotReady | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+        }
+        response.json(ErrorBody {
+            error: self.to_string(),
+            error_type: self.error_type().to_string(),
+        })
+    }
+}
+
+impl From<ActorError> for ApiError {
+    fn from(error: ActorError) -> Self {
+        match error {
+            ActorError::Model(ModelError::InvalidInput(message)) => Self::Validation(message),
+            other => Self::Model(other.to_string()),
+        }
+    }
+}

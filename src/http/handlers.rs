@@ -1,0 +1,337 @@
+//! Route handlers: parse and validate, run the graph through the coordinator, shape the answer.
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::header;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+use super::api::{
+    GenerateScoreRequest, GeneratedScore, GraphRequest, GraphResponse, GraphResult, GraphTimings,
+    HealthBody, ModelsResponse, StepSpan,
+};
+use super::error::ApiError;
+use super::state::{AppState, Phase};
+use crate::graph::{GraphOutcome, RunGraph};
+use crate::models::GenerationParams;
+use crate::telemetry::RequestId;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/classify_generated_texts",
+        web::post().to(classify_generated_texts),
+    )
+    .route("/generate_score", web::post().to(generate_score))
+    .route("/v1/graph", web::post().to(graph))
+    .route("/v1/models", web::get().to(models))
+    .route("/livez", web::get().to(livez))
+    .route("/readyz", web::get().to(readyz))
+    .route("/healthz", web::get().to(readyz))
+    .default_service(web::to(not_found));
+}
+
+/// The seed's endpoint: a `text/plain` prompt in, `[{generated, score}]` out.
+async fn classify_generated_texts(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    require_content_type(&req, ContentKind::Text)?;
+    let body = read_body(&req, payload, state.config.limits.max_body_bytes).await?;
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::InvalidUtf8)?;
+    let outcome = run_graph(&state, text, default_params(&state)).await?;
+    Ok(HttpResponse::Ok().json(seed_answer(&outcome)))
+}
+
+/// The BentoML example's current API: `{"original_sentence"}` in, `[{generated, score}]` out.
+async fn generate_score(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let request: GenerateScoreRequest = read_json(&state, &req, payload).await?;
+    let outcome = run_graph(&state, &request.original_sentence, default_params(&state)).await?;
+    Ok(HttpResponse::Ok().json(seed_answer(&outcome)))
+}
+
+/// The full answer: every result's label, token counts and finish reason, and timings.
+async fn graph(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let request: GraphRequest = read_json(&state, &req, payload).await?;
+    let params = graph_params(&state, &request)?;
+    let outcome = run_graph(&state, &request.text, params).await?;
+    let id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_default();
+    Ok(HttpResponse::Ok().json(graph_answer(id, &outcome)))
+}
+
+async fn models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let models = state.models().ok_or(ApiError::NotReady)?;
+    Ok(HttpResponse::Ok().json(ModelsResponse {
+        models: models.to_vec(),
+    }))
+}
+
+async fn livez() -> HttpResponse {
+    HttpResponse::Ok().json(HealthBody {
+        status: "ok".into(),
+    })
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let status = match state.phase() {
+        Phase::Ready => {
+            return HttpResponse::Ok().json(HealthBody {
+                status: "ok".into(),
+            })
+        }
+        Phase::Loading => "loading",
+        Phase::ShuttingDown => "shutting_down",
+        Phase::Failed => "failed",
+    };
+    HttpResponse::ServiceUnavailable()
+        .insert_header((header::RETRY_AFTER, 1))
+        .json(HealthBody {
+            status: status.into(),
+        })
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "{} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// Validates `text` and runs the graph on it, within the request timeout.
+async fn run_graph(
+    state: &AppState,
+    text: &str,
+    params: GenerationParams,
+) -> Result<GraphOutcome, ApiError> {
+    let coordinator = match state.phase() {
+        Phase::ShuttingDown => return Err(ApiError::ShuttingDown),
+        Phase::Ready => state.coordinator().expect("ready means a coordinator"),
+        Phase::Loading | Phase::Failed => return Err(ApiError::NotReady),
+    };
+    if text.trim().is_empty() {
+        return Err(ApiError::Validation(
+            "text: must not be empty or only whitespace".into(),
+        ));
+    }
+    let chars = text.chars().count();
+    let limit = state.config.limits.max_input_chars;
+    if chars > limit {
+        return Err(ApiError::Validation(format!(
+            "text: {chars} characters; the limit is {limit}"
+        )));
+    }
+    let timeout = state.config.limits.request_timeout_secs;
+    let run = coordinator.send(RunGraph {
+        text: text.to_string(),
+        params,
+        parent: tracing::Span::current(),
+    });
+    match tokio::time::timeout(Duration::from_secs(timeout), run).await {
+        Err(_) => Err(ApiError::Timeout(timeout)),
+        Ok(Err(_mailbox)) => Err(ApiError::Model(
+            "the graph coordinator is not running".into(),
+        )),
+        Ok(Ok(result)) => Ok(result?),
+    }
+}
+
+/// What the seed endpoints use: the configured total length, as the BentoML example does.
+fn default_params(state: &AppState) -> GenerationParams {
+    let limits = &state.config.limits;
+    GenerationParams {
+        max_new_tokens: limits.max_new_tokens,
+        max_length: Some(state.config.generation.max_length),
+        max_prompt_tokens: Some(limits.max_input_tokens),
+        ..GenerationParams::default()
+    }
+}
+
+fn graph_params(state: &AppState, request: &GraphRequest) -> Result<GenerationParams, ApiError> {
+    let limits = &state.config.limits;
+    let mut params = default_params(state);
+    match (request.max_new_tokens, request.max_length) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::Validation(
+                "max_new_tokens, max_length: give one or the other, not both".into(),
+            ))
+        }
+        (Some(n), None) => {
+            if n == 0 || n > limits.max_new_tokens {
+                return Err(ApiError::Validation(format!(
+                    "max_new_tokens: {n} is out of range 1..={}",
+                    limits.max_new_tokens
+                )));
+            }
+            params.max_new_tokens = n;
+            params.max_length = None;
+        }
+        (None, Some(n)) => {
+            let most = limits.max_input_tokens + limits.max_new_tokens;
+            if !(2..=most).contains(&n) {
+                return Err(ApiError::Validation(format!(
+                    "max_length: {n} is out of range 2..={most}"
+                )));
+            }
+            params.max_length = Some(n);
+        }
+        (None, None) => {}
+    }
+    Ok(params)
+}
+
+fn seed_answer(outcome: &GraphOutcome) -> Vec<GeneratedScore> {
+    outcome
+        .results
+        .iter()
+        .map(|r| GeneratedScore {
+            generated: r.generation.text.clone(),
+            score: r.classification.score,
+        })
+        .collect()
+}
+
+fn graph_answer(id: String, outcome: &GraphOutcome) -> GraphResponse {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let since = |t: Instant| ms(t.saturating_duration_since(outcome.received));
+    let mut spans = Vec::new();
+    for (step, pick) in [("generate", true), ("classify", false)] {
+        for r in &outcome.results {
+            let work = if pick { r.generate } else { r.classify };
+            spans.push(StepSpan {
+                step: step.into(),
+                model: r.model.clone(),
+                start_ms: since(work.started),
+                end_ms: since(work.finished),
+            });
+        }
+    }
+    GraphResponse {
+        id,
+        results: outcome
+            .results
+            .iter()
+            .map(|r| GraphResult {
+                model: r.model.clone(),
+                generated: r.generation.text.clone(),
+                score: r.classification.score,
+                label: r.classification.label.clone(),
+                finish_reason: r.generation.finish_reason,
+                prompt_tokens: r.generation.prompt_ids.len(),
+                generated_tokens: r.generation.new_token_ids.len(),
+            })
+            .collect(),
+        timings: GraphTimings {
+            total_ms: ms(outcome.total),
+            generate_ms: outcome
+                .results
+                .iter()
+                .map(|r| {
+                    (
+                        r.model.clone(),
+                        ms(r.generate.finished - r.generate.started),
+                    )
+                })
+                .collect(),
+            classify_ms: outcome
+                .results
+                .iter()
+                .map(|r| ms(r.classify.finished - r.classify.started))
+                .collect(),
+            spans,
+        },
+    }
+}
+
+#[derive(Clone, Copy)]
+enum ContentKind {
+    Json,
+    Text,
+}
+
+/// JSON endpoints need a JSON content type; the text endpoint takes `text/plain` or none
+/// (as `curl --data-binary` sends).
+fn require_content_type(req: &HttpRequest, kind: ContentKind) -> Result<(), ApiError> {
+    let found = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("").to_string());
+    let essence = found.as_deref().map(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
+    let ok = match (kind, essence.as_deref()) {
+        (ContentKind::Json, Some(e)) => e == "application/json" || e.ends_with("+json"),
+        (ContentKind::Text, Some(e)) => e == "text/plain",
+        (ContentKind::Text, None) => true,
+        (ContentKind::Json, None) => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType {
+            found: found.unwrap_or_else(|| "none".into()),
+            expected: match kind {
+                ContentKind::Json => "application/json",
+                ContentKind::Text => "text/plain",
+            },
+        })
+    }
+}
+
+/// Reads the body, refusing it as soon as it is known to exceed `limit`.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Reads a JSON body: syntax errors are 400, well-formed JSON of the wrong shape is 422.
+async fn read_json<T: DeserializeOwned>(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<T, ApiError> {
+    require_content_type(req, ContentKind::Json)?;
+    let body = read_body(req, payload, state.config.limits.max_body_bytes).await?;
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::InvalidUtf8)?;
+    serde_json::from_str(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::Validation(e.to_string()),
+        _ => ApiError::MalformedJson(e.to_string()),
+    })
+}

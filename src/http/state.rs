@@ -1,0 +1,83 @@
+//! What every handler shares: the config, the graph once loaded, and the server's phase.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
+
+use actix::Addr;
+
+use super::api::ModelInfo;
+use crate::config::Config;
+use crate::graph::GraphCoordinator;
+
+/// Where the server is in its life; `/readyz` is 200 only in `Ready`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    Loading = 0,
+    Ready = 1,
+    ShuttingDown = 2,
+    Failed = 3,
+}
+
+pub struct AppState {
+    pub config: Config,
+    /// Set once, when every model is loaded and its actor started.
+    graph: OnceLock<(Addr<GraphCoordinator>, Vec<ModelInfo>)>,
+    /// A `Phase`, shared by all HTTP workers.
+    phase: AtomicU8,
+    /// Why start-up failed, for `serve` to report once the server has stopped.
+    failure: OnceLock<String>,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            graph: OnceLock::new(),
+            phase: AtomicU8::new(Phase::Loading as u8),
+            failure: OnceLock::new(),
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Acquire) {
+            0 => Phase::Loading,
+            1 => Phase::Ready,
+            2 => Phase::ShuttingDown,
+            _ => Phase::Failed,
+        }
+    }
+
+    /// Publishes the loaded graph; a shutdown that began during loading stays in force.
+    pub fn set_ready(&self, coordinator: Addr<GraphCoordinator>, models: Vec<ModelInfo>) {
+        let _ = self.graph.set((coordinator, models));
+        let _ = self.phase.compare_exchange(
+            Phase::Loading as u8,
+            Phase::Ready as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    pub fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Release);
+    }
+
+    /// Marks start-up as failed with `reason`.
+    pub fn set_failed(&self, reason: String) {
+        let _ = self.failure.set(reason);
+        self.set_phase(Phase::Failed);
+    }
+
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
+    }
+
+    pub fn coordinator(&self) -> Option<Addr<GraphCoordinator>> {
+        self.graph.get().map(|(addr, _)| addr.clone())
+    }
+
+    pub fn models(&self) -> Option<&[ModelInfo]> {
+        self.graph.get().map(|(_, models)| models.as_slice())
+    }
+}

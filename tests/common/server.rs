@@ -1,0 +1,163 @@
+//! A real `infergraph serve` process on 127.0.0.1 with a port of its own, for HTTP tests.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to load tiny models and report ready.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct TestServer {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Every line the server logged so far, and a signal for each new one.
+    logs: Arc<(Mutex<Vec<String>>, Condvar)>,
+    /// Holds the generated config file.
+    _dir: tempfile::TempDir,
+}
+
+/// A `[[models]]` entry: name, folder, role.
+pub type ModelEntry = (&'static str, PathBuf, &'static str);
+
+/// The graph on the tiny transformers fixtures: three GPT-2s and a BERT.
+pub fn fixture_models() -> Vec<ModelEntry> {
+    vec![
+        ("gpt2", super::fixture("gpt2-tiny-a"), "generator"),
+        ("distilgpt2", super::fixture("gpt2-tiny-b"), "generator"),
+        ("gpt2-medium", super::fixture("gpt2-tiny-c"), "generator"),
+        (
+            "bert-base-uncased",
+            super::fixture("bert-tiny"),
+            "classifier",
+        ),
+    ]
+}
+
+/// The graph on the embedded demo models (n_positions 1024, so long generations fit).
+pub fn demo_models() -> Vec<ModelEntry> {
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("model-weights");
+    vec![
+        ("gpt2", weights.join("gpt2"), "generator"),
+        ("distilgpt2", weights.join("distilgpt2"), "generator"),
+        ("gpt2-medium", weights.join("gpt2-medium"), "generator"),
+        (
+            "bert-base-uncased",
+            weights.join("bert-base-uncased"),
+            "classifier",
+        ),
+    ]
+}
+
+impl TestServer {
+    /// Starts a server on `models`, with `extra` TOML appended to its config, and waits
+    /// until it is ready.
+    pub fn start(models: &[ModelEntry], extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = String::from(
+            "backend = \"cpu\"\n[server]\nhost = \"127.0.0.1\"\nport = 0\nworkers = 2\n",
+        );
+        config.push_str(extra);
+        for (name, path, role) in models {
+            config.push_str(&format!(
+                "\n[[models]]\nname = \"{name}\"\npath = {path:?}\nrole = \"{role}\"\n"
+            ));
+        }
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_infergraph"))
+            .args(["serve", "--config", path.to_str().unwrap()])
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .env_remove("INFERGRAPH_BACKEND")
+            .env_remove("INFERGRAPH_PORT")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the server binary starts");
+        let logs = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[server] {line}");
+                sink.0.lock().unwrap().push(line);
+                sink.1.notify_all();
+            }
+        });
+        let mut server = Self {
+            child,
+            base: String::new(),
+            logs,
+            _dir: dir,
+        };
+        let listening = server
+            .wait_for_log("listening on http://", START_TIMEOUT)
+            .expect("the server logs its address");
+        let addr = listening.split("listening on http://").nth(1).unwrap();
+        server.base = format!("http://{}", addr.split_whitespace().next().unwrap());
+        server
+            .wait_for_log("ready: every model is loaded", START_TIMEOUT)
+            .expect("the server becomes ready");
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The first log line containing `needle`, waiting up to `timeout` for it.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let (lines, changed) = &*self.logs;
+        let mut lines = lines.lock().unwrap();
+        loop {
+            if let Some(line) = lines.iter().find(|l| l.contains(needle)) {
+                return Some(line.clone());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            lines = changed.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    /// Index of the first log line containing `needle`.
+    pub fn log_position(&self, needle: &str) -> Option<usize> {
+        self.logs
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .position(|l| l.contains(needle))
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not exit in {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
