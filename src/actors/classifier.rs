@@ -32,6 +32,8 @@ impl ClassifierActor {
 /// Score `text`.
 pub struct Classify {
     pub text: String,
+    /// The request this work is for, recorded on the actor's span.
+    pub request_id: String,
     /// The HTTP request's span: the actor's work is recorded as its child.
     pub parent: tracing::Span,
 }
@@ -50,7 +52,7 @@ impl Handler<Classify> for ClassifierActor {
 
     fn handle(&mut self, msg: Classify, _: &mut SyncContext<Self>) -> Self::Result {
         let _span =
-            tracing::info_span!(parent: &msg.parent, "classify", model = %self.name).entered();
+            tracing::info_span!(parent: &msg.parent, "classify", model = %self.name, request_id = %msg.request_id).entered();
         let (classification, span) =
             run_guarded(&self.name, || self.classifier.classify(&msg.text, None))?;
         tracing::debug!(label = %classification.label, score = classification.score, "classified");

@@ -33,6 +33,8 @@ impl GeneratorActor {
 pub struct Generate {
     pub prompt: String,
     pub params: GenerationParams,
+    /// The request this work is for, recorded on the actor's span.
+    pub request_id: String,
     /// The HTTP request's span: the actor's work is recorded as its child.
     pub parent: tracing::Span,
 }
@@ -51,7 +53,7 @@ impl Handler<Generate> for GeneratorActor {
 
     fn handle(&mut self, msg: Generate, _: &mut SyncContext<Self>) -> Self::Result {
         let _span =
-            tracing::info_span!(parent: &msg.parent, "generate", model = %self.name).entered();
+            tracing::info_span!(parent: &msg.parent, "generate", model = %self.name, request_id = %msg.request_id).entered();
         let (generation, span) = run_guarded(&self.name, || {
             self.generator.generate(&msg.prompt, &msg.params)
         })?;

@@ -53,6 +53,7 @@ impl Actor for GraphCoordinator {
 
 /// Run the whole graph on `text`.
 pub struct RunGraph {
+    pub request_id: String,
     pub text: String,
     pub params: GenerationParams,
     /// The HTTP request's span: every step is recorded under it.
@@ -96,6 +97,7 @@ impl Handler<RunGraph> for GraphCoordinator {
                 tracing::info!(generators = generators.len(), "graph started");
                 let sends = generators.iter().map(|g| {
                     g.addr.send(Generate {
+                        request_id: msg.request_id.clone(),
                         prompt: msg.text.clone(),
                         params: msg.params.clone(),
                         parent: parent.clone(),
@@ -113,6 +115,7 @@ impl Handler<RunGraph> for GraphCoordinator {
                     let classified = classifier
                         .addr
                         .send(Classify {
+                            request_id: msg.request_id.clone(),
                             text: output.generation.text.clone(),
                             parent: parent.clone(),
                         })

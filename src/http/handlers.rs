@@ -40,7 +40,7 @@ async fn classify_generated_texts(
     require_content_type(&req, ContentKind::Text)?;
     let body = read_body(&req, payload, state.config.limits.max_body_bytes).await?;
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::InvalidUtf8)?;
-    let outcome = run_graph(&state, text, default_params(&state)).await?;
+    let outcome = run_graph(&state, &req, text, default_params(&state)).await?;
     Ok(HttpResponse::Ok().json(seed_answer(&outcome)))
 }
 
@@ -51,7 +51,13 @@ async fn generate_score(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let request: GenerateScoreRequest = read_json(&state, &req, payload).await?;
-    let outcome = run_graph(&state, &request.original_sentence, default_params(&state)).await?;
+    let outcome = run_graph(
+        &state,
+        &req,
+        &request.original_sentence,
+        default_params(&state),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(seed_answer(&outcome)))
 }
 
@@ -63,13 +69,8 @@ async fn graph(
 ) -> Result<HttpResponse, ApiError> {
     let request: GraphRequest = read_json(&state, &req, payload).await?;
     let params = graph_params(&state, &request)?;
-    let outcome = run_graph(&state, &request.text, params).await?;
-    let id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|id| id.0.clone())
-        .unwrap_or_default();
-    Ok(HttpResponse::Ok().json(graph_answer(id, &outcome)))
+    let outcome = run_graph(&state, &req, &request.text, params).await?;
+    Ok(HttpResponse::Ok().json(graph_answer(request_id(&req), &outcome)))
 }
 
 async fn models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -114,6 +115,7 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 /// Validates `text` and runs the graph on it, within the request timeout.
 async fn run_graph(
     state: &AppState,
+    req: &HttpRequest,
     text: &str,
     params: GenerationParams,
 ) -> Result<GraphOutcome, ApiError> {
@@ -136,6 +138,7 @@ async fn run_graph(
     }
     let timeout = state.config.limits.request_timeout_secs;
     let run = coordinator.send(RunGraph {
+        request_id: request_id(req),
         text: text.to_string(),
         params,
         parent: tracing::Span::current(),
@@ -147,6 +150,14 @@ async fn run_graph(
         )),
         Ok(Ok(result)) => Ok(result?),
     }
+}
+
+/// The id `telemetry::RequestSpan` gave this request.
+fn request_id(req: &HttpRequest) -> String {
+    req.extensions()
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_default()
 }
 
 /// What the seed endpoints use: the configured total length, as the BentoML example does.
@@ -205,7 +216,8 @@ fn seed_answer(outcome: &GraphOutcome) -> Vec<GeneratedScore> {
 }
 
 fn graph_answer(id: String, outcome: &GraphOutcome) -> GraphResponse {
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    // Milliseconds, to the microsecond.
+    let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
     let since = |t: Instant| ms(t.saturating_duration_since(outcome.received));
     let mut spans = Vec::new();
     for (step, pick) in [("generate", true), ("classify", false)] {
