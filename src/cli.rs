@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::backend::{self, BackendChoice, SelectedDevice};
 use crate::config::{Config, LogFormat};
 use crate::models::presets::{self, Preset, WeightDtype};
+use crate::models::sampling::SamplingParams;
 use crate::models::{self, GenerationParams};
 use crate::telemetry;
 
@@ -26,7 +27,7 @@ pub struct Cli {
 enum Command {
     /// Serve the graph over HTTP.
     Serve(ServeArgs),
-    /// Continue a prompt with a GPT-2 model folder (greedy).
+    /// Continue a prompt with a GPT-2 model folder (greedy unless --temperature is set).
     Generate(GenerateArgs),
     /// Classify a text (or a text pair) with a BERT model folder.
     Classify(ClassifyArgs),
@@ -65,6 +66,21 @@ struct GenerateArgs {
     /// Suppress end-of-sequence until this many tokens are generated.
     #[arg(long, default_value_t = 0)]
     min_new_tokens: usize,
+    /// Sample at this temperature (0, the default, is greedy).
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long)]
+    top_k: Option<usize>,
+    #[arg(long)]
+    top_p: Option<f32>,
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f32,
+    /// Seed of the sampling RNG, for reproducible samples.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Stop once the continuation contains this string (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
     /// Print one JSON object instead of the text.
     #[arg(long)]
     json: bool,
@@ -128,8 +144,17 @@ fn run(cli: Cli) -> Result<(), String> {
             let params = GenerationParams {
                 max_new_tokens: args.max_new_tokens,
                 min_new_tokens: args.min_new_tokens,
+                sampling: SamplingParams {
+                    temperature: args.temperature,
+                    top_k: args.top_k,
+                    top_p: args.top_p,
+                    repetition_penalty: args.repetition_penalty,
+                    seed: args.seed,
+                },
+                stop: args.stop,
                 ..GenerationParams::default()
             };
+            params.sampling.validate()?;
             let generation = generator
                 .generate(&args.prompt, &params)
                 .map_err(|e| e.to_string())?;

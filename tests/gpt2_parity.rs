@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use infergraph::models::generator::argmax;
+use infergraph::models::sampling::argmax;
 use infergraph::models::{self, FinishReason, GenerationParams, Generator};
 
 fn load(name: &str) -> Generator {
@@ -44,11 +44,10 @@ fn last_position_logits_match_transformers_within_1e_4() {
 
             let forward = &input["forward"];
             assert_eq!(
-                argmax(last, None),
+                argmax(last),
                 forward["last_logits_argmax"].as_u64().unwrap() as u32
             );
-            let per_position_argmax: Vec<u32> =
-                all.chunks_exact(v).map(|row| argmax(row, None)).collect();
+            let per_position_argmax: Vec<u32> = all.chunks_exact(v).map(argmax).collect();
             assert_eq!(
                 per_position_argmax,
                 u32s(&forward["per_position_argmax"]),
@@ -185,10 +184,7 @@ fn a_left_padded_batch_computes_what_each_row_computes_alone() {
     let (batch_logits, mut cache) = model.prefill(&prompts).unwrap();
     let vocab = model.config().vocab_size;
     let batch_logits = batch_logits.into_data().try_into_vec::<f32>().unwrap();
-    let mut next: Vec<u32> = batch_logits
-        .chunks_exact(vocab)
-        .map(|row| argmax(row, None))
-        .collect();
+    let mut next: Vec<u32> = batch_logits.chunks_exact(vocab).map(argmax).collect();
     for (row, prompt) in prompts.iter().enumerate() {
         let alone = model
             .prefill(std::slice::from_ref(prompt))
@@ -209,10 +205,7 @@ fn a_left_padded_batch_computes_what_each_row_computes_alone() {
             .into_data()
             .try_into_vec::<f32>()
             .unwrap();
-        next = logits
-            .chunks_exact(vocab)
-            .map(|row| argmax(row, None))
-            .collect();
+        next = logits.chunks_exact(vocab).map(argmax).collect();
         for (row, &t) in next.iter().enumerate() {
             batched[row].push(t);
         }

@@ -221,3 +221,32 @@ async fn generations_overlap_and_classifications_run_one_at_a_time_after_them() 
         );
     }
 }
+
+#[actix_web::test]
+async fn a_seeded_sampled_graph_request_is_reproducible() {
+    let server = TestServer::start(&fixture_models(), "");
+    let request = json!({"text": "I have an idea!", "temperature": 0.9, "top_k": 50, "seed": 1234, "max_new_tokens": 12});
+    let (status, first) = post_json(&server, "/v1/graph", request.clone()).await;
+    assert_eq!(status, 200, "{first}");
+    let (_, second) = post_json(&server, "/v1/graph", request).await;
+    let texts = |body: &Value| -> Vec<Value> {
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["generated"].clone())
+            .collect()
+    };
+    assert_eq!(texts(&first), texts(&second));
+    let (_, greedy) = post_json(
+        &server,
+        "/v1/graph",
+        json!({"text": "I have an idea!", "max_new_tokens": 12}),
+    )
+    .await;
+    assert_ne!(
+        texts(&first),
+        texts(&greedy),
+        "sampling is not greedy decoding"
+    );
+}

@@ -269,6 +269,18 @@ async fn every_kind_of_bad_input_gets_its_status_and_a_json_error() {
         "{body}"
     );
 
+    let (_, body, _) = send(
+        &server,
+        "/v1/graph",
+        JSON,
+        graph_json(json!({"text": "hi", "top_p": 2.0})),
+    )
+    .await;
+    assert!(
+        body["error"].as_str().unwrap().starts_with("top_p"),
+        "{body}"
+    );
+
     // And after all that, the server still serves.
     let (status, body, _) = send(
         &server,

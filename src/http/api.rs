@@ -31,6 +31,18 @@ pub struct GraphRequest {
     pub max_new_tokens: Option<usize>,
     /// Total tokens, prompt included. Defaults to `generation.max_length` in config.
     pub max_length: Option<usize>,
+    /// End-of-sequence is suppressed until this many tokens are generated.
+    pub min_new_tokens: Option<usize>,
+    /// 0 (the default) is greedy; above 0, tokens are sampled.
+    pub temperature: Option<f32>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
+    /// Above 1 discourages repeating any token of the sequence so far.
+    pub repetition_penalty: Option<f32>,
+    /// Makes a sampled result reproducible.
+    pub seed: Option<u64>,
+    /// Up to 4 strings; a generation ends once its continuation contains one.
+    pub stop: Option<Vec<String>>,
 }
 
 /// `POST /v1/graph`'s answer.

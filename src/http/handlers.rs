@@ -14,6 +14,7 @@ use super::api::{
 use super::error::ApiError;
 use super::state::{AppState, Phase};
 use crate::graph::{GraphOutcome, RunGraph};
+use crate::models::sampling::SamplingParams;
 use crate::models::GenerationParams;
 use crate::telemetry::RequestId;
 
@@ -201,8 +202,45 @@ fn graph_params(state: &AppState, request: &GraphRequest) -> Result<GenerationPa
         }
         (None, None) => {}
     }
+    if let Some(n) = request.min_new_tokens {
+        if n > params.max_new_tokens {
+            return Err(ApiError::Validation(format!(
+                "min_new_tokens: {n} is more than max_new_tokens ({})",
+                params.max_new_tokens
+            )));
+        }
+        params.min_new_tokens = n;
+    }
+    params.sampling = SamplingParams {
+        temperature: request.temperature.unwrap_or(0.0),
+        top_k: request.top_k,
+        top_p: request.top_p,
+        repetition_penalty: request.repetition_penalty.unwrap_or(1.0),
+        seed: request.seed,
+    };
+    params.sampling.validate().map_err(ApiError::Validation)?;
+    if let Some(stop) = &request.stop {
+        if stop.len() > MAX_STOP_STRINGS {
+            return Err(ApiError::Validation(format!(
+                "stop: {} strings; at most {MAX_STOP_STRINGS}",
+                stop.len()
+            )));
+        }
+        if let Some(bad) = stop
+            .iter()
+            .find(|s| s.is_empty() || s.chars().count() > MAX_STOP_CHARS)
+        {
+            return Err(ApiError::Validation(format!(
+                "stop: {bad:?} must be 1 to {MAX_STOP_CHARS} characters"
+            )));
+        }
+        params.stop = stop.clone();
+    }
     Ok(params)
 }
+
+const MAX_STOP_STRINGS: usize = 4;
+const MAX_STOP_CHARS: usize = 64;
 
 fn seed_answer(outcome: &GraphOutcome) -> Vec<GeneratedScore> {
     outcome

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::bert::{BertForSequenceClassification, BertInput};
 use super::error::ModelError;
-use super::generator::argmax;
+use super::sampling::argmax;
 use super::tokenizer::TextTokenizer;
 
 /// One classified input, shaped as `infergraph classify --json` prints it.
@@ -92,7 +92,7 @@ impl Classifier {
             .into_iter()
             .zip(logits.chunks_exact(n).zip(scores.chunks_exact(n)))
             .map(|(input, (logits, scores))| {
-                let top = argmax(scores, None) as usize;
+                let top = argmax(scores) as usize;
                 Classification {
                     input_ids: input.input_ids,
                     logits: logits.to_vec(),

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ModelError;
 use super::gpt2::Gpt2LmHeadModel;
+use super::sampling::{Sampler, SamplingParams};
 use super::tokenizer::TextTokenizer;
 
 /// Why a sequence stopped.
@@ -17,9 +18,11 @@ pub enum FinishReason {
     Length,
     /// The model produced its end-of-sequence token.
     Eos,
+    /// The continuation produced one of the request's stop strings.
+    Stop,
 }
 
-/// How much to generate. Decoding is greedy.
+/// How much to generate, and how to pick tokens.
 #[derive(Debug, Clone)]
 pub struct GenerationParams {
     pub max_new_tokens: usize,
@@ -29,6 +32,11 @@ pub struct GenerationParams {
     pub max_prompt_tokens: Option<usize>,
     /// EOS is suppressed until this many tokens exist, as transformers' `min_new_tokens`.
     pub min_new_tokens: usize,
+    /// Greedy by default.
+    pub sampling: SamplingParams,
+    /// Generation ends once the continuation's text contains one of these; the token that
+    /// completed it is the last one kept.
+    pub stop: Vec<String>,
     /// Decode with the KV cache (the fast path) or recompute the whole sequence each step
     /// (the reference the cache is checked against).
     pub use_cache: bool,
@@ -41,6 +49,8 @@ impl Default for GenerationParams {
             max_length: None,
             max_prompt_tokens: None,
             min_new_tokens: 0,
+            sampling: SamplingParams::default(),
+            stop: Vec::new(),
             use_cache: true,
         }
     }
@@ -103,7 +113,7 @@ impl Generator {
         })
     }
 
-    /// Greedy continuation of `prompt_ids`; the budget is cut to what `n_positions` leaves.
+    /// Continues `prompt_ids`; the budget is cut to what `n_positions` (and `max_length`) leave.
     pub fn generate_ids(
         &self,
         prompt_ids: &[u32],
@@ -139,6 +149,7 @@ impl Generator {
         let mut sequence = prompt_ids.to_vec();
         let mut new_tokens = Vec::with_capacity(budget);
         let mut cache = None;
+        let mut sampler = Sampler::new(params.sampling.clone());
         while new_tokens.len() < budget {
             let logits = match cache.as_mut() {
                 None if params.use_cache => {
@@ -156,11 +167,17 @@ impl Generator {
                 }
             };
             let banned = eos.filter(|_| new_tokens.len() < params.min_new_tokens);
-            let next = argmax(&row_values(logits), banned);
+            let next = sampler.next_token(&mut row_values(logits), &sequence, banned);
             sequence.push(next);
             new_tokens.push(next);
             if Some(next) == eos {
                 return Ok((new_tokens, FinishReason::Eos));
+            }
+            if !params.stop.is_empty() {
+                let text = self.tokenizer.decode(&new_tokens)?;
+                if params.stop.iter().any(|s| text.contains(s.as_str())) {
+                    return Ok((new_tokens, FinishReason::Stop));
+                }
             }
         }
         Ok((new_tokens, FinishReason::Length))
@@ -173,18 +190,4 @@ fn row_values(logits: Tensor<2>) -> Vec<f32> {
         .into_data()
         .try_into_vec::<f32>()
         .expect("logits are f32")
-}
-
-/// Index of the largest value (the first on ties, as torch does), skipping `banned`.
-pub fn argmax(values: &[f32], banned: Option<u32>) -> u32 {
-    let mut best = None::<(usize, f32)>;
-    for (i, &v) in values.iter().enumerate() {
-        if Some(i as u32) == banned {
-            continue;
-        }
-        if best.is_none_or(|(_, b)| v > b) {
-            best = Some((i, v));
-        }
-    }
-    best.map_or(0, |(i, _)| i as u32)
 }

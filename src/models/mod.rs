@@ -18,3 +18,5 @@ pub use error::ModelError;
 pub use folder::{architecture, load, load_classifier, load_generator, Architecture, LoadedModel};
 pub use generator::{FinishReason, Generation, GenerationParams, Generator};
 pub mod presets;
+pub mod rng;
+pub mod sampling;

@@ -12,6 +12,7 @@ use safetensors::tensor::{Dtype, View};
 use serde_json::json;
 
 use super::error::ModelError;
+use super::rng::SplitMix64;
 
 /// The real tokenizers, shipped with the binary so any folder can be made anywhere.
 const GPT2_TOKENIZER: &[u8] = include_bytes!("../../model-weights/gpt2/tokenizer.json");
@@ -143,7 +144,7 @@ fn write_folder(
         reason: e.to_string(),
     };
     std::fs::create_dir_all(out).map_err(|e| write_err(out, &e))?;
-    let mut rng = SplitMix64(preset.seed());
+    let mut rng = SplitMix64::new(preset.seed());
     let (config, tokenizer, tokenizer_config, tensors) = match shape {
         Shape::Gpt2 {
             n_layer,
@@ -326,30 +327,6 @@ impl TensorMaker<'_> {
     fn layer_norm(&mut self, prefix: &str, d: usize) {
         self.constant(&format!("{prefix}.weight"), d, 1.0);
         self.constant(&format!("{prefix}.bias"), d, 0.0);
-    }
-}
-
-/// A small, fast, reproducible generator; the same seed gives the same bytes on every machine.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1].
-    fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Standard normal by Box–Muller (one value per pair; simplicity over speed).
-    fn normal(&mut self) -> f32 {
-        let (u1, u2) = (self.uniform(), self.uniform());
-        ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
     }
 }
 

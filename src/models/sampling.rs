@@ -1,0 +1,305 @@
+//! Choosing the next token from a row of logits: greedy, or drawn with transformers' logits
+//! processors, in transformers' order: repetition penalty, EOS suppression (for
+//! `min_new_tokens`), temperature, top-k, top-p, then a draw from the request's own RNG.
+//!
+//! Candidates are kept as `(token id, value)` pairs through every sort and cut, so no
+//! truncation can lose track of which token a probability belongs to.
+
+use std::cmp::Ordering;
+
+use super::rng::SplitMix64;
+
+/// How one request picks its tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    /// 0 is greedy (argmax). Otherwise logits are divided by it before the draw.
+    pub temperature: f32,
+    /// Keep only the `k` most likely tokens.
+    pub top_k: Option<usize>,
+    /// Keep the fewest most-likely tokens whose probabilities add up to at least `p`.
+    pub top_p: Option<f32>,
+    /// Above 1 discourages every token already in the sequence (prompt included).
+    pub repetition_penalty: f32,
+    /// Seeds this request's RNG, so a sampled result can be reproduced; drawn when absent.
+    pub seed: Option<u64>,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            repetition_penalty: 1.0,
+            seed: None,
+        }
+    }
+}
+
+impl SamplingParams {
+    /// Checks every field, naming the first that is out of range.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.temperature.is_finite() || !(0.0..=100.0).contains(&self.temperature) {
+            return Err(format!(
+                "temperature: {} is out of range 0..=100 (0 is greedy)",
+                self.temperature
+            ));
+        }
+        if self.top_k == Some(0) {
+            return Err("top_k: must be at least 1".into());
+        }
+        if let Some(p) = self.top_p {
+            if !(p > 0.0 && p <= 1.0) {
+                return Err(format!("top_p: {p} is out of range (0, 1]"));
+            }
+        }
+        if !self.repetition_penalty.is_finite()
+            || !(0.0..=100.0).contains(&self.repetition_penalty)
+            || self.repetition_penalty == 0.0
+        {
+            return Err(format!(
+                "repetition_penalty: {} is out of range (0, 100] (1 is none)",
+                self.repetition_penalty
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn is_greedy(&self) -> bool {
+        self.temperature == 0.0
+    }
+}
+
+/// The per-request token picker: its parameters and its own RNG.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    params: SamplingParams,
+    rng: SplitMix64,
+}
+
+impl Sampler {
+    pub fn new(params: SamplingParams) -> Self {
+        let seed = params
+            .seed
+            .unwrap_or_else(|| uuid::Uuid::new_v4().as_u64_pair().0);
+        Self {
+            params,
+            rng: SplitMix64::new(seed),
+        }
+    }
+
+    /// Picks the next token. `context` is every token so far (prompt and generated);
+    /// `banned` (EOS before `min_new_tokens`) is never picked.
+    pub fn next_token(&mut self, logits: &mut [f32], context: &[u32], banned: Option<u32>) -> u32 {
+        apply_repetition_penalty(logits, context, self.params.repetition_penalty);
+        if let Some(slot) = banned.and_then(|b| logits.get_mut(b as usize)) {
+            *slot = f32::NEG_INFINITY;
+        }
+        if self.params.is_greedy() {
+            return argmax(logits);
+        }
+        let temperature = self.params.temperature;
+        let mut candidates: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.is_finite())
+            .map(|(id, &l)| (id as u32, l / temperature))
+            .collect();
+        if candidates.is_empty() {
+            return argmax(logits);
+        }
+        if let Some(k) = self.params.top_k.filter(|&k| k < candidates.len()) {
+            candidates.select_nth_unstable_by(k - 1, by_value_descending);
+            candidates.truncate(k);
+        }
+        let mut probabilities = softmax(&candidates);
+        if let Some(p) = self.params.top_p.filter(|&p| p < 1.0) {
+            probabilities.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let mut total = 0.0;
+            let keep = probabilities
+                .iter()
+                .position(|&(_, q)| {
+                    total += q;
+                    total >= p as f64
+                })
+                .map_or(probabilities.len(), |i| i + 1);
+            probabilities.truncate(keep);
+        }
+        let total: f64 = probabilities.iter().map(|(_, q)| q).sum();
+        let mut target = self.rng.uniform() * total;
+        for &(id, q) in &probabilities {
+            target -= q;
+            if target <= 0.0 {
+                return id;
+            }
+        }
+        probabilities.last().expect("non-empty").0
+    }
+}
+
+/// transformers' `RepetitionPenaltyLogitsProcessor`: a seen token's logit is divided by the
+/// penalty when positive and multiplied by it when negative (each token once).
+fn apply_repetition_penalty(logits: &mut [f32], context: &[u32], penalty: f32) {
+    if penalty == 1.0 {
+        return;
+    }
+    let mut seen = std::collections::HashSet::with_capacity(context.len());
+    for &id in context {
+        if seen.insert(id) {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l = if *l < 0.0 { *l * penalty } else { *l / penalty };
+            }
+        }
+    }
+}
+
+/// Larger values first; equal values by token id, so the order never depends on the sort.
+fn by_value_descending(a: &(u32, f32), b: &(u32, f32)) -> Ordering {
+    b.1.partial_cmp(&a.1)
+        .unwrap_or(Ordering::Equal)
+        .then(a.0.cmp(&b.0))
+}
+
+fn softmax(candidates: &[(u32, f32)]) -> Vec<(u32, f64)> {
+    let max = candidates
+        .iter()
+        .map(|c| c.1)
+        .fold(f32::NEG_INFINITY, f32::max) as f64;
+    let exps: Vec<(u32, f64)> = candidates
+        .iter()
+        .map(|&(id, l)| (id, (l as f64 - max).exp()))
+        .collect();
+    let sum: f64 = exps.iter().map(|e| e.1).sum();
+    exps.into_iter().map(|(id, e)| (id, e / sum)).collect()
+}
+
+/// Index of the largest value, the first on ties (as torch.argmax).
+pub fn argmax(values: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sampler(params: SamplingParams) -> Sampler {
+        Sampler::new(SamplingParams {
+            seed: Some(7),
+            ..params
+        })
+    }
+
+    fn draws(params: SamplingParams, logits: &[f32], n: usize) -> Vec<u32> {
+        let mut s = sampler(params);
+        (0..n)
+            .map(|_| s.next_token(&mut logits.to_vec(), &[], None))
+            .collect()
+    }
+
+    #[test]
+    fn greedy_takes_the_first_largest_and_skips_the_banned_token() {
+        let mut s = sampler(SamplingParams::default());
+        assert_eq!(s.next_token(&mut [0.1, 0.9, 0.9, 0.2], &[], None), 1);
+        assert_eq!(s.next_token(&mut [0.1, 0.9, 0.5, 0.2], &[], Some(1)), 2);
+    }
+
+    #[test]
+    fn top_k_keeps_the_ids_of_the_k_largest_logits_wherever_they_sit() {
+        let mut logits = vec![0.0f32; 50];
+        logits[37] = 5.0;
+        logits[3] = 4.9;
+        logits[12] = 4.8;
+        let params = SamplingParams {
+            temperature: 1.0,
+            top_k: Some(2),
+            ..Default::default()
+        };
+        let picked = draws(params, &logits, 400);
+        assert!(picked.iter().all(|&t| t == 37 || t == 3), "{picked:?}");
+        assert!(picked.contains(&37) && picked.contains(&3));
+    }
+
+    #[test]
+    fn top_p_keeps_the_fewest_likely_ids_that_reach_p() {
+        // Probabilities 0.5 (id 9), 0.3 (id 2), 0.2 (id 5), spread over unsorted positions.
+        let mut logits = vec![f32::NEG_INFINITY; 12];
+        logits[9] = 0.5f32.ln();
+        logits[2] = 0.3f32.ln();
+        logits[5] = 0.2f32.ln();
+        let params = SamplingParams {
+            temperature: 1.0,
+            top_p: Some(0.7),
+            ..Default::default()
+        };
+        let picked = draws(params, &logits, 400);
+        assert!(picked.iter().all(|&t| t == 9 || t == 2), "{picked:?}");
+        assert!(picked.contains(&9) && picked.contains(&2));
+    }
+
+    #[test]
+    fn repetition_penalty_divides_positive_and_multiplies_negative_logits_once() {
+        let mut logits = vec![2.0, -2.0, 2.0];
+        apply_repetition_penalty(&mut logits, &[0, 1, 1, 0], 2.0);
+        assert_eq!(logits, vec![1.0, -4.0, 2.0]);
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same_tokens_and_another_seed_differs() {
+        let logits: Vec<f32> = (0..100).map(|i| (i % 7) as f32 * 0.3).collect();
+        let params = |seed| SamplingParams {
+            temperature: 1.0,
+            seed: Some(seed),
+            ..Default::default()
+        };
+        let run = |seed| {
+            let mut s = Sampler::new(params(seed));
+            (0..64)
+                .map(|_| s.next_token(&mut logits.clone(), &[], None))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(1), run(1));
+        assert_ne!(run(1), run(2));
+    }
+
+    #[test]
+    fn a_low_temperature_concentrates_on_the_top_token() {
+        let logits = [1.0, 2.0, 1.5];
+        let params = SamplingParams {
+            temperature: 0.01,
+            ..Default::default()
+        };
+        assert!(draws(params, &logits, 100).iter().all(|&t| t == 1));
+    }
+
+    #[test]
+    fn validation_names_the_offending_field() {
+        let bad = |p: SamplingParams| p.validate().unwrap_err();
+        assert!(bad(SamplingParams {
+            temperature: -1.0,
+            ..Default::default()
+        })
+        .starts_with("temperature"));
+        assert!(bad(SamplingParams {
+            top_k: Some(0),
+            ..Default::default()
+        })
+        .starts_with("top_k"));
+        assert!(bad(SamplingParams {
+            top_p: Some(1.5),
+            ..Default::default()
+        })
+        .starts_with("top_p"));
+        assert!(bad(SamplingParams {
+            repetition_penalty: 0.0,
+            ..Default::default()
+        })
+        .starts_with("repetition_penalty"));
+        assert!(SamplingParams::default().validate().is_ok());
+    }
+}
