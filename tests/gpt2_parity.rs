@@ -244,3 +244,72 @@ fn the_budget_is_cut_to_what_the_context_leaves() {
     let (new, reason) = generator.generate_ids(&ids, &params).unwrap();
     assert_eq!((new.len(), reason), (2, FinishReason::Length));
 }
+
+/// Continuous batching at the model level: sequences join a running batch at different
+/// steps (left-padded into it) and leave when done; each still gets its own greedy tokens.
+#[test]
+fn sequences_joining_and_leaving_a_batch_mid_flight_keep_their_greedy_tokens() {
+    let name = "gpt2-tiny-a";
+    let generator = load(name);
+    let model = generator.model();
+    let vocab = model.config().vocab_size;
+    let inputs = golden_inputs(name);
+    let expected: Vec<Vec<u32>> = inputs
+        .iter()
+        .map(|i| u32s(&i["generate"]["new_token_ids"]))
+        .collect();
+    let prompts: Vec<Vec<u32>> = inputs.iter().map(|i| u32s(&i["input_ids"])).collect();
+    // Sequence i joins at step joins[i]; each wants 16 tokens.
+    let joins = [0usize, 0, 3, 5, 5, 9];
+    let mut cache: Option<infergraph::models::gpt2::KvCache> = None;
+    let mut rows: Vec<usize> = Vec::new(); // sequence index of each batch row
+    let mut produced: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
+    let mut step = 0;
+    while produced
+        .iter()
+        .zip(&expected)
+        .any(|(p, e)| p.len() < e.len())
+    {
+        // Admit the sequences due now: prefill them together, then join the batch.
+        let joining: Vec<usize> = (0..prompts.len()).filter(|&i| joins[i] == step).collect();
+        if !joining.is_empty() {
+            let batch: Vec<Vec<u32>> = joining.iter().map(|&i| prompts[i].clone()).collect();
+            let (logits, fresh) = model.prefill(&batch).unwrap();
+            let logits = logits.into_data().try_into_vec::<f32>().unwrap();
+            for (row, &i) in joining.iter().enumerate() {
+                produced[i].push(argmax(&logits[row * vocab..(row + 1) * vocab]));
+            }
+            cache = Some(match cache.take() {
+                Some(running) => running.concat(fresh),
+                None => fresh,
+            });
+            rows.extend(joining);
+        }
+        // Retire finished rows.
+        let keep: Vec<usize> = (0..rows.len())
+            .filter(|&r| produced[rows[r]].len() < 16)
+            .collect();
+        if keep.len() < rows.len() {
+            cache = cache.take().map(|c| c.retain(&keep));
+            rows = keep.iter().map(|&r| rows[r]).collect();
+        }
+        // One decode step for everyone still running.
+        if !rows.is_empty() {
+            let next: Vec<u32> = rows.iter().map(|&i| *produced[i].last().unwrap()).collect();
+            let logits = model.decode(&next, cache.as_mut().unwrap()).unwrap();
+            let logits = logits.into_data().try_into_vec::<f32>().unwrap();
+            for (row, &i) in rows.iter().enumerate() {
+                produced[i].push(argmax(&logits[row * vocab..(row + 1) * vocab]));
+            }
+        }
+        step += 1;
+    }
+    for (i, (got, want)) in produced.iter().zip(&expected).enumerate() {
+        assert_eq!(
+            &got[..16],
+            &want[..],
+            "sequence {i} (joined at step {})",
+            joins[i]
+        );
+    }
+}

@@ -188,6 +188,91 @@ impl KvCache {
     pub fn tokens_in_row(&self, row: usize) -> usize {
         self.next_position[row]
     }
+
+    /// The rows of `self` followed by the rows of `other`: how a sequence joins a running
+    /// batch. The shorter side is left-padded with masked keys, so no row sees a change.
+    pub fn concat(self, other: KvCache) -> KvCache {
+        let len = self.len().max(other.len());
+        let (a, b) = (self.left_pad_to(len), other.left_pad_to(len));
+        let layers = a
+            .layers
+            .into_iter()
+            .zip(b.layers)
+            .map(|(x, y)| match (x, y) {
+                (Some(x), Some(y)) => Some(LayerCache {
+                    k: Tensor::cat(vec![x.k, y.k], 0),
+                    v: Tensor::cat(vec![x.v, y.v], 0),
+                }),
+                (x, None) => x,
+                (None, y) => y,
+            })
+            .collect();
+        KvCache {
+            layers,
+            key_valid: a.key_valid.into_iter().chain(b.key_valid).collect(),
+            next_position: a.next_position.into_iter().chain(b.next_position).collect(),
+        }
+    }
+
+    /// Keeps `rows` (in that order): how finished or cancelled sequences leave a batch.
+    /// Key columns that are padding in every remaining row are dropped too.
+    pub fn retain(self, rows: &[usize]) -> KvCache {
+        let key_valid: Vec<Vec<bool>> = rows.iter().map(|&r| self.key_valid[r].clone()).collect();
+        let next_position = rows.iter().map(|&r| self.next_position[r]).collect();
+        let skip = key_valid
+            .iter()
+            .map(|row| row.iter().position(|&v| v).unwrap_or(row.len()))
+            .min()
+            .unwrap_or(0);
+        let layers = self
+            .layers
+            .into_iter()
+            .map(|layer| {
+                layer.filter(|_| !rows.is_empty()).map(|l| {
+                    let device = l.k.device();
+                    let index = Tensor::<1, Int>::from_data(
+                        TensorData::new(
+                            rows.iter().map(|&r| r as i64).collect::<Vec<_>>(),
+                            [rows.len()],
+                        ),
+                        &device,
+                    );
+                    let [b, h, s, d] = [rows.len(), l.k.dims()[1], l.k.dims()[2], l.k.dims()[3]];
+                    LayerCache {
+                        k: l.k
+                            .select(0, index.clone())
+                            .slice([0..b, 0..h, skip..s, 0..d]),
+                        v: l.v.select(0, index).slice([0..b, 0..h, skip..s, 0..d]),
+                    }
+                })
+            })
+            .collect();
+        KvCache {
+            layers,
+            key_valid: key_valid
+                .into_iter()
+                .map(|row| row[skip..].to_vec())
+                .collect(),
+            next_position,
+        }
+    }
+
+    fn left_pad_to(mut self, len: usize) -> KvCache {
+        let pad = len - self.len();
+        if pad == 0 {
+            return self;
+        }
+        for layer in self.layers.iter_mut().flatten() {
+            let [b, h, _, d] = layer.k.dims();
+            let zeros = Tensor::<4>::zeros([b, h, pad, d], &layer.k.device());
+            layer.k = Tensor::cat(vec![zeros.clone(), layer.k.clone()], 2);
+            layer.v = Tensor::cat(vec![zeros, layer.v.clone()], 2);
+        }
+        for row in &mut self.key_valid {
+            row.splice(0..0, std::iter::repeat_n(false, pad));
+        }
+        self
+    }
 }
 
 /// A GPT-2 transformer with its (usually tied) language-model head.
