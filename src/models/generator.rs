@@ -102,85 +102,162 @@ impl Generator {
         params: &GenerationParams,
     ) -> Result<Generation, ModelError> {
         let prompt_ids = self.tokenizer.encode(prompt, None)?.ids;
-        let (new_token_ids, finish_reason) = self.generate_ids(&prompt_ids, params)?;
-        let all: Vec<u32> = prompt_ids.iter().chain(&new_token_ids).copied().collect();
-        Ok(Generation {
-            text: self.tokenizer.decode(&all)?,
-            new_text: self.tokenizer.decode(&new_token_ids)?,
-            prompt_ids,
-            new_token_ids,
-            finish_reason,
-        })
+        let (sequence, reason) =
+            self.run_alone(self.sequence(prompt_ids, params)?, params.use_cache)?;
+        sequence.into_generation(&self.tokenizer, reason)
     }
 
-    /// Continues `prompt_ids`; the budget is cut to what `n_positions` (and `max_length`) leave.
+    /// Continues `prompt_ids`, returning the new tokens.
     pub fn generate_ids(
         &self,
         prompt_ids: &[u32],
         params: &GenerationParams,
     ) -> Result<(Vec<u32>, FinishReason), ModelError> {
-        let n_positions = self.model.config().n_positions;
-        if prompt_ids.is_empty() {
-            return Err(ModelError::InvalidInput("the prompt has no tokens".into()));
-        }
-        if prompt_ids.len() >= n_positions {
-            return Err(ModelError::InvalidInput(format!(
-                "the prompt is {} tokens long, which leaves no room under the model's n_positions ({n_positions})",
-                prompt_ids.len()
-            )));
-        }
-        if let Some(limit) = params.max_prompt_tokens.filter(|&l| prompt_ids.len() > l) {
-            return Err(ModelError::InvalidInput(format!(
-                "the prompt is {} tokens long; the limit is {limit}",
-                prompt_ids.len()
-            )));
-        }
-        let mut budget = params.max_new_tokens.min(n_positions - prompt_ids.len());
-        if let Some(max_length) = params.max_length {
-            if prompt_ids.len() >= max_length {
-                return Err(ModelError::InvalidInput(format!(
-                    "the prompt is {} tokens long, which leaves no room under max_length ({max_length})",
-                    prompt_ids.len()
-                )));
-            }
-            budget = budget.min(max_length - prompt_ids.len());
-        }
-        let eos = self.model.config().eos_token_id;
-        let mut sequence = prompt_ids.to_vec();
-        let mut new_tokens = Vec::with_capacity(budget);
+        let (sequence, reason) = self.run_alone(
+            self.sequence(prompt_ids.to_vec(), params)?,
+            params.use_cache,
+        )?;
+        Ok((sequence.new_tokens().to_vec(), reason))
+    }
+
+    /// Runs one sequence to its end on its own (the batching engine runs many at once).
+    fn run_alone(
+        &self,
+        mut sequence: Sequence,
+        use_cache: bool,
+    ) -> Result<(Sequence, FinishReason), ModelError> {
         let mut cache = None;
-        let mut sampler = Sampler::new(params.sampling.clone());
-        while new_tokens.len() < budget {
+        loop {
+            if let Some(reason) = sequence.finished(&self.tokenizer)? {
+                return Ok((sequence, reason));
+            }
             let logits = match cache.as_mut() {
-                None if params.use_cache => {
-                    let (logits, fresh) = self.model.prefill(&[sequence.clone()])?;
+                None if use_cache => {
+                    let (logits, fresh) = self.model.prefill(&[sequence.tokens.clone()])?;
                     cache = Some(fresh);
                     logits
                 }
-                Some(cache) => self
-                    .model
-                    .decode(&[*sequence.last().expect("non-empty")], cache)?,
+                Some(cache) => self.model.decode(&[sequence.last_token()], cache)?,
                 None => {
-                    let all = self.model.logits_all(&sequence)?;
+                    let all = self.model.logits_all(&sequence.tokens)?;
                     let [t, v] = all.dims();
                     all.slice([t - 1..t, 0..v])
                 }
             };
-            let banned = eos.filter(|_| new_tokens.len() < params.min_new_tokens);
-            let next = sampler.next_token(&mut row_values(logits), &sequence, banned);
-            sequence.push(next);
-            new_tokens.push(next);
-            if Some(next) == eos {
-                return Ok((new_tokens, FinishReason::Eos));
+            sequence.choose(&mut row_values(logits));
+        }
+    }
+
+    /// Checks `prompt_ids` against the model's context and the request's limits, and sets
+    /// the sequence up to be continued.
+    pub fn sequence(
+        &self,
+        prompt_ids: Vec<u32>,
+        params: &GenerationParams,
+    ) -> Result<Sequence, ModelError> {
+        let n_positions = self.model.config().n_positions;
+        let len = prompt_ids.len();
+        if len == 0 {
+            return Err(ModelError::InvalidInput("the prompt has no tokens".into()));
+        }
+        if len >= n_positions {
+            return Err(ModelError::InvalidInput(format!(
+                "the prompt is {len} tokens long, which leaves no room under the model's n_positions ({n_positions})"
+            )));
+        }
+        if let Some(limit) = params.max_prompt_tokens.filter(|&l| len > l) {
+            return Err(ModelError::InvalidInput(format!(
+                "the prompt is {len} tokens long; the limit is {limit}"
+            )));
+        }
+        let mut budget = params.max_new_tokens.min(n_positions - len);
+        if let Some(max_length) = params.max_length {
+            if len >= max_length {
+                return Err(ModelError::InvalidInput(format!(
+                    "the prompt is {len} tokens long, which leaves no room under max_length ({max_length})"
+                )));
             }
-            if !params.stop.is_empty() {
-                let text = self.tokenizer.decode(&new_tokens)?;
-                if params.stop.iter().any(|s| text.contains(s.as_str())) {
-                    return Ok((new_tokens, FinishReason::Stop));
-                }
+            budget = budget.min(max_length - len);
+        }
+        Ok(Sequence {
+            tokens: prompt_ids,
+            prompt_len: len,
+            budget,
+            eos: self.model.config().eos_token_id,
+            min_new_tokens: params.min_new_tokens,
+            stop: params.stop.clone(),
+            sampler: Sampler::new(params.sampling.clone()),
+        })
+    }
+}
+
+/// One sequence being generated: its tokens so far, what it may still add, and how it
+/// picks the next one. The same whether it runs alone or in a batch.
+#[derive(Debug, Clone)]
+pub struct Sequence {
+    /// Prompt then continuation.
+    tokens: Vec<u32>,
+    prompt_len: usize,
+    /// How many tokens it may add.
+    budget: usize,
+    eos: Option<u32>,
+    min_new_tokens: usize,
+    stop: Vec<String>,
+    sampler: Sampler,
+}
+
+impl Sequence {
+    pub fn prompt_ids(&self) -> &[u32] {
+        &self.tokens[..self.prompt_len]
+    }
+
+    pub fn new_tokens(&self) -> &[u32] {
+        &self.tokens[self.prompt_len..]
+    }
+
+    /// The token the next decode step feeds.
+    pub fn last_token(&self) -> u32 {
+        *self.tokens.last().expect("a sequence is never empty")
+    }
+
+    /// Picks the next token from this sequence's row of logits and appends it.
+    pub fn choose(&mut self, logits: &mut [f32]) -> u32 {
+        let banned = self
+            .eos
+            .filter(|_| self.new_tokens().len() < self.min_new_tokens);
+        let next = self.sampler.next_token(logits, &self.tokens, banned);
+        self.tokens.push(next);
+        next
+    }
+
+    /// Why the sequence is done, if it is: EOS, a stop string, or its budget.
+    pub fn finished(&self, tokenizer: &TextTokenizer) -> Result<Option<FinishReason>, ModelError> {
+        let new = self.new_tokens();
+        if new.last().is_some() && new.last().copied() == self.eos {
+            return Ok(Some(FinishReason::Eos));
+        }
+        if !new.is_empty() && !self.stop.is_empty() {
+            let text = tokenizer.decode(new)?;
+            if self.stop.iter().any(|s| text.contains(s.as_str())) {
+                return Ok(Some(FinishReason::Stop));
             }
         }
-        Ok((new_tokens, FinishReason::Length))
+        Ok((new.len() >= self.budget).then_some(FinishReason::Length))
+    }
+
+    /// The finished result, with its text decoded.
+    pub fn into_generation(
+        self,
+        tokenizer: &TextTokenizer,
+        finish_reason: FinishReason,
+    ) -> Result<Generation, ModelError> {
+        Ok(Generation {
+            text: tokenizer.decode(&self.tokens)?,
+            new_text: tokenizer.decode(self.new_tokens())?,
+            prompt_ids: self.prompt_ids().to_vec(),
+            new_token_ids: self.new_tokens().to_vec(),
+            finish_reason,
+        })
     }
 }
 
