@@ -25,6 +25,8 @@ pub struct Config {
     pub generation: GenerationDefaults,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub engine: EngineConfig,
     /// The models of the graph, generators in the order their results are reported.
     pub models: Vec<ModelConfig>,
 }
@@ -63,6 +65,25 @@ pub struct GenerationDefaults {
 impl Default for GenerationDefaults {
     fn default() -> Self {
         Self { max_length: 128 }
+    }
+}
+
+/// Batching and admission, per generator.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Sequences decoded together in one step.
+    pub max_batch: usize,
+    /// Requests waiting to join the batch; beyond that, 429.
+    pub queue_capacity: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 8,
+            queue_capacity: 32,
+        }
     }
 }
 

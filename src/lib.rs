@@ -5,6 +5,7 @@ pub mod actors;
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod graph;
 pub mod http;
 pub mod models;

@@ -1,31 +1,32 @@
-//! The generator actor: owns one GPT-2 model and continues prompts with it.
+//! The generator actor: the graph's handle on one GPT-2 model, whose engine batches every
+//! request the actor receives on the model's own thread.
 
-use std::sync::Arc;
+use actix::{Actor, Context, Handler, Message, ResponseFuture};
 
-use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
-
-use super::{run_guarded, ActorError, WorkSpan};
+use super::{ActorError, WorkSpan};
+use crate::engine::{CancelToken, EngineSettings, GenerationEngine};
 use crate::models::{Generation, GenerationParams, Generator};
 
 pub struct GeneratorActor {
     /// The name results are reported under.
     name: String,
-    /// Shared with the arbiter's factory, which builds the actor on its thread.
-    generator: Arc<Generator>,
+    /// Owns the model; the actor only forwards work to it, so it never blocks its arbiter.
+    engine: GenerationEngine,
 }
 
 impl Actor for GeneratorActor {
-    type Context = SyncContext<Self>;
+    type Context = Context<Self>;
 }
 
 impl GeneratorActor {
-    /// Starts the actor on a thread of its own.
-    pub fn start(name: String, generator: Generator) -> Addr<Self> {
-        let generator = Arc::new(generator);
-        SyncArbiter::start(1, move || GeneratorActor {
-            name: name.clone(),
-            generator: generator.clone(),
-        })
+    /// Starts the model's engine thread; `start()` the returned actor on an arbiter.
+    pub fn new(name: String, generator: Generator, settings: EngineSettings) -> Self {
+        let engine = GenerationEngine::start(&name, generator, settings);
+        Self { name, engine }
+    }
+
+    pub fn engine(&self) -> &GenerationEngine {
+        &self.engine
     }
 }
 
@@ -33,6 +34,8 @@ impl GeneratorActor {
 pub struct Generate {
     pub prompt: String,
     pub params: GenerationParams,
+    /// Set when the answer is no longer wanted; the engine then drops the work.
+    pub cancel: CancelToken,
     /// The request this work is for, recorded on the actor's span.
     pub request_id: String,
     /// The HTTP request's span: the actor's work is recorded as its child.
@@ -49,20 +52,17 @@ pub struct Generated {
 }
 
 impl Handler<Generate> for GeneratorActor {
-    type Result = Result<Generated, ActorError>;
+    type Result = ResponseFuture<Result<Generated, ActorError>>;
 
-    fn handle(&mut self, msg: Generate, _: &mut SyncContext<Self>) -> Self::Result {
-        let _span =
-            tracing::info_span!(parent: &msg.parent, "generate", model = %self.name, request_id = %msg.request_id).entered();
-        let (generation, span) = run_guarded(&self.name, || {
-            self.generator.generate(&msg.prompt, &msg.params)
-        })?;
-        tracing::debug!(
-            prompt_tokens = generation.prompt_ids.len(),
-            generated_tokens = generation.new_token_ids.len(),
-            ms = (span.finished - span.started).as_secs_f64() * 1e3,
-            "generated"
-        );
-        Ok(Generated { generation, span })
+    fn handle(&mut self, msg: Generate, _: &mut Context<Self>) -> Self::Result {
+        let span = tracing::info_span!(parent: &msg.parent, "generate", model = %self.name, request_id = %msg.request_id);
+        let submitted = self.engine.submit(msg.prompt, msg.params, msg.cancel, span);
+        let model = self.name.clone();
+        Box::pin(async move {
+            let (generation, span) = submitted?
+                .await
+                .map_err(|_| ActorError::Unavailable { model })??;
+            Ok(Generated { generation, span })
+        })
     }
 }

@@ -34,6 +34,22 @@ pub enum ActorError {
     Panicked { model: String, message: String },
     #[error("model {model:?} is not running")]
     Unavailable { model: String },
+    #[error("model {model:?} is at capacity: its queue is full")]
+    Overloaded { model: String },
+    #[error("the request was cancelled")]
+    Cancelled,
+    /// A batched step failed; every request in it gets this.
+    #[error("model {model:?} failed: {message}")]
+    Failed { model: String, message: String },
+}
+
+/// The text a panic was raised with.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Runs `work` on the current (actor) thread, turning a panic into an error, and records
@@ -44,11 +60,7 @@ fn run_guarded<T>(
 ) -> Result<(T, WorkSpan), ActorError> {
     let started = Instant::now();
     let result = catch_unwind(AssertUnwindSafe(work)).map_err(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
+        let message = panic_message(payload.as_ref());
         tracing::error!(model, %message, "model panicked; the actor carries on");
         ActorError::Panicked {
             model: model.to_string(),

@@ -14,6 +14,7 @@ use futures_util::future::join_all;
 use tracing::Instrument;
 
 use crate::actors::{ActorError, ClassifierActor, Classify, Generate, GeneratorActor, WorkSpan};
+use crate::engine::CancelToken;
 use crate::models::{Classification, Generation, GenerationParams};
 
 /// A model actor and the name its results are reported under.
@@ -54,6 +55,8 @@ impl Actor for GraphCoordinator {
 /// Run the whole graph on `text`.
 pub struct RunGraph {
     pub request_id: String,
+    /// Set when the answer is no longer wanted: pending steps are dropped.
+    pub cancel: CancelToken,
     pub text: String,
     pub params: GenerationParams,
     /// The HTTP request's span: every step is recorded under it.
@@ -98,6 +101,7 @@ impl Handler<RunGraph> for GraphCoordinator {
                 let sends = generators.iter().map(|g| {
                     g.addr.send(Generate {
                         request_id: msg.request_id.clone(),
+                        cancel: msg.cancel.clone(),
                         prompt: msg.text.clone(),
                         params: msg.params.clone(),
                         parent: parent.clone(),
@@ -112,6 +116,9 @@ impl Handler<RunGraph> for GraphCoordinator {
                 }
                 let mut results = Vec::with_capacity(generated.len());
                 for (model, output) in generated {
+                    if msg.cancel.is_cancelled() {
+                        return Err(ActorError::Cancelled);
+                    }
                     let classified = classifier
                         .addr
                         .send(Classify {

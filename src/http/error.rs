@@ -7,7 +7,7 @@ use super::api::ErrorBody;
 use crate::actors::ActorError;
 use crate::models::ModelError;
 
-/// Seconds a client should wait before retrying a 503.
+/// Seconds a client should wait before retrying a 429 or 503.
 const RETRY_AFTER_SECS: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,8 @@ pub enum ApiError {
     ShuttingDown,
     #[error("the request did not finish within {0} s")]
     Timeout(u64),
+    #[error("{0}; retry later")]
+    Overloaded(String),
 }
 
 impl ApiError {
@@ -53,6 +55,7 @@ impl ApiError {
             Self::NotReady => "not_ready",
             Self::ShuttingDown => "shutting_down",
             Self::Timeout(_) => "timeout",
+            Self::Overloaded(_) => "overloaded",
         }
     }
 }
@@ -70,12 +73,16 @@ impl ResponseError for ApiError {
             Self::Model(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotReady | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
+        if matches!(
+            self.status_code(),
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        ) {
             response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
         }
         response.json(ErrorBody {
@@ -89,6 +96,7 @@ impl From<ActorError> for ApiError {
     fn from(error: ActorError) -> Self {
         match error {
             ActorError::Model(ModelError::InvalidInput(message)) => Self::Validation(message),
+            error @ ActorError::Overloaded { .. } => Self::Overloaded(error.to_string()),
             other => Self::Model(other.to_string()),
         }
     }

@@ -13,6 +13,7 @@ use super::api::{
 };
 use super::error::ApiError;
 use super::state::{AppState, Phase};
+use crate::engine::{CancelOnDrop, CancelToken};
 use crate::graph::{GraphOutcome, RunGraph};
 use crate::models::sampling::SamplingParams;
 use crate::models::GenerationParams;
@@ -138,8 +139,12 @@ async fn run_graph(
         )));
     }
     let timeout = state.config.limits.request_timeout_secs;
+    // Dropped with this future (timeout, or the handler dropped): the engines stop the work.
+    let cancel = CancelToken::new();
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
     let run = coordinator.send(RunGraph {
         request_id: request_id(req),
+        cancel,
         text: text.to_string(),
         params,
         parent: tracing::Span::current(),

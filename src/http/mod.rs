@@ -19,7 +19,8 @@ use tracing_actix_web::TracingLogger;
 
 use crate::actors::{ClassifierActor, GeneratorActor};
 use crate::backend::{self, SelectedDevice};
-use crate::config::{Config, Role};
+use crate::config::{Config, EngineConfig, Role};
+use crate::engine::EngineSettings;
 use crate::graph::{GraphCoordinator, Named};
 use crate::models::{self, Classifier, Generator};
 use crate::telemetry::{echo_request_id, RequestSpan};
@@ -79,7 +80,7 @@ async fn run(config: Config) -> Result<(), String> {
                 .unwrap_or_else(|e| Err(format!("model loading panicked: {e}")));
             match loaded {
                 Ok(graph) => {
-                    let (coordinator, infos) = graph.start();
+                    let (coordinator, infos) = graph.start(&state.config.engine);
                     state.set_ready(coordinator, infos);
                     tracing::info!("ready: every model is loaded");
                 }
@@ -173,12 +174,16 @@ fn load_models(config: &Config, device: &SelectedDevice) -> Result<LoadedGraph, 
 
 impl LoadedGraph {
     /// Starts one actor per model and the coordinator over them.
-    fn start(self) -> (actix::Addr<GraphCoordinator>, Vec<ModelInfo>) {
+    fn start(self, engine: &EngineConfig) -> (actix::Addr<GraphCoordinator>, Vec<ModelInfo>) {
+        let settings = EngineSettings {
+            max_batch: engine.max_batch,
+            queue_capacity: engine.queue_capacity,
+        };
         let generators = self
             .generators
             .into_iter()
             .map(|(name, generator)| Named {
-                addr: GeneratorActor::start(name.clone(), generator),
+                addr: GeneratorActor::new(name.clone(), generator, settings).start(),
                 name,
             })
             .collect();

@@ -207,6 +207,11 @@ pub struct Sequence {
 }
 
 impl Sequence {
+    /// Prompt then continuation.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
     pub fn prompt_ids(&self) -> &[u32] {
         &self.tokens[..self.prompt_len]
     }

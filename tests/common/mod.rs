@@ -77,3 +77,24 @@ pub fn logsumexp(row: &[f32]) -> f32 {
 pub fn cpu() -> Device {
     Device::flex()
 }
+
+/// Waits until `condition` holds, checking often; fails the test after `timeout`. Used to
+/// wait for an engine state, never as a proof in itself.
+pub fn wait_until(what: &str, timeout: std::time::Duration, condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// A generator loaded from the embedded demo models (room for 1000-token generations).
+pub fn demo_generator(name: &str) -> infergraph::models::Generator {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("model-weights")
+        .join(name);
+    infergraph::models::load_generator(&dir, &cpu()).expect("demo model loads")
+}

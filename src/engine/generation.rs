@@ -1,0 +1,359 @@
+//! One generator's engine: a bounded queue in front of a thread that runs continuous batching.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use super::cancel::CancelToken;
+use crate::actors::{ActorError, WorkSpan};
+use crate::models::generator::Sequence;
+use crate::models::gpt2::KvCache;
+use crate::models::{Generation, GenerationParams, Generator, ModelError};
+
+/// How large an engine's batch and queue may grow.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineSettings {
+    /// Sequences decoded together in one step.
+    pub max_batch: usize,
+    /// Requests waiting to join the batch; one more is refused with 429.
+    pub queue_capacity: usize,
+}
+
+/// Counters the engine keeps as it runs, for tests, metrics and load tests.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Accepted and not yet admitted to the batch.
+    pub queued: AtomicUsize,
+    /// In the running batch.
+    pub active: AtomicUsize,
+    /// Decode steps run.
+    pub steps: AtomicU64,
+    /// Requests that entered the batch (were prefilled).
+    pub admitted: AtomicU64,
+    pub completed: AtomicU64,
+    pub cancelled: AtomicU64,
+    pub failed: AtomicU64,
+    /// Refused because the queue was full.
+    pub rejected: AtomicU64,
+}
+
+/// What the engine answers: the generation and when the engine worked on it.
+pub type Reply = Result<(Generation, WorkSpan), ActorError>;
+
+struct Job {
+    prompt: String,
+    params: GenerationParams,
+    cancel: CancelToken,
+    reply: oneshot::Sender<Reply>,
+    /// The request's span, so the engine's events land under it.
+    parent: tracing::Span,
+}
+
+/// A handle to a running engine; clones share it.
+#[derive(Clone)]
+pub struct GenerationEngine {
+    name: Arc<str>,
+    queue: SyncSender<Job>,
+    stats: Arc<EngineStats>,
+}
+
+impl GenerationEngine {
+    /// Starts the engine's thread, which owns `generator` from now on.
+    pub fn start(name: &str, generator: Generator, settings: EngineSettings) -> Self {
+        let (queue, jobs) = sync_channel(settings.queue_capacity);
+        let stats = Arc::new(EngineStats::default());
+        let batcher = Batcher {
+            name: name.to_string(),
+            generator,
+            max_batch: settings.max_batch.max(1),
+            stats: stats.clone(),
+            rows: Vec::new(),
+            cache: None,
+        };
+        std::thread::Builder::new()
+            .name(format!("engine-{name}"))
+            .spawn(move || batcher.run(jobs))
+            .expect("the engine thread starts");
+        Self {
+            name: name.into(),
+            queue,
+            stats,
+        }
+    }
+
+    /// Queues a request, or refuses it at once when the queue is full.
+    pub fn submit(
+        &self,
+        prompt: String,
+        params: GenerationParams,
+        cancel: CancelToken,
+        parent: tracing::Span,
+    ) -> Result<oneshot::Receiver<Reply>, ActorError> {
+        let (reply, answer) = oneshot::channel();
+        // Counted before the send, so the engine's decrement never sees it below zero.
+        self.stats.queued.fetch_add(1, Ordering::AcqRel);
+        let job = Job {
+            prompt,
+            params,
+            cancel,
+            reply,
+            parent,
+        };
+        match self.queue.try_send(job) {
+            Ok(()) => Ok(answer),
+            Err(refused) => {
+                self.stats.queued.fetch_sub(1, Ordering::AcqRel);
+                let model = self.name.to_string();
+                Err(match refused {
+                    TrySendError::Full(_) => {
+                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        ActorError::Overloaded { model }
+                    }
+                    TrySendError::Disconnected(_) => ActorError::Unavailable { model },
+                })
+            }
+        }
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+}
+
+/// A request in the running batch.
+struct Row {
+    sequence: Sequence,
+    cancel: CancelToken,
+    reply: oneshot::Sender<Reply>,
+    parent: tracing::Span,
+    started: Instant,
+}
+
+/// The engine thread's state: the model, the batch's rows and their shared KV cache.
+struct Batcher {
+    name: String,
+    generator: Generator,
+    max_batch: usize,
+    stats: Arc<EngineStats>,
+    /// In the same order as the cache's rows.
+    rows: Vec<Row>,
+    cache: Option<KvCache>,
+}
+
+impl Batcher {
+    fn run(mut self, jobs: Receiver<Job>) {
+        loop {
+            let mut arrived = Vec::new();
+            if self.rows.is_empty() {
+                // Idle: sleep until work comes; every sender gone means the server stopped.
+                match jobs.recv() {
+                    Ok(job) => arrived.push(job),
+                    Err(_) => return,
+                }
+            }
+            while self.rows.len() + arrived.len() < self.max_batch {
+                match jobs.try_recv() {
+                    Ok(job) => arrived.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.stats.queued.fetch_sub(arrived.len(), Ordering::AcqRel);
+            self.admit(arrived);
+            self.retire();
+            if !self.rows.is_empty() {
+                self.step();
+                self.retire();
+            }
+        }
+    }
+
+    /// Prefills the arrived requests together and merges them into the batch.
+    fn admit(&mut self, arrived: Vec<Job>) {
+        let mut joining = Vec::new();
+        for job in arrived {
+            if job.cancel.is_cancelled() {
+                self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                let _ = job.reply.send(Err(ActorError::Cancelled));
+                continue;
+            }
+            let started = Instant::now();
+            let sequence = self
+                .generator
+                .tokenizer()
+                .encode(&job.prompt, None)
+                .and_then(|encoded| self.generator.sequence(encoded.ids, &job.params));
+            match sequence {
+                Ok(sequence) => joining.push(Row {
+                    sequence,
+                    cancel: job.cancel,
+                    reply: job.reply,
+                    parent: job.parent,
+                    started,
+                }),
+                Err(error) => {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    let _ = job.reply.send(Err(error.into()));
+                }
+            }
+        }
+        if joining.is_empty() {
+            return;
+        }
+        let prompts: Vec<Vec<u32>> = joining
+            .iter()
+            .map(|r| r.sequence.tokens().to_vec())
+            .collect();
+        let model = self.generator.model();
+        let prefilled = guarded(|| {
+            let (logits, cache) = model.prefill(&prompts)?;
+            Ok((host_rows(logits), cache))
+        });
+        match prefilled {
+            Ok((logits, fresh)) => {
+                for (row, mut logits) in joining.iter_mut().zip(logits) {
+                    row.sequence.choose(&mut logits);
+                }
+                self.stats
+                    .admitted
+                    .fetch_add(joining.len() as u64, Ordering::Relaxed);
+                self.cache = Some(match self.cache.take() {
+                    Some(running) => running.concat(fresh),
+                    None => fresh,
+                });
+                self.rows.extend(joining);
+                self.stats.active.store(self.rows.len(), Ordering::Release);
+            }
+            Err(message) => self.fail(joining, &message),
+        }
+    }
+
+    /// One decode step for every row.
+    fn step(&mut self) {
+        let next: Vec<u32> = self.rows.iter().map(|r| r.sequence.last_token()).collect();
+        let model = self.generator.model();
+        let cache = self.cache.as_mut().expect("rows have a cache");
+        let decoded = guarded(|| Ok(host_rows(model.decode(&next, cache)?)));
+        match decoded {
+            Ok(logits) => {
+                self.stats.steps.fetch_add(1, Ordering::Relaxed);
+                for (row, mut logits) in self.rows.iter_mut().zip(logits) {
+                    row.sequence.choose(&mut logits);
+                }
+            }
+            Err(message) => {
+                // The cache may be half-updated: start the batch afresh.
+                self.cache = None;
+                let rows = std::mem::take(&mut self.rows);
+                self.stats.active.store(0, Ordering::Release);
+                self.fail(rows, &message);
+            }
+        }
+    }
+
+    /// Answers and removes every row that is finished or cancelled.
+    fn retire(&mut self) {
+        let tokenizer = self.generator.tokenizer();
+        let outcomes: Vec<Option<Result<crate::models::FinishReason, ActorError>>> = self
+            .rows
+            .iter()
+            .map(|row| {
+                if row.cancel.is_cancelled() {
+                    return Some(Err(ActorError::Cancelled));
+                }
+                match row.sequence.finished(tokenizer) {
+                    Ok(reason) => reason.map(Ok),
+                    Err(error) => Some(Err(error.into())),
+                }
+            })
+            .collect();
+        if outcomes.iter().all(Option::is_none) {
+            return;
+        }
+        let keep: Vec<usize> = (0..outcomes.len())
+            .filter(|&i| outcomes[i].is_none())
+            .collect();
+        self.cache = if keep.is_empty() {
+            None
+        } else {
+            self.cache.take().map(|cache| cache.retain(&keep))
+        };
+        let rows = std::mem::take(&mut self.rows);
+        let mut replies = Vec::new();
+        for (row, outcome) in rows.into_iter().zip(outcomes) {
+            let Some(outcome) = outcome else {
+                self.rows.push(row);
+                continue;
+            };
+            let span = WorkSpan {
+                started: row.started,
+                finished: Instant::now(),
+            };
+            let reply = match outcome {
+                Ok(reason) => {
+                    self.stats.completed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(
+                        parent: &row.parent,
+                        model = %self.name,
+                        generated_tokens = row.sequence.new_tokens().len(),
+                        "generated"
+                    );
+                    row.sequence
+                        .into_generation(tokenizer, reason)
+                        .map(|generation| (generation, span))
+                        .map_err(ActorError::from)
+                }
+                Err(error) => {
+                    let counter = match error {
+                        ActorError::Cancelled => &self.stats.cancelled,
+                        _ => &self.stats.failed,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    Err(error)
+                }
+            };
+            replies.push((row.reply, reply));
+        }
+        // The slots are free before anyone hears back, so a waiter that reads the stats
+        // after its answer never sees its own row still active.
+        self.stats.active.store(self.rows.len(), Ordering::Release);
+        for (sender, reply) in replies {
+            let _ = sender.send(reply);
+        }
+    }
+
+    fn fail(&self, rows: Vec<Row>, message: &str) {
+        tracing::error!(model = %self.name, rows = rows.len(), %message, "batch step failed; its requests get an error");
+        for row in rows {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            let _ = row.reply.send(Err(ActorError::Failed {
+                model: self.name.clone(),
+                message: message.to_string(),
+            }));
+        }
+    }
+}
+
+/// Runs model work, turning both errors and panics into a message.
+fn guarded<T>(work: impl FnOnce() -> Result<T, ModelError>) -> Result<T, String> {
+    match catch_unwind(AssertUnwindSafe(work)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(payload) => Err(crate::actors::panic_message(payload.as_ref())),
+    }
+}
+
+/// `[B, vocab]` logits as one host vector per row.
+fn host_rows(logits: burn::tensor::Tensor<2>) -> Vec<Vec<f32>> {
+    let [_, vocab] = logits.dims();
+    logits
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("logits are f32")
+        .chunks_exact(vocab)
+        .map(<[f32]>::to_vec)
+        .collect()
+}

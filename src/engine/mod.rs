@@ -1,0 +1,25 @@
+//! The generation engine behind each generator actor: continuous batching on the model's
+//! own thread.
+//!
+//! BATCHING: between decode steps the engine admits queued requests (prefilled together,
+//! then merged into the running batch) up to `engine.max_batch`, and retires finished or
+//! cancelled ones. One batched forward serves every active sequence; each sequence keeps
+//! its own sampler and RNG, so its tokens do not depend on what it is batched with.
+//!
+//! BACKPRESSURE: each engine has a bounded admission queue (`engine.queue_capacity`). A
+//! request that finds it full is refused at once (HTTP 429 with `Retry-After`), so nothing
+//! waits unboundedly, and every accepted request gets exactly one answer.
+//!
+//! CANCELLATION: every request carries a `CancelToken`, set when whoever waits for it goes
+//! away (its HTTP handler timed out or was dropped, its client disconnected). A queued request
+//! that is cancelled never starts; a running one leaves the batch before the next step.
+//!
+//! FAILURE: a panic or error inside a prefill or decode step answers the requests of that
+//! step with an error (HTTP 500). The engine then drops the batch's state and carries on
+//! with the same model, so the next request succeeds.
+
+pub mod cancel;
+pub mod generation;
+
+pub use cancel::{CancelOnDrop, CancelToken};
+pub use generation::{EngineSettings, EngineStats, GenerationEngine};

@@ -1,0 +1,146 @@
+//! A full queue refuses at once, every request is answered, and the server keeps serving.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::server::{demo_models, TestServer};
+use common::*;
+use infergraph::actors::ActorError;
+use infergraph::engine::{CancelToken, EngineSettings, GenerationEngine};
+use infergraph::models::GenerationParams;
+use serde_json::json;
+
+/// A generation that runs until cancelled, for holding a slot.
+fn long() -> GenerationParams {
+    GenerationParams {
+        max_new_tokens: 1000,
+        min_new_tokens: 1000,
+        ..GenerationParams::default()
+    }
+}
+
+#[test]
+fn a_full_queue_refuses_at_once_and_every_accepted_request_is_answered() {
+    let engine = GenerationEngine::start(
+        "gpt2",
+        demo_generator("gpt2"),
+        EngineSettings {
+            max_batch: 1,
+            queue_capacity: 1,
+        },
+    );
+    let (running, queued) = (CancelToken::new(), CancelToken::new());
+    let first = engine
+        .submit(
+            "I have an idea!".into(),
+            long(),
+            running.clone(),
+            tracing::Span::none(),
+        )
+        .unwrap();
+    wait_until("the first request runs", Duration::from_secs(30), || {
+        engine.stats().active.load(Ordering::Acquire) == 1
+    });
+    let second = engine
+        .submit(
+            "Hello".into(),
+            long(),
+            queued.clone(),
+            tracing::Span::none(),
+        )
+        .unwrap();
+    assert_eq!(engine.stats().queued.load(Ordering::Acquire), 1);
+
+    let refused = engine.submit(
+        "Hello".into(),
+        long(),
+        CancelToken::new(),
+        tracing::Span::none(),
+    );
+    assert!(matches!(refused, Err(ActorError::Overloaded { .. })));
+    assert_eq!(engine.stats().rejected.load(Ordering::Relaxed), 1);
+
+    running.cancel();
+    queued.cancel();
+    assert!(matches!(
+        first.blocking_recv().unwrap(),
+        Err(ActorError::Cancelled)
+    ));
+    assert!(matches!(
+        second.blocking_recv().unwrap(),
+        Err(ActorError::Cancelled)
+    ));
+    assert_eq!(engine.stats().active.load(Ordering::Acquire), 0);
+    assert_eq!(engine.stats().queued.load(Ordering::Acquire), 0);
+
+    // Capacity is back: the next request is accepted and served.
+    let params = GenerationParams {
+        max_new_tokens: 4,
+        ..GenerationParams::default()
+    };
+    let next = engine
+        .submit(
+            "Hello".into(),
+            params,
+            CancelToken::new(),
+            tracing::Span::none(),
+        )
+        .unwrap();
+    assert_eq!(
+        next.blocking_recv().unwrap().unwrap().0.new_token_ids.len(),
+        4
+    );
+}
+
+#[actix_web::test]
+async fn overload_is_answered_with_429_and_retry_after_and_the_server_keeps_serving() {
+    let server = TestServer::start(
+        &demo_models(),
+        "[engine]\nmax_batch = 1\nqueue_capacity = 1\n[limits]\nmax_new_tokens = 1000\n",
+    );
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .finish();
+    let body = json!({"text": "I have an idea!", "max_new_tokens": 400, "min_new_tokens": 400});
+    let requests = (0..6).map(|_| {
+        let request = client.post(server.url("/v1/graph")).send_json(&body);
+        async move {
+            let mut response = request.await.expect("every request is answered");
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+            let body: serde_json::Value = response.json().limit(1 << 22).await.unwrap();
+            (response.status().as_u16(), retry_after, body)
+        }
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|(status, ..)| *status == 429)
+        .collect();
+    assert!(
+        !refused.is_empty(),
+        "six long requests against one slot and one queue place"
+    );
+    for (status, retry_after, body) in &answers {
+        assert!(*status == 200 || *status == 429, "{status}: {body}");
+        if *status == 429 {
+            assert_eq!(retry_after.as_deref(), Some("1"));
+            assert_eq!(body["error_type"], "overloaded");
+        }
+    }
+    let mut response = client
+        .post(server.url("/v1/graph"))
+        .send_json(&json!({"text": "Hi", "max_new_tokens": 3}))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "{:?}",
+        response.body().await
+    );
+}

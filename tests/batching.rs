@@ -1,0 +1,163 @@
+//! Continuous batching in the generation engine: a batch computes what each request
+//! computes alone, whoever it shares the batch with and whenever it joins.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use infergraph::engine::{CancelToken, EngineSettings, GenerationEngine};
+use infergraph::models::sampling::SamplingParams;
+use infergraph::models::{self, GenerationParams};
+
+const SETTINGS: EngineSettings = EngineSettings {
+    max_batch: 8,
+    queue_capacity: 32,
+};
+
+fn engine(name: &str) -> GenerationEngine {
+    GenerationEngine::start(
+        name,
+        models::load_generator(&fixture(name), &cpu()).unwrap(),
+        SETTINGS,
+    )
+}
+
+fn submit(
+    engine: &GenerationEngine,
+    text: &str,
+    params: GenerationParams,
+) -> tokio::sync::oneshot::Receiver<infergraph::engine::generation::Reply> {
+    engine
+        .submit(
+            text.to_string(),
+            params,
+            CancelToken::new(),
+            tracing::Span::none(),
+        )
+        .unwrap()
+}
+
+#[test]
+fn concurrent_greedy_requests_of_different_lengths_get_their_own_greedy_tokens() {
+    let name = "gpt2-tiny-a";
+    let engine = engine(name);
+    let inputs = golden_inputs(name);
+    let waiting: Vec<_> = inputs
+        .iter()
+        .map(|i| {
+            submit(
+                &engine,
+                i["text"].as_str().unwrap(),
+                GenerationParams::default(),
+            )
+        })
+        .collect();
+    for (input, answer) in inputs.iter().zip(waiting) {
+        let (generation, _) = answer.blocking_recv().unwrap().unwrap();
+        assert_eq!(
+            generation.new_token_ids,
+            u32s(&input["generate"]["new_token_ids"]),
+            "{}",
+            input["text"]
+        );
+        assert_eq!(generation.text, input["generate"]["text"].as_str().unwrap());
+    }
+    let steps = engine.stats().steps.load(Ordering::Relaxed);
+    assert!(
+        steps < 6 * 15,
+        "{steps} decode steps for 6 × 16 tokens: the requests shared steps"
+    );
+}
+
+#[test]
+fn requests_joining_a_running_batch_mid_flight_get_their_own_greedy_tokens() {
+    let name = "gpt2-tiny-c";
+    let engine = engine(name);
+    let inputs = golden_inputs(name);
+    let (early, late) = inputs.split_at(2);
+    let first: Vec<_> = early
+        .iter()
+        .map(|i| {
+            submit(
+                &engine,
+                i["text"].as_str().unwrap(),
+                GenerationParams::default(),
+            )
+        })
+        .collect();
+    wait_until(
+        "the first requests have decoded a few steps",
+        Duration::from_secs(30),
+        || engine.stats().steps.load(Ordering::Relaxed) >= 3,
+    );
+    let second: Vec<_> = late
+        .iter()
+        .map(|i| {
+            submit(
+                &engine,
+                i["text"].as_str().unwrap(),
+                GenerationParams::default(),
+            )
+        })
+        .collect();
+    for (input, answer) in early
+        .iter()
+        .chain(late)
+        .zip(first.into_iter().chain(second))
+    {
+        let (generation, _) = answer.blocking_recv().unwrap().unwrap();
+        assert_eq!(
+            generation.new_token_ids,
+            u32s(&input["generate"]["new_token_ids"]),
+            "{}",
+            input["text"]
+        );
+    }
+}
+
+#[test]
+fn a_seeded_sample_is_the_same_batched_or_alone() {
+    let engine = engine("gpt2-tiny-b");
+    let sampled = GenerationParams {
+        sampling: SamplingParams {
+            temperature: 1.0,
+            top_k: Some(40),
+            seed: Some(99),
+            ..SamplingParams::default()
+        },
+        ..GenerationParams::default()
+    };
+    let alone = submit(&engine, "Hello, my name is", sampled.clone())
+        .blocking_recv()
+        .unwrap()
+        .unwrap()
+        .0;
+    let others: Vec<_> = (0..5)
+        .map(|i| {
+            let params = GenerationParams {
+                sampling: SamplingParams {
+                    temperature: 0.7,
+                    seed: Some(i),
+                    ..SamplingParams::default()
+                },
+                ..GenerationParams::default()
+            };
+            submit(
+                &engine,
+                "A different, longer prompt to share the batch with",
+                params,
+            )
+        })
+        .collect();
+    let batched = submit(&engine, "Hello, my name is", sampled)
+        .blocking_recv()
+        .unwrap()
+        .unwrap()
+        .0;
+    assert_eq!(batched.new_token_ids, alone.new_token_ids);
+    for other in others {
+        other.blocking_recv().unwrap().unwrap();
+    }
+}

@@ -1,0 +1,139 @@
+//! Cancelled requests free their slot within one decode step; queued ones never start.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use infergraph::actors::ActorError;
+use infergraph::engine::{CancelOnDrop, CancelToken, EngineSettings, GenerationEngine};
+use infergraph::models::GenerationParams;
+
+fn long() -> GenerationParams {
+    GenerationParams {
+        max_new_tokens: 1000,
+        min_new_tokens: 1000,
+        ..GenerationParams::default()
+    }
+}
+
+fn engine(max_batch: usize) -> GenerationEngine {
+    GenerationEngine::start(
+        "gpt2",
+        demo_generator("gpt2"),
+        EngineSettings {
+            max_batch,
+            queue_capacity: 8,
+        },
+    )
+}
+
+#[test]
+fn a_cancelled_running_request_leaves_the_batch_within_one_step() {
+    let engine = engine(4);
+    let other = CancelToken::new();
+    let keep = engine
+        .submit(
+            "Keep going".into(),
+            long(),
+            other.clone(),
+            tracing::Span::none(),
+        )
+        .unwrap();
+    let cancel = CancelToken::new();
+    let doomed = engine
+        .submit(
+            "I have an idea!".into(),
+            long(),
+            cancel.clone(),
+            tracing::Span::none(),
+        )
+        .unwrap();
+    wait_until("both requests decode", Duration::from_secs(30), || {
+        engine.stats().active.load(Ordering::Acquire) == 2
+            && engine.stats().steps.load(Ordering::Relaxed) >= 2
+    });
+    cancel.cancel();
+    let steps_at_cancel = engine.stats().steps.load(Ordering::Relaxed);
+    assert!(matches!(
+        doomed.blocking_recv().unwrap(),
+        Err(ActorError::Cancelled)
+    ));
+    let steps_at_answer = engine.stats().steps.load(Ordering::Relaxed);
+    assert!(
+        steps_at_answer <= steps_at_cancel + 1,
+        "left after {} steps",
+        steps_at_answer - steps_at_cancel
+    );
+    assert_eq!(
+        engine.stats().active.load(Ordering::Acquire),
+        1,
+        "its slot is free; the other request runs on"
+    );
+    assert_eq!(engine.stats().cancelled.load(Ordering::Relaxed), 1);
+    other.cancel();
+    assert!(matches!(
+        keep.blocking_recv().unwrap(),
+        Err(ActorError::Cancelled)
+    ));
+}
+
+#[test]
+fn dropping_the_waiters_guard_cancels_the_request() {
+    let engine = engine(1);
+    let guard = CancelOnDrop(CancelToken::new());
+    let answer = engine
+        .submit(
+            "I have an idea!".into(),
+            long(),
+            guard.0.clone(),
+            tracing::Span::none(),
+        )
+        .unwrap();
+    wait_until("the request runs", Duration::from_secs(30), || {
+        engine.stats().active.load(Ordering::Acquire) == 1
+    });
+    drop(guard); // what a timed-out or disconnected HTTP handler does
+    assert!(matches!(
+        answer.blocking_recv().unwrap(),
+        Err(ActorError::Cancelled)
+    ));
+    assert_eq!(engine.stats().active.load(Ordering::Acquire), 0);
+}
+
+#[test]
+fn a_queued_request_whose_waiter_left_never_starts() {
+    let engine = engine(1);
+    let running = CancelToken::new();
+    let first = engine
+        .submit(
+            "I have an idea!".into(),
+            long(),
+            running.clone(),
+            tracing::Span::none(),
+        )
+        .unwrap();
+    wait_until("the first request runs", Duration::from_secs(30), || {
+        engine.stats().active.load(Ordering::Acquire) == 1
+    });
+    let left = CancelToken::new();
+    let queued = engine
+        .submit("Hello".into(), long(), left.clone(), tracing::Span::none())
+        .unwrap();
+    left.cancel();
+    running.cancel();
+    assert!(matches!(
+        first.blocking_recv().unwrap(),
+        Err(ActorError::Cancelled)
+    ));
+    assert!(matches!(
+        queued.blocking_recv().unwrap(),
+        Err(ActorError::Cancelled)
+    ));
+    assert_eq!(
+        engine.stats().admitted.load(Ordering::Relaxed),
+        1,
+        "only the first request was ever prefilled"
+    );
+}
