@@ -137,3 +137,62 @@ fn a_queued_request_whose_waiter_left_never_starts() {
         "only the first request was ever prefilled"
     );
 }
+
+/// Reads `/v1/engines` with a plain socket (no client library between us and the counters).
+fn engines(base: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let address = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET /v1/engines HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let body = response.split("\r\n\r\n").nth(1).expect("a body");
+    serde_json::from_str(body).unwrap()
+}
+
+fn total(engines: &serde_json::Value, counter: &str) -> u64 {
+    engines["engines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e[counter].as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn a_client_that_disconnects_mid_request_frees_its_slots() {
+    use std::io::Write;
+    let server = common::server::TestServer::start(
+        &common::server::demo_models(),
+        "[limits]\nmax_new_tokens = 1000\n",
+    );
+    let address = server.base.trim_start_matches("http://").to_string();
+    let body = r#"{"text": "I have an idea!", "max_new_tokens": 1000, "min_new_tokens": 1000}"#;
+    let mut client = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        client,
+        "POST /v1/graph HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    wait_until(
+        "all three generators run the request",
+        Duration::from_secs(30),
+        || total(&engines(&server.base), "active") == 3,
+    );
+    drop(client);
+    wait_until("the slots are free", Duration::from_secs(30), || {
+        total(&engines(&server.base), "active") == 0
+    });
+    let after = engines(&server.base);
+    assert_eq!(total(&after, "cancelled"), 3, "{after}");
+    assert_eq!(
+        total(&after, "completed"),
+        0,
+        "nothing ran to its end: {after}"
+    );
+}

@@ -57,6 +57,7 @@ struct Job {
 #[derive(Clone)]
 pub struct GenerationEngine {
     name: Arc<str>,
+    settings: EngineSettings,
     queue: SyncSender<Job>,
     stats: Arc<EngineStats>,
 }
@@ -80,6 +81,7 @@ impl GenerationEngine {
             .expect("the engine thread starts");
         Self {
             name: name.into(),
+            settings,
             queue,
             stats,
         }
@@ -121,6 +123,14 @@ impl GenerationEngine {
 
     pub fn stats(&self) -> &EngineStats {
         &self.stats
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn settings(&self) -> EngineSettings {
+        self.settings
     }
 }
 

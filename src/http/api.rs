@@ -119,6 +119,32 @@ pub struct ModelInfo {
     pub labels: Option<Vec<String>>,
 }
 
+/// `GET /v1/engines`: each generator engine's counters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnginesResponse {
+    pub engines: Vec<EngineInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EngineInfo {
+    pub model: String,
+    pub max_batch: usize,
+    pub queue_capacity: usize,
+    /// Accepted, waiting to join the batch.
+    pub queued: usize,
+    /// In the running batch.
+    pub active: usize,
+    /// Decode steps run so far.
+    pub steps: u64,
+    /// Requests that entered the batch.
+    pub admitted: u64,
+    pub completed: u64,
+    pub cancelled: u64,
+    pub failed: u64,
+    /// Refused with 429 because the queue was full.
+    pub rejected: u64,
+}
+
 /// Every error body.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -1,5 +1,6 @@
 //! Route handlers: parse and validate, run the graph through the coordinator, shape the answer.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use actix_web::http::header;
@@ -8,9 +9,10 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::api::{
-    GenerateScoreRequest, GeneratedScore, GraphRequest, GraphResponse, GraphResult, GraphTimings,
-    HealthBody, ModelsResponse, StepSpan,
+    EngineInfo, EnginesResponse, GenerateScoreRequest, GeneratedScore, GraphRequest, GraphResponse,
+    GraphResult, GraphTimings, HealthBody, ModelsResponse, StepSpan,
 };
+use super::disconnect;
 use super::error::ApiError;
 use super::state::{AppState, Phase};
 use crate::engine::{CancelOnDrop, CancelToken};
@@ -27,6 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/generate_score", web::post().to(generate_score))
     .route("/v1/graph", web::post().to(graph))
     .route("/v1/models", web::get().to(models))
+    .route("/v1/engines", web::get().to(engines))
     .route("/livez", web::get().to(livez))
     .route("/readyz", web::get().to(readyz))
     .route("/healthz", web::get().to(readyz))
@@ -76,10 +79,37 @@ async fn graph(
 }
 
 async fn models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let models = state.models().ok_or(ApiError::NotReady)?;
+    let graph = state.graph().ok_or(ApiError::NotReady)?;
     Ok(HttpResponse::Ok().json(ModelsResponse {
-        models: models.to_vec(),
+        models: graph.models.clone(),
     }))
+}
+
+/// Each generator engine's counters: what is queued, running, done, refused.
+async fn engines(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let graph = state.graph().ok_or(ApiError::NotReady)?;
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    let engines = graph
+        .engines
+        .iter()
+        .map(|engine| {
+            let stats = engine.stats();
+            EngineInfo {
+                model: engine.name().to_string(),
+                max_batch: engine.settings().max_batch,
+                queue_capacity: engine.settings().queue_capacity,
+                queued: stats.queued.load(Ordering::Acquire),
+                active: stats.active.load(Ordering::Acquire),
+                steps: load(&stats.steps),
+                admitted: load(&stats.admitted),
+                completed: load(&stats.completed),
+                cancelled: load(&stats.cancelled),
+                failed: load(&stats.failed),
+                rejected: load(&stats.rejected),
+            }
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(EnginesResponse { engines }))
 }
 
 async fn livez() -> HttpResponse {
@@ -123,7 +153,11 @@ async fn run_graph(
 ) -> Result<GraphOutcome, ApiError> {
     let coordinator = match state.phase() {
         Phase::ShuttingDown => return Err(ApiError::ShuttingDown),
-        Phase::Ready => state.coordinator().expect("ready means a coordinator"),
+        Phase::Ready => state
+            .graph()
+            .expect("ready means a graph")
+            .coordinator
+            .clone(),
         Phase::Loading | Phase::Failed => return Err(ApiError::NotReady),
     };
     if text.trim().is_empty() {
@@ -139,9 +173,11 @@ async fn run_graph(
         )));
     }
     let timeout = state.config.limits.request_timeout_secs;
-    // Dropped with this future (timeout, or the handler dropped): the engines stop the work.
+    // Set when this future is dropped (timeout) or the client disconnects: the engines
+    // then stop the work.
     let cancel = CancelToken::new();
     let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let _watch = disconnect::watch(req, cancel.clone());
     let run = coordinator.send(RunGraph {
         request_id: request_id(req),
         cancel,

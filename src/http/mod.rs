@@ -7,6 +7,7 @@
 //! stops the server with that error.
 
 pub mod api;
+mod disconnect;
 pub mod error;
 pub mod handlers;
 pub mod state;
@@ -25,7 +26,7 @@ use crate::graph::{GraphCoordinator, Named};
 use crate::models::{self, Classifier, Generator};
 use crate::telemetry::{echo_request_id, RequestSpan};
 use api::ModelInfo;
-use state::{AppState, Phase};
+use state::{AppState, Phase, ReadyGraph};
 
 /// Serves `config`'s graph until a shutdown signal; blocks the calling thread.
 pub fn serve(config: Config) -> Result<(), String> {
@@ -55,6 +56,7 @@ async fn run(config: Config) -> Result<(), String> {
                 .configure(handlers::routes)
         }
     })
+    .on_connect(disconnect::remember_socket)
     .workers(workers)
     .disable_signals()
     .shutdown_timeout(config.server.shutdown_grace_secs)
@@ -80,8 +82,7 @@ async fn run(config: Config) -> Result<(), String> {
                 .unwrap_or_else(|e| Err(format!("model loading panicked: {e}")));
             match loaded {
                 Ok(graph) => {
-                    let (coordinator, infos) = graph.start(&state.config.engine);
-                    state.set_ready(coordinator, infos);
+                    state.set_ready(graph.start(&state.config.engine));
                     tracing::info!("ready: every model is loaded");
                 }
                 Err(error) => {
@@ -174,17 +175,22 @@ fn load_models(config: &Config, device: &SelectedDevice) -> Result<LoadedGraph, 
 
 impl LoadedGraph {
     /// Starts one actor per model and the coordinator over them.
-    fn start(self, engine: &EngineConfig) -> (actix::Addr<GraphCoordinator>, Vec<ModelInfo>) {
+    fn start(self, engine: &EngineConfig) -> ReadyGraph {
         let settings = EngineSettings {
             max_batch: engine.max_batch,
             queue_capacity: engine.queue_capacity,
         };
+        let mut engines = Vec::new();
         let generators = self
             .generators
             .into_iter()
-            .map(|(name, generator)| Named {
-                addr: GeneratorActor::new(name.clone(), generator, settings).start(),
-                name,
+            .map(|(name, generator)| {
+                let actor = GeneratorActor::new(name.clone(), generator, settings);
+                engines.push(actor.engine().clone());
+                Named {
+                    addr: actor.start(),
+                    name,
+                }
             })
             .collect();
         let (name, classifier) = self.classifier;
@@ -192,10 +198,11 @@ impl LoadedGraph {
             addr: ClassifierActor::start(name.clone(), classifier),
             name,
         };
-        (
-            GraphCoordinator::new(generators, classifier).start(),
-            self.infos,
-        )
+        ReadyGraph {
+            coordinator: GraphCoordinator::new(generators, classifier).start(),
+            models: self.infos,
+            engines,
+        }
     }
 }
 

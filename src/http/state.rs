@@ -7,6 +7,7 @@ use actix::Addr;
 
 use super::api::ModelInfo;
 use crate::config::Config;
+use crate::engine::GenerationEngine;
 use crate::graph::GraphCoordinator;
 
 /// Where the server is in its life; `/readyz` is 200 only in `Ready`.
@@ -19,10 +20,18 @@ pub enum Phase {
     Failed = 3,
 }
 
+/// What exists once the models are loaded.
+pub struct ReadyGraph {
+    pub coordinator: Addr<GraphCoordinator>,
+    pub models: Vec<ModelInfo>,
+    /// Each generator's engine, for its counters.
+    pub engines: Vec<GenerationEngine>,
+}
+
 pub struct AppState {
     pub config: Config,
     /// Set once, when every model is loaded and its actor started.
-    graph: OnceLock<(Addr<GraphCoordinator>, Vec<ModelInfo>)>,
+    graph: OnceLock<ReadyGraph>,
     /// A `Phase`, shared by all HTTP workers.
     phase: AtomicU8,
     /// Why start-up failed, for `serve` to report once the server has stopped.
@@ -49,8 +58,8 @@ impl AppState {
     }
 
     /// Publishes the loaded graph; a shutdown that began during loading stays in force.
-    pub fn set_ready(&self, coordinator: Addr<GraphCoordinator>, models: Vec<ModelInfo>) {
-        let _ = self.graph.set((coordinator, models));
+    pub fn set_ready(&self, graph: ReadyGraph) {
+        let _ = self.graph.set(graph);
         let _ = self.phase.compare_exchange(
             Phase::Loading as u8,
             Phase::Ready as u8,
@@ -73,11 +82,7 @@ impl AppState {
         self.failure.get().map(String::as_str)
     }
 
-    pub fn coordinator(&self) -> Option<Addr<GraphCoordinator>> {
-        self.graph.get().map(|(addr, _)| addr.clone())
-    }
-
-    pub fn models(&self) -> Option<&[ModelInfo]> {
-        self.graph.get().map(|(_, models)| models.as_slice())
+    pub fn graph(&self) -> Option<&ReadyGraph> {
+        self.graph.get()
     }
 }
