@@ -161,3 +161,36 @@ fn a_seeded_sample_is_the_same_batched_or_alone() {
         other.blocking_recv().unwrap().unwrap();
     }
 }
+
+#[test]
+fn texts_waiting_together_are_classified_in_one_forward_with_unchanged_scores() {
+    use infergraph::engine::ClassificationEngine;
+    let classifier = models::load_classifier(&fixture("bert-tiny"), &cpu()).unwrap();
+    let engine = ClassificationEngine::start("bert", classifier, SETTINGS);
+    let inputs = golden_inputs("bert-tiny");
+    let waiting: Vec<_> = inputs
+        .iter()
+        .map(|i| {
+            engine
+                .submit(i["text"].as_str().unwrap().to_string(), CancelToken::new())
+                .unwrap()
+        })
+        .collect();
+    for (input, answer) in inputs.iter().zip(waiting) {
+        let (result, _) = answer.blocking_recv().unwrap().unwrap();
+        assert!(
+            max_abs_diff(&result.logits, &f32s(&input["logits"])) < 1e-5,
+            "{}",
+            input["text"]
+        );
+        assert_eq!(result.label, input["pipeline"]["label"].as_str().unwrap());
+    }
+    let stats = engine.admission().stats();
+    let forwards = stats.steps.load(Ordering::Relaxed);
+    assert_eq!(stats.completed.load(Ordering::Relaxed), inputs.len() as u64);
+    assert!(
+        forwards < inputs.len() as u64,
+        "{forwards} forwards for {} texts submitted together",
+        inputs.len()
+    );
+}

@@ -1,37 +1,40 @@
-//! The classifier actor: owns one BERT model and scores texts with it.
+//! The classifier actor: the graph's handle on the BERT model, whose engine batches texts
+//! from concurrent graph requests on the model's own thread.
 
-use std::sync::Arc;
+use actix::{Actor, Context, Handler, Message, ResponseFuture};
 
-use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
-
-use super::{run_guarded, ActorError, WorkSpan};
+use super::{ActorError, WorkSpan};
+use crate::engine::{CancelToken, ClassificationEngine, EngineSettings};
 use crate::models::{Classification, Classifier};
 
 pub struct ClassifierActor {
     /// The name the model is known by.
     name: String,
-    /// Shared with the arbiter's factory, which builds the actor on its thread.
-    classifier: Arc<Classifier>,
+    /// Owns the model; the actor only forwards work to it, so it never blocks its arbiter.
+    engine: ClassificationEngine,
 }
 
 impl Actor for ClassifierActor {
-    type Context = SyncContext<Self>;
+    type Context = Context<Self>;
 }
 
 impl ClassifierActor {
-    /// Starts the actor on a thread of its own.
-    pub fn start(name: String, classifier: Classifier) -> Addr<Self> {
-        let classifier = Arc::new(classifier);
-        SyncArbiter::start(1, move || ClassifierActor {
-            name: name.clone(),
-            classifier: classifier.clone(),
-        })
+    /// Starts the model's engine thread; `start()` the returned actor on an arbiter.
+    pub fn new(name: String, classifier: Classifier, settings: EngineSettings) -> Self {
+        let engine = ClassificationEngine::start(&name, classifier, settings);
+        Self { name, engine }
+    }
+
+    pub fn engine(&self) -> &ClassificationEngine {
+        &self.engine
     }
 }
 
 /// Score `text`.
 pub struct Classify {
     pub text: String,
+    /// Set when the answer is no longer wanted; a queued text is then dropped.
+    pub cancel: CancelToken,
     /// The request this work is for, recorded on the actor's span.
     pub request_id: String,
     /// The HTTP request's span: the actor's work is recorded as its child.
@@ -48,17 +51,21 @@ pub struct Classified {
 }
 
 impl Handler<Classify> for ClassifierActor {
-    type Result = Result<Classified, ActorError>;
+    type Result = ResponseFuture<Result<Classified, ActorError>>;
 
-    fn handle(&mut self, msg: Classify, _: &mut SyncContext<Self>) -> Self::Result {
-        let _span =
-            tracing::info_span!(parent: &msg.parent, "classify", model = %self.name, request_id = %msg.request_id).entered();
-        let (classification, span) =
-            run_guarded(&self.name, || self.classifier.classify(&msg.text, None))?;
-        tracing::debug!(label = %classification.label, score = classification.score, "classified");
-        Ok(Classified {
-            classification,
-            span,
+    fn handle(&mut self, msg: Classify, _: &mut Context<Self>) -> Self::Result {
+        let span = tracing::info_span!(parent: &msg.parent, "classify", model = %self.name, request_id = %msg.request_id);
+        let submitted = self.engine.submit(msg.text, msg.cancel);
+        let model = self.name.clone();
+        Box::pin(async move {
+            let (classification, span_times) = submitted?
+                .await
+                .map_err(|_| ActorError::Unavailable { model })??;
+            tracing::debug!(parent: &span, label = %classification.label, score = classification.score, "classified");
+            Ok(Classified {
+                classification,
+                span: span_times,
+            })
         })
     }
 }

@@ -1,50 +1,24 @@
 //! One generator's engine: a bounded queue in front of a thread that runs continuous batching.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::oneshot;
 
+use super::admission::{take_jobs, Admission, EngineSettings, EngineStats};
 use super::cancel::CancelToken;
 use crate::actors::{ActorError, WorkSpan};
 use crate::models::generator::Sequence;
 use crate::models::gpt2::KvCache;
 use crate::models::{Generation, GenerationParams, Generator, ModelError};
 
-/// How large an engine's batch and queue may grow.
-#[derive(Debug, Clone, Copy)]
-pub struct EngineSettings {
-    /// Sequences decoded together in one step.
-    pub max_batch: usize,
-    /// Requests waiting to join the batch; one more is refused with 429.
-    pub queue_capacity: usize,
-}
-
-/// Counters the engine keeps as it runs, for tests, metrics and load tests.
-#[derive(Debug, Default)]
-pub struct EngineStats {
-    /// Accepted and not yet admitted to the batch.
-    pub queued: AtomicUsize,
-    /// In the running batch.
-    pub active: AtomicUsize,
-    /// Decode steps run.
-    pub steps: AtomicU64,
-    /// Requests that entered the batch (were prefilled).
-    pub admitted: AtomicU64,
-    pub completed: AtomicU64,
-    pub cancelled: AtomicU64,
-    pub failed: AtomicU64,
-    /// Refused because the queue was full.
-    pub rejected: AtomicU64,
-}
-
 /// What the engine answers: the generation and when the engine worked on it.
 pub type Reply = Result<(Generation, WorkSpan), ActorError>;
 
-struct Job {
+pub struct Job {
     prompt: String,
     params: GenerationParams,
     cancel: CancelToken,
@@ -56,22 +30,18 @@ struct Job {
 /// A handle to a running engine; clones share it.
 #[derive(Clone)]
 pub struct GenerationEngine {
-    name: Arc<str>,
-    settings: EngineSettings,
-    queue: SyncSender<Job>,
-    stats: Arc<EngineStats>,
+    admission: Admission<Job>,
 }
 
 impl GenerationEngine {
     /// Starts the engine's thread, which owns `generator` from now on.
     pub fn start(name: &str, generator: Generator, settings: EngineSettings) -> Self {
-        let (queue, jobs) = sync_channel(settings.queue_capacity);
-        let stats = Arc::new(EngineStats::default());
+        let (admission, jobs) = Admission::new(name, settings);
         let batcher = Batcher {
             name: name.to_string(),
             generator,
             max_batch: settings.max_batch.max(1),
-            stats: stats.clone(),
+            stats: admission.stats().clone(),
             rows: Vec::new(),
             cache: None,
         };
@@ -79,12 +49,7 @@ impl GenerationEngine {
             .name(format!("engine-{name}"))
             .spawn(move || batcher.run(jobs))
             .expect("the engine thread starts");
-        Self {
-            name: name.into(),
-            settings,
-            queue,
-            stats,
-        }
+        Self { admission }
     }
 
     /// Queues a request, or refuses it at once when the queue is full.
@@ -96,41 +61,23 @@ impl GenerationEngine {
         parent: tracing::Span,
     ) -> Result<oneshot::Receiver<Reply>, ActorError> {
         let (reply, answer) = oneshot::channel();
-        // Counted before the send, so the engine's decrement never sees it below zero.
-        self.stats.queued.fetch_add(1, Ordering::AcqRel);
-        let job = Job {
+        self.admission.submit(Job {
             prompt,
             params,
             cancel,
             reply,
             parent,
-        };
-        match self.queue.try_send(job) {
-            Ok(()) => Ok(answer),
-            Err(refused) => {
-                self.stats.queued.fetch_sub(1, Ordering::AcqRel);
-                let model = self.name.to_string();
-                Err(match refused {
-                    TrySendError::Full(_) => {
-                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                        ActorError::Overloaded { model }
-                    }
-                    TrySendError::Disconnected(_) => ActorError::Unavailable { model },
-                })
-            }
-        }
+        })?;
+        Ok(answer)
+    }
+
+    /// Its name, limits and counters.
+    pub fn admission(&self) -> &Admission<Job> {
+        &self.admission
     }
 
     pub fn stats(&self) -> &EngineStats {
-        &self.stats
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn settings(&self) -> EngineSettings {
-        self.settings
+        self.admission.stats()
     }
 }
 
@@ -157,21 +104,11 @@ struct Batcher {
 impl Batcher {
     fn run(mut self, jobs: Receiver<Job>) {
         loop {
-            let mut arrived = Vec::new();
-            if self.rows.is_empty() {
-                // Idle: sleep until work comes; every sender gone means the server stopped.
-                match jobs.recv() {
-                    Ok(job) => arrived.push(job),
-                    Err(_) => return,
-                }
-            }
-            while self.rows.len() + arrived.len() < self.max_batch {
-                match jobs.try_recv() {
-                    Ok(job) => arrived.push(job),
-                    Err(_) => break,
-                }
-            }
-            self.stats.queued.fetch_sub(arrived.len(), Ordering::AcqRel);
+            // Idle, it sleeps until work comes; with a batch running it takes what waits.
+            let room = self.max_batch - self.rows.len();
+            let Some(arrived) = take_jobs(&jobs, &self.stats, room, self.rows.is_empty()) else {
+                return;
+            };
             self.admit(arrived);
             self.retire();
             if !self.rows.is_empty() {
@@ -348,7 +285,7 @@ impl Batcher {
 }
 
 /// Runs model work, turning both errors and panics into a message.
-fn guarded<T>(work: impl FnOnce() -> Result<T, ModelError>) -> Result<T, String> {
+pub(super) fn guarded<T>(work: impl FnOnce() -> Result<T, ModelError>) -> Result<T, String> {
     match catch_unwind(AssertUnwindSafe(work)) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(error.to_string()),
@@ -366,4 +303,18 @@ fn host_rows(logits: burn::tensor::Tensor<2>) -> Vec<Vec<f32>> {
         .chunks_exact(vocab)
         .map(<[f32]>::to_vec)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_model_work_becomes_an_error_message() {
+        let result: Result<(), String> = guarded(|| panic!("index out of bounds"));
+        assert_eq!(result, Err("index out of bounds".to_string()));
+        let result: Result<(), String> = guarded(|| Err(ModelError::InvalidInput("empty".into())));
+        assert_eq!(result, Err("invalid input: empty".to_string()));
+        assert_eq!(guarded(|| Ok(7)), Ok(7));
+    }
 }

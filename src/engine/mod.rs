@@ -18,8 +18,12 @@
 //! step with an error (HTTP 500). The engine then drops the batch's state and carries on
 //! with the same model, so the next request succeeds.
 
+pub mod admission;
 pub mod cancel;
+pub mod classification;
 pub mod generation;
 
+pub use admission::{Admission, EngineSettings, EngineStats};
 pub use cancel::{CancelOnDrop, CancelToken};
-pub use generation::{EngineSettings, EngineStats, GenerationEngine};
+pub use classification::ClassificationEngine;
+pub use generation::GenerationEngine;

@@ -123,6 +123,7 @@ impl Handler<RunGraph> for GraphCoordinator {
                         .addr
                         .send(Classify {
                             request_id: msg.request_id.clone(),
+                            cancel: msg.cancel.clone(),
                             text: output.generation.text.clone(),
                             parent: parent.clone(),
                         })

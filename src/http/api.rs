@@ -119,7 +119,7 @@ pub struct ModelInfo {
     pub labels: Option<Vec<String>>,
 }
 
-/// `GET /v1/engines`: each generator engine's counters.
+/// `GET /v1/engines`: each model engine's counters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EnginesResponse {
     pub engines: Vec<EngineInfo>,
@@ -128,6 +128,8 @@ pub struct EnginesResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EngineInfo {
     pub model: String,
+    /// `generator` or `classifier`.
+    pub role: String,
     pub max_batch: usize,
     pub queue_capacity: usize,
     /// Accepted, waiting to join the batch.

@@ -194,14 +194,17 @@ impl LoadedGraph {
             })
             .collect();
         let (name, classifier) = self.classifier;
+        let actor = ClassifierActor::new(name.clone(), classifier, settings);
+        let classifier_engine = actor.engine().clone();
         let classifier = Named {
-            addr: ClassifierActor::start(name.clone(), classifier),
+            addr: actor.start(),
             name,
         };
         ReadyGraph {
             coordinator: GraphCoordinator::new(generators, classifier).start(),
             models: self.infos,
             engines,
+            classifier_engine,
         }
     }
 }

@@ -7,7 +7,7 @@ use actix::Addr;
 
 use super::api::ModelInfo;
 use crate::config::Config;
-use crate::engine::GenerationEngine;
+use crate::engine::{ClassificationEngine, GenerationEngine};
 use crate::graph::GraphCoordinator;
 
 /// Where the server is in its life; `/readyz` is 200 only in `Ready`.
@@ -26,6 +26,7 @@ pub struct ReadyGraph {
     pub models: Vec<ModelInfo>,
     /// Each generator's engine, for its counters.
     pub engines: Vec<GenerationEngine>,
+    pub classifier_engine: ClassificationEngine,
 }
 
 pub struct AppState {

@@ -1,0 +1,121 @@
+//! The classifier's engine: texts from different graph requests, waiting at the same time,
+//! are scored by one batched forward. (Within one graph request the coordinator still sends
+//! its texts one at a time, as the graph prescribes.)
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use super::admission::{take_jobs, Admission, EngineSettings, EngineStats};
+use super::cancel::CancelToken;
+use super::generation::guarded;
+use crate::actors::{ActorError, WorkSpan};
+use crate::models::{Classification, Classifier};
+
+/// What the engine answers: the classification and when its batch ran.
+pub type Reply = Result<(Classification, WorkSpan), ActorError>;
+
+pub struct Job {
+    text: String,
+    cancel: CancelToken,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// A handle to a running classifier engine; clones share it.
+#[derive(Clone)]
+pub struct ClassificationEngine {
+    admission: Admission<Job>,
+}
+
+impl ClassificationEngine {
+    /// Starts the engine's thread, which owns `classifier` from now on.
+    pub fn start(name: &str, classifier: Classifier, settings: EngineSettings) -> Self {
+        let (admission, jobs) = Admission::new(name, settings);
+        let stats = admission.stats().clone();
+        let name = name.to_string();
+        std::thread::Builder::new()
+            .name(format!("engine-{name}"))
+            .spawn(move || run(&name, &classifier, settings.max_batch.max(1), &stats, jobs))
+            .expect("the engine thread starts");
+        Self { admission }
+    }
+
+    /// Queues a text, or refuses it at once when the queue is full.
+    pub fn submit(
+        &self,
+        text: String,
+        cancel: CancelToken,
+    ) -> Result<oneshot::Receiver<Reply>, ActorError> {
+        let (reply, answer) = oneshot::channel();
+        self.admission.submit(Job {
+            text,
+            cancel,
+            reply,
+        })?;
+        Ok(answer)
+    }
+
+    /// Its name, limits and counters.
+    pub fn admission(&self) -> &Admission<Job> {
+        &self.admission
+    }
+}
+
+fn run(
+    name: &str,
+    classifier: &Classifier,
+    max_batch: usize,
+    stats: &Arc<EngineStats>,
+    jobs: Receiver<Job>,
+) {
+    while let Some(taken) = take_jobs(&jobs, stats, max_batch, true) {
+        let (cancelled, batch): (Vec<Job>, Vec<Job>) =
+            taken.into_iter().partition(|j| j.cancel.is_cancelled());
+        for job in cancelled {
+            stats.cancelled.fetch_add(1, Ordering::Relaxed);
+            let _ = job.reply.send(Err(ActorError::Cancelled));
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        stats
+            .admitted
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats.active.store(batch.len(), Ordering::Release);
+        let started = Instant::now();
+        let items: Vec<(&str, Option<&str>)> =
+            batch.iter().map(|j| (j.text.as_str(), None)).collect();
+        let result = guarded(|| classifier.classify_batch(&items));
+        let span = WorkSpan {
+            started,
+            finished: Instant::now(),
+        };
+        stats.steps.fetch_add(1, Ordering::Relaxed);
+        stats.active.store(0, Ordering::Release);
+        match result {
+            Ok(classifications) => {
+                stats
+                    .completed
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                for (job, classification) in batch.into_iter().zip(classifications) {
+                    let _ = job.reply.send(Ok((classification, span)));
+                }
+            }
+            Err(message) => {
+                tracing::error!(model = name, texts = batch.len(), %message, "classification batch failed; its requests get an error");
+                stats
+                    .failed
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                for job in batch {
+                    let _ = job.reply.send(Err(ActorError::Failed {
+                        model: name.to_string(),
+                        message: message.clone(),
+                    }));
+                }
+            }
+        }
+    }
+}
