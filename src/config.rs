@@ -76,6 +76,10 @@ pub struct EngineConfig {
     pub max_batch: usize,
     /// Requests waiting to join the batch; beyond that, 429.
     pub queue_capacity: usize,
+    /// Fault injection for resilience drills, off by default: a generation whose prompt is
+    /// exactly this string makes its model step panic (its batch gets 500s; the server
+    /// carries on).
+    pub panic_on_prompt: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +87,7 @@ impl Default for EngineConfig {
         Self {
             max_batch: 8,
             queue_capacity: 32,
+            panic_on_prompt: None,
         }
     }
 }

@@ -29,6 +29,7 @@ fn a_full_queue_refuses_at_once_and_every_accepted_request_is_answered() {
         EngineSettings {
             max_batch: 1,
             queue_capacity: 1,
+            panic_on_prompt: None,
         },
     );
     let (running, queued) = (CancelToken::new(), CancelToken::new());

@@ -14,6 +14,7 @@ use infergraph::models::{self, GenerationParams};
 const SETTINGS: EngineSettings = EngineSettings {
     max_batch: 8,
     queue_capacity: 32,
+    panic_on_prompt: None,
 };
 
 fn engine(name: &str) -> GenerationEngine {

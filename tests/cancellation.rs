@@ -25,6 +25,7 @@ fn engine(max_batch: usize) -> GenerationEngine {
         EngineSettings {
             max_batch,
             queue_capacity: 8,
+            panic_on_prompt: None,
         },
     )
 }

@@ -8,12 +8,14 @@ use std::sync::Arc;
 use crate::actors::ActorError;
 
 /// How large an engine's batch and queue may grow.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct EngineSettings {
     /// Requests served by one forward.
     pub max_batch: usize,
     /// Requests waiting for a batch; one more is refused with 429.
     pub queue_capacity: usize,
+    /// Fault injection for resilience drills: a model step fed exactly this prompt panics.
+    pub panic_on_prompt: Option<String>,
 }
 
 /// Counters an engine keeps as it runs, for tests, metrics and load tests.
@@ -46,7 +48,7 @@ impl<J> Clone for Admission<J> {
     fn clone(&self) -> Self {
         Self {
             name: self.name.clone(),
-            settings: self.settings,
+            settings: self.settings.clone(),
             queue: self.queue.clone(),
             stats: self.stats.clone(),
         }
@@ -87,8 +89,8 @@ impl<J> Admission<J> {
         &self.name
     }
 
-    pub fn settings(&self) -> EngineSettings {
-        self.settings
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
     }
 
     pub fn stats(&self) -> &Arc<EngineStats> {

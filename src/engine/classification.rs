@@ -33,12 +33,13 @@ pub struct ClassificationEngine {
 impl ClassificationEngine {
     /// Starts the engine's thread, which owns `classifier` from now on.
     pub fn start(name: &str, classifier: Classifier, settings: EngineSettings) -> Self {
+        let max_batch = settings.max_batch.max(1);
         let (admission, jobs) = Admission::new(name, settings);
         let stats = admission.stats().clone();
         let name = name.to_string();
         std::thread::Builder::new()
             .name(format!("engine-{name}"))
-            .spawn(move || run(&name, &classifier, settings.max_batch.max(1), &stats, jobs))
+            .spawn(move || run(&name, &classifier, max_batch, &stats, jobs))
             .expect("the engine thread starts");
         Self { admission }
     }

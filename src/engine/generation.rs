@@ -36,11 +36,12 @@ pub struct GenerationEngine {
 impl GenerationEngine {
     /// Starts the engine's thread, which owns `generator` from now on.
     pub fn start(name: &str, generator: Generator, settings: EngineSettings) -> Self {
-        let (admission, jobs) = Admission::new(name, settings);
+        let (admission, jobs) = Admission::new(name, settings.clone());
         let batcher = Batcher {
             name: name.to_string(),
             generator,
             max_batch: settings.max_batch.max(1),
+            panic_on_prompt: settings.panic_on_prompt.clone(),
             stats: admission.stats().clone(),
             rows: Vec::new(),
             cache: None,
@@ -83,6 +84,8 @@ impl GenerationEngine {
 
 /// A request in the running batch.
 struct Row {
+    /// The request's text, kept for fault injection.
+    prompt: String,
     sequence: Sequence,
     cancel: CancelToken,
     reply: oneshot::Sender<Reply>,
@@ -95,6 +98,8 @@ struct Batcher {
     name: String,
     generator: Generator,
     max_batch: usize,
+    /// See `EngineSettings::panic_on_prompt`.
+    panic_on_prompt: Option<String>,
     stats: Arc<EngineStats>,
     /// In the same order as the cache's rows.
     rows: Vec<Row>,
@@ -135,6 +140,7 @@ impl Batcher {
                 .and_then(|encoded| self.generator.sequence(encoded.ids, &job.params));
             match sequence {
                 Ok(sequence) => joining.push(Row {
+                    prompt: job.prompt,
                     sequence,
                     cancel: job.cancel,
                     reply: job.reply,
@@ -155,7 +161,12 @@ impl Batcher {
             .map(|r| r.sequence.tokens().to_vec())
             .collect();
         let model = self.generator.model();
+        let injected = self.panic_on_prompt.as_deref();
+        let fault = joining.iter().any(|r| Some(r.prompt.as_str()) == injected);
         let prefilled = guarded(|| {
+            if fault {
+                panic!("injected fault: engine.panic_on_prompt");
+            }
             let (logits, cache) = model.prefill(&prompts)?;
             Ok((host_rows(logits), cache))
         });

@@ -89,20 +89,21 @@ async fn models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 async fn engines(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let graph = state.graph().ok_or(ApiError::NotReady)?;
     let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-    let info = |name: &str, settings: EngineSettings, stats: &EngineStats, role: &str| EngineInfo {
-        model: name.to_string(),
-        role: role.to_string(),
-        max_batch: settings.max_batch,
-        queue_capacity: settings.queue_capacity,
-        queued: stats.queued.load(Ordering::Acquire),
-        active: stats.active.load(Ordering::Acquire),
-        steps: load(&stats.steps),
-        admitted: load(&stats.admitted),
-        completed: load(&stats.completed),
-        cancelled: load(&stats.cancelled),
-        failed: load(&stats.failed),
-        rejected: load(&stats.rejected),
-    };
+    let info =
+        |name: &str, settings: &EngineSettings, stats: &EngineStats, role: &str| EngineInfo {
+            model: name.to_string(),
+            role: role.to_string(),
+            max_batch: settings.max_batch,
+            queue_capacity: settings.queue_capacity,
+            queued: stats.queued.load(Ordering::Acquire),
+            active: stats.active.load(Ordering::Acquire),
+            steps: load(&stats.steps),
+            admitted: load(&stats.admitted),
+            completed: load(&stats.completed),
+            cancelled: load(&stats.cancelled),
+            failed: load(&stats.failed),
+            rejected: load(&stats.rejected),
+        };
     let mut engines: Vec<EngineInfo> = graph
         .engines
         .iter()

@@ -179,13 +179,14 @@ impl LoadedGraph {
         let settings = EngineSettings {
             max_batch: engine.max_batch,
             queue_capacity: engine.queue_capacity,
+            panic_on_prompt: engine.panic_on_prompt.clone(),
         };
         let mut engines = Vec::new();
         let generators = self
             .generators
             .into_iter()
             .map(|(name, generator)| {
-                let actor = GeneratorActor::new(name.clone(), generator, settings);
+                let actor = GeneratorActor::new(name.clone(), generator, settings.clone());
                 engines.push(actor.engine().clone());
                 Named {
                     addr: actor.start(),
