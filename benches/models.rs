@@ -4,26 +4,20 @@
 //! fewer repetitions). Models are written once under `target/bench-models/`. Reports medians,
 //! and ratios between figures of the same run, since absolute times on shared machines drift.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use infergraph::backend::{self, BackendChoice};
+use infergraph::backend;
 use infergraph::models::bert::BertInput;
-use infergraph::models::presets::{self, Preset, WeightDtype};
+use infergraph::models::presets::Preset;
 use infergraph::models::{self, Classifier, Generator};
 
+mod common;
+
+use common::ensure_model;
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let choice = args
-        .windows(2)
-        .find(|w| w[0] == "--backend")
-        .map(|w| w[1].parse::<BackendChoice>().expect("auto, wgpu or cpu"))
-        .unwrap_or(BackendChoice::Cpu);
-    let repeats = if args.iter().any(|a| a == "--quick") {
-        3
-    } else {
-        10
-    };
+    let (choice, quick) = common::args();
+    let repeats = if quick { 3 } else { 10 };
     let selected = backend::select(choice);
     println!(
         "backend: {} ({}), {} repeats, median",
@@ -127,19 +121,4 @@ fn median(repeats: usize, mut f: impl FnMut()) -> Duration {
         .collect();
     times.sort();
     times[times.len() / 2]
-}
-
-fn ensure_model(preset: Preset) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/bench-models")
-        .join(preset.name());
-    if !dir.join("model.safetensors").is_file() {
-        eprintln!(
-            "writing true-size random {} to {}",
-            preset.name(),
-            dir.display()
-        );
-        presets::write_true_size(preset, &dir, WeightDtype::F32).unwrap();
-    }
-    dir
 }
