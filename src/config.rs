@@ -105,7 +105,7 @@ pub struct Limits {
     /// Most tokens one generation may add.
     pub max_new_tokens: usize,
     /// A request still running after this long gets 504.
-    pub request_timeout_secs: u64,
+    pub request_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -115,7 +115,7 @@ impl Default for Limits {
             max_input_chars: 8192,
             max_input_tokens: 512,
             max_new_tokens: 512,
-            request_timeout_secs: 120,
+            request_timeout_ms: 120_000,
         }
     }
 }
@@ -236,8 +236,8 @@ impl Config {
             ("limits.max_input_tokens", limits.max_input_tokens),
             ("limits.max_new_tokens", limits.max_new_tokens),
             (
-                "limits.request_timeout_secs",
-                limits.request_timeout_secs as usize,
+                "limits.request_timeout_ms",
+                limits.request_timeout_ms as usize,
             ),
         ] {
             if value == 0 {

@@ -197,3 +197,35 @@ fn a_client_that_disconnects_mid_request_frees_its_slots() {
         "nothing ran to its end: {after}"
     );
 }
+
+#[test]
+fn a_request_past_its_timeout_gets_504_and_leaves_the_batch() {
+    use std::io::{Read, Write};
+    // 1000 tokens take the demo models several times longer than this timeout.
+    let server = common::server::TestServer::start(
+        &common::server::demo_models(),
+        "[limits]\nmax_new_tokens = 1000\nrequest_timeout_ms = 100\n",
+    );
+    let address = server.base.trim_start_matches("http://").to_string();
+    let body = r#"{"text": "I have an idea!", "max_new_tokens": 1000, "min_new_tokens": 1000}"#;
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        stream,
+        "POST /v1/graph HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 504"), "{response}");
+    assert!(
+        response.contains("\"error_type\":\"timeout\""),
+        "{response}"
+    );
+    wait_until("every slot is free", Duration::from_secs(30), || {
+        total(&engines(&server.base), "active") == 0
+    });
+    let after = engines(&server.base);
+    assert_eq!(total(&after, "cancelled"), 3, "{after}");
+    assert_eq!(total(&after, "completed"), 0, "{after}");
+}

@@ -35,7 +35,7 @@ pub enum ApiError {
     NotReady,
     #[error("the server is shutting down")]
     ShuttingDown,
-    #[error("the request did not finish within {0} s")]
+    #[error("the request did not finish within {0} ms")]
     Timeout(u64),
     #[error("{0}; retry later")]
     Overloaded(String),

@@ -180,7 +180,7 @@ async fn run_graph(
             "text: {chars} characters; the limit is {limit}"
         )));
     }
-    let timeout = state.config.limits.request_timeout_secs;
+    let timeout = state.config.limits.request_timeout_ms;
     // Set when this future is dropped (timeout) or the client disconnects: the engines
     // then stop the work.
     let cancel = CancelToken::new();
@@ -193,7 +193,7 @@ async fn run_graph(
         params,
         parent: tracing::Span::current(),
     });
-    match tokio::time::timeout(Duration::from_secs(timeout), run).await {
+    match tokio::time::timeout(Duration::from_millis(timeout), run).await {
         Err(_) => Err(ApiError::Timeout(timeout)),
         Ok(Err(_mailbox)) => Err(ApiError::Model(
             "the graph coordinator is not running".into(),
