@@ -12,15 +12,6 @@ use infergraph::engine::{CancelToken, EngineSettings, GenerationEngine};
 use infergraph::models::GenerationParams;
 use serde_json::json;
 
-/// A generation that runs until cancelled, for holding a slot.
-fn long() -> GenerationParams {
-    GenerationParams {
-        max_new_tokens: 1000,
-        min_new_tokens: 1000,
-        ..GenerationParams::default()
-    }
-}
-
 #[test]
 fn a_full_queue_refuses_at_once_and_every_accepted_request_is_answered() {
     let engine = GenerationEngine::start(
@@ -36,7 +27,7 @@ fn a_full_queue_refuses_at_once_and_every_accepted_request_is_answered() {
     let first = engine
         .submit(
             "I have an idea!".into(),
-            long(),
+            slot_holder(),
             running.clone(),
             tracing::Span::none(),
         )
@@ -47,7 +38,7 @@ fn a_full_queue_refuses_at_once_and_every_accepted_request_is_answered() {
     let second = engine
         .submit(
             "Hello".into(),
-            long(),
+            slot_holder(),
             queued.clone(),
             tracing::Span::none(),
         )
@@ -56,7 +47,7 @@ fn a_full_queue_refuses_at_once_and_every_accepted_request_is_answered() {
 
     let refused = engine.submit(
         "Hello".into(),
-        long(),
+        slot_holder(),
         CancelToken::new(),
         tracing::Span::none(),
     );

@@ -8,15 +8,6 @@ use std::time::Duration;
 use common::*;
 use infergraph::actors::ActorError;
 use infergraph::engine::{CancelOnDrop, CancelToken, EngineSettings, GenerationEngine};
-use infergraph::models::GenerationParams;
-
-fn long() -> GenerationParams {
-    GenerationParams {
-        max_new_tokens: 1000,
-        min_new_tokens: 1000,
-        ..GenerationParams::default()
-    }
-}
 
 fn engine(max_batch: usize) -> GenerationEngine {
     GenerationEngine::start(
@@ -37,7 +28,7 @@ fn a_cancelled_running_request_leaves_the_batch_within_one_step() {
     let keep = engine
         .submit(
             "Keep going".into(),
-            long(),
+            slot_holder(),
             other.clone(),
             tracing::Span::none(),
         )
@@ -46,7 +37,7 @@ fn a_cancelled_running_request_leaves_the_batch_within_one_step() {
     let doomed = engine
         .submit(
             "I have an idea!".into(),
-            long(),
+            slot_holder(),
             cancel.clone(),
             tracing::Span::none(),
         )
@@ -87,7 +78,7 @@ fn dropping_the_waiters_guard_cancels_the_request() {
     let answer = engine
         .submit(
             "I have an idea!".into(),
-            long(),
+            slot_holder(),
             guard.0.clone(),
             tracing::Span::none(),
         )
@@ -110,7 +101,7 @@ fn a_queued_request_whose_waiter_left_never_starts() {
     let first = engine
         .submit(
             "I have an idea!".into(),
-            long(),
+            slot_holder(),
             running.clone(),
             tracing::Span::none(),
         )
@@ -120,7 +111,12 @@ fn a_queued_request_whose_waiter_left_never_starts() {
     });
     let left = CancelToken::new();
     let queued = engine
-        .submit("Hello".into(), long(), left.clone(), tracing::Span::none())
+        .submit(
+            "Hello".into(),
+            slot_holder(),
+            left.clone(),
+            tracing::Span::none(),
+        )
         .unwrap();
     left.cancel();
     running.cancel();

@@ -508,14 +508,12 @@ impl Attention {
         bias: Option<&Tensor<4>>,
         cache: &mut Option<LayerCache>,
     ) -> Tensor<3> {
-        let [_, _, c] = x.dims();
         let mut qkv = self.c_attn.forward(x).chunk(3, 2).into_iter();
         let (q, k, v) = (
             qkv.next().unwrap(),
             qkv.next().unwrap(),
             qkv.next().unwrap(),
         );
-        debug_assert_eq!(q.dims()[2], c);
         let q = split_heads(q, self.n_head);
         let mut k = split_heads(k, self.n_head);
         let mut v = split_heads(v, self.n_head);

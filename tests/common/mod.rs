@@ -98,3 +98,12 @@ pub fn demo_generator(name: &str) -> infergraph::models::Generator {
         .join(name);
     infergraph::models::load_generator(&dir, &cpu()).expect("demo model loads")
 }
+
+/// A generation long enough to hold its slot until cancelled (1000 tokens, EOS suppressed).
+pub fn slot_holder() -> infergraph::models::GenerationParams {
+    infergraph::models::GenerationParams {
+        max_new_tokens: 1000,
+        min_new_tokens: 1000,
+        ..Default::default()
+    }
+}
