@@ -119,6 +119,7 @@ fn graph_throughput(device: &burn::tensor::Device, rounds: usize) {
         let coordinator = GraphCoordinator::new(generators, classifier).start();
         let request = |i: usize| RunGraph {
             request_id: format!("bench-{i}"),
+            events: None,
             cancel: CancelToken::new(),
             text: "I have an idea!".to_string(),
             params: fixed_length(16),

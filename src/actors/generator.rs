@@ -4,6 +4,7 @@
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
 
 use super::{ActorError, WorkSpan};
+use crate::engine::generation::TokenSender;
 use crate::engine::{CancelToken, EngineSettings, GenerationEngine};
 use crate::models::{Generation, GenerationParams, Generator};
 
@@ -38,6 +39,8 @@ pub struct Generate {
     pub cancel: CancelToken,
     /// The request this work is for, recorded on the actor's span.
     pub request_id: String,
+    /// For streaming requests: where each token goes as it is generated.
+    pub events: Option<TokenSender>,
     /// The HTTP request's span: the actor's work is recorded as its child.
     pub parent: tracing::Span,
 }
@@ -56,7 +59,9 @@ impl Handler<Generate> for GeneratorActor {
 
     fn handle(&mut self, msg: Generate, _: &mut Context<Self>) -> Self::Result {
         let span = tracing::info_span!(parent: &msg.parent, "generate", model = %self.name, request_id = %msg.request_id);
-        let submitted = self.engine.submit(msg.prompt, msg.params, msg.cancel, span);
+        let submitted = self
+            .engine
+            .submit_streaming(msg.prompt, msg.params, msg.cancel, span, msg.events);
         let model = self.name.clone();
         Box::pin(async move {
             let (generation, span) = submitted?

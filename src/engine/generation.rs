@@ -13,16 +13,33 @@ use super::cancel::CancelToken;
 use crate::actors::{ActorError, WorkSpan};
 use crate::models::generator::Sequence;
 use crate::models::gpt2::KvCache;
+use crate::models::tokenizer::TextTokenizer;
 use crate::models::{Generation, GenerationParams, Generator, ModelError};
 
 /// What the engine answers: the generation and when the engine worked on it.
 pub type Reply = Result<(Generation, WorkSpan), ActorError>;
+
+/// One generated token, for streaming. `text` is what the token adds to the continuation,
+/// held back while it would end in an incomplete UTF-8 character (GPT-2's tokens are bytes),
+/// so the `text`s of a sequence's events concatenate to exactly its continuation's text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenEvent {
+    /// Position in the continuation, from 0.
+    pub index: usize,
+    pub token_id: u32,
+    pub text: String,
+}
+
+/// Where a streaming request's token events go.
+pub type TokenSender = tokio::sync::mpsc::UnboundedSender<TokenEvent>;
 
 pub struct Job {
     prompt: String,
     params: GenerationParams,
     cancel: CancelToken,
     reply: oneshot::Sender<Reply>,
+    /// Set for streaming requests; closed once the request is answered.
+    events: Option<TokenSender>,
     /// The request's span, so the engine's events land under it.
     parent: tracing::Span,
 }
@@ -61,12 +78,25 @@ impl GenerationEngine {
         cancel: CancelToken,
         parent: tracing::Span,
     ) -> Result<oneshot::Receiver<Reply>, ActorError> {
+        self.submit_streaming(prompt, params, cancel, parent, None)
+    }
+
+    /// As `submit`, also sending each token to `events` as it is generated.
+    pub fn submit_streaming(
+        &self,
+        prompt: String,
+        params: GenerationParams,
+        cancel: CancelToken,
+        parent: tracing::Span,
+        events: Option<TokenSender>,
+    ) -> Result<oneshot::Receiver<Reply>, ActorError> {
         let (reply, answer) = oneshot::channel();
         self.admission.submit(Job {
             prompt,
             params,
             cancel,
             reply,
+            events,
             parent,
         })?;
         Ok(answer)
@@ -91,6 +121,41 @@ struct Row {
     reply: oneshot::Sender<Reply>,
     parent: tracing::Span,
     started: Instant,
+    events: Option<TokenSender>,
+    /// Tokens already sent as events.
+    streamed_tokens: usize,
+    /// Bytes of the continuation's text already sent.
+    streamed_bytes: usize,
+}
+
+impl Row {
+    /// Sends the event of the newest token, if it has not gone out yet. `last` flushes
+    /// whatever text is still held back.
+    fn stream_newest(&mut self, tokenizer: &TextTokenizer, last: bool) {
+        let Some(events) = &self.events else {
+            return;
+        };
+        let new = self.sequence.new_tokens();
+        if new.len() == self.streamed_tokens {
+            return;
+        }
+        let text = tokenizer.decode(new).unwrap_or_default();
+        let upto = if last || !text.ends_with('\u{FFFD}') {
+            text.len()
+        } else {
+            self.streamed_bytes
+        };
+        let _ = events.send(TokenEvent {
+            index: new.len() - 1,
+            token_id: *new.last().expect("a new token"),
+            text: text
+                .get(self.streamed_bytes..upto)
+                .unwrap_or_default()
+                .to_string(),
+        });
+        self.streamed_tokens = new.len();
+        self.streamed_bytes = upto;
+    }
 }
 
 /// The engine thread's state: the model, the batch's rows and their shared KV cache.
@@ -146,6 +211,9 @@ impl Batcher {
                     reply: job.reply,
                     parent: job.parent,
                     started,
+                    events: job.events,
+                    streamed_tokens: 0,
+                    streamed_bytes: 0,
                 }),
                 Err(error) => {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -228,6 +296,11 @@ impl Batcher {
                 }
             })
             .collect();
+        for (row, outcome) in self.rows.iter_mut().zip(&outcomes) {
+            if !matches!(outcome, Some(Err(_))) {
+                row.stream_newest(tokenizer, outcome.is_some());
+            }
+        }
         if outcomes.iter().all(Option::is_none) {
             return;
         }

@@ -4,6 +4,10 @@
 //! are the generated texts classified, one at a time, in generator order. Results come back
 //! in generator order too.
 //!
+//! STREAMING: with `RunGraph::events`, every token, every finished generation and every
+//! score is sent as it happens; a model's tokens all precede its `Generated` event, and all
+//! `Generated` events precede the first `Classified`.
+//!
 //! FAILURE: the first failing step fails the request with that step's error; other
 //! requests and the actors themselves are untouched.
 
@@ -11,11 +15,13 @@ use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, Context, Handler, Message, ResponseFuture};
 use futures_util::future::join_all;
+use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::actors::{ActorError, ClassifierActor, Classify, Generate, GeneratorActor, WorkSpan};
+use crate::engine::generation::TokenEvent;
 use crate::engine::CancelToken;
-use crate::models::{Classification, Generation, GenerationParams};
+use crate::models::{Classification, FinishReason, Generation, GenerationParams};
 
 /// A model actor and the name its results are reported under.
 pub struct Named<A: Actor> {
@@ -55,6 +61,8 @@ impl Actor for GraphCoordinator {
 /// Run the whole graph on `text`.
 pub struct RunGraph {
     pub request_id: String,
+    /// For streaming requests: where progress goes as it happens.
+    pub events: Option<mpsc::UnboundedSender<GraphEvent>>,
     /// Set when the answer is no longer wanted: pending steps are dropped.
     pub cancel: CancelToken,
     pub text: String,
@@ -65,6 +73,25 @@ pub struct RunGraph {
 
 impl Message for RunGraph {
     type Result = Result<GraphOutcome, ActorError>;
+}
+
+/// Progress of a streaming graph request, in the order the graph makes it.
+#[derive(Debug, Clone)]
+pub enum GraphEvent {
+    /// A generator produced a token.
+    Token { model: String, token: TokenEvent },
+    /// A generator finished; `text` is prompt plus continuation.
+    Generated {
+        model: String,
+        text: String,
+        finish_reason: FinishReason,
+    },
+    /// The classifier scored `model`'s text.
+    Classified {
+        model: String,
+        score: f32,
+        label: String,
+    },
 }
 
 /// One generator's output and its score.
@@ -98,21 +125,53 @@ impl Handler<RunGraph> for GraphCoordinator {
             async move {
                 let parent = tracing::Span::current();
                 tracing::info!(generators = generators.len(), "graph started");
-                let sends = generators.iter().map(|g| {
-                    g.addr.send(Generate {
+                let runs = generators.iter().map(|g| {
+                    // A streaming request's tokens go through a channel per generator,
+                    // relayed with the model's name until the engine closes it.
+                    let (tokens, mut relay) = match &msg.events {
+                        Some(_) => {
+                            let (tx, rx) = mpsc::unbounded_channel();
+                            (Some(tx), Some(rx))
+                        }
+                        None => (None, None),
+                    };
+                    let reply = g.addr.send(Generate {
                         request_id: msg.request_id.clone(),
                         cancel: msg.cancel.clone(),
                         prompt: msg.text.clone(),
                         params: msg.params.clone(),
+                        events: tokens,
                         parent: parent.clone(),
-                    })
+                    });
+                    let events = msg.events.clone();
+                    async move {
+                        let forward = async {
+                            if let (Some(relay), Some(events)) = (relay.as_mut(), &events) {
+                                while let Some(token) = relay.recv().await {
+                                    let model = g.name.clone();
+                                    let _ = events.send(GraphEvent::Token { model, token });
+                                }
+                            }
+                        };
+                        // The relay ends when the engine answers, so every token of this
+                        // model is out before its `Generated` event.
+                        let (reply, ()) = futures_util::join!(reply, forward);
+                        let reply = reply.map_err(|_| ActorError::Unavailable {
+                            model: g.name.clone(),
+                        })??;
+                        if let Some(events) = &events {
+                            let _ = events.send(GraphEvent::Generated {
+                                model: g.name.clone(),
+                                text: reply.generation.text.clone(),
+                                finish_reason: reply.generation.finish_reason,
+                            });
+                        }
+                        Ok::<_, ActorError>((g.name.clone(), reply))
+                    }
                 });
                 let mut generated = Vec::with_capacity(generators.len());
-                for (g, reply) in generators.iter().zip(join_all(sends).await) {
-                    let reply = reply.map_err(|_| ActorError::Unavailable {
-                        model: g.name.clone(),
-                    })??;
-                    generated.push((g.name.clone(), reply));
+                for run in join_all(runs).await {
+                    generated.push(run?);
                 }
                 let mut results = Vec::with_capacity(generated.len());
                 for (model, output) in generated {
@@ -131,6 +190,13 @@ impl Handler<RunGraph> for GraphCoordinator {
                         .map_err(|_| ActorError::Unavailable {
                             model: classifier.name.clone(),
                         })??;
+                    if let Some(events) = &msg.events {
+                        let _ = events.send(GraphEvent::Classified {
+                            model: model.clone(),
+                            score: classified.classification.score,
+                            label: classified.classification.label.clone(),
+                        });
+                    }
                     results.push(ModelResult {
                         model,
                         generation: output.generation,

@@ -55,7 +55,7 @@ pub struct GraphResponse {
     pub timings: GraphTimings,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GraphResult {
     pub model: String,
     pub generated: String,
@@ -66,7 +66,7 @@ pub struct GraphResult {
     pub generated_tokens: usize,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GraphTimings {
     pub total_ms: f64,
     /// Model time of each generation, by model.
@@ -78,7 +78,7 @@ pub struct GraphTimings {
 }
 
 /// One step of the graph on the request's timeline.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepSpan {
     /// `generate` or `classify`.
     pub step: String,
@@ -117,6 +117,81 @@ pub struct ModelInfo {
     /// Classifier label names, in class order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
+}
+
+/// One event of a streaming graph request: a websocket text frame, or an SSE event whose
+/// `event:` is the `type`. Per request: `started`, then `token`s (interleaved across models),
+/// each model's `generated` after its tokens, the `classified` scores in generator order
+/// after every `generated`, and `done` (or `error`) last.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum StreamEvent {
+    Started {
+        id: String,
+    },
+    Token {
+        id: String,
+        model: String,
+        /// Position in the model's continuation, from 0.
+        index: usize,
+        token_id: u32,
+        /// What the token adds to the text; never a broken UTF-8 character.
+        text: String,
+    },
+    Generated {
+        id: String,
+        model: String,
+        /// Prompt plus continuation.
+        text: String,
+        finish_reason: FinishReason,
+    },
+    Classified {
+        id: String,
+        model: String,
+        score: f32,
+        label: String,
+    },
+    /// Exactly what `POST /v1/graph` answers.
+    Done {
+        id: String,
+        results: Vec<GraphResult>,
+        timings: GraphTimings,
+    },
+    Error {
+        /// Absent when the frame itself could not be read as a request.
+        id: Option<String>,
+        error: String,
+        error_type: String,
+    },
+}
+
+impl StreamEvent {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Started { .. } => "started",
+            Self::Token { .. } => "token",
+            Self::Generated { .. } => "generated",
+            Self::Classified { .. } => "classified",
+            Self::Done { .. } => "done",
+            Self::Error { .. } => "error",
+        }
+    }
+
+    /// Whether this event ends its request.
+    pub fn is_last(&self) -> bool {
+        matches!(self, Self::Done { .. } | Self::Error { .. })
+    }
+
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Self::Started { id }
+            | Self::Token { id, .. }
+            | Self::Generated { id, .. }
+            | Self::Classified { id, .. }
+            | Self::Done { id, .. } => Some(id),
+            Self::Error { id, .. } => id.as_deref(),
+        }
+    }
 }
 
 /// `GET /v1/engines`: each model engine's counters.

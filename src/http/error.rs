@@ -39,6 +39,8 @@ pub enum ApiError {
     Timeout(u64),
     #[error("{0}; retry later")]
     Overloaded(String),
+    #[error("the request was cancelled")]
+    Cancelled,
 }
 
 impl ApiError {
@@ -56,6 +58,7 @@ impl ApiError {
             Self::ShuttingDown => "shutting_down",
             Self::Timeout(_) => "timeout",
             Self::Overloaded(_) => "overloaded",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -74,6 +77,8 @@ impl ResponseError for ApiError {
             Self::NotReady | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+            // What nginx logs for a client that closed its request; rarely seen by anyone.
+            Self::Cancelled => StatusCode::from_u16(499).expect("a valid status code"),
         }
     }
 
@@ -97,6 +102,7 @@ impl From<ActorError> for ApiError {
         match error {
             ActorError::Model(ModelError::InvalidInput(message)) => Self::Validation(message),
             error @ ActorError::Overloaded { .. } => Self::Overloaded(error.to_string()),
+            ActorError::Cancelled => Self::Cancelled,
             other => Self::Model(other.to_string()),
         }
     }

@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use actix::Addr;
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
@@ -15,8 +16,9 @@ use super::api::{
 use super::disconnect;
 use super::error::ApiError;
 use super::state::{AppState, Phase};
+use super::stream;
 use crate::engine::{CancelOnDrop, CancelToken, EngineSettings, EngineStats};
-use crate::graph::{GraphOutcome, RunGraph};
+use crate::graph::{GraphCoordinator, GraphOutcome, RunGraph};
 use crate::models::sampling::SamplingParams;
 use crate::models::GenerationParams;
 use crate::telemetry::RequestId;
@@ -28,6 +30,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/generate_score", web::post().to(generate_score))
     .route("/v1/graph", web::post().to(graph))
+    .route("/v1/graph/stream", web::post().to(stream::sse))
+    .route("/v1/graph/ws", web::get().to(stream::websocket))
     .route("/v1/models", web::get().to(models))
     .route("/v1/engines", web::get().to(engines))
     .route("/livez", web::get().to(livez))
@@ -152,22 +156,45 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     )))
 }
 
-/// Validates `text` and runs the graph on it, within the request timeout.
+/// Validates `text` and runs the graph on it, cancelling the work if the client leaves.
 async fn run_graph(
     state: &AppState,
     req: &HttpRequest,
     text: &str,
     params: GenerationParams,
 ) -> Result<GraphOutcome, ApiError> {
-    let coordinator = match state.phase() {
-        Phase::ShuttingDown => return Err(ApiError::ShuttingDown),
-        Phase::Ready => state
+    let coordinator = ready_coordinator(state)?;
+    validate_text(state, text)?;
+    // Set when this future is dropped (timeout) or the client disconnects: the engines
+    // then stop the work.
+    let cancel = CancelToken::new();
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let _watch = disconnect::watch(req, cancel.clone());
+    let run = RunGraph {
+        request_id: request_id(req),
+        events: None,
+        cancel,
+        text: text.to_string(),
+        params,
+        parent: tracing::Span::current(),
+    };
+    execute(state, &coordinator, run).await
+}
+
+/// The coordinator, if the server is ready for work.
+pub(super) fn ready_coordinator(state: &AppState) -> Result<Addr<GraphCoordinator>, ApiError> {
+    match state.phase() {
+        Phase::ShuttingDown => Err(ApiError::ShuttingDown),
+        Phase::Ready => Ok(state
             .graph()
             .expect("ready means a graph")
             .coordinator
-            .clone(),
-        Phase::Loading | Phase::Failed => return Err(ApiError::NotReady),
-    };
+            .clone()),
+        Phase::Loading | Phase::Failed => Err(ApiError::NotReady),
+    }
+}
+
+pub(super) fn validate_text(state: &AppState, text: &str) -> Result<(), ApiError> {
     if text.trim().is_empty() {
         return Err(ApiError::Validation(
             "text: must not be empty or only whitespace".into(),
@@ -180,20 +207,17 @@ async fn run_graph(
             "text: {chars} characters; the limit is {limit}"
         )));
     }
+    Ok(())
+}
+
+/// Runs `run` through the coordinator within the request timeout.
+pub(super) async fn execute(
+    state: &AppState,
+    coordinator: &Addr<GraphCoordinator>,
+    run: RunGraph,
+) -> Result<GraphOutcome, ApiError> {
     let timeout = state.config.limits.request_timeout_ms;
-    // Set when this future is dropped (timeout) or the client disconnects: the engines
-    // then stop the work.
-    let cancel = CancelToken::new();
-    let _cancel_on_drop = CancelOnDrop(cancel.clone());
-    let _watch = disconnect::watch(req, cancel.clone());
-    let run = coordinator.send(RunGraph {
-        request_id: request_id(req),
-        cancel,
-        text: text.to_string(),
-        params,
-        parent: tracing::Span::current(),
-    });
-    match tokio::time::timeout(Duration::from_millis(timeout), run).await {
+    match tokio::time::timeout(Duration::from_millis(timeout), coordinator.send(run)).await {
         Err(_) => Err(ApiError::Timeout(timeout)),
         Ok(Err(_mailbox)) => Err(ApiError::Model(
             "the graph coordinator is not running".into(),
@@ -202,8 +226,29 @@ async fn run_graph(
     }
 }
 
+/// Refuses at once when a model's queue is already full, so a stream is never opened
+/// only to fail; a race lost after this check still ends in an `overloaded` error event.
+pub(super) fn check_capacity(state: &AppState) -> Result<(), ApiError> {
+    let graph = state.graph().ok_or(ApiError::NotReady)?;
+    let admissions = graph.engines.iter().map(|e| {
+        (
+            e.admission().name(),
+            e.admission().settings(),
+            e.admission().stats(),
+        )
+    });
+    for (name, settings, stats) in admissions {
+        if stats.queued.load(Ordering::Acquire) >= settings.queue_capacity {
+            return Err(ApiError::Overloaded(format!(
+                "model {name:?} is at capacity: its queue is full"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The id `telemetry::RequestSpan` gave this request.
-fn request_id(req: &HttpRequest) -> String {
+pub(super) fn request_id(req: &HttpRequest) -> String {
     req.extensions()
         .get::<RequestId>()
         .map(|id| id.0.clone())
@@ -221,7 +266,10 @@ fn default_params(state: &AppState) -> GenerationParams {
     }
 }
 
-fn graph_params(state: &AppState, request: &GraphRequest) -> Result<GenerationParams, ApiError> {
+pub(super) fn graph_params(
+    state: &AppState,
+    request: &GraphRequest,
+) -> Result<GenerationParams, ApiError> {
     let limits = &state.config.limits;
     let mut params = default_params(state);
     match (request.max_new_tokens, request.max_length) {
@@ -302,7 +350,7 @@ fn seed_answer(outcome: &GraphOutcome) -> Vec<GeneratedScore> {
         .collect()
 }
 
-fn graph_answer(id: String, outcome: &GraphOutcome) -> GraphResponse {
+pub(super) fn graph_answer(id: String, outcome: &GraphOutcome) -> GraphResponse {
     // Milliseconds, to the microsecond.
     let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
     let since = |t: Instant| ms(t.saturating_duration_since(outcome.received));
@@ -421,7 +469,7 @@ async fn read_body(
 }
 
 /// Reads a JSON body: syntax errors are 400, well-formed JSON of the wrong shape is 422.
-async fn read_json<T: DeserializeOwned>(
+pub(super) async fn read_json<T: DeserializeOwned>(
     state: &AppState,
     req: &HttpRequest,
     payload: web::Payload,

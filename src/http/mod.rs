@@ -11,6 +11,7 @@ mod disconnect;
 pub mod error;
 pub mod handlers;
 pub mod state;
+pub mod stream;
 
 use std::time::Instant;
 
