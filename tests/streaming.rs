@@ -331,3 +331,85 @@ async fn closing_the_connection_mid_stream_frees_the_slots() {
     assert_eq!(total(&after, "cancelled"), 3, "{after}");
     assert_eq!(total(&after, "completed"), 0, "{after}");
 }
+
+/// Opens a raw HTTP/1.1 request and returns the socket, response unread.
+fn raw_post(server: &TestServer, path: &str, body: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    stream
+}
+
+const HOLD: &str = r#"{"text": "I have an idea!", "max_new_tokens": 1000, "min_new_tokens": 1000}"#;
+
+#[test]
+fn closing_an_sse_stream_mid_way_frees_the_slots() {
+    use std::io::Read;
+    let server = TestServer::start(&demo_models(), LONG);
+    let mut stream = raw_post(&server, "/v1/graph/stream", HOLD);
+    let mut first = [0u8; 256];
+    let n = stream.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    wait_until("the request runs", Duration::from_secs(30), || {
+        total(&engines(&server), "active") == 3
+    });
+    drop(stream);
+    wait_until("the slots are free", Duration::from_secs(30), || {
+        total(&engines(&server), "active") == 0
+    });
+    let after = engines(&server);
+    assert_eq!(
+        (total(&after, "cancelled"), total(&after, "completed")),
+        (3, 0),
+        "{after}"
+    );
+}
+
+#[actix_web::test]
+async fn overload_is_refused_with_429_before_the_stream_opens() {
+    let server = TestServer::start(
+        &demo_models(),
+        &format!("{LONG}[engine]\nmax_batch = 1\nqueue_capacity = 1\n"),
+    );
+    // One request runs and one waits in every generator's queue: the queues are full.
+    let running = raw_post(&server, "/v1/graph", HOLD);
+    wait_until("one request runs", Duration::from_secs(30), || {
+        total(&engines(&server), "active") == 3
+    });
+    let queued = raw_post(&server, "/v1/graph", HOLD);
+    wait_until("one request waits", Duration::from_secs(30), || {
+        total(&engines(&server), "queued") == 3
+    });
+
+    let response = awc::Client::default()
+        .post(server.url("/v1/graph/stream"))
+        .send_json(&json!({"text": "Hello"}))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    assert_eq!(response.headers().get("retry-after").unwrap(), "1");
+
+    match awc::Client::new()
+        .ws(server.url("/v1/graph/ws"))
+        .connect()
+        .await
+    {
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => {
+            assert_eq!(status.as_u16(), 429)
+        }
+        other => panic!(
+            "expected a 429 instead of the upgrade, got {:?}",
+            other.map(|(r, _)| r.status())
+        ),
+    }
+    drop((running, queued));
+    wait_until("the slots are free", Duration::from_secs(30), || {
+        total(&engines(&server), "active") == 0
+    });
+}
