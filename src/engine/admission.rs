@@ -6,6 +6,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
 use crate::actors::ActorError;
+use crate::telemetry::metrics::{Histogram, BATCH, SECONDS};
 
 /// How large an engine's batch and queue may grow.
 #[derive(Debug, Clone)]
@@ -19,7 +20,7 @@ pub struct EngineSettings {
 }
 
 /// Counters an engine keeps as it runs, for tests, metrics and load tests.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EngineStats {
     /// Accepted and not yet taken into a batch.
     pub queued: AtomicUsize,
@@ -34,6 +35,48 @@ pub struct EngineStats {
     pub failed: AtomicU64,
     /// Refused because the queue was full.
     pub rejected: AtomicU64,
+    /// Time spent in model forwards, in nanoseconds.
+    pub busy_nanos: AtomicU64,
+    /// Tokens generated (0 for a classifier).
+    pub tokens: AtomicU64,
+    /// Model steps that failed, after which the engine dropped its batch and carried on.
+    pub restarts: AtomicU64,
+    /// Requests served by each forward.
+    pub batch_size: Histogram,
+    /// From submission to a request's first token.
+    pub time_to_first_token: Histogram,
+    /// Between a request's successive tokens.
+    pub token_latency: Histogram,
+}
+
+impl Default for EngineStats {
+    fn default() -> Self {
+        Self {
+            queued: AtomicUsize::new(0),
+            active: AtomicUsize::new(0),
+            steps: AtomicU64::new(0),
+            admitted: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            busy_nanos: AtomicU64::new(0),
+            tokens: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            batch_size: Histogram::new(BATCH),
+            time_to_first_token: Histogram::new(SECONDS),
+            token_latency: Histogram::new(SECONDS),
+        }
+    }
+}
+
+impl EngineStats {
+    /// Records one forward that served `batch` requests and took `elapsed`.
+    pub fn record_forward(&self, batch: usize, elapsed: std::time::Duration) {
+        self.busy_nanos
+            .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+        self.batch_size.observe(batch as f64);
+    }
 }
 
 /// The sending side of an engine's queue, with its name, limits and counters.

@@ -95,6 +95,7 @@ fn run(
             finished: Instant::now(),
         };
         stats.steps.fetch_add(1, Ordering::Relaxed);
+        stats.record_forward(batch.len(), span.finished - span.started);
         stats.active.store(0, Ordering::Release);
         match result {
             Ok(classifications) => {
@@ -106,6 +107,7 @@ fn run(
                 }
             }
             Err(message) => {
+                stats.restarts.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(model = name, texts = batch.len(), %message, "classification batch failed; its requests get an error");
                 stats
                     .failed

@@ -40,6 +40,8 @@ pub struct Job {
     reply: oneshot::Sender<Reply>,
     /// Set for streaming requests; closed once the request is answered.
     events: Option<TokenSender>,
+    /// When it was queued, for time-to-first-token.
+    submitted: Instant,
     /// The request's span, so the engine's events land under it.
     parent: tracing::Span,
 }
@@ -97,6 +99,7 @@ impl GenerationEngine {
             cancel,
             reply,
             events,
+            submitted: Instant::now(),
             parent,
         })?;
         Ok(answer)
@@ -120,6 +123,7 @@ struct Row {
     cancel: CancelToken,
     reply: oneshot::Sender<Reply>,
     parent: tracing::Span,
+    submitted: Instant,
     started: Instant,
     events: Option<TokenSender>,
     /// Tokens already sent as events.
@@ -210,6 +214,7 @@ impl Batcher {
                     cancel: job.cancel,
                     reply: job.reply,
                     parent: job.parent,
+                    submitted: job.submitted,
                     started,
                     events: job.events,
                     streamed_tokens: 0,
@@ -231,6 +236,7 @@ impl Batcher {
         let model = self.generator.model();
         let injected = self.panic_on_prompt.as_deref();
         let fault = joining.iter().any(|r| Some(r.prompt.as_str()) == injected);
+        let forward = Instant::now();
         let prefilled = guarded(|| {
             if fault {
                 panic!("injected fault: engine.panic_on_prompt");
@@ -240,8 +246,14 @@ impl Batcher {
         });
         match prefilled {
             Ok((logits, fresh)) => {
+                self.stats.record_forward(joining.len(), forward.elapsed());
+                self.stats
+                    .tokens
+                    .fetch_add(joining.len() as u64, Ordering::Relaxed);
                 for (row, mut logits) in joining.iter_mut().zip(logits) {
                     row.sequence.choose(&mut logits);
+                    let waited = row.submitted.elapsed().as_secs_f64();
+                    self.stats.time_to_first_token.observe(waited);
                 }
                 self.stats
                     .admitted
@@ -253,7 +265,10 @@ impl Batcher {
                 self.rows.extend(joining);
                 self.stats.active.store(self.rows.len(), Ordering::Release);
             }
-            Err(message) => self.fail(joining, &message),
+            Err(message) => {
+                self.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                self.fail(joining, &message)
+            }
         }
     }
 
@@ -262,15 +277,25 @@ impl Batcher {
         let next: Vec<u32> = self.rows.iter().map(|r| r.sequence.last_token()).collect();
         let model = self.generator.model();
         let cache = self.cache.as_mut().expect("rows have a cache");
+        let forward = Instant::now();
         let decoded = guarded(|| Ok(host_rows(model.decode(&next, cache)?)));
         match decoded {
             Ok(logits) => {
+                let elapsed = forward.elapsed();
+                self.stats.record_forward(self.rows.len(), elapsed);
                 self.stats.steps.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .tokens
+                    .fetch_add(self.rows.len() as u64, Ordering::Relaxed);
+                for _ in &self.rows {
+                    self.stats.token_latency.observe(elapsed.as_secs_f64());
+                }
                 for (row, mut logits) in self.rows.iter_mut().zip(logits) {
                     row.sequence.choose(&mut logits);
                 }
             }
             Err(message) => {
+                self.stats.restarts.fetch_add(1, Ordering::Relaxed);
                 // The cache may be half-updated: start the batch afresh.
                 self.cache = None;
                 let rows = std::mem::take(&mut self.rows);

@@ -21,6 +21,7 @@ use crate::engine::{CancelOnDrop, CancelToken, EngineSettings, EngineStats};
 use crate::graph::{GraphCoordinator, GraphOutcome, RunGraph};
 use crate::models::sampling::SamplingParams;
 use crate::models::GenerationParams;
+use crate::telemetry::metrics::ServerMetrics;
 use crate::telemetry::RequestId;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -34,6 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/v1/graph/ws", web::get().to(stream::websocket))
     .route("/v1/models", web::get().to(models))
     .route("/v1/engines", web::get().to(engines))
+    .route("/metrics", web::get().to(super::metrics::metrics))
     .route("/livez", web::get().to(livez))
     .route("/readyz", web::get().to(readyz))
     .route("/healthz", web::get().to(readyz))
@@ -217,13 +219,46 @@ pub(super) async fn execute(
     run: RunGraph,
 ) -> Result<GraphOutcome, ApiError> {
     let timeout = state.config.limits.request_timeout_ms;
-    match tokio::time::timeout(Duration::from_millis(timeout), coordinator.send(run)).await {
-        Err(_) => Err(ApiError::Timeout(timeout)),
-        Ok(Err(_mailbox)) => Err(ApiError::Model(
-            "the graph coordinator is not running".into(),
-        )),
-        Ok(Ok(result)) => Ok(result?),
+    let outcome =
+        match tokio::time::timeout(Duration::from_millis(timeout), coordinator.send(run)).await {
+            Err(_) => return Err(ApiError::Timeout(timeout)),
+            Ok(Err(_mailbox)) => {
+                return Err(ApiError::Model(
+                    "the graph coordinator is not running".into(),
+                ))
+            }
+            Ok(Ok(result)) => result?,
+        };
+    record_stages(&state.metrics, &outcome);
+    Ok(outcome)
+}
+
+/// The graph's stage durations: generation (until the last generator is done), the
+/// classifications, and the whole.
+fn record_stages(metrics: &ServerMetrics, outcome: &GraphOutcome) {
+    let since = |t: Instant| t.saturating_duration_since(outcome.received).as_secs_f64();
+    let generated = outcome
+        .results
+        .iter()
+        .map(|r| since(r.generate.finished))
+        .fold(0.0, f64::max);
+    let classify_start = outcome
+        .results
+        .iter()
+        .map(|r| since(r.classify.started))
+        .fold(f64::MAX, f64::min);
+    let classify_end = outcome
+        .results
+        .iter()
+        .map(|r| since(r.classify.finished))
+        .fold(0.0, f64::max);
+    metrics.generate_stage.observe(generated);
+    if classify_end >= classify_start {
+        metrics
+            .classify_stage
+            .observe(classify_end - classify_start);
     }
+    metrics.total.observe(outcome.total.as_secs_f64());
 }
 
 /// Refuses at once when a model's queue is already full, so a stream is never opened

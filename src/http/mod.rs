@@ -10,6 +10,7 @@ pub mod api;
 mod disconnect;
 pub mod error;
 pub mod handlers;
+mod metrics;
 pub mod state;
 pub mod stream;
 
@@ -52,6 +53,7 @@ async fn run(config: Config) -> Result<(), String> {
         move || {
             App::new()
                 .app_data(state.clone())
+                .wrap(middleware::from_fn(metrics::record_http))
                 .wrap(middleware::from_fn(echo_request_id))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .configure(handlers::routes)

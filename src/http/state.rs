@@ -9,6 +9,7 @@ use super::api::ModelInfo;
 use crate::config::Config;
 use crate::engine::{ClassificationEngine, GenerationEngine};
 use crate::graph::GraphCoordinator;
+use crate::telemetry::metrics::ServerMetrics;
 
 /// Where the server is in its life; `/readyz` is 200 only in `Ready`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +38,8 @@ pub struct AppState {
     phase: AtomicU8,
     /// Why start-up failed, for `serve` to report once the server has stopped.
     failure: OnceLock<String>,
+    /// What `/metrics` reports besides the engines' own counters.
+    pub metrics: ServerMetrics,
 }
 
 impl AppState {
@@ -46,6 +49,7 @@ impl AppState {
             graph: OnceLock::new(),
             phase: AtomicU8::new(Phase::Loading as u8),
             failure: OnceLock::new(),
+            metrics: ServerMetrics::default(),
         }
     }
 

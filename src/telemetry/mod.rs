@@ -1,9 +1,11 @@
-//! Logging and request identity.
+//! Logging, request identity and metrics.
 //!
 //! Every HTTP request gets an id: the client's `x-request-id` when it sends a sane one, a
 //! fresh UUID otherwise. It is a field of the request's root span, so every log line of the
 //! request (actors' included, whose spans are children of it) carries it, and it is echoed
 //! in the `x-request-id` response header.
+
+pub mod metrics;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};

@@ -1,0 +1,202 @@
+//! Prometheus metrics in the text exposition format (0.0.4), kept with atomics so that
+//! recording never blocks a model thread.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Bucket bounds for durations, in seconds.
+pub const SECONDS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+/// Bucket bounds for batch sizes.
+pub const BATCH: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+
+/// A Prometheus histogram: cumulative buckets, a sum and a count.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// One per bound, then `+Inf`; not cumulative (summed when rendered).
+    counts: Vec<AtomicU64>,
+    /// The sum of observations, as `f64` bits.
+    sum: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0f64.to_bits()),
+        }
+    }
+
+    pub fn observe(&self, value: f64) {
+        let bucket = self
+            .bounds
+            .iter()
+            .position(|&b| value <= b)
+            .unwrap_or(self.bounds.len());
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        let _ = self
+            .sum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + value).to_bits())
+            });
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    pub fn sum(&self) -> f64 {
+        f64::from_bits(self.sum.load(Ordering::Relaxed))
+    }
+
+    /// The `_bucket`, `_sum` and `_count` lines of `name` with `labels` (`k="v",..` or empty).
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, count) in self.counts.iter().enumerate() {
+            cumulative += count.load(Ordering::Relaxed);
+            let le = self
+                .bounds
+                .get(i)
+                .map_or("+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum());
+        let _ = writeln!(out, "{name}_count{braces} {cumulative}");
+    }
+}
+
+/// Builds an exposition: each family's `# HELP` and `# TYPE`, then its samples.
+#[derive(Default)]
+pub struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    pub fn family(&mut self, name: &str, kind: &str, help: &str) -> &mut Self {
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+        self
+    }
+
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
+        let labels = render_labels(labels);
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(self.text, "{name}{braces} {value}");
+        self
+    }
+
+    pub fn histogram(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        histogram: &Histogram,
+    ) -> &mut Self {
+        histogram.render(&mut self.text, name, &render_labels(labels));
+        self
+    }
+
+    pub fn finish(self) -> String {
+        self.text
+    }
+}
+
+fn render_labels(labels: &[(&str, &str)]) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| {
+            let v = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            format!("{k}=\"{v}\"")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// What the HTTP layer and the graph record; the engines keep their own (`EngineStats`).
+#[derive(Debug)]
+pub struct ServerMetrics {
+    /// Requests by (route pattern, status).
+    pub http_requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Durations by route pattern.
+    pub http_durations: Mutex<BTreeMap<String, Histogram>>,
+    /// The graph's stages: until the last generation ends, the classifications, the whole.
+    pub generate_stage: Histogram,
+    pub classify_stage: Histogram,
+    pub total: Histogram,
+}
+
+impl Default for ServerMetrics {
+    fn default() -> Self {
+        Self {
+            http_requests: Mutex::default(),
+            http_durations: Mutex::default(),
+            generate_stage: Histogram::new(SECONDS),
+            classify_stage: Histogram::new(SECONDS),
+            total: Histogram::new(SECONDS),
+        }
+    }
+}
+
+impl ServerMetrics {
+    pub fn record_http(&self, route: &str, status: u16, seconds: f64) {
+        *self
+            .http_requests
+            .lock()
+            .expect("metrics lock")
+            .entry((route.to_string(), status))
+            .or_default() += 1;
+        self.http_durations
+            .lock()
+            .expect("metrics lock")
+            .entry(route.to_string())
+            .or_insert_with(|| Histogram::new(SECONDS))
+            .observe(seconds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_histogram_renders_cumulative_buckets_sum_and_count() {
+        let h = Histogram::new(&[1.0, 2.0]);
+        for v in [0.5, 1.5, 1.5, 9.0] {
+            h.observe(v);
+        }
+        let mut out = String::new();
+        h.render(&mut out, "x", "a=\"b\"");
+        assert_eq!(
+            out,
+            "x_bucket{a=\"b\",le=\"1\"} 1\nx_bucket{a=\"b\",le=\"2\"} 3\nx_bucket{a=\"b\",le=\"+Inf\"} 4\nx_sum{a=\"b\"} 12.5\nx_count{a=\"b\"} 4\n"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(
+            render_labels(&[("k", "a\"b\\c\nd")]),
+            "k=\"a\\\"b\\\\c\\nd\""
+        );
+    }
+}
