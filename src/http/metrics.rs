@@ -9,7 +9,7 @@ use actix_web::{web, Error, HttpResponse};
 
 use super::state::AppState;
 use crate::engine::{Admission, EngineStats};
-use crate::telemetry::metrics::Exposition;
+use crate::telemetry::metrics::{Exposition, Histogram};
 
 /// Counts every request by route pattern and status, and times it.
 pub async fn record_http(
@@ -156,11 +156,8 @@ fn render_actors(out: &mut Exposition, actors: &[(&str, &EngineStats, &str)]) {
             );
         }
     }
-    let histograms: [(
-        &str,
-        &str,
-        fn(&EngineStats) -> &crate::telemetry::metrics::Histogram,
-    ); 3] = [
+    type Pick = fn(&EngineStats) -> &Histogram;
+    let histograms: [(&str, &str, Pick); 3] = [
         (
             "infergraph_actor_batch_size",
             "Requests served by each forward.",
