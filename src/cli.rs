@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::backend::{self, BackendChoice, SelectedDevice};
 use crate::config::{Config, LogFormat};
+use crate::loadtest;
 use crate::models::presets::{self, Preset, WeightDtype};
 use crate::models::sampling::SamplingParams;
 use crate::models::{self, GenerationParams};
@@ -33,6 +34,55 @@ enum Command {
     Classify(ClassifyArgs),
     /// Write random-weight model folders in Hugging Face layout.
     InitWeights(InitWeightsArgs),
+    /// Load-test the graph: in-process at the actors, or a server over HTTP or websocket.
+    Loadtest(LoadtestArgs),
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum TargetKind {
+    /// The actor system, in-process, from --config (no HTTP).
+    Actor,
+    /// A server's POST /v1/graph.
+    Http,
+    /// A server's /v1/graph/ws, with time to first token.
+    Ws,
+}
+
+#[derive(Debug, Args)]
+struct LoadtestArgs {
+    #[arg(long, value_enum)]
+    target: TargetKind,
+    /// The server for http and ws, e.g. http://127.0.0.1:3000 (a /v1/graph path is accepted).
+    url: Option<String>,
+    /// The config the actor target starts the graph from.
+    #[arg(long, env = "INFERGRAPH_CONFIG", default_value = "config.toml")]
+    config: PathBuf,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// How many requests to send (default 32, unless --duration is given).
+    #[arg(long, conflicts_with = "duration")]
+    requests: Option<usize>,
+    /// Seconds to keep starting requests.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Open loop: start this many requests per second, whatever the latency.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// A file of prompts, one per line (default: a small built-in set).
+    #[arg(long)]
+    prompts: Option<PathBuf>,
+    #[arg(long, default_value_t = 16)]
+    max_new_tokens: usize,
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    backend: BackendArg,
 }
 
 #[derive(Debug, Args)]
@@ -184,7 +234,67 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::InitWeights(args) => init_weights(args),
+        Command::Loadtest(args) => loadtest(args),
     }
+}
+
+fn loadtest(args: LoadtestArgs) -> Result<(), String> {
+    telemetry::init_tracing(LogFormat::Human, "warn");
+    let base = || -> Result<String, String> {
+        let url = args
+            .url
+            .clone()
+            .ok_or("--target http and ws need the server's URL")?;
+        let url = url.trim_end_matches('/');
+        Ok(url
+            .trim_end_matches("/v1/graph/ws")
+            .trim_end_matches("/v1/graph")
+            .to_string())
+    };
+    let target = match args.target {
+        TargetKind::Actor => loadtest::Target::Actor {
+            config: args.config.clone(),
+            backend: args.backend.backend,
+        },
+        TargetKind::Http => loadtest::Target::Http { base: base()? },
+        TargetKind::Ws => loadtest::Target::Ws { base: base()? },
+    };
+    let prompts = match &args.prompts {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect(),
+        None => loadtest::BUILT_IN_PROMPTS
+            .iter()
+            .map(|p| p.to_string())
+            .collect(),
+    };
+    let prompts: Vec<String> = prompts;
+    if prompts.is_empty() {
+        return Err("the prompts file has no prompts".into());
+    }
+    let report = loadtest::run(loadtest::Options {
+        target,
+        concurrency: args.concurrency,
+        requests: args.requests,
+        duration: args.duration.map(std::time::Duration::from_secs_f64),
+        rate: args.rate,
+        prompts,
+        max_new_tokens: args.max_new_tokens,
+        temperature: args.temperature,
+        seed: args.seed,
+    })?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serializable")
+        );
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {

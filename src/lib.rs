@@ -8,5 +8,6 @@ pub mod config;
 pub mod engine;
 pub mod graph;
 pub mod http;
+pub mod loadtest;
 pub mod models;
 pub mod telemetry;

@@ -11,6 +11,8 @@
 //! FAILURE: the first failing step fails the request with that step's error; other
 //! requests and the actors themselves are untouched.
 
+pub mod loader;
+
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, Context, Handler, Message, ResponseFuture};

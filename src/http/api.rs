@@ -220,6 +220,12 @@ pub struct EngineInfo {
     pub failed: u64,
     /// Refused with 429 because the queue was full.
     pub rejected: u64,
+    /// Time the model spent in forwards.
+    pub busy_seconds: f64,
+    pub tokens_generated: u64,
+    /// Forwards run, and the requests they served in all (their ratio is the mean batch).
+    pub forwards: u64,
+    pub batched_requests: f64,
 }
 
 /// Every error body.

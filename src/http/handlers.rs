@@ -10,14 +10,14 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::api::{
-    EngineInfo, EnginesResponse, GenerateScoreRequest, GeneratedScore, GraphRequest, GraphResponse,
+    EnginesResponse, GenerateScoreRequest, GeneratedScore, GraphRequest, GraphResponse,
     GraphResult, GraphTimings, HealthBody, ModelsResponse, StepSpan,
 };
 use super::disconnect;
 use super::error::ApiError;
 use super::state::{AppState, Phase};
 use super::stream;
-use crate::engine::{CancelOnDrop, CancelToken, EngineSettings, EngineStats};
+use crate::engine::{CancelOnDrop, CancelToken};
 use crate::graph::{GraphCoordinator, GraphOutcome, RunGraph};
 use crate::models::sampling::SamplingParams;
 use crate::models::GenerationParams;
@@ -94,36 +94,9 @@ async fn models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 /// Each engine's counters: what is queued, running, done, refused.
 async fn engines(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let graph = state.graph().ok_or(ApiError::NotReady)?;
-    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-    let info =
-        |name: &str, settings: &EngineSettings, stats: &EngineStats, role: &str| EngineInfo {
-            model: name.to_string(),
-            role: role.to_string(),
-            max_batch: settings.max_batch,
-            queue_capacity: settings.queue_capacity,
-            queued: stats.queued.load(Ordering::Acquire),
-            active: stats.active.load(Ordering::Acquire),
-            steps: load(&stats.steps),
-            admitted: load(&stats.admitted),
-            completed: load(&stats.completed),
-            cancelled: load(&stats.cancelled),
-            failed: load(&stats.failed),
-            rejected: load(&stats.rejected),
-        };
-    let mut engines: Vec<EngineInfo> = graph
-        .engines
-        .iter()
-        .map(|e| e.admission())
-        .map(|a| info(a.name(), a.settings(), a.stats(), "generator"))
-        .collect();
-    let classifier = graph.classifier_engine.admission();
-    engines.push(info(
-        classifier.name(),
-        classifier.settings(),
-        classifier.stats(),
-        "classifier",
-    ));
-    Ok(HttpResponse::Ok().json(EnginesResponse { engines }))
+    Ok(HttpResponse::Ok().json(EnginesResponse {
+        engines: graph.engine_infos(),
+    }))
 }
 
 async fn livez() -> HttpResponse {

@@ -3,12 +3,8 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 
-use actix::Addr;
-
-use super::api::ModelInfo;
 use crate::config::Config;
-use crate::engine::{ClassificationEngine, GenerationEngine};
-use crate::graph::GraphCoordinator;
+use crate::graph::loader::RunningGraph;
 use crate::telemetry::metrics::ServerMetrics;
 
 /// Where the server is in its life; `/readyz` is 200 only in `Ready`.
@@ -21,19 +17,10 @@ pub enum Phase {
     Failed = 3,
 }
 
-/// What exists once the models are loaded.
-pub struct ReadyGraph {
-    pub coordinator: Addr<GraphCoordinator>,
-    pub models: Vec<ModelInfo>,
-    /// Each generator's engine, for its counters.
-    pub engines: Vec<GenerationEngine>,
-    pub classifier_engine: ClassificationEngine,
-}
-
 pub struct AppState {
     pub config: Config,
     /// Set once, when every model is loaded and its actor started.
-    graph: OnceLock<ReadyGraph>,
+    graph: OnceLock<RunningGraph>,
     /// A `Phase`, shared by all HTTP workers.
     phase: AtomicU8,
     /// Why start-up failed, for `serve` to report once the server has stopped.
@@ -63,7 +50,7 @@ impl AppState {
     }
 
     /// Publishes the loaded graph; a shutdown that began during loading stays in force.
-    pub fn set_ready(&self, graph: ReadyGraph) {
+    pub fn set_ready(&self, graph: RunningGraph) {
         let _ = self.graph.set(graph);
         let _ = self.phase.compare_exchange(
             Phase::Loading as u8,
@@ -87,7 +74,7 @@ impl AppState {
         self.failure.get().map(String::as_str)
     }
 
-    pub fn graph(&self) -> Option<&ReadyGraph> {
+    pub fn graph(&self) -> Option<&RunningGraph> {
         self.graph.get()
     }
 }

@@ -1,0 +1,583 @@
+//! `infergraph loadtest`: drive the graph at a fixed concurrency (or an open-loop rate) for
+//! a bounded number of requests or time, then report throughput, latency, errors, and the
+//! load each actor carried. Every run is bounded and stops by itself.
+//!
+//! Targets: `actor` starts the actor system in-process and sends `RunGraph` messages to the
+//! coordinator (no HTTP: the actors' own capacity); `http` posts to `/v1/graph`; `ws`
+//! streams over `/v1/graph/ws` and also measures time to first token and between tokens.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::backend::{self, BackendChoice};
+use crate::config::Config;
+use crate::engine::CancelToken;
+use crate::graph::loader::{load_models, RunningGraph};
+use crate::graph::{GraphCoordinator, RunGraph};
+use crate::http::api::{EngineInfo, EnginesResponse};
+use crate::http::error::ApiError;
+use crate::models::sampling::SamplingParams;
+use crate::models::GenerationParams;
+
+/// What to drive.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// In-process, from this config.
+    Actor {
+        config: PathBuf,
+        backend: Option<BackendChoice>,
+    },
+    /// `POST /v1/graph` of the server at this base URL.
+    Http { base: String },
+    /// `/v1/graph/ws` of the server at this base URL.
+    Ws { base: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub target: Target,
+    /// Requests in flight at once (the cap, with `rate`).
+    pub concurrency: usize,
+    /// Stop after this many requests…
+    pub requests: Option<usize>,
+    /// …or stop starting new ones after this long.
+    pub duration: Option<Duration>,
+    /// Open loop: start requests at this rate (per second), whatever the latency.
+    pub rate: Option<f64>,
+    pub prompts: Vec<String>,
+    pub max_new_tokens: usize,
+    pub temperature: f32,
+    pub seed: Option<u64>,
+}
+
+/// The prompts used when no file is given.
+pub const BUILT_IN_PROMPTS: [&str; 4] = [
+    "I have an idea!",
+    "The quick brown fox jumps over the lazy dog because",
+    "In the beginning of the twenty-first century, the city",
+    "Hello, my name is",
+];
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub target: String,
+    pub concurrency: usize,
+    pub requests: usize,
+    pub ok: usize,
+    /// Failed requests by `error_type`.
+    pub errors: BTreeMap<String, usize>,
+    pub elapsed_s: f64,
+    pub requests_per_s: f64,
+    pub generated_tokens_per_s: f64,
+    pub latency_ms: Percentiles,
+    /// Streaming only: from sending the request to its first token.
+    pub ttft_ms: Option<Percentiles>,
+    /// Streaming only: between a model's successive tokens.
+    pub inter_token_ms: Option<Percentiles>,
+    pub actors: Vec<ActorLoad>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// What one actor carried during the run, from its counters sampled every 50 ms.
+#[derive(Debug, Serialize)]
+pub struct ActorLoad {
+    pub model: String,
+    pub role: String,
+    pub queue_depth_max: usize,
+    pub queue_depth_mean: f64,
+    /// Share of the run its model spent in forwards.
+    pub busy_percent: f64,
+    pub mean_batch_size: f64,
+}
+
+/// One request's result.
+#[derive(Default)]
+struct Outcome {
+    latency: Duration,
+    error: Option<String>,
+    tokens: usize,
+    ttft: Option<Duration>,
+    gaps: Vec<Duration>,
+}
+
+/// How requests reach the graph.
+enum Driver {
+    Actor(Addr<GraphCoordinator>, RunningGraph),
+    Http { client: awc::Client, base: String },
+    Ws { base: String },
+}
+
+/// Runs the load test and returns its report.
+pub fn run(options: Options) -> Result<Report, String> {
+    if options.concurrency == 0 {
+        return Err("--concurrency must be at least 1".into());
+    }
+    actix::System::new().block_on(run_async(options))
+}
+
+async fn run_async(options: Options) -> Result<Report, String> {
+    // The actix runtime is single-threaded per arbiter, and awc's client is not `Send`.
+    let driver = Rc::new(match &options.target {
+        Target::Actor {
+            config,
+            backend: choice,
+        } => {
+            let mut config = Config::from_file(config).map_err(|e| e.to_string())?;
+            if let Some(choice) = choice {
+                config.backend = *choice;
+            }
+            let device = backend::select(config.backend);
+            let engine = config.engine.clone();
+            let graph = actix_web::rt::task::spawn_blocking(move || load_models(&config, &device))
+                .await
+                .map_err(|e| e.to_string())??
+                .start(&engine);
+            Driver::Actor(graph.coordinator.clone(), graph)
+        }
+        Target::Http { base } => Driver::Http {
+            client: awc::Client::builder()
+                .timeout(Duration::from_secs(600))
+                .finish(),
+            base: base.trim_end_matches('/').to_string(),
+        },
+        Target::Ws { base } => Driver::Ws {
+            base: base.trim_end_matches('/').to_string(),
+        },
+    });
+    let total = options.requests.unwrap_or(if options.duration.is_some() {
+        usize::MAX
+    } else {
+        32
+    });
+    let deadline = options.duration.map(|d| Instant::now() + d);
+    let started = Instant::now();
+    let issued = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let samples = Arc::new(Mutex::new(Vec::<Vec<EngineInfo>>::new()));
+    let finished = CancelToken::new();
+
+    let sampler = actix_web::rt::spawn(sample_engines(
+        driver.clone(),
+        samples.clone(),
+        finished.clone(),
+    ));
+    let progress = actix_web::rt::spawn(show_progress(
+        done.clone(),
+        total,
+        options.duration,
+        finished.clone(),
+    ));
+
+    // Each task takes the next request number until the budget or the time is spent.
+    let next = {
+        let issued = issued.clone();
+        move || -> Option<usize> {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return None;
+            }
+            let n = issued.fetch_add(1, Ordering::AcqRel);
+            (n < total).then_some(n)
+        }
+    };
+    let outcomes: Vec<Outcome> = match options.rate {
+        None => {
+            let workers = (0..options.concurrency).map(|_| {
+                let (driver, options, next, done) =
+                    (driver.clone(), options.clone(), next.clone(), done.clone());
+                async move {
+                    let mut outcomes = Vec::new();
+                    while let Some(n) = next() {
+                        outcomes.push(driver.send(&options, n).await);
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    outcomes
+                }
+            });
+            futures_util::future::join_all(workers)
+                .await
+                .into_iter()
+                .flatten()
+                .collect()
+        }
+        Some(rate) => {
+            let permits = Arc::new(tokio::sync::Semaphore::new(options.concurrency));
+            let interval = Duration::from_secs_f64(1.0 / rate.max(1e-3));
+            let mut tasks = Vec::new();
+            let mut tick = tokio::time::interval(interval);
+            while let Some(n) = {
+                tick.tick().await;
+                next()
+            } {
+                let permit = permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore open");
+                let (driver, options, done) = (driver.clone(), options.clone(), done.clone());
+                tasks.push(actix_web::rt::spawn(async move {
+                    let outcome = driver.send(&options, n).await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                    drop(permit);
+                    outcome
+                }));
+            }
+            let mut outcomes = Vec::new();
+            for task in tasks {
+                outcomes.push(task.await.map_err(|e| e.to_string())?);
+            }
+            outcomes
+        }
+    };
+    let elapsed = started.elapsed();
+    finished.cancel();
+    let _ = progress.await;
+    let _ = sampler.await;
+    let samples = samples.lock().expect("samples lock").clone();
+    Ok(report(&options, outcomes, elapsed, &samples))
+}
+
+impl Driver {
+    async fn send(&self, options: &Options, n: usize) -> Outcome {
+        let prompt = options.prompts[n % options.prompts.len()].clone();
+        let started = Instant::now();
+        let mut outcome = match self {
+            Driver::Actor(coordinator, _) => {
+                let params = GenerationParams {
+                    max_new_tokens: options.max_new_tokens,
+                    sampling: SamplingParams {
+                        temperature: options.temperature,
+                        seed: options.seed,
+                        ..SamplingParams::default()
+                    },
+                    ..GenerationParams::default()
+                };
+                let run = RunGraph {
+                    request_id: format!("loadtest-{n}"),
+                    events: None,
+                    cancel: CancelToken::new(),
+                    text: prompt,
+                    params,
+                    parent: tracing::Span::none(),
+                };
+                match coordinator.send(run).await {
+                    Ok(Ok(graph)) => Outcome {
+                        tokens: graph
+                            .results
+                            .iter()
+                            .map(|r| r.generation.new_token_ids.len())
+                            .sum(),
+                        ..Outcome::default()
+                    },
+                    Ok(Err(error)) => failed(ApiError::from(error).error_type()),
+                    Err(_) => failed("unavailable"),
+                }
+            }
+            Driver::Http { client, base } => {
+                let body = request_body(options, &prompt, None);
+                match client
+                    .post(format!("{base}/v1/graph"))
+                    .send_json(&body)
+                    .await
+                {
+                    Ok(mut response) => {
+                        let status = response.status();
+                        match response.json::<serde_json::Value>().limit(1 << 24).await {
+                            Ok(body) if status.is_success() => Outcome {
+                                tokens: body["results"].as_array().map_or(0, |r| {
+                                    r.iter()
+                                        .filter_map(|r| r["generated_tokens"].as_u64())
+                                        .sum::<u64>() as usize
+                                }),
+                                ..Outcome::default()
+                            },
+                            Ok(body) => failed(body["error_type"].as_str().unwrap_or("http_error")),
+                            Err(_) => failed("bad_response"),
+                        }
+                    }
+                    Err(_) => failed("connection"),
+                }
+            }
+            Driver::Ws { base } => stream_one(base, options, &prompt, n).await,
+        };
+        outcome.latency = started.elapsed();
+        outcome
+    }
+}
+
+fn failed(error_type: &str) -> Outcome {
+    Outcome {
+        error: Some(error_type.to_string()),
+        ..Outcome::default()
+    }
+}
+
+fn request_body(options: &Options, prompt: &str, id: Option<String>) -> serde_json::Value {
+    let mut body = json!({"text": prompt, "max_new_tokens": options.max_new_tokens, "temperature": options.temperature});
+    if let Some(seed) = options.seed {
+        body["seed"] = json!(seed);
+    }
+    if let Some(id) = id {
+        body["id"] = json!(id);
+    }
+    body
+}
+
+/// One streaming request on its own connection: time to first token and token gaps.
+async fn stream_one(base: &str, options: &Options, prompt: &str, n: usize) -> Outcome {
+    use awc::ws::{Frame, Message};
+    let url = format!("{}/v1/graph/ws", base.replacen("http", "ws", 1));
+    let started = Instant::now();
+    let Ok((_, mut socket)) = awc::Client::new()
+        .ws(url)
+        .max_frame_size(1 << 24)
+        .connect()
+        .await
+    else {
+        return failed("connection");
+    };
+    let body = request_body(options, prompt, Some(format!("loadtest-{n}")));
+    if socket
+        .send(Message::Text(body.to_string().into()))
+        .await
+        .is_err()
+    {
+        return failed("connection");
+    }
+    let mut outcome = Outcome::default();
+    let mut last_token: BTreeMap<String, Instant> = BTreeMap::new();
+    while let Some(Ok(frame)) = socket.next().await {
+        let Frame::Text(bytes) = frame else { continue };
+        let Ok(event) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        match event["type"].as_str() {
+            Some("token") => {
+                let now = Instant::now();
+                outcome.ttft.get_or_insert(now - started);
+                outcome.tokens += 1;
+                let model = event["model"].as_str().unwrap_or_default().to_string();
+                if let Some(previous) = last_token.insert(model, now) {
+                    outcome.gaps.push(now - previous);
+                }
+            }
+            Some("done") => {
+                let _ = socket.close().await;
+                return outcome;
+            }
+            Some("error") => return failed(event["error_type"].as_str().unwrap_or("error")),
+            _ => {}
+        }
+    }
+    failed("connection")
+}
+
+/// Samples every engine's counters until the run is over.
+async fn sample_engines(
+    driver: Rc<Driver>,
+    samples: Arc<Mutex<Vec<Vec<EngineInfo>>>>,
+    finished: CancelToken,
+) {
+    let client = awc::Client::default();
+    loop {
+        let sample = match &*driver {
+            Driver::Actor(_, graph) => Some(graph.engine_infos()),
+            Driver::Http { base, .. } | Driver::Ws { base } => {
+                match client.get(format!("{base}/v1/engines")).send().await {
+                    Ok(mut response) => response
+                        .json::<EnginesResponse>()
+                        .await
+                        .ok()
+                        .map(|r| r.engines),
+                    Err(_) => None,
+                }
+            }
+        };
+        if let Some(sample) = sample {
+            samples.lock().expect("samples lock").push(sample);
+        }
+        if finished.is_cancelled() {
+            return;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A progress bar on a terminal's stderr (nothing when stderr is a pipe or a file).
+async fn show_progress(
+    done: Arc<AtomicUsize>,
+    total: usize,
+    duration: Option<Duration>,
+    finished: CancelToken,
+) {
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    let started = Instant::now();
+    while !finished.is_cancelled() {
+        let count = done.load(Ordering::Relaxed);
+        let fraction = match duration {
+            Some(d) => started.elapsed().as_secs_f64() / d.as_secs_f64(),
+            None => count as f64 / total as f64,
+        }
+        .min(1.0);
+        let filled = (fraction * 30.0) as usize;
+        eprint!(
+            "\r  [{}{}] {count} requests, {:.1} s ",
+            "#".repeat(filled),
+            " ".repeat(30 - filled),
+            started.elapsed().as_secs_f64()
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!();
+}
+
+fn report(
+    options: &Options,
+    outcomes: Vec<Outcome>,
+    elapsed: Duration,
+    samples: &[Vec<EngineInfo>],
+) -> Report {
+    let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+    let mut errors = BTreeMap::new();
+    for error in outcomes.iter().filter_map(|o| o.error.clone()) {
+        *errors.entry(error).or_insert(0) += 1;
+    }
+    let ok: Vec<&Outcome> = outcomes.iter().filter(|o| o.error.is_none()).collect();
+    let tokens: usize = ok.iter().map(|o| o.tokens).sum();
+    let streaming = matches!(options.target, Target::Ws { .. });
+    Report {
+        target: match &options.target {
+            Target::Actor { .. } => "actor".into(),
+            Target::Http { base } => format!("http {base}"),
+            Target::Ws { base } => format!("ws {base}"),
+        },
+        concurrency: options.concurrency,
+        requests: outcomes.len(),
+        ok: ok.len(),
+        errors,
+        elapsed_s: elapsed.as_secs_f64(),
+        requests_per_s: ok.len() as f64 / elapsed.as_secs_f64(),
+        generated_tokens_per_s: tokens as f64 / elapsed.as_secs_f64(),
+        latency_ms: percentiles(ok.iter().map(|o| ms(&o.latency)).collect()),
+        ttft_ms: streaming
+            .then(|| percentiles(ok.iter().filter_map(|o| o.ttft.as_ref()).map(ms).collect())),
+        inter_token_ms: streaming
+            .then(|| percentiles(ok.iter().flat_map(|o| o.gaps.iter()).map(ms).collect())),
+        actors: actor_loads(samples, elapsed),
+    }
+}
+
+fn percentiles(mut values: Vec<f64>) -> Percentiles {
+    values.sort_by(f64::total_cmp);
+    let at = |p: f64| {
+        if values.is_empty() {
+            return 0.0;
+        }
+        let rank = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len());
+        values[rank - 1]
+    };
+    Percentiles {
+        p50: at(0.50),
+        p90: at(0.90),
+        p99: at(0.99),
+        max: at(1.0),
+    }
+}
+
+fn actor_loads(samples: &[Vec<EngineInfo>], elapsed: Duration) -> Vec<ActorLoad> {
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+        return Vec::new();
+    };
+    last.iter()
+        .enumerate()
+        .map(|(i, end)| {
+            let start = &first[i];
+            let depths: Vec<usize> = samples.iter().map(|s| s[i].queued).collect();
+            let forwards = end.forwards.saturating_sub(start.forwards);
+            ActorLoad {
+                model: end.model.clone(),
+                role: end.role.clone(),
+                queue_depth_max: depths.iter().copied().max().unwrap_or(0),
+                queue_depth_mean: depths.iter().sum::<usize>() as f64 / depths.len() as f64,
+                busy_percent: 100.0 * (end.busy_seconds - start.busy_seconds)
+                    / elapsed.as_secs_f64(),
+                mean_batch_size: if forwards == 0 {
+                    0.0
+                } else {
+                    (end.batched_requests - start.batched_requests) / forwards as f64
+                },
+            }
+        })
+        .collect()
+}
+
+impl Report {
+    /// The human-readable summary.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let p = |p: &Percentiles| {
+            format!(
+                "{:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+                p.p50, p.p90, p.p99, p.max
+            )
+        };
+        out += &format!(
+            "target {}, concurrency {}: {} requests ({} ok) in {:.1} s\n",
+            self.target, self.concurrency, self.requests, self.ok, self.elapsed_s
+        );
+        out += &format!(
+            "throughput: {:.2} requests/s, {:.1} generated tokens/s\n\n",
+            self.requests_per_s, self.generated_tokens_per_s
+        );
+        out += &format!(
+            "{:<16} {:>9} {:>9} {:>9} {:>9}\n",
+            "ms", "p50", "p90", "p99", "max"
+        );
+        out += &format!("{:<16} {}\n", "latency", p(&self.latency_ms));
+        if let Some(ttft) = &self.ttft_ms {
+            out += &format!("{:<16} {}\n", "first token", p(ttft));
+        }
+        if let Some(gap) = &self.inter_token_ms {
+            out += &format!("{:<16} {}\n", "between tokens", p(gap));
+        }
+        out += "\nerrors: ";
+        out += &if self.errors.is_empty() {
+            "none".to_string()
+        } else {
+            self.errors
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out += &format!(
+            "\n\n{:<20} {:>11} {:>11} {:>7} {:>11}\n",
+            "actor", "queue max", "queue mean", "busy %", "mean batch"
+        );
+        for a in &self.actors {
+            out += &format!(
+                "{:<20} {:>11} {:>11.2} {:>7.1} {:>11.2}\n",
+                a.model, a.queue_depth_max, a.queue_depth_mean, a.busy_percent, a.mean_batch_size
+            );
+        }
+        out
+    }
+}

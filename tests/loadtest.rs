@@ -1,0 +1,147 @@
+//! `infergraph loadtest` against the tiny fixture models: every request is answered and the
+//! JSON report has every figure.
+
+mod common;
+
+use std::process::Command;
+
+use common::server::{fixture_models, TestServer};
+use serde_json::Value;
+
+fn loadtest(args: &[&str]) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_infergraph"))
+        .arg("loadtest")
+        .args(args)
+        .args(["--json", "--max-new-tokens", "6"])
+        .output()
+        .expect("the binary runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON report")
+}
+
+fn check_report(report: &Value, requests: u64, streaming: bool) {
+    assert_eq!(report["requests"], requests, "{report}");
+    assert_eq!(
+        report["ok"], requests,
+        "every request is answered: {report}"
+    );
+    assert_eq!(report["errors"], serde_json::json!({}));
+    for figure in ["elapsed_s", "requests_per_s", "generated_tokens_per_s"] {
+        assert!(report[figure].as_f64().unwrap() > 0.0, "{figure}");
+    }
+    let percentiles = |name: &str| {
+        let p = &report[name];
+        let values: Vec<f64> = ["p50", "p90", "p99", "max"]
+            .iter()
+            .map(|k| p[k].as_f64().unwrap())
+            .collect();
+        assert!(
+            values.windows(2).all(|w| w[0] <= w[1]) && values[0] >= 0.0,
+            "{name}: {p}"
+        );
+    };
+    percentiles("latency_ms");
+    if streaming {
+        percentiles("ttft_ms");
+        percentiles("inter_token_ms");
+    } else {
+        assert!(report["ttft_ms"].is_null());
+    }
+    let actors = report["actors"].as_array().unwrap();
+    let names: Vec<&str> = actors
+        .iter()
+        .map(|a| a["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["gpt2", "distilgpt2", "gpt2-medium", "bert-base-uncased"]
+    );
+    for actor in actors {
+        for figure in [
+            "queue_depth_max",
+            "queue_depth_mean",
+            "busy_percent",
+            "mean_batch_size",
+        ] {
+            assert!(actor[figure].as_f64().unwrap() >= 0.0, "{figure}: {actor}");
+        }
+        assert!(
+            actor["mean_batch_size"].as_f64().unwrap() >= 1.0,
+            "every actor worked: {actor}"
+        );
+    }
+}
+
+#[test]
+fn the_actor_target_drives_the_coordinator_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let mut text = String::from("backend = \"cpu\"\n");
+    for (name, path, role) in fixture_models() {
+        text += &format!("[[models]]\nname = \"{name}\"\npath = {path:?}\nrole = \"{role}\"\n");
+    }
+    std::fs::write(&config, text).unwrap();
+    let report = loadtest(&[
+        "--target",
+        "actor",
+        "--config",
+        config.to_str().unwrap(),
+        "--requests",
+        "8",
+        "--concurrency",
+        "4",
+    ]);
+    assert_eq!(report["target"], "actor");
+    check_report(&report, 8, false);
+}
+
+#[test]
+fn the_http_and_ws_targets_drive_a_running_server() {
+    let server = TestServer::start(&fixture_models(), "");
+    let report = loadtest(&[
+        "--target",
+        "http",
+        &server.base,
+        "--requests",
+        "8",
+        "--concurrency",
+        "4",
+    ]);
+    check_report(&report, 8, false);
+    let report = loadtest(&[
+        "--target",
+        "ws",
+        &server.url("/v1/graph/ws"),
+        "--requests",
+        "6",
+        "--concurrency",
+        "3",
+    ]);
+    check_report(&report, 6, true);
+}
+
+#[test]
+fn an_open_loop_run_at_a_fixed_rate_is_bounded_by_its_duration() {
+    let server = TestServer::start(&fixture_models(), "");
+    let report = loadtest(&[
+        "--target",
+        "http",
+        &server.base,
+        "--rate",
+        "20",
+        "--duration",
+        "0.5",
+        "--concurrency",
+        "4",
+    ]);
+    let requests = report["requests"].as_u64().unwrap();
+    assert!(
+        (5..=12).contains(&requests),
+        "about 10 requests in half a second at 20/s: {requests}"
+    );
+    assert_eq!(report["ok"], requests);
+}
