@@ -31,8 +31,6 @@ pub enum ActorError {
     /// The model refused or failed the input; `InvalidInput` is the caller's fault.
     #[error(transparent)]
     Model(#[from] ModelError),
-    #[error("model {model:?} panicked: {message}")]
-    Panicked { model: String, message: String },
     #[error("model {model:?} is not running")]
     Unavailable { model: String },
     #[error("model {model:?} is at capacity: its queue is full")]
@@ -42,13 +40,4 @@ pub enum ActorError {
     /// A batched step failed; every request in it gets this.
     #[error("model {model:?} failed: {message}")]
     Failed { model: String, message: String },
-}
-
-/// The text a panic was raised with.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }

@@ -398,8 +398,17 @@ pub(super) fn guarded<T>(work: impl FnOnce() -> Result<T, ModelError>) -> Result
     match catch_unwind(AssertUnwindSafe(work)) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(error.to_string()),
-        Err(payload) => Err(crate::actors::panic_message(payload.as_ref())),
+        Err(payload) => Err(panic_message(payload.as_ref())),
     }
+}
+
+/// The text a panic was raised with.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// `[B, vocab]` logits as one host vector per row.

@@ -184,11 +184,6 @@ impl KvCache {
         self.len() == 0
     }
 
-    /// Real tokens seen by `row`: the position id its next token will get.
-    pub fn tokens_in_row(&self, row: usize) -> usize {
-        self.next_position[row]
-    }
-
     /// The rows of `self` followed by the rows of `other`: how a sequence joins a running
     /// batch. The shorter side is left-padded with masked keys, so no row sees a change.
     pub fn concat(self, other: KvCache) -> KvCache {
