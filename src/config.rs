@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub workers: usize,
     /// How long in-flight requests may run after SIGTERM/SIGINT before the process exits.
     pub shutdown_grace_secs: u64,
+    /// Graph requests whose traces `GET /v1/traces` keeps (0 keeps none).
+    pub traces_kept: usize,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +52,7 @@ impl Default for ServerConfig {
             port: 3000,
             workers: 0,
             shutdown_grace_secs: 30,
+            traces_kept: 200,
         }
     }
 }

@@ -18,11 +18,16 @@ pub mod generator;
 pub use classifier::{Classified, ClassifierActor, Classify};
 pub use generator::{Generate, Generated, GeneratorActor};
 
-/// When an engine started and finished one request's model work, as it measured them.
+/// When an engine queued, started and finished one request's model work, as it measured
+/// them, and how many requests shared its batch.
 #[derive(Debug, Clone, Copy)]
 pub struct WorkSpan {
+    /// When the request reached the engine's queue.
+    pub queued: Instant,
     pub started: Instant,
     pub finished: Instant,
+    /// Requests in the batch when this one joined it.
+    pub batch_size: usize,
 }
 
 /// Why a model actor could not answer.

@@ -20,6 +20,8 @@ pub type Reply = Result<(Classification, WorkSpan), ActorError>;
 
 pub struct Job {
     text: String,
+    /// When it was queued.
+    submitted: Instant,
     cancel: CancelToken,
     reply: oneshot::Sender<Reply>,
 }
@@ -53,6 +55,7 @@ impl ClassificationEngine {
         let (reply, answer) = oneshot::channel();
         self.admission.submit(Job {
             text,
+            submitted: Instant::now(),
             cancel,
             reply,
         })?;
@@ -90,19 +93,25 @@ fn run(
         let items: Vec<(&str, Option<&str>)> =
             batch.iter().map(|j| (j.text.as_str(), None)).collect();
         let result = guarded(|| classifier.classify_batch(&items));
-        let span = WorkSpan {
-            started,
-            finished: Instant::now(),
-        };
+        let finished = Instant::now();
         stats.steps.fetch_add(1, Ordering::Relaxed);
-        stats.record_forward(batch.len(), span.finished - span.started);
+        stats.record_forward(batch.len(), finished - started);
+        let span = |job: &Job| WorkSpan {
+            queued: job.submitted,
+            started,
+            finished,
+            batch_size: batch.len(),
+        };
         stats.active.store(0, Ordering::Release);
         match result {
             Ok(classifications) => {
                 stats
                     .completed
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                for (job, classification) in batch.into_iter().zip(classifications) {
+                let spans: Vec<WorkSpan> = batch.iter().map(span).collect();
+                for ((job, classification), span) in
+                    batch.into_iter().zip(classifications).zip(spans)
+                {
                     let _ = job.reply.send(Ok((classification, span)));
                 }
             }

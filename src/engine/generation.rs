@@ -125,6 +125,8 @@ struct Row {
     parent: tracing::Span,
     submitted: Instant,
     started: Instant,
+    /// Rows in the batch once this one joined it.
+    joined_batch: usize,
     events: Option<TokenSender>,
     /// Tokens already sent as events.
     streamed_tokens: usize,
@@ -216,6 +218,7 @@ impl Batcher {
                     parent: job.parent,
                     submitted: job.submitted,
                     started,
+                    joined_batch: 0,
                     events: job.events,
                     streamed_tokens: 0,
                     streamed_bytes: 0,
@@ -262,6 +265,10 @@ impl Batcher {
                     Some(running) => running.concat(fresh),
                     None => fresh,
                 });
+                let batch = self.rows.len() + joining.len();
+                for row in &mut joining {
+                    row.joined_batch = batch;
+                }
                 self.rows.extend(joining);
                 self.stats.active.store(self.rows.len(), Ordering::Release);
             }
@@ -345,8 +352,10 @@ impl Batcher {
                 continue;
             };
             let span = WorkSpan {
+                queued: row.submitted,
                 started: row.started,
                 finished: Instant::now(),
+                batch_size: row.joined_batch,
             };
             let reply = match outcome {
                 Ok(reason) => {

@@ -50,6 +50,8 @@ pub struct GraphRequest {
 pub struct GraphResponse {
     /// The request id (the `x-request-id` header).
     pub id: String,
+    /// The request's trace, at `GET /v1/traces/{trace_id}` (also the `x-trace-id` header).
+    pub trace_id: String,
     /// One per generator, in the graph's order.
     pub results: Vec<GraphResult>,
     pub timings: GraphTimings,

@@ -22,6 +22,7 @@ use crate::graph::{GraphCoordinator, GraphOutcome, RunGraph};
 use crate::models::sampling::SamplingParams;
 use crate::models::GenerationParams;
 use crate::telemetry::metrics::ServerMetrics;
+use crate::telemetry::traces::graph_trace;
 use crate::telemetry::RequestId;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -36,6 +37,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/v1/models", web::get().to(models))
     .route("/v1/engines", web::get().to(engines))
     .route("/metrics", web::get().to(super::metrics::metrics))
+    .route("/v1/traces", web::get().to(traces))
+    .route("/v1/traces/{id}", web::get().to(trace))
     .route("/livez", web::get().to(livez))
     .route("/readyz", web::get().to(readyz))
     .route("/healthz", web::get().to(readyz))
@@ -51,8 +54,10 @@ async fn classify_generated_texts(
     require_content_type(&req, ContentKind::Text)?;
     let body = read_body(&req, payload, state.config.limits.max_body_bytes).await?;
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::InvalidUtf8)?;
-    let outcome = run_graph(&state, &req, text, default_params(&state)).await?;
-    Ok(HttpResponse::Ok().json(seed_answer(&outcome)))
+    let (outcome, trace_id) = run_graph(&state, &req, text, default_params(&state)).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((TRACE_ID_HEADER, trace_id))
+        .json(seed_answer(&outcome)))
 }
 
 /// The BentoML example's current API: `{"original_sentence"}` in, `[{generated, score}]` out.
@@ -62,14 +67,16 @@ async fn generate_score(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let request: GenerateScoreRequest = read_json(&state, &req, payload).await?;
-    let outcome = run_graph(
+    let (outcome, trace_id) = run_graph(
         &state,
         &req,
         &request.original_sentence,
         default_params(&state),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(seed_answer(&outcome)))
+    Ok(HttpResponse::Ok()
+        .insert_header((TRACE_ID_HEADER, trace_id))
+        .json(seed_answer(&outcome)))
 }
 
 /// The full answer: every result's label, token counts and finish reason, and timings.
@@ -80,8 +87,10 @@ async fn graph(
 ) -> Result<HttpResponse, ApiError> {
     let request: GraphRequest = read_json(&state, &req, payload).await?;
     let params = graph_params(&state, &request)?;
-    let outcome = run_graph(&state, &req, &request.text, params).await?;
-    Ok(HttpResponse::Ok().json(graph_answer(request_id(&req), &outcome)))
+    let (outcome, trace_id) = run_graph(&state, &req, &request.text, params).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((TRACE_ID_HEADER, trace_id.clone()))
+        .json(graph_answer(request_id(&req), &outcome, trace_id)))
 }
 
 async fn models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -137,7 +146,7 @@ async fn run_graph(
     req: &HttpRequest,
     text: &str,
     params: GenerationParams,
-) -> Result<GraphOutcome, ApiError> {
+) -> Result<(GraphOutcome, String), ApiError> {
     let coordinator = ready_coordinator(state)?;
     validate_text(state, text)?;
     // Set when this future is dropped (timeout) or the client disconnects: the engines
@@ -185,12 +194,15 @@ pub(super) fn validate_text(state: &AppState, text: &str) -> Result<(), ApiError
     Ok(())
 }
 
-/// Runs `run` through the coordinator within the request timeout.
+/// Runs `run` through the coordinator within the request timeout, and keeps its trace.
+/// Returns the outcome and the trace's id.
 pub(super) async fn execute(
     state: &AppState,
     coordinator: &Addr<GraphCoordinator>,
     run: RunGraph,
-) -> Result<GraphOutcome, ApiError> {
+) -> Result<(GraphOutcome, String), ApiError> {
+    let begun = Instant::now();
+    let request_id = run.request_id.clone();
     let timeout = state.config.limits.request_timeout_ms;
     let outcome =
         match tokio::time::timeout(Duration::from_millis(timeout), coordinator.send(run)).await {
@@ -203,7 +215,10 @@ pub(super) async fn execute(
             Ok(Ok(result)) => result?,
         };
     record_stages(&state.metrics, &outcome);
-    Ok(outcome)
+    let trace = graph_trace(&request_id, begun, Instant::now(), &outcome);
+    let trace_id = trace.trace_id.clone();
+    state.traces.record(trace);
+    Ok((outcome, trace_id))
 }
 
 /// The graph's stage durations: generation (until the last generator is done), the
@@ -253,6 +268,29 @@ pub(super) fn check_capacity(state: &AppState) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// The response header naming a graph request's trace (`GET /v1/traces/{id}`).
+pub const TRACE_ID_HEADER: &str = "x-trace-id";
+
+/// `GET /v1/traces`: the kept traces, newest first.
+async fn traces(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "traces": state.traces.summaries() }))
+}
+
+/// `GET /v1/traces/{id}`: one trace's span tree.
+async fn trace(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let trace = state.traces.get(&id).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "trace {:?} (only the last {} are kept)",
+            id.as_str(),
+            state.config.server.traces_kept
+        ))
+    })?;
+    Ok(HttpResponse::Ok().json(trace.as_ref()))
 }
 
 /// The id `telemetry::RequestSpan` gave this request.
@@ -358,7 +396,7 @@ fn seed_answer(outcome: &GraphOutcome) -> Vec<GeneratedScore> {
         .collect()
 }
 
-pub(super) fn graph_answer(id: String, outcome: &GraphOutcome) -> GraphResponse {
+pub(super) fn graph_answer(id: String, outcome: &GraphOutcome, trace_id: String) -> GraphResponse {
     // Milliseconds, to the microsecond.
     let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
     let since = |t: Instant| ms(t.saturating_duration_since(outcome.received));
@@ -376,6 +414,7 @@ pub(super) fn graph_answer(id: String, outcome: &GraphOutcome) -> GraphResponse 
     }
     GraphResponse {
         id,
+        trace_id,
         results: outcome
             .results
             .iter()

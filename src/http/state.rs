@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use crate::config::Config;
 use crate::graph::loader::RunningGraph;
 use crate::telemetry::metrics::ServerMetrics;
+use crate::telemetry::traces::TraceStore;
 
 /// Where the server is in its life; `/readyz` is 200 only in `Ready`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,16 +28,19 @@ pub struct AppState {
     failure: OnceLock<String>,
     /// What `/metrics` reports besides the engines' own counters.
     pub metrics: ServerMetrics,
+    /// The last graph requests' traces.
+    pub traces: TraceStore,
 }
 
 impl AppState {
     pub fn new(config: Config) -> Self {
         Self {
-            config,
             graph: OnceLock::new(),
             phase: AtomicU8::new(Phase::Loading as u8),
             failure: OnceLock::new(),
             metrics: ServerMetrics::default(),
+            traces: TraceStore::new(config.server.traces_kept),
+            config,
         }
     }
 

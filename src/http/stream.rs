@@ -290,8 +290,8 @@ async fn stream_graph(
     };
     let (outcome, ()) = futures_util::join!(graph, forward);
     let last = match outcome {
-        Ok(outcome) => {
-            let answer = graph_answer(id, &outcome);
+        Ok((outcome, trace_id)) => {
+            let answer = graph_answer(id, &outcome, trace_id);
             StreamEvent::Done {
                 id: answer.id,
                 results: answer.results,
