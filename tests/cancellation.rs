@@ -5,6 +5,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::server::total;
 use common::*;
 use infergraph::actors::ActorError;
 use infergraph::engine::{CancelOnDrop, CancelToken, EngineSettings, GenerationEngine};
@@ -135,31 +136,6 @@ fn a_queued_request_whose_waiter_left_never_starts() {
     );
 }
 
-/// Reads `/v1/engines` with a plain socket (no client library between us and the counters).
-fn engines(base: &str) -> serde_json::Value {
-    use std::io::{Read, Write};
-    let address = base.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "GET /v1/engines HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let body = response.split("\r\n\r\n").nth(1).expect("a body");
-    serde_json::from_str(body).unwrap()
-}
-
-fn total(engines: &serde_json::Value, counter: &str) -> u64 {
-    engines["engines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e[counter].as_u64().unwrap())
-        .sum()
-}
-
 #[test]
 fn a_client_that_disconnects_mid_request_frees_its_slots() {
     use std::io::Write;
@@ -179,13 +155,13 @@ fn a_client_that_disconnects_mid_request_frees_its_slots() {
     wait_until(
         "all three generators run the request",
         Duration::from_secs(30),
-        || total(&engines(&server.base), "active") == 3,
+        || total(&server.engines(), "active") == 3,
     );
     drop(client);
     wait_until("the slots are free", Duration::from_secs(30), || {
-        total(&engines(&server.base), "active") == 0
+        total(&server.engines(), "active") == 0
     });
-    let after = engines(&server.base);
+    let after = server.engines();
     assert_eq!(total(&after, "cancelled"), 3, "{after}");
     assert_eq!(
         total(&after, "completed"),
@@ -219,9 +195,9 @@ fn a_request_past_its_timeout_gets_504_and_leaves_the_batch() {
         "{response}"
     );
     wait_until("every slot is free", Duration::from_secs(30), || {
-        total(&engines(&server.base), "active") == 0
+        total(&server.engines(), "active") == 0
     });
-    let after = engines(&server.base);
+    let after = server.engines();
     assert_eq!(total(&after, "cancelled"), 3, "{after}");
     assert_eq!(total(&after, "completed"), 0, "{after}");
 }

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use awc::ws;
-use common::server::{demo_models, fixture_models, TestServer};
+use common::server::{demo_models, fixture_models, total, TestServer};
 use common::wait_until;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -256,29 +256,6 @@ async fn malformed_and_oversized_frames_get_error_events_and_the_connection_live
     assert_eq!(events.last().unwrap()["type"], "done");
 }
 
-fn engines(server: &TestServer) -> Value {
-    use std::io::{Read, Write};
-    let address = server.base.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "GET /v1/engines HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap()
-}
-
-fn total(engines: &Value, counter: &str) -> u64 {
-    engines["engines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e[counter].as_u64().unwrap())
-        .sum()
-}
-
 const LONG: &str = "[limits]\nmax_new_tokens = 1000\n";
 
 #[actix_web::test]
@@ -299,7 +276,7 @@ async fn cancel_stops_the_generation() {
         (Some("error"), Some("cancelled")),
         "{last}"
     );
-    let after = engines(&server);
+    let after = server.engines();
     assert_eq!(total(&after, "active"), 0, "{after}");
     assert_eq!(
         total(&after, "completed"),
@@ -325,9 +302,9 @@ async fn closing_the_connection_mid_stream_frees_the_slots() {
     socket.close().await.unwrap();
     drop(socket);
     wait_until("the slots are free", Duration::from_secs(30), || {
-        total(&engines(&server), "active") == 0
+        total(&server.engines(), "active") == 0
     });
-    let after = engines(&server);
+    let after = server.engines();
     assert_eq!(total(&after, "cancelled"), 3, "{after}");
     assert_eq!(total(&after, "completed"), 0, "{after}");
 }
@@ -357,13 +334,13 @@ fn closing_an_sse_stream_mid_way_frees_the_slots() {
     let n = stream.read(&mut first).unwrap();
     assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
     wait_until("the request runs", Duration::from_secs(30), || {
-        total(&engines(&server), "active") == 3
+        total(&server.engines(), "active") == 3
     });
     drop(stream);
     wait_until("the slots are free", Duration::from_secs(30), || {
-        total(&engines(&server), "active") == 0
+        total(&server.engines(), "active") == 0
     });
-    let after = engines(&server);
+    let after = server.engines();
     assert_eq!(
         (total(&after, "cancelled"), total(&after, "completed")),
         (3, 0),
@@ -380,11 +357,11 @@ async fn overload_is_refused_with_429_before_the_stream_opens() {
     // One request runs and one waits in every generator's queue: the queues are full.
     let running = raw_post(&server, "/v1/graph", HOLD);
     wait_until("one request runs", Duration::from_secs(30), || {
-        total(&engines(&server), "active") == 3
+        total(&server.engines(), "active") == 3
     });
     let queued = raw_post(&server, "/v1/graph", HOLD);
     wait_until("one request waits", Duration::from_secs(30), || {
-        total(&engines(&server), "queued") == 3
+        total(&server.engines(), "queued") == 3
     });
 
     let response = awc::Client::default()
@@ -410,6 +387,6 @@ async fn overload_is_refused_with_429_before_the_stream_opens() {
     }
     drop((running, queued));
     wait_until("the slots are free", Duration::from_secs(30), || {
-        total(&engines(&server), "active") == 0
+        total(&server.engines(), "active") == 0
     });
 }

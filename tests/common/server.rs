@@ -108,6 +108,22 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// `GET /v1/engines`, over a plain socket so that no client library sits between the
+    /// test and the counters.
+    pub fn engines(&self) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let address = self.base.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        write!(
+            stream,
+            "GET /v1/engines HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        serde_json::from_str(response.split("\r\n\r\n").nth(1).expect("a body")).unwrap()
+    }
+
     /// The first log line containing `needle`, waiting up to `timeout` for it.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
@@ -160,4 +176,14 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `counter` summed over every engine of an `/v1/engines` answer.
+pub fn total(engines: &serde_json::Value, counter: &str) -> u64 {
+    engines["engines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e[counter].as_u64().unwrap())
+        .sum()
 }
