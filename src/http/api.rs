@@ -3,18 +3,19 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::models::FinishReason;
 
 /// `POST /generate_score`: the BentoML example's current API.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct GenerateScoreRequest {
     pub original_sentence: String,
 }
 
 /// One element of the seed-compatible answer of `/classify_generated_texts` and
 /// `/generate_score`.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct GeneratedScore {
     /// Prompt plus continuation, as Hugging Face's text-generation pipeline returns it.
     pub generated: String,
@@ -23,7 +24,7 @@ pub struct GeneratedScore {
 }
 
 /// `POST /v1/graph`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GraphRequest {
     pub text: String,
@@ -46,7 +47,7 @@ pub struct GraphRequest {
 }
 
 /// `POST /v1/graph`'s answer.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct GraphResponse {
     /// The request id (the `x-request-id` header).
     pub id: String,
@@ -57,7 +58,7 @@ pub struct GraphResponse {
     pub timings: GraphTimings,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct GraphResult {
     pub model: String,
     pub generated: String,
@@ -68,7 +69,7 @@ pub struct GraphResult {
     pub generated_tokens: usize,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct GraphTimings {
     pub total_ms: f64,
     /// Model time of each generation, by model.
@@ -80,7 +81,7 @@ pub struct GraphTimings {
 }
 
 /// One step of the graph on the request's timeline.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StepSpan {
     /// `generate` or `classify`.
     pub step: String,
@@ -91,12 +92,12 @@ pub struct StepSpan {
 }
 
 /// `GET /v1/models`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ModelsResponse {
     pub models: Vec<ModelInfo>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ModelInfo {
     pub name: String,
     /// `generator` or `classifier`.
@@ -125,7 +126,7 @@ pub struct ModelInfo {
 /// `event:` is the `type`. Per request: `started`, then `token`s (interleaved across models),
 /// each model's `generated` after its tokens, the `classified` scores in generator order
 /// after every `generated`, and `done` (or `error`) last.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum StreamEvent {
     Started {
@@ -197,12 +198,12 @@ impl StreamEvent {
 }
 
 /// `GET /v1/engines`: each model engine's counters.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EnginesResponse {
     pub engines: Vec<EngineInfo>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EngineInfo {
     pub model: String,
     /// `generator` or `classifier`.
@@ -231,15 +232,21 @@ pub struct EngineInfo {
 }
 
 /// Every error body.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     pub error: String,
     pub error_type: String,
 }
 
 /// `GET /livez`, `/readyz`, `/healthz`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct HealthBody {
     /// `ok`, `loading`, `shutting_down` or `failed`.
     pub status: String,
+}
+
+/// `GET /v1/traces`: the kept traces, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TracesResponse {
+    pub traces: Vec<crate::telemetry::traces::TraceSummary>,
 }

@@ -10,8 +10,8 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::api::{
-    EnginesResponse, GenerateScoreRequest, GeneratedScore, GraphRequest, GraphResponse,
-    GraphResult, GraphTimings, HealthBody, ModelsResponse, StepSpan,
+    EnginesResponse, ErrorBody, GenerateScoreRequest, GeneratedScore, GraphRequest, GraphResponse,
+    GraphResult, GraphTimings, HealthBody, ModelsResponse, StepSpan, TracesResponse,
 };
 use super::disconnect;
 use super::error::ApiError;
@@ -22,10 +22,12 @@ use crate::graph::{GraphCoordinator, GraphOutcome, RunGraph};
 use crate::models::sampling::SamplingParams;
 use crate::models::GenerationParams;
 use crate::telemetry::metrics::ServerMetrics;
-use crate::telemetry::traces::graph_trace;
+use crate::telemetry::traces::{graph_trace, Trace};
 use crate::telemetry::RequestId;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/openapi.json", web::get().to(super::openapi::openapi_json))
+        .route("/docs", web::get().to(super::openapi::docs));
     cfg.route(
         "/classify_generated_texts",
         web::post().to(classify_generated_texts),
@@ -41,12 +43,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/v1/traces/{id}", web::get().to(trace))
     .route("/livez", web::get().to(livez))
     .route("/readyz", web::get().to(readyz))
-    .route("/healthz", web::get().to(readyz))
+    .route("/healthz", web::get().to(healthz))
     .default_service(web::to(not_found));
 }
 
 /// The seed's endpoint: a `text/plain` prompt in, `[{generated, score}]` out.
-async fn classify_generated_texts(
+#[utoipa::path(post, path = "/classify_generated_texts", tag = "graph",
+    request_body(content = String, content_type = "text/plain", description = "The prompt"),
+    responses((status = 200, description = "One result per generator", body = Vec<GeneratedScore>),
+        (status = 400, description = "Malformed JSON or invalid UTF-8", body = ErrorBody),
+        (status = 413, description = "Body over `limits.max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "Wrong content type", body = ErrorBody),
+        (status = 422, description = "Invalid input or parameters", body = ErrorBody),
+        (status = 429, description = "A model's queue is full; see Retry-After", body = ErrorBody),
+        (status = 500, description = "A model failed", body = ErrorBody),
+        (status = 503, description = "Loading or shutting down; see Retry-After", body = ErrorBody),
+        (status = 504, description = "Past `limits.request_timeout_ms`", body = ErrorBody),))]
+pub(super) async fn classify_generated_texts(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
@@ -61,7 +74,17 @@ async fn classify_generated_texts(
 }
 
 /// The BentoML example's current API: `{"original_sentence"}` in, `[{generated, score}]` out.
-async fn generate_score(
+#[utoipa::path(post, path = "/generate_score", tag = "graph", request_body = GenerateScoreRequest,
+    responses((status = 200, description = "One result per generator", body = Vec<GeneratedScore>),
+        (status = 400, description = "Malformed JSON or invalid UTF-8", body = ErrorBody),
+        (status = 413, description = "Body over `limits.max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "Wrong content type", body = ErrorBody),
+        (status = 422, description = "Invalid input or parameters", body = ErrorBody),
+        (status = 429, description = "A model's queue is full; see Retry-After", body = ErrorBody),
+        (status = 500, description = "A model failed", body = ErrorBody),
+        (status = 503, description = "Loading or shutting down; see Retry-After", body = ErrorBody),
+        (status = 504, description = "Past `limits.request_timeout_ms`", body = ErrorBody),))]
+pub(super) async fn generate_score(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
@@ -80,7 +103,18 @@ async fn generate_score(
 }
 
 /// The full answer: every result's label, token counts and finish reason, and timings.
-async fn graph(
+#[utoipa::path(post, path = "/v1/graph", tag = "graph", request_body = GraphRequest,
+    responses((status = 200, description = "Every result, with timings", body = GraphResponse,
+            headers(("x-trace-id" = String, description = "The request's trace"))),
+        (status = 400, description = "Malformed JSON or invalid UTF-8", body = ErrorBody),
+        (status = 413, description = "Body over `limits.max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "Wrong content type", body = ErrorBody),
+        (status = 422, description = "Invalid input or parameters", body = ErrorBody),
+        (status = 429, description = "A model's queue is full; see Retry-After", body = ErrorBody),
+        (status = 500, description = "A model failed", body = ErrorBody),
+        (status = 503, description = "Loading or shutting down; see Retry-After", body = ErrorBody),
+        (status = 504, description = "Past `limits.request_timeout_ms`", body = ErrorBody),))]
+pub(super) async fn graph(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
@@ -93,7 +127,9 @@ async fn graph(
         .json(graph_answer(request_id(&req), &outcome, trace_id)))
 }
 
-async fn models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/v1/models", tag = "operations",
+    responses((status = 200, description = "Every model of the graph", body = ModelsResponse), (status = 503, description = "Still loading", body = ErrorBody)))]
+pub(super) async fn models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let graph = state.graph().ok_or(ApiError::NotReady)?;
     Ok(HttpResponse::Ok().json(ModelsResponse {
         models: graph.models.clone(),
@@ -101,20 +137,34 @@ async fn models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 }
 
 /// Each engine's counters: what is queued, running, done, refused.
-async fn engines(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/v1/engines", tag = "operations",
+    responses((status = 200, description = "Every engine's limits and counters", body = EnginesResponse), (status = 503, description = "Still loading", body = ErrorBody)))]
+pub(super) async fn engines(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let graph = state.graph().ok_or(ApiError::NotReady)?;
     Ok(HttpResponse::Ok().json(EnginesResponse {
         engines: graph.engine_infos(),
     }))
 }
 
-async fn livez() -> HttpResponse {
+#[utoipa::path(get, path = "/livez", tag = "operations", responses((status = 200, description = "The process is up", body = HealthBody)))]
+pub(super) async fn livez() -> HttpResponse {
     HttpResponse::Ok().json(HealthBody {
         status: "ok".into(),
     })
 }
 
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+/// The same as `/readyz`, under the name some platforms probe.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Every model is loaded", body = HealthBody),
+        (status = 503, description = "Loading, shutting down, or failed", body = HealthBody)))]
+pub(super) async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    readyz(state).await
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Every model is loaded", body = HealthBody),
+        (status = 503, description = "Loading, shutting down, or failed", body = HealthBody)))]
+pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let status = match state.phase() {
         Phase::Ready => {
             return HttpResponse::Ok().json(HealthBody {
@@ -274,12 +324,18 @@ pub(super) fn check_capacity(state: &AppState) -> Result<(), ApiError> {
 pub const TRACE_ID_HEADER: &str = "x-trace-id";
 
 /// `GET /v1/traces`: the kept traces, newest first.
-async fn traces(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "traces": state.traces.summaries() }))
+#[utoipa::path(get, path = "/v1/traces", tag = "operations", responses((status = 200, description = "The kept traces, newest first", body = TracesResponse)))]
+pub(super) async fn traces(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(TracesResponse {
+        traces: state.traces.summaries(),
+    })
 }
 
 /// `GET /v1/traces/{id}`: one trace's span tree.
-async fn trace(
+#[utoipa::path(get, path = "/v1/traces/{id}", tag = "operations",
+    params(("id" = String, Path, description = "A trace id, from `x-trace-id`")),
+    responses((status = 200, description = "The trace's span tree", body = Trace), (status = 404, description = "Unknown or no longer kept", body = ErrorBody)))]
+pub(super) async fn trace(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {

@@ -33,6 +33,8 @@ pub async fn record_http(
     Ok(response)
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String)))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut out = Exposition::default();
     let m = &state.metrics;

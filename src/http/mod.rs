@@ -11,6 +11,7 @@ mod disconnect;
 pub mod error;
 pub mod handlers;
 mod metrics;
+mod openapi;
 pub mod state;
 pub mod stream;
 

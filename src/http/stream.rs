@@ -32,6 +32,13 @@ use crate::models::GenerationParams;
 const WS_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `POST /v1/graph/stream`: the `/v1/graph` body in, `text/event-stream` out.
+#[utoipa::path(post, path = "/v1/graph/stream", tag = "streaming", request_body = GraphRequest,
+    responses(
+        (status = 200, description = "Server-Sent Events; each `data:` is a StreamEvent, `event:` its type",
+            content_type = "text/event-stream", body = StreamEvent),
+        (status = 422, description = "Invalid input or parameters", body = super::api::ErrorBody),
+        (status = 429, description = "A model's queue is full; see Retry-After", body = super::api::ErrorBody),
+        (status = 503, description = "Loading or shutting down", body = super::api::ErrorBody)))]
 pub async fn sse(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -78,6 +85,12 @@ pub async fn sse(
 }
 
 /// `GET /v1/graph/ws`: upgrade, then serve any number of requests over the connection.
+#[utoipa::path(get, path = "/v1/graph/ws", tag = "streaming",
+    description = "Websocket. Send GraphRequest JSON text frames (optionally with an `id`), or `{\"type\": \"cancel\", \"id\"}`; receive StreamEvent text frames.",
+    responses(
+        (status = 101, description = "Switching to the websocket protocol"),
+        (status = 429, description = "A model's queue is full; see Retry-After", body = super::api::ErrorBody),
+        (status = 503, description = "Loading or shutting down", body = super::api::ErrorBody)))]
 pub async fn websocket(
     state: web::Data<AppState>,
     req: HttpRequest,

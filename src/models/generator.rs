@@ -11,7 +11,7 @@ use super::sampling::{Sampler, SamplingParams};
 use super::tokenizer::TextTokenizer;
 
 /// Why a sequence stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FinishReason {
     /// It reached its token budget (or the model's context).

@@ -13,7 +13,7 @@ use crate::actors::WorkSpan;
 use crate::graph::GraphOutcome;
 
 /// One request's span tree; times are milliseconds from the trace's start.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Trace {
     pub trace_id: String,
     pub request_id: String,
@@ -24,7 +24,7 @@ pub struct Trace {
     pub spans: Vec<SpanRecord>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SpanRecord {
     pub id: usize,
     pub parent: Option<usize>,
@@ -32,11 +32,12 @@ pub struct SpanRecord {
     pub name: String,
     pub start_ms: f64,
     pub end_ms: f64,
+    #[schema(value_type = Object)]
     pub attributes: BTreeMap<String, Value>,
 }
 
 /// A trace without its spans, for listings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TraceSummary {
     pub trace_id: String,
     pub request_id: String,
