@@ -6,7 +6,8 @@ use common::server::{fixture_models, TestServer};
 use serde_json::Value;
 
 /// Every route the server answers (the default 404 service aside).
-const ROUTES: [&str; 15] = [
+const ROUTES: [&str; 16] = [
+    "/",
     "/classify_generated_texts",
     "/generate_score",
     "/v1/graph",

@@ -157,6 +157,7 @@ pub enum StreamEvent {
     /// Exactly what `POST /v1/graph` answers.
     Done {
         id: String,
+        trace_id: String,
         results: Vec<GraphResult>,
         timings: GraphTimings,
     },

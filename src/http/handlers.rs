@@ -27,7 +27,8 @@ use crate::telemetry::RequestId;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/openapi.json", web::get().to(super::openapi::openapi_json))
-        .route("/docs", web::get().to(super::openapi::docs));
+        .route("/docs", web::get().to(super::openapi::docs))
+        .route("/", web::get().to(super::openapi::page));
     cfg.route(
         "/classify_generated_texts",
         web::post().to(classify_generated_texts),

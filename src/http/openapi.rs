@@ -1,5 +1,6 @@
-//! `GET /openapi.json`, generated from the API types and route annotations, and `GET /docs`,
-//! a page that renders it (self-contained: it loads nothing from elsewhere).
+//! `GET /openapi.json`, generated from the API types and route annotations; `GET /docs`, a
+//! page that renders it; and `GET /`, a page to try the graph. The pages are embedded in the
+//! binary and load nothing from elsewhere.
 
 use actix_web::HttpResponse;
 use utoipa::OpenApi;
@@ -29,6 +30,7 @@ use super::{handlers, metrics, stream};
         handlers::healthz,
         openapi_json,
         docs,
+        page,
     )
 )]
 pub struct ApiDoc;
@@ -45,4 +47,12 @@ pub async fn docs() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(include_str!("../../assets/docs.html"))
+}
+
+#[utoipa::path(get, path = "/", tag = "operations",
+    responses((status = 200, description = "A page to try the graph: streams, scores and the waterfall", content_type = "text/html", body = String)))]
+pub async fn page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(include_str!("../../assets/index.html"))
 }

@@ -307,6 +307,7 @@ async fn stream_graph(
             let answer = graph_answer(id, &outcome, trace_id);
             StreamEvent::Done {
                 id: answer.id,
+                trace_id: answer.trace_id,
                 results: answer.results,
                 timings: answer.timings,
             }

@@ -1,0 +1,41 @@
+// Loads the page at / in headless Chromium, submits a prompt, and checks what a person
+// would: three streams filling, three scores, the waterfall drawn. Saves a screenshot.
+// Usage: node page.mjs BASE_URL SCREENSHOT_PATH
+import { chromium } from "playwright-core";
+
+const [base, screenshot] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+  const errors = [];
+  page.on("pageerror", e => errors.push(e.message));
+  await page.goto(base + "/");
+  await page.waitForFunction(() => document.querySelectorAll(".model").length === 3);
+  await page.fill("#text", "I have an idea!");
+  await page.fill("#max_new_tokens", "12");
+  await page.click("#run");
+  // Three streams fill, three scores land, the waterfall is drawn.
+  await page.waitForFunction(() => [...document.querySelectorAll(".stream")]
+    .every(s => s.textContent.length > "I have an idea!".length), null, { timeout: 30000 });
+  await page.waitForFunction(() => [...document.querySelectorAll(".score b")].length === 3, null, { timeout: 30000 });
+  await page.waitForFunction(() => document.querySelectorAll("#waterfall svg .bar").length >= 8, null, { timeout: 30000 });
+  const report = await page.evaluate(() => ({
+    models: [...document.querySelectorAll(".model")].map(m => m.dataset.model),
+    scores: [...document.querySelectorAll(".score b")].map(b => Number(b.textContent)),
+    queueBars: document.querySelectorAll("#waterfall .bar.queue").length,
+    computeBars: document.querySelectorAll("#waterfall .bar.compute").length,
+    status: document.getElementById("status").textContent,
+  }));
+  await page.screenshot({ path: screenshot, fullPage: true });
+  // A narrow screen still shows everything, one column at a time.
+  await page.setViewportSize({ width: 390, height: 844 });
+  const narrow = await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1);
+  await page.screenshot({ path: screenshot.replace(/\.png$/, "-narrow.png"), fullPage: true });
+  console.log(JSON.stringify({ ...report, narrow, errors }));
+} finally {
+  await browser.close();
+}
