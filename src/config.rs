@@ -27,6 +27,8 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub engine: EngineConfig,
+    #[serde(default)]
+    pub otlp: OtlpConfig,
     /// The models of the graph, generators in the order their results are reported.
     pub models: Vec<ModelConfig>,
 }
@@ -68,6 +70,24 @@ pub struct GenerationDefaults {
 impl Default for GenerationDefaults {
     fn default() -> Self {
         Self { max_length: 128 }
+    }
+}
+
+/// Exporting traces to an OpenTelemetry collector (OTLP/HTTP, JSON); off by default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    /// The collector's traces URL, e.g. `http://localhost:4318/v1/traces`; unset is off.
+    pub endpoint: Option<String>,
+    pub service_name: String,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            service_name: "infergraph".into(),
+        }
     }
 }
 

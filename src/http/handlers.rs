@@ -266,8 +266,11 @@ pub(super) async fn execute(
             Ok(Ok(result)) => result?,
         };
     record_stages(&state.metrics, &outcome);
-    let trace = graph_trace(&request_id, begun, Instant::now(), &outcome);
+    let trace = std::sync::Arc::new(graph_trace(&request_id, begun, Instant::now(), &outcome));
     let trace_id = trace.trace_id.clone();
+    if let Some(exporter) = &state.otlp {
+        exporter.export(trace.clone());
+    }
     state.traces.record(trace);
     Ok((outcome, trace_id))
 }

@@ -21,6 +21,7 @@ use tracing_actix_web::TracingLogger;
 use crate::backend;
 use crate::config::Config;
 use crate::graph::loader::load_models;
+use crate::telemetry::otlp::OtlpExporter;
 use crate::telemetry::{echo_request_id, RequestSpan};
 use state::{AppState, Phase};
 
@@ -37,7 +38,15 @@ async fn run(config: Config) -> Result<(), String> {
         reason = %device.reason,
         "device selected"
     );
-    let state = web::Data::new(AppState::new(config.clone()));
+    let mut state = AppState::new(config.clone());
+    if let Some(endpoint) = &config.otlp.endpoint {
+        tracing::info!(%endpoint, "exporting traces over OTLP");
+        state = state.with_exporter(OtlpExporter::start(
+            endpoint.clone(),
+            config.otlp.service_name.clone(),
+        ));
+    }
+    let state = web::Data::new(state);
     let workers = match config.server.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

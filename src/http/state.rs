@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use crate::config::Config;
 use crate::graph::loader::RunningGraph;
 use crate::telemetry::metrics::ServerMetrics;
+use crate::telemetry::otlp::OtlpExporter;
 use crate::telemetry::traces::TraceStore;
 
 /// Where the server is in its life; `/readyz` is 200 only in `Ready`.
@@ -30,6 +31,8 @@ pub struct AppState {
     pub metrics: ServerMetrics,
     /// The last graph requests' traces.
     pub traces: TraceStore,
+    /// Where traces are also sent, when `[otlp] endpoint` is set.
+    pub otlp: Option<OtlpExporter>,
 }
 
 impl AppState {
@@ -40,8 +43,15 @@ impl AppState {
             failure: OnceLock::new(),
             metrics: ServerMetrics::default(),
             traces: TraceStore::new(config.server.traces_kept),
+            otlp: None,
             config,
         }
+    }
+
+    /// Also sends every trace to an OTLP collector.
+    pub fn with_exporter(mut self, exporter: OtlpExporter) -> Self {
+        self.otlp = Some(exporter);
+        self
     }
 
     pub fn phase(&self) -> Phase {

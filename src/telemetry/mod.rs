@@ -6,6 +6,7 @@
 //! in the `x-request-id` response header.
 
 pub mod metrics;
+pub mod otlp;
 pub mod traces;
 
 use actix_web::body::MessageBody;

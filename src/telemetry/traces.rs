@@ -60,7 +60,7 @@ impl TraceStore {
         }
     }
 
-    pub fn record(&self, trace: Trace) {
+    pub fn record(&self, trace: Arc<Trace>) {
         if self.capacity == 0 {
             return;
         }
@@ -68,7 +68,7 @@ impl TraceStore {
         if traces.len() == self.capacity {
             traces.pop_front();
         }
-        traces.push_back(Arc::new(trace));
+        traces.push_back(trace);
     }
 
     pub fn get(&self, trace_id: &str) -> Option<Arc<Trace>> {
