@@ -13,6 +13,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
+COPY assets ./assets
 COPY model-weights ./model-weights
 RUN cargo build --release --locked --bin infergraph
 
