@@ -232,6 +232,36 @@ pub struct EngineInfo {
     pub batched_requests: f64,
 }
 
+/// The errors a graph request may answer with, for the OpenAPI document; each body is an
+/// `ErrorBody` (the variants mirror `ApiError`'s statuses).
+#[derive(utoipa::IntoResponses)]
+pub enum GraphErrors {
+    /// Malformed JSON or invalid UTF-8.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// The body is over `limits.max_body_bytes`.
+    #[response(status = 413)]
+    PayloadTooLarge(ErrorBody),
+    /// Wrong content type.
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorBody),
+    /// Invalid input or parameters.
+    #[response(status = 422)]
+    Validation(ErrorBody),
+    /// A model's queue is full; see `Retry-After`.
+    #[response(status = 429)]
+    Overloaded(ErrorBody),
+    /// A model failed.
+    #[response(status = 500)]
+    Model(ErrorBody),
+    /// Loading or shutting down; see `Retry-After`.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+    /// Past `limits.request_timeout_ms`.
+    #[response(status = 504)]
+    Timeout(ErrorBody),
+}
+
 /// Every error body.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {

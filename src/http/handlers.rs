@@ -10,8 +10,8 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::api::{
-    EnginesResponse, ErrorBody, GenerateScoreRequest, GeneratedScore, GraphRequest, GraphResponse,
-    GraphResult, GraphTimings, HealthBody, ModelsResponse, StepSpan, TracesResponse,
+    EnginesResponse, ErrorBody, GenerateScoreRequest, GeneratedScore, GraphErrors, GraphRequest,
+    GraphResponse, GraphResult, GraphTimings, HealthBody, ModelsResponse, StepSpan, TracesResponse,
 };
 use super::disconnect;
 use super::error::ApiError;
@@ -51,15 +51,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// The seed's endpoint: a `text/plain` prompt in, `[{generated, score}]` out.
 #[utoipa::path(post, path = "/classify_generated_texts", tag = "graph",
     request_body(content = String, content_type = "text/plain", description = "The prompt"),
-    responses((status = 200, description = "One result per generator", body = Vec<GeneratedScore>),
-        (status = 400, description = "Malformed JSON or invalid UTF-8", body = ErrorBody),
-        (status = 413, description = "Body over `limits.max_body_bytes`", body = ErrorBody),
-        (status = 415, description = "Wrong content type", body = ErrorBody),
-        (status = 422, description = "Invalid input or parameters", body = ErrorBody),
-        (status = 429, description = "A model's queue is full; see Retry-After", body = ErrorBody),
-        (status = 500, description = "A model failed", body = ErrorBody),
-        (status = 503, description = "Loading or shutting down; see Retry-After", body = ErrorBody),
-        (status = 504, description = "Past `limits.request_timeout_ms`", body = ErrorBody),))]
+    responses((status = 200, description = "One result per generator", body = Vec<GeneratedScore>), GraphErrors))]
 pub(super) async fn classify_generated_texts(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -76,15 +68,7 @@ pub(super) async fn classify_generated_texts(
 
 /// The BentoML example's current API: `{"original_sentence"}` in, `[{generated, score}]` out.
 #[utoipa::path(post, path = "/generate_score", tag = "graph", request_body = GenerateScoreRequest,
-    responses((status = 200, description = "One result per generator", body = Vec<GeneratedScore>),
-        (status = 400, description = "Malformed JSON or invalid UTF-8", body = ErrorBody),
-        (status = 413, description = "Body over `limits.max_body_bytes`", body = ErrorBody),
-        (status = 415, description = "Wrong content type", body = ErrorBody),
-        (status = 422, description = "Invalid input or parameters", body = ErrorBody),
-        (status = 429, description = "A model's queue is full; see Retry-After", body = ErrorBody),
-        (status = 500, description = "A model failed", body = ErrorBody),
-        (status = 503, description = "Loading or shutting down; see Retry-After", body = ErrorBody),
-        (status = 504, description = "Past `limits.request_timeout_ms`", body = ErrorBody),))]
+    responses((status = 200, description = "One result per generator", body = Vec<GeneratedScore>), GraphErrors))]
 pub(super) async fn generate_score(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -106,15 +90,7 @@ pub(super) async fn generate_score(
 /// The full answer: every result's label, token counts and finish reason, and timings.
 #[utoipa::path(post, path = "/v1/graph", tag = "graph", request_body = GraphRequest,
     responses((status = 200, description = "Every result, with timings", body = GraphResponse,
-            headers(("x-trace-id" = String, description = "The request's trace"))),
-        (status = 400, description = "Malformed JSON or invalid UTF-8", body = ErrorBody),
-        (status = 413, description = "Body over `limits.max_body_bytes`", body = ErrorBody),
-        (status = 415, description = "Wrong content type", body = ErrorBody),
-        (status = 422, description = "Invalid input or parameters", body = ErrorBody),
-        (status = 429, description = "A model's queue is full; see Retry-After", body = ErrorBody),
-        (status = 500, description = "A model failed", body = ErrorBody),
-        (status = 503, description = "Loading or shutting down; see Retry-After", body = ErrorBody),
-        (status = 504, description = "Past `limits.request_timeout_ms`", body = ErrorBody),))]
+            headers(("x-trace-id" = String, description = "The request's trace"))), GraphErrors))]
 pub(super) async fn graph(
     state: web::Data<AppState>,
     req: HttpRequest,
