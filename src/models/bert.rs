@@ -7,12 +7,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::nn::{Embedding, LayerNorm, Linear};
+use burn::nn::{Embedding, LayerNorm};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
 use super::attention::{attend, attention_bias, merge_heads, split_heads};
+use super::dense::Dense;
 use super::error::ModelError;
 use super::weights::WeightFile;
 
@@ -137,16 +138,16 @@ struct Embeddings {
 
 #[derive(Debug)]
 struct SelfAttention {
-    query: Linear,
-    key: Linear,
-    value: Linear,
+    query: Dense,
+    key: Dense,
+    value: Dense,
     n_head: usize,
 }
 
 /// `dense` then `LayerNorm` over the residual sum, as in `BertSelfOutput` / `BertOutput`.
 #[derive(Debug)]
 struct Output {
-    dense: Linear,
+    dense: Dense,
     layer_norm: LayerNorm,
 }
 
@@ -154,7 +155,7 @@ struct Output {
 struct Layer {
     self_attn: SelfAttention,
     attention_output: Output,
-    intermediate: Linear,
+    intermediate: Dense,
     output: Output,
 }
 
@@ -165,8 +166,8 @@ pub struct BertForSequenceClassification {
     labels: Vec<String>,
     embeddings: Embeddings,
     layers: Vec<Layer>,
-    pooler: Linear,
-    classifier: Linear,
+    pooler: Dense,
+    classifier: Dense,
     device: Device,
 }
 

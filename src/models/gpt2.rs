@@ -12,12 +12,13 @@
 
 use std::path::Path;
 
-use burn::nn::{Embedding, LayerNorm, Linear};
+use burn::nn::{Embedding, LayerNorm};
 use burn::tensor::activation::{gelu, gelu_approximate};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
 use super::attention::{attend, attention_bias, merge_heads, split_heads};
+use super::dense::{times_transposed, Dense};
 use super::error::ModelError;
 use super::weights::WeightFile;
 
@@ -124,16 +125,16 @@ impl Activation {
 #[derive(Debug)]
 struct Attention {
     /// Fused Q|K|V projection, `[n_embd, 3 · n_embd]`.
-    c_attn: Linear,
-    c_proj: Linear,
+    c_attn: Dense,
+    c_proj: Dense,
     n_head: usize,
     scale: f64,
 }
 
 #[derive(Debug)]
 struct Mlp {
-    c_fc: Linear,
-    c_proj: Linear,
+    c_fc: Dense,
+    c_proj: Dense,
     act: Activation,
 }
 
@@ -480,7 +481,7 @@ impl Gpt2LmHeadModel {
             .lm_head
             .clone()
             .unwrap_or_else(|| self.wte.weight.val());
-        hidden.matmul(head.transpose())
+        times_transposed(hidden, head)
     }
 }
 

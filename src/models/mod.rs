@@ -6,6 +6,7 @@
 pub mod attention;
 pub mod bert;
 pub mod classifier;
+pub mod dense;
 pub mod error;
 pub mod folder;
 pub mod generator;

@@ -10,11 +10,12 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use burn::module::Param;
-use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{Embedding, LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::tensor::{Dtype, Metadata};
 use safetensors::SafeTensors;
 
+use super::dense::Dense;
 use super::error::ModelError;
 
 /// Where one tensor lives inside the file.
@@ -127,44 +128,28 @@ impl WeightFile {
         ))
     }
 
-    /// A GPT-2 `Conv1D`: the weight is stored `[in, out]`, as burn's `Linear` wants it.
-    pub fn conv1d(
-        &mut self,
-        prefix: &str,
-        d_in: usize,
-        d_out: usize,
-    ) -> Result<Linear, ModelError> {
-        Ok(Linear {
-            weight: Param::from_tensor(self.tensor(&format!("{prefix}.weight"), [d_in, d_out])?),
-            bias: Some(Param::from_tensor(
-                self.tensor(&format!("{prefix}.bias"), [d_out])?,
-            )),
-        })
-    }
-
-    /// A PyTorch `nn.Linear`: the weight is stored `[out, in]` and transposed here, once.
-    pub fn linear(
-        &mut self,
-        prefix: &str,
-        d_in: usize,
-        d_out: usize,
-    ) -> Result<Linear, ModelError> {
-        let stored = self.values(&format!("{prefix}.weight"), &[d_out, d_in])?;
+    /// A GPT-2 `Conv1D`: the weight is stored `[in, out]` and transposed here, once.
+    pub fn conv1d(&mut self, prefix: &str, d_in: usize, d_out: usize) -> Result<Dense, ModelError> {
+        let stored = self.values(&format!("{prefix}.weight"), &[d_in, d_out])?;
         let mut weight = vec![0.0f32; stored.len()];
-        for (o, row) in stored.chunks_exact(d_in).enumerate() {
-            for (i, &w) in row.iter().enumerate() {
-                weight[i * d_out + o] = w;
+        for (i, row) in stored.chunks_exact(d_out).enumerate() {
+            for (o, &w) in row.iter().enumerate() {
+                weight[o * d_in + i] = w;
             }
         }
-        Ok(Linear {
-            weight: Param::from_tensor(Tensor::from_data(
-                TensorData::new(weight, [d_in, d_out]),
-                &self.device,
-            )),
-            bias: Some(Param::from_tensor(
-                self.tensor(&format!("{prefix}.bias"), [d_out])?,
-            )),
-        })
+        let weight = Tensor::from_data(TensorData::new(weight, [d_out, d_in]), &self.device);
+        Ok(Dense::new(
+            weight,
+            self.tensor(&format!("{prefix}.bias"), [d_out])?,
+        ))
+    }
+
+    /// A PyTorch `nn.Linear`: the weight is stored `[out, in]`, as `Dense` keeps it.
+    pub fn linear(&mut self, prefix: &str, d_in: usize, d_out: usize) -> Result<Dense, ModelError> {
+        Ok(Dense::new(
+            self.tensor(&format!("{prefix}.weight"), [d_out, d_in])?,
+            self.tensor(&format!("{prefix}.bias"), [d_out])?,
+        ))
     }
 
     pub fn layer_norm(
