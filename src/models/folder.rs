@@ -29,11 +29,11 @@ impl Architecture {
     }
 }
 
-/// A model read from a folder: a generator or a classifier.
+/// A model read from a folder: a generator or a classifier (boxed: both are large).
 #[derive(Debug)]
 pub enum LoadedModel {
-    Generator(Generator),
-    Classifier(Classifier),
+    Generator(Box<Generator>),
+    Classifier(Box<Classifier>),
 }
 
 /// Paths of the files a model folder must hold.
@@ -98,8 +98,8 @@ pub fn architecture(dir: &Path) -> Result<Architecture, ModelError> {
 /// Loads the model in `dir` onto `device`, whichever architecture it is.
 pub fn load(dir: &Path, device: &Device) -> Result<LoadedModel, ModelError> {
     Ok(match architecture(dir)? {
-        Architecture::Gpt2 => LoadedModel::Generator(load_generator(dir, device)?),
-        Architecture::Bert => LoadedModel::Classifier(load_classifier(dir, device)?),
+        Architecture::Gpt2 => LoadedModel::Generator(Box::new(load_generator(dir, device)?)),
+        Architecture::Bert => LoadedModel::Classifier(Box::new(load_classifier(dir, device)?)),
     })
 }
 
