@@ -51,9 +51,11 @@ fn gpt2_and_bert_match_transformers_on_wgpu() {
         let result = classifier
             .classify(input["text"].as_str().unwrap(), None)
             .unwrap();
+        let diff = max_abs_diff(&result.logits, &f32s(&input["logits"]));
         assert!(
-            max_abs_diff(&result.logits, &f32s(&input["logits"])) < 1e-5,
-            "wgpu BERT logits"
+            diff < 1e-5,
+            "wgpu BERT logits: max |Δ| = {diff} ({:?})",
+            result.logits
         );
         assert!(
             max_abs_diff(&result.scores, &f32s(&input["softmax"])) < 1e-5,
