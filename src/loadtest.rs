@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix::Addr;
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use serde_json::json;
@@ -23,7 +22,7 @@ use crate::backend::{self, BackendChoice};
 use crate::config::Config;
 use crate::engine::CancelToken;
 use crate::graph::loader::{load_models, RunningGraph};
-use crate::graph::{GraphCoordinator, RunGraph};
+use crate::graph::RunGraph;
 use crate::http::api::{EngineInfo, EnginesResponse};
 use crate::http::error::ApiError;
 use crate::models::sampling::SamplingParams;
@@ -119,7 +118,7 @@ struct Outcome {
 
 /// How requests reach the graph.
 enum Driver {
-    Actor(Addr<GraphCoordinator>, RunningGraph),
+    Actor(RunningGraph),
     Http { client: awc::Client, base: String },
     Ws { base: String },
 }
@@ -149,7 +148,7 @@ async fn run_async(options: Options) -> Result<Report, String> {
                 .await
                 .map_err(|e| e.to_string())??
                 .start(&engine);
-            Driver::Actor(graph.coordinator.clone(), graph)
+            Driver::Actor(graph)
         }
         Target::Http { base } => Driver::Http {
             client: awc::Client::builder()
@@ -258,7 +257,7 @@ impl Driver {
         let prompt = options.prompts[n % options.prompts.len()].clone();
         let started = Instant::now();
         let mut outcome = match self {
-            Driver::Actor(coordinator, _) => {
+            Driver::Actor(graph) => {
                 let params = GenerationParams {
                     max_new_tokens: options.max_new_tokens,
                     sampling: SamplingParams {
@@ -276,7 +275,7 @@ impl Driver {
                     params,
                     parent: tracing::Span::none(),
                 };
-                match coordinator.send(run).await {
+                match graph.coordinator.send(run).await {
                     Ok(Ok(graph)) => Outcome {
                         tokens: graph
                             .results
@@ -397,7 +396,7 @@ async fn sample_engines(
     let client = awc::Client::default();
     loop {
         let sample = match &*driver {
-            Driver::Actor(_, graph) => Some(graph.engine_infos()),
+            Driver::Actor(graph) => Some(graph.engine_infos()),
             Driver::Http { base, .. } | Driver::Ws { base } => {
                 match client.get(format!("{base}/v1/engines")).send().await {
                     Ok(mut response) => response

@@ -16,7 +16,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::Message;
 use tokio::sync::mpsc;
 
-use super::api::{GraphRequest, StreamEvent};
+use super::api::{GraphErrors, GraphRequest, StreamEvent};
 use super::disconnect;
 use super::error::ApiError;
 use super::handlers::{
@@ -36,9 +36,7 @@ const WS_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
     responses(
         (status = 200, description = "Server-Sent Events; each `data:` is a StreamEvent, `event:` its type",
             content_type = "text/event-stream", body = StreamEvent),
-        (status = 422, description = "Invalid input or parameters", body = super::api::ErrorBody),
-        (status = 429, description = "A model's queue is full; see Retry-After", body = super::api::ErrorBody),
-        (status = 503, description = "Loading or shutting down", body = super::api::ErrorBody)))]
+        GraphErrors))]
 pub async fn sse(
     state: web::Data<AppState>,
     req: HttpRequest,
