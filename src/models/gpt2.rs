@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use burn::nn::{Embedding, LayerNorm};
-use burn::tensor::activation::{gelu, gelu_approximate};
+use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
@@ -116,10 +116,22 @@ impl Activation {
 
     fn forward(self, x: Tensor<3>) -> Tensor<3> {
         match self {
-            Self::GeluTanh => gelu_approximate(x),
+            Self::GeluTanh => gelu_tanh(x),
             Self::GeluErf => gelu(x),
         }
     }
+}
+
+/// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, written as `x·σ(2·√(2/π)·(x + 0.044715·x³))`
+/// (the same function, since `0.5·(1 + tanh(u)) = σ(2u)`).
+///
+/// Why not burn's `gelu_approximate`: on flex it computes `x³` with a scalar `powf` and `tanh`
+/// with a scalar `tanhf`, ~4 ms of a 35 ms gpt2 batch-8 decode step; this form runs in a
+/// fraction of that with the same result to float tolerance (checked by the parity tests).
+fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    const TWO_SQRT_2_OVER_PI: f64 = 2.0 * 0.797_884_560_802_865_4;
+    let cubic = (x.clone() * x.clone() * 0.044715 + 1.0) * x.clone();
+    x * sigmoid(cubic * TWO_SQRT_2_OVER_PI)
 }
 
 #[derive(Debug)]
