@@ -147,6 +147,36 @@ fn kv_cache_decode_logits_equal_full_forward_logits() {
     }
 }
 
+/// The cache grows in place; a clone must still be a separate cache (copy on write).
+#[test]
+fn decoding_on_a_cloned_cache_leaves_the_original_untouched() {
+    let generator = load("gpt2-tiny-a");
+    let model = generator.model();
+    let prompt = u32s(&golden_inputs("gpt2-tiny-a")[2]["input_ids"]);
+    let last_logits = |ids: &[u32]| {
+        let full = model.logits_all(ids).unwrap();
+        let [n, v] = full.dims();
+        full.slice([n - 1..n, 0..v])
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap()
+    };
+    let (_, mut original) = model.prefill(std::slice::from_ref(&prompt)).unwrap();
+    let mut copy = original.clone();
+    let (a, b, z) = (11u32, 42u32, 7u32);
+    model.decode(&[a], &mut copy).unwrap();
+    model.decode(&[b], &mut original).unwrap();
+    for (cache, branch) in [(&mut copy, a), (&mut original, b)] {
+        let step = model.decode(&[z], cache).unwrap();
+        let step = step.into_data().try_into_vec::<f32>().unwrap();
+        let ids: Vec<u32> = prompt.iter().copied().chain([branch, z]).collect();
+        assert!(
+            max_abs_diff(&step, &last_logits(&ids)) < 1e-4,
+            "branch {branch}"
+        );
+    }
+}
+
 #[test]
 fn min_new_tokens_matches_transformers_forced_continuation() {
     for name in GPT2_FIXTURES {

@@ -158,11 +158,70 @@ struct Block {
     mlp: Mlp,
 }
 
-/// Keys and values of one layer, `[B, H, S, D]`.
+/// Keys and values of one layer, `[B, H, capacity, D]`, of which the first `KvCache::len()`
+/// key positions are filled.
+///
+/// Why spare capacity: appending with `Tensor::cat` copies the whole cache every decode step
+/// (at batch 8 that copy grows to several ms a step); writing the step's key into room
+/// already there is done in place while the buffer has a single owner.
 #[derive(Debug, Clone)]
 struct LayerCache {
     k: Tensor<4>,
     v: Tensor<4>,
+}
+
+impl LayerCache {
+    /// Room is added this many key positions at a time: the copy a growth costs is paid once
+    /// per `GROWTH` decode steps, and at most `GROWTH - 1` positions sit unused.
+    const GROWTH: usize = 16;
+
+    /// Empty buffers shaped like `k` (`[B, H, _, D]`) with room for `needed` positions.
+    fn with_room(k: &Tensor<4>, needed: usize) -> Self {
+        let [b, h, _, d] = k.dims();
+        let shape = [b, h, needed.next_multiple_of(Self::GROWTH), d];
+        Self {
+            k: Tensor::zeros(shape, &k.device()),
+            v: Tensor::zeros(shape, &k.device()),
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        self.k.dims()[2]
+    }
+
+    /// Writes `k` and `v` (`[B, H, T, D]`) at key positions `len..len + T`.
+    fn append(self, len: usize, k: Tensor<4>, v: Tensor<4>) -> Self {
+        let t = k.dims()[2];
+        let layer = if len + t <= self.capacity() {
+            self
+        } else {
+            let room = Self::with_room(&k, len + t);
+            room.write(0, self.filled(len))
+        };
+        layer.write(len, (k, v))
+    }
+
+    fn write(self, at: usize, (k, v): (Tensor<4>, Tensor<4>)) -> Self {
+        let [b, h, t, d] = k.dims();
+        if t == 0 {
+            return self;
+        }
+        let range = [0..b, 0..h, at..at + t, 0..d];
+        Self {
+            k: self.k.slice_assign(range.clone(), k),
+            v: self.v.slice_assign(range, v),
+        }
+    }
+
+    /// Views of the first `len` key positions.
+    fn filled(&self, len: usize) -> (Tensor<4>, Tensor<4>) {
+        let [b, h, _, d] = self.k.dims();
+        let range = [0..b, 0..h, 0..len, 0..d];
+        (
+            self.k.clone().slice(range.clone()),
+            self.v.clone().slice(range),
+        )
+    }
 }
 
 /// The state a batch carries between decode steps.
@@ -207,10 +266,13 @@ impl KvCache {
             .into_iter()
             .zip(b.layers)
             .map(|(x, y)| match (x, y) {
-                (Some(x), Some(y)) => Some(LayerCache {
-                    k: Tensor::cat(vec![x.k, y.k], 0),
-                    v: Tensor::cat(vec![x.v, y.v], 0),
-                }),
+                (Some(x), Some(y)) => {
+                    let ((xk, xv), (yk, yv)) = (x.filled(len), y.filled(len));
+                    Some(LayerCache {
+                        k: Tensor::cat(vec![xk, yk], 0),
+                        v: Tensor::cat(vec![xv, yv], 0),
+                    })
+                }
                 (x, None) => x,
                 (None, y) => y,
             })
@@ -227,6 +289,7 @@ impl KvCache {
     pub fn retain(self, rows: &[usize]) -> KvCache {
         let key_valid: Vec<Vec<bool>> = rows.iter().map(|&r| self.key_valid[r].clone()).collect();
         let next_position = rows.iter().map(|&r| self.next_position[r]).collect();
+        let len = self.len();
         let skip = key_valid
             .iter()
             .map(|row| row.iter().position(|&v| v).unwrap_or(row.len()))
@@ -245,12 +308,11 @@ impl KvCache {
                         ),
                         &device,
                     );
-                    let [b, h, s, d] = [rows.len(), l.k.dims()[1], l.k.dims()[2], l.k.dims()[3]];
+                    let [_, h, _, d] = l.k.dims();
+                    let keep = [0..rows.len(), 0..h, skip..len, 0..d];
                     LayerCache {
-                        k: l.k
-                            .select(0, index.clone())
-                            .slice([0..b, 0..h, skip..s, 0..d]),
-                        v: l.v.select(0, index).slice([0..b, 0..h, skip..s, 0..d]),
+                        k: l.k.select(0, index.clone()).slice(keep.clone()),
+                        v: l.v.select(0, index).slice(keep),
                     }
                 })
             })
@@ -270,11 +332,13 @@ impl KvCache {
         if pad == 0 {
             return self;
         }
+        let filled = self.len();
         for layer in self.layers.iter_mut().flatten() {
             let [b, h, _, d] = layer.k.dims();
             let zeros = Tensor::<4>::zeros([b, h, pad, d], &layer.k.device());
-            layer.k = Tensor::cat(vec![zeros.clone(), layer.k.clone()], 2);
-            layer.v = Tensor::cat(vec![zeros, layer.v.clone()], 2);
+            let (k, v) = layer.filled(filled);
+            layer.k = Tensor::cat(vec![zeros.clone(), k], 2);
+            layer.v = Tensor::cat(vec![zeros, v], 2);
         }
         for row in &mut self.key_valid {
             row.splice(0..0, std::iter::repeat_n(false, pad));
@@ -477,7 +541,7 @@ impl Gpt2LmHeadModel {
             Tensor::<2, Int>::from_data(TensorData::new(positions, [b, t]), &self.device);
         let mut x = self.wte.forward(ids) + self.wpe.forward(positions);
         for (block, layer_cache) in self.h.iter().zip(cache.layers.iter_mut()) {
-            x = block.forward(x, bias.as_ref(), layer_cache);
+            x = block.forward(x, bias.as_ref(), layer_cache, past);
         }
         Ok(self.ln_f.forward(x))
     }
@@ -503,8 +567,9 @@ impl Block {
         x: Tensor<3>,
         bias: Option<&Tensor<4>>,
         cache: &mut Option<LayerCache>,
+        past: usize,
     ) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), bias, cache);
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), bias, cache, past);
         x.clone() + self.mlp.forward(self.ln_2.forward(x))
     }
 }
@@ -515,6 +580,7 @@ impl Attention {
         x: Tensor<3>,
         bias: Option<&Tensor<4>>,
         cache: &mut Option<LayerCache>,
+        past: usize,
     ) -> Tensor<3> {
         let mut qkv = self.c_attn.forward(x).chunk(3, 2).into_iter();
         let (q, k, v) = (
@@ -523,16 +589,15 @@ impl Attention {
             qkv.next().unwrap(),
         );
         let q = split_heads(q, self.n_head);
-        let mut k = split_heads(k, self.n_head);
-        let mut v = split_heads(v, self.n_head);
-        if let Some(past) = cache.take() {
-            k = Tensor::cat(vec![past.k, k], 2);
-            v = Tensor::cat(vec![past.v, v], 2);
-        }
-        *cache = Some(LayerCache {
-            k: k.clone(),
-            v: v.clone(),
-        });
+        let k = split_heads(k, self.n_head);
+        let v = split_heads(v, self.n_head);
+        let t = k.dims()[2];
+        let layer = cache
+            .take()
+            .unwrap_or_else(|| LayerCache::with_room(&k, past + t))
+            .append(past, k, v);
+        let (k, v) = layer.filled(past + t);
+        *cache = Some(layer);
         self.c_proj
             .forward(merge_heads(attend(q, k, v, self.scale, bias)))
     }
