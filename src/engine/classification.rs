@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 use super::admission::{take_jobs, Admission, EngineSettings, EngineStats};
 use super::cancel::CancelToken;
 use super::generation::guarded;
+use super::pool;
 use crate::actors::{ActorError, WorkSpan};
 use crate::models::{Classification, Classifier};
 
@@ -41,7 +42,9 @@ impl ClassificationEngine {
         let name = name.to_string();
         std::thread::Builder::new()
             .name(format!("engine-{name}"))
-            .spawn(move || run(&name, &classifier, max_batch, &stats, jobs))
+            .spawn(move || {
+                pool::run_in_own_pool(&name, || run(&name, &classifier, max_batch, &stats, jobs))
+            })
             .expect("the engine thread starts");
         Self { admission }
     }

@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 
 use super::admission::{take_jobs, Admission, EngineSettings, EngineStats};
 use super::cancel::CancelToken;
+use super::pool;
 use crate::actors::{ActorError, WorkSpan};
 use crate::models::generator::Sequence;
 use crate::models::gpt2::KvCache;
@@ -67,7 +68,10 @@ impl GenerationEngine {
         };
         std::thread::Builder::new()
             .name(format!("engine-{name}"))
-            .spawn(move || batcher.run(jobs))
+            .spawn(move || {
+                let name = batcher.name.clone();
+                pool::run_in_own_pool(&name, || batcher.run(jobs))
+            })
             .expect("the engine thread starts");
         Self { admission }
     }

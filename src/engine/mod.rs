@@ -22,6 +22,7 @@ pub mod admission;
 pub mod cancel;
 pub mod classification;
 pub mod generation;
+pub mod pool;
 
 pub use admission::{Admission, EngineSettings, EngineStats};
 pub use cancel::{CancelOnDrop, CancelToken};
