@@ -17,3 +17,20 @@ pub fn run_in_own_pool<R: Send>(engine: &str, work: impl FnOnce() -> R + Send) -
         .expect("the engine's compute threads start")
         .install(work)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::run_in_own_pool;
+
+    #[test]
+    fn the_work_runs_on_a_worker_of_a_pool_named_after_the_engine() {
+        let (index, name) = run_in_own_pool("gpt2", || {
+            (
+                rayon::current_thread_index(),
+                std::thread::current().name().map(str::to_string),
+            )
+        });
+        assert!(index.is_some(), "not on a rayon worker");
+        assert!(name.unwrap().starts_with("gpt2-compute-"));
+    }
+}
