@@ -149,22 +149,25 @@ impl Row {
         if new.len() == self.streamed_tokens {
             return;
         }
-        let text = tokenizer.decode(new).unwrap_or_default();
-        let upto = if last || !text.ends_with('\u{FFFD}') {
-            text.len()
+        // The last event flushes the whole text, a trailing partial character included (as
+        // U+FFFD, as the final text has it); before that only whole characters go out.
+        let whole;
+        let text = if last {
+            whole = tokenizer.decode(new).unwrap_or_default();
+            whole.as_str()
         } else {
-            self.streamed_bytes
+            self.sequence.text_so_far()
         };
         let _ = events.send(TokenEvent {
             index: new.len() - 1,
             token_id: *new.last().expect("a new token"),
             text: text
-                .get(self.streamed_bytes..upto)
+                .get(self.streamed_bytes..)
                 .unwrap_or_default()
                 .to_string(),
         });
         self.streamed_tokens = new.len();
-        self.streamed_bytes = upto;
+        self.streamed_bytes = text.len();
     }
 }
 
@@ -321,7 +324,7 @@ impl Batcher {
         let tokenizer = self.generator.tokenizer();
         let outcomes: Vec<Option<Result<crate::models::FinishReason, ActorError>>> = self
             .rows
-            .iter()
+            .iter_mut()
             .map(|row| {
                 if row.cancel.is_cancelled() {
                     return Some(Err(ActorError::Cancelled));

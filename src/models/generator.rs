@@ -187,6 +187,7 @@ impl Generator {
             min_new_tokens: params.min_new_tokens,
             stop: params.stop.clone(),
             sampler: Sampler::new(params.sampling.clone()),
+            text: IncrementalText::default(),
         })
     }
 }
@@ -204,6 +205,8 @@ pub struct Sequence {
     min_new_tokens: usize,
     stop: Vec<String>,
     sampler: Sampler,
+    /// The continuation decoded so far, for stop strings and streaming.
+    text: IncrementalText,
 }
 
 impl Sequence {
@@ -235,19 +238,31 @@ impl Sequence {
         next
     }
 
-    /// Why the sequence is done, if it is: EOS, a stop string, or its budget.
-    pub fn finished(&self, tokenizer: &TextTokenizer) -> Result<Option<FinishReason>, ModelError> {
-        let new = self.new_tokens();
+    /// Brings the decoded text up to the newest token, then says why the sequence is done, if
+    /// it is: EOS, a stop string, or its budget.
+    pub fn finished(
+        &mut self,
+        tokenizer: &TextTokenizer,
+    ) -> Result<Option<FinishReason>, ModelError> {
+        let new = &self.tokens[self.prompt_len..];
+        self.text.update(new, tokenizer)?;
         if new.last().is_some() && new.last().copied() == self.eos {
             return Ok(Some(FinishReason::Eos));
         }
-        if !new.is_empty() && !self.stop.is_empty() {
-            let text = tokenizer.decode(new)?;
-            if self.stop.iter().any(|s| text.contains(s.as_str())) {
-                return Ok(Some(FinishReason::Stop));
-            }
+        if self
+            .stop
+            .iter()
+            .any(|s| self.text.text.contains(s.as_str()))
+        {
+            return Ok(Some(FinishReason::Stop));
         }
         Ok((new.len() >= self.budget).then_some(FinishReason::Length))
+    }
+
+    /// The continuation's text up to the last token `finished` saw, as far as it decodes to
+    /// whole characters (a character split over tokens waits for its last token).
+    pub fn text_so_far(&self) -> &str {
+        &self.text.text
     }
 
     /// The finished result, with its text decoded.
@@ -266,10 +281,69 @@ impl Sequence {
     }
 }
 
+/// A continuation's text, decoded token by token. Each new token costs a decode of the last
+/// few tokens, not of the whole continuation (which made streaming O(n²) in tokens).
+#[derive(Debug, Clone, Default)]
+struct IncrementalText {
+    /// The text of the tokens before `read`: whole characters only.
+    text: String,
+    /// Tokens `prefix..read` are decoded again with the newer ones, as context, since some
+    /// decoders render a token differently at the start of a text.
+    prefix: usize,
+    /// Tokens from `read` on wait until they decode to whole characters.
+    read: usize,
+}
+
+impl IncrementalText {
+    fn update(&mut self, tokens: &[u32], tokenizer: &TextTokenizer) -> Result<(), ModelError> {
+        if tokens.len() == self.read {
+            return Ok(());
+        }
+        let context = tokenizer.decode(&tokens[self.prefix..self.read])?;
+        let extended = tokenizer.decode(&tokens[self.prefix..])?;
+        // U+FFFD at the end: the newest tokens end inside a character.
+        if extended.ends_with('\u{FFFD}') {
+            return Ok(());
+        }
+        if let Some(added) = extended.strip_prefix(context.as_str()) {
+            self.text.push_str(added);
+            self.prefix = self.read;
+            self.read = tokens.len();
+        }
+        Ok(())
+    }
+}
+
 /// The single row of a `[1, vocab]` logits tensor, on the host.
 fn row_values(logits: Tensor<2>) -> Vec<f32> {
     logits
         .into_data()
         .try_into_vec::<f32>()
         .expect("logits are f32")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_decoded_token_by_token_holds_back_split_characters_and_ends_as_the_whole_decode() {
+        let tokenizer = TextTokenizer::from_file(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("model-weights/gpt2/tokenizer.json"),
+        )
+        .unwrap();
+        let text = "Zürich 🦀 and 東京, then plain words: ñandú!";
+        let ids = tokenizer.encode(text, None).unwrap().ids;
+        let mut incremental = IncrementalText::default();
+        let mut held_back = 0;
+        for n in 1..=ids.len() {
+            incremental.update(&ids[..n], &tokenizer).unwrap();
+            assert!(text.starts_with(&incremental.text), "after {n} tokens");
+            if tokenizer.decode(&ids[..n]).unwrap().ends_with('\u{FFFD}') {
+                held_back += 1;
+            }
+        }
+        assert!(held_back > 0, "some character is split over tokens");
+        assert_eq!(incremental.text, text);
+    }
 }
