@@ -249,11 +249,8 @@ impl Sequence {
         if new.last().is_some() && new.last().copied() == self.eos {
             return Ok(Some(FinishReason::Eos));
         }
-        if self
-            .stop
-            .iter()
-            .any(|s| self.text.text.contains(s.as_str()))
-        {
+        let text = &self.text.text;
+        if !new.is_empty() && self.stop.iter().any(|s| text.contains(s.as_str())) {
             return Ok(Some(FinishReason::Stop));
         }
         Ok((new.len() >= self.budget).then_some(FinishReason::Length))
