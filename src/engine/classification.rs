@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::admission::{take_jobs, Admission, EngineSettings, EngineStats};
+use super::admission::{take_jobs, Admission, EngineSettings, EngineStats, StartGate};
 use super::cancel::CancelToken;
 use super::generation::guarded;
 use super::pool;
@@ -36,6 +36,16 @@ pub struct ClassificationEngine {
 impl ClassificationEngine {
     /// Starts the engine's thread, which owns `classifier` from now on.
     pub fn start(name: &str, classifier: Classifier, settings: EngineSettings) -> Self {
+        Self::start_held(name, classifier, settings).0
+    }
+
+    /// Like `start`, but the engine takes no job until the returned gate is dropped.
+    pub fn start_held(
+        name: &str,
+        classifier: Classifier,
+        settings: EngineSettings,
+    ) -> (Self, StartGate) {
+        let (gate, opened) = StartGate::new();
         let max_batch = settings.max_batch.max(1);
         let (admission, jobs) = Admission::new(name, settings);
         let stats = admission.stats().clone();
@@ -43,10 +53,11 @@ impl ClassificationEngine {
         std::thread::Builder::new()
             .name(format!("engine-{name}"))
             .spawn(move || {
+                let _ = opened.recv();
                 pool::run_in_own_pool(&name, || run(&name, &classifier, max_batch, &stats, jobs))
             })
             .expect("the engine thread starts");
-        Self { admission }
+        (Self { admission }, gate)
     }
 
     /// Queues a text, or refuses it at once when the queue is full.

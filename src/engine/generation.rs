@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::admission::{take_jobs, Admission, EngineSettings, EngineStats};
+use super::admission::{take_jobs, Admission, EngineSettings, EngineStats, StartGate};
 use super::cancel::CancelToken;
 use super::pool;
 use crate::actors::{ActorError, WorkSpan};
@@ -56,6 +56,16 @@ pub struct GenerationEngine {
 impl GenerationEngine {
     /// Starts the engine's thread, which owns `generator` from now on.
     pub fn start(name: &str, generator: Generator, settings: EngineSettings) -> Self {
+        Self::start_held(name, generator, settings).0
+    }
+
+    /// Like `start`, but the engine takes no job until the returned gate is dropped.
+    pub fn start_held(
+        name: &str,
+        generator: Generator,
+        settings: EngineSettings,
+    ) -> (Self, StartGate) {
+        let (gate, opened) = StartGate::new();
         let (admission, jobs) = Admission::new(name, settings.clone());
         let batcher = Batcher {
             name: name.to_string(),
@@ -69,11 +79,12 @@ impl GenerationEngine {
         std::thread::Builder::new()
             .name(format!("engine-{name}"))
             .spawn(move || {
+                let _ = opened.recv();
                 let name = batcher.name.clone();
                 pool::run_in_own_pool(&name, || batcher.run(jobs))
             })
             .expect("the engine thread starts");
-        Self { admission }
+        (Self { admission }, gate)
     }
 
     /// Queues a request, or refuses it at once when the queue is full.
