@@ -24,25 +24,8 @@ fn a_full_queue_refuses_at_once_and_every_accepted_request_is_answered() {
         },
     );
     let (running, queued) = (CancelToken::new(), CancelToken::new());
-    let first = engine
-        .submit(
-            "I have an idea!".into(),
-            slot_holder(),
-            running.clone(),
-            tracing::Span::none(),
-        )
-        .unwrap();
-    wait_until("the first request runs", Duration::from_secs(30), || {
-        engine.stats().active.load(Ordering::Acquire) == 1
-    });
-    let second = engine
-        .submit(
-            "Hello".into(),
-            slot_holder(),
-            queued.clone(),
-            tracing::Span::none(),
-        )
-        .unwrap();
+    let first = hold_a_slot(&engine, &running);
+    let second = submit(&engine, "Hello", slot_holder(), &queued);
     assert_eq!(engine.stats().queued.load(Ordering::Acquire), 1);
 
     let refused = engine.submit(
@@ -72,14 +55,7 @@ fn a_full_queue_refuses_at_once_and_every_accepted_request_is_answered() {
         max_new_tokens: 4,
         ..GenerationParams::default()
     };
-    let next = engine
-        .submit(
-            "Hello".into(),
-            params,
-            CancelToken::new(),
-            tracing::Span::none(),
-        )
-        .unwrap();
+    let next = submit(&engine, "Hello", params, &CancelToken::new());
     assert_eq!(
         next.blocking_recv().unwrap().unwrap().0.new_token_ids.len(),
         4

@@ -25,21 +25,6 @@ fn engine(name: &str) -> GenerationEngine {
     )
 }
 
-fn submit(
-    engine: &GenerationEngine,
-    text: &str,
-    params: GenerationParams,
-) -> tokio::sync::oneshot::Receiver<infergraph::engine::generation::Reply> {
-    engine
-        .submit(
-            text.to_string(),
-            params,
-            CancelToken::new(),
-            tracing::Span::none(),
-        )
-        .unwrap()
-}
-
 #[test]
 fn concurrent_greedy_requests_of_different_lengths_get_their_own_greedy_tokens() {
     let name = "gpt2-tiny-a";
@@ -56,6 +41,7 @@ fn concurrent_greedy_requests_of_different_lengths_get_their_own_greedy_tokens()
                 &engine,
                 i["text"].as_str().unwrap(),
                 GenerationParams::default(),
+                &CancelToken::new(),
             )
         })
         .collect();
@@ -90,6 +76,7 @@ fn requests_joining_a_running_batch_mid_flight_get_their_own_greedy_tokens() {
                 &engine,
                 i["text"].as_str().unwrap(),
                 GenerationParams::default(),
+                &CancelToken::new(),
             )
         })
         .collect();
@@ -105,6 +92,7 @@ fn requests_joining_a_running_batch_mid_flight_get_their_own_greedy_tokens() {
                 &engine,
                 i["text"].as_str().unwrap(),
                 GenerationParams::default(),
+                &CancelToken::new(),
             )
         })
         .collect();
@@ -135,11 +123,16 @@ fn a_seeded_sample_is_the_same_batched_or_alone() {
         },
         ..GenerationParams::default()
     };
-    let alone = submit(&engine, "Hello, my name is", sampled.clone())
-        .blocking_recv()
-        .unwrap()
-        .unwrap()
-        .0;
+    let alone = submit(
+        &engine,
+        "Hello, my name is",
+        sampled.clone(),
+        &CancelToken::new(),
+    )
+    .blocking_recv()
+    .unwrap()
+    .unwrap()
+    .0;
     let others: Vec<_> = (0..5)
         .map(|i| {
             let params = GenerationParams {
@@ -154,10 +147,11 @@ fn a_seeded_sample_is_the_same_batched_or_alone() {
                 &engine,
                 "A different, longer prompt to share the batch with",
                 params,
+                &CancelToken::new(),
             )
         })
         .collect();
-    let batched = submit(&engine, "Hello, my name is", sampled)
+    let batched = submit(&engine, "Hello, my name is", sampled, &CancelToken::new())
         .blocking_recv()
         .unwrap()
         .unwrap()

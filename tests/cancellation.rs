@@ -5,7 +5,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::server::total;
+use common::server::{read_all, total, JSON_HEADER, SLOT_HOLDING_BODY};
 use common::*;
 use infergraph::actors::ActorError;
 use infergraph::engine::{CancelOnDrop, CancelToken, EngineSettings, GenerationEngine};
@@ -27,14 +27,7 @@ fn engine(max_batch: usize) -> GenerationEngine {
 fn a_cancelled_running_request_leaves_the_batch_within_one_step() {
     let engine = engine(4);
     let cancel = CancelToken::new();
-    let doomed = engine
-        .submit(
-            "I have an idea!".into(),
-            slot_holder(),
-            cancel.clone(),
-            tracing::Span::none(),
-        )
-        .unwrap();
+    let doomed = hold_a_slot(&engine, &cancel);
     wait_until("the request decodes", Duration::from_secs(30), || {
         engine.stats().steps.load(Ordering::Relaxed) >= 2
     });
@@ -63,17 +56,7 @@ fn a_cancelled_running_request_leaves_the_batch_within_one_step() {
 fn dropping_the_waiters_guard_cancels_the_request() {
     let engine = engine(1);
     let guard = CancelOnDrop(CancelToken::new());
-    let answer = engine
-        .submit(
-            "I have an idea!".into(),
-            slot_holder(),
-            guard.0.clone(),
-            tracing::Span::none(),
-        )
-        .unwrap();
-    wait_until("the request runs", Duration::from_secs(30), || {
-        engine.stats().active.load(Ordering::Acquire) == 1
-    });
+    let answer = hold_a_slot(&engine, &guard.0);
     drop(guard); // what a timed-out or disconnected HTTP handler does
     assert!(matches!(
         answer.blocking_recv().unwrap(),
@@ -86,26 +69,9 @@ fn dropping_the_waiters_guard_cancels_the_request() {
 fn a_queued_request_whose_waiter_left_never_starts() {
     let engine = engine(1);
     let running = CancelToken::new();
-    let first = engine
-        .submit(
-            "I have an idea!".into(),
-            slot_holder(),
-            running.clone(),
-            tracing::Span::none(),
-        )
-        .unwrap();
-    wait_until("the first request runs", Duration::from_secs(30), || {
-        engine.stats().active.load(Ordering::Acquire) == 1
-    });
+    let first = hold_a_slot(&engine, &running);
     let left = CancelToken::new();
-    let queued = engine
-        .submit(
-            "Hello".into(),
-            slot_holder(),
-            left.clone(),
-            tracing::Span::none(),
-        )
-        .unwrap();
+    let queued = submit(&engine, "Hello", slot_holder(), &left);
     left.cancel();
     running.cancel();
     assert!(matches!(
@@ -125,20 +91,11 @@ fn a_queued_request_whose_waiter_left_never_starts() {
 
 #[test]
 fn a_client_that_disconnects_mid_request_frees_its_slots() {
-    use std::io::Write;
     let server = common::server::TestServer::start(
         &common::server::demo_models(),
         "[limits]\nmax_new_tokens = 1000\n",
     );
-    let address = server.base.trim_start_matches("http://").to_string();
-    let body = r#"{"text": "I have an idea!", "max_new_tokens": 1000, "min_new_tokens": 1000}"#;
-    let mut client = std::net::TcpStream::connect(&address).unwrap();
-    write!(
-        client,
-        "POST /v1/graph HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    let client = server.raw_request("POST /v1/graph", JSON_HEADER, SLOT_HOLDING_BODY);
     wait_until(
         "all three generators run the request",
         Duration::from_secs(30),
@@ -159,23 +116,16 @@ fn a_client_that_disconnects_mid_request_frees_its_slots() {
 
 #[test]
 fn a_request_past_its_timeout_gets_504_and_leaves_the_batch() {
-    use std::io::{Read, Write};
     // 1000 tokens take the demo models several times longer than this timeout.
     let server = common::server::TestServer::start(
         &common::server::demo_models(),
         "[limits]\nmax_new_tokens = 1000\nrequest_timeout_ms = 100\n",
     );
-    let address = server.base.trim_start_matches("http://").to_string();
-    let body = r#"{"text": "I have an idea!", "max_new_tokens": 1000, "min_new_tokens": 1000}"#;
-    let mut stream = std::net::TcpStream::connect(&address).unwrap();
-    write!(
-        stream,
-        "POST /v1/graph HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    let response = read_all(server.raw_request(
+        "POST /v1/graph",
+        &format!("{JSON_HEADER}connection: close\r\n"),
+        SLOT_HOLDING_BODY,
+    ));
     assert!(response.starts_with("HTTP/1.1 504"), "{response}");
     assert!(
         response.contains("\"error_type\":\"timeout\""),

@@ -6,19 +6,9 @@ mod common;
 use std::path::Path;
 
 use common::server::{fixture_models, TestServer};
-use serde_json::{json, Value};
+use serde_json::json;
 
-async fn post(server: &TestServer, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
-    let mut response = awc::Client::default()
-        .post(server.url(path))
-        .insert_header(("content-type", content_type))
-        .send_body(body)
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
-}
-
-const TEXT: &str = "text/plain";
+const TEXT: Option<&str> = Some("text/plain");
 
 #[actix_web::test]
 async fn a_panicking_model_step_is_a_500_and_the_next_request_succeeds() {
@@ -26,13 +16,13 @@ async fn a_panicking_model_step_is_a_500_and_the_next_request_succeeds() {
         &fixture_models(),
         "[engine]\npanic_on_prompt = \"Trigger a panic\"\n",
     );
-    let (status, body) = post(
-        &server,
-        "/v1/graph",
-        "application/json",
-        json!({"text": "Trigger a panic"}).to_string().into_bytes(),
-    )
-    .await;
+    let (status, body, _) = server
+        .post(
+            "/v1/graph",
+            Some("application/json"),
+            json!({"text": "Trigger a panic"}).to_string().into_bytes(),
+        )
+        .await;
     assert_eq!(status, 500, "{body}");
     assert_eq!(body["error_type"], "model_error");
     assert!(
@@ -40,13 +30,13 @@ async fn a_panicking_model_step_is_a_500_and_the_next_request_succeeds() {
         "{body}"
     );
 
-    let (status, body) = post(
-        &server,
-        "/classify_generated_texts",
-        TEXT,
-        b"I have an idea!".to_vec(),
-    )
-    .await;
+    let (status, body, _) = server
+        .post(
+            "/classify_generated_texts",
+            TEXT,
+            b"I have an idea!".to_vec(),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body.as_array().unwrap().len(), 3);
     assert!(server
@@ -100,13 +90,9 @@ async fn a_model_error_is_a_500_and_the_actor_serves_the_next_request() {
     let server = TestServer::start(&models, "");
 
     // "Hello" is token 15496: outside the broken model's vocabulary.
-    let (status, body) = post(
-        &server,
-        "/classify_generated_texts",
-        TEXT,
-        b"Hello".to_vec(),
-    )
-    .await;
+    let (status, body, _) = server
+        .post("/classify_generated_texts", TEXT, b"Hello".to_vec())
+        .await;
     assert_eq!(status, 500, "{body}");
     assert_eq!(body["error_type"], "model_error");
     assert!(
@@ -118,7 +104,9 @@ async fn a_model_error_is_a_500_and_the_actor_serves_the_next_request() {
     );
 
     // "a,b" is tokens 64, 11, 65: inside it. The same actors answer.
-    let (status, body) = post(&server, "/classify_generated_texts", TEXT, b"a,b".to_vec()).await;
+    let (status, body, _) = server
+        .post("/classify_generated_texts", TEXT, b"a,b".to_vec())
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body.as_array().unwrap().len(), 3);
 }

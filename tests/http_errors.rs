@@ -9,26 +9,6 @@ use serde_json::{json, Value};
 const LIMITS: &str =
     "[limits]\nmax_body_bytes = 4096\nmax_input_chars = 1000\nmax_new_tokens = 64\n";
 
-async fn send(
-    server: &TestServer,
-    path: &str,
-    content_type: Option<&str>,
-    body: Vec<u8>,
-) -> (u16, Value, Option<String>) {
-    let mut request = awc::Client::default().post(server.url(path));
-    if let Some(content_type) = content_type {
-        request = request.insert_header(("content-type", content_type));
-    }
-    let mut response = request.send_body(body).await.unwrap();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_string());
-    let status = response.status().as_u16();
-    let body = response.json().await.unwrap_or(Value::Null);
-    (status, body, retry_after)
-}
-
 /// What is wrong, route, content type, body, expected status, expected `error_type`.
 type Case = (
     &'static str,
@@ -234,7 +214,7 @@ async fn every_kind_of_bad_input_gets_its_status_and_a_json_error() {
         ),
     ];
     for (what, path, content_type, body, status, error_type) in cases {
-        let (got, body, _) = send(&server, path, content_type, body).await;
+        let (got, body, _) = server.post(path, content_type, body).await;
         assert_eq!(got, status, "{what}: {body}");
         assert_eq!(body["error_type"], error_type, "{what}: {body}");
         assert!(
@@ -243,50 +223,46 @@ async fn every_kind_of_bad_input_gets_its_status_and_a_json_error() {
         );
     }
     // The errors name what was wrong.
-    let (_, body, _) = send(
-        &server,
-        "/v1/graph",
-        JSON,
-        graph_json(json!({"text": long_prompt})),
-    )
-    .await;
+    let (_, body, _) = server
+        .post("/v1/graph", JSON, graph_json(json!({"text": long_prompt})))
+        .await;
     let error = body["error"].as_str().unwrap();
     assert!(
         error.contains("tokens long") && error.contains("n_positions (32)"),
         "{body}"
     );
-    let (_, body, _) = send(
-        &server,
-        "/v1/graph",
-        JSON,
-        graph_json(json!({"text": "hi", "max_new_tokens": 65})),
-    )
-    .await;
+    let (_, body, _) = server
+        .post(
+            "/v1/graph",
+            JSON,
+            graph_json(json!({"text": "hi", "max_new_tokens": 65})),
+        )
+        .await;
     assert!(
         body["error"].as_str().unwrap().contains("max_new_tokens"),
         "{body}"
     );
 
-    let (_, body, _) = send(
-        &server,
-        "/v1/graph",
-        JSON,
-        graph_json(json!({"text": "hi", "top_p": 2.0})),
-    )
-    .await;
+    let (_, body, _) = server
+        .post(
+            "/v1/graph",
+            JSON,
+            graph_json(json!({"text": "hi", "top_p": 2.0})),
+        )
+        .await;
     assert!(
         body["error"].as_str().unwrap().starts_with("top_p"),
         "{body}"
     );
 
     // And after all that, the server still serves.
-    let (status, body, _) = send(
-        &server,
-        "/classify_generated_texts",
-        TEXT,
-        b"I have an idea!".to_vec(),
-    )
-    .await;
+    let (status, body, _) = server
+        .post(
+            "/classify_generated_texts",
+            TEXT,
+            b"I have an idea!".to_vec(),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body.as_array().unwrap().len(), 3);
 }

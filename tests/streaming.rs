@@ -5,7 +5,9 @@ mod common;
 use std::time::Duration;
 
 use awc::ws;
-use common::server::{demo_models, fixture_models, total, TestServer};
+use common::server::{
+    demo_models, fixture_models, total, TestServer, JSON_HEADER, SLOT_HOLDING_BODY,
+};
 use common::wait_until;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -309,27 +311,11 @@ async fn closing_the_connection_mid_stream_frees_the_slots() {
     assert_eq!(total(&after, "completed"), 0, "{after}");
 }
 
-/// Opens a raw HTTP/1.1 request and returns the socket, response unread.
-fn raw_post(server: &TestServer, path: &str, body: &str) -> std::net::TcpStream {
-    use std::io::Write;
-    let address = server.base.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    stream
-}
-
-const HOLD: &str = r#"{"text": "I have an idea!", "max_new_tokens": 1000, "min_new_tokens": 1000}"#;
-
 #[test]
 fn closing_an_sse_stream_mid_way_frees_the_slots() {
     use std::io::Read;
     let server = TestServer::start(&demo_models(), LONG);
-    let mut stream = raw_post(&server, "/v1/graph/stream", HOLD);
+    let mut stream = server.raw_request("POST /v1/graph/stream", JSON_HEADER, SLOT_HOLDING_BODY);
     let mut first = [0u8; 256];
     let n = stream.read(&mut first).unwrap();
     assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
@@ -355,11 +341,11 @@ async fn overload_is_refused_with_429_before_the_stream_opens() {
         &format!("{LONG}[engine]\nmax_batch = 1\nqueue_capacity = 1\n"),
     );
     // One request runs and one waits in every generator's queue: the queues are full.
-    let running = raw_post(&server, "/v1/graph", HOLD);
+    let running = server.raw_request("POST /v1/graph", JSON_HEADER, SLOT_HOLDING_BODY);
     wait_until("one request runs", Duration::from_secs(30), || {
         total(&server.engines(), "active") == 3
     });
-    let queued = raw_post(&server, "/v1/graph", HOLD);
+    let queued = server.raw_request("POST /v1/graph", JSON_HEADER, SLOT_HOLDING_BODY);
     wait_until("one request waits", Duration::from_secs(30), || {
         total(&server.engines(), "queued") == 3
     });

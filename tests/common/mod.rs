@@ -6,6 +6,8 @@ pub mod server;
 use std::path::PathBuf;
 
 use burn::tensor::Device;
+use infergraph::engine::{CancelToken, GenerationEngine};
+use infergraph::models::GenerationParams;
 use serde_json::Value;
 
 pub const GPT2_FIXTURES: [&str; 3] = ["gpt2-tiny-a", "gpt2-tiny-b", "gpt2-tiny-c"];
@@ -100,10 +102,43 @@ pub fn demo_generator(name: &str) -> infergraph::models::Generator {
 }
 
 /// A generation long enough to hold its slot until cancelled (1000 tokens, EOS suppressed).
-pub fn slot_holder() -> infergraph::models::GenerationParams {
-    infergraph::models::GenerationParams {
+pub fn slot_holder() -> GenerationParams {
+    GenerationParams {
         max_new_tokens: 1000,
         min_new_tokens: 1000,
         ..Default::default()
     }
+}
+
+/// Queues `prompt` on `engine`, cancelled through `cancel`, outside any trace.
+pub fn submit(
+    engine: &GenerationEngine,
+    prompt: &str,
+    params: GenerationParams,
+    cancel: &CancelToken,
+) -> tokio::sync::oneshot::Receiver<infergraph::engine::generation::Reply> {
+    engine
+        .submit(
+            prompt.to_string(),
+            params,
+            cancel.clone(),
+            tracing::Span::none(),
+        )
+        .expect("the engine accepts the request")
+}
+
+/// Queues a slot holder and waits until the engine has taken it into its batch.
+pub fn hold_a_slot(
+    engine: &GenerationEngine,
+    cancel: &CancelToken,
+) -> tokio::sync::oneshot::Receiver<infergraph::engine::generation::Reply> {
+    use std::sync::atomic::Ordering;
+    let admitted = engine.stats().admitted.load(Ordering::Acquire);
+    let answer = submit(engine, "I have an idea!", slot_holder(), cancel);
+    wait_until(
+        "the slot holder runs",
+        std::time::Duration::from_secs(30),
+        || engine.stats().admitted.load(Ordering::Acquire) > admitted,
+    );
+    answer
 }

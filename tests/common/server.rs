@@ -1,6 +1,7 @@
 //! A real `infergraph serve` process on 127.0.0.1 with a port of its own, for HTTP tests.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -8,6 +9,14 @@ use std::time::{Duration, Instant};
 
 /// How long a server may take to load tiny models and report ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// For `TestServer::raw_request`: a JSON body follows.
+pub const JSON_HEADER: &str = "content-type: application/json\r\n";
+
+/// A `/v1/graph` body that decodes far longer than any test waits: its request holds its
+/// slots until it is cancelled.
+pub const SLOT_HOLDING_BODY: &str =
+    r#"{"text": "I have an idea!", "max_new_tokens": 1000, "min_new_tokens": 1000}"#;
 
 pub struct TestServer {
     child: Child,
@@ -111,17 +120,44 @@ impl TestServer {
     /// `GET /v1/engines`, over a plain socket so that no client library sits between the
     /// test and the counters.
     pub fn engines(&self) -> serde_json::Value {
-        use std::io::{Read, Write};
+        let response = read_all(self.raw_request("GET /v1/engines", "connection: close\r\n", ""));
+        serde_json::from_str(response.split("\r\n\r\n").nth(1).expect("a body")).unwrap()
+    }
+
+    /// Writes `request_line`, `headers` (each ending in CRLF) and `body` to a new socket,
+    /// which the test reads or drops (a client that goes away) as it likes.
+    pub fn raw_request(&self, request_line: &str, headers: &str, body: &str) -> TcpStream {
         let address = self.base.trim_start_matches("http://");
-        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        let mut stream = TcpStream::connect(address).unwrap();
         write!(
             stream,
-            "GET /v1/engines HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n"
+            "{request_line} HTTP/1.1\r\nhost: {address}\r\n{headers}content-length: {}\r\n\r\n{body}",
+            body.len()
         )
         .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        serde_json::from_str(response.split("\r\n\r\n").nth(1).expect("a body")).unwrap()
+        stream
+    }
+
+    /// POSTs `body` with `content_type` (none when `None`): the status, the JSON body (null
+    /// when it is not JSON) and the `Retry-After` header.
+    pub async fn post(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, serde_json::Value, Option<String>) {
+        let mut request = awc::Client::default().post(self.url(path));
+        if let Some(content_type) = content_type {
+            request = request.insert_header(("content-type", content_type));
+        }
+        let mut response = request.send_body(body).await.unwrap();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body, retry_after)
     }
 
     /// The first log line containing `needle`, waiting up to `timeout` for it.
@@ -186,4 +222,11 @@ pub fn total(engines: &serde_json::Value, counter: &str) -> u64 {
         .iter()
         .map(|e| e[counter].as_u64().unwrap())
         .sum()
+}
+
+/// Everything the server sends on `stream` until it closes it.
+pub fn read_all(mut stream: TcpStream) -> String {
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
 }
