@@ -30,15 +30,7 @@ async fn a_panicking_model_step_is_a_500_and_the_next_request_succeeds() {
         "{body}"
     );
 
-    let (status, body, _) = server
-        .post(
-            "/classify_generated_texts",
-            TEXT,
-            b"I have an idea!".to_vec(),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body.as_array().unwrap().len(), 3);
+    server.assert_serves_the_graph("I have an idea!").await;
     assert!(server
         .wait_for_log("batch step failed", std::time::Duration::from_secs(5))
         .is_some());
@@ -104,9 +96,5 @@ async fn a_model_error_is_a_500_and_the_actor_serves_the_next_request() {
     );
 
     // "a,b" is tokens 64, 11, 65: inside it. The same actors answer.
-    let (status, body, _) = server
-        .post("/classify_generated_texts", TEXT, b"a,b".to_vec())
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body.as_array().unwrap().len(), 3);
+    server.assert_serves_the_graph("a,b").await;
 }

@@ -6,22 +6,21 @@ use common::server::{demo_models, fixture_models, TestServer};
 use serde_json::{json, Value};
 
 async fn post_text(server: &TestServer, path: &str, text: &str) -> (u16, Value) {
-    let mut response = awc::Client::default()
-        .post(server.url(path))
-        .insert_header(("content-type", "text/plain"))
-        .send_body(text.to_string())
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
+    let (status, body, _) = server
+        .post(path, Some("text/plain"), text.as_bytes().to_vec())
+        .await;
+    (status, body)
 }
 
 async fn post_json(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
-    let mut response = awc::Client::default()
-        .post(server.url(path))
-        .send_json(&body)
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
+    let (status, body, _) = server
+        .post(
+            path,
+            Some("application/json"),
+            body.to_string().into_bytes(),
+        )
+        .await;
+    (status, body)
 }
 
 async fn get(server: &TestServer, path: &str) -> (u16, Value) {

@@ -80,13 +80,17 @@ const GPT2_VOCAB: usize = 50257;
 const BERT_VOCAB: usize = 30522;
 const EOS: u32 = 50256;
 
-fn true_size(preset: Preset) -> Shape {
-    let gpt2 = |n_layer, n_head, n_embd| Shape::Gpt2 {
+/// A GPT-2 with the real models' 1024-token context.
+fn gpt2(n_layer: usize, n_head: usize, n_embd: usize) -> Shape {
+    Shape::Gpt2 {
         n_layer,
         n_head,
         n_embd,
         n_positions: 1024,
-    };
+    }
+}
+
+fn true_size(preset: Preset) -> Shape {
     match preset {
         Preset::Gpt2 => gpt2(12, 12, 768),
         Preset::Distilgpt2 => gpt2(6, 12, 768),
@@ -103,12 +107,6 @@ fn true_size(preset: Preset) -> Shape {
 
 /// Small stand-ins: the vocabulary and context of the real models, few and narrow layers.
 fn demo_size(preset: Preset) -> Shape {
-    let gpt2 = |n_layer, n_head, n_embd| Shape::Gpt2 {
-        n_layer,
-        n_head,
-        n_embd,
-        n_positions: 1024,
-    };
     match preset {
         Preset::Gpt2 => gpt2(2, 2, 32),
         Preset::Distilgpt2 => gpt2(1, 2, 32),

@@ -160,6 +160,20 @@ impl TestServer {
         (status, body, retry_after)
     }
 
+    /// Asserts that `/classify_generated_texts` on `text` answers 200 with all three results:
+    /// the server, and every actor in the graph, still serve.
+    pub async fn assert_serves_the_graph(&self, text: &str) {
+        let (status, body, _) = self
+            .post(
+                "/classify_generated_texts",
+                Some("text/plain"),
+                text.as_bytes().to_vec(),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body.as_array().unwrap().len(), 3, "{body}");
+    }
+
     /// The first log line containing `needle`, waiting up to `timeout` for it.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
