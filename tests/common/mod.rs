@@ -110,13 +110,16 @@ pub fn slot_holder() -> GenerationParams {
     }
 }
 
+/// Where a generation engine's answer to one request arrives.
+pub type Answer = tokio::sync::oneshot::Receiver<infergraph::engine::generation::Reply>;
+
 /// Queues `prompt` on `engine`, cancelled through `cancel`, outside any trace.
 pub fn submit(
     engine: &GenerationEngine,
     prompt: &str,
     params: GenerationParams,
     cancel: &CancelToken,
-) -> tokio::sync::oneshot::Receiver<infergraph::engine::generation::Reply> {
+) -> Answer {
     engine
         .submit(
             prompt.to_string(),
@@ -128,10 +131,7 @@ pub fn submit(
 }
 
 /// Queues a slot holder and waits until the engine has taken it into its batch.
-pub fn hold_a_slot(
-    engine: &GenerationEngine,
-    cancel: &CancelToken,
-) -> tokio::sync::oneshot::Receiver<infergraph::engine::generation::Reply> {
+pub fn hold_a_slot(engine: &GenerationEngine, cancel: &CancelToken) -> Answer {
     use std::sync::atomic::Ordering;
     let admitted = engine.stats().admitted.load(Ordering::Acquire);
     let answer = submit(engine, "I have an idea!", slot_holder(), cancel);
