@@ -22,17 +22,25 @@ fn gpt2_and_bert_match_transformers_on_wgpu() {
 
     let name = "gpt2-tiny-b";
     let generator = models::load_generator(&fixture(name), &device).unwrap();
-    let input = &golden_inputs(name)[0];
-    let ids = u32s(&input["input_ids"]);
-    let logits = generator.model().logits_all(&ids).unwrap();
-    let [t, v] = logits.dims();
-    let last = logits
-        .slice([t - 1..t, 0..v])
-        .into_data()
-        .try_into_vec::<f32>()
-        .unwrap();
-    let diff = max_abs_diff(&last, &golden_last_logits(name, 0));
-    assert!(diff < 1e-4, "wgpu GPT-2 max |Δlogit| = {diff}");
+    let inputs = golden_inputs(name);
+    // Input 2 is a one-token prompt: its attention products are single rows and columns,
+    // the shapes burn's fused matmul gets wrong elsewhere (tracel-ai/burn#5122).
+    for index in [0, 2] {
+        let ids = u32s(&inputs[index]["input_ids"]);
+        let logits = generator.model().logits_all(&ids).unwrap();
+        let [t, v] = logits.dims();
+        let last = logits
+            .slice([t - 1..t, 0..v])
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let diff = max_abs_diff(&last, &golden_last_logits(name, index));
+        assert!(
+            diff < 1e-4,
+            "wgpu GPT-2 input {index}: max |Δlogit| = {diff}"
+        );
+    }
+    let input = &inputs[0];
     let params = GenerationParams {
         max_new_tokens: 16,
         ..GenerationParams::default()

@@ -12,8 +12,11 @@ const FEW_ROWS: usize = 16;
 
 /// `x · Wᵀ` for `x: [N, in]` and `w: [out, in]`, in whichever order is faster for `N`.
 ///
-/// The reordering is for flex only: it is measured there, and on wgpu (Mesa lavapipe) the
-/// same graph gave wrong BERT logits in `tests/wgpu_parity.rs`, so wgpu keeps `x · Wᵀ`.
+/// The reordering is for flex only. On wgpu, burn 0.22.1's fusion gets a one-row
+/// `(W · xᵀ)ᵀ` followed by element-wise ops wrong: with `W: [32, 32]`, `+ bias` then `tanh`
+/// (BERT's pooler), every output past the first four is wrong (Mesa lavapipe). It matches
+/// tracel-ai/burn#5122 (fused autotune runs a vector–matrix kernel on a matrix–vector
+/// product); `tests/wgpu_parity.rs` catches it. So wgpu keeps `x · Wᵀ`.
 pub fn times_transposed(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
     if x.dims()[0] <= FEW_ROWS && x.device() == Device::flex() {
         w.matmul(x.transpose()).transpose()
