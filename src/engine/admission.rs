@@ -141,24 +141,6 @@ impl<J> Admission<J> {
     }
 }
 
-/// Holds a just-started engine before its first job; dropping it lets the engine go.
-/// With it, jobs can be queued to wait together, whatever the thread scheduler does.
-pub struct StartGate {
-    /// Never sent on: dropping it disconnects the channel the engine waits on.
-    _open_when_dropped: SyncSender<()>,
-}
-
-impl StartGate {
-    /// The gate, and what the engine's thread waits on until the gate is dropped.
-    pub fn new() -> (Self, Receiver<()>) {
-        let (gate, opened) = sync_channel(0);
-        let gate = Self {
-            _open_when_dropped: gate,
-        };
-        (gate, opened)
-    }
-}
-
 /// Takes what is waiting, up to `room` jobs; blocks for the first when `wait` is set.
 /// `None` means every sender is gone: the server stopped.
 pub fn take_jobs<J>(

@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::admission::{take_jobs, Admission, EngineSettings, EngineStats, StartGate};
+use super::admission::{take_jobs, Admission, EngineSettings, EngineStats};
 use super::cancel::CancelToken;
 use super::generation::guarded;
-use super::pool;
+use super::pool::{self, StartGate};
 use crate::actors::{ActorError, WorkSpan};
 use crate::models::{Classification, Classifier};
 
@@ -45,18 +45,13 @@ impl ClassificationEngine {
         classifier: Classifier,
         settings: EngineSettings,
     ) -> (Self, StartGate) {
-        let (gate, opened) = StartGate::new();
         let max_batch = settings.max_batch.max(1);
         let (admission, jobs) = Admission::new(name, settings);
         let stats = admission.stats().clone();
-        let name = name.to_string();
-        std::thread::Builder::new()
-            .name(format!("engine-{name}"))
-            .spawn(move || {
-                let _ = opened.recv();
-                pool::run_in_own_pool(&name, || run(&name, &classifier, max_batch, &stats, jobs))
-            })
-            .expect("the engine thread starts");
+        let engine = name.to_string();
+        let gate = pool::spawn_engine(name, move || {
+            run(&engine, &classifier, max_batch, &stats, jobs)
+        });
         (Self { admission }, gate)
     }
 

@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::admission::{take_jobs, Admission, EngineSettings, EngineStats, StartGate};
+use super::admission::{take_jobs, Admission, EngineSettings, EngineStats};
 use super::cancel::CancelToken;
-use super::pool;
+use super::pool::{self, StartGate};
 use crate::actors::{ActorError, WorkSpan};
 use crate::models::generator::Sequence;
 use crate::models::gpt2::KvCache;
@@ -65,7 +65,6 @@ impl GenerationEngine {
         generator: Generator,
         settings: EngineSettings,
     ) -> (Self, StartGate) {
-        let (gate, opened) = StartGate::new();
         let (admission, jobs) = Admission::new(name, settings.clone());
         let batcher = Batcher {
             name: name.to_string(),
@@ -76,14 +75,7 @@ impl GenerationEngine {
             rows: Vec::new(),
             cache: None,
         };
-        std::thread::Builder::new()
-            .name(format!("engine-{name}"))
-            .spawn(move || {
-                let _ = opened.recv();
-                let name = batcher.name.clone();
-                pool::run_in_own_pool(&name, || batcher.run(jobs))
-            })
-            .expect("the engine thread starts");
+        let gate = pool::spawn_engine(name, move || batcher.run(jobs));
         (Self { admission }, gate)
     }
 

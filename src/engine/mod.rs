@@ -24,7 +24,8 @@ pub mod classification;
 pub mod generation;
 pub mod pool;
 
-pub use admission::{Admission, EngineSettings, EngineStats, StartGate};
+pub use admission::{Admission, EngineSettings, EngineStats};
 pub use cancel::{CancelOnDrop, CancelToken};
 pub use classification::ClassificationEngine;
 pub use generation::GenerationEngine;
+pub use pool::StartGate;
