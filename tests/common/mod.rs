@@ -101,6 +101,17 @@ pub fn demo_generator(name: &str) -> infergraph::models::Generator {
     infergraph::models::load_generator(&dir, &cpu()).expect("demo model loads")
 }
 
+/// The logits at the last position of `ids`, from a full forward without a cache.
+pub fn last_logits(model: &infergraph::models::gpt2::Gpt2LmHeadModel, ids: &[u32]) -> Vec<f32> {
+    let logits = model.logits_all(ids).unwrap();
+    let [t, v] = logits.dims();
+    logits
+        .slice([t - 1..t, 0..v])
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap()
+}
+
 /// A generation long enough to hold its slot until cancelled (1000 tokens, EOS suppressed).
 pub fn slot_holder() -> GenerationParams {
     GenerationParams {
