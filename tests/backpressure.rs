@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::server::{demo_models, TestServer};
 use common::*;
 use infergraph::actors::ActorError;
-use infergraph::engine::{CancelToken, EngineSettings, GenerationEngine};
+use infergraph::engine::{CancelToken, ClassificationEngine, EngineSettings, GenerationEngine};
 use infergraph::models::GenerationParams;
 use serde_json::json;
 
@@ -110,5 +110,58 @@ async fn overload_is_answered_with_429_and_retry_after_and_the_server_keeps_serv
         200,
         "{:?}",
         response.body().await
+    );
+}
+
+/// The graph's entrance refuses; past it, a text waits for the classifier's queue.
+#[actix_web::test]
+async fn an_admitted_requests_text_waits_for_room_in_the_classifiers_queue_instead_of_a_429() {
+    let classifier = infergraph::models::load_classifier(&fixture("bert-tiny"), &cpu()).unwrap();
+    let (engine, gate) = ClassificationEngine::start_held(
+        "bert",
+        classifier,
+        EngineSettings {
+            max_batch: 1,
+            queue_capacity: 1,
+            panic_on_prompt: None,
+        },
+    );
+    let first = engine
+        .submit("I have an idea!".into(), CancelToken::new())
+        .unwrap();
+    assert!(matches!(
+        engine.submit("A new request".into(), CancelToken::new()),
+        Err(ActorError::Overloaded { .. })
+    ));
+    let left = CancelToken::new();
+    left.cancel();
+    assert!(matches!(
+        engine
+            .submit_when_room("Its client left".into(), left)
+            .await,
+        Err(ActorError::Cancelled)
+    ));
+
+    // Held engine, full queue: this one can only be queued once the engine takes the first.
+    let waiting = {
+        let engine = engine.clone();
+        actix_web::rt::spawn(async move {
+            engine
+                .submit_when_room("An admitted request".into(), CancelToken::new())
+                .await
+        })
+    };
+    actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished(), "queued into a full queue");
+    drop(gate);
+    assert!(first.await.unwrap().is_ok(), "the first text is classified");
+    let answer = waiting.await.unwrap().unwrap().await.unwrap();
+    assert!(answer.is_ok(), "the waiting text is classified");
+    let stats = engine.admission().stats();
+    assert_eq!(stats.completed.load(Ordering::Relaxed), 2);
+    assert_eq!(
+        stats.rejected.load(Ordering::Relaxed),
+        1,
+        "only the new request counts as refused"
     );
 }

@@ -30,7 +30,8 @@ impl ClassifierActor {
     }
 }
 
-/// Score `text`.
+/// Score `text`. Sent for graph requests already admitted, so a full queue is waited out,
+/// never refused.
 pub struct Classify {
     pub text: String,
     /// Set when the answer is no longer wanted; a queued text is then dropped.
@@ -55,10 +56,12 @@ impl Handler<Classify> for ClassifierActor {
 
     fn handle(&mut self, msg: Classify, _: &mut Context<Self>) -> Self::Result {
         let span = tracing::info_span!(parent: &msg.parent, "classify", model = %self.name, request_id = %msg.request_id);
-        let submitted = self.engine.submit(msg.text, msg.cancel);
+        let engine = self.engine.clone();
         let model = self.name.clone();
         Box::pin(async move {
-            let (classification, span_times) = submitted?
+            let (classification, span_times) = engine
+                .submit_when_room(msg.text, msg.cancel)
+                .await?
                 .await
                 .map_err(|_| ActorError::Unavailable { model })??;
             tracing::debug!(parent: &span, label = %classification.label, score = classification.score, "classified");

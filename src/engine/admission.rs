@@ -113,19 +113,34 @@ impl<J> Admission<J> {
 
     /// Queues `job`, or refuses it at once when the queue is full.
     pub fn submit(&self, job: J) -> Result<(), ActorError> {
+        match self.offer(job)? {
+            None => Ok(()),
+            Some(_) => {
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                Err(ActorError::Overloaded {
+                    model: self.name.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Queues `job` if there is room (`None`), or hands it back when the queue is full,
+    /// without counting a refusal: for callers that wait for room instead.
+    pub fn offer(&self, job: J) -> Result<Option<J>, ActorError> {
         // Counted before the send, so the engine's decrement never sees it below zero.
         self.stats.queued.fetch_add(1, Ordering::AcqRel);
-        self.queue.try_send(job).map_err(|refused| {
-            self.stats.queued.fetch_sub(1, Ordering::AcqRel);
-            let model = self.name.to_string();
-            match refused {
-                TrySendError::Full(_) => {
-                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    ActorError::Overloaded { model }
+        match self.queue.try_send(job) {
+            Ok(()) => Ok(None),
+            Err(refused) => {
+                self.stats.queued.fetch_sub(1, Ordering::AcqRel);
+                match refused {
+                    TrySendError::Full(job) => Ok(Some(job)),
+                    TrySendError::Disconnected(_) => Err(ActorError::Unavailable {
+                        model: self.name.to_string(),
+                    }),
                 }
-                TrySendError::Disconnected(_) => ActorError::Unavailable { model },
             }
-        })
+        }
     }
 
     pub fn name(&self) -> &str {

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -15,6 +15,9 @@ use super::generation::guarded;
 use super::pool::{self, StartGate};
 use crate::actors::{ActorError, WorkSpan};
 use crate::models::{Classification, Classifier};
+
+/// How often `submit_when_room` looks for room in a full queue.
+const ROOM_POLL: Duration = Duration::from_millis(2);
 
 /// What the engine answers: the classification and when its batch ran.
 pub type Reply = Result<(Classification, WorkSpan), ActorError>;
@@ -68,6 +71,33 @@ impl ClassificationEngine {
             cancel,
             reply,
         })?;
+        Ok(answer)
+    }
+
+    /// Queues a text, waiting for room while the queue is full, until `cancel` is set.
+    ///
+    /// For graph requests the server has already admitted (the entrance refuses new ones
+    /// while any queue is full): refusing one now would throw away its finished generations.
+    pub async fn submit_when_room(
+        &self,
+        text: String,
+        cancel: CancelToken,
+    ) -> Result<oneshot::Receiver<Reply>, ActorError> {
+        let (reply, answer) = oneshot::channel();
+        let mut job = Job {
+            text,
+            submitted: Instant::now(),
+            cancel: cancel.clone(),
+            reply,
+        };
+        while let Some(refused) = self.admission.offer(job)? {
+            if cancel.is_cancelled() {
+                return Err(ActorError::Cancelled);
+            }
+            job = refused;
+            // A forward frees room; it takes milliseconds at least, so look again after one.
+            tokio::time::sleep(ROOM_POLL).await;
+        }
         Ok(answer)
     }
 

@@ -8,7 +8,10 @@
 //!
 //! BACKPRESSURE: each engine has a bounded admission queue (`engine.queue_capacity`). A
 //! request that finds it full is refused at once (HTTP 429 with `Retry-After`), so nothing
-//! waits unboundedly, and every accepted request gets exactly one answer.
+//! waits unboundedly, and every accepted request gets exactly one answer. Refusal happens at
+//! the graph's entrance only: a graph request past it, whose generations are done, waits for
+//! room in the classifier's queue (until its timeout or its client leaves) rather than
+//! losing that work to a 429.
 //!
 //! CANCELLATION: every request carries a `CancelToken`, set when whoever waits for it goes
 //! away (its HTTP handler timed out or was dropped, its client disconnected). A queued request

@@ -176,6 +176,7 @@ async fn run_graph(
 ) -> Result<(GraphOutcome, String), ApiError> {
     let coordinator = ready_coordinator(state)?;
     validate_text(state, text)?;
+    check_capacity(state)?;
     // Set when this future is dropped (timeout) or the client disconnects: the engines
     // then stop the work.
     let cancel = CancelToken::new();
