@@ -5,7 +5,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::server::{demo_models, TestServer};
+use common::server::{demo_models, header, TestServer};
 use common::*;
 use infergraph::actors::ActorError;
 use infergraph::engine::{CancelToken, ClassificationEngine, EngineSettings, GenerationEngine};
@@ -76,10 +76,7 @@ async fn overload_is_answered_with_429_and_retry_after_and_the_server_keeps_serv
         let request = client.post(server.url("/v1/graph")).send_json(&body);
         async move {
             let mut response = request.await.expect("every request is answered");
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .map(|v| v.to_str().unwrap().to_string());
+            let retry_after = header(response.headers(), "retry-after");
             let body: serde_json::Value = response.json().limit(1 << 22).await.unwrap();
             (response.status().as_u16(), retry_after, body)
         }

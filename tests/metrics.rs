@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::server::{fixture_models, TestServer};
+use common::server::{fixture_models, header, TestServer};
 use prometheus_parse::{Scrape, Value};
 use serde_json::{json, Value as Json};
 
@@ -13,13 +13,7 @@ async fn scrape(server: &TestServer) -> Scrape {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let content_type = header(response.headers(), "content-type").unwrap();
     assert!(
         content_type.starts_with("text/plain; version=0.0.4"),
         "{content_type}"

@@ -5,7 +5,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 
-use common::server::{fixture_models, TestServer};
+use common::server::{fixture_models, header, TestServer};
 use serde_json::{json, Value};
 
 /// A one-request collector: answers 200 and hands back the path and the JSON body.
@@ -56,13 +56,7 @@ async fn every_graph_request_is_exported_as_an_otlp_trace() {
         .send_json(&json!({"text": "I have an idea!", "max_new_tokens": 4}))
         .await
         .unwrap();
-    let trace_id = response
-        .headers()
-        .get("x-trace-id")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let trace_id = header(response.headers(), "x-trace-id").unwrap();
 
     let (path, export) = received.join().unwrap();
     assert_eq!(path, "/v1/traces");

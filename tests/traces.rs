@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::server::{demo_models, TestServer};
+use common::server::{demo_models, header, TestServer};
 use serde_json::{json, Value};
 
 #[actix_web::test]
@@ -18,13 +18,7 @@ async fn a_graph_requests_trace_is_a_waterfall_of_its_steps() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
-    let header = response
-        .headers()
-        .get("x-trace-id")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let header = header(response.headers(), "x-trace-id").unwrap();
     let body: Value = response.json().limit(1 << 22).await.unwrap();
     assert_eq!(body["trace_id"], header.as_str());
 

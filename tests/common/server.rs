@@ -151,10 +151,7 @@ impl TestServer {
             request = request.insert_header(("content-type", content_type));
         }
         let mut response = request.send_body(body).await.unwrap();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_string());
+        let retry_after = header(response.headers(), "retry-after");
         let status = response.status().as_u16();
         let body = response.json().await.unwrap_or(serde_json::Value::Null);
         (status, body, retry_after)
@@ -243,4 +240,11 @@ pub fn read_all(mut stream: TcpStream) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
+}
+
+/// Header `name` of a response, as text (`None` when it is missing).
+pub fn header(headers: &awc::http::header::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| v.to_str().expect("a text header").to_string())
 }
