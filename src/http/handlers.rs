@@ -174,9 +174,7 @@ async fn run_graph(
     text: &str,
     params: GenerationParams,
 ) -> Result<(GraphOutcome, String), ApiError> {
-    let coordinator = ready_coordinator(state)?;
-    validate_text(state, text)?;
-    check_capacity(state)?;
+    let coordinator = admit(state, text)?;
     // Set when this future is dropped (timeout) or the client disconnects: the engines
     // then stop the work.
     let cancel = CancelToken::new();
@@ -193,6 +191,15 @@ async fn run_graph(
     execute(state, &coordinator, run).await
 }
 
+/// The graph's entrance, where every route refuses what it will refuse: the server is
+/// ready, `text` is valid, and every model's queue has room. Past it, nothing is refused.
+pub(super) fn admit(state: &AppState, text: &str) -> Result<Addr<GraphCoordinator>, ApiError> {
+    let coordinator = ready_coordinator(state)?;
+    validate_text(state, text)?;
+    check_capacity(state)?;
+    Ok(coordinator)
+}
+
 /// The coordinator, if the server is ready for work.
 pub(super) fn ready_coordinator(state: &AppState) -> Result<Addr<GraphCoordinator>, ApiError> {
     match state.phase() {
@@ -206,7 +213,7 @@ pub(super) fn ready_coordinator(state: &AppState) -> Result<Addr<GraphCoordinato
     }
 }
 
-pub(super) fn validate_text(state: &AppState, text: &str) -> Result<(), ApiError> {
+fn validate_text(state: &AppState, text: &str) -> Result<(), ApiError> {
     if text.trim().is_empty() {
         return Err(ApiError::Validation(
             "text: must not be empty or only whitespace".into(),

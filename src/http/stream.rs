@@ -20,8 +20,8 @@ use super::api::{GraphErrors, GraphRequest, StreamEvent};
 use super::disconnect;
 use super::error::ApiError;
 use super::handlers::{
-    check_capacity, execute, graph_answer, graph_params, read_json, ready_coordinator, request_id,
-    validate_text,
+    admit, check_capacity, execute, graph_answer, graph_params, read_json, ready_coordinator,
+    request_id,
 };
 use super::state::AppState;
 use crate::engine::{CancelOnDrop, CancelToken};
@@ -44,9 +44,7 @@ pub async fn sse(
 ) -> Result<HttpResponse, ApiError> {
     let request: GraphRequest = read_json(&state, &req, payload).await?;
     let params = graph_params(&state, &request)?;
-    let coordinator = ready_coordinator(&state)?;
-    validate_text(&state, &request.text)?;
-    check_capacity(&state)?;
+    let coordinator = admit(&state, &request.text)?;
 
     let cancel = CancelToken::new();
     // Both live as long as the response body: dropping it (the client is gone) cancels.
@@ -223,11 +221,8 @@ impl Connection {
             Ok(request) => request,
             Err(e) => return self.refuse(Some(id), ApiError::Validation(e.to_string())),
         };
-        let checked = graph_params(&self.state, &request).and_then(|params| {
-            validate_text(&self.state, &request.text)?;
-            check_capacity(&self.state)?;
-            Ok((params, ready_coordinator(&self.state)?))
-        });
+        let checked = graph_params(&self.state, &request)
+            .and_then(|params| Ok((params, admit(&self.state, &request.text)?)));
         let (params, coordinator) = match checked {
             Ok(checked) => checked,
             Err(error) => return self.refuse(Some(id), error),
