@@ -78,6 +78,10 @@ struct LoadtestArgs {
     temperature: f32,
     #[arg(long)]
     seed: Option<u64>,
+    /// Drive this model on its own (its actor, or /v1/models/NAME/generate or /classify)
+    /// instead of the graph; actor and http targets only.
+    #[arg(long)]
+    model: Option<String>,
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -285,6 +289,7 @@ fn loadtest(args: LoadtestArgs) -> Result<(), String> {
         max_new_tokens: args.max_new_tokens,
         temperature: args.temperature,
         seed: args.seed,
+        model: args.model.clone(),
     })?;
     if args.json {
         println!(

@@ -5,6 +5,9 @@
 //! Targets: `actor` starts the actor system in-process and sends `RunGraph` messages to the
 //! coordinator (no HTTP: the actors' own capacity); `http` posts to `/v1/graph`; `ws`
 //! streams over `/v1/graph/ws` and also measures time to first token and between tokens.
+//! With `model`, `actor` and `http` drive that one model instead of the graph: `Generate`
+//! or `Classify` messages straight to its actor, or `/v1/models/{name}/generate` (or
+//! `/classify`).
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -18,12 +21,13 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::actors::{Classify, Generate};
 use crate::backend::{self, BackendChoice};
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::engine::CancelToken;
-use crate::graph::loader::{load_models, RunningGraph};
+use crate::graph::loader::{load_models, ModelHandle, RunningGraph};
 use crate::graph::RunGraph;
-use crate::http::api::{EngineInfo, EnginesResponse};
+use crate::http::api::{EngineInfo, EnginesResponse, ModelsResponse};
 use crate::http::error::ApiError;
 use crate::models::sampling::SamplingParams;
 use crate::models::GenerationParams;
@@ -57,6 +61,8 @@ pub struct Options {
     pub max_new_tokens: usize,
     pub temperature: f32,
     pub seed: Option<u64>,
+    /// Drive this model on its own rather than the graph (`actor` and `http` only).
+    pub model: Option<String>,
 }
 
 /// The prompts used when no file is given.
@@ -70,6 +76,8 @@ pub const BUILT_IN_PROMPTS: [&str; 4] = [
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub target: String,
+    /// The model driven on its own; `None` when the run drove the graph.
+    pub model: Option<String>,
     pub concurrency: usize,
     pub requests: usize,
     pub ok: usize,
@@ -116,6 +124,12 @@ struct Outcome {
     gaps: Vec<Duration>,
 }
 
+/// What each request asks for: a graph run, or one model's work.
+enum Scope {
+    Graph,
+    Model { name: String, role: Role },
+}
+
 /// How requests reach the graph.
 enum Driver {
     Actor(RunningGraph),
@@ -160,6 +174,7 @@ async fn run_async(options: Options) -> Result<Report, String> {
             base: base.trim_end_matches('/').to_string(),
         },
     });
+    let scope = Rc::new(scope(&driver, options.model.as_deref()).await?);
     let total = options.requests.unwrap_or(if options.duration.is_some() {
         usize::MAX
     } else {
@@ -198,12 +213,17 @@ async fn run_async(options: Options) -> Result<Report, String> {
     let outcomes: Vec<Outcome> = match options.rate {
         None => {
             let workers = (0..options.concurrency).map(|_| {
-                let (driver, options, next, done) =
-                    (driver.clone(), options.clone(), next.clone(), done.clone());
+                let (driver, scope, options, next, done) = (
+                    driver.clone(),
+                    scope.clone(),
+                    options.clone(),
+                    next.clone(),
+                    done.clone(),
+                );
                 async move {
                     let mut outcomes = Vec::new();
                     while let Some(n) = next() {
-                        outcomes.push(driver.send(&options, n).await);
+                        outcomes.push(driver.send(&scope, &options, n).await);
                         done.fetch_add(1, Ordering::Relaxed);
                     }
                     outcomes
@@ -229,9 +249,10 @@ async fn run_async(options: Options) -> Result<Report, String> {
                     .acquire_owned()
                     .await
                     .expect("semaphore open");
-                let (driver, options, done) = (driver.clone(), options.clone(), done.clone());
+                let (driver, scope, options, done) =
+                    (driver.clone(), scope.clone(), options.clone(), done.clone());
                 tasks.push(actix_web::rt::spawn(async move {
-                    let outcome = driver.send(&options, n).await;
+                    let outcome = driver.send(&scope, &options, n).await;
                     done.fetch_add(1, Ordering::Relaxed);
                     drop(permit);
                     outcome
@@ -252,27 +273,57 @@ async fn run_async(options: Options) -> Result<Report, String> {
     Ok(report(&options, outcomes, elapsed, &samples))
 }
 
+/// Checks that `model` (if any) exists where the run goes, and learns its role.
+async fn scope(driver: &Driver, model: Option<&str>) -> Result<Scope, String> {
+    let Some(name) = model else {
+        return Ok(Scope::Graph);
+    };
+    let role = match driver {
+        Driver::Actor(graph) => graph.model(name).map(|m| match m {
+            ModelHandle::Generator(..) => Role::Generator,
+            ModelHandle::Classifier(..) => Role::Classifier,
+        }),
+        Driver::Http { client, base } => {
+            let models: ModelsResponse = client
+                .get(format!("{base}/v1/models"))
+                .send()
+                .await
+                .map_err(|e| format!("{base}/v1/models: {e}"))?
+                .json()
+                .limit(1 << 22)
+                .await
+                .map_err(|e| format!("{base}/v1/models: {e}"))?;
+            models.models.iter().find(|m| m.name == name).map(|m| {
+                if m.role == "classifier" {
+                    Role::Classifier
+                } else {
+                    Role::Generator
+                }
+            })
+        }
+        Driver::Ws { .. } => {
+            return Err("--model works with --target actor and http, not ws".into());
+        }
+    };
+    let role = role.ok_or_else(|| format!("--model {name:?}: no such model"))?;
+    Ok(Scope::Model {
+        name: name.to_string(),
+        role,
+    })
+}
+
 impl Driver {
-    async fn send(&self, options: &Options, n: usize) -> Outcome {
+    async fn send(&self, scope: &Scope, options: &Options, n: usize) -> Outcome {
         let prompt = options.prompts[n % options.prompts.len()].clone();
         let started = Instant::now();
-        let mut outcome = match self {
-            Driver::Actor(graph) => {
-                let params = GenerationParams {
-                    max_new_tokens: options.max_new_tokens,
-                    sampling: SamplingParams {
-                        temperature: options.temperature,
-                        seed: options.seed,
-                        ..SamplingParams::default()
-                    },
-                    ..GenerationParams::default()
-                };
+        let mut outcome = match (self, scope) {
+            (Driver::Actor(graph), Scope::Graph) => {
                 let run = RunGraph {
                     request_id: format!("loadtest-{n}"),
                     events: None,
                     cancel: CancelToken::new(),
                     text: prompt,
-                    params,
+                    params: actor_params(options),
                     parent: tracing::Span::none(),
                 };
                 match graph.coordinator.send(run).await {
@@ -288,22 +339,70 @@ impl Driver {
                     Err(_) => failed("unavailable"),
                 }
             }
-            Driver::Http { client, base } => {
-                let body = request_body(options, &prompt, None);
-                match client
-                    .post(format!("{base}/v1/graph"))
-                    .send_json(&body)
-                    .await
-                {
+            (Driver::Actor(graph), Scope::Model { name, .. }) => {
+                let (request_id, cancel) = (format!("loadtest-{n}"), CancelToken::new());
+                let parent = tracing::Span::none();
+                let tokens = match graph.model(name).expect("checked by scope()") {
+                    ModelHandle::Generator(actor, _) => actor
+                        .addr
+                        .send(Generate {
+                            prompt,
+                            params: actor_params(options),
+                            cancel,
+                            request_id,
+                            events: None,
+                            parent,
+                        })
+                        .await
+                        .map(|r| r.map(|g| g.generation.new_token_ids.len())),
+                    ModelHandle::Classifier(actor, _) => actor
+                        .addr
+                        .send(Classify {
+                            text: prompt,
+                            pair: None,
+                            cancel,
+                            request_id,
+                            parent,
+                        })
+                        .await
+                        .map(|r| r.map(|_| 0)),
+                };
+                match tokens {
+                    Ok(Ok(tokens)) => Outcome {
+                        tokens,
+                        ..Outcome::default()
+                    },
+                    Ok(Err(error)) => failed(ApiError::from(error).error_type()),
+                    Err(_) => failed("unavailable"),
+                }
+            }
+            (Driver::Http { client, base }, scope) => {
+                let (path, body) = match scope {
+                    Scope::Graph => (
+                        "/v1/graph".to_string(),
+                        request_body(options, &prompt, None),
+                    ),
+                    Scope::Model {
+                        name,
+                        role: Role::Generator,
+                    } => (
+                        format!("/v1/models/{name}/generate"),
+                        request_body(options, &prompt, None),
+                    ),
+                    Scope::Model {
+                        name,
+                        role: Role::Classifier,
+                    } => (
+                        format!("/v1/models/{name}/classify"),
+                        json!({"text": prompt}),
+                    ),
+                };
+                match client.post(format!("{base}{path}")).send_json(&body).await {
                     Ok(mut response) => {
                         let status = response.status();
                         match response.json::<serde_json::Value>().limit(1 << 24).await {
                             Ok(body) if status.is_success() => Outcome {
-                                tokens: body["results"].as_array().map_or(0, |r| {
-                                    r.iter()
-                                        .filter_map(|r| r["generated_tokens"].as_u64())
-                                        .sum::<u64>() as usize
-                                }),
+                                tokens: generated_tokens(&body),
                                 ..Outcome::default()
                             },
                             Ok(body) => failed(body["error_type"].as_str().unwrap_or("http_error")),
@@ -313,10 +412,32 @@ impl Driver {
                     Err(_) => failed("connection"),
                 }
             }
-            Driver::Ws { base } => stream_one(base, options, &prompt, n).await,
+            (Driver::Ws { base }, _) => stream_one(base, options, &prompt, n).await,
         };
         outcome.latency = started.elapsed();
         outcome
+    }
+}
+
+/// The generation parameters of an in-process request.
+fn actor_params(options: &Options) -> GenerationParams {
+    GenerationParams {
+        max_new_tokens: options.max_new_tokens,
+        sampling: SamplingParams {
+            temperature: options.temperature,
+            seed: options.seed,
+            ..SamplingParams::default()
+        },
+        ..GenerationParams::default()
+    }
+}
+
+/// Tokens an answer reports: a graph's results summed, or one model's generation.
+fn generated_tokens(body: &serde_json::Value) -> usize {
+    let one = |r: &serde_json::Value| r["generated_tokens"].as_u64().unwrap_or(0) as usize;
+    match body["results"].as_array() {
+        Some(results) => results.iter().map(one).sum(),
+        None => one(body),
     }
 }
 
@@ -463,6 +584,7 @@ fn report(
     let tokens: usize = ok.iter().map(|o| o.tokens).sum();
     let streaming = matches!(options.target, Target::Ws { .. });
     Report {
+        model: options.model.clone(),
         target: match &options.target {
             Target::Actor { .. } => "actor".into(),
             Target::Http { base } => format!("http {base}"),
@@ -539,8 +661,15 @@ impl Report {
             )
         };
         out += &format!(
-            "target {}, concurrency {}: {} requests ({} ok) in {:.1} s\n",
-            self.target, self.concurrency, self.requests, self.ok, self.elapsed_s
+            "target {}{}, concurrency {}: {} requests ({} ok) in {:.1} s\n",
+            self.target,
+            self.model
+                .as_ref()
+                .map_or(String::new(), |m| format!(", model {m}")),
+            self.concurrency,
+            self.requests,
+            self.ok,
+            self.elapsed_s
         );
         out += &format!(
             "throughput: {:.2} requests/s, {:.1} generated tokens/s\n\n",

@@ -148,7 +148,11 @@ fn texts_waiting_together_are_classified_in_one_forward_with_unchanged_scores() 
         .iter()
         .map(|i| {
             engine
-                .submit(i["text"].as_str().unwrap().to_string(), CancelToken::new())
+                .submit(
+                    i["text"].as_str().unwrap().to_string(),
+                    None,
+                    CancelToken::new(),
+                )
                 .unwrap()
         })
         .collect();

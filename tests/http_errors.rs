@@ -181,14 +181,6 @@ async fn every_kind_of_bad_input_gets_its_status_and_a_json_error() {
             "validation",
         ),
         (
-            "both budgets",
-            "/v1/graph",
-            JSON,
-            graph_json(json!({"text": "hi", "max_length": 9, "max_new_tokens": 3})),
-            422,
-            "validation",
-        ),
-        (
             "no room under max_length",
             "/v1/graph",
             JSON,

@@ -66,6 +66,34 @@ async fn while_models_load_readyz_and_the_graph_answer_503_but_livez_is_up() {
 }
 
 #[actix_web::test]
+async fn while_loading_or_draining_every_model_route_answers_503() {
+    let generate = json!({"text": "hi"});
+    let routes = [
+        ("/v1/models/gpt2/generate", generate.clone()),
+        ("/v1/models/gpt2/generate/stream", generate),
+        (
+            "/v1/models/bert-base-uncased/classify",
+            json!({"text": "hi"}),
+        ),
+        ("/v1/completions", json!({"model": "gpt2", "prompt": "hi"})),
+    ];
+    for (phase, error_type) in [
+        (Phase::Loading, "not_ready"),
+        (Phase::ShuttingDown, "shutting_down"),
+    ] {
+        for (path, body) in &routes {
+            let request = http_test::TestRequest::post().uri(path).set_json(body);
+            let (status, retry, body) = call(state_in(phase), request).await;
+            assert_eq!(
+                (status, retry.as_deref(), body["error_type"].as_str()),
+                (503, Some("1"), Some(error_type)),
+                "{path}"
+            );
+        }
+    }
+}
+
+#[actix_web::test]
 async fn while_shutting_down_readyz_and_new_requests_answer_503() {
     let (status, _, body) = call(
         state_in(Phase::ShuttingDown),

@@ -23,7 +23,11 @@ fn loadtest(args: &[&str]) -> Value {
     serde_json::from_slice(&output.stdout).expect("one JSON report")
 }
 
-fn check_report(report: &Value, requests: u64, streaming: bool) {
+/// Every model of the fixture graph, as the report lists its actors.
+const ALL: [&str; 4] = ["gpt2", "distilgpt2", "gpt2-medium", "bert-base-uncased"];
+
+/// Checks every figure of `report`; the actors in `worked` carried the load, the others none.
+fn check_report(report: &Value, requests: u64, streaming: bool, worked: &[&str]) {
     assert_eq!(report["requests"], requests, "{report}");
     assert_eq!(
         report["ok"], requests,
@@ -56,10 +60,7 @@ fn check_report(report: &Value, requests: u64, streaming: bool) {
         .iter()
         .map(|a| a["model"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        names,
-        ["gpt2", "distilgpt2", "gpt2-medium", "bert-base-uncased"]
-    );
+    assert_eq!(names, ALL);
     for actor in actors {
         for figure in [
             "queue_depth_max",
@@ -69,34 +70,41 @@ fn check_report(report: &Value, requests: u64, streaming: bool) {
         ] {
             assert!(actor[figure].as_f64().unwrap() >= 0.0, "{figure}: {actor}");
         }
-        assert!(
-            actor["mean_batch_size"].as_f64().unwrap() >= 1.0,
-            "every actor worked: {actor}"
-        );
+        let batch = actor["mean_batch_size"].as_f64().unwrap();
+        if worked.contains(&actor["model"].as_str().unwrap()) {
+            assert!(batch >= 1.0, "the actor worked: {actor}");
+        } else {
+            assert_eq!(batch, 0.0, "the actor was left alone: {actor}");
+        }
     }
 }
 
-#[test]
-fn the_actor_target_drives_the_coordinator_in_process() {
-    let dir = tempfile::tempdir().unwrap();
+/// A config of the fixture graph in `dir`, for the in-process target.
+fn fixture_config(dir: &tempfile::TempDir) -> String {
     let config = dir.path().join("config.toml");
     let mut text = String::from("backend = \"cpu\"\n");
     for (name, path, role) in fixture_models() {
         text += &format!("[[models]]\nname = \"{name}\"\npath = {path:?}\nrole = \"{role}\"\n");
     }
     std::fs::write(&config, text).unwrap();
+    config.to_str().unwrap().to_string()
+}
+
+#[test]
+fn the_actor_target_drives_the_coordinator_in_process() {
+    let dir = tempfile::tempdir().unwrap();
     let report = loadtest(&[
         "--target",
         "actor",
         "--config",
-        config.to_str().unwrap(),
+        &fixture_config(&dir),
         "--requests",
         "8",
         "--concurrency",
         "4",
     ]);
     assert_eq!(report["target"], "actor");
-    check_report(&report, 8, false);
+    check_report(&report, 8, false, &ALL);
 }
 
 #[test]
@@ -111,7 +119,7 @@ fn the_http_and_ws_targets_drive_a_running_server() {
         "--concurrency",
         "4",
     ]);
-    check_report(&report, 8, false);
+    check_report(&report, 8, false, &ALL);
     let report = loadtest(&[
         "--target",
         "ws",
@@ -121,7 +129,51 @@ fn the_http_and_ws_targets_drive_a_running_server() {
         "--concurrency",
         "3",
     ]);
-    check_report(&report, 6, true);
+    check_report(&report, 6, true, &ALL);
+}
+
+#[test]
+fn the_model_option_drives_one_actor_in_process_and_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = loadtest(&[
+        "--target",
+        "actor",
+        "--config",
+        &fixture_config(&dir),
+        "--model",
+        "gpt2",
+        "--requests",
+        "8",
+        "--concurrency",
+        "4",
+    ]);
+    assert_eq!(
+        (&report["target"], &report["model"]),
+        (&"actor".into(), &"gpt2".into())
+    );
+    check_report(&report, 8, false, &["gpt2"]);
+
+    let server = TestServer::start(&fixture_models(), "");
+    let report = loadtest(&[
+        "--target",
+        "http",
+        &server.base,
+        "--model",
+        "distilgpt2",
+        "--requests",
+        "8",
+        "--concurrency",
+        "4",
+    ]);
+    assert_eq!(report["model"], "distilgpt2");
+    check_report(&report, 8, false, &["distilgpt2"]);
+    let engines = server.engines();
+    let distil = &engines["engines"][1];
+    assert_eq!(
+        (&distil["model"], distil["completed"].as_u64()),
+        (&"distilgpt2".into(), Some(8)),
+        "every request reached /v1/models/distilgpt2/generate"
+    );
 }
 
 #[test]

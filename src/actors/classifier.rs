@@ -30,10 +30,11 @@ impl ClassifierActor {
     }
 }
 
-/// Score `text`. Sent for graph requests already admitted, so a full queue is waited out,
-/// never refused.
+/// Score `text` (with `pair` as its second segment, if any). Sent for requests already
+/// admitted, so a full queue is waited out, never refused.
 pub struct Classify {
     pub text: String,
+    pub pair: Option<String>,
     /// Set when the answer is no longer wanted; a queued text is then dropped.
     pub cancel: CancelToken,
     /// The request this work is for, recorded on the actor's span.
@@ -60,7 +61,7 @@ impl Handler<Classify> for ClassifierActor {
         let model = self.name.clone();
         Box::pin(async move {
             let (classification, span_times) = engine
-                .submit_when_room(msg.text, msg.cancel)
+                .submit_when_room(msg.text, msg.pair, msg.cancel)
                 .await?
                 .await
                 .map_err(|_| ActorError::Unavailable { model })??;

@@ -143,6 +143,18 @@ impl<J> Admission<J> {
         }
     }
 
+    /// Refuses, counting the refusal, when the queue is full right now: for callers that
+    /// refuse before they start work (a stream, a graph request) rather than midway.
+    pub fn check_room(&self) -> Result<(), ActorError> {
+        if self.stats.queued.load(Ordering::Acquire) < self.settings.queue_capacity {
+            return Ok(());
+        }
+        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        Err(ActorError::Overloaded {
+            model: self.name.to_string(),
+        })
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -24,6 +24,8 @@ pub type Reply = Result<(Classification, WorkSpan), ActorError>;
 
 pub struct Job {
     text: String,
+    /// The second text of a pair (BERT's segment B), for callers that score pairs.
+    pair: Option<String>,
     /// When it was queued.
     submitted: Instant,
     cancel: CancelToken,
@@ -58,15 +60,17 @@ impl ClassificationEngine {
         (Self { admission }, gate)
     }
 
-    /// Queues a text, or refuses it at once when the queue is full.
+    /// Queues a text (or a text pair), or refuses it at once when the queue is full.
     pub fn submit(
         &self,
         text: String,
+        pair: Option<String>,
         cancel: CancelToken,
     ) -> Result<oneshot::Receiver<Reply>, ActorError> {
         let (reply, answer) = oneshot::channel();
         self.admission.submit(Job {
             text,
+            pair,
             submitted: Instant::now(),
             cancel,
             reply,
@@ -76,16 +80,18 @@ impl ClassificationEngine {
 
     /// Queues a text, waiting for room while the queue is full, until `cancel` is set.
     ///
-    /// For graph requests the server has already admitted (the entrance refuses new ones
+    /// For requests the server has already admitted (the entrance refuses new ones
     /// while any queue is full): refusing one now would throw away its finished generations.
     pub async fn submit_when_room(
         &self,
         text: String,
+        pair: Option<String>,
         cancel: CancelToken,
     ) -> Result<oneshot::Receiver<Reply>, ActorError> {
         let (reply, answer) = oneshot::channel();
         let mut job = Job {
             text,
+            pair,
             submitted: Instant::now(),
             cancel: cancel.clone(),
             reply,
@@ -129,8 +135,10 @@ fn run(
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         stats.active.store(batch.len(), Ordering::Release);
         let started = Instant::now();
-        let items: Vec<(&str, Option<&str>)> =
-            batch.iter().map(|j| (j.text.as_str(), None)).collect();
+        let items: Vec<(&str, Option<&str>)> = batch
+            .iter()
+            .map(|j| (j.text.as_str(), j.pair.as_deref()))
+            .collect();
         let result = guarded(|| classifier.classify_batch(&items));
         let finished = Instant::now();
         stats.steps.fetch_add(1, Ordering::Relaxed);

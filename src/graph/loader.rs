@@ -6,23 +6,62 @@ use std::time::Instant;
 use actix::{Actor, Addr};
 
 use super::{GraphCoordinator, Named};
-use crate::actors::{ClassifierActor, GeneratorActor};
+use crate::actors::{ActorError, ClassifierActor, GeneratorActor};
 use crate::backend::SelectedDevice;
 use crate::config::{Config, EngineConfig, Role};
 use crate::engine::{ClassificationEngine, EngineSettings, EngineStats, GenerationEngine};
 use crate::http::api::{EngineInfo, ModelInfo};
 use crate::models::{self, Classifier, Generator};
 
-/// A started graph: the coordinator, what each model is, and each engine's handle.
+/// A started graph: the coordinator, what each model is, and each model's actor and engine.
 pub struct RunningGraph {
     pub coordinator: Addr<GraphCoordinator>,
     pub models: Vec<ModelInfo>,
-    /// Each generator's engine, for its counters.
+    /// Each generator's engine, for its counters; in the order of `generators`.
     pub engines: Vec<GenerationEngine>,
     pub classifier_engine: ClassificationEngine,
+    /// The actors the coordinator uses, also reached on their own by the per-model routes
+    /// (`/v1/models/{name}/..`): one engine, and so one queue, per model for both.
+    pub generators: Vec<Named<GeneratorActor>>,
+    pub classifier: Named<ClassifierActor>,
+    /// When the models were ready, in seconds since the Unix epoch (OpenAI's `created`).
+    pub started_at_secs: u64,
+}
+
+/// One model of a running graph, found by name.
+pub enum ModelHandle<'a> {
+    Generator(&'a Named<GeneratorActor>, &'a GenerationEngine),
+    Classifier(&'a Named<ClassifierActor>, &'a ClassificationEngine),
+}
+
+impl ModelHandle<'_> {
+    /// A 429 (counted) when the model's queue is full right now.
+    pub fn check_room(&self) -> Result<(), ActorError> {
+        match self {
+            Self::Generator(_, engine) => engine.admission().check_room(),
+            Self::Classifier(_, engine) => engine.admission().check_room(),
+        }
+    }
 }
 
 impl RunningGraph {
+    /// The model called `name`, if the graph has one.
+    pub fn model(&self, name: &str) -> Option<ModelHandle<'_>> {
+        if let Some(i) = self.generators.iter().position(|g| g.name == name) {
+            return Some(ModelHandle::Generator(
+                &self.generators[i],
+                &self.engines[i],
+            ));
+        }
+        (self.classifier.name == name)
+            .then(|| ModelHandle::Classifier(&self.classifier, &self.classifier_engine))
+    }
+
+    /// Every model's name, in config order.
+    pub fn model_names(&self) -> Vec<&str> {
+        self.models.iter().map(|m| m.name.as_str()).collect()
+    }
+
     /// Each engine's limits and counters, generators first.
     pub fn engine_infos(&self) -> Vec<EngineInfo> {
         let generators = self.engines.iter().map(|e| {
@@ -131,7 +170,7 @@ impl LoadedGraph {
             panic_on_prompt: engine.panic_on_prompt.clone(),
         };
         let mut engines = Vec::new();
-        let generators = self
+        let generators: Vec<Named<GeneratorActor>> = self
             .generators
             .into_iter()
             .map(|(name, generator)| {
@@ -151,10 +190,15 @@ impl LoadedGraph {
             name,
         };
         RunningGraph {
-            coordinator: GraphCoordinator::new(generators, classifier).start(),
+            coordinator: GraphCoordinator::new(generators.clone(), classifier.clone()).start(),
             models: self.infos,
             engines,
             classifier_engine,
+            generators,
+            classifier,
+            started_at_secs: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
         }
     }
 }

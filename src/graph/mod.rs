@@ -186,6 +186,7 @@ impl Handler<RunGraph> for GraphCoordinator {
                             request_id: msg.request_id.clone(),
                             cancel: msg.cancel.clone(),
                             text: output.generation.text.clone(),
+                            pair: None,
                             parent: parent.clone(),
                         })
                         .await

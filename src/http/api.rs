@@ -10,6 +10,8 @@ use crate::models::FinishReason;
 /// `POST /generate_score`: the BentoML example's current API.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct GenerateScoreRequest {
+    /// Not empty nor only whitespace; at most `limits.max_input_chars` characters.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub original_sentence: String,
 }
 
@@ -23,22 +25,32 @@ pub struct GeneratedScore {
     pub score: f32,
 }
 
-/// `POST /v1/graph`.
+/// The body of `POST /v1/graph` (and its streams) and of `POST /v1/models/{name}/generate`:
+/// a text and how to continue it.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GraphRequest {
+pub struct GenerationRequest {
+    /// Not empty nor only whitespace; at most `limits.max_input_chars` characters.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub text: String,
-    /// Tokens to add to the prompt. Exclusive with `max_length`.
+    /// Tokens to add to the prompt. With `max_length` too, whichever ends the generation
+    /// first applies.
+    #[schema(minimum = 1)]
     pub max_new_tokens: Option<usize>,
     /// Total tokens, prompt included. Defaults to `generation.max_length` in config.
+    #[schema(minimum = 2)]
     pub max_length: Option<usize>,
     /// End-of-sequence is suppressed until this many tokens are generated.
     pub min_new_tokens: Option<usize>,
     /// 0 (the default) is greedy; above 0, tokens are sampled.
+    #[schema(minimum = 0, maximum = 100)]
     pub temperature: Option<f32>,
+    #[schema(minimum = 1)]
     pub top_k: Option<usize>,
+    #[schema(exclusive_minimum = 0, maximum = 1)]
     pub top_p: Option<f32>,
     /// Above 1 discourages repeating any token of the sequence so far.
+    #[schema(exclusive_minimum = 0, maximum = 100)]
     pub repetition_penalty: Option<f32>,
     /// Makes a sampled result reproducible.
     pub seed: Option<u64>,
@@ -91,10 +103,27 @@ pub struct StepSpan {
     pub end_ms: f64,
 }
 
-/// `GET /v1/models`.
+/// `GET /v1/models`: every model in full (`models`), and the same list as the OpenAI API
+/// shapes it (`object`, `data`), so OpenAI clients can list them.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ModelsResponse {
     pub models: Vec<ModelInfo>,
+    /// Always `list`.
+    pub object: String,
+    pub data: Vec<OpenAiModel>,
+}
+
+/// A model as OpenAI's `GET /v1/models` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OpenAiModel {
+    /// The model's name, as `model` in `/v1/completions` takes it.
+    pub id: String,
+    /// Always `model`.
+    pub object: String,
+    /// When the server loaded it, in seconds since the Unix epoch.
+    pub created: u64,
+    /// Always `infergraph`.
+    pub owned_by: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -262,6 +291,39 @@ pub enum GraphErrors {
     Timeout(ErrorBody),
 }
 
+/// The errors a per-model request (`/v1/models/{name}/..`, `/v1/completions`) may answer
+/// with; each body is an `ErrorBody`.
+#[derive(utoipa::IntoResponses)]
+pub enum ModelErrors {
+    /// Malformed JSON or invalid UTF-8.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No model of that name (`model_not_found`; the message names those there are).
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The body is over `limits.max_body_bytes`.
+    #[response(status = 413)]
+    PayloadTooLarge(ErrorBody),
+    /// Wrong content type.
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorBody),
+    /// Invalid input or parameters, or a model whose role does not fit the route.
+    #[response(status = 422)]
+    Validation(ErrorBody),
+    /// The model's queue is full; see `Retry-After`.
+    #[response(status = 429)]
+    Overloaded(ErrorBody),
+    /// The model failed.
+    #[response(status = 500)]
+    Model(ErrorBody),
+    /// Loading or shutting down; see `Retry-After`.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+    /// Past `limits.request_timeout_ms`.
+    #[response(status = 504)]
+    Timeout(ErrorBody),
+}
+
 /// Every error body.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
@@ -280,4 +342,239 @@ pub struct HealthBody {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TracesResponse {
     pub traces: Vec<crate::telemetry::traces::TraceSummary>,
+}
+
+/// How long one model request took: waiting in the model's queue, in the model, and in all.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ModelTimings {
+    /// From reaching the model's queue to its first forward.
+    pub queue_ms: f64,
+    /// From its first forward to its answer.
+    pub compute_ms: f64,
+    /// From the server receiving the request to the answer.
+    pub total_ms: f64,
+}
+
+/// `POST /v1/models/{name}/generate`'s answer (and its stream's `done` event).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ModelGenerateResponse {
+    /// The request id (the `x-request-id` header).
+    pub id: String,
+    pub model: String,
+    /// The request's trace, at `GET /v1/traces/{trace_id}` (also the `x-trace-id` header).
+    pub trace_id: String,
+    /// Prompt plus continuation, as in the graph's results.
+    pub generated: String,
+    /// The prompt's token ids.
+    pub prompt_token_ids: Vec<u32>,
+    /// The continuation alone.
+    pub continuation: String,
+    pub finish_reason: FinishReason,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    /// The continuation's token ids.
+    pub token_ids: Vec<u32>,
+    pub timings: ModelTimings,
+}
+
+/// One event of `POST /v1/models/{name}/generate/stream`, an SSE event whose `event:` is
+/// the `type`: `token`s, then `done` or `error`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ModelStreamEvent {
+    Token {
+        /// Position in the continuation, from 0.
+        index: usize,
+        token_id: u32,
+        /// What the token adds to the continuation; never a broken UTF-8 character.
+        text: String,
+    },
+    /// Exactly what `POST /v1/models/{name}/generate` answers.
+    Done(ModelGenerateResponse),
+    Error {
+        error: String,
+        error_type: String,
+    },
+}
+
+impl ModelStreamEvent {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Token { .. } => "token",
+            Self::Done(_) => "done",
+            Self::Error { .. } => "error",
+        }
+    }
+}
+
+/// `POST /v1/models/{name}/classify`: one `text` or a list of `texts` (exactly one of the
+/// two), each scored with the same optional `text_pair` as its second segment.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifyRequest {
+    #[schema(min_length = 1, pattern = r"\S")]
+    pub text: Option<String>,
+    #[schema(min_items = 1, max_items = 32)]
+    pub texts: Option<Vec<String>>,
+    #[schema(min_length = 1, pattern = r"\S")]
+    pub text_pair: Option<String>,
+}
+
+/// `POST /v1/models/{name}/classify`'s answer: one result per text, in order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ClassifyResponse {
+    pub id: String,
+    pub model: String,
+    pub trace_id: String,
+    pub results: Vec<ClassifyResult>,
+    pub timings: ModelTimings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ClassifyResult {
+    /// The top class's name.
+    pub label: String,
+    /// The top class's probability.
+    pub score: f32,
+    /// Every class's probability, in class order.
+    pub scores: Vec<LabelScore>,
+    /// The model's raw outputs, in class order.
+    pub logits: Vec<f32>,
+    /// The text's (and pair's) token ids, as the model saw them.
+    pub input_token_ids: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LabelScore {
+    pub label: String,
+    pub score: f32,
+}
+
+/// `POST /v1/completions`, OpenAI's legacy completions API, for the generators.
+///
+/// Fields OpenAI defines that would change the output and are not implemented are refused
+/// (422) unless they have their neutral value: `n` and `best_of` above 1, `logprobs`,
+/// `echo: true`, `suffix`, non-zero `frequency_penalty` / `presence_penalty`, `logit_bias`.
+/// Any other unknown field is refused too, by name.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompletionRequest {
+    /// A generator's name (`GET /v1/models`).
+    pub model: String,
+    /// One prompt, or several, answered as one choice each (in order).
+    pub prompt: Prompt,
+    /// Tokens to add to each prompt (OpenAI's default, 16, when absent).
+    #[schema(minimum = 1)]
+    pub max_tokens: Option<usize>,
+    /// OpenAI's default is 1 (sampled); 0 is greedy.
+    #[schema(minimum = 0, maximum = 2)]
+    pub temperature: Option<f32>,
+    #[schema(exclusive_minimum = 0, maximum = 1)]
+    pub top_p: Option<f32>,
+    pub seed: Option<u64>,
+    /// Up to 4 strings; a choice ends once its text contains one.
+    pub stop: Option<StopStrings>,
+    /// Answer as Server-Sent Events (`data: {chunk}` lines, then `data: [DONE]`).
+    pub stream: Option<bool>,
+    pub stream_options: Option<StreamOptions>,
+    /// Only 1.
+    #[schema(minimum = 1, maximum = 1)]
+    pub n: Option<u32>,
+    /// Only 1.
+    #[schema(minimum = 1, maximum = 1)]
+    pub best_of: Option<u32>,
+    /// Only `false`.
+    pub echo: Option<bool>,
+    /// Only `null`.
+    #[schema(value_type = Option<Object>)]
+    pub logprobs: Option<serde_json::Value>,
+    /// Only `null`.
+    pub suffix: Option<String>,
+    /// Only 0.
+    #[schema(minimum = 0, maximum = 0)]
+    pub frequency_penalty: Option<f32>,
+    /// Only 0.
+    #[schema(minimum = 0, maximum = 0)]
+    pub presence_penalty: Option<f32>,
+    /// Only empty.
+    #[schema(value_type = Option<Object>)]
+    pub logit_bias: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Accepted; it does not change the output.
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Prompt {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Prompt {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(prompt) => vec![prompt],
+            Self::Many(prompts) => prompts,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum StopStrings {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StopStrings {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(stop) => vec![stop],
+            Self::Many(stops) => stops,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamOptions {
+    /// Send a last chunk with the whole request's `usage` (and no choices).
+    pub include_usage: Option<bool>,
+}
+
+/// `POST /v1/completions`' answer, as OpenAI shapes it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Completion {
+    /// `cmpl-` and the request id.
+    pub id: String,
+    /// Always `text_completion`.
+    pub object: String,
+    /// Seconds since the Unix epoch.
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<CompletionChoice>,
+    /// Absent in stream chunks but the last (with `stream_options.include_usage`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<CompletionUsage>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CompletionChoice {
+    /// The continuation (in a stream chunk: what this chunk adds to it).
+    pub text: String,
+    /// The prompt's position in `prompt`.
+    pub index: usize,
+    /// Always null: log-probabilities are not implemented.
+    #[schema(value_type = Option<Object>)]
+    pub logprobs: Option<serde_json::Value>,
+    /// `stop` (end of sequence or a stop string) or `length`; null in a stream chunk
+    /// until the choice's last.
+    pub finish_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CompletionUsage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub total_tokens: usize,
 }

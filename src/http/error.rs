@@ -29,6 +29,20 @@ pub enum ApiError {
     Validation(String),
     #[error("not found: {0}")]
     NotFound(String),
+    #[error("no model is called {name:?}; the models are: {}", available.join(", "))]
+    ModelNotFound {
+        name: String,
+        available: Vec<String>,
+    },
+    #[error("model {model:?} is a {role}; {route} needs a {needs}")]
+    WrongRole {
+        model: String,
+        role: &'static str,
+        route: &'static str,
+        needs: &'static str,
+    },
+    #[error("method {method} is not allowed here; allowed: {allow}")]
+    MethodNotAllowed { method: String, allow: &'static str },
     #[error("{0}")]
     Model(String),
     #[error("the models are still loading")]
@@ -53,6 +67,9 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Validation(_) => "validation",
             Self::NotFound(_) => "not_found",
+            Self::ModelNotFound { .. } => "model_not_found",
+            Self::WrongRole { .. } => "wrong_role",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Model(_) => "model_error",
             Self::NotReady => "not_ready",
             Self::ShuttingDown => "shutting_down",
@@ -72,7 +89,9 @@ impl ResponseError for ApiError {
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotFound(_) | Self::ModelNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::WrongRole { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Model(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotReady | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -89,6 +108,9 @@ impl ResponseError for ApiError {
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
         ) {
             response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+        }
+        if let Self::MethodNotAllowed { allow, .. } = self {
+            response.insert_header((header::ALLOW, *allow));
         }
         response.json(ErrorBody {
             error: self.to_string(),

@@ -1,6 +1,5 @@
 //! Route handlers: parse and validate, run the graph through the coordinator, shape the answer.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
@@ -10,8 +9,9 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::api::{
-    EnginesResponse, ErrorBody, GenerateScoreRequest, GeneratedScore, GraphErrors, GraphRequest,
-    GraphResponse, GraphResult, GraphTimings, HealthBody, ModelsResponse, StepSpan, TracesResponse,
+    EnginesResponse, ErrorBody, GenerateScoreRequest, GeneratedScore, GenerationRequest,
+    GraphErrors, GraphResponse, GraphResult, GraphTimings, HealthBody, ModelsResponse, OpenAiModel,
+    StepSpan, TracesResponse,
 };
 use super::disconnect;
 use super::error::ApiError;
@@ -26,26 +26,76 @@ use crate::telemetry::traces::{graph_trace, Trace};
 use crate::telemetry::RequestId;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/openapi.json", web::get().to(super::openapi::openapi_json))
-        .route("/docs", web::get().to(super::openapi::docs))
-        .route("/", web::get().to(super::openapi::page));
-    cfg.route(
+    use super::{metrics, model_routes, openai, openapi};
+    cfg.service(resource(
+        "/openapi.json",
+        "GET",
+        web::get().to(openapi::openapi_json),
+    ))
+    .service(resource("/docs", "GET", web::get().to(openapi::docs)))
+    .service(resource("/", "GET", web::get().to(openapi::page)));
+    cfg.service(resource(
         "/classify_generated_texts",
+        "POST",
         web::post().to(classify_generated_texts),
-    )
-    .route("/generate_score", web::post().to(generate_score))
-    .route("/v1/graph", web::post().to(graph))
-    .route("/v1/graph/stream", web::post().to(stream::sse))
-    .route("/v1/graph/ws", web::get().to(stream::websocket))
-    .route("/v1/models", web::get().to(models))
-    .route("/v1/engines", web::get().to(engines))
-    .route("/metrics", web::get().to(super::metrics::metrics))
-    .route("/v1/traces", web::get().to(traces))
-    .route("/v1/traces/{id}", web::get().to(trace))
-    .route("/livez", web::get().to(livez))
-    .route("/readyz", web::get().to(readyz))
-    .route("/healthz", web::get().to(healthz))
+    ))
+    .service(resource(
+        "/generate_score",
+        "POST",
+        web::post().to(generate_score),
+    ))
+    .service(resource("/v1/graph", "POST", web::post().to(graph)))
+    .service(resource(
+        "/v1/graph/stream",
+        "POST",
+        web::post().to(stream::sse),
+    ))
+    .service(resource(
+        "/v1/graph/ws",
+        "GET",
+        web::get().to(stream::websocket),
+    ))
+    .service(resource("/v1/models", "GET", web::get().to(models)))
+    .service(resource(
+        "/v1/models/{name}/generate",
+        "POST",
+        web::post().to(model_routes::generate),
+    ))
+    .service(resource(
+        "/v1/models/{name}/generate/stream",
+        "POST",
+        web::post().to(model_routes::generate_stream),
+    ))
+    .service(resource(
+        "/v1/models/{name}/classify",
+        "POST",
+        web::post().to(model_routes::classify),
+    ))
+    .service(resource(
+        "/v1/completions",
+        "POST",
+        web::post().to(openai::completions),
+    ))
+    .service(resource("/v1/engines", "GET", web::get().to(engines)))
+    .service(resource("/metrics", "GET", web::get().to(metrics::metrics)))
+    .service(resource("/v1/traces", "GET", web::get().to(traces)))
+    .service(resource("/v1/traces/{id}", "GET", web::get().to(trace)))
+    .service(resource("/livez", "GET", web::get().to(livez)))
+    .service(resource("/readyz", "GET", web::get().to(readyz)))
+    .service(resource("/healthz", "GET", web::get().to(healthz)))
     .default_service(web::to(not_found));
+}
+
+/// `path`, answered by `route`; any other method gets 405 with `Allow: allow`.
+fn resource(path: &str, allow: &'static str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(move |req: HttpRequest| async move {
+            Err::<HttpResponse, _>(ApiError::MethodNotAllowed {
+                method: req.method().to_string(),
+                allow,
+            })
+        }))
 }
 
 /// The seed's endpoint: a `text/plain` prompt in, `[{generated, score}]` out.
@@ -88,7 +138,7 @@ pub(super) async fn generate_score(
 }
 
 /// The full answer: every result's label, token counts and finish reason, and timings.
-#[utoipa::path(post, path = "/v1/graph", tag = "graph", request_body = GraphRequest,
+#[utoipa::path(post, path = "/v1/graph", tag = "graph", request_body = GenerationRequest,
     responses((status = 200, description = "Every result, with timings", body = GraphResponse,
             headers(("x-trace-id" = String, description = "The request's trace"))), GraphErrors))]
 pub(super) async fn graph(
@@ -96,8 +146,8 @@ pub(super) async fn graph(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let request: GraphRequest = read_json(&state, &req, payload).await?;
-    let params = graph_params(&state, &request)?;
+    let request: GenerationRequest = read_json(&state, &req, payload).await?;
+    let params = generation_params(&state, &request)?;
     let (outcome, trace_id) = run_graph(&state, &req, &request.text, params).await?;
     Ok(HttpResponse::Ok()
         .insert_header((TRACE_ID_HEADER, trace_id.clone()))
@@ -108,8 +158,20 @@ pub(super) async fn graph(
     responses((status = 200, description = "Every model of the graph", body = ModelsResponse), (status = 503, description = "Still loading", body = ErrorBody)))]
 pub(super) async fn models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let graph = state.graph().ok_or(ApiError::NotReady)?;
+    let data = graph
+        .models
+        .iter()
+        .map(|m| OpenAiModel {
+            id: m.name.clone(),
+            object: "model".into(),
+            created: graph.started_at_secs,
+            owned_by: "infergraph".into(),
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(ModelsResponse {
         models: graph.models.clone(),
+        object: "list".into(),
+        data,
     }))
 }
 
@@ -195,35 +257,36 @@ async fn run_graph(
 /// ready, `text` is valid, and every model's queue has room. Past it, nothing is refused.
 pub(super) fn admit(state: &AppState, text: &str) -> Result<Addr<GraphCoordinator>, ApiError> {
     let coordinator = ready_coordinator(state)?;
-    validate_text(state, text)?;
+    validate_text(state, "text", text)?;
     check_capacity(state)?;
     Ok(coordinator)
 }
 
 /// The coordinator, if the server is ready for work.
 pub(super) fn ready_coordinator(state: &AppState) -> Result<Addr<GraphCoordinator>, ApiError> {
-    match state.phase() {
-        Phase::ShuttingDown => Err(ApiError::ShuttingDown),
-        Phase::Ready => Ok(state
-            .graph()
-            .expect("ready means a graph")
-            .coordinator
-            .clone()),
-        Phase::Loading | Phase::Failed => Err(ApiError::NotReady),
-    }
+    Ok(state.ready_graph()?.coordinator.clone())
 }
 
-fn validate_text(state: &AppState, text: &str) -> Result<(), ApiError> {
-    if text.trim().is_empty() {
-        return Err(ApiError::Validation(
-            "text: must not be empty or only whitespace".into(),
-        ));
+/// Whether `c` counts as blank: Unicode white space, and the four ASCII separator controls
+/// that Python's `\s` (and so the OpenAPI document's `\S` pattern, as schemathesis reads
+/// it) also counts as white space.
+fn is_blank(c: char) -> bool {
+    c.is_whitespace() || ('\x1c'..='\x1f').contains(&c)
+}
+
+/// Checks a request's input text: not blank, and within `limits.max_input_chars`.
+/// `field` names it in the error.
+pub(super) fn validate_text(state: &AppState, field: &str, text: &str) -> Result<(), ApiError> {
+    if text.chars().all(is_blank) {
+        return Err(ApiError::Validation(format!(
+            "{field}: must not be empty or only whitespace"
+        )));
     }
     let chars = text.chars().count();
     let limit = state.config.limits.max_input_chars;
     if chars > limit {
         return Err(ApiError::Validation(format!(
-            "text: {chars} characters; the limit is {limit}"
+            "{field}: {chars} characters; the limit is {limit}"
         )));
     }
     Ok(())
@@ -250,12 +313,7 @@ pub(super) async fn execute(
             Ok(Ok(result)) => result?,
         };
     record_stages(&state.metrics, &outcome);
-    let trace = std::sync::Arc::new(graph_trace(&request_id, begun, Instant::now(), &outcome));
-    let trace_id = trace.trace_id.clone();
-    if let Some(exporter) = &state.otlp {
-        exporter.export(trace.clone());
-    }
-    state.traces.record(trace);
+    let trace_id = state.record_trace(graph_trace(&request_id, begun, Instant::now(), &outcome));
     Ok((outcome, trace_id))
 }
 
@@ -291,19 +349,8 @@ fn record_stages(metrics: &ServerMetrics, outcome: &GraphOutcome) {
 /// only to fail; a race lost after this check still ends in an `overloaded` error event.
 pub(super) fn check_capacity(state: &AppState) -> Result<(), ApiError> {
     let graph = state.graph().ok_or(ApiError::NotReady)?;
-    let admissions = graph.engines.iter().map(|e| {
-        (
-            e.admission().name(),
-            e.admission().settings(),
-            e.admission().stats(),
-        )
-    });
-    for (name, settings, stats) in admissions {
-        if stats.queued.load(Ordering::Acquire) >= settings.queue_capacity {
-            return Err(ApiError::Overloaded(format!(
-                "model {name:?} is at capacity: its queue is full"
-            )));
-        }
+    for engine in &graph.engines {
+        engine.admission().check_room()?;
     }
     Ok(())
 }
@@ -356,38 +403,31 @@ fn default_params(state: &AppState) -> GenerationParams {
     }
 }
 
-pub(super) fn graph_params(
+pub(super) fn generation_params(
     state: &AppState,
-    request: &GraphRequest,
+    request: &GenerationRequest,
 ) -> Result<GenerationParams, ApiError> {
     let limits = &state.config.limits;
     let mut params = default_params(state);
-    match (request.max_new_tokens, request.max_length) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::Validation(
-                "max_new_tokens, max_length: give one or the other, not both".into(),
-            ))
+    // Both may be given: each bounds the generation, whichever ends it first.
+    if let Some(n) = request.max_new_tokens {
+        if n == 0 || n > limits.max_new_tokens {
+            return Err(ApiError::Validation(format!(
+                "max_new_tokens: {n} is out of range 1..={}",
+                limits.max_new_tokens
+            )));
         }
-        (Some(n), None) => {
-            if n == 0 || n > limits.max_new_tokens {
-                return Err(ApiError::Validation(format!(
-                    "max_new_tokens: {n} is out of range 1..={}",
-                    limits.max_new_tokens
-                )));
-            }
-            params.max_new_tokens = n;
-            params.max_length = None;
+        params.max_new_tokens = n;
+        params.max_length = None;
+    }
+    if let Some(n) = request.max_length {
+        let most = limits.max_input_tokens + limits.max_new_tokens;
+        if !(2..=most).contains(&n) {
+            return Err(ApiError::Validation(format!(
+                "max_length: {n} is out of range 2..={most}"
+            )));
         }
-        (None, Some(n)) => {
-            let most = limits.max_input_tokens + limits.max_new_tokens;
-            if !(2..=most).contains(&n) {
-                return Err(ApiError::Validation(format!(
-                    "max_length: {n} is out of range 2..={most}"
-                )));
-            }
-            params.max_length = Some(n);
-        }
-        (None, None) => {}
+        params.max_length = Some(n);
     }
     if let Some(n) = request.min_new_tokens {
         if n > params.max_new_tokens {

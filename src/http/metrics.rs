@@ -11,7 +11,9 @@ use super::state::AppState;
 use crate::engine::{Admission, EngineStats};
 use crate::telemetry::metrics::{Exposition, Histogram};
 
-/// Counts every request by route pattern and status, and times it.
+/// Counts every request by route pattern and status, and times it. A pattern's `{name}`
+/// segments are written `:name`: braces inside label values trip up some Prometheus
+/// parsers (prometheus-parse among them).
 pub async fn record_http(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -20,10 +22,10 @@ pub async fn record_http(
     let state = request.app_data::<web::Data<AppState>>().cloned();
     let response = next.call(request).await?;
     if let Some(state) = state {
-        let route = response
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".into());
+        let route = response.request().match_pattern().map_or_else(
+            || "unmatched".into(),
+            |p| p.replace('{', ":").replace('}', ""),
+        );
         state.metrics.record_http(
             &route,
             response.status().as_u16(),

@@ -11,6 +11,8 @@ mod disconnect;
 pub mod error;
 pub mod handlers;
 mod metrics;
+mod model_routes;
+mod openai;
 mod openapi;
 pub mod state;
 pub mod stream;

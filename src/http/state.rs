@@ -7,7 +7,9 @@ use crate::config::Config;
 use crate::graph::loader::RunningGraph;
 use crate::telemetry::metrics::ServerMetrics;
 use crate::telemetry::otlp::OtlpExporter;
-use crate::telemetry::traces::TraceStore;
+use crate::telemetry::traces::{Trace, TraceStore};
+
+use super::error::ApiError;
 
 /// Where the server is in its life; `/readyz` is 200 only in `Ready`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,5 +92,25 @@ impl AppState {
 
     pub fn graph(&self) -> Option<&RunningGraph> {
         self.graph.get()
+    }
+
+    /// The graph, if the server is ready for work: 503 while loading or draining.
+    pub fn ready_graph(&self) -> Result<&RunningGraph, ApiError> {
+        match self.phase() {
+            Phase::ShuttingDown => Err(ApiError::ShuttingDown),
+            Phase::Ready => Ok(self.graph().expect("ready means a graph")),
+            Phase::Loading | Phase::Failed => Err(ApiError::NotReady),
+        }
+    }
+
+    /// Keeps `trace` for `GET /v1/traces` (and exports it, with OTLP on); returns its id.
+    pub fn record_trace(&self, trace: Trace) -> String {
+        let trace = std::sync::Arc::new(trace);
+        let trace_id = trace.trace_id.clone();
+        if let Some(exporter) = &self.otlp {
+            exporter.export(trace.clone());
+        }
+        self.traces.record(trace);
+        trace_id
     }
 }

@@ -16,11 +16,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::Message;
 use tokio::sync::mpsc;
 
-use super::api::{GraphErrors, GraphRequest, StreamEvent};
+use super::api::{GenerationRequest, GraphErrors, StreamEvent};
 use super::disconnect;
 use super::error::ApiError;
 use super::handlers::{
-    admit, check_capacity, execute, graph_answer, graph_params, read_json, ready_coordinator,
+    admit, check_capacity, execute, generation_params, graph_answer, read_json, ready_coordinator,
     request_id,
 };
 use super::state::AppState;
@@ -32,7 +32,7 @@ use crate::models::GenerationParams;
 const WS_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `POST /v1/graph/stream`: the `/v1/graph` body in, `text/event-stream` out.
-#[utoipa::path(post, path = "/v1/graph/stream", tag = "streaming", request_body = GraphRequest,
+#[utoipa::path(post, path = "/v1/graph/stream", tag = "streaming", request_body = GenerationRequest,
     responses(
         (status = 200, description = "Server-Sent Events; each `data:` is a StreamEvent, `event:` its type",
             content_type = "text/event-stream", body = StreamEvent),
@@ -42,8 +42,8 @@ pub async fn sse(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let request: GraphRequest = read_json(&state, &req, payload).await?;
-    let params = graph_params(&state, &request)?;
+    let request: GenerationRequest = read_json(&state, &req, payload).await?;
+    let params = generation_params(&state, &request)?;
     let coordinator = admit(&state, &request.text)?;
 
     let cancel = CancelToken::new();
@@ -62,29 +62,43 @@ pub async fn sse(
         cancel,
         sink,
     ));
-    let body = futures_util::stream::unfold((events, guards), |(mut events, guards)| async move {
-        let event = events.recv().await?;
-        let frame = format!(
+    Ok(event_stream(events, guards, |event: &StreamEvent| {
+        format!(
             "event: {}\ndata: {}\n\n",
             event.kind(),
-            serde_json::to_string(&event).expect("events serialize")
-        );
-        Some((
-            Ok::<_, actix_web::Error>(web::Bytes::from(frame)),
-            (events, guards),
-        ))
-    });
-    Ok(HttpResponse::Ok()
+            serde_json::to_string(event).expect("events serialize")
+        )
+    }))
+}
+
+/// A `text/event-stream` response writing each of `events` as `frame` renders it, until the
+/// sender is gone. `guards` live as long as the body: dropping it (the client is gone)
+/// drops them.
+pub(super) fn event_stream<E: 'static, G: 'static>(
+    events: mpsc::UnboundedReceiver<E>,
+    guards: G,
+    frame: fn(&E) -> String,
+) -> HttpResponse {
+    let body =
+        futures_util::stream::unfold((events, guards), move |(mut events, guards)| async move {
+            let event = events.recv().await?;
+            Some((
+                Ok::<_, actix_web::Error>(web::Bytes::from(frame(&event))),
+                (events, guards),
+            ))
+        });
+    HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))
-        .streaming(body))
+        .streaming(body)
 }
 
 /// `GET /v1/graph/ws`: upgrade, then serve any number of requests over the connection.
 #[utoipa::path(get, path = "/v1/graph/ws", tag = "streaming",
-    description = "Websocket. Send GraphRequest JSON text frames (optionally with an `id`), or `{\"type\": \"cancel\", \"id\"}`; receive StreamEvent text frames.",
+    description = "Websocket. Send GenerationRequest JSON text frames (optionally with an `id`), or `{\"type\": \"cancel\", \"id\"}`; receive StreamEvent text frames.",
     responses(
         (status = 101, description = "Switching to the websocket protocol"),
+        (status = 400, description = "Not a websocket upgrade request", body = super::api::ErrorBody),
         (status = 429, description = "A model's queue is full; see Retry-After", body = super::api::ErrorBody),
         (status = 503, description = "Loading or shutting down", body = super::api::ErrorBody)))]
 pub async fn websocket(
@@ -94,7 +108,8 @@ pub async fn websocket(
 ) -> Result<HttpResponse, actix_web::Error> {
     ready_coordinator(&state)?;
     check_capacity(&state)?;
-    let (response, session, frames) = actix_ws::handle(&req, body)?;
+    let (response, session, frames) = actix_ws::handle(&req, body)
+        .map_err(|e| ApiError::BadRequest(format!("not a websocket upgrade request: {e}")))?;
     // The protocol limit is generous; requests are held to `limits.max_body_bytes` by
     // `Connection::on_text`, which answers oversized ones with an error event.
     let frames = frames.max_frame_size(4 * state.config.limits.max_body_bytes.max(64 * 1024));
@@ -217,11 +232,11 @@ impl Connection {
                 ApiError::Validation(format!("id: {id:?} is already running")),
             );
         }
-        let request: GraphRequest = match serde_json::from_value(value) {
+        let request: GenerationRequest = match serde_json::from_value(value) {
             Ok(request) => request,
             Err(e) => return self.refuse(Some(id), ApiError::Validation(e.to_string())),
         };
-        let checked = graph_params(&self.state, &request)
+        let checked = generation_params(&self.state, &request)
             .and_then(|params| Ok((params, admit(&self.state, &request.text)?)));
         let (params, coordinator) = match checked {
             Ok(checked) => checked,

@@ -93,6 +93,72 @@ impl TraceStore {
     }
 }
 
+/// A trace's spans as they are added, timed from the request's start.
+struct SpanTree {
+    begun: Instant,
+    spans: Vec<SpanRecord>,
+}
+
+impl SpanTree {
+    fn new(begun: Instant) -> Self {
+        Self {
+            begun,
+            spans: Vec::new(),
+        }
+    }
+
+    fn ms(&self, t: Instant) -> f64 {
+        t.saturating_duration_since(self.begun).as_secs_f64() * 1e3
+    }
+
+    fn add(
+        &mut self,
+        parent: Option<usize>,
+        name: &str,
+        start: Instant,
+        end: Instant,
+        attributes: Value,
+    ) -> usize {
+        let id = self.spans.len();
+        self.spans.push(SpanRecord {
+            id,
+            parent,
+            name: name.to_string(),
+            start_ms: self.ms(start),
+            end_ms: self.ms(end),
+            attributes: attributes
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        });
+        id
+    }
+
+    /// One model call: its span, with its queue wait and its compute as children.
+    fn work(&mut self, parent: usize, name: &str, span: &WorkSpan, mut attributes: Value) {
+        attributes["batch_size"] = json!(span.batch_size);
+        let id = self.add(Some(parent), name, span.queued, span.finished, attributes);
+        self.add(Some(id), "queue", span.queued, span.started, json!({}));
+        self.add(Some(id), "compute", span.started, span.finished, json!({}));
+    }
+
+    fn finish(self, request_id: &str, ended: Instant) -> Trace {
+        let duration_ms = self.ms(ended);
+        Trace {
+            trace_id: uuid::Uuid::new_v4().simple().to_string(),
+            request_id: request_id.to_string(),
+            started_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+                .saturating_sub(duration_ms as u64),
+            duration_ms,
+            spans: self.spans,
+        }
+    }
+}
+
 /// The trace of one graph request that ran from `begun` to `ended`.
 pub fn graph_trace(
     request_id: &str,
@@ -100,51 +166,25 @@ pub fn graph_trace(
     ended: Instant,
     outcome: &GraphOutcome,
 ) -> Trace {
-    let ms = |t: Instant| t.saturating_duration_since(begun).as_secs_f64() * 1e3;
-    let mut spans = Vec::new();
-    let mut add =
-        |parent: Option<usize>, name: &str, start: Instant, end: Instant, attributes: Value| {
-            let id = spans.len();
-            let attributes = attributes
-                .as_object()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            spans.push(SpanRecord {
-                id,
-                parent,
-                name: name.to_string(),
-                start_ms: ms(start),
-                end_ms: ms(end),
-                attributes,
-            });
-            id
-        };
-    let root = add(
+    let mut tree = SpanTree::new(begun);
+    let root = tree.add(
         None,
         "request",
         begun,
         ended,
         json!({"request_id": request_id}),
     );
-    let graph = add(
+    let graph = tree.add(
         Some(root),
         "graph",
         outcome.received,
         outcome.received + outcome.total,
         json!({"generators": outcome.results.len()}),
     );
-    let mut work = |name: &str, span: &WorkSpan, attributes: Value| {
-        let mut attributes = attributes;
-        attributes["batch_size"] = json!(span.batch_size);
-        let id = add(Some(graph), name, span.queued, span.finished, attributes);
-        add(Some(id), "queue", span.queued, span.started, json!({}));
-        add(Some(id), "compute", span.started, span.finished, json!({}));
-    };
     for r in &outcome.results {
         let g = &r.generation;
-        work(
+        tree.work(
+            graph,
             "generate",
             &r.generate,
             json!({
@@ -157,20 +197,36 @@ pub fn graph_trace(
     }
     for r in &outcome.results {
         let c = &r.classification;
-        work(
+        tree.work(
+            graph,
             "classify",
             &r.classify,
             json!({"model": r.model, "label": c.label, "score": c.score, "input_tokens": c.input_ids.len()}),
         );
     }
-    Trace {
-        trace_id: uuid::Uuid::new_v4().simple().to_string(),
-        request_id: request_id.to_string(),
-        started_at_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-            .saturating_sub(ms(ended) as u64),
-        duration_ms: ms(ended),
-        spans,
+    tree.finish(request_id, ended)
+}
+
+/// The trace of one request to a single model (`/v1/models/{name}/..`, `/v1/completions`)
+/// that ran from `begun` to `ended`: one `step` span (`generate` or `classify`) per model
+/// call, each with the call's attributes.
+pub fn model_trace(
+    request_id: &str,
+    begun: Instant,
+    ended: Instant,
+    step: &str,
+    calls: &[(WorkSpan, Value)],
+) -> Trace {
+    let mut tree = SpanTree::new(begun);
+    let root = tree.add(
+        None,
+        "request",
+        begun,
+        ended,
+        json!({"request_id": request_id}),
+    );
+    for (span, attributes) in calls {
+        tree.work(root, step, span, attributes.clone());
     }
+    tree.finish(request_id, ended)
 }

@@ -157,6 +157,22 @@ impl TestServer {
         (status, body, retry_after)
     }
 
+    /// POSTs `body` as JSON: the status and the JSON body (null when it is not JSON).
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let (status, body, _) = self
+            .post(
+                path,
+                Some("application/json"),
+                body.to_string().into_bytes(),
+            )
+            .await;
+        (status, body)
+    }
+
     /// Asserts that `/classify_generated_texts` on `text` answers 200 with all three results:
     /// the server, and every actor in the graph, still serve.
     pub async fn assert_serves_the_graph(&self, text: &str) {

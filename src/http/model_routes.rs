@@ -1,0 +1,439 @@
+//! The per-model API: `POST /v1/models/{name}/generate`, `/generate/stream` and `/classify`,
+//! one model on its own. (`/v1/completions` in `openai.rs` is built on the same calls.)
+//!
+//! SHARING: a model route sends its work to the same actor, and so to the same engine and
+//! queue, as the graph does: a model's `engine.queue_capacity` bounds both.
+//!
+//! BACKPRESSURE: a full queue answers 429 with `Retry-After` at once, before any work. A
+//! classify request checks for room before it queues its texts; once admitted, its texts
+//! wait for room (as the graph's classifications do) rather than losing the ones done.
+//!
+//! CANCELLATION: as on the graph routes, the client leaving, the response stream being
+//! dropped, or `limits.request_timeout_ms` passing (504) cancels the request's work: a
+//! queued generation never starts, a running one leaves the batch within one decode step.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::future::try_join_all;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::api::{
+    ClassifyRequest, ClassifyResponse, ClassifyResult, GenerationRequest, LabelScore, ModelErrors,
+    ModelGenerateResponse, ModelStreamEvent, ModelTimings,
+};
+use super::disconnect;
+use super::error::ApiError;
+use super::handlers::{generation_params, read_json, request_id, validate_text, TRACE_ID_HEADER};
+use super::state::AppState;
+use super::stream::event_stream;
+use crate::actors::{ClassifierActor, Classify, Generate, Generated, GeneratorActor, WorkSpan};
+use crate::engine::generation::TokenEvent;
+use crate::engine::{CancelOnDrop, CancelToken};
+use crate::graph::loader::ModelHandle;
+use crate::graph::Named;
+use crate::models::{Generation, GenerationParams};
+use crate::telemetry::traces::model_trace;
+
+/// Most texts one classify request may carry.
+const MAX_TEXTS: usize = 32;
+
+/// Generate a continuation of `text` with one generator.
+#[utoipa::path(post, path = "/v1/models/{name}/generate", tag = "models", request_body = GenerationRequest,
+    params(("name" = String, Path, description = "A generator's name (`GET /v1/models`)")),
+    responses((status = 200, description = "The generation, with timings", body = ModelGenerateResponse,
+            headers(("x-trace-id" = String, description = "The request's trace"))), ModelErrors))]
+pub(super) async fn generate(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let begun = Instant::now();
+    let generator = find_generator(&state, &name, "/v1/models/{name}/generate")?;
+    let request: GenerationRequest = read_json(&state, &req, payload).await?;
+    let params = generation_params(&state, &request)?;
+    validate_text(&state, "text", &request.text)?;
+    let cancel = CancelToken::new();
+    // Set when this future is dropped (timeout) or the client disconnects.
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let _watch = disconnect::watch(&req, cancel.clone());
+    let id = request_id(&req);
+    let call = GenerationCall {
+        request_id: id.clone(),
+        text: request.text,
+        params,
+        cancel,
+    };
+    let generated = call.run(&state, &generator, None).await?;
+    let answer = generation_answer(&state, id, &generator.name, &generated, begun);
+    Ok(HttpResponse::Ok()
+        .insert_header((TRACE_ID_HEADER, answer.trace_id.clone()))
+        .json(answer))
+}
+
+/// The same as Server-Sent Events: a `token` event per token, then `done` (the whole answer)
+/// or `error`.
+#[utoipa::path(post, path = "/v1/models/{name}/generate/stream", tag = "models", request_body = GenerationRequest,
+    params(("name" = String, Path, description = "A generator's name (`GET /v1/models`)")),
+    responses(
+        (status = 200, description = "Server-Sent Events; each `data:` is a ModelStreamEvent, `event:` its type",
+            content_type = "text/event-stream", body = ModelStreamEvent),
+        ModelErrors))]
+pub(super) async fn generate_stream(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let begun = Instant::now();
+    let generator = find_generator(&state, &name, "/v1/models/{name}/generate/stream")?;
+    let request: GenerationRequest = read_json(&state, &req, payload).await?;
+    let params = generation_params(&state, &request)?;
+    validate_text(&state, "text", &request.text)?;
+    // A stream opened only to fail at once would hide the 429 from the client.
+    check_room(&state, &generator.name)?;
+    let cancel = CancelToken::new();
+    // Both live as long as the response body: dropping it (the client is gone) cancels.
+    let guards = (
+        CancelOnDrop(cancel.clone()),
+        disconnect::watch(&req, cancel.clone()),
+    );
+    let (sink, events) = mpsc::unbounded_channel();
+    let id = request_id(&req);
+    let call = GenerationCall {
+        request_id: id.clone(),
+        text: request.text,
+        params,
+        cancel,
+    };
+    actix_web::rt::spawn(async move {
+        let generated = call
+            .run_streaming(&state, &generator, |token| {
+                let _ = sink.send(ModelStreamEvent::Token {
+                    index: token.index,
+                    token_id: token.token_id,
+                    text: token.text,
+                });
+            })
+            .await;
+        let last = match generated {
+            Ok(generated) => ModelStreamEvent::Done(generation_answer(
+                &state,
+                id,
+                &generator.name,
+                &generated,
+                begun,
+            )),
+            Err(error) => ModelStreamEvent::Error {
+                error: error.to_string(),
+                error_type: error.error_type().to_string(),
+            },
+        };
+        let _ = sink.send(last);
+    });
+    Ok(event_stream(events, guards, |event: &ModelStreamEvent| {
+        format!(
+            "event: {}\ndata: {}\n\n",
+            event.kind(),
+            serde_json::to_string(event).expect("events serialize")
+        )
+    }))
+}
+
+/// Score one text, or several, with the classifier: each text's label, score and every
+/// label's score.
+#[utoipa::path(post, path = "/v1/models/{name}/classify", tag = "models", request_body = ClassifyRequest,
+    params(("name" = String, Path, description = "A classifier's name (`GET /v1/models`)")),
+    responses((status = 200, description = "One result per text, in order", body = ClassifyResponse,
+            headers(("x-trace-id" = String, description = "The request's trace"))), ModelErrors))]
+pub(super) async fn classify(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let begun = Instant::now();
+    let classifier = find_classifier(&state, &name)?;
+    let request: ClassifyRequest = read_json(&state, &req, payload).await?;
+    let texts = classify_texts(&state, request.text, request.texts)?;
+    if let Some(pair) = &request.text_pair {
+        validate_text(&state, "text_pair", pair)?;
+    }
+    check_room(&state, &classifier.name)?;
+    let cancel = CancelToken::new();
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let _watch = disconnect::watch(&req, cancel.clone());
+    let id = request_id(&req);
+    let parent = tracing::Span::current();
+    let calls = texts.into_iter().map(|text| {
+        let send = classifier.addr.send(Classify {
+            text,
+            pair: request.text_pair.clone(),
+            cancel: cancel.clone(),
+            request_id: id.clone(),
+            parent: parent.clone(),
+        });
+        let model = classifier.name.clone();
+        async move {
+            send.await
+                .map_err(|_| ApiError::Model(format!("model {model:?} is not running")))?
+                .map_err(ApiError::from)
+        }
+    });
+    let classified = within_timeout(&state, try_join_all(calls)).await?;
+    let labels = state
+        .ready_graph()?
+        .models
+        .iter()
+        .find(|m| m.name == classifier.name)
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    let spans: Vec<WorkSpan> = classified.iter().map(|c| c.span).collect();
+    let calls: Vec<_> = classified
+        .iter()
+        .map(|c| {
+            let result = &c.classification;
+            let attributes = json!({
+                "model": classifier.name,
+                "label": result.label,
+                "score": result.score,
+                "input_tokens": result.input_ids.len(),
+            });
+            (c.span, attributes)
+        })
+        .collect();
+    let trace_id = state.record_trace(model_trace(&id, begun, Instant::now(), "classify", &calls));
+    let results = classified
+        .into_iter()
+        .map(|c| ClassifyResult {
+            scores: labels
+                .iter()
+                .zip(&c.classification.scores)
+                .map(|(label, &score)| LabelScore {
+                    label: label.clone(),
+                    score,
+                })
+                .collect(),
+            label: c.classification.label,
+            score: c.classification.score,
+            logits: c.classification.logits,
+            input_token_ids: c.classification.input_ids,
+        })
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header((TRACE_ID_HEADER, trace_id.clone()))
+        .json(ClassifyResponse {
+            id,
+            model: classifier.name.clone(),
+            trace_id,
+            results,
+            timings: timings(&spans, begun),
+        }))
+}
+
+/// The texts of a classify request: exactly one of `text` and `texts`, each valid.
+fn classify_texts(
+    state: &AppState,
+    text: Option<String>,
+    texts: Option<Vec<String>>,
+) -> Result<Vec<String>, ApiError> {
+    let texts = match (text, texts) {
+        (Some(text), None) => {
+            validate_text(state, "text", &text)?;
+            return Ok(vec![text]);
+        }
+        (None, Some(texts)) => texts,
+        _ => {
+            return Err(ApiError::Validation(
+                "text, texts: give exactly one of the two".into(),
+            ))
+        }
+    };
+    if texts.is_empty() || texts.len() > MAX_TEXTS {
+        return Err(ApiError::Validation(format!(
+            "texts: {} texts; give 1 to {MAX_TEXTS}",
+            texts.len()
+        )));
+    }
+    for (i, text) in texts.iter().enumerate() {
+        validate_text(state, &format!("texts[{i}]"), text)?;
+    }
+    Ok(texts)
+}
+
+/// One generation a request asks of a generator.
+pub(super) struct GenerationCall {
+    pub request_id: String,
+    pub text: String,
+    pub params: GenerationParams,
+    /// Set when the answer is no longer wanted; the engine then drops the work.
+    pub cancel: CancelToken,
+}
+
+impl GenerationCall {
+    /// Runs it on `generator` within the request timeout; a full queue is a 429 at once.
+    pub async fn run(
+        self,
+        state: &AppState,
+        generator: &Named<GeneratorActor>,
+        tokens: Option<mpsc::UnboundedSender<TokenEvent>>,
+    ) -> Result<Generated, ApiError> {
+        let send = generator.addr.send(Generate {
+            prompt: self.text,
+            params: self.params,
+            cancel: self.cancel,
+            request_id: self.request_id,
+            events: tokens,
+            parent: tracing::Span::current(),
+        });
+        let model = generator.name.clone();
+        within_timeout(state, async move {
+            send.await
+                .map_err(|_| ApiError::Model(format!("model {model:?} is not running")))?
+                .map_err(ApiError::from)
+        })
+        .await
+    }
+
+    /// As `run`, passing each token to `on_token` as it is generated; every token comes
+    /// before this returns.
+    pub async fn run_streaming(
+        self,
+        state: &AppState,
+        generator: &Named<GeneratorActor>,
+        mut on_token: impl FnMut(TokenEvent),
+    ) -> Result<Generated, ApiError> {
+        let (tokens, mut relay) = mpsc::unbounded_channel();
+        let run = self.run(state, generator, Some(tokens));
+        tokio::pin!(run);
+        let result = loop {
+            tokio::select! {
+                Some(token) = relay.recv() => on_token(token),
+                result = &mut run => break result,
+            }
+        };
+        // The engine sends a request's tokens before its answer: what is left is buffered.
+        while let Ok(token) = relay.try_recv() {
+            on_token(token);
+        }
+        result
+    }
+}
+
+/// `work`, or a 504 once `limits.request_timeout_ms` has passed (dropping `work`).
+async fn within_timeout<T>(
+    state: &AppState,
+    work: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let timeout = state.config.limits.request_timeout_ms;
+    tokio::time::timeout(Duration::from_millis(timeout), work)
+        .await
+        .map_err(|_| ApiError::Timeout(timeout))?
+}
+
+/// Keeps the generation's trace and shapes the answer.
+fn generation_answer(
+    state: &AppState,
+    id: String,
+    model: &str,
+    generated: &Generated,
+    begun: Instant,
+) -> ModelGenerateResponse {
+    let g = &generated.generation;
+    let attributes = generation_attributes(model, g);
+    let trace = model_trace(
+        &id,
+        begun,
+        Instant::now(),
+        "generate",
+        &[(generated.span, attributes)],
+    );
+    ModelGenerateResponse {
+        trace_id: state.record_trace(trace),
+        id,
+        model: model.to_string(),
+        generated: g.text.clone(),
+        prompt_token_ids: g.prompt_ids.clone(),
+        continuation: g.new_text.clone(),
+        finish_reason: g.finish_reason,
+        prompt_tokens: g.prompt_ids.len(),
+        generated_tokens: g.new_token_ids.len(),
+        token_ids: g.new_token_ids.clone(),
+        timings: timings(&[generated.span], begun),
+    }
+}
+
+/// A `generate` span's attributes, as the graph's trace has them.
+pub(super) fn generation_attributes(model: &str, g: &Generation) -> serde_json::Value {
+    json!({
+        "model": model,
+        "prompt_tokens": g.prompt_ids.len(),
+        "generated_tokens": g.new_token_ids.len(),
+        "finish_reason": g.finish_reason,
+    })
+}
+
+/// Queue time until the first forward, compute from there to the last answer.
+pub(super) fn timings(spans: &[WorkSpan], begun: Instant) -> ModelTimings {
+    let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+    let first = |f: fn(&WorkSpan) -> Instant| spans.iter().map(f).min().unwrap_or(begun);
+    let (queued, started) = (first(|s| s.queued), first(|s| s.started));
+    let finished = spans.iter().map(|s| s.finished).max().unwrap_or(begun);
+    ModelTimings {
+        queue_ms: ms(started.saturating_duration_since(queued)),
+        compute_ms: ms(finished.saturating_duration_since(started)),
+        total_ms: ms(begun.elapsed()),
+    }
+}
+
+/// The model called `name`, if the server is ready: 503 while loading or draining, 404
+/// naming the models there are.
+fn find_model<'a>(state: &'a AppState, name: &str) -> Result<ModelHandle<'a>, ApiError> {
+    let graph = state.ready_graph()?;
+    graph.model(name).ok_or_else(|| ApiError::ModelNotFound {
+        name: name.to_string(),
+        available: graph
+            .model_names()
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+    })
+}
+
+/// The generator called `name`; a classifier is a 422 on `route`.
+pub(super) fn find_generator(
+    state: &AppState,
+    name: &str,
+    route: &'static str,
+) -> Result<Named<GeneratorActor>, ApiError> {
+    match find_model(state, name)? {
+        ModelHandle::Generator(generator, _) => Ok(generator.clone()),
+        ModelHandle::Classifier(..) => Err(ApiError::WrongRole {
+            model: name.to_string(),
+            role: "classifier",
+            route,
+            needs: "generator",
+        }),
+    }
+}
+
+/// The classifier called `name`; a generator is a 422.
+fn find_classifier(state: &AppState, name: &str) -> Result<Named<ClassifierActor>, ApiError> {
+    match find_model(state, name)? {
+        ModelHandle::Classifier(classifier, _) => Ok(classifier.clone()),
+        ModelHandle::Generator(..) => Err(ApiError::WrongRole {
+            model: name.to_string(),
+            role: "generator",
+            route: "/v1/models/{name}/classify",
+            needs: "classifier",
+        }),
+    }
+}
+
+/// A 429 when model `name`'s queue is full right now.
+fn check_room(state: &AppState, name: &str) -> Result<(), ApiError> {
+    Ok(find_model(state, name)?.check_room()?)
+}

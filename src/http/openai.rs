@@ -1,0 +1,346 @@
+//! `POST /v1/completions`: OpenAI's (legacy) completions API over the generators, so the
+//! official OpenAI clients work against the server.
+//!
+//! FIDELITY: a field that OpenAI defines and would change the output, but that is not
+//! implemented, is refused with a 422 naming it (unless it has its neutral value); unknown
+//! fields are refused by name. Nothing is silently ignored. As OpenAI does, `temperature`
+//! defaults to 1 (sampled) and `max_tokens` to 16.
+//!
+//! Each prompt of a list is one generation on the model's engine, run at once (they batch
+//! together) and answered as one choice each; the first failure fails the request and
+//! cancels the rest. Error bodies keep the server's envelope (`{"error", "error_type"}`);
+//! an error during a stream is a `data: {"error": {"message", "type"}}` chunk, with no
+//! `[DONE]` after it.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::future::try_join_all;
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+
+use super::api::{
+    Completion, CompletionChoice, CompletionRequest, CompletionUsage, GenerationRequest,
+    ModelErrors,
+};
+use super::disconnect;
+use super::error::ApiError;
+use super::handlers::{generation_params, read_json, request_id, validate_text, TRACE_ID_HEADER};
+use super::model_routes::{find_generator, generation_attributes, GenerationCall};
+use super::state::AppState;
+use super::stream::event_stream;
+use crate::actors::Generated;
+use crate::engine::{CancelOnDrop, CancelToken};
+use crate::models::FinishReason;
+use crate::telemetry::traces::model_trace;
+
+/// Every field `CompletionRequest` reads; anything else is refused by name.
+const KNOWN_FIELDS: [&str; 18] = [
+    "model",
+    "prompt",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "seed",
+    "stop",
+    "stream",
+    "stream_options",
+    "n",
+    "best_of",
+    "echo",
+    "logprobs",
+    "suffix",
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "user",
+];
+
+/// OpenAI's default `max_tokens`.
+const DEFAULT_MAX_TOKENS: usize = 16;
+/// The most prompts one request may carry.
+const MAX_PROMPTS: usize = 16;
+
+/// OpenAI-compatible text completion with a generator.
+#[utoipa::path(post, path = "/v1/completions", tag = "openai", request_body = CompletionRequest,
+    responses(
+        (status = 200, description = "The completion; with `stream: true`, Server-Sent Events whose `data:` lines are Completion chunks, then `[DONE]`",
+            content((Completion = "application/json"), (Completion = "text/event-stream")),
+            headers(("x-trace-id" = String, description = "The request's trace"))),
+        ModelErrors))]
+pub(super) async fn completions(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let begun = Instant::now();
+    state.ready_graph()?;
+    let body: Map<String, Value> = read_json(&state, &req, payload).await?;
+    let request = parse(body)?;
+    let generator = find_generator(&state, &request.model, "/v1/completions")?;
+    let prompts = request.prompt.clone().into_vec();
+    if prompts.is_empty() || prompts.len() > MAX_PROMPTS {
+        return Err(ApiError::Validation(format!(
+            "prompt: {} prompts; give 1 to {MAX_PROMPTS}",
+            prompts.len()
+        )));
+    }
+    for (i, prompt) in prompts.iter().enumerate() {
+        validate_text(&state, &format!("prompt[{i}]"), prompt)?;
+    }
+    let params = generation_params(
+        &state,
+        &GenerationRequest {
+            text: String::new(),
+            max_new_tokens: Some(request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
+            max_length: None,
+            min_new_tokens: None,
+            temperature: Some(request.temperature.unwrap_or(1.0)),
+            top_k: None,
+            top_p: request.top_p,
+            repetition_penalty: None,
+            seed: request.seed,
+            stop: request.stop.clone().map(|s| s.into_vec()),
+        },
+    )
+    // Named as the client named them.
+    .map_err(|e| match e {
+        ApiError::Validation(m) => ApiError::Validation(m.replace("max_new_tokens", "max_tokens")),
+        other => other,
+    })?;
+    let cancel = CancelToken::new();
+    let guards = (
+        CancelOnDrop(cancel.clone()),
+        disconnect::watch(&req, cancel.clone()),
+    );
+    let id = request_id(&req);
+    let shape = Shape {
+        id: format!("cmpl-{id}"),
+        created: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        model: generator.name.clone(),
+    };
+    let calls = prompts.into_iter().map(|text| GenerationCall {
+        request_id: id.clone(),
+        text,
+        params: params.clone(),
+        cancel: cancel.clone(),
+    });
+
+    if !request.stream.unwrap_or(false) {
+        let generated = try_join_all(calls.map(|call| call.run(&state, &generator, None))).await?;
+        let trace_id = record(&state, &id, &generator.name, begun, &generated);
+        let choices = generated
+            .iter()
+            .enumerate()
+            .map(|(index, g)| CompletionChoice {
+                text: g.generation.new_text.clone(),
+                index,
+                logprobs: None,
+                finish_reason: Some(finish_reason(g.generation.finish_reason).into()),
+            })
+            .collect();
+        drop(guards);
+        return Ok(HttpResponse::Ok()
+            .insert_header((TRACE_ID_HEADER, trace_id))
+            .json(shape.completion(choices, Some(usage(&generated)))));
+    }
+
+    let include_usage = request
+        .stream_options
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    let calls: Vec<GenerationCall> = calls.collect();
+    let (sink, frames) = mpsc::unbounded_channel();
+    actix_web::rt::spawn(async move {
+        let runs = calls.into_iter().enumerate().map(|(index, call)| {
+            let (state, generator, sink, shape) = (&state, &generator, sink.clone(), &shape);
+            async move {
+                let chunk = |text: String, finish_reason: Option<String>| {
+                    let choice = CompletionChoice {
+                        text,
+                        index,
+                        logprobs: None,
+                        finish_reason,
+                    };
+                    Frame::Chunk(shape.completion(vec![choice], None))
+                };
+                let generated = call
+                    .run_streaming(state, generator, |token| {
+                        let _ = sink.send(chunk(token.text, None));
+                    })
+                    .await?;
+                let reason = finish_reason(generated.generation.finish_reason);
+                let _ = sink.send(chunk(String::new(), Some(reason.into())));
+                Ok::<_, ApiError>(generated)
+            }
+        });
+        match try_join_all(runs).await {
+            Ok(generated) => {
+                record(&state, &id, &shape.model, begun, &generated);
+                if include_usage {
+                    let last = shape.completion(Vec::new(), Some(usage(&generated)));
+                    let _ = sink.send(Frame::Chunk(last));
+                }
+                let _ = sink.send(Frame::Done);
+            }
+            Err(error) => {
+                let _ = sink.send(Frame::Error(error));
+            }
+        }
+    });
+    Ok(event_stream(frames, guards, Frame::render))
+}
+
+/// Reads the body, refusing unknown fields and unimplemented ones by name.
+fn parse(body: Map<String, Value>) -> Result<CompletionRequest, ApiError> {
+    let unknown: Vec<&str> = body
+        .keys()
+        .map(String::as_str)
+        .filter(|key| !KNOWN_FIELDS.contains(key))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::Validation(format!(
+            "unknown fields: {}",
+            unknown.join(", ")
+        )));
+    }
+    for field in ["prompt", "stop"] {
+        let texts = |v: &Value| v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
+        match body.get(field) {
+            Some(v) if !(v.is_string() || texts(v) || (field == "stop" && v.is_null())) => {
+                return Err(ApiError::Validation(format!(
+                    "{field}: must be a string or a list of strings (token ids are not supported)"
+                )))
+            }
+            _ => {}
+        }
+    }
+    let request: CompletionRequest = serde_json::from_value(Value::Object(body))
+        .map_err(|e| ApiError::Validation(e.to_string()))?;
+    let mut unsupported = Vec::new();
+    if request.n.is_some_and(|n| n != 1) {
+        unsupported.push("n (only 1)");
+    }
+    if request.best_of.is_some_and(|n| n != 1) {
+        unsupported.push("best_of (only 1)");
+    }
+    if request.echo == Some(true) {
+        unsupported.push("echo (only false)");
+    }
+    if request.logprobs.is_some() {
+        unsupported.push("logprobs (only null)");
+    }
+    if request.suffix.is_some() {
+        unsupported.push("suffix (only null)");
+    }
+    if request.frequency_penalty.is_some_and(|p| p != 0.0) {
+        unsupported.push("frequency_penalty (only 0)");
+    }
+    if request.presence_penalty.is_some_and(|p| p != 0.0) {
+        unsupported.push("presence_penalty (only 0)");
+    }
+    if request.logit_bias.as_ref().is_some_and(|b| !b.is_empty()) {
+        unsupported.push("logit_bias (only empty)");
+    }
+    if !unsupported.is_empty() {
+        return Err(ApiError::Validation(format!(
+            "not implemented: {}",
+            unsupported.join(", ")
+        )));
+    }
+    if let Some(t) = request.temperature {
+        if !(0.0..=2.0).contains(&t) {
+            return Err(ApiError::Validation(format!(
+                "temperature: {t} is out of range 0..=2"
+            )));
+        }
+    }
+    Ok(request)
+}
+
+/// What every completion and chunk of one request shares.
+struct Shape {
+    id: String,
+    created: u64,
+    model: String,
+}
+
+impl Shape {
+    fn completion(
+        &self,
+        choices: Vec<CompletionChoice>,
+        usage: Option<CompletionUsage>,
+    ) -> Completion {
+        Completion {
+            id: self.id.clone(),
+            object: "text_completion".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices,
+            usage,
+        }
+    }
+}
+
+/// One `data:` line of a streamed completion.
+enum Frame {
+    Chunk(Completion),
+    Error(ApiError),
+    Done,
+}
+
+impl Frame {
+    fn render(&self) -> String {
+        let data = match self {
+            Self::Chunk(chunk) => serde_json::to_string(chunk).expect("chunks serialize"),
+            Self::Error(error) => json!({"error": {
+                "message": error.to_string(),
+                "type": error.error_type(),
+            }})
+            .to_string(),
+            Self::Done => "[DONE]".into(),
+        };
+        format!("data: {data}\n\n")
+    }
+}
+
+/// OpenAI's names: an end-of-sequence token or a stop string are both `stop`.
+fn finish_reason(reason: FinishReason) -> &'static str {
+    match reason {
+        FinishReason::Length => "length",
+        FinishReason::Eos | FinishReason::Stop => "stop",
+    }
+}
+
+fn usage(generated: &[Generated]) -> CompletionUsage {
+    let prompt_tokens = generated
+        .iter()
+        .map(|g| g.generation.prompt_ids.len())
+        .sum();
+    let completion_tokens = generated
+        .iter()
+        .map(|g| g.generation.new_token_ids.len())
+        .sum();
+    CompletionUsage {
+        prompt_tokens,
+        completion_tokens,
+        total_tokens: prompt_tokens + completion_tokens,
+    }
+}
+
+/// Keeps the request's trace (one `generate` span per prompt); returns its id.
+fn record(
+    state: &AppState,
+    id: &str,
+    model: &str,
+    begun: Instant,
+    generated: &[Generated],
+) -> String {
+    let calls: Vec<_> = generated
+        .iter()
+        .map(|g| (g.span, generation_attributes(model, &g.generation)))
+        .collect();
+    state.record_trace(model_trace(id, begun, Instant::now(), "generate", &calls))
+}

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Checks the server's OpenAI-compatible API with the official `openai` client.
+
+Usage: client_check.py BASE_URL GENERATOR
+  e.g. client_check.py http://127.0.0.1:3917 gpt2
+
+Every completion is compared with the native `POST /v1/models/{name}/generate` answer for
+the same prompt and parameters: the choice's text must be the native `continuation`, and
+`usage` must count the native `prompt_tokens` and `generated_tokens`. On success prints one
+JSON line and exits 0; any mismatch raises (non-zero exit).
+"""
+
+import json
+import sys
+import urllib.request
+
+import openai
+
+BASE = sys.argv[1].rstrip("/")
+MODEL = sys.argv[2]
+PROMPT = "I have an idea!"
+OTHER_PROMPT = "The weather today is"
+
+GREEDY = {"temperature": 0, "max_tokens": 5}
+SAMPLED = {"temperature": 0.8, "top_p": 0.9, "seed": 7, "max_tokens": 5}
+
+client = openai.OpenAI(base_url=BASE + "/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def expect(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+
+def native(prompt, params):
+    """The native generation for `prompt` with the completion's parameters."""
+    body = {"text": prompt, "max_new_tokens": params["max_tokens"]}
+    body.update({k: v for k, v in params.items() if k in ("temperature", "top_p", "seed", "stop")})
+    request = urllib.request.Request(
+        f"{BASE}/v1/models/{MODEL}/generate",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        expect(response.status == 200, f"native generate answered {response.status}")
+        return json.load(response)
+
+
+def check_against_native(what, completion, prompts, params):
+    """Each choice (in index order) is the native continuation; usage sums the native counts."""
+    answers = [native(p, params) for p in prompts]
+    choices = sorted(completion.choices, key=lambda c: c.index)
+    expect(
+        [c.index for c in choices] == list(range(len(prompts))),
+        f"{what}: choice indices {[c.index for c in choices]}, expected {list(range(len(prompts)))}",
+    )
+    for choice, answer in zip(choices, answers):
+        expect(
+            choice.text == answer["continuation"],
+            f"{what}: choice {choice.index} text {choice.text!r} != native continuation {answer['continuation']!r}",
+        )
+        expect(
+            answer["generated"].endswith(answer["continuation"]),
+            f"{what}: native generated {answer['generated']!r} does not end with its continuation",
+        )
+        expect(choice.finish_reason in ("stop", "length"), f"{what}: finish_reason {choice.finish_reason!r}")
+    usage = completion.usage
+    expect(usage is not None, f"{what}: no usage")
+    prompt_tokens = sum(a["prompt_tokens"] for a in answers)
+    generated_tokens = sum(a["generated_tokens"] for a in answers)
+    expect(
+        (usage.prompt_tokens, usage.completion_tokens) == (prompt_tokens, generated_tokens),
+        f"{what}: usage prompt/completion tokens {usage.prompt_tokens}/{usage.completion_tokens}, "
+        f"native {prompt_tokens}/{generated_tokens}",
+    )
+    expect(
+        usage.total_tokens == usage.prompt_tokens + usage.completion_tokens,
+        f"{what}: total_tokens {usage.total_tokens} is not prompt + completion",
+    )
+    return answers
+
+
+def expect_422(what, **extra):
+    try:
+        client.completions.create(model=MODEL, prompt=PROMPT, **GREEDY, **extra)
+    except openai.UnprocessableEntityError as error:
+        expect(error.status_code == 422, f"{what}: status {error.status_code}")
+        return
+    raise AssertionError(f"{what}: accepted; expected openai.UnprocessableEntityError (422)")
+
+
+# The model list.
+models = client.models.list()
+ids = [m.id for m in models.data]
+expect(MODEL in ids, f"{MODEL!r} is not in GET /v1/models: {ids}")
+for m in models.data:
+    expect(m.object == "model", f"model {m.id!r}: object {m.object!r}")
+    expect(m.owned_by == "infergraph", f"model {m.id!r}: owned_by {m.owned_by!r}")
+    expect(isinstance(m.created, int), f"model {m.id!r}: created {m.created!r}")
+
+# Greedy, then the same streamed.
+greedy = client.completions.create(model=MODEL, prompt=PROMPT, **GREEDY)
+expect(greedy.object == "text_completion", f"greedy: object {greedy.object!r}")
+expect(greedy.model == MODEL, f"greedy: model {greedy.model!r}")
+[greedy_native] = check_against_native("greedy", greedy, [PROMPT], GREEDY)
+
+chunks = list(client.completions.create(model=MODEL, prompt=PROMPT, stream=True, **GREEDY))
+expect(chunks, "stream: no chunks")
+streamed = "".join(choice.text for chunk in chunks for choice in chunk.choices)
+expect(
+    streamed == greedy.choices[0].text,
+    f"stream: joined chunks {streamed!r} != non-streamed text {greedy.choices[0].text!r}",
+)
+finish = [c.finish_reason for chunk in chunks for c in chunk.choices if c.finish_reason]
+expect(
+    finish == [greedy.choices[0].finish_reason],
+    f"stream: finish reasons {finish}, expected [{greedy.choices[0].finish_reason!r}]",
+)
+
+# Seeded sampling reproduces the native seeded sampling.
+sampled = client.completions.create(model=MODEL, prompt=PROMPT, **SAMPLED)
+check_against_native("sampled", sampled, [PROMPT], SAMPLED)
+
+# A list of prompts: one choice each, in order.
+batch = client.completions.create(model=MODEL, prompt=[PROMPT, OTHER_PROMPT], **GREEDY)
+expect(len(batch.choices) == 2, f"list: {len(batch.choices)} choices, expected 2")
+check_against_native("list", batch, [PROMPT, OTHER_PROMPT], GREEDY)
+
+# Parameters that would change the output but are not implemented are refused.
+expect_422("n=2", n=2)
+expect_422("logprobs=1", logprobs=1)
+
+print(json.dumps({
+    "ok": True,
+    "model": MODEL,
+    "models": ids,
+    "greedy": greedy.choices[0].text,
+    "greedy_tokens": [greedy_native["prompt_tokens"], greedy_native["generated_tokens"]],
+    "streamed_chunks": len(chunks),
+    "sampled": sampled.choices[0].text,
+    "list": [c.text for c in sorted(batch.choices, key=lambda c: c.index)],
+    "refused_422": ["n=2", "logprobs=1"],
+}))
