@@ -30,13 +30,22 @@ RUN if [ "$GPU" = "1" ]; then \
         > /etc/vulkan/icd.d/nvidia_icd.json; \
     fi
 ENV NVIDIA_DRIVER_CAPABILITIES=compute,graphics,utility
+# A fixed, non-root UID/GID (10001), so that Kubernetes' runAsNonRoot can check it and
+# runAsUser/fsGroup can name it. What it runs is root-owned and read-only to it; its home
+# is writable for wgpu's autotune cache (~/.cache/cubecl; with a read-only root
+# filesystem, point XDG_CACHE_HOME at a writable volume, as deploy/kubernetes does).
+RUN groupadd --system --gid 10001 infergraph \
+ && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/infergraph \
+      --shell /usr/sbin/nologin infergraph
 WORKDIR /app
 COPY --from=build /src/target/release/infergraph /usr/local/bin/infergraph
 COPY config.toml ./config.toml
 COPY model-weights ./model-weights
 ENV INFERGRAPH_HOST=0.0.0.0 INFERGRAPH_PORT=3000
 EXPOSE 3000
+# Shell form, so the port follows INFERGRAPH_PORT (docker run -e INFERGRAPH_PORT=8080 ...).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
-  CMD curl -fsS http://127.0.0.1:3000/livez || exit 1
+  CMD curl -fsS "http://127.0.0.1:${INFERGRAPH_PORT:-3000}/livez" || exit 1
+USER 10001:10001
 ENTRYPOINT ["infergraph"]
 CMD ["serve", "--config", "/app/config.toml"]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use actix::Actor;
 use common::ensure_model;
 use futures_util::future::join_all;
-use infergraph::actors::{ClassifierActor, GeneratorActor};
+use infergraph::actors::{CallContext, ClassifierActor, GeneratorActor};
 use infergraph::backend;
 use infergraph::engine::{CancelToken, EngineSettings, GenerationEngine};
 use infergraph::graph::{GraphCoordinator, Named, RunGraph};
@@ -106,7 +106,8 @@ fn graph_throughput(device: &burn::tensor::Device, rounds: usize) {
                 Named {
                     name: preset.name().to_string(),
                     addr: GeneratorActor::new(preset.name().to_string(), generator, settings(8))
-                        .start(),
+                        .start()
+                        .recipient(),
                 }
             })
             .collect();
@@ -114,16 +115,16 @@ fn graph_throughput(device: &burn::tensor::Device, rounds: usize) {
             models::load_classifier(&ensure_model(Preset::BertBaseUncased), device).unwrap();
         let classifier = Named {
             name: "bert-base-uncased".to_string(),
-            addr: ClassifierActor::new("bert-base-uncased".into(), classifier, settings(8)).start(),
+            addr: ClassifierActor::new("bert-base-uncased".into(), classifier, settings(8))
+                .start()
+                .recipient(),
         };
         let coordinator = GraphCoordinator::new(generators, classifier).start();
         let request = |i: usize| RunGraph {
-            request_id: format!("bench-{i}"),
             events: None,
-            cancel: CancelToken::new(),
             text: "I have an idea!".to_string(),
             params: fixed_length(16),
-            parent: tracing::Span::none(),
+            context: CallContext::detached(format!("bench-{i}")),
         };
         coordinator.send(request(0)).await.unwrap().unwrap(); // warm-up
         let started = Instant::now();

@@ -1,5 +1,10 @@
 //! `config.toml`: which models form the graph, where they run, and how the server listens.
 //!
+//! ROLES OF A SERVER: a config whose models make a graph (at least one generator and exactly
+//! one classifier, each loaded here or served elsewhere) runs the graph; any other set of
+//! models, all loaded here, runs a *model node*, which serves the per-model API for them
+//! (e.g. one `[[models]]` entry for gpt2-medium alone).
+//!
 //! Unknown keys are errors (a typo must not silently fall back to a default), and messages
 //! name the offending key. Relative model paths are resolved against the config file's
 //! folder, so `infergraph serve --config /etc/infergraph/config.toml` works from anywhere.
@@ -29,6 +34,8 @@ pub struct Config {
     pub engine: EngineConfig,
     #[serde(default)]
     pub otlp: OtlpConfig,
+    #[serde(default)]
+    pub remote: RemoteConfig,
     /// The models of the graph, generators in the order their results are reported.
     pub models: Vec<ModelConfig>,
 }
@@ -87,6 +94,30 @@ impl Default for OtlpConfig {
         Self {
             endpoint: None,
             service_name: "infergraph".into(),
+        }
+    }
+}
+
+/// How a graph node reaches models served by other nodes (`url`/`urls` entries).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteConfig {
+    /// Opening a connection to a model node; past it the replica counts as down.
+    pub connect_timeout_ms: u64,
+    /// The longest silence allowed from a model node while it answers (between two streamed
+    /// events too); past it the request gets 503 `model_unavailable`.
+    pub read_timeout_ms: u64,
+    /// How often each replica's `/readyz` is asked, so a replica that went down is used
+    /// again once it is back.
+    pub health_interval_ms: u64,
+}
+
+impl Default for RemoteConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 2000,
+            read_timeout_ms: 30_000,
+            health_interval_ms: 1000,
         }
     }
 }
@@ -176,14 +207,82 @@ pub enum Role {
     Classifier,
 }
 
+/// One `[[models]]` entry.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ModelEntry")]
 pub struct ModelConfig {
     /// The name results are reported under, e.g. `gpt2`.
     pub name: String,
-    /// A Hugging Face model folder (config.json, model.safetensors, tokenizer.json).
-    pub path: PathBuf,
     pub role: Role,
+    pub source: ModelSource,
+}
+
+/// Where a model runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// In this process, loaded from a Hugging Face model folder (config.json,
+    /// model.safetensors, tokenizer.json).
+    Local(PathBuf),
+    /// On other infergraph servers (replicas of one model node), by base URL
+    /// (`http://host:port`).
+    Remote(Vec<String>),
+}
+
+/// A `[[models]]` entry as written: exactly one of `path`, `url` and `urls`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelEntry {
+    name: String,
+    role: Role,
+    path: Option<PathBuf>,
+    url: Option<String>,
+    urls: Option<Vec<String>>,
+}
+
+impl TryFrom<ModelEntry> for ModelConfig {
+    type Error = String;
+
+    fn try_from(entry: ModelEntry) -> Result<Self, String> {
+        let name = entry.name;
+        let source = match (entry.path, entry.url, entry.urls) {
+            (Some(path), None, None) => ModelSource::Local(path),
+            (None, Some(url), None) => ModelSource::Remote(vec![url]),
+            (None, None, Some(urls)) if !urls.is_empty() => ModelSource::Remote(urls),
+            _ => {
+                return Err(format!(
+                    "models {name:?}: give exactly one of path, url, urls (a non-empty list)"
+                ))
+            }
+        };
+        if let ModelSource::Remote(urls) = &source {
+            if let Some(bad) = urls.iter().find(|u| !is_base_url(u)) {
+                return Err(format!(
+                    "models {name:?}: url {bad:?} must be http://host:port, with no path"
+                ));
+            }
+        }
+        Ok(Self {
+            name,
+            role: entry.role,
+            source,
+        })
+    }
+}
+
+/// `http://host:port` (or `http://host`), nothing after.
+fn is_base_url(url: &str) -> bool {
+    url.strip_prefix("http://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.contains(['/', '?', '#', ' ']))
+}
+
+impl ModelConfig {
+    /// The folder to load, for a model served here.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.source {
+            ModelSource::Local(path) => Some(path),
+            ModelSource::Remote(_) => None,
+        }
+    }
 }
 
 /// Why a configuration was rejected.
@@ -227,8 +326,10 @@ impl Config {
             message: e.to_string(),
         })?;
         for model in &mut config.models {
-            if model.path.is_relative() {
-                model.path = base.join(&model.path);
+            if let ModelSource::Local(path) = &mut model.source {
+                if path.is_relative() {
+                    *path = base.join(&*path);
+                }
             }
         }
         config.validate()?;
@@ -270,33 +371,56 @@ impl Config {
         if self.generation.max_length < 2 {
             return Err(invalid("generation.max_length: must be at least 2".into()));
         }
-        if self.generators().next().is_none() {
+        let remote = &self.remote;
+        for (key, value) in [
+            ("remote.connect_timeout_ms", remote.connect_timeout_ms),
+            ("remote.read_timeout_ms", remote.read_timeout_ms),
+            ("remote.health_interval_ms", remote.health_interval_ms),
+        ] {
+            if value == 0 {
+                return Err(invalid(format!("{key}: must be positive")));
+            }
+        }
+        if self.models.is_empty() {
             return Err(invalid(
-                "models: the graph needs at least one role = \"generator\"".into(),
+                "models: at least one [[models]] entry is needed".into(),
             ));
         }
-        if self
+        let classifiers = self
             .models
             .iter()
             .filter(|m| m.role == Role::Classifier)
-            .count()
-            != 1
-        {
+            .count();
+        if classifiers > 1 {
             return Err(invalid(
-                "models: the graph needs exactly one role = \"classifier\"".into(),
+                "models: a graph has exactly one role = \"classifier\"; this config has more"
+                    .into(),
             ));
         }
+        if !self.runs_graph() {
+            if let Some(remote) = self.models.iter().find(|m| m.path().is_none()) {
+                return Err(invalid(format!(
+                    "models {:?}: a model node (a config without both a generator and the \
+                     classifier) serves only models loaded here; give it a path",
+                    remote.name
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether this server runs the graph (at least one generator and the classifier), or is
+    /// a model node serving only the per-model API.
+    pub fn runs_graph(&self) -> bool {
+        self.generators().next().is_some() && self.models.iter().any(|m| m.role == Role::Classifier)
     }
 
     pub fn generators(&self) -> impl Iterator<Item = &ModelConfig> {
         self.models.iter().filter(|m| m.role == Role::Generator)
     }
 
-    pub fn classifier(&self) -> &ModelConfig {
-        self.models
-            .iter()
-            .find(|m| m.role == Role::Classifier)
-            .expect("validated: exactly one classifier")
+    /// The graph's classifier, if there is one.
+    pub fn classifier(&self) -> Option<&ModelConfig> {
+        self.models.iter().find(|m| m.role == Role::Classifier)
     }
 }

@@ -11,3 +11,4 @@ pub mod http;
 pub mod loadtest;
 pub mod models;
 pub mod telemetry;
+pub mod work;

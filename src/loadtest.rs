@@ -21,7 +21,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::actors::{Classify, Generate};
+use crate::actors::{CallContext, Classify, Generate};
 use crate::backend::{self, BackendChoice};
 use crate::config::{Config, Role};
 use crate::engine::CancelToken;
@@ -132,7 +132,7 @@ enum Scope {
 
 /// How requests reach the graph.
 enum Driver {
-    Actor(RunningGraph),
+    Actor(Box<RunningGraph>),
     Http { client: awc::Client, base: String },
     Ws { base: String },
 }
@@ -162,7 +162,7 @@ async fn run_async(options: Options) -> Result<Report, String> {
                 .await
                 .map_err(|e| e.to_string())??
                 .start(&engine);
-            Driver::Actor(graph)
+            Driver::Actor(Box::new(graph))
         }
         Target::Http { base } => Driver::Http {
             client: awc::Client::builder()
@@ -318,15 +318,16 @@ impl Driver {
         let started = Instant::now();
         let mut outcome = match (self, scope) {
             (Driver::Actor(graph), Scope::Graph) => {
+                let Some(coordinator) = &graph.coordinator else {
+                    return failed("no_graph");
+                };
                 let run = RunGraph {
-                    request_id: format!("loadtest-{n}"),
                     events: None,
-                    cancel: CancelToken::new(),
                     text: prompt,
                     params: actor_params(options),
-                    parent: tracing::Span::none(),
+                    context: CallContext::detached(format!("loadtest-{n}")),
                 };
-                match graph.coordinator.send(run).await {
+                match coordinator.send(run).await {
                     Ok(Ok(graph)) => Outcome {
                         tokens: graph
                             .results
@@ -340,18 +341,15 @@ impl Driver {
                 }
             }
             (Driver::Actor(graph), Scope::Model { name, .. }) => {
-                let (request_id, cancel) = (format!("loadtest-{n}"), CancelToken::new());
-                let parent = tracing::Span::none();
+                let context = CallContext::detached(format!("loadtest-{n}"));
                 let tokens = match graph.model(name).expect("checked by scope()") {
                     ModelHandle::Generator(actor, _) => actor
                         .addr
                         .send(Generate {
                             prompt,
                             params: actor_params(options),
-                            cancel,
-                            request_id,
                             events: None,
-                            parent,
+                            context,
                         })
                         .await
                         .map(|r| r.map(|g| g.generation.new_token_ids.len())),
@@ -360,9 +358,7 @@ impl Driver {
                         .send(Classify {
                             text: prompt,
                             pair: None,
-                            cancel,
-                            request_id,
-                            parent,
+                            context,
                         })
                         .await
                         .map(|r| r.map(|_| 0)),

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use common::server::{demo_models, header, TestServer};
 use common::*;
-use infergraph::actors::ActorError;
 use infergraph::engine::{CancelToken, ClassificationEngine, EngineSettings, GenerationEngine};
 use infergraph::models::GenerationParams;
+use infergraph::work::ActorError;
 use serde_json::json;
 
 #[test]

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::server::{read_all, total, JSON_HEADER, SLOT_HOLDING_BODY};
 use common::*;
-use infergraph::actors::ActorError;
 use infergraph::engine::{CancelOnDrop, CancelToken, EngineSettings, GenerationEngine};
+use infergraph::work::ActorError;
 
 fn engine(max_batch: usize) -> GenerationEngine {
     GenerationEngine::start(

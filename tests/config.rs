@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use infergraph::backend::BackendChoice;
-use infergraph::config::{Config, Role};
+use infergraph::config::{Config, ModelSource, Role};
 
 const GRAPH: &str = r#"
 [[models]]
@@ -21,12 +21,13 @@ role = "classifier"
 fn relative_model_paths_resolve_against_the_config_folder() {
     let config = Config::from_toml(GRAPH, Path::new("/etc/infergraph")).unwrap();
     assert_eq!(
-        config.models[0].path,
-        Path::new("/etc/infergraph/weights/g")
+        config.models[0].path(),
+        Some(Path::new("/etc/infergraph/weights/g"))
     );
-    assert_eq!(config.models[1].path, Path::new("/abs/c"));
+    assert_eq!(config.models[1].path(), Some(Path::new("/abs/c")));
     assert_eq!(config.backend, BackendChoice::Auto);
-    assert_eq!(config.classifier().role, Role::Classifier);
+    assert_eq!(config.classifier().unwrap().role, Role::Classifier);
+    assert!(config.runs_graph());
 }
 
 #[test]
@@ -51,8 +52,8 @@ fn a_bad_backend_value_is_an_error_that_names_the_key() {
 }
 
 #[test]
-fn a_graph_needs_exactly_one_classifier() {
-    let text = GRAPH.replace("role = \"classifier\"", "role = \"generator\"");
+fn a_graph_has_at_most_one_classifier() {
+    let text = GRAPH.replace("role = \"generator\"", "role = \"classifier\"");
     let error = Config::from_toml(&text, Path::new("."))
         .unwrap_err()
         .to_string();
@@ -60,6 +61,65 @@ fn a_graph_needs_exactly_one_classifier() {
         error.contains("exactly one role = \"classifier\""),
         "{error}"
     );
+}
+
+#[test]
+fn models_that_are_not_a_whole_graph_make_a_model_node() {
+    let one = "[[models]]\nname = \"gpt2-medium\"\npath = \"m\"\nrole = \"generator\"\n";
+    let config = Config::from_toml(one, Path::new(".")).unwrap();
+    assert!(!config.runs_graph());
+    let classifier_only = GRAPH.replace("role = \"generator\"", "role = \"classifier\"");
+    let classifier_only = classifier_only.split("[[models]]").nth(2).unwrap();
+    let config =
+        Config::from_toml(&format!("[[models]]{classifier_only}"), Path::new(".")).unwrap();
+    assert!(!config.runs_graph());
+    // A model node serves what it loads; it forwards nothing.
+    let remote = one.replace("path = \"m\"", "url = \"http://10.0.0.1:3000\"");
+    let error = Config::from_toml(&remote, Path::new("."))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("\"gpt2-medium\"") && error.contains("model node"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_graph_may_reach_its_models_by_url_or_replica_urls() {
+    let text = GRAPH
+        .replace("path = \"weights/g\"", "url = \"http://node-a:3000\"")
+        .replace(
+            "path = \"/abs/c\"",
+            "urls = [\"http://b1:3000\", \"http://b2:3000\"]",
+        );
+    let config = Config::from_toml(&text, Path::new(".")).unwrap();
+    assert!(config.runs_graph());
+    assert_eq!(
+        config.models[0].source,
+        ModelSource::Remote(vec!["http://node-a:3000".into()])
+    );
+    assert_eq!(
+        config.models[1].source,
+        ModelSource::Remote(vec!["http://b1:3000".into(), "http://b2:3000".into()])
+    );
+    for (entry, message) in [
+        (
+            "path = \"x\"\nurl = \"http://a:1\"",
+            "exactly one of path, url, urls",
+        ),
+        ("urls = []", "exactly one of path, url, urls"),
+        ("url = \"https://a:1\"", "must be http://host:port"),
+        ("url = \"http://a:1/v1\"", "must be http://host:port"),
+    ] {
+        let text = GRAPH.replace("path = \"weights/g\"", entry);
+        let error = Config::from_toml(&text, Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(message) && error.contains("\"g\""),
+            "{entry}: {error}"
+        );
+    }
 }
 
 #[test]

@@ -42,7 +42,7 @@ fn the_default_config_loads_every_model_and_runs_the_graph() {
     let mut generated = Vec::new();
     for model in config.generators() {
         assert_eq!(model.role, Role::Generator);
-        let generator = models::load_generator(&model.path, &device).unwrap();
+        let generator = models::load_generator(model.path().unwrap(), &device).unwrap();
         let generation = generator
             .generate("I have an idea!", &GenerationParams::default())
             .unwrap();
@@ -50,7 +50,8 @@ fn the_default_config_loads_every_model_and_runs_the_graph() {
         generated.push(generation.text);
     }
     assert_eq!(generated.len(), 3);
-    let classifier = models::load_classifier(&config.classifier().path, &device).unwrap();
+    let classifier =
+        models::load_classifier(config.classifier().unwrap().path().unwrap(), &device).unwrap();
     for text in &generated {
         let result = classifier.classify(text, None).unwrap();
         assert!(result.score >= 0.5 && result.score <= 1.0);

@@ -132,6 +132,15 @@ async fn max_length_counts_the_prompt_as_the_seed_does() {
     for r in body["results"].as_array().unwrap() {
         assert_eq!(r["generated_tokens"], 3, "8 total - 5 prompt tokens");
     }
+    // A prompt that already fills max_length gets one token, as transformers gives it.
+    for max_length in [5, 2] {
+        let body = json!({"text": "Hello, my name is", "max_length": max_length});
+        let (status, body) = post_json(&server, "/v1/graph", body).await;
+        assert_eq!(status, 200, "{body}");
+        for r in body["results"].as_array().unwrap() {
+            assert_eq!(r["generated_tokens"], 1, "max_length {max_length}: {r}");
+        }
+    }
 }
 
 #[actix_web::test]

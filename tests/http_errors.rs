@@ -181,14 +181,6 @@ async fn every_kind_of_bad_input_gets_its_status_and_a_json_error() {
             "validation",
         ),
         (
-            "no room under max_length",
-            "/v1/graph",
-            JSON,
-            graph_json(json!({"text": "Hello, my name is", "max_length": 5})),
-            422,
-            "validation",
-        ),
-        (
             "no room under n_positions",
             "/v1/graph",
             JSON,

@@ -296,3 +296,24 @@ async fn a_generation_past_the_timeout_gets_504_and_leaves_the_batch() {
     });
     assert_eq!(total(&server.engines(), "cancelled"), 1);
 }
+
+#[actix_web::test]
+async fn a_deadline_sent_across_a_hop_is_kept_with_504() {
+    // A graph node tells a model node how long the request has left; the node stops there.
+    let server = TestServer::start(&demo_models(), "[limits]\nmax_new_tokens = 1000\n");
+    let mut response = awc::Client::default()
+        .post(server.url("/v1/models/gpt2/generate"))
+        .insert_header(("x-infergraph-deadline-ms", "300"))
+        .send_json(
+            &json!({"text": "I have an idea!", "max_new_tokens": 1000, "min_new_tokens": 1000}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 504);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error_type"], "timeout");
+    assert!(body["error"].as_str().unwrap().contains("300 ms"), "{body}");
+    wait_until("the slot is free", Duration::from_secs(30), || {
+        total(&server.engines(), "active") == 0
+    });
+}

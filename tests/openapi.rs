@@ -6,7 +6,7 @@ use common::server::{fixture_models, TestServer};
 use serde_json::Value;
 
 /// Every route the server answers (the default 404 service aside).
-const ROUTES: [&str; 16] = [
+const ROUTES: [&str; 20] = [
     "/",
     "/classify_generated_texts",
     "/generate_score",
@@ -14,6 +14,10 @@ const ROUTES: [&str; 16] = [
     "/v1/graph/stream",
     "/v1/graph/ws",
     "/v1/models",
+    "/v1/models/{name}/generate",
+    "/v1/models/{name}/generate/stream",
+    "/v1/models/{name}/classify",
+    "/v1/completions",
     "/v1/engines",
     "/v1/traces",
     "/v1/traces/{id}",

@@ -3,9 +3,10 @@
 
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
 
-use super::{ActorError, WorkSpan};
-use crate::engine::{CancelToken, ClassificationEngine, EngineSettings};
+use super::CallContext;
+use crate::engine::{ClassificationEngine, EngineSettings};
 use crate::models::{Classification, Classifier};
+use crate::work::{ActorError, WorkSpan};
 
 pub struct ClassifierActor {
     /// The name the model is known by.
@@ -35,12 +36,8 @@ impl ClassifierActor {
 pub struct Classify {
     pub text: String,
     pub pair: Option<String>,
-    /// Set when the answer is no longer wanted; a queued text is then dropped.
-    pub cancel: CancelToken,
-    /// The request this work is for, recorded on the actor's span.
-    pub request_id: String,
-    /// The HTTP request's span: the actor's work is recorded as its child.
-    pub parent: tracing::Span,
+    /// The request it serves: ids, deadline, cancellation, span.
+    pub context: CallContext,
 }
 
 impl Message for Classify {
@@ -56,12 +53,13 @@ impl Handler<Classify> for ClassifierActor {
     type Result = ResponseFuture<Result<Classified, ActorError>>;
 
     fn handle(&mut self, msg: Classify, _: &mut Context<Self>) -> Self::Result {
-        let span = tracing::info_span!(parent: &msg.parent, "classify", model = %self.name, request_id = %msg.request_id);
+        let context = msg.context;
+        let span = tracing::info_span!(parent: &context.parent, "classify", model = %self.name, request_id = %context.request_id);
         let engine = self.engine.clone();
         let model = self.name.clone();
         Box::pin(async move {
             let (classification, span_times) = engine
-                .submit_when_room(msg.text, msg.pair, msg.cancel)
+                .submit_when_room(msg.text, msg.pair, context.cancel)
                 .await?
                 .await
                 .map_err(|_| ActorError::Unavailable { model })??;

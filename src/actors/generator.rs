@@ -3,10 +3,11 @@
 
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
 
-use super::{ActorError, WorkSpan};
+use super::CallContext;
 use crate::engine::generation::TokenSender;
-use crate::engine::{CancelToken, EngineSettings, GenerationEngine};
+use crate::engine::{EngineSettings, GenerationEngine};
 use crate::models::{Generation, GenerationParams, Generator};
+use crate::work::{ActorError, WorkSpan};
 
 pub struct GeneratorActor {
     /// The name results are reported under.
@@ -31,18 +32,15 @@ impl GeneratorActor {
     }
 }
 
-/// Continue `prompt`.
+/// Continue `prompt`. Local (`GeneratorActor`) and remote (`RemoteModel`) generators both
+/// take it, so the coordinator does not know which it talks to.
 pub struct Generate {
     pub prompt: String,
     pub params: GenerationParams,
-    /// Set when the answer is no longer wanted; the engine then drops the work.
-    pub cancel: CancelToken,
-    /// The request this work is for, recorded on the actor's span.
-    pub request_id: String,
     /// For streaming requests: where each token goes as it is generated.
     pub events: Option<TokenSender>,
-    /// The HTTP request's span: the actor's work is recorded as its child.
-    pub parent: tracing::Span,
+    /// The request it serves: ids, deadline, cancellation, span.
+    pub context: CallContext,
 }
 
 impl Message for Generate {
@@ -58,10 +56,11 @@ impl Handler<Generate> for GeneratorActor {
     type Result = ResponseFuture<Result<Generated, ActorError>>;
 
     fn handle(&mut self, msg: Generate, _: &mut Context<Self>) -> Self::Result {
-        let span = tracing::info_span!(parent: &msg.parent, "generate", model = %self.name, request_id = %msg.request_id);
-        let submitted = self
-            .engine
-            .submit_streaming(msg.prompt, msg.params, msg.cancel, span, msg.events);
+        let context = msg.context;
+        let span = tracing::info_span!(parent: &context.parent, "generate", model = %self.name, request_id = %context.request_id);
+        let submitted =
+            self.engine
+                .submit_streaming(msg.prompt, msg.params, context.cancel, span, msg.events);
         let model = self.name.clone();
         Box::pin(async move {
             let (generation, span) = submitted?

@@ -1,5 +1,6 @@
-//! One actix actor per model. Each owns an engine (`crate::engine`) whose thread owns the
-//! burn model.
+//! One actix actor per model. A local one owns an engine (`crate::engine`) whose thread
+//! owns the burn model; a remote one (`remote.rs`) owns the HTTP hop to the model nodes that
+//! serve it. Both take the same messages, so their callers cannot tell them apart.
 //!
 //! THREADING: model math runs only on the engine's own OS thread, so it never blocks an
 //! actix arbiter or an HTTP worker, and one model's work never waits on another's. The
@@ -8,41 +9,51 @@
 //! FAILURE: model work runs under `catch_unwind`. A panic inside a model becomes the
 //! affected requests' error (a 500), and the actor, its engine and its model go on serving.
 
-use std::time::Instant;
-
-use crate::models::ModelError;
-
 pub mod classifier;
 pub mod generator;
+pub mod remote;
+
+use std::time::{Duration, Instant};
+
+use crate::engine::CancelToken;
 
 pub use classifier::{Classified, ClassifierActor, Classify};
 pub use generator::{Generate, Generated, GeneratorActor};
 
-/// When an engine queued, started and finished one request's model work, as it measured
-/// them, and how many requests shared its batch.
-#[derive(Debug, Clone, Copy)]
-pub struct WorkSpan {
-    /// When the request reached the engine's queue.
-    pub queued: Instant,
-    pub started: Instant,
-    pub finished: Instant,
-    /// Requests in the batch when this one joined it.
-    pub batch_size: usize,
+/// What every model call carries about the request it serves, to a local engine or across
+/// a hop to another node.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// The request's id (`x-request-id`), recorded on spans and passed on.
+    pub request_id: String,
+    /// The request's trace id (W3C `traceparent`), the same on every node it crosses.
+    pub trace_id: String,
+    /// When the request's time is up; a node across a hop is told how much is left.
+    pub deadline: Option<Instant>,
+    /// The time the request was granted in all, in milliseconds, for its 504's message.
+    pub timeout_ms: u64,
+    /// Set when the answer is no longer wanted; the work is then dropped.
+    pub cancel: CancelToken,
+    /// The HTTP request's span: the actor's work is recorded as its child.
+    pub parent: tracing::Span,
 }
 
-/// Why a model actor could not answer.
-#[derive(Debug, thiserror::Error)]
-pub enum ActorError {
-    /// The model refused or failed the input; `InvalidInput` is the caller's fault.
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    #[error("model {model:?} is not running")]
-    Unavailable { model: String },
-    #[error("model {model:?} is at capacity: its queue is full")]
-    Overloaded { model: String },
-    #[error("the request was cancelled")]
-    Cancelled,
-    /// A batched step failed; every request in it gets this.
-    #[error("model {model:?} failed: {message}")]
-    Failed { model: String, message: String },
+impl CallContext {
+    /// A call outside any HTTP request (load tests, benches): fresh ids, no deadline.
+    pub fn detached(request_id: String) -> Self {
+        Self {
+            request_id,
+            trace_id: uuid::Uuid::new_v4().simple().to_string(),
+            deadline: None,
+            timeout_ms: 0,
+            cancel: CancelToken::new(),
+            parent: tracing::Span::none(),
+        }
+    }
+
+    /// The time left before the deadline, if there is one.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
 }

@@ -13,8 +13,8 @@ use super::admission::{take_jobs, Admission, EngineSettings, EngineStats};
 use super::cancel::CancelToken;
 use super::generation::guarded;
 use super::pool::{self, StartGate};
-use crate::actors::{ActorError, WorkSpan};
 use crate::models::{Classification, Classifier};
+use crate::work::{ActorError, WorkSpan};
 
 /// How often `submit_when_room` looks for room in a full queue.
 const ROOM_POLL: Duration = Duration::from_millis(2);

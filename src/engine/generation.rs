@@ -11,11 +11,11 @@ use tokio::sync::oneshot;
 use super::admission::{take_jobs, Admission, EngineSettings, EngineStats};
 use super::cancel::CancelToken;
 use super::pool::{self, StartGate};
-use crate::actors::{ActorError, WorkSpan};
 use crate::models::generator::Sequence;
 use crate::models::gpt2::KvCache;
 use crate::models::tokenizer::TextTokenizer;
 use crate::models::{Generation, GenerationParams, Generator, ModelError};
+use crate::work::{ActorError, WorkSpan};
 
 /// What the engine answers: the generation and when the engine worked on it.
 pub type Reply = Result<(Generation, WorkSpan), ActorError>;

@@ -1,68 +1,108 @@
-//! Loading the graph's models from `config.toml` and starting an actor for each.
+//! Loading the graph's models from `config.toml` and starting an actor for each: a local
+//! one over a loaded model, or a remote one over the model nodes that serve it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix::{Actor, Addr};
 
 use super::{GraphCoordinator, Named};
-use crate::actors::{ActorError, ClassifierActor, GeneratorActor};
+use crate::actors::remote::{RemoteModel, Replicas};
+use crate::actors::{ClassifierActor, Classify, Generate, GeneratorActor};
 use crate::backend::SelectedDevice;
-use crate::config::{Config, EngineConfig, Role};
+use crate::config::{Config, EngineConfig, ModelSource, RemoteConfig, Role};
 use crate::engine::{ClassificationEngine, EngineSettings, EngineStats, GenerationEngine};
-use crate::http::api::{EngineInfo, ModelInfo};
+use crate::http::api::{EngineInfo, ModelInfo, ReplicaInfo};
 use crate::models::{self, Classifier, Generator};
+use crate::work::ActorError;
 
-/// A started graph: the coordinator, what each model is, and each model's actor and engine.
+/// A started server's models: the coordinator (on a graph node), what each model is, and
+/// each model's actor and, for local ones, its engine.
 pub struct RunningGraph {
-    pub coordinator: Addr<GraphCoordinator>,
+    /// `None` on a model node, which serves only the per-model API.
+    pub coordinator: Option<Addr<GraphCoordinator>>,
+    /// Every model's name and role, in config order.
+    pub order: Vec<(String, Role)>,
+    /// What each local model is.
     pub models: Vec<ModelInfo>,
-    /// Each generator's engine, for its counters; in the order of `generators`.
+    /// Each local generator's engine, for its counters.
     pub engines: Vec<GenerationEngine>,
-    pub classifier_engine: ClassificationEngine,
-    /// The actors the coordinator uses, also reached on their own by the per-model routes
-    /// (`/v1/models/{name}/..`): one engine, and so one queue, per model for both.
-    pub generators: Vec<Named<GeneratorActor>>,
-    pub classifier: Named<ClassifierActor>,
+    pub classifier_engine: Option<ClassificationEngine>,
+    /// The actors the coordinator uses (local or remote), also reached on their own by the
+    /// per-model routes (`/v1/models/{name}/..`): one engine, and so one queue, per model
+    /// for both.
+    pub generators: Vec<Named<Generate>>,
+    pub classifier: Option<Named<Classify>>,
+    /// Each remote model's replicas and hop counters.
+    pub remotes: Vec<Arc<Replicas>>,
     /// When the models were ready, in seconds since the Unix epoch (OpenAI's `created`).
     pub started_at_secs: u64,
 }
 
-/// One model of a running graph, found by name.
+/// One model of a running server, found by name; the engine is `None` for a remote model.
 pub enum ModelHandle<'a> {
-    Generator(&'a Named<GeneratorActor>, &'a GenerationEngine),
-    Classifier(&'a Named<ClassifierActor>, &'a ClassificationEngine),
+    Generator(&'a Named<Generate>, Option<&'a GenerationEngine>),
+    Classifier(&'a Named<Classify>, Option<&'a ClassificationEngine>),
 }
 
 impl ModelHandle<'_> {
-    /// A 429 (counted) when the model's queue is full right now.
+    /// A 429 (counted) when a local model's queue is full right now. (A remote model's
+    /// node answers for its own queue; the hop waits for room there.)
     pub fn check_room(&self) -> Result<(), ActorError> {
         match self {
-            Self::Generator(_, engine) => engine.admission().check_room(),
-            Self::Classifier(_, engine) => engine.admission().check_room(),
+            Self::Generator(_, Some(engine)) => engine.admission().check_room(),
+            Self::Classifier(_, Some(engine)) => engine.admission().check_room(),
+            _ => Ok(()),
         }
     }
 }
 
 impl RunningGraph {
-    /// The model called `name`, if the graph has one.
+    /// The model called `name`, if the server has one.
     pub fn model(&self, name: &str) -> Option<ModelHandle<'_>> {
-        if let Some(i) = self.generators.iter().position(|g| g.name == name) {
-            return Some(ModelHandle::Generator(
-                &self.generators[i],
-                &self.engines[i],
-            ));
+        if let Some(generator) = self.generators.iter().find(|g| g.name == name) {
+            let engine = self.engines.iter().find(|e| e.admission().name() == name);
+            return Some(ModelHandle::Generator(generator, engine));
         }
-        (self.classifier.name == name)
-            .then(|| ModelHandle::Classifier(&self.classifier, &self.classifier_engine))
+        let classifier = self.classifier.as_ref().filter(|c| c.name == name)?;
+        let engine = self
+            .classifier_engine
+            .as_ref()
+            .filter(|e| e.admission().name() == name);
+        Some(ModelHandle::Classifier(classifier, engine))
     }
 
     /// Every model's name, in config order.
     pub fn model_names(&self) -> Vec<&str> {
-        self.models.iter().map(|m| m.name.as_str()).collect()
+        self.order.iter().map(|(name, _)| name.as_str()).collect()
     }
 
-    /// Each engine's limits and counters, generators first.
+    /// The remote models that have no ready replica now (the server is not ready then).
+    pub fn unavailable_remotes(&self) -> Vec<&str> {
+        self.remotes
+            .iter()
+            .filter(|r| !r.any_ready())
+            .map(|r| r.model.as_str())
+            .collect()
+    }
+
+    /// What every model is, in config order: a remote one as its node describes it (once
+    /// a replica has answered), with its replicas' URLs and state.
+    pub fn model_infos(&self) -> Vec<ModelInfo> {
+        self.order
+            .iter()
+            .filter_map(|(name, role)| {
+                if let Some(local) = self.models.iter().find(|m| &m.name == name) {
+                    return Some(local.clone());
+                }
+                let remote = self.remotes.iter().find(|r| &r.model == name)?;
+                Some(remote_info(remote, *role))
+            })
+            .collect()
+    }
+
+    /// Each local engine's limits and counters, generators first.
     pub fn engine_infos(&self) -> Vec<EngineInfo> {
         let generators = self.engines.iter().map(|e| {
             (
@@ -72,17 +112,65 @@ impl RunningGraph {
                 "generator",
             )
         });
-        let classifier = self.classifier_engine.admission();
-        let classifier = (
-            classifier.name(),
-            classifier.settings(),
-            classifier.stats().as_ref(),
-            "classifier",
-        );
+        let classifier = self.classifier_engine.iter().map(|c| {
+            let admission = c.admission();
+            (
+                admission.name(),
+                admission.settings(),
+                admission.stats().as_ref(),
+                "classifier",
+            )
+        });
         generators
-            .chain(std::iter::once(classifier))
+            .chain(classifier)
             .map(|(name, settings, stats, role)| engine_info(name, settings, stats, role))
             .collect()
+    }
+}
+
+/// A remote model's `/v1/models` entry: its node's description, with where it is served.
+fn remote_info(remote: &Replicas, role: Role) -> ModelInfo {
+    let details = remote.details.lock().expect("details lock").clone();
+    let mut info = details
+        .and_then(|d| serde_json::from_value::<ModelInfo>(d).ok())
+        .unwrap_or_else(|| ModelInfo {
+            name: remote.model.clone(),
+            role: role_name(role).into(),
+            architecture: "unknown".into(),
+            path: String::new(),
+            layers: 0,
+            hidden_size: 0,
+            heads: 0,
+            vocab_size: 0,
+            context_length: 0,
+            parameters: 0,
+            dtype: "unknown".into(),
+            backend: "unknown".into(),
+            device: "unknown".into(),
+            labels: None,
+            location: String::new(),
+            replicas: None,
+        });
+    info.location = "remote".into();
+    info.replicas = Some(
+        remote
+            .replicas
+            .iter()
+            .map(|r| ReplicaInfo {
+                url: r.url.clone(),
+                ready: r.ready.load(Ordering::Acquire),
+                in_flight: r.in_flight.load(Ordering::Acquire),
+                served: r.served.load(Ordering::Relaxed),
+            })
+            .collect(),
+    );
+    info
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Generator => "generator",
+        Role::Classifier => "classifier",
     }
 }
 
@@ -113,93 +201,133 @@ fn engine_info(
     }
 }
 
-/// The graph's models, loaded and ready to be handed to their actors.
+/// The server's models, the local ones loaded, ready to be handed to their actors.
 pub struct LoadedGraph {
-    generators: Vec<(String, Generator)>,
-    classifier: (String, Classifier),
+    /// Every model in config order: loaded here, or served at these URLs.
+    models: Vec<(String, Role, Source)>,
     infos: Vec<ModelInfo>,
+    runs_graph: bool,
+    remote: RemoteConfig,
 }
 
-/// Loads every model of `config` onto `device`, logging each one's load time.
+enum Source {
+    Generator(Box<Generator>),
+    Classifier(Box<Classifier>),
+    Remote(Vec<String>),
+}
+
+/// Loads every local model of `config` onto `device`, logging each one's load time.
 pub fn load_models(config: &Config, device: &SelectedDevice) -> Result<LoadedGraph, String> {
-    let mut generators = Vec::new();
-    let mut classifier = None;
+    let mut models = Vec::new();
     let mut infos = Vec::new();
     for model in &config.models {
         let started = Instant::now();
         let fail = |e: models::ModelError| format!("model {:?}: {e}", model.name);
-        let info = match model.role {
+        let path = match &model.source {
+            ModelSource::Local(path) => path,
+            ModelSource::Remote(urls) => {
+                tracing::info!(model = %model.name, urls = ?urls, "model served remotely");
+                models.push((model.name.clone(), model.role, Source::Remote(urls.clone())));
+                continue;
+            }
+        };
+        let (info, source) = match model.role {
             Role::Generator => {
-                let generator =
-                    models::load_generator(&model.path, &device.device).map_err(fail)?;
+                let generator = models::load_generator(path, &device.device).map_err(fail)?;
                 let info = generator_info(&model.name, &generator, device);
-                generators.push((model.name.clone(), generator));
-                info
+                (info, Source::Generator(Box::new(generator)))
             }
             Role::Classifier => {
-                let loaded = models::load_classifier(&model.path, &device.device).map_err(fail)?;
+                let loaded = models::load_classifier(path, &device.device).map_err(fail)?;
                 let info = classifier_info(&model.name, &loaded, device);
-                classifier = Some((model.name.clone(), loaded));
-                info
+                (info, Source::Classifier(Box::new(loaded)))
             }
         };
         tracing::info!(
             model = %model.name,
             role = %info.role,
-            path = %model.path.display(),
+            path = %path.display(),
             parameters = info.parameters,
             device = %device.name,
             load_ms = started.elapsed().as_millis() as u64,
             "model loaded"
         );
         infos.push(info);
+        models.push((model.name.clone(), model.role, source));
     }
     Ok(LoadedGraph {
-        generators,
-        classifier: classifier.expect("config validation guarantees one classifier"),
+        models,
         infos,
+        runs_graph: config.runs_graph(),
+        remote: config.remote.clone(),
     })
 }
 
 impl LoadedGraph {
-    /// Starts one actor per model and the coordinator over them (in the current actix system).
+    /// Starts one actor per model, and on a graph node the coordinator over them (in the
+    /// current actix system).
     pub fn start(self, engine: &EngineConfig) -> RunningGraph {
         let settings = EngineSettings {
             max_batch: engine.max_batch,
             queue_capacity: engine.queue_capacity,
             panic_on_prompt: engine.panic_on_prompt.clone(),
         };
-        let mut engines = Vec::new();
-        let generators: Vec<Named<GeneratorActor>> = self
-            .generators
-            .into_iter()
-            .map(|(name, generator)| {
-                let actor = GeneratorActor::new(name.clone(), generator, settings.clone());
-                engines.push(actor.engine().clone());
-                Named {
-                    addr: actor.start(),
-                    name,
-                }
-            })
-            .collect();
-        let (name, classifier) = self.classifier;
-        let actor = ClassifierActor::new(name.clone(), classifier, settings);
-        let classifier_engine = actor.engine().clone();
-        let classifier = Named {
-            addr: actor.start(),
-            name,
-        };
-        RunningGraph {
-            coordinator: GraphCoordinator::new(generators.clone(), classifier.clone()).start(),
+        let mut running = RunningGraph {
+            coordinator: None,
+            order: Vec::new(),
             models: self.infos,
-            engines,
-            classifier_engine,
-            generators,
-            classifier,
+            engines: Vec::new(),
+            classifier_engine: None,
+            generators: Vec::new(),
+            classifier: None,
+            remotes: Vec::new(),
             started_at_secs: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+        };
+        for (name, role, source) in self.models {
+            running.order.push((name.clone(), role));
+            match source {
+                Source::Generator(generator) => {
+                    let actor = GeneratorActor::new(name.clone(), *generator, settings.clone());
+                    running.engines.push(actor.engine().clone());
+                    let addr = actor.start().recipient();
+                    running.generators.push(Named { name, addr });
+                }
+                Source::Classifier(classifier) => {
+                    let actor = ClassifierActor::new(name.clone(), *classifier, settings.clone());
+                    running.classifier_engine = Some(actor.engine().clone());
+                    let addr = actor.start().recipient();
+                    running.classifier = Some(Named { name, addr });
+                }
+                Source::Remote(urls) => {
+                    let replicas = Arc::new(Replicas::new(&name, &urls));
+                    running.remotes.push(replicas.clone());
+                    let actor = RemoteModel::new(replicas, &self.remote).start();
+                    match role {
+                        Role::Generator => running.generators.push(Named {
+                            name,
+                            addr: actor.recipient(),
+                        }),
+                        Role::Classifier => {
+                            running.classifier = Some(Named {
+                                name,
+                                addr: actor.recipient(),
+                            })
+                        }
+                    }
+                }
+            }
         }
+        if self.runs_graph {
+            let classifier = running
+                .classifier
+                .clone()
+                .expect("a graph has a classifier");
+            running.coordinator =
+                Some(GraphCoordinator::new(running.generators.clone(), classifier).start());
+        }
+        running
     }
 }
 
@@ -220,6 +348,8 @@ fn generator_info(name: &str, generator: &Generator, device: &SelectedDevice) ->
         backend: device.backend.into(),
         device: device.name.clone(),
         labels: None,
+        location: "local".into(),
+        replicas: None,
     }
 }
 
@@ -241,5 +371,7 @@ fn classifier_info(name: &str, classifier: &Classifier, device: &SelectedDevice)
         backend: device.backend.into(),
         device: device.name.clone(),
         labels: Some(model.labels().to_vec()),
+        location: "local".into(),
+        replicas: None,
     }
 }

@@ -15,24 +15,31 @@ pub mod loader;
 
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr, Context, Handler, Message, ResponseFuture};
+use actix::{Actor, Context, Handler, Message, Recipient, ResponseFuture};
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::actors::{ActorError, ClassifierActor, Classify, Generate, GeneratorActor, WorkSpan};
+use crate::actors::{CallContext, Classify, Generate};
 use crate::engine::generation::TokenEvent;
-use crate::engine::CancelToken;
 use crate::models::{Classification, FinishReason, Generation, GenerationParams};
+use crate::work::{ActorError, WorkSpan};
 
-/// A model actor and the name its results are reported under.
-pub struct Named<A: Actor> {
+/// A model actor, local or remote (whichever takes `M`), and the name its results are
+/// reported under.
+pub struct Named<M: Message + Send>
+where
+    M::Result: Send,
+{
     pub name: String,
-    pub addr: Addr<A>,
+    pub addr: Recipient<M>,
 }
 
-// Not derived: the derive would demand `A: Clone`, and actors are not.
-impl<A: Actor> Clone for Named<A> {
+// Not derived: the derive would demand `M: Clone`, and messages are not.
+impl<M: Message + Send> Clone for Named<M>
+where
+    M::Result: Send,
+{
     fn clone(&self) -> Self {
         Self {
             name: self.name.clone(),
@@ -43,12 +50,12 @@ impl<A: Actor> Clone for Named<A> {
 
 pub struct GraphCoordinator {
     /// In the order results are reported and classified.
-    generators: Vec<Named<GeneratorActor>>,
-    classifier: Named<ClassifierActor>,
+    generators: Vec<Named<Generate>>,
+    classifier: Named<Classify>,
 }
 
 impl GraphCoordinator {
-    pub fn new(generators: Vec<Named<GeneratorActor>>, classifier: Named<ClassifierActor>) -> Self {
+    pub fn new(generators: Vec<Named<Generate>>, classifier: Named<Classify>) -> Self {
         Self {
             generators,
             classifier,
@@ -62,15 +69,12 @@ impl Actor for GraphCoordinator {
 
 /// Run the whole graph on `text`.
 pub struct RunGraph {
-    pub request_id: String,
     /// For streaming requests: where progress goes as it happens.
     pub events: Option<mpsc::UnboundedSender<GraphEvent>>,
-    /// Set when the answer is no longer wanted: pending steps are dropped.
-    pub cancel: CancelToken,
     pub text: String,
     pub params: GenerationParams,
-    /// The HTTP request's span: every step is recorded under it.
-    pub parent: tracing::Span,
+    /// The request it serves; its cancellation drops pending steps, its span holds them.
+    pub context: CallContext,
 }
 
 impl Message for RunGraph {
@@ -120,7 +124,7 @@ impl Handler<RunGraph> for GraphCoordinator {
 
     fn handle(&mut self, msg: RunGraph, _: &mut Context<Self>) -> Self::Result {
         let received = Instant::now();
-        let span = tracing::info_span!(parent: &msg.parent, "graph");
+        let span = tracing::info_span!(parent: &msg.context.parent, "graph");
         let generators = self.generators.clone();
         let classifier = self.classifier.clone();
         Box::pin(
@@ -138,12 +142,13 @@ impl Handler<RunGraph> for GraphCoordinator {
                         None => (None, None),
                     };
                     let reply = g.addr.send(Generate {
-                        request_id: msg.request_id.clone(),
-                        cancel: msg.cancel.clone(),
                         prompt: msg.text.clone(),
                         params: msg.params.clone(),
                         events: tokens,
-                        parent: parent.clone(),
+                        context: CallContext {
+                            parent: parent.clone(),
+                            ..msg.context.clone()
+                        },
                     });
                     let events = msg.events.clone();
                     async move {
@@ -177,17 +182,18 @@ impl Handler<RunGraph> for GraphCoordinator {
                 }
                 let mut results = Vec::with_capacity(generated.len());
                 for (model, output) in generated {
-                    if msg.cancel.is_cancelled() {
+                    if msg.context.cancel.is_cancelled() {
                         return Err(ActorError::Cancelled);
                     }
                     let classified = classifier
                         .addr
                         .send(Classify {
-                            request_id: msg.request_id.clone(),
-                            cancel: msg.cancel.clone(),
                             text: output.generation.text.clone(),
                             pair: None,
-                            parent: parent.clone(),
+                            context: CallContext {
+                                parent: parent.clone(),
+                                ..msg.context.clone()
+                            },
                         })
                         .await
                         .map_err(|_| ActorError::Unavailable {

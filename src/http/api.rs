@@ -7,11 +7,37 @@ use utoipa::ToSchema;
 
 use crate::models::FinishReason;
 
+/// What every input text must be (`/openapi.json` states it as a pattern): not empty and
+/// not only white space, as Rust's `char::is_whitespace` has it.
+pub const NOT_BLANK_PATTERN: &str =
+    r"[^\t\n\x0B\f\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]";
+
+/// An optional integer field that also takes an integral number written as a float
+/// (`2.0`), as JSON Schema's `integer` does.
+fn integral<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = number.as_u64().or_else(|| {
+        let f = number.as_f64()?;
+        // 2^64: the first float past u64's range.
+        (f >= 0.0 && f.fract() == 0.0 && f < 18_446_744_073_709_551_616.0).then_some(f as u64)
+    });
+    whole
+        .and_then(|n| T::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{number} is not a non-negative integer in range")))
+}
+
 /// `POST /generate_score`: the BentoML example's current API.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct GenerateScoreRequest {
     /// Not empty nor only whitespace; at most `limits.max_input_chars` characters.
-    #[schema(min_length = 1, pattern = r"\S")]
     pub original_sentence: String,
 }
 
@@ -31,28 +57,33 @@ pub struct GeneratedScore {
 #[serde(deny_unknown_fields)]
 pub struct GenerationRequest {
     /// Not empty nor only whitespace; at most `limits.max_input_chars` characters.
-    #[schema(min_length = 1, pattern = r"\S")]
     pub text: String,
     /// Tokens to add to the prompt. With `max_length` too, whichever ends the generation
     /// first applies.
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "integral")]
     pub max_new_tokens: Option<usize>,
     /// Total tokens, prompt included. Defaults to `generation.max_length` in config.
     #[schema(minimum = 2)]
+    #[serde(default, deserialize_with = "integral")]
     pub max_length: Option<usize>,
-    /// End-of-sequence is suppressed until this many tokens are generated.
+    /// End-of-sequence is suppressed until this many tokens are generated (a budget that
+    /// ends the generation first still ends it).
+    #[serde(default, deserialize_with = "integral")]
     pub min_new_tokens: Option<usize>,
     /// 0 (the default) is greedy; above 0, tokens are sampled.
     #[schema(minimum = 0, maximum = 100)]
-    pub temperature: Option<f32>,
+    pub temperature: Option<f64>,
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "integral")]
     pub top_k: Option<usize>,
     #[schema(exclusive_minimum = 0, maximum = 1)]
-    pub top_p: Option<f32>,
+    pub top_p: Option<f64>,
     /// Above 1 discourages repeating any token of the sequence so far.
     #[schema(exclusive_minimum = 0, maximum = 100)]
-    pub repetition_penalty: Option<f32>,
+    pub repetition_penalty: Option<f64>,
     /// Makes a sampled result reproducible.
+    #[serde(default, deserialize_with = "integral")]
     pub seed: Option<u64>,
     /// Up to 4 strings; a generation ends once its continuation contains one.
     pub stop: Option<Vec<String>>,
@@ -149,6 +180,24 @@ pub struct ModelInfo {
     /// Classifier label names, in class order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
+    /// `local` (loaded by this server), or `remote` (served by the model nodes in
+    /// `replicas`; the other fields are as the node reports them, once one answered).
+    #[serde(default)]
+    pub location: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<Vec<ReplicaInfo>>,
+}
+
+/// One model node serving a remote model, as this server sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReplicaInfo {
+    pub url: String,
+    /// Its `/readyz` answered 200 and no call to it has failed since.
+    pub ready: bool,
+    /// Calls sent to it and not yet answered.
+    pub in_flight: usize,
+    /// Calls it answered.
+    pub served: u64,
 }
 
 /// One event of a streaming graph request: a websocket text frame, or an SSE event whose
@@ -334,8 +383,12 @@ pub struct ErrorBody {
 /// `GET /livez`, `/readyz`, `/healthz`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct HealthBody {
-    /// `ok`, `loading`, `shutting_down` or `failed`.
+    /// `ok`, `loading`, `shutting_down`, `failed`, or `models_unavailable` (a graph node
+    /// while a remote model has no ready replica).
     pub status: String,
+    /// With `models_unavailable`: those models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<Vec<String>>,
 }
 
 /// `GET /v1/traces`: the kept traces, newest first.
@@ -412,11 +465,9 @@ impl ModelStreamEvent {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifyRequest {
-    #[schema(min_length = 1, pattern = r"\S")]
     pub text: Option<String>,
     #[schema(min_items = 1, max_items = 32)]
     pub texts: Option<Vec<String>>,
-    #[schema(min_length = 1, pattern = r"\S")]
     pub text_pair: Option<String>,
 }
 
@@ -465,12 +516,14 @@ pub struct CompletionRequest {
     pub prompt: Prompt,
     /// Tokens to add to each prompt (OpenAI's default, 16, when absent).
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "integral")]
     pub max_tokens: Option<usize>,
     /// OpenAI's default is 1 (sampled); 0 is greedy.
     #[schema(minimum = 0, maximum = 2)]
-    pub temperature: Option<f32>,
+    pub temperature: Option<f64>,
     #[schema(exclusive_minimum = 0, maximum = 1)]
-    pub top_p: Option<f32>,
+    pub top_p: Option<f64>,
+    #[serde(default, deserialize_with = "integral")]
     pub seed: Option<u64>,
     /// Up to 4 strings; a choice ends once its text contains one.
     pub stop: Option<StopStrings>,
@@ -479,23 +532,25 @@ pub struct CompletionRequest {
     pub stream_options: Option<StreamOptions>,
     /// Only 1.
     #[schema(minimum = 1, maximum = 1)]
+    #[serde(default, deserialize_with = "integral")]
     pub n: Option<u32>,
     /// Only 1.
     #[schema(minimum = 1, maximum = 1)]
+    #[serde(default, deserialize_with = "integral")]
     pub best_of: Option<u32>,
     /// Only `false`.
     pub echo: Option<bool>,
     /// Only `null`.
     #[schema(value_type = Option<Object>)]
     pub logprobs: Option<serde_json::Value>,
-    /// Only `null`.
+    /// Only `null` or empty.
     pub suffix: Option<String>,
     /// Only 0.
     #[schema(minimum = 0, maximum = 0)]
-    pub frequency_penalty: Option<f32>,
+    pub frequency_penalty: Option<f64>,
     /// Only 0.
     #[schema(minimum = 0, maximum = 0)]
-    pub presence_penalty: Option<f32>,
+    pub presence_penalty: Option<f64>,
     /// Only empty.
     #[schema(value_type = Option<Object>)]
     pub logit_bias: Option<serde_json::Map<String, serde_json::Value>>,

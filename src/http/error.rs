@@ -4,8 +4,8 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 
 use super::api::ErrorBody;
-use crate::actors::ActorError;
 use crate::models::ModelError;
+use crate::work::ActorError;
 
 /// Seconds a client should wait before retrying a 429 or 503.
 const RETRY_AFTER_SECS: u32 = 1;
@@ -41,6 +41,12 @@ pub enum ApiError {
         route: &'static str,
         needs: &'static str,
     },
+    #[error(
+        "this server runs no graph: it is a model node serving {models} on /v1/models/{{name}}/.."
+    )]
+    NoGraph { models: String },
+    #[error("{0}")]
+    ModelUnavailable(String),
     #[error("method {method} is not allowed here; allowed: {allow}")]
     MethodNotAllowed { method: String, allow: &'static str },
     #[error("{0}")]
@@ -70,6 +76,8 @@ impl ApiError {
             Self::ModelNotFound { .. } => "model_not_found",
             Self::WrongRole { .. } => "wrong_role",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::NoGraph { .. } => "no_graph",
+            Self::ModelUnavailable(_) => "model_unavailable",
             Self::Model(_) => "model_error",
             Self::NotReady => "not_ready",
             Self::ShuttingDown => "shutting_down",
@@ -89,7 +97,10 @@ impl ResponseError for ApiError {
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::NotFound(_) | Self::ModelNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::NotFound(_) | Self::ModelNotFound { .. } | Self::NoGraph { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            Self::ModelUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::WrongRole { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Model(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -125,6 +136,7 @@ impl From<ActorError> for ApiError {
             ActorError::Model(ModelError::InvalidInput(message)) => Self::Validation(message),
             error @ ActorError::Overloaded { .. } => Self::Overloaded(error.to_string()),
             ActorError::Cancelled => Self::Cancelled,
+            error @ ActorError::Unreachable { .. } => Self::ModelUnavailable(error.to_string()),
             other => Self::Model(other.to_string()),
         }
     }

@@ -17,13 +17,15 @@ use super::disconnect;
 use super::error::ApiError;
 use super::state::{AppState, Phase};
 use super::stream;
+use crate::actors::remote::DEADLINE_HEADER;
+use crate::actors::CallContext;
 use crate::engine::{CancelOnDrop, CancelToken};
 use crate::graph::{GraphCoordinator, GraphOutcome, RunGraph};
 use crate::models::sampling::SamplingParams;
 use crate::models::GenerationParams;
 use crate::telemetry::metrics::ServerMetrics;
 use crate::telemetry::traces::{graph_trace, Trace};
-use crate::telemetry::RequestId;
+use crate::telemetry::{RequestId, TraceId};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use super::{metrics, model_routes, openai, openapi};
@@ -158,8 +160,8 @@ pub(super) async fn graph(
     responses((status = 200, description = "Every model of the graph", body = ModelsResponse), (status = 503, description = "Still loading", body = ErrorBody)))]
 pub(super) async fn models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let graph = state.graph().ok_or(ApiError::NotReady)?;
-    let data = graph
-        .models
+    let models = graph.model_infos();
+    let data = models
         .iter()
         .map(|m| OpenAiModel {
             id: m.name.clone(),
@@ -169,7 +171,7 @@ pub(super) async fn models(state: web::Data<AppState>) -> Result<HttpResponse, A
         })
         .collect();
     Ok(HttpResponse::Ok().json(ModelsResponse {
-        models: graph.models.clone(),
+        models,
         object: "list".into(),
         data,
     }))
@@ -189,6 +191,7 @@ pub(super) async fn engines(state: web::Data<AppState>) -> Result<HttpResponse, 
 pub(super) async fn livez() -> HttpResponse {
     HttpResponse::Ok().json(HealthBody {
         status: "ok".into(),
+        unavailable: None,
     })
 }
 
@@ -206,9 +209,21 @@ pub(super) async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let status = match state.phase() {
         Phase::Ready => {
-            return HttpResponse::Ok().json(HealthBody {
-                status: "ok".into(),
-            })
+            let unavailable = state
+                .graph()
+                .map_or(Vec::new(), |g| g.unavailable_remotes());
+            if unavailable.is_empty() {
+                return HttpResponse::Ok().json(HealthBody {
+                    status: "ok".into(),
+                    unavailable: None,
+                });
+            }
+            return HttpResponse::ServiceUnavailable()
+                .insert_header((header::RETRY_AFTER, 1))
+                .json(HealthBody {
+                    status: "models_unavailable".into(),
+                    unavailable: Some(unavailable.into_iter().map(str::to_string).collect()),
+                });
         }
         Phase::Loading => "loading",
         Phase::ShuttingDown => "shutting_down",
@@ -218,6 +233,7 @@ pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .insert_header((header::RETRY_AFTER, 1))
         .json(HealthBody {
             status: status.into(),
+            unavailable: None,
         })
 }
 
@@ -243,14 +259,37 @@ async fn run_graph(
     let _cancel_on_drop = CancelOnDrop(cancel.clone());
     let _watch = disconnect::watch(req, cancel.clone());
     let run = RunGraph {
-        request_id: request_id(req),
         events: None,
-        cancel,
         text: text.to_string(),
         params,
-        parent: tracing::Span::current(),
+        context: call_context(state, req, cancel),
     };
     execute(state, &coordinator, run).await
+}
+
+/// What the model calls made for `req` carry: its ids, its cancellation, and its deadline
+/// (`limits.request_timeout_ms` from now, or sooner when the graph node that sent it across
+/// a hop says so in `x-infergraph-deadline-ms`).
+pub(super) fn call_context(
+    state: &AppState,
+    req: &HttpRequest,
+    cancel: CancelToken,
+) -> CallContext {
+    let configured = state.config.limits.request_timeout_ms;
+    let budget = req
+        .headers()
+        .get(DEADLINE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(configured, |left| left.min(configured));
+    CallContext {
+        request_id: request_id(req),
+        trace_id: trace_id(req),
+        deadline: Some(Instant::now() + Duration::from_millis(budget)),
+        timeout_ms: budget,
+        cancel,
+        parent: tracing::Span::current(),
+    }
 }
 
 /// The graph's entrance, where every route refuses what it will refuse: the server is
@@ -262,22 +301,18 @@ pub(super) fn admit(state: &AppState, text: &str) -> Result<Addr<GraphCoordinato
     Ok(coordinator)
 }
 
-/// The coordinator, if the server is ready for work.
+/// The coordinator, if the server is ready for work and runs a graph.
 pub(super) fn ready_coordinator(state: &AppState) -> Result<Addr<GraphCoordinator>, ApiError> {
-    Ok(state.ready_graph()?.coordinator.clone())
-}
-
-/// Whether `c` counts as blank: Unicode white space, and the four ASCII separator controls
-/// that Python's `\s` (and so the OpenAPI document's `\S` pattern, as schemathesis reads
-/// it) also counts as white space.
-fn is_blank(c: char) -> bool {
-    c.is_whitespace() || ('\x1c'..='\x1f').contains(&c)
+    let graph = state.ready_graph()?;
+    graph.coordinator.clone().ok_or_else(|| ApiError::NoGraph {
+        models: graph.model_names().join(", "),
+    })
 }
 
 /// Checks a request's input text: not blank, and within `limits.max_input_chars`.
 /// `field` names it in the error.
 pub(super) fn validate_text(state: &AppState, field: &str, text: &str) -> Result<(), ApiError> {
-    if text.chars().all(is_blank) {
+    if text.chars().all(char::is_whitespace) {
         return Err(ApiError::Validation(format!(
             "{field}: must not be empty or only whitespace"
         )));
@@ -300,20 +335,26 @@ pub(super) async fn execute(
     run: RunGraph,
 ) -> Result<(GraphOutcome, String), ApiError> {
     let begun = Instant::now();
-    let request_id = run.request_id.clone();
-    let timeout = state.config.limits.request_timeout_ms;
-    let outcome =
-        match tokio::time::timeout(Duration::from_millis(timeout), coordinator.send(run)).await {
-            Err(_) => return Err(ApiError::Timeout(timeout)),
-            Ok(Err(_mailbox)) => {
-                return Err(ApiError::Model(
-                    "the graph coordinator is not running".into(),
-                ))
-            }
-            Ok(Ok(result)) => result?,
-        };
+    let (request_id, trace_id) = (run.context.request_id.clone(), run.context.trace_id.clone());
+    let budget = run.context.remaining().unwrap_or(Duration::MAX);
+    let timeout_ms = run.context.timeout_ms;
+    let outcome = match tokio::time::timeout(budget, coordinator.send(run)).await {
+        Err(_) => return Err(ApiError::Timeout(timeout_ms)),
+        Ok(Err(_mailbox)) => {
+            return Err(ApiError::Model(
+                "the graph coordinator is not running".into(),
+            ))
+        }
+        Ok(Ok(result)) => result?,
+    };
     record_stages(&state.metrics, &outcome);
-    let trace_id = state.record_trace(graph_trace(&request_id, begun, Instant::now(), &outcome));
+    let trace_id = state.record_trace(graph_trace(
+        &request_id,
+        &trace_id,
+        begun,
+        Instant::now(),
+        &outcome,
+    ));
     Ok((outcome, trace_id))
 }
 
@@ -392,6 +433,14 @@ pub(super) fn request_id(req: &HttpRequest) -> String {
         .unwrap_or_default()
 }
 
+/// The trace `telemetry::RequestSpan` put this request in.
+pub(super) fn trace_id(req: &HttpRequest) -> String {
+    req.extensions()
+        .get::<TraceId>()
+        .map_or_else(TraceId::new, Clone::clone)
+        .0
+}
+
 /// What the seed endpoints use: the configured total length, as the BentoML example does.
 fn default_params(state: &AppState) -> GenerationParams {
     let limits = &state.config.limits;
@@ -430,19 +479,43 @@ pub(super) fn generation_params(
         params.max_length = Some(n);
     }
     if let Some(n) = request.min_new_tokens {
-        if n > params.max_new_tokens {
+        if n > limits.max_new_tokens {
             return Err(ApiError::Validation(format!(
-                "min_new_tokens: {n} is more than max_new_tokens ({})",
-                params.max_new_tokens
+                "min_new_tokens: {n} is out of range 0..={}",
+                limits.max_new_tokens
             )));
         }
         params.min_new_tokens = n;
     }
+    if let Some(k) = request.top_k.filter(|&k| k > MAX_TOP_K) {
+        return Err(ApiError::Validation(format!(
+            "top_k: {k} is out of range 1..={MAX_TOP_K}"
+        )));
+    }
+    // Checked as sent (the schema's ranges are on these numbers), then narrowed.
+    for (name, value, exclusive_low, high) in [
+        ("temperature", request.temperature, false, 100.0),
+        ("top_p", request.top_p, true, 1.0),
+        (
+            "repetition_penalty",
+            request.repetition_penalty,
+            true,
+            100.0,
+        ),
+    ] {
+        if let Some(v) = value.filter(|&v| !(v <= high && (v > 0.0 || !exclusive_low && v == 0.0)))
+        {
+            let low = if exclusive_low { "(0" } else { "[0" };
+            return Err(ApiError::Validation(format!(
+                "{name}: {v} is out of range {low}, {high}]"
+            )));
+        }
+    }
     params.sampling = SamplingParams {
-        temperature: request.temperature.unwrap_or(0.0),
+        temperature: narrow(request.temperature.unwrap_or(0.0)),
         top_k: request.top_k,
-        top_p: request.top_p,
-        repetition_penalty: request.repetition_penalty.unwrap_or(1.0),
+        top_p: request.top_p.map(narrow),
+        repetition_penalty: narrow(request.repetition_penalty.unwrap_or(1.0)),
         seed: request.seed,
     };
     params.sampling.validate().map_err(ApiError::Validation)?;
@@ -466,8 +539,21 @@ pub(super) fn generation_params(
     Ok(params)
 }
 
-const MAX_STOP_STRINGS: usize = 4;
-const MAX_STOP_CHARS: usize = 64;
+/// `value` as an `f32`; a positive value below `f32`'s range stays positive (the smallest
+/// normal `f32`, which samples the same), so a range check made on `value` still holds.
+fn narrow(value: f64) -> f32 {
+    let narrowed = value as f32;
+    if value > 0.0 && narrowed == 0.0 {
+        f32::MIN_POSITIVE
+    } else {
+        narrowed
+    }
+}
+
+/// A `top_k` this large keeps every token of any vocabulary there is.
+pub(super) const MAX_TOP_K: usize = 1_000_000;
+pub(super) const MAX_STOP_STRINGS: usize = 4;
+pub(super) const MAX_STOP_CHARS: usize = 64;
 
 fn seed_answer(outcome: &GraphOutcome) -> Vec<GeneratedScore> {
     outcome

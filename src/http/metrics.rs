@@ -8,6 +8,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpResponse};
 
 use super::state::AppState;
+use crate::actors::remote::Replicas;
 use crate::engine::{Admission, EngineStats};
 use crate::telemetry::metrics::{Exposition, Histogram};
 
@@ -86,13 +87,62 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             .iter()
             .map(|e| (e.admission().name(), e.stats(), "generator"))
             .collect();
-        let classifier: &Admission<_> = graph.classifier_engine.admission();
-        actors.push((classifier.name(), classifier.stats(), "classifier"));
+        if let Some(engine) = &graph.classifier_engine {
+            let classifier: &Admission<_> = engine.admission();
+            actors.push((classifier.name(), classifier.stats(), "classifier"));
+        }
         render_actors(&mut out, &actors);
+        render_hops(&mut out, &graph.remotes);
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(out.finish())
+}
+
+/// Each remote model's hop: call latency and failures by kind, so the hop's overhead can be
+/// read off beside the node's own figures.
+fn render_hops(out: &mut Exposition, remotes: &[std::sync::Arc<Replicas>]) {
+    out.family(
+        "infergraph_hop_duration_seconds",
+        "histogram",
+        "Calls to a remote model, from sending the request to reading the answer.",
+    );
+    for remote in remotes {
+        out.histogram(
+            "infergraph_hop_duration_seconds",
+            &[("model", &remote.model)],
+            &remote.latency,
+        );
+    }
+    out.family(
+        "infergraph_hop_errors_total",
+        "counter",
+        "Failed calls to a remote model, by kind (connect, timeout, reset, overloaded, status).",
+    );
+    for remote in remotes {
+        for (kind, count) in remote.errors.lock().expect("hop errors lock").iter() {
+            out.sample(
+                "infergraph_hop_errors_total",
+                &[("model", &remote.model), ("kind", kind)],
+                *count as f64,
+            );
+        }
+    }
+    out.family(
+        "infergraph_hop_replica_ready",
+        "gauge",
+        "1 while a remote model's replica is ready for calls.",
+    );
+    for remote in remotes {
+        for replica in &remote.replicas {
+            let ready = replica.ready.load(std::sync::atomic::Ordering::Acquire);
+            out.sample(
+                "infergraph_hop_replica_ready",
+                &[("model", &remote.model), ("url", &replica.url)],
+                f64::from(u8::from(ready)),
+            );
+        }
+    }
 }
 
 fn render_actors(out: &mut Exposition, actors: &[(&str, &EngineStats, &str)]) {

@@ -26,16 +26,17 @@ use super::api::{
 };
 use super::disconnect;
 use super::error::ApiError;
-use super::handlers::{generation_params, read_json, request_id, validate_text, TRACE_ID_HEADER};
+use super::handlers::{call_context, generation_params, read_json, validate_text, TRACE_ID_HEADER};
 use super::state::AppState;
 use super::stream::event_stream;
-use crate::actors::{ClassifierActor, Classify, Generate, Generated, GeneratorActor, WorkSpan};
+use crate::actors::{CallContext, Classify, Generate, Generated};
 use crate::engine::generation::TokenEvent;
 use crate::engine::{CancelOnDrop, CancelToken};
 use crate::graph::loader::ModelHandle;
 use crate::graph::Named;
 use crate::models::{Generation, GenerationParams};
 use crate::telemetry::traces::model_trace;
+use crate::work::WorkSpan;
 
 /// Most texts one classify request may carry.
 const MAX_TEXTS: usize = 32;
@@ -60,15 +61,16 @@ pub(super) async fn generate(
     // Set when this future is dropped (timeout) or the client disconnects.
     let _cancel_on_drop = CancelOnDrop(cancel.clone());
     let _watch = disconnect::watch(&req, cancel.clone());
-    let id = request_id(&req);
+    let context = call_context(&state, &req, cancel);
+    let id = context.request_id.clone();
     let call = GenerationCall {
-        request_id: id.clone(),
         text: request.text,
         params,
-        cancel,
+        context,
     };
-    let generated = call.run(&state, &generator, None).await?;
-    let answer = generation_answer(&state, id, &generator.name, &generated, begun);
+    let trace_id = call.context.trace_id.clone();
+    let generated = call.run(&generator, None).await?;
+    let answer = generation_answer(&state, (id, &trace_id), &generator.name, &generated, begun);
     Ok(HttpResponse::Ok()
         .insert_header((TRACE_ID_HEADER, answer.trace_id.clone()))
         .json(answer))
@@ -102,16 +104,17 @@ pub(super) async fn generate_stream(
         disconnect::watch(&req, cancel.clone()),
     );
     let (sink, events) = mpsc::unbounded_channel();
-    let id = request_id(&req);
+    let context = call_context(&state, &req, cancel);
+    let id = context.request_id.clone();
     let call = GenerationCall {
-        request_id: id.clone(),
         text: request.text,
         params,
-        cancel,
+        context,
     };
+    let trace_id = call.context.trace_id.clone();
     actix_web::rt::spawn(async move {
         let generated = call
-            .run_streaming(&state, &generator, |token| {
+            .run_streaming(&generator, |token| {
                 let _ = sink.send(ModelStreamEvent::Token {
                     index: token.index,
                     token_id: token.token_id,
@@ -122,7 +125,7 @@ pub(super) async fn generate_stream(
         let last = match generated {
             Ok(generated) => ModelStreamEvent::Done(generation_answer(
                 &state,
-                id,
+                (id, &trace_id),
                 &generator.name,
                 &generated,
                 begun,
@@ -166,15 +169,13 @@ pub(super) async fn classify(
     let cancel = CancelToken::new();
     let _cancel_on_drop = CancelOnDrop(cancel.clone());
     let _watch = disconnect::watch(&req, cancel.clone());
-    let id = request_id(&req);
-    let parent = tracing::Span::current();
+    let context = call_context(&state, &req, cancel);
+    let id = context.request_id.clone();
     let calls = texts.into_iter().map(|text| {
         let send = classifier.addr.send(Classify {
             text,
             pair: request.text_pair.clone(),
-            cancel: cancel.clone(),
-            request_id: id.clone(),
-            parent: parent.clone(),
+            context: context.clone(),
         });
         let model = classifier.name.clone();
         async move {
@@ -183,7 +184,7 @@ pub(super) async fn classify(
                 .map_err(ApiError::from)
         }
     });
-    let classified = within_timeout(&state, try_join_all(calls)).await?;
+    let classified = within_deadline(&context, try_join_all(calls)).await?;
     let labels = state
         .ready_graph()?
         .models
@@ -205,7 +206,15 @@ pub(super) async fn classify(
             (c.span, attributes)
         })
         .collect();
-    let trace_id = state.record_trace(model_trace(&id, begun, Instant::now(), "classify", &calls));
+    let trace = model_trace(
+        &id,
+        &context.trace_id,
+        begun,
+        Instant::now(),
+        "classify",
+        &calls,
+    );
+    let trace_id = state.record_trace(trace);
     let results = classified
         .into_iter()
         .map(|c| ClassifyResult {
@@ -266,31 +275,29 @@ fn classify_texts(
 
 /// One generation a request asks of a generator.
 pub(super) struct GenerationCall {
-    pub request_id: String,
     pub text: String,
     pub params: GenerationParams,
-    /// Set when the answer is no longer wanted; the engine then drops the work.
-    pub cancel: CancelToken,
+    /// The request's ids, deadline and cancellation.
+    pub context: CallContext,
 }
 
 impl GenerationCall {
-    /// Runs it on `generator` within the request timeout; a full queue is a 429 at once.
+    /// Runs it on `generator` before the deadline; a full queue is a 429 at once.
     pub async fn run(
         self,
-        state: &AppState,
-        generator: &Named<GeneratorActor>,
+        generator: &Named<Generate>,
         tokens: Option<mpsc::UnboundedSender<TokenEvent>>,
     ) -> Result<Generated, ApiError> {
+        let context = self.context;
+        let deadline = context.clone();
         let send = generator.addr.send(Generate {
             prompt: self.text,
             params: self.params,
-            cancel: self.cancel,
-            request_id: self.request_id,
             events: tokens,
-            parent: tracing::Span::current(),
+            context,
         });
         let model = generator.name.clone();
-        within_timeout(state, async move {
+        within_deadline(&deadline, async move {
             send.await
                 .map_err(|_| ApiError::Model(format!("model {model:?} is not running")))?
                 .map_err(ApiError::from)
@@ -302,12 +309,11 @@ impl GenerationCall {
     /// before this returns.
     pub async fn run_streaming(
         self,
-        state: &AppState,
-        generator: &Named<GeneratorActor>,
+        generator: &Named<Generate>,
         mut on_token: impl FnMut(TokenEvent),
     ) -> Result<Generated, ApiError> {
         let (tokens, mut relay) = mpsc::unbounded_channel();
-        let run = self.run(state, generator, Some(tokens));
+        let run = self.run(generator, Some(tokens));
         tokio::pin!(run);
         let result = loop {
             tokio::select! {
@@ -323,21 +329,21 @@ impl GenerationCall {
     }
 }
 
-/// `work`, or a 504 once `limits.request_timeout_ms` has passed (dropping `work`).
-async fn within_timeout<T>(
-    state: &AppState,
+/// `work`, or a 504 once the call's deadline has passed (dropping `work`).
+async fn within_deadline<T>(
+    context: &CallContext,
     work: impl Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
-    let timeout = state.config.limits.request_timeout_ms;
-    tokio::time::timeout(Duration::from_millis(timeout), work)
+    let budget = context.remaining().unwrap_or(Duration::MAX);
+    tokio::time::timeout(budget, work)
         .await
-        .map_err(|_| ApiError::Timeout(timeout))?
+        .map_err(|_| ApiError::Timeout(context.timeout_ms))?
 }
 
 /// Keeps the generation's trace and shapes the answer.
 fn generation_answer(
     state: &AppState,
-    id: String,
+    (id, trace_id): (String, &str),
     model: &str,
     generated: &Generated,
     begun: Instant,
@@ -346,6 +352,7 @@ fn generation_answer(
     let attributes = generation_attributes(model, g);
     let trace = model_trace(
         &id,
+        trace_id,
         begun,
         Instant::now(),
         "generate",
@@ -408,7 +415,7 @@ pub(super) fn find_generator(
     state: &AppState,
     name: &str,
     route: &'static str,
-) -> Result<Named<GeneratorActor>, ApiError> {
+) -> Result<Named<Generate>, ApiError> {
     match find_model(state, name)? {
         ModelHandle::Generator(generator, _) => Ok(generator.clone()),
         ModelHandle::Classifier(..) => Err(ApiError::WrongRole {
@@ -421,7 +428,7 @@ pub(super) fn find_generator(
 }
 
 /// The classifier called `name`; a generator is a 422.
-fn find_classifier(state: &AppState, name: &str) -> Result<Named<ClassifierActor>, ApiError> {
+fn find_classifier(state: &AppState, name: &str) -> Result<Named<Classify>, ApiError> {
     match find_model(state, name)? {
         ModelHandle::Classifier(classifier, _) => Ok(classifier.clone()),
         ModelHandle::Generator(..) => Err(ApiError::WrongRole {

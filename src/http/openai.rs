@@ -4,7 +4,7 @@
 //! FIDELITY: a field that OpenAI defines and would change the output, but that is not
 //! implemented, is refused with a 422 naming it (unless it has its neutral value); unknown
 //! fields are refused by name. Nothing is silently ignored. As OpenAI does, `temperature`
-//! defaults to 1 (sampled) and `max_tokens` to 16.
+//! defaults to 1 (sampled) and `max_tokens` to 16 (or `limits.max_new_tokens`, if lower).
 //!
 //! Each prompt of a list is one generation on the model's engine, run at once (they batch
 //! together) and answered as one choice each; the first failure fails the request and
@@ -25,11 +25,11 @@ use super::api::{
 };
 use super::disconnect;
 use super::error::ApiError;
-use super::handlers::{generation_params, read_json, request_id, validate_text, TRACE_ID_HEADER};
+use super::handlers::{call_context, generation_params, read_json, validate_text, TRACE_ID_HEADER};
 use super::model_routes::{find_generator, generation_attributes, GenerationCall};
 use super::state::AppState;
 use super::stream::event_stream;
-use crate::actors::Generated;
+use crate::actors::{CallContext, Generated};
 use crate::engine::{CancelOnDrop, CancelToken};
 use crate::models::FinishReason;
 use crate::telemetry::traces::model_trace;
@@ -92,7 +92,11 @@ pub(super) async fn completions(
         &state,
         &GenerationRequest {
             text: String::new(),
-            max_new_tokens: Some(request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
+            max_new_tokens: Some(
+                request
+                    .max_tokens
+                    .unwrap_or(DEFAULT_MAX_TOKENS.min(state.config.limits.max_new_tokens)),
+            ),
             max_length: None,
             min_new_tokens: None,
             temperature: Some(request.temperature.unwrap_or(1.0)),
@@ -113,7 +117,8 @@ pub(super) async fn completions(
         CancelOnDrop(cancel.clone()),
         disconnect::watch(&req, cancel.clone()),
     );
-    let id = request_id(&req);
+    let context = call_context(&state, &req, cancel.clone());
+    let id = context.request_id.clone();
     let shape = Shape {
         id: format!("cmpl-{id}"),
         created: SystemTime::now()
@@ -122,15 +127,14 @@ pub(super) async fn completions(
         model: generator.name.clone(),
     };
     let calls = prompts.into_iter().map(|text| GenerationCall {
-        request_id: id.clone(),
         text,
         params: params.clone(),
-        cancel: cancel.clone(),
+        context: context.clone(),
     });
 
     if !request.stream.unwrap_or(false) {
-        let generated = try_join_all(calls.map(|call| call.run(&state, &generator, None))).await?;
-        let trace_id = record(&state, &id, &generator.name, begun, &generated);
+        let generated = try_join_all(calls.map(|call| call.run(&generator, None))).await?;
+        let trace_id = record(&state, &context, &generator.name, begun, &generated);
         let choices = generated
             .iter()
             .enumerate()
@@ -155,7 +159,7 @@ pub(super) async fn completions(
     let (sink, frames) = mpsc::unbounded_channel();
     actix_web::rt::spawn(async move {
         let runs = calls.into_iter().enumerate().map(|(index, call)| {
-            let (state, generator, sink, shape) = (&state, &generator, sink.clone(), &shape);
+            let (generator, sink, shape) = (&generator, sink.clone(), &shape);
             async move {
                 let chunk = |text: String, finish_reason: Option<String>| {
                     let choice = CompletionChoice {
@@ -167,7 +171,7 @@ pub(super) async fn completions(
                     Frame::Chunk(shape.completion(vec![choice], None))
                 };
                 let generated = call
-                    .run_streaming(state, generator, |token| {
+                    .run_streaming(generator, |token| {
                         let _ = sink.send(chunk(token.text, None));
                     })
                     .await?;
@@ -178,7 +182,7 @@ pub(super) async fn completions(
         });
         match try_join_all(runs).await {
             Ok(generated) => {
-                record(&state, &id, &shape.model, begun, &generated);
+                record(&state, &context, &shape.model, begun, &generated);
                 if include_usage {
                     let last = shape.completion(Vec::new(), Some(usage(&generated)));
                     let _ = sink.send(Frame::Chunk(last));
@@ -232,8 +236,8 @@ fn parse(body: Map<String, Value>) -> Result<CompletionRequest, ApiError> {
     if request.logprobs.is_some() {
         unsupported.push("logprobs (only null)");
     }
-    if request.suffix.is_some() {
-        unsupported.push("suffix (only null)");
+    if request.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
+        unsupported.push("suffix (only null or empty)");
     }
     if request.frequency_penalty.is_some_and(|p| p != 0.0) {
         unsupported.push("frequency_penalty (only 0)");
@@ -333,7 +337,7 @@ fn usage(generated: &[Generated]) -> CompletionUsage {
 /// Keeps the request's trace (one `generate` span per prompt); returns its id.
 fn record(
     state: &AppState,
-    id: &str,
+    context: &CallContext,
     model: &str,
     begun: Instant,
     generated: &[Generated],
@@ -342,5 +346,13 @@ fn record(
         .iter()
         .map(|g| (g.span, generation_attributes(model, &g.generation)))
         .collect();
-    state.record_trace(model_trace(id, begun, Instant::now(), "generate", &calls))
+    let trace = model_trace(
+        &context.request_id,
+        &context.trace_id,
+        begun,
+        Instant::now(),
+        "generate",
+        &calls,
+    );
+    state.record_trace(trace)
 }

@@ -6,8 +6,10 @@ use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 use utoipa::OpenApi;
 
+use super::api::NOT_BLANK_PATTERN;
+use super::handlers::{MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_TOP_K};
 use super::state::AppState;
-use crate::config::Limits;
+use crate::config::{Config, Role};
 
 use super::{handlers, metrics, model_routes, openai, stream};
 
@@ -46,19 +48,22 @@ pub struct ApiDoc;
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "This OpenAPI document", content_type = "application/json", body = Object)))]
 pub async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(document(&state.config.limits))
+    HttpResponse::Ok().json(document(&state.config))
 }
 
-/// The document, with what the types alone cannot say: this server's configured limits,
-/// and the rules that join several fields. Everything the schema allows, the server takes
-/// (short of a prompt too long in tokens for the model, which only its tokenizer can tell).
-pub fn document(limits: &Limits) -> Value {
+/// The document, with what the types alone cannot say: this server's models and configured
+/// limits, the rules that join several fields, and what each event stream's `data` holds.
+/// Everything the schema allows, the server takes, short of a prompt too long in tokens
+/// (over `limits.max_input_tokens` or the model's `n_positions`), which only the tokenizer
+/// can tell.
+pub fn document(config: &Config) -> Value {
+    let limits = &config.limits;
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
     let text = json!({
         "type": "string",
         "minLength": 1,
         "maxLength": limits.max_input_chars,
-        "pattern": r"\S",
+        "pattern": NOT_BLANK_PATTERN,
     });
     let schemas = &mut doc["components"]["schemas"];
     for (schema, field) in [
@@ -91,9 +96,96 @@ pub fn document(limits: &Limits) -> Value {
     prompt["oneOf"][1]["items"] = text.clone();
     prompt["oneOf"][1]["minItems"] = json!(1);
     prompt["oneOf"][1]["maxItems"] = json!(16);
+    let stop = json!({
+        "type": "array",
+        "maxItems": MAX_STOP_STRINGS,
+        "items": {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS},
+    });
+    schemas["GenerationRequest"]["properties"]["stop"] = nullable(stop.clone());
+    schemas["GenerationRequest"]["properties"]["min_new_tokens"]["maximum"] =
+        json!(limits.max_new_tokens);
+    schemas["GenerationRequest"]["properties"]["top_k"]["maximum"] = json!(MAX_TOP_K);
+    // Any u64 (utoipa says int64, whose range is half that).
+    let seed = json!({"type": ["integer", "null"], "minimum": 0, "maximum": u64::MAX});
+    schemas["GenerationRequest"]["properties"]["seed"] = seed.clone();
+    schemas["CompletionRequest"]["properties"]["seed"] = seed;
+    schemas["StopStrings"]["oneOf"] = json!([stop["items"], stop]);
+    // The neutral values the server takes of OpenAI fields it does not implement.
+    let completion = &mut schemas["CompletionRequest"]["properties"];
+    completion["echo"] = json!({"enum": [false, null]});
+    completion["logprobs"] = json!({"type": "null"});
+    completion["suffix"] = json!({"type": ["string", "null"], "maxLength": 0});
+    completion["logit_bias"] = json!({"type": ["object", "null"], "maxProperties": 0});
+    completion["model"]["enum"] = json!(names(config, Role::Generator));
     doc["paths"]["/classify_generated_texts"]["post"]["requestBody"]["content"]["text/plain"]
         ["schema"] = text;
+
+    // Each per-model route takes the names of the models of its role.
+    for (path, role) in [
+        ("/v1/models/{name}/generate", Role::Generator),
+        ("/v1/models/{name}/generate/stream", Role::Generator),
+        ("/v1/models/{name}/classify", Role::Classifier),
+    ] {
+        for parameter in doc["paths"][path]["post"]["parameters"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
+            parameter["schema"]["enum"] = json!(names(config, role));
+        }
+    }
+    // An SSE response's schema describes each event; its `data` is JSON of the event type.
+    for (path, event) in [
+        ("/v1/graph/stream", Some("StreamEvent")),
+        (
+            "/v1/models/{name}/generate/stream",
+            Some("ModelStreamEvent"),
+        ),
+        ("/v1/completions", None),
+    ] {
+        let data = match event {
+            Some(event) => json!({
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"$ref": format!("#/components/schemas/{event}")},
+            }),
+            // `[DONE]`, or a Completion chunk or an error chunk.
+            None => json!({
+                "type": "string",
+                "if": {"const": "[DONE]"},
+                "else": {
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"oneOf": [
+                        {"$ref": "#/components/schemas/Completion"},
+                        {
+                            "type": "object",
+                            "required": ["error"],
+                            "properties": {"error": {
+                                "type": "object",
+                                "required": ["message", "type"],
+                                "properties": {"message": {"type": "string"}, "type": {"type": "string"}},
+                            }},
+                        },
+                    ]},
+                },
+            }),
+        };
+        doc["paths"][path]["post"]["responses"]["200"]["content"]["text/event-stream"]["schema"] = json!({
+            "type": "object",
+            "required": ["data"],
+            "properties": {"event": {"type": "string"}, "data": data},
+        });
+    }
     doc
+}
+
+fn names(config: &Config, role: Role) -> Vec<&str> {
+    config
+        .models
+        .iter()
+        .filter(|m| m.role == role)
+        .map(|m| m.name.as_str())
+        .collect()
 }
 
 #[utoipa::path(get, path = "/docs", tag = "operations",

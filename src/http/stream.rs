@@ -20,13 +20,15 @@ use super::api::{GenerationRequest, GraphErrors, StreamEvent};
 use super::disconnect;
 use super::error::ApiError;
 use super::handlers::{
-    admit, check_capacity, execute, generation_params, graph_answer, read_json, ready_coordinator,
-    request_id,
+    admit, call_context, check_capacity, execute, generation_params, graph_answer, read_json,
+    ready_coordinator,
 };
 use super::state::AppState;
+use crate::actors::CallContext;
 use crate::engine::{CancelOnDrop, CancelToken};
 use crate::graph::{GraphCoordinator, GraphEvent, RunGraph};
 use crate::models::GenerationParams;
+use crate::telemetry::TraceId;
 
 /// A websocket connection with no request running is closed after this long without a frame.
 const WS_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -53,13 +55,13 @@ pub async fn sse(
         disconnect::watch(&req, cancel.clone()),
     );
     let (sink, events) = mpsc::unbounded_channel();
+    let context = call_context(&state, &req, cancel);
     actix_web::rt::spawn(stream_graph(
         state.clone(),
         coordinator,
-        request_id(&req),
         request.text,
         params,
-        cancel,
+        context,
         sink,
     ));
     Ok(event_stream(events, guards, |event: &StreamEvent| {
@@ -245,13 +247,22 @@ impl Connection {
         let cancel = CancelToken::new();
         self.requests
             .insert(id.clone(), CancelOnDrop(cancel.clone()));
+        // Each request of a connection is a trace of its own, with the server's timeout.
+        let timeout = Duration::from_millis(self.state.config.limits.request_timeout_ms);
+        let context = CallContext {
+            request_id: id,
+            trace_id: TraceId::new().0,
+            deadline: Some(Instant::now() + timeout),
+            timeout_ms: self.state.config.limits.request_timeout_ms,
+            cancel,
+            parent: tracing::Span::current(),
+        };
         actix_web::rt::spawn(stream_graph(
             self.state.clone(),
             coordinator,
-            id,
             request.text,
             params,
-            cancel,
+            context,
             self.sink.clone(),
         ));
     }
@@ -281,21 +292,19 @@ impl Connection {
 async fn stream_graph(
     state: web::Data<AppState>,
     coordinator: Addr<GraphCoordinator>,
-    id: String,
     text: String,
     params: GenerationParams,
-    cancel: CancelToken,
+    context: CallContext,
     sink: mpsc::UnboundedSender<StreamEvent>,
 ) {
+    let (id, cancel) = (context.request_id.clone(), context.cancel.clone());
     let _ = sink.send(StreamEvent::Started { id: id.clone() });
     let (progress, mut relay) = mpsc::unbounded_channel();
     let run = RunGraph {
-        request_id: id.clone(),
         events: Some(progress),
-        cancel: cancel.clone(),
         text,
         params,
-        parent: tracing::Span::current(),
+        context,
     };
     let graph = async {
         let outcome = execute(&state, &coordinator, run).await;

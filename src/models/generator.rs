@@ -172,12 +172,9 @@ impl Generator {
         }
         let mut budget = params.max_new_tokens.min(n_positions - len);
         if let Some(max_length) = params.max_length {
-            if len >= max_length {
-                return Err(ModelError::InvalidInput(format!(
-                    "the prompt is {len} tokens long, which leaves no room under max_length ({max_length})"
-                )));
-            }
-            budget = budget.min(max_length - len);
+            // As transformers: a prompt that already fills `max_length` still gets one token
+            // (transformers warns; its length check runs after each new token).
+            budget = budget.min(max_length.saturating_sub(len).max(1));
         }
         Ok(Sequence {
             tokens: prompt_ids,

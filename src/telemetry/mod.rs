@@ -3,7 +3,8 @@
 //! Every HTTP request gets an id: the client's `x-request-id` when it sends a sane one, a
 //! fresh UUID otherwise. It is a field of the request's root span, so every log line of the
 //! request (actors' included, whose spans are children of it) carries it, and it is echoed
-//! in the `x-request-id` response header.
+//! in the `x-request-id` response header. Every request also belongs to a W3C trace
+//! (`traceparent`), whose id its kept trace takes.
 
 pub mod metrics;
 pub mod otlp;
@@ -20,6 +21,7 @@ use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
 use crate::config::LogFormat;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub const TRACEPARENT_HEADER: &str = "traceparent";
 
 /// The id of the request being served, in its extensions.
 #[derive(Debug, Clone)]
@@ -37,6 +39,54 @@ impl RequestId {
                 !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_graphic())
             });
         Self(from_client.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string))
+    }
+}
+
+/// The W3C trace a request belongs to: the caller's, from its `traceparent` header (so a
+/// graph node and the model nodes it calls share one trace id), or a new one.
+#[derive(Debug, Clone)]
+pub struct TraceId(pub String);
+
+impl TraceId {
+    /// A fresh trace id: 32 lowercase hex digits.
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    /// The trace id of a valid `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), else a new one.
+    fn for_request(request: &ServiceRequest) -> Self {
+        let hex = |s: &str, n: usize| {
+            s.len() == n
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let from_caller = request
+            .headers()
+            .get(TRACEPARENT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let parts: Vec<&str> = v.trim().split('-').collect();
+                match parts[..] {
+                    [version, trace, span, flags]
+                        if hex(version, 2)
+                            && version != "ff"
+                            && hex(trace, 32)
+                            && trace.bytes().any(|b| b != b'0')
+                            && hex(span, 16)
+                            && hex(flags, 2) =>
+                    {
+                        Some(trace.to_string())
+                    }
+                    _ => None,
+                }
+            });
+        from_caller.map_or_else(Self::new, Self)
+    }
+}
+
+impl Default for TraceId {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -58,6 +108,9 @@ impl RootSpanBuilder for RequestSpan {
             otel.status_code = tracing::field::Empty,
         );
         request.extensions_mut().insert(id);
+        request
+            .extensions_mut()
+            .insert(TraceId::for_request(request));
         span
     }
 

@@ -9,8 +9,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::actors::WorkSpan;
 use crate::graph::GraphOutcome;
+use crate::work::WorkSpan;
 
 /// One request's span tree; times are milliseconds from the trace's start.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -71,9 +71,15 @@ impl TraceStore {
         traces.push_back(trace);
     }
 
+    /// The newest kept request of trace `trace_id`. (A model node may keep several of one
+    /// trace: each call a graph node made to it for one graph request.)
     pub fn get(&self, trace_id: &str) -> Option<Arc<Trace>> {
         let traces = self.traces.lock().expect("trace store lock");
-        traces.iter().find(|t| t.trace_id == trace_id).cloned()
+        traces
+            .iter()
+            .rev()
+            .find(|t| t.trace_id == trace_id)
+            .cloned()
     }
 
     /// Newest first.
@@ -144,10 +150,10 @@ impl SpanTree {
         self.add(Some(id), "compute", span.started, span.finished, json!({}));
     }
 
-    fn finish(self, request_id: &str, ended: Instant) -> Trace {
+    fn finish(self, request_id: &str, trace_id: &str, ended: Instant) -> Trace {
         let duration_ms = self.ms(ended);
         Trace {
-            trace_id: uuid::Uuid::new_v4().simple().to_string(),
+            trace_id: trace_id.to_string(),
             request_id: request_id.to_string(),
             started_at_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -162,6 +168,7 @@ impl SpanTree {
 /// The trace of one graph request that ran from `begun` to `ended`.
 pub fn graph_trace(
     request_id: &str,
+    trace_id: &str,
     begun: Instant,
     ended: Instant,
     outcome: &GraphOutcome,
@@ -204,7 +211,7 @@ pub fn graph_trace(
             json!({"model": r.model, "label": c.label, "score": c.score, "input_tokens": c.input_ids.len()}),
         );
     }
-    tree.finish(request_id, ended)
+    tree.finish(request_id, trace_id, ended)
 }
 
 /// The trace of one request to a single model (`/v1/models/{name}/..`, `/v1/completions`)
@@ -212,6 +219,7 @@ pub fn graph_trace(
 /// call, each with the call's attributes.
 pub fn model_trace(
     request_id: &str,
+    trace_id: &str,
     begun: Instant,
     ended: Instant,
     step: &str,
@@ -228,5 +236,5 @@ pub fn model_trace(
     for (span, attributes) in calls {
         tree.work(root, step, span, attributes.clone());
     }
-    tree.finish(request_id, ended)
+    tree.finish(request_id, trace_id, ended)
 }

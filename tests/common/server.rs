@@ -31,6 +31,25 @@ pub struct TestServer {
 /// A `[[models]]` entry: name, folder, role.
 pub type ModelEntry = (&'static str, PathBuf, &'static str);
 
+/// `[[models]]` TOML for `models`, each loaded from its folder.
+pub fn models_toml(models: &[ModelEntry]) -> String {
+    models
+        .iter()
+        .map(|(name, path, role)| {
+            format!("\n[[models]]\nname = \"{name}\"\npath = {path:?}\nrole = \"{role}\"\n")
+        })
+        .collect()
+}
+
+/// A port nobody listens on now, for a server that must come back on the same one.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The graph on the tiny transformers fixtures: three GPT-2s and a BERT.
 pub fn fixture_models() -> Vec<ModelEntry> {
     vec![
@@ -64,16 +83,18 @@ impl TestServer {
     /// Starts a server on `models`, with `extra` TOML appended to its config, and waits
     /// until it is ready.
     pub fn start(models: &[ModelEntry], extra: &str) -> Self {
+        Self::start_toml(0, &models_toml(models), extra)
+    }
+
+    /// Starts a server on `port` (0: any free one) whose `[[models]]` are the TOML `models`
+    /// (entries with `url`s too), with `extra` TOML, and waits until its models are loaded.
+    pub fn start_toml(port: u16, models: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = String::from(
-            "backend = \"cpu\"\n[server]\nhost = \"127.0.0.1\"\nport = 0\nworkers = 2\n",
+        let mut config = format!(
+            "backend = \"cpu\"\n[server]\nhost = \"127.0.0.1\"\nport = {port}\nworkers = 2\n"
         );
         config.push_str(extra);
-        for (name, path, role) in models {
-            config.push_str(&format!(
-                "\n[[models]]\nname = \"{name}\"\npath = {path:?}\nrole = \"{role}\"\n"
-            ));
-        }
+        config.push_str(models);
         let path = dir.path().join("config.toml");
         std::fs::write(&path, config).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_infergraph"))
@@ -113,6 +134,12 @@ impl TestServer {
         server
     }
 
+    /// Kills the process at once, as a crash or a lost machine would end it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -122,6 +149,12 @@ impl TestServer {
     pub fn engines(&self) -> serde_json::Value {
         let response = read_all(self.raw_request("GET /v1/engines", "connection: close\r\n", ""));
         serde_json::from_str(response.split("\r\n\r\n").nth(1).expect("a body")).unwrap()
+    }
+
+    /// Whether `/readyz` answers 200 now (over a plain socket, so a sync test can poll it).
+    pub fn is_ready(&self) -> bool {
+        read_all(self.raw_request("GET /readyz", "connection: close\r\n", ""))
+            .starts_with("HTTP/1.1 200")
     }
 
     /// Writes `request_line`, `headers` (each ending in CRLF) and `body` to a new socket,

@@ -1,0 +1,208 @@
+"""Checks what a Kubernetes schema cannot, on one rendered overlay (kubectl kustomize output).
+
+    python3 check.py RENDERED.yaml BACKEND      # BACKEND: the overlay's, cpu or wgpu
+
+- every Deployment: startup, readiness (/readyz) and liveness (/livez) probes; runs as
+  non-root with a read-only root filesystem, no privilege escalation, all capabilities
+  dropped; CPU and memory requests and limits, none left a placeholder;
+- terminationGracePeriodSeconds > preStop sleep + `[server] shutdown_grace_secs` of the
+  config.toml the pod mounts, and shutdown_grace_secs >= `[limits] request_timeout_ms`
+  (a rollout cuts no accepted request);
+- every config.toml parses, listens on 0.0.0.0 at the container's port, and every model's
+  `path` lies on a mounted volume; model nodes hold one model and no `url`;
+- every Deployment has a PodDisruptionBudget and a Service; every model node has an
+  autoscaling/v2 HPA on `infergraph_actor_queue_depth` for its model, and no `replicas`;
+- the graph node's every `url` names a Service (host and port) whose pods serve a model of
+  that name and role;
+- model nodes run INFERGRAPH_BACKEND=BACKEND; with wgpu each also has an nvidia.com/gpu limit.
+Exits 1 with one line per failure.
+"""
+
+import re
+import sys
+import tomllib
+from urllib.parse import urlsplit
+
+import yaml
+
+failures = []
+
+
+def fail(msg):
+    failures.append(msg)
+
+
+def selects(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def quantity_placeholder(value):
+    return not re.fullmatch(r"[0-9.]+(m|Ki|Mi|Gi|Ti|k|M|G|T)?", str(value))
+
+
+def main(path, backend):
+    docs = [d for d in yaml.safe_load_all(open(path)) if d]
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+    configmaps = {c["metadata"]["name"]: c for c in by_kind.get("ConfigMap", [])}
+    services = by_kind.get("Service", [])
+    pdbs = by_kind.get("PodDisruptionBudget", [])
+    hpas = by_kind.get("HorizontalPodAutoscaler", [])
+    served = {}  # Deployment name -> (pod labels, {model name: role}, container port)
+    graph_configs = []
+
+    for dep in by_kind.get("Deployment", []):
+        name = dep["metadata"]["name"]
+        pod = dep["spec"]["template"]["spec"]
+        labels = dep["spec"]["template"]["metadata"].get("labels", {})
+        psc = pod.get("securityContext", {})
+        if psc.get("runAsNonRoot") is not True:
+            fail(f"{name}: pod securityContext.runAsNonRoot is not true")
+        if len(pod["containers"]) != 1:
+            fail(f"{name}: expected one container")
+        c = pod["containers"][0]
+        sc = c.get("securityContext", {})
+        if sc.get("readOnlyRootFilesystem") is not True:
+            fail(f"{name}: readOnlyRootFilesystem is not true")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            fail(f"{name}: allowPrivilegeEscalation is not false")
+        if "ALL" not in sc.get("capabilities", {}).get("drop", []):
+            fail(f"{name}: capabilities are not all dropped")
+        for probe, want in (("startupProbe", None), ("readinessProbe", "/readyz"),
+                            ("livenessProbe", "/livez")):
+            p = c.get(probe)
+            if not p:
+                fail(f"{name}: no {probe}")
+            elif want and p.get("httpGet", {}).get("path") != want:
+                fail(f"{name}: {probe} is not on {want}")
+        res = c.get("resources", {})
+        for side in ("requests", "limits"):
+            for r in ("cpu", "memory"):
+                v = res.get(side, {}).get(r)
+                if v is None or quantity_placeholder(v):
+                    fail(f"{name}: resources.{side}.{r} is {v!r}")
+        ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+
+        # The config this pod mounts.
+        cfg_path = env.get("INFERGRAPH_CONFIG")
+        mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        config = None
+        if not cfg_path:
+            fail(f"{name}: no INFERGRAPH_CONFIG")
+        else:
+            folder, _, file = cfg_path.rpartition("/")
+            vol = volumes.get(mounts.get(folder, ""), {})
+            cm = configmaps.get(vol.get("configMap", {}).get("name", ""))
+            if not cm or file not in cm.get("data", {}):
+                fail(f"{name}: {cfg_path} is not a mounted ConfigMap key")
+            else:
+                try:
+                    config = tomllib.loads(cm["data"][file])
+                except tomllib.TOMLDecodeError as e:
+                    fail(f"{name}: {cfg_path} does not parse: {e}")
+        if config is None:
+            continue
+
+        server = config.get("server", {})
+        grace = server.get("shutdown_grace_secs", 30)
+        timeout_ms = config.get("limits", {}).get("request_timeout_ms", 120000)
+        if grace * 1000 < timeout_ms:
+            fail(f"{name}: shutdown_grace_secs {grace} < request_timeout_ms {timeout_ms} / 1000")
+        cmd = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+        pre_stop = int(cmd[1]) if len(cmd) == 2 and cmd[0] == "sleep" else None
+        if pre_stop is None:
+            fail(f"{name}: no preStop `sleep N`")
+            pre_stop = 0
+        tgp = pod.get("terminationGracePeriodSeconds", 30)
+        if not tgp > pre_stop + grace:
+            fail(f"{name}: terminationGracePeriodSeconds {tgp} <= preStop {pre_stop} + "
+                 f"shutdown_grace_secs {grace}")
+        if server.get("host") != "0.0.0.0" and env.get("INFERGRAPH_HOST") != "0.0.0.0":
+            fail(f"{name}: the server does not listen on 0.0.0.0")
+        port = int(env.get("INFERGRAPH_PORT") or server.get("port", 3000))
+        if ports.get("http") != port:
+            fail(f"{name}: container port http {ports.get('http')} != the server's {port}")
+
+        models = config.get("models", [])
+        local = [m for m in models if "path" in m]
+        remote = [m for m in models if "url" in m or "urls" in m]
+        for m in local:
+            if not any(m["path"].startswith(mp.rstrip("/") + "/") for mp in mounts):
+                fail(f"{name}: model {m['name']} path {m['path']} is on no mounted volume")
+        roles = {m["role"] for m in models}
+        is_graph = "generator" in roles and sum(m["role"] == "classifier" for m in models) == 1
+        served[name] = (labels, {m["name"]: m["role"] for m in local}, port)
+
+        if is_graph:
+            graph_configs.append((name, remote))
+        else:
+            if len(models) != 1 or remote:
+                fail(f"{name}: a model node should hold exactly one local model")
+            if "replicas" in dep["spec"]:
+                fail(f"{name}: `replicas` set, but an HPA owns it")
+            model = models[0]["name"] if models else None
+            hpa = [h for h in hpas if h["spec"]["scaleTargetRef"]["name"] == name
+                   and h["spec"]["scaleTargetRef"]["kind"] == "Deployment"]
+            if len(hpa) != 1:
+                fail(f"{name}: {len(hpa)} HorizontalPodAutoscalers, expected 1")
+            else:
+                h = hpa[0]
+                if h["apiVersion"] != "autoscaling/v2":
+                    fail(f"{name}: HPA is {h['apiVersion']}")
+                ok = any(
+                    m.get("type") == "Pods"
+                    and m["pods"]["metric"]["name"] == "infergraph_actor_queue_depth"
+                    and m["pods"]["metric"].get("selector", {}).get("matchLabels", {})
+                    .get("model") == model
+                    for m in h["spec"].get("metrics", [])
+                )
+                if not ok:
+                    fail(f"{name}: HPA does not scale on infergraph_actor_queue_depth{{model={model}}}")
+                if h["spec"].get("minReplicas", 1) < 2:
+                    fail(f"{name}: HPA minReplicas < 2 (a drain would take the model away)")
+            if env.get("INFERGRAPH_BACKEND") != backend:
+                fail(f"{name}: INFERGRAPH_BACKEND is {env.get('INFERGRAPH_BACKEND')!r}, "
+                     f"expected {backend!r}")
+            gpu = res.get("limits", {}).get("nvidia.com/gpu")
+            if backend == "wgpu" and str(gpu) != "1":
+                fail(f"{name}: wgpu without an nvidia.com/gpu limit")
+            if backend != "wgpu" and gpu is not None:
+                fail(f"{name}: an nvidia.com/gpu limit on {backend}")
+
+        if not any(selects(p["spec"].get("selector", {}).get("matchLabels"), labels)
+                   for p in pdbs):
+            fail(f"{name}: no PodDisruptionBudget selects its pods")
+        if not any(selects(s["spec"].get("selector"), labels) for s in services):
+            fail(f"{name}: no Service selects its pods")
+
+    if len(graph_configs) != 1:
+        fail(f"{len(graph_configs)} graph nodes, expected 1")
+    for name, remote in graph_configs:
+        for m in remote:
+            for url in m.get("urls", [m.get("url")]):
+                u = urlsplit(url)
+                svc = [s for s in services if s["metadata"]["name"] == u.hostname]
+                if not svc:
+                    fail(f"{name}: {m['name']} url {url}: no Service {u.hostname}")
+                    continue
+                sp = [p for p in svc[0]["spec"]["ports"] if p["port"] == (u.port or 80)]
+                if not sp:
+                    fail(f"{name}: {m['name']} url {url}: Service has no port {u.port}")
+                backing = [d for d, (labels, models, _) in served.items()
+                           if selects(svc[0]["spec"].get("selector"), labels)]
+                if not any(served[d][1].get(m["name"]) == m["role"] for d in backing):
+                    fail(f"{name}: {url} serves no {m['role']} {m['name']} "
+                         f"(Deployments behind it: {backing})")
+
+    for f in failures:
+        print(f"FAIL {path}: {f}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    sys.exit(main(sys.argv[1], sys.argv[2]))
