@@ -367,8 +367,9 @@ impl Hop {
         .await
     }
 
-    /// Sends a POST of `body` carrying the call's ids, trace and deadline: the response, or
-    /// how the attempt ended without one (no answer within `remote.read_timeout_ms`).
+    /// Sends a POST of `body` carrying the call's ids, trace and deadline: a 2xx response,
+    /// or how the attempt ended without one (a refusal, or no answer within
+    /// `remote.read_timeout_ms`).
     async fn send(
         &self,
         replica: &Replica,
@@ -395,7 +396,8 @@ impl Hop {
             () = cancelled(&context.cancel) => return Err(Attempt::Fatal(ActorError::Cancelled)),
         };
         let (kind, reason) = match sent {
-            Ok(Ok(response)) => return Ok(response),
+            Ok(Ok(response)) if response.status().is_success() => return Ok(response),
+            Ok(Ok(mut response)) => return Err(self.refused(replica, &mut response).await),
             Ok(Err(error @ awc::error::SendRequestError::Connect(_))) => {
                 ("connect", error.to_string())
             }
@@ -424,9 +426,6 @@ impl Hop {
             Ok(response) => response,
             Err(attempt) => return retype(attempt),
         };
-        if !response.status().is_success() {
-            return self.refused(replica, &mut response).await;
-        }
         let mut buffer = Vec::new();
         let mut produced = false;
         loop {
@@ -492,9 +491,6 @@ impl Hop {
             Ok(response) => response,
             Err(attempt) => return retype(attempt),
         };
-        if !response.status().is_success() {
-            return self.refused(replica, &mut response).await;
-        }
         let answer = tokio::select! {
             answer = tokio::time::timeout(self.read_timeout, response.json::<Value>().limit(1 << 22)) => answer,
             () = cancelled(&context.cancel) => return Attempt::Fatal(ActorError::Cancelled),

@@ -310,44 +310,15 @@ pub struct EngineInfo {
     pub batched_requests: f64,
 }
 
-/// The errors a graph request may answer with, for the OpenAPI document; each body is an
-/// `ErrorBody` (the variants mirror `ApiError`'s statuses).
+/// The errors a graph or model request may answer with, for the OpenAPI document; each body
+/// is an `ErrorBody` (the variants mirror `ApiError`'s statuses).
 #[derive(utoipa::IntoResponses)]
-pub enum GraphErrors {
+pub enum RequestErrors {
     /// Malformed JSON or invalid UTF-8.
     #[response(status = 400)]
     BadRequest(ErrorBody),
-    /// The body is over `limits.max_body_bytes`.
-    #[response(status = 413)]
-    PayloadTooLarge(ErrorBody),
-    /// Wrong content type.
-    #[response(status = 415)]
-    UnsupportedMediaType(ErrorBody),
-    /// Invalid input or parameters.
-    #[response(status = 422)]
-    Validation(ErrorBody),
-    /// A model's queue is full; see `Retry-After`.
-    #[response(status = 429)]
-    Overloaded(ErrorBody),
-    /// A model failed.
-    #[response(status = 500)]
-    Model(ErrorBody),
-    /// Loading or shutting down; see `Retry-After`.
-    #[response(status = 503)]
-    Unavailable(ErrorBody),
-    /// Past `limits.request_timeout_ms`.
-    #[response(status = 504)]
-    Timeout(ErrorBody),
-}
-
-/// The errors a per-model request (`/v1/models/{name}/..`, `/v1/completions`) may answer
-/// with; each body is an `ErrorBody`.
-#[derive(utoipa::IntoResponses)]
-pub enum ModelErrors {
-    /// Malformed JSON or invalid UTF-8.
-    #[response(status = 400)]
-    BadRequest(ErrorBody),
-    /// No model of that name (`model_not_found`; the message names those there are).
+    /// No model of that name (`model_not_found`, naming those there are), or a graph route
+    /// on a model node (`no_graph`).
     #[response(status = 404)]
     NotFound(ErrorBody),
     /// The body is over `limits.max_body_bytes`.
@@ -359,13 +330,13 @@ pub enum ModelErrors {
     /// Invalid input or parameters, or a model whose role does not fit the route.
     #[response(status = 422)]
     Validation(ErrorBody),
-    /// The model's queue is full; see `Retry-After`.
+    /// A model's queue is full; see `Retry-After`.
     #[response(status = 429)]
     Overloaded(ErrorBody),
-    /// The model failed.
+    /// A model failed.
     #[response(status = 500)]
     Model(ErrorBody),
-    /// Loading or shutting down; see `Retry-After`.
+    /// Loading or shutting down (see `Retry-After`), or a remote model unreachable.
     #[response(status = 503)]
     Unavailable(ErrorBody),
     /// Past `limits.request_timeout_ms`.

@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 
 use super::api::{
     EnginesResponse, ErrorBody, GenerateScoreRequest, GeneratedScore, GenerationRequest,
-    GraphErrors, GraphResponse, GraphResult, GraphTimings, HealthBody, ModelsResponse, OpenAiModel,
-    StepSpan, TracesResponse,
+    GraphResponse, GraphResult, GraphTimings, HealthBody, ModelsResponse, OpenAiModel,
+    RequestErrors, StepSpan, TracesResponse,
 };
 use super::disconnect;
 use super::error::ApiError;
@@ -103,7 +103,7 @@ fn resource(path: &str, allow: &'static str, route: actix_web::Route) -> actix_w
 /// The seed's endpoint: a `text/plain` prompt in, `[{generated, score}]` out.
 #[utoipa::path(post, path = "/classify_generated_texts", tag = "graph",
     request_body(content = String, content_type = "text/plain", description = "The prompt"),
-    responses((status = 200, description = "One result per generator", body = Vec<GeneratedScore>), GraphErrors))]
+    responses((status = 200, description = "One result per generator", body = Vec<GeneratedScore>), RequestErrors))]
 pub(super) async fn classify_generated_texts(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -120,7 +120,7 @@ pub(super) async fn classify_generated_texts(
 
 /// The BentoML example's current API: `{"original_sentence"}` in, `[{generated, score}]` out.
 #[utoipa::path(post, path = "/generate_score", tag = "graph", request_body = GenerateScoreRequest,
-    responses((status = 200, description = "One result per generator", body = Vec<GeneratedScore>), GraphErrors))]
+    responses((status = 200, description = "One result per generator", body = Vec<GeneratedScore>), RequestErrors))]
 pub(super) async fn generate_score(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -142,7 +142,7 @@ pub(super) async fn generate_score(
 /// The full answer: every result's label, token counts and finish reason, and timings.
 #[utoipa::path(post, path = "/v1/graph", tag = "graph", request_body = GenerationRequest,
     responses((status = 200, description = "Every result, with timings", body = GraphResponse,
-            headers(("x-trace-id" = String, description = "The request's trace"))), GraphErrors))]
+            headers(("x-trace-id" = String, description = "The request's trace"))), RequestErrors))]
 pub(super) async fn graph(
     state: web::Data<AppState>,
     req: HttpRequest,

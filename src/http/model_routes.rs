@@ -21,8 +21,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::api::{
-    ClassifyRequest, ClassifyResponse, ClassifyResult, GenerationRequest, LabelScore, ModelErrors,
-    ModelGenerateResponse, ModelStreamEvent, ModelTimings,
+    ClassifyRequest, ClassifyResponse, ClassifyResult, GenerationRequest, LabelScore,
+    ModelGenerateResponse, ModelStreamEvent, ModelTimings, RequestErrors,
 };
 use super::disconnect;
 use super::error::ApiError;
@@ -45,7 +45,7 @@ const MAX_TEXTS: usize = 32;
 #[utoipa::path(post, path = "/v1/models/{name}/generate", tag = "models", request_body = GenerationRequest,
     params(("name" = String, Path, description = "A generator's name (`GET /v1/models`)")),
     responses((status = 200, description = "The generation, with timings", body = ModelGenerateResponse,
-            headers(("x-trace-id" = String, description = "The request's trace"))), ModelErrors))]
+            headers(("x-trace-id" = String, description = "The request's trace"))), RequestErrors))]
 pub(super) async fn generate(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -83,7 +83,7 @@ pub(super) async fn generate(
     responses(
         (status = 200, description = "Server-Sent Events; each `data:` is a ModelStreamEvent, `event:` its type",
             content_type = "text/event-stream", body = ModelStreamEvent),
-        ModelErrors))]
+        RequestErrors))]
 pub(super) async fn generate_stream(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -151,7 +151,7 @@ pub(super) async fn generate_stream(
 #[utoipa::path(post, path = "/v1/models/{name}/classify", tag = "models", request_body = ClassifyRequest,
     params(("name" = String, Path, description = "A classifier's name (`GET /v1/models`)")),
     responses((status = 200, description = "One result per text, in order", body = ClassifyResponse,
-            headers(("x-trace-id" = String, description = "The request's trace"))), ModelErrors))]
+            headers(("x-trace-id" = String, description = "The request's trace"))), RequestErrors))]
 pub(super) async fn classify(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use super::api::{
     Completion, CompletionChoice, CompletionRequest, CompletionUsage, GenerationRequest,
-    ModelErrors,
+    RequestErrors,
 };
 use super::disconnect;
 use super::error::ApiError;
@@ -67,7 +67,7 @@ const MAX_PROMPTS: usize = 16;
         (status = 200, description = "The completion; with `stream: true`, Server-Sent Events whose `data:` lines are Completion chunks, then `[DONE]`",
             content((Completion = "application/json"), (Completion = "text/event-stream")),
             headers(("x-trace-id" = String, description = "The request's trace"))),
-        ModelErrors))]
+        RequestErrors))]
 pub(super) async fn completions(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -16,7 +16,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::Message;
 use tokio::sync::mpsc;
 
-use super::api::{GenerationRequest, GraphErrors, StreamEvent};
+use super::api::{GenerationRequest, RequestErrors, StreamEvent};
 use super::disconnect;
 use super::error::ApiError;
 use super::handlers::{
@@ -38,7 +38,7 @@ const WS_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
     responses(
         (status = 200, description = "Server-Sent Events; each `data:` is a StreamEvent, `event:` its type",
             content_type = "text/event-stream", body = StreamEvent),
-        GraphErrors))]
+        RequestErrors))]
 pub async fn sse(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -106,11 +106,15 @@ struct SpanTree {
 }
 
 impl SpanTree {
-    fn new(begun: Instant) -> Self {
-        Self {
+    /// A tree whose root is the request's span, from `begun` to `ended`; and the root's id.
+    fn new(request_id: &str, begun: Instant, ended: Instant) -> (Self, usize) {
+        let mut tree = Self {
             begun,
             spans: Vec::new(),
-        }
+        };
+        let attributes = json!({"request_id": request_id});
+        let root = tree.add(None, "request", begun, ended, attributes);
+        (tree, root)
     }
 
     fn ms(&self, t: Instant) -> f64 {
@@ -173,14 +177,7 @@ pub fn graph_trace(
     ended: Instant,
     outcome: &GraphOutcome,
 ) -> Trace {
-    let mut tree = SpanTree::new(begun);
-    let root = tree.add(
-        None,
-        "request",
-        begun,
-        ended,
-        json!({"request_id": request_id}),
-    );
+    let (mut tree, root) = SpanTree::new(request_id, begun, ended);
     let graph = tree.add(
         Some(root),
         "graph",
@@ -225,14 +222,7 @@ pub fn model_trace(
     step: &str,
     calls: &[(WorkSpan, Value)],
 ) -> Trace {
-    let mut tree = SpanTree::new(begun);
-    let root = tree.add(
-        None,
-        "request",
-        begun,
-        ended,
-        json!({"request_id": request_id}),
-    );
+    let (mut tree, root) = SpanTree::new(request_id, begun, ended);
     for (span, attributes) in calls {
         tree.work(root, step, span, attributes.clone());
     }

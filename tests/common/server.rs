@@ -89,15 +89,26 @@ impl TestServer {
     /// Starts a server on `port` (0: any free one) whose `[[models]]` are the TOML `models`
     /// (entries with `url`s too), with `extra` TOML, and waits until its models are loaded.
     pub fn start_toml(port: u16, models: &str, extra: &str) -> Self {
+        Self::start_on(&[], "127.0.0.1", port, models, extra)
+    }
+
+    /// As `start_toml`, listening on `host`, with the binary run through `wrapper` (e.g.
+    /// `ip netns exec NAME`, for a test host of its own).
+    pub fn start_on(wrapper: &[&str], host: &str, port: u16, models: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = format!(
-            "backend = \"cpu\"\n[server]\nhost = \"127.0.0.1\"\nport = {port}\nworkers = 2\n"
-        );
+        let mut config =
+            format!("backend = \"cpu\"\n[server]\nhost = \"{host}\"\nport = {port}\nworkers = 2\n");
         config.push_str(extra);
         config.push_str(models);
         let path = dir.path().join("config.toml");
         std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_infergraph"))
+        let binary = env!("CARGO_BIN_EXE_infergraph");
+        let (program, args) = match wrapper.split_first() {
+            Some((program, rest)) => (*program, [rest, &[binary]].concat()),
+            None => (binary, Vec::new()),
+        };
+        let mut child = Command::new(program)
+            .args(args)
             .args(["serve", "--config", path.to_str().unwrap()])
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
