@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::server::{demo_models, fixture_models, header, total, TestServer, JSON_HEADER};
+use common::server::{
+    counter, demo_models, fixture_models, header, total, TestServer, JSON_HEADER,
+};
 use common::*;
 use serde_json::{json, Value};
 
@@ -210,17 +212,7 @@ async fn a_full_model_queue_gives_429_with_retry_after_and_the_graph_answers_aft
         "[engine]\nmax_batch = 1\nqueue_capacity = 1\n[limits]\nmax_new_tokens = 1000\n",
     );
     let holder = r#"{"text": "I have an idea!", "max_new_tokens": 1000, "min_new_tokens": 1000}"#;
-    let gpt2 = |key: &str| {
-        let engines = server.engines();
-        engines["engines"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["model"] == "gpt2")
-            .unwrap()[key]
-            .as_u64()
-            .unwrap()
-    };
+    let gpt2 = |key: &str| counter(&server.engines(), "gpt2", key);
     // One generation runs, one waits in gpt2's queue of one; their clients leave at the end.
     let running = server.raw_request("POST /v1/models/gpt2/generate", JSON_HEADER, holder);
     wait_until("the first runs", Duration::from_secs(30), || {

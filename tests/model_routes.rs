@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::server::{demo_models, fixture_models, header, total, TestServer, JSON_HEADER};
+use common::server::{
+    counter, demo_models, fixture_models, header, total, TestServer, JSON_HEADER,
+};
 use common::*;
 use serde_json::{json, Value};
 
@@ -28,18 +30,7 @@ fn sse_events(body: &str) -> Vec<(String, Value)> {
 }
 
 async fn stream(server: &TestServer, path: &str, body: &Value) -> Vec<(String, Value)> {
-    let mut response = awc::Client::default()
-        .post(server.url(path))
-        .send_json(body)
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    assert_eq!(
-        header(response.headers(), "content-type").as_deref(),
-        Some("text/event-stream")
-    );
-    let bytes = response.body().limit(1 << 22).await.unwrap();
-    sse_events(std::str::from_utf8(&bytes).unwrap())
+    sse_events(&server.post_sse(path, body).await)
 }
 
 /// The graph's result for `model` on `body`.
@@ -293,16 +284,7 @@ fn a_disconnected_stream_frees_its_slot() {
     let mut first = [0u8; 256];
     let n = stream.read(&mut first).unwrap();
     assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
-    let gpt2 = |engines: &Value, key: &str| {
-        engines["engines"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["model"] == "gpt2")
-            .unwrap()[key]
-            .as_u64()
-            .unwrap()
-    };
+    let gpt2 = |engines: &Value, key: &str| counter(engines, "gpt2", key);
     wait_until(
         "the generation runs",
         std::time::Duration::from_secs(30),

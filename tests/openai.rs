@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::server::{fixture_models, header, TestServer};
+use common::server::{fixture_models, TestServer};
 use serde_json::{json, Value};
 
 #[actix_web::test]
@@ -52,18 +52,7 @@ async fn a_streamed_completion_is_openai_chunks_then_done_and_equals_the_plain_o
     let mut streamed = request.clone();
     streamed["stream"] = json!(true);
     streamed["stream_options"] = json!({"include_usage": true});
-    let mut response = awc::Client::default()
-        .post(server.url("/v1/completions"))
-        .send_json(&streamed)
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    assert_eq!(
-        header(response.headers(), "content-type").as_deref(),
-        Some("text/event-stream")
-    );
-    let body = response.body().limit(1 << 22).await.unwrap();
-    let lines = data_lines(std::str::from_utf8(&body).unwrap());
+    let lines = data_lines(&server.post_sse("/v1/completions", &streamed).await);
     assert_eq!(lines.last().map(String::as_str), Some("[DONE]"));
     let chunks: Vec<Value> = lines[..lines.len() - 1]
         .iter()

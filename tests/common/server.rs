@@ -217,6 +217,23 @@ impl TestServer {
         (status, body)
     }
 
+    /// POSTs `body` as JSON to a streaming route and reads the whole 200 `text/event-stream`
+    /// answer.
+    pub async fn post_sse(&self, path: &str, body: &serde_json::Value) -> String {
+        let mut response = awc::Client::default()
+            .post(self.url(path))
+            .send_json(body)
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        assert_eq!(
+            header(response.headers(), "content-type").as_deref(),
+            Some("text/event-stream")
+        );
+        let bytes = response.body().limit(1 << 22).await.unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
     /// Asserts that `/classify_generated_texts` on `text` answers 200 with all three results:
     /// the server, and every actor in the graph, still serve.
     pub async fn assert_serves_the_graph(&self, text: &str) {
@@ -283,6 +300,18 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `counter` of `model`'s engine in an `/v1/engines` answer.
+pub fn counter(engines: &serde_json::Value, model: &str, counter: &str) -> u64 {
+    engines["engines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["model"] == model)
+        .unwrap()[counter]
+        .as_u64()
+        .unwrap()
 }
 
 /// `counter` summed over every engine of an `/v1/engines` answer.
