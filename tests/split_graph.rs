@@ -90,6 +90,33 @@ async fn streamed(server: &TestServer, body: &Value) -> Vec<Value> {
     events
 }
 
+/// The results of a graph request streamed over `/v1/graph/ws` (its `done` event).
+async fn websocket_results(server: &TestServer, body: &Value) -> Value {
+    use awc::ws::{Frame, Message};
+    use futures_util::{SinkExt, StreamExt};
+    let url = server.url("/v1/graph/ws").replacen("http", "ws", 1);
+    let (_, mut socket) = awc::Client::new()
+        .ws(url)
+        .max_frame_size(1 << 24)
+        .connect()
+        .await
+        .unwrap();
+    socket
+        .send(Message::Text(body.to_string().into()))
+        .await
+        .unwrap();
+    while let Some(Ok(frame)) = socket.next().await {
+        let Frame::Text(bytes) = frame else { continue };
+        let event: Value = serde_json::from_slice(&bytes).unwrap();
+        match event["type"].as_str() {
+            Some("done") => return event["results"].clone(),
+            Some("error") => panic!("{event}"),
+            _ => {}
+        }
+    }
+    panic!("the socket closed before the request's done event")
+}
+
 #[actix_web::test]
 async fn the_split_graph_answers_what_the_all_in_one_server_answers() {
     let all = fixture_models();
@@ -114,6 +141,10 @@ async fn the_split_graph_answers_what_the_all_in_one_server_answers() {
             "{body}"
         );
         assert_eq!(streamed(&split, &body).await, streamed(&whole, &body).await);
+        assert_eq!(
+            websocket_results(&split, &body).await,
+            websocket_results(&whole, &body).await
+        );
     }
     let text = b"I have an idea!".to_vec();
     let (status, split_seed, _) = split
