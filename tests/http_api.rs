@@ -13,14 +13,7 @@ async fn post_text(server: &TestServer, path: &str, text: &str) -> (u16, Value) 
 }
 
 async fn post_json(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
-    let (status, body, _) = server
-        .post(
-            path,
-            Some("application/json"),
-            body.to_string().into_bytes(),
-        )
-        .await;
-    (status, body)
+    server.post_json(path, &body).await
 }
 
 async fn get(server: &TestServer, path: &str) -> (u16, Value) {

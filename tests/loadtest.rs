@@ -159,20 +159,20 @@ fn the_model_option_drives_one_actor_in_process_and_over_http() {
         "http",
         &server.base,
         "--model",
-        "distilgpt2",
+        "gpt2",
         "--requests",
         "8",
         "--concurrency",
         "4",
     ]);
-    assert_eq!(report["model"], "distilgpt2");
-    check_report(&report, 8, false, &["distilgpt2"]);
+    assert_eq!(report["model"], "gpt2");
+    check_report(&report, 8, false, &["gpt2"]);
     let engines = server.engines();
-    let distil = &engines["engines"][1];
+    let gpt2 = &engines["engines"][0];
     assert_eq!(
-        (&distil["model"], distil["completed"].as_u64()),
-        (&"distilgpt2".into(), Some(8)),
-        "every request reached /v1/models/distilgpt2/generate"
+        (&gpt2["model"], gpt2["completed"].as_u64()),
+        (&"gpt2".into(), Some(8)),
+        "every request reached /v1/models/gpt2/generate"
     );
 }
 

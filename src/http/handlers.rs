@@ -253,28 +253,32 @@ async fn run_graph(
     params: GenerationParams,
 ) -> Result<(GraphOutcome, String), ApiError> {
     let coordinator = admit(state, text)?;
-    // Set when this future is dropped (timeout) or the client disconnects: the engines
+    // Dropped with this future (timeout) or tripped by the client leaving: the engines
     // then stop the work.
-    let cancel = CancelToken::new();
-    let _cancel_on_drop = CancelOnDrop(cancel.clone());
-    let _watch = disconnect::watch(req, cancel.clone());
+    let (context, _guards) = call_context(state, req);
     let run = RunGraph {
         events: None,
         text: text.to_string(),
         params,
-        context: call_context(state, req, cancel),
+        context,
     };
     execute(state, &coordinator, run).await
 }
 
-/// What the model calls made for `req` carry: its ids, its cancellation, and its deadline
-/// (`limits.request_timeout_ms` from now, or sooner when the graph node that sent it across
-/// a hop says so in `x-infergraph-deadline-ms`).
-pub(super) fn call_context(
-    state: &AppState,
-    req: &HttpRequest,
-    cancel: CancelToken,
-) -> CallContext {
+/// Cancels a request's work when dropped, or when its client disconnects first. The
+/// handler holds it, or for a stream the response body, so whoever waits for the answer
+/// owns the work behind it.
+pub(super) type CancelGuards = (CancelOnDrop, Option<disconnect::WatchGuard>);
+
+/// What the model calls made for `req` carry: its ids, a fresh cancellation, and its
+/// deadline (`limits.request_timeout_ms` from now, or sooner when the graph node that sent
+/// it across a hop says so in `x-infergraph-deadline-ms`); and the guards that cancel it.
+pub(super) fn call_context(state: &AppState, req: &HttpRequest) -> (CallContext, CancelGuards) {
+    let cancel = CancelToken::new();
+    let guards = (
+        CancelOnDrop(cancel.clone()),
+        disconnect::watch(req, cancel.clone()),
+    );
     let configured = state.config.limits.request_timeout_ms;
     let budget = req
         .headers()
@@ -282,14 +286,15 @@ pub(super) fn call_context(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .map_or(configured, |left| left.min(configured));
-    CallContext {
+    let context = CallContext {
         request_id: request_id(req),
         trace_id: trace_id(req),
         deadline: Some(Instant::now() + Duration::from_millis(budget)),
         timeout_ms: budget,
         cancel,
         parent: tracing::Span::current(),
-    }
+    };
+    (context, guards)
 }
 
 /// The graph's entrance, where every route refuses what it will refuse: the server is

@@ -24,14 +24,12 @@ use super::api::{
     ClassifyRequest, ClassifyResponse, ClassifyResult, GenerationRequest, LabelScore,
     ModelGenerateResponse, ModelStreamEvent, ModelTimings, RequestErrors,
 };
-use super::disconnect;
 use super::error::ApiError;
 use super::handlers::{call_context, generation_params, read_json, validate_text, TRACE_ID_HEADER};
 use super::state::AppState;
 use super::stream::event_stream;
 use crate::actors::{CallContext, Classify, Generate, Generated};
 use crate::engine::generation::TokenEvent;
-use crate::engine::{CancelOnDrop, CancelToken};
 use crate::graph::loader::ModelHandle;
 use crate::graph::Named;
 use crate::models::{Generation, GenerationParams};
@@ -57,11 +55,8 @@ pub(super) async fn generate(
     let request: GenerationRequest = read_json(&state, &req, payload).await?;
     let params = generation_params(&state, &request)?;
     validate_text(&state, "text", &request.text)?;
-    let cancel = CancelToken::new();
-    // Set when this future is dropped (timeout) or the client disconnects.
-    let _cancel_on_drop = CancelOnDrop(cancel.clone());
-    let _watch = disconnect::watch(&req, cancel.clone());
-    let context = call_context(&state, &req, cancel);
+    // Dropped with this future (timeout) or tripped by the client leaving.
+    let (context, _guards) = call_context(&state, &req);
     let id = context.request_id.clone();
     let call = GenerationCall {
         text: request.text,
@@ -97,14 +92,9 @@ pub(super) async fn generate_stream(
     validate_text(&state, "text", &request.text)?;
     // A stream opened only to fail at once would hide the 429 from the client.
     check_room(&state, &generator.name)?;
-    let cancel = CancelToken::new();
-    // Both live as long as the response body: dropping it (the client is gone) cancels.
-    let guards = (
-        CancelOnDrop(cancel.clone()),
-        disconnect::watch(&req, cancel.clone()),
-    );
+    // The guards live as long as the response body: dropping it (the client is gone) cancels.
+    let (context, guards) = call_context(&state, &req);
     let (sink, events) = mpsc::unbounded_channel();
-    let context = call_context(&state, &req, cancel);
     let id = context.request_id.clone();
     let call = GenerationCall {
         text: request.text,
@@ -166,10 +156,7 @@ pub(super) async fn classify(
         validate_text(&state, "text_pair", pair)?;
     }
     check_room(&state, &classifier.name)?;
-    let cancel = CancelToken::new();
-    let _cancel_on_drop = CancelOnDrop(cancel.clone());
-    let _watch = disconnect::watch(&req, cancel.clone());
-    let context = call_context(&state, &req, cancel);
+    let (context, _guards) = call_context(&state, &req);
     let id = context.request_id.clone();
     let calls = texts.into_iter().map(|text| {
         let send = classifier.addr.send(Classify {

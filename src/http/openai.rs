@@ -23,14 +23,12 @@ use super::api::{
     Completion, CompletionChoice, CompletionRequest, CompletionUsage, GenerationRequest,
     RequestErrors,
 };
-use super::disconnect;
 use super::error::ApiError;
 use super::handlers::{call_context, generation_params, read_json, validate_text, TRACE_ID_HEADER};
 use super::model_routes::{find_generator, generation_attributes, GenerationCall};
 use super::state::AppState;
 use super::stream::event_stream;
 use crate::actors::{CallContext, Generated};
-use crate::engine::{CancelOnDrop, CancelToken};
 use crate::models::FinishReason;
 use crate::telemetry::traces::model_trace;
 
@@ -112,12 +110,7 @@ pub(super) async fn completions(
         ApiError::Validation(m) => ApiError::Validation(m.replace("max_new_tokens", "max_tokens")),
         other => other,
     })?;
-    let cancel = CancelToken::new();
-    let guards = (
-        CancelOnDrop(cancel.clone()),
-        disconnect::watch(&req, cancel.clone()),
-    );
-    let context = call_context(&state, &req, cancel.clone());
+    let (context, guards) = call_context(&state, &req);
     let id = context.request_id.clone();
     let shape = Shape {
         id: format!("cmpl-{id}"),

@@ -17,7 +17,6 @@ use actix_ws::Message;
 use tokio::sync::mpsc;
 
 use super::api::{GenerationRequest, RequestErrors, StreamEvent};
-use super::disconnect;
 use super::error::ApiError;
 use super::handlers::{
     admit, call_context, check_capacity, execute, generation_params, graph_answer, read_json,
@@ -48,14 +47,9 @@ pub async fn sse(
     let params = generation_params(&state, &request)?;
     let coordinator = admit(&state, &request.text)?;
 
-    let cancel = CancelToken::new();
-    // Both live as long as the response body: dropping it (the client is gone) cancels.
-    let guards = (
-        CancelOnDrop(cancel.clone()),
-        disconnect::watch(&req, cancel.clone()),
-    );
+    // The guards live as long as the response body: dropping it (the client is gone) cancels.
+    let (context, guards) = call_context(&state, &req);
     let (sink, events) = mpsc::unbounded_channel();
-    let context = call_context(&state, &req, cancel);
     actix_web::rt::spawn(stream_graph(
         state.clone(),
         coordinator,
