@@ -16,7 +16,8 @@ use futures_util::future::join_all;
 use infergraph::actors::{CallContext, ClassifierActor, GeneratorActor};
 use infergraph::backend;
 use infergraph::engine::{CancelToken, EngineSettings, GenerationEngine};
-use infergraph::graph::{GraphCoordinator, Named, RunGraph};
+use infergraph::config::graphs::GraphSpec;
+use infergraph::graph::{GraphCoordinator, GraphModels, Named, RunGraph};
 use infergraph::models::presets::Preset;
 use infergraph::models::{self, GenerationParams};
 
@@ -119,8 +120,15 @@ fn graph_throughput(device: &burn::tensor::Device, rounds: usize) {
                 .start()
                 .recipient(),
         };
-        let coordinator = GraphCoordinator::new(generators, classifier).start();
+        let names: Vec<&str> = GENERATORS.iter().map(|p| p.name()).collect();
+        let graph = GraphSpec::builtin(&names, &classifier.name);
+        let models = GraphModels {
+            generators,
+            classifiers: vec![classifier],
+        };
+        let coordinator = GraphCoordinator::new(vec![graph], models).start();
         let request = |i: usize| RunGraph {
+            graph: 0,
             events: None,
             text: "I have an idea!".to_string(),
             params: fixed_length(16),

@@ -318,10 +318,13 @@ impl Driver {
         let started = Instant::now();
         let mut outcome = match (self, scope) {
             (Driver::Actor(graph), Scope::Graph) => {
-                let Some(coordinator) = &graph.coordinator else {
+                let (Some(coordinator), Some((index, _))) =
+                    (&graph.coordinator, graph.default_graph())
+                else {
                     return failed("no_graph");
                 };
                 let run = RunGraph {
+                    graph: index,
                     events: None,
                     text: prompt,
                     params: actor_params(options),
@@ -330,9 +333,9 @@ impl Driver {
                 match coordinator.send(run).await {
                     Ok(Ok(graph)) => Outcome {
                         tokens: graph
-                            .results
-                            .iter()
-                            .map(|r| r.generation.new_token_ids.len())
+                            .calls()
+                            .filter_map(|c| c.made.generation.as_ref())
+                            .map(|g| g.new_token_ids.len())
                             .sum(),
                         ..Outcome::default()
                     },

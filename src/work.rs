@@ -18,7 +18,7 @@ pub struct WorkSpan {
     pub batch_size: usize,
 }
 
-/// Why a model actor could not answer.
+/// Why a model actor (or the graph calling it) could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ActorError {
     /// The model refused or failed the input; `InvalidInput` is the caller's fault.
@@ -33,6 +33,13 @@ pub enum ActorError {
     /// A batched step failed; every request in it gets this.
     #[error("model {model:?} failed: {message}")]
     Failed { model: String, message: String },
+    /// A graph's switch step found no case for an item, and has no `otherwise`.
+    #[error("graph {graph:?} step {step:?}: no case matches {detail}, and the step has no `otherwise`")]
+    NoRoute {
+        graph: String,
+        step: String,
+        detail: String,
+    },
     /// A model served by another node could not be reached, or stopped answering.
     #[error("model {model:?} at {url} is unavailable: {reason}")]
     Unreachable {

@@ -7,10 +7,11 @@ use std::time::Instant;
 
 use actix::{Actor, Addr};
 
-use super::{GraphCoordinator, Named};
+use super::{GraphCoordinator, GraphModels, Named};
 use crate::actors::remote::{RemoteModel, Replicas};
 use crate::actors::{ClassifierActor, Classify, Generate, GeneratorActor};
 use crate::backend::SelectedDevice;
+use crate::config::graphs::{Condition, GraphSpec, StepKind};
 use crate::config::{Config, EngineConfig, ModelSource, RemoteConfig, Role};
 use crate::engine::{ClassificationEngine, EngineSettings, EngineStats, GenerationEngine};
 use crate::http::api::{EngineInfo, ModelInfo, ReplicaInfo};
@@ -22,6 +23,8 @@ use crate::work::ActorError;
 pub struct RunningGraph {
     /// `None` on a model node, which serves only the per-model API.
     pub coordinator: Option<Addr<GraphCoordinator>>,
+    /// The graphs the coordinator runs, in config order (`RunGraph::graph` indexes them).
+    pub graphs: Vec<GraphSpec>,
     /// Every model's name and role, in config order.
     pub order: Vec<(String, Role)>,
     /// What each local model is.
@@ -59,6 +62,16 @@ impl ModelHandle<'_> {
 }
 
 impl RunningGraph {
+    /// The graph called `name` and its index, if the server runs one.
+    pub fn graph(&self, name: &str) -> Option<(usize, &GraphSpec)> {
+        self.graphs.iter().enumerate().find(|(_, g)| g.name == name)
+    }
+
+    /// The graph `/v1/graph` and the seed endpoints serve, and its index.
+    pub fn default_graph(&self) -> Option<(usize, &GraphSpec)> {
+        self.graphs.iter().enumerate().find(|(_, g)| g.default)
+    }
+
     /// The model called `name`, if the server has one.
     pub fn model(&self, name: &str) -> Option<ModelHandle<'_>> {
         if let Some(generator) = self.generators.iter().find(|g| g.name == name) {
@@ -206,7 +219,8 @@ pub struct LoadedGraph {
     /// Every model in config order: loaded here, or served at these URLs.
     models: Vec<(String, Role, Source)>,
     infos: Vec<ModelInfo>,
-    runs_graph: bool,
+    /// Empty on a model node.
+    graphs: Vec<GraphSpec>,
     remote: RemoteConfig,
 }
 
@@ -255,12 +269,47 @@ pub fn load_models(config: &Config, device: &SelectedDevice) -> Result<LoadedGra
         infos.push(info);
         models.push((model.name.clone(), model.role, source));
     }
+    check_labels(&config.graphs, &infos)?;
     Ok(LoadedGraph {
         models,
         infos,
-        runs_graph: config.runs_graph(),
+        graphs: config.graphs.clone(),
         remote: config.remote.clone(),
     })
+}
+
+/// A switch case on a label must name one the classifier has (known here for a local
+/// classifier; a remote one's labels are its node's to know).
+fn check_labels(graphs: &[GraphSpec], infos: &[ModelInfo]) -> Result<(), String> {
+    let labels: Vec<(&str, &[String])> = infos
+        .iter()
+        .filter_map(|i| Some((i.name.as_str(), i.labels.as_deref()?)))
+        .collect();
+    for graph in graphs {
+        for (number, step) in graph.steps.iter().enumerate() {
+            let StepKind::Switch { cases, .. } = &step.kind else {
+                continue;
+            };
+            for (i, case) in cases.iter().enumerate() {
+                let Condition::Label(label) = &case.when else {
+                    continue;
+                };
+                // Only one classifier exists, so the label can only be its.
+                if let Some((classifier, known)) = labels.first() {
+                    if !known.contains(label) {
+                        return Err(format!(
+                            "graphs {:?} step {} ({:?}): switch[{i}].label: {label:?} is not a                              label of {classifier:?} (its labels: {})",
+                            graph.name,
+                            number + 1,
+                            step.name,
+                            known.join(", ")
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 impl LoadedGraph {
@@ -274,6 +323,7 @@ impl LoadedGraph {
         };
         let mut running = RunningGraph {
             coordinator: None,
+            graphs: self.graphs.clone(),
             order: Vec::new(),
             models: self.infos,
             engines: Vec::new(),
@@ -319,13 +369,12 @@ impl LoadedGraph {
                 }
             }
         }
-        if self.runs_graph {
-            let classifier = running
-                .classifier
-                .clone()
-                .expect("a graph has a classifier");
-            running.coordinator =
-                Some(GraphCoordinator::new(running.generators.clone(), classifier).start());
+        if !self.graphs.is_empty() {
+            let models = GraphModels {
+                generators: running.generators.clone(),
+                classifiers: running.classifier.iter().cloned().collect(),
+            };
+            running.coordinator = Some(GraphCoordinator::new(self.graphs, models).start());
         }
         running
     }

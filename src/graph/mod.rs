@@ -1,26 +1,32 @@
-//! The graph coordinator: the inference graph as an actor.
+//! The graph coordinator: the configured inference graphs (`config::graphs`) as an actor.
 //!
-//! ORDER: a `RunGraph` goes to every generator at once and waits for all of them; only then
-//! are the generated texts classified, one at a time, in generator order. Results come back
-//! in generator order too.
+//! ORDER: steps run one after the other, each on the request's text or on the results of
+//! the step before. Within a step, `parallel` sends every call at once and waits for all of
+//! them; `each`, `switch` and `split` call once per input item, one at a time. Results keep
+//! their order: input item by input item, calls in the listed order.
 //!
-//! STREAMING: with `RunGraph::events`, every token, every finished generation and every
-//! score is sent as it happens; a model's tokens all precede its `Generated` event, and all
-//! `Generated` events precede the first `Classified`.
+//! STREAMING: with `RunGraph::events`, every token, every finished call, every routing
+//! choice and every skipped failure is sent as it happens, tagged with its step. Every
+//! event of a step precedes every event of the next; a generator's tokens precede its
+//! `Generated` event.
 //!
-//! FAILURE: the first failing step fails the request with that step's error; other
-//! requests and the actors themselves are untouched.
+//! FAILURE: a failing call in a step with `on_error = "fail"` fails the request with that
+//! call's error (after the step's other calls in flight are done); with `"continue"`, its
+//! result is left out and the failure named in the outcome. Cancellation always ends the
+//! request. Other requests and the actors themselves are untouched.
 
 pub mod loader;
+mod run;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Context, Handler, Message, Recipient, ResponseFuture};
-use futures_util::future::join_all;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::actors::{CallContext, Classify, Generate};
+use crate::config::graphs::{Action, GraphSpec};
 use crate::engine::generation::TokenEvent;
 use crate::models::{Classification, FinishReason, Generation, GenerationParams};
 use crate::work::{ActorError, WorkSpan};
@@ -48,17 +54,24 @@ where
     }
 }
 
+/// The actors the graphs call, by name.
+pub struct GraphModels {
+    pub generators: Vec<Named<Generate>>,
+    pub classifiers: Vec<Named<Classify>>,
+}
+
 pub struct GraphCoordinator {
-    /// In the order results are reported and classified.
-    generators: Vec<Named<Generate>>,
-    classifier: Named<Classify>,
+    /// The config's graphs, in order; `RunGraph::graph` indexes them.
+    graphs: Vec<Arc<GraphSpec>>,
+    models: Arc<GraphModels>,
 }
 
 impl GraphCoordinator {
-    pub fn new(generators: Vec<Named<Generate>>, classifier: Named<Classify>) -> Self {
+    /// `graphs` must only call models in `models` (`config::graphs` checks it at start).
+    pub fn new(graphs: Vec<GraphSpec>, models: GraphModels) -> Self {
         Self {
-            generators,
-            classifier,
+            graphs: graphs.into_iter().map(Arc::new).collect(),
+            models: Arc::new(models),
         }
     }
 }
@@ -67,8 +80,10 @@ impl Actor for GraphCoordinator {
     type Context = Context<Self>;
 }
 
-/// Run the whole graph on `text`.
+/// Run one graph on `text`.
 pub struct RunGraph {
+    /// Which graph: an index into the config's `graphs`.
+    pub graph: usize,
     /// For streaming requests: where progress goes as it happens.
     pub events: Option<mpsc::UnboundedSender<GraphEvent>>,
     pub text: String,
@@ -81,42 +96,142 @@ impl Message for RunGraph {
     type Result = Result<GraphOutcome, ActorError>;
 }
 
-/// Progress of a streaming graph request, in the order the graph makes it.
+/// Progress of a streaming graph request, in the order the graph makes it; `step` names
+/// the step each comes from.
 #[derive(Debug, Clone)]
 pub enum GraphEvent {
     /// A generator produced a token.
-    Token { model: String, token: TokenEvent },
+    Token {
+        step: String,
+        model: String,
+        token: TokenEvent,
+    },
     /// A generator finished; `text` is prompt plus continuation.
     Generated {
+        step: String,
         model: String,
         text: String,
         finish_reason: FinishReason,
     },
-    /// The classifier scored `model`'s text.
+    /// A classifier scored the text of `of` (the generator that wrote it; `None` for the
+    /// request's own text).
     Classified {
-        model: String,
+        step: String,
+        of: Option<String>,
+        classifier: String,
         score: f32,
         label: String,
     },
+    /// A switch or split step sent the item `of` to `to`.
+    Routed {
+        step: String,
+        of: Option<String>,
+        to: String,
+        reason: String,
+    },
+    /// A select step kept the item `of`.
+    Selected {
+        step: String,
+        of: Option<String>,
+        score: f32,
+    },
+    /// A call failed in a step that carries on without its result.
+    Skipped { step: String, failure: StepFailure },
 }
 
-/// One generator's output and its score.
+/// One result flowing between steps: a text, what made it, and its score once classified.
 #[derive(Debug, Clone)]
-pub struct ModelResult {
+pub struct Item {
+    /// The generator that wrote `text`; `None` for the request's own text.
+    pub source: Option<String>,
+    pub text: String,
+    /// The generation that made `text`, when a generator did.
+    pub generation: Option<Generation>,
+    /// `text`'s score and the classifier that gave it. A generate call clears it: it
+    /// scored the old text.
+    pub classification: Option<(String, Classification)>,
+}
+
+impl Item {
+    fn request(text: &str) -> Self {
+        Self {
+            source: None,
+            text: text.to_string(),
+            generation: None,
+            classification: None,
+        }
+    }
+
+    pub fn score(&self) -> Option<f32> {
+        self.classification.as_ref().map(|(_, c)| c.score)
+    }
+}
+
+/// One model call a request made.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    pub action: Action,
+    /// The model called.
     pub model: String,
-    pub generation: Generation,
-    pub classification: Classification,
-    pub generate: WorkSpan,
-    pub classify: WorkSpan,
+    /// Whose text it took: the generator that wrote it, `None` for the request's text.
+    pub of: Option<String>,
+    pub span: WorkSpan,
+    /// What the call made: the new item.
+    pub made: Item,
+}
+
+/// A call that failed in a step that carried on (`on_error = "continue"`).
+#[derive(Debug, Clone)]
+pub struct StepFailure {
+    /// The model that failed; `None` when no model was called (no switch case matched).
+    pub model: Option<String>,
+    /// Whose text the call took.
+    pub of: Option<String>,
+    pub error: Arc<ActorError>,
+}
+
+/// A routing choice of a switch or split step.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub of: Option<String>,
+    pub to: String,
+    /// What chose it: the case that matched, or the split's draw.
+    pub reason: String,
+}
+
+/// What one step did.
+#[derive(Debug, Clone)]
+pub struct StepOutcome {
+    pub name: String,
+    /// `parallel`, `each`, `switch`, `split` or `select`.
+    pub kind: &'static str,
+    pub started: Instant,
+    pub finished: Instant,
+    /// Its results, the next step's input.
+    pub items: Vec<Item>,
+    /// Its model calls, in the order they were sent.
+    pub calls: Vec<CallRecord>,
+    pub routes: Vec<Route>,
+    pub failures: Vec<StepFailure>,
 }
 
 #[derive(Debug, Clone)]
 pub struct GraphOutcome {
-    /// In generator order.
-    pub results: Vec<ModelResult>,
+    pub graph: Arc<GraphSpec>,
+    /// The last step's results.
+    pub results: Vec<Item>,
+    /// Every step, in order.
+    pub steps: Vec<StepOutcome>,
     /// When the coordinator received the request; work spans are relative to it.
     pub received: Instant,
     pub total: Duration,
+}
+
+impl GraphOutcome {
+    /// Every model call, step by step.
+    pub fn calls(&self) -> impl Iterator<Item = &CallRecord> {
+        self.steps.iter().flat_map(|s| &s.calls)
+    }
 }
 
 impl Handler<RunGraph> for GraphCoordinator {
@@ -124,105 +239,13 @@ impl Handler<RunGraph> for GraphCoordinator {
 
     fn handle(&mut self, msg: RunGraph, _: &mut Context<Self>) -> Self::Result {
         let received = Instant::now();
-        let span = tracing::info_span!(parent: &msg.context.parent, "graph");
-        let generators = self.generators.clone();
-        let classifier = self.classifier.clone();
-        Box::pin(
-            async move {
-                let parent = tracing::Span::current();
-                tracing::info!(generators = generators.len(), "graph started");
-                let runs = generators.iter().map(|g| {
-                    // A streaming request's tokens go through a channel per generator,
-                    // relayed with the model's name until the engine closes it.
-                    let (tokens, mut relay) = match &msg.events {
-                        Some(_) => {
-                            let (tx, rx) = mpsc::unbounded_channel();
-                            (Some(tx), Some(rx))
-                        }
-                        None => (None, None),
-                    };
-                    let reply = g.addr.send(Generate {
-                        prompt: msg.text.clone(),
-                        params: msg.params.clone(),
-                        events: tokens,
-                        context: CallContext {
-                            parent: parent.clone(),
-                            ..msg.context.clone()
-                        },
-                    });
-                    let events = msg.events.clone();
-                    async move {
-                        let forward = async {
-                            if let (Some(relay), Some(events)) = (relay.as_mut(), &events) {
-                                while let Some(token) = relay.recv().await {
-                                    let model = g.name.clone();
-                                    let _ = events.send(GraphEvent::Token { model, token });
-                                }
-                            }
-                        };
-                        // The relay ends when the engine answers, so every token of this
-                        // model is out before its `Generated` event.
-                        let (reply, ()) = futures_util::join!(reply, forward);
-                        let reply = reply.map_err(|_| ActorError::Unavailable {
-                            model: g.name.clone(),
-                        })??;
-                        if let Some(events) = &events {
-                            let _ = events.send(GraphEvent::Generated {
-                                model: g.name.clone(),
-                                text: reply.generation.text.clone(),
-                                finish_reason: reply.generation.finish_reason,
-                            });
-                        }
-                        Ok::<_, ActorError>((g.name.clone(), reply))
-                    }
-                });
-                let mut generated = Vec::with_capacity(generators.len());
-                for run in join_all(runs).await {
-                    generated.push(run?);
-                }
-                let mut results = Vec::with_capacity(generated.len());
-                for (model, output) in generated {
-                    if msg.context.cancel.is_cancelled() {
-                        return Err(ActorError::Cancelled);
-                    }
-                    let classified = classifier
-                        .addr
-                        .send(Classify {
-                            text: output.generation.text.clone(),
-                            pair: None,
-                            context: CallContext {
-                                parent: parent.clone(),
-                                ..msg.context.clone()
-                            },
-                        })
-                        .await
-                        .map_err(|_| ActorError::Unavailable {
-                            model: classifier.name.clone(),
-                        })??;
-                    if let Some(events) = &msg.events {
-                        let _ = events.send(GraphEvent::Classified {
-                            model: model.clone(),
-                            score: classified.classification.score,
-                            label: classified.classification.label.clone(),
-                        });
-                    }
-                    results.push(ModelResult {
-                        model,
-                        generation: output.generation,
-                        classification: classified.classification,
-                        generate: output.span,
-                        classify: classified.span,
-                    });
-                }
-                let total = received.elapsed();
-                tracing::info!(total_ms = total.as_secs_f64() * 1e3, "graph finished");
-                Ok(GraphOutcome {
-                    results,
-                    received,
-                    total,
-                })
-            }
-            .instrument(span),
-        )
+        let graph = self.graphs[msg.graph].clone();
+        let span = tracing::info_span!(parent: &msg.context.parent, "graph", graph = %graph.name);
+        let run = run::GraphRun {
+            graph,
+            models: self.models.clone(),
+            msg,
+        };
+        Box::pin(run.execute(received).instrument(span))
     }
 }

@@ -89,49 +89,155 @@ pub struct GenerationRequest {
     pub stop: Option<Vec<String>>,
 }
 
-/// `POST /v1/graph`'s answer.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+/// The answer of `POST /v1/graph` (the default graph) and `POST /v1/graphs/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct GraphResponse {
     /// The request id (the `x-request-id` header).
     pub id: String,
     /// The request's trace, at `GET /v1/traces/{trace_id}` (also the `x-trace-id` header).
     pub trace_id: String,
-    /// One per generator, in the graph's order.
+    /// The graph that ran.
+    pub graph: String,
+    /// The last step's results (for the built-in graph: one per generator, in order).
     pub results: Vec<GraphResult>,
+    /// What every step did, in order.
+    pub steps: Vec<StepReport>,
+    /// Calls that failed in steps that carry on (`on_error = "continue"`): their results
+    /// are missing from the answer, and each is named here.
+    pub failures: Vec<StepFailureReport>,
     pub timings: GraphTimings,
 }
 
+/// One result: a text, what made it, and its score once a classifier gave one.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct GraphResult {
-    pub model: String,
+    /// The generator that wrote `generated`; absent when it is the request's own text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Prompt plus continuation (the request's text, for a result no generator made).
     pub generated: String,
-    pub score: f32,
-    pub label: String,
-    pub finish_reason: FinishReason,
-    pub prompt_tokens: usize,
-    pub generated_tokens: usize,
+    /// The classifier's top-class probability for `generated`, once classified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The next three: only for a generated text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<FinishReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated_tokens: Option<usize>,
+}
+
+/// What one step of the graph did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StepReport {
+    pub name: String,
+    /// `parallel`, `each`, `switch`, `split` or `select`.
+    pub kind: String,
+    pub start_ms: f64,
+    pub end_ms: f64,
+    pub results: Vec<GraphResult>,
+    /// For a switch or split step: where each item went, and why.
+    pub routes: Vec<RouteReport>,
+}
+
+/// A switch or split step's choice for one item.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RouteReport {
+    /// The generator whose text was routed; absent for the request's own text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The model it was sent to: the branch taken.
+    pub to: String,
+    /// The switch case that matched (`label = "LABEL_0"`, `otherwise`, ..) or the split's
+    /// draw (`drew 37 of 0..100: weight 90`).
+    pub reason: String,
+}
+
+/// A failed call the graph carried on without.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StepFailureReport {
+    pub step: String,
+    /// The model that failed; absent when none was called (no switch case matched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The generator whose text the call took; absent for the request's own text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub of: Option<String>,
+    pub error: String,
+    /// As in an error body: `model_unavailable`, `overloaded`, `no_route`, ..
+    pub error_type: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct GraphTimings {
     pub total_ms: f64,
-    /// Model time of each generation, by model.
+    /// Model time of the generations, by model (summed over a model's calls).
     pub generate_ms: BTreeMap<String, f64>,
-    /// Model time of each classification, in generator order.
+    /// Model time of each classification, in the order they ran.
     pub classify_ms: Vec<f64>,
-    /// When each step ran, relative to the coordinator receiving the request.
+    /// When each model call ran, relative to the coordinator receiving the request.
     pub spans: Vec<StepSpan>,
 }
 
-/// One step of the graph on the request's timeline.
+/// One model call of the graph on the request's timeline.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StepSpan {
     /// `generate` or `classify`.
     pub step: String,
-    /// The generator whose text this step produced or scored.
+    /// The generator whose text this call produced or scored (for a call on the request's
+    /// own text, the model called).
     pub model: String,
+    /// The graph step the call belongs to.
+    pub graph_step: String,
     pub start_ms: f64,
     pub end_ms: f64,
+}
+
+/// `GET /v1/graphs`: every graph the server runs, with its steps.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GraphsResponse {
+    pub graphs: Vec<GraphInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GraphInfo {
+    /// At `POST /v1/graphs/{name}`.
+    pub name: String,
+    /// Whether it also serves `/v1/graph`, the seed endpoints and the default streams.
+    pub default: bool,
+    pub steps: Vec<StepInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StepInfo {
+    pub name: String,
+    /// `parallel`, `each`, `switch`, `split` or `select`.
+    pub kind: String,
+    /// `request` (the request's text) or `previous` (the step before's results).
+    pub input: String,
+    /// `fail` or `continue`.
+    pub on_error: String,
+    /// The model calls it may make; a switch's carry `when`, a split's `weight`.
+    pub calls: Vec<CallInfo>,
+    /// A select step's rule: `highest_score` or `lowest_score`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CallInfo {
+    /// `generate` or `classify`.
+    pub action: String,
+    pub model: String,
+    /// A switch case's condition, as written (`label = "LABEL_0"`), or `otherwise`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// A split branch's percent of requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
 }
 
 /// `GET /v1/models`: every model in full (`models`), and the same list as the OpenAI API
@@ -201,9 +307,11 @@ pub struct ReplicaInfo {
 }
 
 /// One event of a streaming graph request: a websocket text frame, or an SSE event whose
-/// `event:` is the `type`. Per request: `started`, then `token`s (interleaved across models),
-/// each model's `generated` after its tokens, the `classified` scores in generator order
-/// after every `generated`, and `done` (or `error`) last.
+/// `event:` is the `type`. Per request: `started`, then each step's events in step order
+/// (`token`s interleaved across a parallel step's models, a generator's `generated` after
+/// its tokens, `classified`, `routed`, `selected`, `skipped`), and `done` (or `error`) last.
+/// For the built-in graph: every `generated` before the first `classified`, and the
+/// `classified` scores in generator order.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum StreamEvent {
@@ -212,6 +320,8 @@ pub enum StreamEvent {
     },
     Token {
         id: String,
+        /// The graph step it comes from.
+        step: String,
         model: String,
         /// Position in the model's continuation, from 0.
         index: usize,
@@ -221,6 +331,7 @@ pub enum StreamEvent {
     },
     Generated {
         id: String,
+        step: String,
         model: String,
         /// Prompt plus continuation.
         text: String,
@@ -228,17 +339,41 @@ pub enum StreamEvent {
     },
     Classified {
         id: String,
-        model: String,
+        step: String,
+        /// The generator whose text was scored; absent for the request's own text.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+        /// The classifier that scored it.
+        classifier: String,
         score: f32,
         label: String,
     },
-    /// Exactly what `POST /v1/graph` answers.
-    Done {
+    /// A switch or split step sent an item to `to`.
+    Routed {
         id: String,
-        trace_id: String,
-        results: Vec<GraphResult>,
-        timings: GraphTimings,
+        step: String,
+        /// The generator whose text was routed; absent for the request's own text.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+        to: String,
+        reason: String,
     },
+    /// A select step kept one result.
+    Selected {
+        id: String,
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+        score: f32,
+    },
+    /// A call failed in a step that carries on without it (also in `done`'s `failures`).
+    Skipped {
+        id: String,
+        #[serde(flatten)]
+        failure: StepFailureReport,
+    },
+    /// Exactly what `POST /v1/graph` answers.
+    Done(GraphResponse),
     Error {
         /// Absent when the frame itself could not be read as a request.
         id: Option<String>,
@@ -254,6 +389,9 @@ impl StreamEvent {
             Self::Token { .. } => "token",
             Self::Generated { .. } => "generated",
             Self::Classified { .. } => "classified",
+            Self::Routed { .. } => "routed",
+            Self::Selected { .. } => "selected",
+            Self::Skipped { .. } => "skipped",
             Self::Done { .. } => "done",
             Self::Error { .. } => "error",
         }
@@ -270,7 +408,10 @@ impl StreamEvent {
             | Self::Token { id, .. }
             | Self::Generated { id, .. }
             | Self::Classified { id, .. }
-            | Self::Done { id, .. } => Some(id),
+            | Self::Routed { id, .. }
+            | Self::Selected { id, .. }
+            | Self::Skipped { id, .. } => Some(id),
+            Self::Done(answer) => Some(&answer.id),
             Self::Error { id, .. } => id.as_deref(),
         }
     }

@@ -41,6 +41,14 @@ pub enum ApiError {
         route: &'static str,
         needs: &'static str,
     },
+    #[error("no graph is called {name:?}; the graphs are: {}", available.join(", "))]
+    GraphNotFound {
+        name: String,
+        available: Vec<String>,
+    },
+    /// A switch step had no case for the request's data (a graph's answer, not a fault).
+    #[error("{0}")]
+    NoRoute(String),
     #[error(
         "this server runs no graph: it is a model node serving {models} on /v1/models/{{name}}/.."
     )]
@@ -77,6 +85,8 @@ impl ApiError {
             Self::WrongRole { .. } => "wrong_role",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::NoGraph { .. } => "no_graph",
+            Self::GraphNotFound { .. } => "graph_not_found",
+            Self::NoRoute(_) => "no_route",
             Self::ModelUnavailable(_) => "model_unavailable",
             Self::Model(_) => "model_error",
             Self::NotReady => "not_ready",
@@ -97,9 +107,11 @@ impl ResponseError for ApiError {
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::NotFound(_) | Self::ModelNotFound { .. } | Self::NoGraph { .. } => {
-                StatusCode::NOT_FOUND
-            }
+            Self::NotFound(_)
+            | Self::ModelNotFound { .. }
+            | Self::NoGraph { .. }
+            | Self::GraphNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::NoRoute(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::ModelUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::WrongRole { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -132,11 +144,20 @@ impl ResponseError for ApiError {
 
 impl From<ActorError> for ApiError {
     fn from(error: ActorError) -> Self {
+        Self::from(&error)
+    }
+}
+
+impl From<&ActorError> for ApiError {
+    fn from(error: &ActorError) -> Self {
         match error {
-            ActorError::Model(ModelError::InvalidInput(message)) => Self::Validation(message),
-            error @ ActorError::Overloaded { .. } => Self::Overloaded(error.to_string()),
+            ActorError::Model(ModelError::InvalidInput(message)) => {
+                Self::Validation(message.clone())
+            }
+            ActorError::Overloaded { .. } => Self::Overloaded(error.to_string()),
             ActorError::Cancelled => Self::Cancelled,
-            error @ ActorError::Unreachable { .. } => Self::ModelUnavailable(error.to_string()),
+            ActorError::Unreachable { .. } => Self::ModelUnavailable(error.to_string()),
+            ActorError::NoRoute { .. } => Self::NoRoute(error.to_string()),
             other => Self::Model(other.to_string()),
         }
     }

@@ -9,9 +9,10 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::api::{
-    EnginesResponse, ErrorBody, GenerateScoreRequest, GeneratedScore, GenerationRequest,
-    GraphResponse, GraphResult, GraphTimings, HealthBody, ModelsResponse, OpenAiModel,
-    RequestErrors, StepSpan, TracesResponse,
+    CallInfo, EnginesResponse, ErrorBody, GenerateScoreRequest, GeneratedScore,
+    GenerationRequest, GraphInfo, GraphResponse, GraphResult, GraphTimings, GraphsResponse,
+    HealthBody, ModelsResponse, OpenAiModel, RequestErrors, RouteReport, StepFailureReport,
+    StepInfo, StepReport, StepSpan, TracesResponse,
 };
 use super::disconnect;
 use super::error::ApiError;
@@ -20,7 +21,8 @@ use super::stream;
 use crate::actors::remote::DEADLINE_HEADER;
 use crate::actors::CallContext;
 use crate::engine::{CancelOnDrop, CancelToken};
-use crate::graph::{GraphCoordinator, GraphOutcome, RunGraph};
+use crate::config::graphs::{Action, Best, Call, GraphSpec, OnError, StepInput, StepKind};
+use crate::graph::{GraphCoordinator, GraphOutcome, Item, RunGraph, StepFailure};
 use crate::models::sampling::SamplingParams;
 use crate::models::GenerationParams;
 use crate::telemetry::metrics::ServerMetrics;
@@ -56,6 +58,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/v1/graph/ws",
         "GET",
         web::get().to(stream::websocket),
+    ))
+    .service(resource("/v1/graphs", "GET", web::get().to(graphs)))
+    .service(resource(
+        "/v1/graphs/{name}",
+        "POST",
+        web::post().to(named_graph),
+    ))
+    .service(resource(
+        "/v1/graphs/{name}/stream",
+        "POST",
+        web::post().to(stream::named_sse),
     ))
     .service(resource("/v1/models", "GET", web::get().to(models)))
     .service(resource(
@@ -112,7 +125,8 @@ pub(super) async fn classify_generated_texts(
     require_content_type(&req, ContentKind::Text)?;
     let body = read_body(&req, payload, state.config.limits.max_body_bytes).await?;
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::InvalidUtf8)?;
-    let (outcome, trace_id) = run_graph(&state, &req, text, default_params(&state)).await?;
+    let (outcome, trace_id) =
+        run_graph(&state, &req, None, text, default_params(&state)).await?;
     Ok(HttpResponse::Ok()
         .insert_header((TRACE_ID_HEADER, trace_id))
         .json(seed_answer(&outcome)))
@@ -130,6 +144,7 @@ pub(super) async fn generate_score(
     let (outcome, trace_id) = run_graph(
         &state,
         &req,
+        None,
         &request.original_sentence,
         default_params(&state),
     )
@@ -139,7 +154,8 @@ pub(super) async fn generate_score(
         .json(seed_answer(&outcome)))
 }
 
-/// The full answer: every result's label, token counts and finish reason, and timings.
+/// The default graph's full answer: every result's label, token counts and finish reason,
+/// every step, and timings.
 #[utoipa::path(post, path = "/v1/graph", tag = "graph", request_body = GenerationRequest,
     responses((status = 200, description = "Every result, with timings", body = GraphResponse,
             headers(("x-trace-id" = String, description = "The request's trace"))), RequestErrors))]
@@ -148,12 +164,106 @@ pub(super) async fn graph(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    answer_graph(state, req, payload, None).await
+}
+
+/// One of the configured graphs, by name (`GET /v1/graphs` lists them).
+#[utoipa::path(post, path = "/v1/graphs/{name}", tag = "graph", request_body = GenerationRequest,
+    params(("name" = String, Path, description = "A graph's name, as `GET /v1/graphs` lists it")),
+    responses((status = 200, description = "Every result, with timings", body = GraphResponse,
+            headers(("x-trace-id" = String, description = "The request's trace"))), RequestErrors))]
+pub(super) async fn named_graph(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    answer_graph(state, req, payload, Some(&name)).await
+}
+
+async fn answer_graph(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+    graph: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
+    // An unknown graph is refused before the body is read.
+    find_graph(&state, graph)?;
     let request: GenerationRequest = read_json(&state, &req, payload).await?;
     let params = generation_params(&state, &request)?;
-    let (outcome, trace_id) = run_graph(&state, &req, &request.text, params).await?;
+    let (outcome, trace_id) = run_graph(&state, &req, graph, &request.text, params).await?;
     Ok(HttpResponse::Ok()
         .insert_header((TRACE_ID_HEADER, trace_id.clone()))
         .json(graph_answer(request_id(&req), &outcome, trace_id)))
+}
+
+/// `GET /v1/graphs`: every graph with its steps, in config order.
+#[utoipa::path(get, path = "/v1/graphs", tag = "graph",
+    responses((status = 200, description = "Every graph the server runs (none on a model node)", body = GraphsResponse), (status = 503, description = "Still loading", body = ErrorBody)))]
+pub(super) async fn graphs(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let graph = state.graph().ok_or(ApiError::NotReady)?;
+    Ok(HttpResponse::Ok().json(GraphsResponse {
+        graphs: graph.graphs.iter().map(graph_info).collect(),
+    }))
+}
+
+fn graph_info(spec: &GraphSpec) -> GraphInfo {
+    let call = |call: &Call| CallInfo {
+        action: call.action.as_str().into(),
+        model: call.model.clone(),
+        when: None,
+        weight: None,
+    };
+    GraphInfo {
+        name: spec.name.clone(),
+        default: spec.default,
+        steps: spec
+            .steps
+            .iter()
+            .map(|step| StepInfo {
+                name: step.name.clone(),
+                kind: step.kind.as_str().into(),
+                input: match step.input {
+                    StepInput::Request => "request",
+                    StepInput::Previous => "previous",
+                }
+                .into(),
+                on_error: match step.on_error {
+                    OnError::Fail => "fail",
+                    OnError::Continue => "continue",
+                }
+                .into(),
+                calls: match &step.kind {
+                    StepKind::Parallel(calls) => calls.iter().map(call).collect(),
+                    StepKind::Each(c) => vec![call(c)],
+                    StepKind::Switch { cases, otherwise } => cases
+                        .iter()
+                        .map(|case| CallInfo {
+                            when: Some(case.when.to_string()),
+                            ..call(&case.call)
+                        })
+                        .chain(otherwise.iter().map(|c| CallInfo {
+                            when: Some("otherwise".into()),
+                            ..call(c)
+                        }))
+                        .collect(),
+                    StepKind::Split(branches) => branches
+                        .iter()
+                        .map(|b| CallInfo {
+                            weight: Some(b.weight),
+                            ..call(&b.call)
+                        })
+                        .collect(),
+                    StepKind::Select(_) => Vec::new(),
+                },
+                select: match step.kind {
+                    StepKind::Select(Best::HighestScore) => Some("highest_score".into()),
+                    StepKind::Select(Best::LowestScore) => Some("lowest_score".into()),
+                    _ => None,
+                },
+            })
+            .collect(),
+    }
 }
 
 #[utoipa::path(get, path = "/v1/models", tag = "operations",
@@ -245,18 +355,21 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     )))
 }
 
-/// Validates `text` and runs the graph on it, cancelling the work if the client leaves.
+/// Validates `text` and runs `graph` (the default one for `None`) on it, cancelling the
+/// work if the client leaves.
 async fn run_graph(
     state: &AppState,
     req: &HttpRequest,
+    graph: Option<&str>,
     text: &str,
     params: GenerationParams,
 ) -> Result<(GraphOutcome, String), ApiError> {
-    let coordinator = admit(state, text)?;
+    let (coordinator, graph) = admit(state, graph, text)?;
     // Dropped with this future (timeout) or tripped by the client leaving: the engines
     // then stop the work.
     let (context, _guards) = call_context(state, req);
     let run = RunGraph {
+        graph,
         events: None,
         text: text.to_string(),
         params,
@@ -298,20 +411,43 @@ pub(super) fn call_context(state: &AppState, req: &HttpRequest) -> (CallContext,
 }
 
 /// The graph's entrance, where every route refuses what it will refuse: the server is
-/// ready, `text` is valid, and every model's queue has room. Past it, nothing is refused.
-pub(super) fn admit(state: &AppState, text: &str) -> Result<Addr<GraphCoordinator>, ApiError> {
-    let coordinator = ready_coordinator(state)?;
+/// ready, runs `graph` (the default one for `None`), `text` is valid, and every local
+/// model the graph calls has room in its queue. Past it, nothing is refused. Returns the
+/// coordinator and the graph's index.
+pub(super) fn admit(
+    state: &AppState,
+    graph: Option<&str>,
+    text: &str,
+) -> Result<(Addr<GraphCoordinator>, usize), ApiError> {
+    let (coordinator, index) = find_graph(state, graph)?;
     validate_text(state, "text", text)?;
-    check_capacity(state)?;
-    Ok(coordinator)
+    let running = state.graph().ok_or(ApiError::NotReady)?;
+    check_capacity(state, Some(&running.graphs[index]))?;
+    Ok((coordinator, index))
 }
 
-/// The coordinator, if the server is ready for work and runs a graph.
-pub(super) fn ready_coordinator(state: &AppState) -> Result<Addr<GraphCoordinator>, ApiError> {
-    let graph = state.ready_graph()?;
-    graph.coordinator.clone().ok_or_else(|| ApiError::NoGraph {
-        models: graph.model_names().join(", "),
-    })
+/// The coordinator and the index of `graph` (the default one for `None`), if the server is
+/// ready for work and runs it.
+pub(super) fn find_graph(
+    state: &AppState,
+    graph: Option<&str>,
+) -> Result<(Addr<GraphCoordinator>, usize), ApiError> {
+    let running = state.ready_graph()?;
+    let coordinator = running
+        .coordinator
+        .clone()
+        .ok_or_else(|| ApiError::NoGraph {
+            models: running.model_names().join(", "),
+        })?;
+    let found = match graph {
+        None => running.default_graph(),
+        Some(name) => running.graph(name),
+    };
+    let (index, _) = found.ok_or_else(|| ApiError::GraphNotFound {
+        name: graph.unwrap_or_default().to_string(),
+        available: running.graphs.iter().map(|g| g.name.clone()).collect(),
+    })?;
+    Ok((coordinator, index))
 }
 
 /// Checks a request's input text: not blank, and within `limits.max_input_chars`.
@@ -341,17 +477,30 @@ pub(super) async fn execute(
 ) -> Result<(GraphOutcome, String), ApiError> {
     let begun = Instant::now();
     let (request_id, trace_id) = (run.context.request_id.clone(), run.context.trace_id.clone());
+    let graph = state
+        .graph()
+        .and_then(|g| g.graphs.get(run.graph))
+        .map_or(String::new(), |g| g.name.clone());
     let budget = run.context.remaining().unwrap_or(Duration::MAX);
     let timeout_ms = run.context.timeout_ms;
-    let outcome = match tokio::time::timeout(budget, coordinator.send(run)).await {
-        Err(_) => return Err(ApiError::Timeout(timeout_ms)),
-        Ok(Err(_mailbox)) => {
-            return Err(ApiError::Model(
-                "the graph coordinator is not running".into(),
-            ))
-        }
-        Ok(Ok(result)) => result?,
+    let result = match tokio::time::timeout(budget, coordinator.send(run)).await {
+        Err(_) => Err(ApiError::Timeout(timeout_ms)),
+        Ok(Err(_mailbox)) => Err(ApiError::Model(
+            "the graph coordinator is not running".into(),
+        )),
+        Ok(Ok(result)) => result.map_err(ApiError::from),
     };
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            state
+                .metrics
+                .record_graph_request(&graph, error.error_type());
+            return Err(error);
+        }
+    };
+    state.metrics.record_graph_request(&graph, "ok");
+    state.metrics.record_graph_steps(&outcome);
     record_stages(&state.metrics, &outcome);
     let trace_id = state.record_trace(graph_trace(
         &request_id,
@@ -363,24 +512,19 @@ pub(super) async fn execute(
     Ok((outcome, trace_id))
 }
 
-/// The graph's stage durations: generation (until the last generator is done), the
-/// classifications, and the whole.
+/// The graph's stage durations: generation (until the last generate call is done), the
+/// classifications (first start to last end), and the whole.
 fn record_stages(metrics: &ServerMetrics, outcome: &GraphOutcome) {
     let since = |t: Instant| t.saturating_duration_since(outcome.received).as_secs_f64();
-    let generated = outcome
-        .results
-        .iter()
-        .map(|r| since(r.generate.finished))
+    let of = |action| outcome.calls().filter(move |c| c.action == action);
+    let generated = of(Action::Generate)
+        .map(|c| since(c.span.finished))
         .fold(0.0, f64::max);
-    let classify_start = outcome
-        .results
-        .iter()
-        .map(|r| since(r.classify.started))
+    let classify_start = of(Action::Classify)
+        .map(|c| since(c.span.started))
         .fold(f64::MAX, f64::min);
-    let classify_end = outcome
-        .results
-        .iter()
-        .map(|r| since(r.classify.finished))
+    let classify_end = of(Action::Classify)
+        .map(|c| since(c.span.finished))
         .fold(0.0, f64::max);
     metrics.generate_stage.observe(generated);
     if classify_end >= classify_start {
@@ -391,12 +535,21 @@ fn record_stages(metrics: &ServerMetrics, outcome: &GraphOutcome) {
     metrics.total.observe(outcome.total.as_secs_f64());
 }
 
-/// Refuses at once when a model's queue is already full, so a stream is never opened
-/// only to fail; a race lost after this check still ends in an `overloaded` error event.
-pub(super) fn check_capacity(state: &AppState) -> Result<(), ApiError> {
-    let graph = state.graph().ok_or(ApiError::NotReady)?;
-    for engine in &graph.engines {
-        engine.admission().check_room()?;
+/// Refuses at once when a local model's queue is already full (of those `graph` calls, or
+/// of all for `None`), so a stream is never opened only to fail; a race lost after this
+/// check still ends in an `overloaded` error event.
+pub(super) fn check_capacity(state: &AppState, graph: Option<&GraphSpec>) -> Result<(), ApiError> {
+    let running = state.graph().ok_or(ApiError::NotReady)?;
+    let calls = |name: &str| graph.is_none_or(|g| g.models().contains(&name));
+    for engine in &running.engines {
+        if calls(engine.admission().name()) {
+            engine.admission().check_room()?;
+        }
+    }
+    if let Some(engine) = &running.classifier_engine {
+        if calls(engine.admission().name()) {
+            engine.admission().check_room()?;
+        }
     }
     Ok(())
 }
@@ -560,15 +713,42 @@ pub(super) const MAX_TOP_K: usize = 1_000_000;
 pub(super) const MAX_STOP_STRINGS: usize = 4;
 pub(super) const MAX_STOP_CHARS: usize = 64;
 
+/// `[{generated, score}]`: the default graph's results (whose scores are checked at start).
 fn seed_answer(outcome: &GraphOutcome) -> Vec<GeneratedScore> {
     outcome
         .results
         .iter()
-        .map(|r| GeneratedScore {
-            generated: r.generation.text.clone(),
-            score: r.classification.score,
+        .map(|item| GeneratedScore {
+            generated: item.text.clone(),
+            score: item.score().unwrap_or(f32::NAN),
         })
         .collect()
+}
+
+fn graph_result(item: &Item) -> GraphResult {
+    let generation = item.generation.as_ref();
+    let classification = item.classification.as_ref().map(|(_, c)| c);
+    GraphResult {
+        model: item.source.clone(),
+        generated: item.text.clone(),
+        score: classification.map(|c| c.score),
+        label: classification.map(|c| c.label.clone()),
+        finish_reason: generation.map(|g| g.finish_reason),
+        prompt_tokens: generation.map(|g| g.prompt_ids.len()),
+        generated_tokens: generation.map(|g| g.new_token_ids.len()),
+    }
+}
+
+/// What a failure a step carried on without looks like in answers and events.
+pub(super) fn failure_report(step: &str, failure: &StepFailure) -> StepFailureReport {
+    let error = ApiError::from(&*failure.error);
+    StepFailureReport {
+        step: step.to_string(),
+        model: failure.model.clone(),
+        of: failure.of.clone(),
+        error: error.to_string(),
+        error_type: error.error_type().into(),
+    }
 }
 
 pub(super) fn graph_answer(id: String, outcome: &GraphOutcome, trace_id: String) -> GraphResponse {
@@ -576,50 +756,61 @@ pub(super) fn graph_answer(id: String, outcome: &GraphOutcome, trace_id: String)
     let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
     let since = |t: Instant| ms(t.saturating_duration_since(outcome.received));
     let mut spans = Vec::new();
-    for (step, pick) in [("generate", true), ("classify", false)] {
-        for r in &outcome.results {
-            let work = if pick { r.generate } else { r.classify };
-            spans.push(StepSpan {
-                step: step.into(),
-                model: r.model.clone(),
-                start_ms: since(work.started),
-                end_ms: since(work.finished),
-            });
+    let mut generate_ms = std::collections::BTreeMap::new();
+    let mut classify_ms = Vec::new();
+    // Generations first, then classifications, as the built-in graph always listed them.
+    for action in [Action::Generate, Action::Classify] {
+        for step in &outcome.steps {
+            for call in step.calls.iter().filter(|c| c.action == action) {
+                let work = ms(call.span.finished - call.span.started);
+                match action {
+                    Action::Generate => *generate_ms.entry(call.model.clone()).or_insert(0.0) += work,
+                    Action::Classify => classify_ms.push(work),
+                }
+                spans.push(StepSpan {
+                    step: action.as_str().into(),
+                    model: call.of.clone().unwrap_or_else(|| call.model.clone()),
+                    graph_step: step.name.clone(),
+                    start_ms: since(call.span.started),
+                    end_ms: since(call.span.finished),
+                });
+            }
         }
     }
     GraphResponse {
         id,
         trace_id,
-        results: outcome
-            .results
+        graph: outcome.graph.name.clone(),
+        results: outcome.results.iter().map(graph_result).collect(),
+        steps: outcome
+            .steps
             .iter()
-            .map(|r| GraphResult {
-                model: r.model.clone(),
-                generated: r.generation.text.clone(),
-                score: r.classification.score,
-                label: r.classification.label.clone(),
-                finish_reason: r.generation.finish_reason,
-                prompt_tokens: r.generation.prompt_ids.len(),
-                generated_tokens: r.generation.new_token_ids.len(),
+            .map(|step| StepReport {
+                name: step.name.clone(),
+                kind: step.kind.into(),
+                start_ms: since(step.started),
+                end_ms: since(step.finished),
+                results: step.items.iter().map(graph_result).collect(),
+                routes: step
+                    .routes
+                    .iter()
+                    .map(|r| RouteReport {
+                        model: r.of.clone(),
+                        to: r.to.clone(),
+                        reason: r.reason.clone(),
+                    })
+                    .collect(),
             })
+            .collect(),
+        failures: outcome
+            .steps
+            .iter()
+            .flat_map(|step| step.failures.iter().map(|f| failure_report(&step.name, f)))
             .collect(),
         timings: GraphTimings {
             total_ms: ms(outcome.total),
-            generate_ms: outcome
-                .results
-                .iter()
-                .map(|r| {
-                    (
-                        r.model.clone(),
-                        ms(r.generate.finished - r.generate.started),
-                    )
-                })
-                .collect(),
-            classify_ms: outcome
-                .results
-                .iter()
-                .map(|r| ms(r.classify.finished - r.classify.started))
-                .collect(),
+            generate_ms,
+            classify_ms,
             spans,
         },
     }

@@ -10,7 +10,7 @@ use actix_web::{web, Error, HttpResponse};
 use super::state::AppState;
 use crate::actors::remote::Replicas;
 use crate::engine::{Admission, EngineStats};
-use crate::telemetry::metrics::{Exposition, Histogram};
+use crate::telemetry::metrics::{Exposition, Histogram, ServerMetrics};
 
 /// Counts every request by route pattern and status, and times it. A pattern's `{name}`
 /// segments are written `:name`: braces inside label values trip up some Prometheus
@@ -81,6 +81,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             histogram,
         );
     }
+    render_graphs(&mut out, m);
     if let Some(graph) = state.graph() {
         let mut actors: Vec<(&str, &EngineStats, &str)> = graph
             .engines
@@ -232,6 +233,55 @@ fn render_actors(out: &mut Exposition, actors: &[(&str, &EngineStats, &str)]) {
         out.family(name, "histogram", help);
         for (model, stats, role) in actors {
             out.histogram(name, &[("model", model), ("role", role)], pick(stats));
+        }
+    }
+}
+
+/// Per graph and step: requests by outcome, step durations, skipped calls and routes.
+fn render_graphs(out: &mut Exposition, m: &ServerMetrics) {
+    out.family(
+        "infergraph_graph_requests_total",
+        "counter",
+        "Graph requests by graph and outcome (ok, or the error type).",
+    );
+    for ((graph, outcome), count) in m.graph_requests.lock().expect("metrics lock").iter() {
+        out.sample(
+            "infergraph_graph_requests_total",
+            &[("graph", graph), ("outcome", outcome)],
+            *count as f64,
+        );
+    }
+    out.family(
+        "infergraph_graph_step_duration_seconds",
+        "histogram",
+        "Each graph step's duration, by graph and step.",
+    );
+    for ((graph, step), histogram) in m.graph_steps.lock().expect("metrics lock").iter() {
+        out.histogram(
+            "infergraph_graph_step_duration_seconds",
+            &[("graph", graph), ("step", step)],
+            histogram,
+        );
+    }
+    for (name, help, counts) in [
+        (
+            "infergraph_graph_step_skipped_total",
+            "Calls a step with on_error = continue went on without, by graph, step and model.",
+            &m.graph_skipped,
+        ),
+        (
+            "infergraph_graph_routes_total",
+            "Switch and split choices, by graph, step and the model chosen.",
+            &m.graph_routes,
+        ),
+    ] {
+        out.family(name, "counter", help);
+        for ((graph, step, model), count) in counts.lock().expect("metrics lock").iter() {
+            out.sample(
+                name,
+                &[("graph", graph), ("step", step), ("model", model)],
+                *count as f64,
+            );
         }
     }
 }

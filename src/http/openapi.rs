@@ -25,6 +25,9 @@ use super::{handlers, metrics, model_routes, openai, stream};
         handlers::generate_score,
         handlers::graph,
         stream::sse,
+        handlers::graphs,
+        handlers::named_graph,
+        stream::named_sse,
         stream::websocket,
         handlers::models,
         model_routes::generate,
@@ -126,17 +129,17 @@ pub fn document(config: &Config) -> Value {
         ("/v1/models/{name}/generate/stream", Role::Generator),
         ("/v1/models/{name}/classify", Role::Classifier),
     ] {
-        for parameter in doc["paths"][path]["post"]["parameters"]
-            .as_array_mut()
-            .into_iter()
-            .flatten()
-        {
-            parameter["schema"]["enum"] = json!(names(config, role));
-        }
+        name_parameter(&mut doc, path, &names(config, role));
+    }
+    // The graph routes take the names of the configured graphs.
+    let graphs: Vec<&str> = config.graphs.iter().map(|g| g.name.as_str()).collect();
+    for path in ["/v1/graphs/{name}", "/v1/graphs/{name}/stream"] {
+        name_parameter(&mut doc, path, &graphs);
     }
     // An SSE response's schema describes each event; its `data` is JSON of the event type.
     for (path, event) in [
         ("/v1/graph/stream", Some("StreamEvent")),
+        ("/v1/graphs/{name}/stream", Some("StreamEvent")),
         (
             "/v1/models/{name}/generate/stream",
             Some("ModelStreamEvent"),
@@ -177,6 +180,17 @@ pub fn document(config: &Config) -> Value {
         });
     }
     doc
+}
+
+/// Says which values the `{name}` of POST `path` takes.
+fn name_parameter(doc: &mut Value, path: &str, names: &[&str]) {
+    for parameter in doc["paths"][path]["post"]["parameters"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        parameter["schema"]["enum"] = json!(names);
+    }
 }
 
 fn names(config: &Config, role: Role) -> Vec<&str> {

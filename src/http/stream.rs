@@ -1,5 +1,6 @@
-//! Streaming graph requests: `GET /v1/graph/ws` (websocket) and `POST /v1/graph/stream`
-//! (Server-Sent Events), both carrying `api::StreamEvent`s.
+//! Streaming graph requests: `GET /v1/graph/ws` (websocket; a frame's `"graph"` picks a
+//! graph), `POST /v1/graph/stream` and `POST /v1/graphs/{name}/stream` (Server-Sent
+//! Events), all carrying `api::StreamEvent`s.
 //!
 //! LIMITS: readiness and capacity are checked before the upgrade / before the 200, so an
 //! overloaded server answers 429 rather than opening a stream that would fail.
@@ -19,14 +20,13 @@ use tokio::sync::mpsc;
 use super::api::{GenerationRequest, RequestErrors, StreamEvent};
 use super::error::ApiError;
 use super::handlers::{
-    admit, call_context, check_capacity, execute, generation_params, graph_answer, read_json,
-    ready_coordinator,
+    admit, call_context, check_capacity, execute, failure_report, find_graph, generation_params,
+    graph_answer, read_json,
 };
 use super::state::AppState;
 use crate::actors::CallContext;
 use crate::engine::{CancelOnDrop, CancelToken};
 use crate::graph::{GraphCoordinator, GraphEvent, RunGraph};
-use crate::models::GenerationParams;
 use crate::telemetry::TraceId;
 
 /// A websocket connection with no request running is closed after this long without a frame.
@@ -43,21 +43,47 @@ pub async fn sse(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    graph_sse(state, req, payload, None).await
+}
+
+/// `POST /v1/graphs/{name}/stream`: one graph's events, as `/v1/graph/stream` sends them.
+#[utoipa::path(post, path = "/v1/graphs/{name}/stream", tag = "streaming", request_body = GenerationRequest,
+    params(("name" = String, Path, description = "A graph's name, as `GET /v1/graphs` lists it")),
+    responses(
+        (status = 200, description = "Server-Sent Events; each `data:` is a StreamEvent, `event:` its type",
+            content_type = "text/event-stream", body = StreamEvent),
+        RequestErrors))]
+pub async fn named_sse(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    graph_sse(state, req, payload, Some(&name)).await
+}
+
+async fn graph_sse(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+    graph: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
+    find_graph(&state, graph)?;
     let request: GenerationRequest = read_json(&state, &req, payload).await?;
     let params = generation_params(&state, &request)?;
-    let coordinator = admit(&state, &request.text)?;
+    let (coordinator, graph) = admit(&state, graph, &request.text)?;
 
     // The guards live as long as the response body: dropping it (the client is gone) cancels.
     let (context, guards) = call_context(&state, &req);
     let (sink, events) = mpsc::unbounded_channel();
-    actix_web::rt::spawn(stream_graph(
-        state.clone(),
-        coordinator,
-        request.text,
+    let run = RunGraph {
+        graph,
+        events: None,
+        text: request.text,
         params,
         context,
-        sink,
-    ));
+    };
+    actix_web::rt::spawn(stream_graph(state.clone(), coordinator, run, sink));
     Ok(event_stream(events, guards, |event: &StreamEvent| {
         format!(
             "event: {}\ndata: {}\n\n",
@@ -91,7 +117,7 @@ pub(super) fn event_stream<E: 'static, G: 'static>(
 
 /// `GET /v1/graph/ws`: upgrade, then serve any number of requests over the connection.
 #[utoipa::path(get, path = "/v1/graph/ws", tag = "streaming",
-    description = "Websocket. Send GenerationRequest JSON text frames (optionally with an `id`), or `{\"type\": \"cancel\", \"id\"}`; receive StreamEvent text frames.",
+    description = "Websocket. Send GenerationRequest JSON text frames (optionally with an `id`, and a `graph` naming one of `GET /v1/graphs`; the default graph otherwise), or `{\"type\": \"cancel\", \"id\"}`; receive StreamEvent text frames.",
     responses(
         (status = 101, description = "Switching to the websocket protocol"),
         (status = 400, description = "Not a websocket upgrade request", body = super::api::ErrorBody),
@@ -102,8 +128,8 @@ pub async fn websocket(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
-    ready_coordinator(&state)?;
-    check_capacity(&state)?;
+    find_graph(&state, None)?;
+    check_capacity(&state, None)?;
     let (response, session, frames) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::BadRequest(format!("not a websocket upgrade request: {e}")))?;
     // The protocol limit is generous; requests are held to `limits.max_body_bytes` by
@@ -183,8 +209,8 @@ impl Connection {
         let _ = self.session.close(None).await;
     }
 
-    /// A text frame: a graph request (the `/v1/graph` body, optionally with an `id`) or
-    /// `{"type": "cancel", "id": ..}`.
+    /// A text frame: a graph request (the `/v1/graph` body, optionally with an `id` and a
+    /// `graph`) or `{"type": "cancel", "id": ..}`.
     fn on_text(&mut self, text: &str) {
         let limit = self.state.config.limits.max_body_bytes;
         if text.len() > limit {
@@ -228,13 +254,24 @@ impl Connection {
                 ApiError::Validation(format!("id: {id:?} is already running")),
             );
         }
+        let graph = match object.remove("graph") {
+            Some(serde_json::Value::String(graph)) => Some(graph),
+            None => None,
+            Some(_) => {
+                return self.refuse(
+                    Some(id),
+                    ApiError::Validation("graph: must be a graph's name".into()),
+                )
+            }
+        };
         let request: GenerationRequest = match serde_json::from_value(value) {
             Ok(request) => request,
             Err(e) => return self.refuse(Some(id), ApiError::Validation(e.to_string())),
         };
-        let checked = generation_params(&self.state, &request)
-            .and_then(|params| Ok((params, admit(&self.state, &request.text)?)));
-        let (params, coordinator) = match checked {
+        let checked = find_graph(&self.state, graph.as_deref())
+            .and_then(|_| generation_params(&self.state, &request))
+            .and_then(|params| Ok((params, admit(&self.state, graph.as_deref(), &request.text)?)));
+        let (params, (coordinator, graph)) = match checked {
             Ok(checked) => checked,
             Err(error) => return self.refuse(Some(id), error),
         };
@@ -251,12 +288,17 @@ impl Connection {
             cancel,
             parent: tracing::Span::current(),
         };
+        let run = RunGraph {
+            graph,
+            events: None,
+            text: request.text,
+            params,
+            context,
+        };
         actix_web::rt::spawn(stream_graph(
             self.state.clone(),
             coordinator,
-            request.text,
-            params,
-            context,
+            run,
             self.sink.clone(),
         ));
     }
@@ -281,25 +323,18 @@ impl Connection {
     }
 }
 
-/// Runs one graph request, sending its events to `sink`: `started` first, `done` or
-/// `error` last.
+/// Runs one graph request (`run`, whose `events` this sets), sending its events to `sink`:
+/// `started` first, `done` or `error` last.
 async fn stream_graph(
     state: web::Data<AppState>,
     coordinator: Addr<GraphCoordinator>,
-    text: String,
-    params: GenerationParams,
-    context: CallContext,
+    mut run: RunGraph,
     sink: mpsc::UnboundedSender<StreamEvent>,
 ) {
-    let (id, cancel) = (context.request_id.clone(), context.cancel.clone());
+    let (id, cancel) = (run.context.request_id.clone(), run.context.cancel.clone());
     let _ = sink.send(StreamEvent::Started { id: id.clone() });
     let (progress, mut relay) = mpsc::unbounded_channel();
-    let run = RunGraph {
-        events: Some(progress),
-        text,
-        params,
-        context,
-    };
+    run.events = Some(progress);
     let graph = async {
         let outcome = execute(&state, &coordinator, run).await;
         // Whatever ended the request (answer, error, timeout), stop the work behind it;
@@ -314,15 +349,7 @@ async fn stream_graph(
     };
     let (outcome, ()) = futures_util::join!(graph, forward);
     let last = match outcome {
-        Ok((outcome, trace_id)) => {
-            let answer = graph_answer(id, &outcome, trace_id);
-            StreamEvent::Done {
-                id: answer.id,
-                trace_id: answer.trace_id,
-                results: answer.results,
-                timings: answer.timings,
-            }
-        }
+        Ok((outcome, trace_id)) => StreamEvent::Done(graph_answer(id, &outcome, trace_id)),
         Err(error) => error_event(Some(id), &error),
     };
     let _ = sink.send(last);
@@ -331,32 +358,61 @@ async fn stream_graph(
 fn stream_event(id: &str, event: GraphEvent) -> StreamEvent {
     let id = id.to_string();
     match event {
-        GraphEvent::Token { model, token } => StreamEvent::Token {
+        GraphEvent::Token { step, model, token } => StreamEvent::Token {
             id,
+            step,
             model,
             index: token.index,
             token_id: token.token_id,
             text: token.text,
         },
         GraphEvent::Generated {
+            step,
             model,
             text,
             finish_reason,
         } => StreamEvent::Generated {
             id,
+            step,
             model,
             text,
             finish_reason,
         },
         GraphEvent::Classified {
-            model,
+            step,
+            of,
+            classifier,
             score,
             label,
         } => StreamEvent::Classified {
             id,
-            model,
+            step,
+            model: of,
+            classifier,
             score,
             label,
+        },
+        GraphEvent::Routed {
+            step,
+            of,
+            to,
+            reason,
+        } => StreamEvent::Routed {
+            id,
+            step,
+            model: of,
+            to,
+            reason,
+        },
+        GraphEvent::Selected { step, of, score } => StreamEvent::Selected {
+            id,
+            step,
+            model: of,
+            score,
+        },
+        GraphEvent::Skipped { step, failure } => StreamEvent::Skipped {
+            id,
+            failure: failure_report(&step, &failure),
         },
     }
 }

@@ -6,6 +6,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::graph::GraphOutcome;
+
 /// Bucket bounds for durations, in seconds.
 pub const SECONDS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -143,6 +145,15 @@ pub struct ServerMetrics {
     pub generate_stage: Histogram,
     pub classify_stage: Histogram,
     pub total: Histogram,
+    /// Graph requests by (graph, `ok` or the error type).
+    pub graph_requests: Mutex<BTreeMap<(String, String), u64>>,
+    /// Step durations by (graph, step).
+    pub graph_steps: Mutex<BTreeMap<(String, String), Histogram>>,
+    /// Calls a step carried on without, by (graph, step, model; empty when none was
+    /// called).
+    pub graph_skipped: Mutex<BTreeMap<(String, String, String), u64>>,
+    /// Switch and split choices by (graph, step, model chosen): a canary's real share.
+    pub graph_routes: Mutex<BTreeMap<(String, String, String), u64>>,
 }
 
 impl Default for ServerMetrics {
@@ -153,11 +164,50 @@ impl Default for ServerMetrics {
             generate_stage: Histogram::new(SECONDS),
             classify_stage: Histogram::new(SECONDS),
             total: Histogram::new(SECONDS),
+            graph_requests: Mutex::default(),
+            graph_steps: Mutex::default(),
+            graph_skipped: Mutex::default(),
+            graph_routes: Mutex::default(),
         }
     }
 }
 
 impl ServerMetrics {
+    /// A graph request's end: `ok`, or its error's type.
+    pub fn record_graph_request(&self, graph: &str, outcome: &str) {
+        *self
+            .graph_requests
+            .lock()
+            .expect("metrics lock")
+            .entry((graph.to_string(), outcome.to_string()))
+            .or_default() += 1;
+    }
+
+    /// What a finished graph request's steps did.
+    pub fn record_graph_steps(&self, outcome: &GraphOutcome) {
+        let graph = &outcome.graph.name;
+        let mut durations = self.graph_steps.lock().expect("metrics lock");
+        let mut skipped = self.graph_skipped.lock().expect("metrics lock");
+        let mut routes = self.graph_routes.lock().expect("metrics lock");
+        for step in &outcome.steps {
+            durations
+                .entry((graph.clone(), step.name.clone()))
+                .or_insert_with(|| Histogram::new(SECONDS))
+                .observe((step.finished - step.started).as_secs_f64());
+            for failure in &step.failures {
+                let model = failure.model.clone().unwrap_or_default();
+                *skipped
+                    .entry((graph.clone(), step.name.clone(), model))
+                    .or_default() += 1;
+            }
+            for route in &step.routes {
+                *routes
+                    .entry((graph.clone(), step.name.clone(), route.to.clone()))
+                    .or_default() += 1;
+            }
+        }
+    }
+
     pub fn record_http(&self, route: &str, status: u16, seconds: f64) {
         *self
             .http_requests

@@ -9,7 +9,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::graph::GraphOutcome;
+use crate::config::graphs::Action;
+use crate::graph::{CallRecord, GraphOutcome};
 use crate::work::WorkSpan;
 
 /// One request's span tree; times are milliseconds from the trace's start.
@@ -28,7 +29,7 @@ pub struct Trace {
 pub struct SpanRecord {
     pub id: usize,
     pub parent: Option<usize>,
-    /// `request`, `graph`, `generate`, `classify`, `queue` or `compute`.
+    /// `request`, `graph`, `step`, `generate`, `classify`, `queue` or `compute`.
     pub name: String,
     pub start_ms: f64,
     pub end_ms: f64,
@@ -154,6 +155,30 @@ impl SpanTree {
         self.add(Some(id), "compute", span.started, span.finished, json!({}));
     }
 
+    /// One call of a graph: a `generate` or `classify` span with what it made.
+    fn call(&mut self, parent: usize, call: &CallRecord) {
+        let made = &call.made;
+        // `model` is the generator whose text it is, as the waterfall labels rows.
+        let model = call.of.clone().unwrap_or_else(|| call.model.clone());
+        let attributes = match (call.action, &made.generation, &made.classification) {
+            (Action::Generate, Some(g), _) => json!({
+                "model": model,
+                "prompt_tokens": g.prompt_ids.len(),
+                "generated_tokens": g.new_token_ids.len(),
+                "finish_reason": g.finish_reason,
+            }),
+            (_, _, Some((classifier, c))) => json!({
+                "model": model,
+                "classifier": classifier,
+                "label": c.label,
+                "score": c.score,
+                "input_tokens": c.input_ids.len(),
+            }),
+            _ => json!({"model": model}),
+        };
+        self.work(parent, call.action.as_str(), &call.span, attributes);
+    }
+
     fn finish(self, request_id: &str, trace_id: &str, ended: Instant) -> Trace {
         let duration_ms = self.ms(ended);
         Trace {
@@ -169,7 +194,10 @@ impl SpanTree {
     }
 }
 
-/// The trace of one graph request that ran from `begun` to `ended`.
+/// The trace of one graph request that ran from `begun` to `ended`: the graph's span, one
+/// span per step, and in each step one span per model call (with its queue wait and
+/// compute). The built-in graph (no `[[graphs]]` in config) keeps the shape its traces had
+/// before graphs were configurable: its calls hang from the graph span, generations first.
 pub fn graph_trace(
     request_id: &str,
     trace_id: &str,
@@ -178,35 +206,33 @@ pub fn graph_trace(
     outcome: &GraphOutcome,
 ) -> Trace {
     let (mut tree, root) = SpanTree::new(request_id, begun, ended);
+    let spec = &outcome.graph;
+    let mut attributes = json!({"graph": spec.name});
+    if spec.builtin {
+        attributes["generators"] = json!(outcome.results.len());
+    }
     let graph = tree.add(
         Some(root),
         "graph",
         outcome.received,
         outcome.received + outcome.total,
-        json!({"generators": outcome.results.len()}),
+        attributes,
     );
-    for r in &outcome.results {
-        let g = &r.generation;
-        tree.work(
-            graph,
-            "generate",
-            &r.generate,
-            json!({
-                "model": r.model,
-                "prompt_tokens": g.prompt_ids.len(),
-                "generated_tokens": g.new_token_ids.len(),
-                "finish_reason": g.finish_reason,
-            }),
-        );
-    }
-    for r in &outcome.results {
-        let c = &r.classification;
-        tree.work(
-            graph,
-            "classify",
-            &r.classify,
-            json!({"model": r.model, "label": c.label, "score": c.score, "input_tokens": c.input_ids.len()}),
-        );
+    for step in &outcome.steps {
+        let parent = if spec.builtin {
+            graph
+        } else {
+            let attributes = json!({
+                "step": step.name,
+                "kind": step.kind,
+                "results": step.items.len(),
+                "failures": step.failures.len(),
+            });
+            tree.add(Some(graph), "step", step.started, step.finished, attributes)
+        };
+        for call in &step.calls {
+            tree.call(parent, call);
+        }
     }
     tree.finish(request_id, trace_id, ended)
 }

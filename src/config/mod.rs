@@ -1,7 +1,8 @@
 //! `config.toml`: which models form the graph, where they run, and how the server listens.
 //!
-//! ROLES OF A SERVER: a config whose models make a graph (at least one generator and exactly
-//! one classifier, each loaded here or served elsewhere) runs the graph; any other set of
+//! ROLES OF A SERVER: a config with `[[graphs]]` runs those graphs (see `graphs`); without
+//! any, a config whose models make the built-in graph (at least one generator and exactly
+//! one classifier, each loaded here or served elsewhere) runs that; any other set of
 //! models, all loaded here, runs a *model node*, which serves the per-model API for them
 //! (e.g. one `[[models]]` entry for gpt2-medium alone).
 //!
@@ -9,11 +10,14 @@
 //! name the offending key. Relative model paths are resolved against the config file's
 //! folder, so `infergraph serve --config /etc/infergraph/config.toml` works from anywhere.
 
+pub mod graphs;
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::backend::BackendChoice;
+use graphs::{GraphEntry, GraphSpec};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -38,6 +42,13 @@ pub struct Config {
     pub remote: RemoteConfig,
     /// The models of the graph, generators in the order their results are reported.
     pub models: Vec<ModelConfig>,
+    /// `[[graphs]]` as written; `graphs` holds them checked.
+    #[serde(default, rename = "graphs")]
+    graph_entries: Vec<GraphEntry>,
+    /// The graphs this server runs, checked against `models`: the `[[graphs]]`, or without
+    /// any, the built-in graph when the models make one (none on a model node).
+    #[serde(skip)]
+    pub graphs: Vec<GraphSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -333,7 +344,24 @@ impl Config {
             }
         }
         config.validate()?;
+        config.graphs = if config.graph_entries.is_empty() {
+            config.builtin_graph().into_iter().collect()
+        } else {
+            graphs::check_graphs(&config.graph_entries, &config.models).map_err(|message| {
+                ConfigError::Invalid {
+                    path: PathBuf::from("<config>"),
+                    message,
+                }
+            })?
+        };
         Ok(config)
+    }
+
+    /// Today's graph when the models make one: every generator, then the classifier.
+    fn builtin_graph(&self) -> Option<GraphSpec> {
+        let generators: Vec<&str> = self.generators().map(|g| g.name.as_str()).collect();
+        let classifier = self.classifier()?;
+        (!generators.is_empty()).then(|| GraphSpec::builtin(&generators, &classifier.name))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -409,10 +437,17 @@ impl Config {
         Ok(())
     }
 
-    /// Whether this server runs the graph (at least one generator and the classifier), or is
-    /// a model node serving only the per-model API.
+    /// Whether this server runs graphs (its `[[graphs]]`, or without any, at least one
+    /// generator and the classifier), or is a model node serving only the per-model API.
     pub fn runs_graph(&self) -> bool {
-        self.generators().next().is_some() && self.models.iter().any(|m| m.role == Role::Classifier)
+        !self.graph_entries.is_empty()
+            || (self.generators().next().is_some()
+                && self.models.iter().any(|m| m.role == Role::Classifier))
+    }
+
+    /// The graph `/v1/graph` and the seed endpoints serve, on a graph node.
+    pub fn default_graph(&self) -> Option<&GraphSpec> {
+        self.graphs.iter().find(|g| g.default)
     }
 
     pub fn generators(&self) -> impl Iterator<Item = &ModelConfig> {
