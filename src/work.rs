@@ -34,7 +34,9 @@ pub enum ActorError {
     #[error("model {model:?} failed: {message}")]
     Failed { model: String, message: String },
     /// A graph's switch step found no case for an item, and has no `otherwise`.
-    #[error("graph {graph:?} step {step:?}: no case matches {detail}, and the step has no `otherwise`")]
+    #[error(
+        "graph {graph:?} step {step:?}: no case matches {detail}, and the step has no `otherwise`"
+    )]
     NoRoute {
         graph: String,
         step: String,

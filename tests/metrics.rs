@@ -2,39 +2,10 @@
 
 mod common;
 
-use common::server::{fixture_models, header, TestServer};
-use prometheus_parse::{Scrape, Value};
+use common::prometheus::{scrape, value};
+use common::server::{fixture_models, TestServer};
+use prometheus_parse::Value;
 use serde_json::{json, Value as Json};
-
-async fn scrape(server: &TestServer) -> Scrape {
-    let mut response = awc::Client::default()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let content_type = header(response.headers(), "content-type").unwrap();
-    assert!(
-        content_type.starts_with("text/plain; version=0.0.4"),
-        "{content_type}"
-    );
-    let text = String::from_utf8(response.body().limit(1 << 22).await.unwrap().to_vec()).unwrap();
-    Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid Prometheus text format")
-}
-
-/// The value of the sample `metric` whose labels include all of `labels`.
-fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    let sample = scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .unwrap_or_else(|| panic!("no sample {metric} {labels:?}"));
-    match &sample.value {
-        Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
-        Value::Histogram(buckets) => buckets.iter().map(|b| b.count).fold(0.0, f64::max),
-        other => panic!("unexpected {other:?}"),
-    }
-}
 
 #[actix_web::test]
 async fn counters_follow_known_traffic_and_queues_drain_to_zero() {

@@ -9,60 +9,9 @@ use common::server::{
     demo_models, fixture_models, total, TestServer, JSON_HEADER, SLOT_HOLDING_BODY,
 };
 use common::wait_until;
+use common::ws::{connect, events_until_last, next_event, send};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-
-type Socket = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
-
-async fn connect(server: &TestServer) -> Socket {
-    let (response, socket) = awc::Client::new()
-        .ws(server.url("/v1/graph/ws"))
-        .max_frame_size(1 << 22)
-        .connect()
-        .await
-        .expect("the websocket upgrade succeeds");
-    assert_eq!(response.status().as_u16(), 101);
-    socket
-}
-
-async fn send(socket: &mut Socket, value: Value) {
-    socket
-        .send(ws::Message::Text(value.to_string().into()))
-        .await
-        .unwrap();
-}
-
-/// The next JSON text frame (answering nothing else).
-async fn next_event(socket: &mut Socket) -> Value {
-    loop {
-        match socket
-            .next()
-            .await
-            .expect("the connection stays open")
-            .unwrap()
-        {
-            ws::Frame::Text(bytes) => return serde_json::from_slice(&bytes).unwrap(),
-            ws::Frame::Ping(_) | ws::Frame::Pong(_) => continue,
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
-
-/// Every event of request `id` up to its `done` or `error`.
-async fn events_until_last(socket: &mut Socket, id: &str) -> Vec<Value> {
-    let mut events = Vec::new();
-    loop {
-        let event = next_event(socket).await;
-        if event["id"] != id {
-            continue;
-        }
-        let last = event["type"] == "done" || event["type"] == "error";
-        events.push(event);
-        if last {
-            return events;
-        }
-    }
-}
 
 /// The order invariants of one request's events, and token texts adding up to the text.
 fn check_stream(events: &[Value], prompt: &str, models: &[&str]) {

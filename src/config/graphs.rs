@@ -235,7 +235,9 @@ impl GraphSpec {
     /// Whether the graph's results carry a score (its last step classifies or selects
     /// scored items), which the seed endpoints' `{generated, score}` answers need.
     pub fn gives_scores(&self) -> bool {
-        self.steps.iter().fold(false, |scored, step| step_scores(step, scored))
+        self.steps
+            .iter()
+            .fold(false, |scored, step| step_scores(step, scored))
     }
 
     /// Every model the graph calls, each once, in order of first use.
@@ -344,7 +346,10 @@ struct BranchEntry {
 
 /// Checks `entries` against `models`: the graphs the server will run, or a message naming
 /// the graph, the step and the key at fault.
-pub fn check_graphs(entries: &[GraphEntry], models: &[ModelConfig]) -> Result<Vec<GraphSpec>, String> {
+pub fn check_graphs(
+    entries: &[GraphEntry],
+    models: &[ModelConfig],
+) -> Result<Vec<GraphSpec>, String> {
     let mut names = HashSet::new();
     let mut graphs = Vec::with_capacity(entries.len());
     for entry in entries {
@@ -400,11 +405,7 @@ pub fn check_graphs(entries: &[GraphEntry], models: &[ModelConfig]) -> Result<Ve
             }
         }
         1 => {}
-        _ => {
-            return Err(
-                "graphs.default: only one graph may say `default = true`".into(),
-            )
-        }
+        _ => return Err("graphs.default: only one graph may say `default = true`".into()),
     }
     if let Some(default) = graphs.iter().find(|g| g.default && !g.gives_scores()) {
         return Err(format!(
@@ -607,7 +608,11 @@ impl StepChecker<'_> {
         for (i, branch) in entries.iter().enumerate() {
             let key = format!("split[{i}]");
             let weight = branch.weight.ok_or_else(|| {
-                self.error(step, &format!("{key}.weight"), "missing (percent of requests)")
+                self.error(
+                    step,
+                    &format!("{key}.weight"),
+                    "missing (percent of requests)",
+                )
             })?;
             let call = self.call(
                 step,

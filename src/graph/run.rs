@@ -15,8 +15,8 @@ use super::{
 };
 use crate::actors::{CallContext, Classify, Generate};
 use crate::config::graphs::{
-    Action, Best, Call, Condition, GraphSpec, OnError, SplitBranch, StepInput, StepKind,
-    StepSpec, SwitchCase,
+    Action, Best, Call, Condition, GraphSpec, OnError, SplitBranch, StepInput, StepKind, StepSpec,
+    SwitchCase,
 };
 use crate::work::ActorError;
 

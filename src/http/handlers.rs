@@ -9,10 +9,10 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::api::{
-    CallInfo, EnginesResponse, ErrorBody, GenerateScoreRequest, GeneratedScore,
-    GenerationRequest, GraphInfo, GraphResponse, GraphResult, GraphTimings, GraphsResponse,
-    HealthBody, ModelsResponse, OpenAiModel, RequestErrors, RouteReport, StepFailureReport,
-    StepInfo, StepReport, StepSpan, TracesResponse,
+    CallInfo, EnginesResponse, ErrorBody, GenerateScoreRequest, GeneratedScore, GenerationRequest,
+    GraphInfo, GraphResponse, GraphResult, GraphTimings, GraphsResponse, HealthBody,
+    ModelsResponse, OpenAiModel, RequestErrors, RouteReport, StepFailureReport, StepInfo,
+    StepReport, StepSpan, TracesResponse,
 };
 use super::disconnect;
 use super::error::ApiError;
@@ -20,8 +20,8 @@ use super::state::{AppState, Phase};
 use super::stream;
 use crate::actors::remote::DEADLINE_HEADER;
 use crate::actors::CallContext;
-use crate::engine::{CancelOnDrop, CancelToken};
 use crate::config::graphs::{Action, Best, Call, GraphSpec, OnError, StepInput, StepKind};
+use crate::engine::{CancelOnDrop, CancelToken};
 use crate::graph::{GraphCoordinator, GraphOutcome, Item, RunGraph, StepFailure};
 use crate::models::sampling::SamplingParams;
 use crate::models::GenerationParams;
@@ -125,8 +125,7 @@ pub(super) async fn classify_generated_texts(
     require_content_type(&req, ContentKind::Text)?;
     let body = read_body(&req, payload, state.config.limits.max_body_bytes).await?;
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::InvalidUtf8)?;
-    let (outcome, trace_id) =
-        run_graph(&state, &req, None, text, default_params(&state)).await?;
+    let (outcome, trace_id) = run_graph(&state, &req, None, text, default_params(&state)).await?;
     Ok(HttpResponse::Ok()
         .insert_header((TRACE_ID_HEADER, trace_id))
         .json(seed_answer(&outcome)))
@@ -764,7 +763,9 @@ pub(super) fn graph_answer(id: String, outcome: &GraphOutcome, trace_id: String)
             for call in step.calls.iter().filter(|c| c.action == action) {
                 let work = ms(call.span.finished - call.span.started);
                 match action {
-                    Action::Generate => *generate_ms.entry(call.model.clone()).or_insert(0.0) += work,
+                    Action::Generate => {
+                        *generate_ms.entry(call.model.clone()).or_insert(0.0) += work
+                    }
                     Action::Classify => classify_ms.push(work),
                 }
                 spans.push(StepSpan {

@@ -1,7 +1,9 @@
 //! Shared by the integration tests: fixture paths, golden files, and comparisons.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod prometheus;
 pub mod server;
+pub mod ws;
 
 use std::path::PathBuf;
 
