@@ -63,3 +63,89 @@ fn the_page_streams_three_generations_scores_them_and_draws_the_waterfall() {
         "a real screenshot"
     );
 }
+
+/// A graph of the config's own, picked in the page: its steps' waterfall is drawn.
+#[test]
+fn the_page_runs_a_picked_graph_and_draws_its_steps_in_the_waterfall() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let artifacts = root.join("target/e2e");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let screenshot = artifacts.join("page-graph.png");
+    let graphs = r#"
+[[graphs]]
+name = "seed"
+  [[graphs.steps]]
+  parallel = { generate = ["gpt2", "distilgpt2", "gpt2-medium"] }
+  [[graphs.steps]]
+  each = { classify = "bert-base-uncased" }
+[[graphs]]
+name = "by-mood"
+  [[graphs.steps]]
+  name = "mood"
+  each = { classify = "bert-base-uncased" }
+  [[graphs.steps]]
+  name = "write"
+  switch = [ { label = "LABEL_0", generate = "gpt2" }, { label = "LABEL_1", generate = "distilgpt2" } ]
+  [[graphs.steps]]
+  name = "score"
+  each = { classify = "bert-base-uncased" }
+"#;
+    let server = TestServer::start(&fixture_models(), graphs);
+    let output = Command::new("node")
+        .current_dir(root.join("tests/e2e"))
+        .args([
+            "page.mjs",
+            &server.base,
+            screenshot.to_str().unwrap(),
+            "by-mood",
+            "terrible",
+        ])
+        .output()
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).expect("the script's JSON report");
+    assert!(
+        report["status"].as_str().unwrap().starts_with("Done"),
+        "{report}"
+    );
+    assert_eq!(
+        report["models"],
+        serde_json::json!(["gpt2", "distilgpt2"]),
+        "the graph's generators"
+    );
+    assert_eq!(
+        report["filled"],
+        serde_json::json!(["distilgpt2"]),
+        "the branch taken streamed"
+    );
+    assert_eq!(report["scores"].as_array().unwrap().len(), 1);
+    let diagram = report["diagram"].as_str().unwrap();
+    assert!(
+        diagram.contains("mood: each") && diagram.contains("write: switch"),
+        "{diagram}"
+    );
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains("mood:") && notes.contains("→ distilgpt2"),
+        "{notes}"
+    );
+    let rows: Vec<&str> = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.as_str())
+        .collect();
+    for step in ["step mood", "step write", "step score"] {
+        assert!(rows.contains(&step), "{step} drawn: {rows:?}");
+    }
+    assert_eq!(report["stepBars"], 3);
+    assert!(report["computeBars"].as_u64().unwrap() >= 3);
+    assert_eq!(report["narrow"], true);
+    assert_eq!(report["errors"], serde_json::json!([]), "no script errors");
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
+}
