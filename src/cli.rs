@@ -82,6 +82,9 @@ struct LoadtestArgs {
     /// instead of the graph; actor and http targets only.
     #[arg(long)]
     model: Option<String>,
+    /// Drive this graph of the config (`[[graphs]]`) instead of the default one.
+    #[arg(long)]
+    graph: Option<String>,
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -290,6 +293,7 @@ fn loadtest(args: LoadtestArgs) -> Result<(), String> {
         temperature: args.temperature,
         seed: args.seed,
         model: args.model.clone(),
+        graph: args.graph.clone(),
     })?;
     if args.json {
         println!(

@@ -5,9 +5,10 @@
 //! Targets: `actor` starts the actor system in-process and sends `RunGraph` messages to the
 //! coordinator (no HTTP: the actors' own capacity); `http` posts to `/v1/graph`; `ws`
 //! streams over `/v1/graph/ws` and also measures time to first token and between tokens.
-//! With `model`, `actor` and `http` drive that one model instead of the graph: `Generate`
-//! or `Classify` messages straight to its actor, or `/v1/models/{name}/generate` (or
-//! `/classify`).
+//! With `graph`, every target drives that configured graph instead of the default one
+//! (`/v1/graphs/{name}`, or `"graph"` in each websocket frame). With `model`, `actor` and
+//! `http` drive that one model instead of a graph: `Generate` or `Classify` messages
+//! straight to its actor, or `/v1/models/{name}/generate` (or `/classify`).
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -63,6 +64,8 @@ pub struct Options {
     pub seed: Option<u64>,
     /// Drive this model on its own rather than the graph (`actor` and `http` only).
     pub model: Option<String>,
+    /// Drive this configured graph rather than the default one.
+    pub graph: Option<String>,
 }
 
 /// The prompts used when no file is given.
@@ -76,8 +79,10 @@ pub const BUILT_IN_PROMPTS: [&str; 4] = [
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub target: String,
-    /// The model driven on its own; `None` when the run drove the graph.
+    /// The model driven on its own; `None` when the run drove a graph.
     pub model: Option<String>,
+    /// The graph driven, when not the default one.
+    pub graph: Option<String>,
     pub concurrency: usize,
     pub requests: usize,
     pub ok: usize,
@@ -124,9 +129,10 @@ struct Outcome {
     gaps: Vec<Duration>,
 }
 
-/// What each request asks for: a graph run, or one model's work.
+/// What each request asks for: a graph run (the default graph for `None`), or one
+/// model's work.
 enum Scope {
-    Graph,
+    Graph(Option<String>),
     Model { name: String, role: Role },
 }
 
@@ -174,7 +180,7 @@ async fn run_async(options: Options) -> Result<Report, String> {
             base: base.trim_end_matches('/').to_string(),
         },
     });
-    let scope = Rc::new(scope(&driver, options.model.as_deref()).await?);
+    let scope = Rc::new(scope(&driver, &options).await?);
     let total = options.requests.unwrap_or(if options.duration.is_some() {
         usize::MAX
     } else {
@@ -273,11 +279,20 @@ async fn run_async(options: Options) -> Result<Report, String> {
     Ok(report(&options, outcomes, elapsed, &samples))
 }
 
-/// Checks that `model` (if any) exists where the run goes, and learns its role.
-async fn scope(driver: &Driver, model: Option<&str>) -> Result<Scope, String> {
-    let Some(name) = model else {
-        return Ok(Scope::Graph);
+/// Checks that the `model` or `graph` asked for (if any) exists where the run goes, and
+/// learns the model's role.
+async fn scope(driver: &Driver, options: &Options) -> Result<Scope, String> {
+    let Some(name) = options.model.as_deref() else {
+        if let (Some(graph), Driver::Actor(running)) = (&options.graph, driver) {
+            running
+                .graph(graph)
+                .ok_or_else(|| format!("--graph {graph:?}: the config has no such graph"))?;
+        }
+        return Ok(Scope::Graph(options.graph.clone()));
     };
+    if options.graph.is_some() {
+        return Err("give --model or --graph, not both".into());
+    }
     let role = match driver {
         Driver::Actor(graph) => graph.model(name).map(|m| match m {
             ModelHandle::Generator(..) => Role::Generator,
@@ -317,10 +332,12 @@ impl Driver {
         let prompt = options.prompts[n % options.prompts.len()].clone();
         let started = Instant::now();
         let mut outcome = match (self, scope) {
-            (Driver::Actor(graph), Scope::Graph) => {
-                let (Some(coordinator), Some((index, _))) =
-                    (&graph.coordinator, graph.default_graph())
-                else {
+            (Driver::Actor(graph), Scope::Graph(name)) => {
+                let found = match name {
+                    Some(name) => graph.graph(name),
+                    None => graph.default_graph(),
+                };
+                let (Some(coordinator), Some((index, _))) = (&graph.coordinator, found) else {
                     return failed("no_graph");
                 };
                 let run = RunGraph {
@@ -332,11 +349,7 @@ impl Driver {
                 };
                 match coordinator.send(run).await {
                     Ok(Ok(graph)) => Outcome {
-                        tokens: graph
-                            .calls()
-                            .filter_map(|c| c.made.generation.as_ref())
-                            .map(|g| g.new_token_ids.len())
-                            .sum(),
+                        tokens: graph.generated_tokens(),
                         ..Outcome::default()
                     },
                     Ok(Err(error)) => failed(ApiError::from(error).error_type()),
@@ -377,8 +390,12 @@ impl Driver {
             }
             (Driver::Http { client, base }, scope) => {
                 let (path, body) = match scope {
-                    Scope::Graph => (
+                    Scope::Graph(None) => (
                         "/v1/graph".to_string(),
+                        request_body(options, &prompt, None),
+                    ),
+                    Scope::Graph(Some(graph)) => (
+                        format!("/v1/graphs/{graph}"),
                         request_body(options, &prompt, None),
                     ),
                     Scope::Model {
@@ -431,13 +448,9 @@ fn actor_params(options: &Options) -> GenerationParams {
     }
 }
 
-/// Tokens an answer reports: a graph's results summed, or one model's generation.
+/// Tokens an answer reports: every generation of a graph request, or one model's.
 fn generated_tokens(body: &serde_json::Value) -> usize {
-    let one = |r: &serde_json::Value| r["generated_tokens"].as_u64().unwrap_or(0) as usize;
-    match body["results"].as_array() {
-        Some(results) => results.iter().map(one).sum(),
-        None => one(body),
-    }
+    body["generated_tokens"].as_u64().unwrap_or(0) as usize
 }
 
 fn failed(error_type: &str) -> Outcome {
@@ -454,6 +467,10 @@ fn request_body(options: &Options, prompt: &str, id: Option<String>) -> serde_js
     }
     if let Some(id) = id {
         body["id"] = json!(id);
+        // Over the websocket, the frame names the graph.
+        if let Some(graph) = &options.graph {
+            body["graph"] = json!(graph);
+        }
     }
     body
 }
@@ -584,6 +601,7 @@ fn report(
     let streaming = matches!(options.target, Target::Ws { .. });
     Report {
         model: options.model.clone(),
+        graph: options.graph.clone(),
         target: match &options.target {
             Target::Actor { .. } => "actor".into(),
             Target::Http { base } => format!("http {base}"),
@@ -663,8 +681,10 @@ impl Report {
             "target {}{}, concurrency {}: {} requests ({} ok) in {:.1} s\n",
             self.target,
             self.model
-                .as_ref()
-                .map_or(String::new(), |m| format!(", model {m}")),
+                .iter()
+                .map(|m| format!(", model {m}"))
+                .chain(self.graph.iter().map(|g| format!(", graph {g}")))
+                .collect::<String>(),
             self.concurrency,
             self.requests,
             self.ok,

@@ -81,8 +81,13 @@ fn check_report(report: &Value, requests: u64, streaming: bool, worked: &[&str])
 
 /// A config of the fixture graph in `dir`, for the in-process target.
 fn fixture_config(dir: &tempfile::TempDir) -> String {
+    fixture_config_with(dir, "")
+}
+
+/// As `fixture_config`, with `extra` TOML (say `[[graphs]]`) before the models.
+fn fixture_config_with(dir: &tempfile::TempDir, extra: &str) -> String {
     let config = dir.path().join("config.toml");
-    let mut text = String::from("backend = \"cpu\"\n");
+    let mut text = format!("backend = \"cpu\"\n{extra}");
     for (name, path, role) in fixture_models() {
         text += &format!("[[models]]\nname = \"{name}\"\npath = {path:?}\nrole = \"{role}\"\n");
     }
@@ -196,4 +201,59 @@ fn an_open_loop_run_at_a_fixed_rate_is_bounded_by_its_duration() {
         "about 10 requests in half a second at 20/s: {requests}"
     );
     assert_eq!(report["ok"], requests);
+}
+
+/// A graph that calls only gpt2 and the classifier (the seed stays the default).
+const GPT2_ONLY: &str = r#"
+[[graphs]]
+name = "seed"
+  [[graphs.steps]]
+  parallel = { generate = ["gpt2", "distilgpt2", "gpt2-medium"] }
+  [[graphs.steps]]
+  each = { classify = "bert-base-uncased" }
+[[graphs]]
+name = "gpt2-only"
+  [[graphs.steps]]
+  each = { generate = "gpt2" }
+  [[graphs.steps]]
+  each = { classify = "bert-base-uncased" }
+"#;
+
+#[test]
+fn the_graph_option_drives_a_configured_graph_on_every_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fixture_config_with(&dir, GPT2_ONLY);
+    let worked = ["gpt2", "bert-base-uncased"];
+    let graph = [
+        "--graph",
+        "gpt2-only",
+        "--requests",
+        "6",
+        "--concurrency",
+        "3",
+    ];
+    let report = loadtest(&[&["--target", "actor", "--config", &config][..], &graph].concat());
+    assert_eq!(report["graph"], "gpt2-only");
+    check_report(&report, 6, false, &worked);
+
+    let server = TestServer::start(&fixture_models(), GPT2_ONLY);
+    let report = loadtest(&[&["--target", "http", &server.base][..], &graph].concat());
+    check_report(&report, 6, false, &worked);
+    assert_eq!(
+        report["generated_tokens_per_s"].as_f64().unwrap() * report["elapsed_s"].as_f64().unwrap(),
+        36.0,
+        "six tokens from each request's one generation"
+    );
+    let url = server.url("/v1/graph/ws");
+    let report = loadtest(&[&["--target", "ws", &url][..], &graph].concat());
+    check_report(&report, 6, true, &worked);
+
+    let output = Command::new(env!("CARGO_BIN_EXE_infergraph"))
+        .args([
+            "loadtest", "--target", "actor", "--config", &config, "--graph", "nope",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--graph \"nope\""));
 }

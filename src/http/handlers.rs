@@ -808,6 +808,7 @@ pub(super) fn graph_answer(id: String, outcome: &GraphOutcome, trace_id: String)
             .iter()
             .flat_map(|step| step.failures.iter().map(|f| failure_report(&step.name, f)))
             .collect(),
+        generated_tokens: outcome.generated_tokens(),
         timings: GraphTimings {
             total_ms: ms(outcome.total),
             generate_ms,
