@@ -6,13 +6,16 @@ use common::server::{fixture_models, TestServer};
 use serde_json::Value;
 
 /// Every route the server answers (the default 404 service aside).
-const ROUTES: [&str; 20] = [
+const ROUTES: [&str; 23] = [
     "/",
     "/classify_generated_texts",
     "/generate_score",
     "/v1/graph",
     "/v1/graph/stream",
     "/v1/graph/ws",
+    "/v1/graphs",
+    "/v1/graphs/{name}",
+    "/v1/graphs/{name}/stream",
     "/v1/models",
     "/v1/models/{name}/generate",
     "/v1/models/{name}/generate/stream",

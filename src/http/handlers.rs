@@ -518,14 +518,17 @@ fn record_stages(metrics: &ServerMetrics, outcome: &GraphOutcome) {
     let of = |action| outcome.calls().filter(move |c| c.action == action);
     let generated = of(Action::Generate)
         .map(|c| since(c.span.finished))
-        .fold(0.0, f64::max);
+        .fold(f64::NAN, f64::max);
     let classify_start = of(Action::Classify)
         .map(|c| since(c.span.started))
         .fold(f64::MAX, f64::min);
     let classify_end = of(Action::Classify)
         .map(|c| since(c.span.finished))
         .fold(0.0, f64::max);
-    metrics.generate_stage.observe(generated);
+    // A graph without generations (or classifications) has no such stage.
+    if !generated.is_nan() {
+        metrics.generate_stage.observe(generated);
+    }
     if classify_end >= classify_start {
         metrics
             .classify_stage
