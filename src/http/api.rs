@@ -133,14 +133,12 @@ pub struct GraphResult {
     pub generated_tokens: Option<usize>,
 }
 
-/// What one step of the graph did.
+/// What one step of the graph did (when it ran is in `timings.steps`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StepReport {
     pub name: String,
     /// `parallel`, `each`, `switch`, `split` or `select`.
     pub kind: String,
-    pub start_ms: f64,
-    pub end_ms: f64,
     pub results: Vec<GraphResult>,
     /// For a switch or split step: where each item went, and why.
     pub routes: Vec<RouteReport>,
@@ -183,6 +181,15 @@ pub struct GraphTimings {
     pub classify_ms: Vec<f64>,
     /// When each model call ran, relative to the coordinator receiving the request.
     pub spans: Vec<StepSpan>,
+    /// When each graph step ran, on the same clock.
+    pub steps: Vec<StepTiming>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StepTiming {
+    pub name: String,
+    pub start_ms: f64,
+    pub end_ms: f64,
 }
 
 /// One model call of the graph on the request's timeline.

@@ -12,7 +12,7 @@ use super::api::{
     CallInfo, EnginesResponse, ErrorBody, GenerateScoreRequest, GeneratedScore, GenerationRequest,
     GraphInfo, GraphResponse, GraphResult, GraphTimings, GraphsResponse, HealthBody,
     ModelsResponse, OpenAiModel, RequestErrors, RouteReport, StepFailureReport, StepInfo,
-    StepReport, StepSpan, TracesResponse,
+    StepReport, StepSpan, StepTiming, TracesResponse,
 };
 use super::disconnect;
 use super::error::ApiError;
@@ -792,8 +792,6 @@ pub(super) fn graph_answer(id: String, outcome: &GraphOutcome, trace_id: String)
             .map(|step| StepReport {
                 name: step.name.clone(),
                 kind: step.kind.into(),
-                start_ms: since(step.started),
-                end_ms: since(step.finished),
                 results: step.items.iter().map(graph_result).collect(),
                 routes: step
                     .routes
@@ -817,6 +815,15 @@ pub(super) fn graph_answer(id: String, outcome: &GraphOutcome, trace_id: String)
             generate_ms,
             classify_ms,
             spans,
+            steps: outcome
+                .steps
+                .iter()
+                .map(|step| StepTiming {
+                    name: step.name.clone(),
+                    start_ms: since(step.started),
+                    end_ms: since(step.finished),
+                })
+                .collect(),
         },
     }
 }
