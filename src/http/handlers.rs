@@ -186,14 +186,25 @@ async fn answer_graph(
     payload: web::Payload,
     graph: Option<&str>,
 ) -> Result<HttpResponse, ApiError> {
-    // An unknown graph is refused before the body is read.
-    find_graph(&state, graph)?;
-    let request: GenerationRequest = read_json(&state, &req, payload).await?;
-    let params = generation_params(&state, &request)?;
+    let (request, params) = read_graph_request(&state, &req, payload, graph).await?;
     let (outcome, trace_id) = run_graph(&state, &req, graph, &request.text, params).await?;
     Ok(HttpResponse::Ok()
         .insert_header((TRACE_ID_HEADER, trace_id.clone()))
         .json(graph_answer(request_id(&req), &outcome, trace_id)))
+}
+
+/// The body of a request to `graph` (the default one for `None`) and its generation
+/// parameters, checked; an unknown graph is refused before the body is read.
+pub(super) async fn read_graph_request(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    graph: Option<&str>,
+) -> Result<(GenerationRequest, GenerationParams), ApiError> {
+    find_graph(state, graph)?;
+    let request: GenerationRequest = read_json(state, req, payload).await?;
+    let params = generation_params(state, &request)?;
+    Ok((request, params))
 }
 
 /// `GET /v1/graphs`: every graph with its steps, in config order.

@@ -21,7 +21,7 @@ use super::api::{GenerationRequest, RequestErrors, StreamEvent};
 use super::error::ApiError;
 use super::handlers::{
     admit, call_context, check_capacity, execute, failure_report, find_graph, generation_params,
-    graph_answer, read_json,
+    graph_answer, read_graph_request,
 };
 use super::state::AppState;
 use crate::actors::CallContext;
@@ -68,9 +68,7 @@ async fn graph_sse(
     payload: web::Payload,
     graph: Option<&str>,
 ) -> Result<HttpResponse, ApiError> {
-    find_graph(&state, graph)?;
-    let request: GenerationRequest = read_json(&state, &req, payload).await?;
-    let params = generation_params(&state, &request)?;
+    let (request, params) = read_graph_request(&state, &req, payload, graph).await?;
     let (coordinator, graph) = admit(&state, graph, &request.text)?;
 
     // The guards live as long as the response body: dropping it (the client is gone) cancels.
