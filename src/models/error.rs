@@ -52,6 +52,13 @@ pub enum ModelError {
         dtype: String,
     },
 
+    #[error("dtype {dtype} cannot run on the {backend} backend: {reason}")]
+    DtypeUnsupported {
+        dtype: &'static str,
+        backend: &'static str,
+        reason: &'static str,
+    },
+
     #[error("{path}: unexpected tensors that this architecture does not use: {tensors:?}")]
     UnexpectedTensors { path: PathBuf, tensors: Vec<String> },
 

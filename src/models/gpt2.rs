@@ -18,7 +18,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
 use super::attention::{attend, attention_bias, merge_heads, split_heads};
-use super::dense::{times_transposed, Dense};
+use super::dense::Dense;
 use super::error::ModelError;
 use super::weights::WeightFile;
 
@@ -352,12 +352,13 @@ impl KvCache {
 #[derive(Debug)]
 pub struct Gpt2LmHeadModel {
     config: Gpt2Config,
-    wte: Embedding,
+    /// Token embeddings `[vocab, n_embd]`, looked up by row, and the LM head when tied.
+    wte: Dense,
     wpe: Embedding,
     h: Vec<Block>,
     ln_f: LayerNorm,
     /// `[vocab, n_embd]` head when the checkpoint does not tie it to `wte`.
-    lm_head: Option<Tensor<2>>,
+    lm_head: Option<Dense>,
     device: Device,
 }
 
@@ -400,13 +401,13 @@ impl Gpt2LmHeadModel {
                 },
             });
         }
-        let wte = weights.embedding("wte", config.vocab_size, c)?;
+        let wte = weights.tied_embedding("wte.weight", config.vocab_size, c)?;
         let wpe = weights.embedding("wpe", config.n_positions, c)?;
         let ln_f = weights.layer_norm("ln_f", c, eps)?;
         let lm_head = if config.tie_word_embeddings {
             None
         } else {
-            Some(weights.tensor("lm_head.weight", [config.vocab_size, c])?)
+            Some(weights.tied_embedding("lm_head.weight", config.vocab_size, c)?)
         };
         let tied = config.tie_word_embeddings;
         weights.finish(|name| {
@@ -536,11 +537,11 @@ impl Gpt2LmHeadModel {
             )
         });
 
-        let flat_ids: Vec<i64> = ids.iter().flatten().map(|&id| id as i64).collect();
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(flat_ids, [b, t]), &self.device);
+        let flat_ids: Vec<u32> = ids.iter().flatten().copied().collect();
         let positions =
             Tensor::<2, Int>::from_data(TensorData::new(positions, [b, t]), &self.device);
-        let mut x = self.wte.forward(ids) + self.wpe.forward(positions);
+        let c = self.config.n_embd;
+        let mut x = self.wte.rows(&flat_ids).reshape([b, t, c]) + self.wpe.forward(positions);
         for (block, layer_cache) in self.h.iter().zip(cache.layers.iter_mut()) {
             x = block.forward(x, bias.as_ref(), layer_cache, past);
         }
@@ -554,11 +555,12 @@ impl Gpt2LmHeadModel {
 
     /// `[N, n_embd]` → `[N, vocab]` through the (tied) head.
     fn lm_logits(&self, hidden: Tensor<2>) -> Tensor<2> {
-        let head = self
-            .lm_head
-            .clone()
-            .unwrap_or_else(|| self.wte.weight.val());
-        times_transposed(hidden, head)
+        self.lm_head.as_ref().unwrap_or(&self.wte).forward(hidden)
+    }
+
+    /// The dense layers' weight dtype (`f32`, `f16`, `bf16` or `int8`).
+    pub fn dtype(&self) -> &'static str {
+        self.wte.dtype()
     }
 }
 

@@ -7,14 +7,17 @@ pub mod attention;
 pub mod bert;
 pub mod classifier;
 pub mod dense;
+pub mod dtype;
 pub mod error;
 pub mod folder;
 pub mod generator;
 pub mod gpt2;
+pub mod kernels;
 pub mod tokenizer;
 pub mod weights;
 
 pub use classifier::{Classification, Classifier};
+pub use dtype::Dtype;
 pub use error::ModelError;
 pub use folder::{architecture, load, load_classifier, load_generator, Architecture, LoadedModel};
 pub use generator::{FinishReason, Generation, GenerationParams, Generator};

@@ -3,20 +3,27 @@
 //! Names are canonicalised once, so both key styles found on the hub load: with or without the
 //! architecture's prefix (`transformer.` for GPT-2, `bert.` for BERT), and both LayerNorm
 //! spellings (`weight`/`bias` and the older `gamma`/`beta`). Every tensor is shape-checked
-//! before it becomes a parameter, F16 and BF16 are widened to F32, and every tensor in the
-//! file must be consumed (or be a known buffer) so a wrong checkpoint never half-loads.
+//! before it becomes a parameter, and every tensor in the file must be consumed (or be a
+//! known buffer) so a wrong checkpoint never half-loads.
+//!
+//! DTYPE: dense layers come out in the file's `dtype` (`with_dtype`), converted tensor by
+//! tensor, so loading never holds more than one extra tensor in f32; an F16 or BF16
+//! checkpoint packs into a half-precision dtype without passing through f32. Everything
+//! else (embeddings other than GPT-2's tied one, layer norms, biases) is widened to f32.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use burn::module::Param;
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use safetensors::tensor::{Dtype, Metadata};
 use safetensors::SafeTensors;
 
 use super::dense::Dense;
+use super::dtype::Dtype as ModelDtype;
 use super::error::ModelError;
+use super::kernels::{PackedLinear, SourceLayout};
 
 /// Where one tensor lives inside the file.
 struct Entry {
@@ -39,6 +46,8 @@ pub struct WeightFile {
     /// Canonical names handed out so far; what is left at `finish` is unexpected.
     taken: HashSet<String>,
     device: Device,
+    /// What dense layers are kept in.
+    dtype: ModelDtype,
 }
 
 impl WeightFile {
@@ -60,7 +69,32 @@ impl WeightFile {
             entries,
             taken: HashSet::new(),
             device: device.clone(),
+            dtype: ModelDtype::F32,
         })
+    }
+
+    /// Dense layers will come out in `dtype`; an error when the device cannot run it (every
+    /// dtype runs on flex; wgpu runs f32, and f16 where the device has f16 shaders).
+    pub fn with_dtype(mut self, dtype: ModelDtype) -> Result<Self, ModelError> {
+        if self.device != Device::flex() {
+            let refusal = match dtype {
+                ModelDtype::F32 => None,
+                ModelDtype::F16 if self.device.supports_dtype(FloatDType::F16) => None,
+                ModelDtype::F16 => Some("this device has no f16 shader support (use f32)"),
+                ModelDtype::Bf16 | ModelDtype::Int8 => Some(
+                    "wgpu runs f32 and f16; bf16 and int8 run on the CPU backend (backend = \"cpu\")",
+                ),
+            };
+            if let Some(reason) = refusal {
+                return Err(ModelError::DtypeUnsupported {
+                    dtype: dtype.as_str(),
+                    backend: "wgpu",
+                    reason,
+                });
+            }
+        }
+        self.dtype = dtype;
+        Ok(self)
     }
 
     pub fn path(&self) -> &Path {
@@ -72,8 +106,8 @@ impl WeightFile {
         self.entries.contains_key(name)
     }
 
-    /// The tensor `name` as F32 values, checked against `expected` shape.
-    pub fn values(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>, ModelError> {
+    /// The entry `name`, checked against `expected` shape, marked taken, and its bytes.
+    fn take(&mut self, name: &str, expected: &[usize]) -> Result<(&Entry, &[u8]), ModelError> {
         let entry = self
             .entries
             .get(name)
@@ -90,8 +124,16 @@ impl WeightFile {
                 found: entry.shape.clone(),
             });
         }
+        self.taken.insert(name.to_string());
         let raw = &self.bytes[self.data_start + entry.start..self.data_start + entry.end];
-        let values = match entry.dtype {
+        Ok((entry, raw))
+    }
+
+    /// The tensor `name` as F32 values, checked against `expected` shape.
+    pub fn values(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>, ModelError> {
+        let path = self.path.clone();
+        let (entry, raw) = self.take(name, expected)?;
+        Ok(match entry.dtype {
             Dtype::F32 => raw
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -106,14 +148,75 @@ impl WeightFile {
                 .collect(),
             other => {
                 return Err(ModelError::UnsupportedDtype {
-                    path: self.path.clone(),
+                    path,
                     tensor: entry.original.clone(),
                     dtype: format!("{other:?}"),
                 })
             }
+        })
+    }
+
+    /// A dense layer (weight `[d_in, d_out]` for `InOut`, `[d_out, d_in]` for `OutIn`) in the
+    /// file's dtype: packed for the kernels on flex below f32, a burn tensor otherwise.
+    fn dense(
+        &mut self,
+        weight: &str,
+        bias: Option<&str>,
+        [d_in, d_out]: [usize; 2],
+        layout: SourceLayout,
+    ) -> Result<Dense, ModelError> {
+        let stored = match layout {
+            SourceLayout::InOut => [d_in, d_out],
+            SourceLayout::OutIn => [d_out, d_in],
         };
-        self.taken.insert(name.to_string());
-        Ok(values)
+        let bias = bias.map(|b| self.values(b, &[d_out])).transpose()?;
+        if self.dtype != ModelDtype::F32 && self.device == Device::flex() {
+            let dtype = self.dtype;
+            // Half-precision checkpoints pack from their own bits, never through f32.
+            let half = match self.take(weight, &stored)? {
+                (entry, raw) if entry.dtype == Dtype::F16 || entry.dtype == Dtype::BF16 => {
+                    let bits: Vec<u16> = raw
+                        .chunks_exact(2)
+                        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                        .collect();
+                    Some((entry.dtype == Dtype::F16, bits))
+                }
+                _ => None,
+            };
+            let packed = match half {
+                Some((true, bits)) => {
+                    PackedLinear::pack_f16_bits(&bits, d_in, d_out, layout, dtype)
+                }
+                Some((false, bits)) => {
+                    PackedLinear::pack_bf16_bits(&bits, d_in, d_out, layout, dtype)
+                }
+                None => {
+                    let values = self.values(weight, &stored)?;
+                    PackedLinear::pack_f32(&values, d_in, d_out, layout, dtype)
+                }
+            };
+            return Ok(Dense::packed(packed, bias, &self.device));
+        }
+        let values = self.values(weight, &stored)?;
+        let values = match layout {
+            SourceLayout::OutIn => values,
+            SourceLayout::InOut => {
+                let mut transposed = vec![0.0f32; values.len()];
+                for (i, row) in values.chunks_exact(d_out).enumerate() {
+                    for (o, &w) in row.iter().enumerate() {
+                        transposed[o * d_in + i] = w;
+                    }
+                }
+                transposed
+            }
+        };
+        let mut tensor: Tensor<2> =
+            Tensor::from_data(TensorData::new(values, [d_out, d_in]), &self.device);
+        if self.dtype == ModelDtype::F16 {
+            tensor = tensor.cast(FloatDType::F16);
+        }
+        let bias = bias.map(|b| Tensor::from_data(TensorData::new(b, [d_out]), &self.device));
+        Ok(Dense::new(tensor, bias))
     }
 
     pub fn tensor<const D: usize>(
@@ -128,28 +231,22 @@ impl WeightFile {
         ))
     }
 
-    /// A GPT-2 `Conv1D`: the weight is stored `[in, out]` and transposed here, once.
+    /// A GPT-2 `Conv1D`: the weight is stored `[in, out]`.
     pub fn conv1d(&mut self, prefix: &str, d_in: usize, d_out: usize) -> Result<Dense, ModelError> {
-        let stored = self.values(&format!("{prefix}.weight"), &[d_in, d_out])?;
-        let mut weight = vec![0.0f32; stored.len()];
-        for (i, row) in stored.chunks_exact(d_out).enumerate() {
-            for (o, &w) in row.iter().enumerate() {
-                weight[o * d_in + i] = w;
-            }
-        }
-        let weight = Tensor::from_data(TensorData::new(weight, [d_out, d_in]), &self.device);
-        Ok(Dense::new(
-            weight,
-            self.tensor(&format!("{prefix}.bias"), [d_out])?,
-        ))
+        let (weight, bias) = (format!("{prefix}.weight"), format!("{prefix}.bias"));
+        self.dense(&weight, Some(&bias), [d_in, d_out], SourceLayout::InOut)
     }
 
-    /// A PyTorch `nn.Linear`: the weight is stored `[out, in]`, as `Dense` keeps it.
+    /// A PyTorch `nn.Linear`: the weight is stored `[out, in]`.
     pub fn linear(&mut self, prefix: &str, d_in: usize, d_out: usize) -> Result<Dense, ModelError> {
-        Ok(Dense::new(
-            self.tensor(&format!("{prefix}.weight"), [d_out, d_in])?,
-            self.tensor(&format!("{prefix}.bias"), [d_out])?,
-        ))
+        let (weight, bias) = (format!("{prefix}.weight"), format!("{prefix}.bias"));
+        self.dense(&weight, Some(&bias), [d_in, d_out], SourceLayout::OutIn)
+    }
+
+    /// A `[n, d]` matrix that is both looked up by row (an embedding) and, tied, the LM head
+    /// (`d` in, `n` out, no bias): kept once, in the file's dtype.
+    pub fn tied_embedding(&mut self, name: &str, n: usize, d: usize) -> Result<Dense, ModelError> {
+        self.dense(name, None, [d, n], SourceLayout::OutIn)
     }
 
     pub fn layer_norm(

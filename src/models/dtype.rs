@@ -1,0 +1,61 @@
+//! The precision a model's weights are kept and read in (`dtype` in `config.toml`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+/// What the dense layers' weights are stored as. Activations, layer norms, biases and sums
+/// stay f32 whatever the dtype.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    /// 4 bytes a weight; matches transformers to float tolerance.
+    #[default]
+    F32,
+    /// 2 bytes a weight, IEEE half precision.
+    F16,
+    /// 2 bytes a weight, bfloat16 (f32's range, 8 bits of mantissa).
+    Bf16,
+    /// 1 byte a weight: symmetric int8 with one f32 scale per output channel.
+    Int8,
+}
+
+impl Dtype {
+    pub const ALL: [Dtype; 4] = [Dtype::F32, Dtype::F16, Dtype::Bf16, Dtype::Int8];
+
+    /// Bytes a stored weight takes (int8's per-channel scales aside).
+    pub const fn elem_bytes(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 | Self::Bf16 => 2,
+            Self::Int8 => 1,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Bf16 => "bf16",
+            Self::Int8 => "int8",
+        }
+    }
+}
+
+impl fmt::Display for Dtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Dtype {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| format!("unknown dtype {s:?} (f32, f16, bf16, int8)"))
+    }
+}
