@@ -10,7 +10,7 @@ use crate::config::{Config, LogFormat};
 use crate::loadtest;
 use crate::models::presets::{self, Preset, WeightDtype};
 use crate::models::sampling::SamplingParams;
-use crate::models::{self, GenerationParams};
+use crate::models::{self, Dtype, GenerationParams};
 use crate::telemetry;
 
 #[derive(Debug, Parser)]
@@ -141,6 +141,9 @@ struct GenerateArgs {
     /// Print one JSON object instead of the text.
     #[arg(long)]
     json: bool,
+    /// What the dense layers' weights are kept in: f32, f16, bf16 or int8.
+    #[arg(long, default_value = "f32")]
+    dtype: Dtype,
     #[command(flatten)]
     backend: BackendArg,
 }
@@ -158,6 +161,9 @@ struct ClassifyArgs {
     /// Print one JSON object instead of the label.
     #[arg(long)]
     json: bool,
+    /// What the dense layers' weights are kept in: f32, f16, bf16 or int8.
+    #[arg(long, default_value = "f32")]
+    dtype: Dtype,
     #[command(flatten)]
     backend: BackendArg,
 }
@@ -196,8 +202,8 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Generate(args) => {
             telemetry::init_tracing(LogFormat::Human, "warn");
             let device = choose_device(args.backend.backend.unwrap_or_default());
-            let generator =
-                models::load_generator(&args.model, &device.device).map_err(|e| e.to_string())?;
+            let generator = models::load_generator_in(&args.model, &device.device, args.dtype)
+                .map_err(|e| e.to_string())?;
             let params = GenerationParams {
                 max_new_tokens: args.max_new_tokens,
                 min_new_tokens: args.min_new_tokens,
@@ -228,8 +234,8 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Classify(args) => {
             telemetry::init_tracing(LogFormat::Human, "warn");
             let device = choose_device(args.backend.backend.unwrap_or_default());
-            let classifier =
-                models::load_classifier(&args.model, &device.device).map_err(|e| e.to_string())?;
+            let classifier = models::load_classifier_in(&args.model, &device.device, args.dtype)
+                .map_err(|e| e.to_string())?;
             let result = classifier
                 .classify(&args.text, args.text_pair.as_deref())
                 .map_err(|e| e.to_string())?;

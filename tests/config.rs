@@ -130,3 +130,34 @@ fn model_names_must_be_unique() {
         .to_string();
     assert!(error.contains("\"g\" appears twice"), "{error}");
 }
+
+#[test]
+fn a_model_takes_a_dtype_and_a_bad_one_is_named() {
+    let text = GRAPH.replace(
+        "role = \"generator\"",
+        "role = \"generator\"\ndtype = \"int8\"",
+    );
+    let config = Config::from_toml(&text, Path::new(".")).unwrap();
+    assert_eq!(config.models[0].dtype, infergraph::models::Dtype::Int8);
+    assert_eq!(
+        config.models[1].dtype,
+        infergraph::models::Dtype::F32,
+        "f32 by default"
+    );
+    let text = GRAPH.replace(
+        "role = \"generator\"",
+        "role = \"generator\"\ndtype = \"fp8\"",
+    );
+    let error = Config::from_toml(&text, Path::new("."))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("fp8") && error.contains("int8"), "{error}");
+    let text = "[[models]]\nname = \"g\"\nurl = \"http://127.0.0.1:9\"\nrole = \"generator\"\ndtype = \"f16\"\n";
+    let error = Config::from_toml(text, Path::new("."))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("dtype") && error.contains("\"g\""),
+        "{error}"
+    );
+}

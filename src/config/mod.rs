@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::backend::BackendChoice;
+use crate::models::Dtype;
 use graphs::{GraphEntry, GraphSpec};
 
 /// The whole configuration file.
@@ -226,6 +227,8 @@ pub struct ModelConfig {
     pub name: String,
     pub role: Role,
     pub source: ModelSource,
+    /// What its dense layers' weights are kept in (a model served here); `f32` by default.
+    pub dtype: Dtype,
 }
 
 /// Where a model runs.
@@ -248,6 +251,7 @@ struct ModelEntry {
     path: Option<PathBuf>,
     url: Option<String>,
     urls: Option<Vec<String>>,
+    dtype: Option<Dtype>,
 }
 
 impl TryFrom<ModelEntry> for ModelConfig {
@@ -272,10 +276,16 @@ impl TryFrom<ModelEntry> for ModelConfig {
                 ));
             }
         }
+        if entry.dtype.is_some() && matches!(source, ModelSource::Remote(_)) {
+            return Err(format!(
+                "models {name:?}: dtype is the serving node's to set; a url entry takes none"
+            ));
+        }
         Ok(Self {
             name,
             role: entry.role,
             source,
+            dtype: entry.dtype.unwrap_or_default(),
         })
     }
 }

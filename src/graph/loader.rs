@@ -247,12 +247,14 @@ pub fn load_models(config: &Config, device: &SelectedDevice) -> Result<LoadedGra
         };
         let (info, source) = match model.role {
             Role::Generator => {
-                let generator = models::load_generator(path, &device.device).map_err(fail)?;
+                let generator =
+                    models::load_generator_in(path, &device.device, model.dtype).map_err(fail)?;
                 let info = generator_info(&model.name, &generator, device);
                 (info, Source::Generator(Box::new(generator)))
             }
             Role::Classifier => {
-                let loaded = models::load_classifier(path, &device.device).map_err(fail)?;
+                let loaded =
+                    models::load_classifier_in(path, &device.device, model.dtype).map_err(fail)?;
                 let info = classifier_info(&model.name, &loaded, device);
                 (info, Source::Classifier(Box::new(loaded)))
             }
@@ -262,6 +264,7 @@ pub fn load_models(config: &Config, device: &SelectedDevice) -> Result<LoadedGra
             role = %info.role,
             path = %path.display(),
             parameters = info.parameters,
+            dtype = %info.dtype,
             device = %device.name,
             load_ms = started.elapsed().as_millis() as u64,
             "model loaded"
@@ -393,7 +396,7 @@ fn generator_info(name: &str, generator: &Generator, device: &SelectedDevice) ->
         vocab_size: c.vocab_size,
         context_length: c.n_positions,
         parameters: c.parameter_count(),
-        dtype: "f32".into(),
+        dtype: generator.model().dtype().into(),
         backend: device.backend.into(),
         device: device.name.clone(),
         labels: None,
@@ -416,7 +419,7 @@ fn classifier_info(name: &str, classifier: &Classifier, device: &SelectedDevice)
         vocab_size: c.vocab_size,
         context_length: c.max_position_embeddings,
         parameters: c.parameter_count(model.labels().len()),
-        dtype: "f32".into(),
+        dtype: model.dtype().into(),
         backend: device.backend.into(),
         device: device.name.clone(),
         labels: Some(model.labels().to_vec()),

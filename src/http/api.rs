@@ -288,7 +288,9 @@ pub struct ModelInfo {
     /// Longest sequence the model takes, in tokens.
     pub context_length: usize,
     pub parameters: usize,
-    /// The element type weights are computed in (checkpoints in F16/BF16 are widened).
+    /// What the dense layers' weights are kept in: `f32`, `f16`, `bf16` or `int8`
+    /// (`dtype` in config; embeddings other than GPT-2's tied one, layer norms and biases
+    /// stay f32).
     pub dtype: String,
     /// `wgpu` or `cpu`.
     pub backend: String,

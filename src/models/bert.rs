@@ -252,6 +252,11 @@ impl BertForSequenceClassification {
         &self.labels
     }
 
+    /// The dense layers' weight dtype (`f32`, `f16`, `bf16` or `int8`).
+    pub fn dtype(&self) -> &'static str {
+        self.classifier.dtype()
+    }
+
     pub fn device(&self) -> &Device {
         &self.device
     }

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 
 use super::bert::{BertConfig, BertForSequenceClassification};
 use super::classifier::Classifier;
+use super::dtype::Dtype;
 use super::error::ModelError;
 use super::generator::Generator;
 use super::gpt2::{Gpt2Config, Gpt2LmHeadModel};
@@ -103,17 +104,37 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedModel, ModelError> {
     })
 }
 
+/// The GPT-2 in `dir`, in f32.
 pub fn load_generator(dir: &Path, device: &Device) -> Result<Generator, ModelError> {
+    load_generator_in(dir, device, Dtype::F32)
+}
+
+/// The BERT classifier in `dir`, in f32.
+pub fn load_classifier(dir: &Path, device: &Device) -> Result<Classifier, ModelError> {
+    load_classifier_in(dir, device, Dtype::F32)
+}
+
+/// The GPT-2 in `dir`, its dense layers in `dtype`.
+pub fn load_generator_in(
+    dir: &Path,
+    device: &Device,
+    dtype: Dtype,
+) -> Result<Generator, ModelError> {
     let files = expect_architecture(dir, Architecture::Gpt2)?;
     let config: Gpt2Config = read_json(&files.config)?;
     config.validate(&files.config)?;
     let tokenizer = TextTokenizer::from_file(&files.tokenizer)?;
-    let weights = WeightFile::open(&files.weights, "transformer.", device)?;
+    let weights = WeightFile::open(&files.weights, "transformer.", device)?.with_dtype(dtype)?;
     let model = Gpt2LmHeadModel::load(config, weights, device)?;
     Ok(Generator::new(dir.to_path_buf(), model, tokenizer))
 }
 
-pub fn load_classifier(dir: &Path, device: &Device) -> Result<Classifier, ModelError> {
+/// The BERT classifier in `dir`, its dense layers in `dtype`.
+pub fn load_classifier_in(
+    dir: &Path,
+    device: &Device,
+    dtype: Dtype,
+) -> Result<Classifier, ModelError> {
     let files = expect_architecture(dir, Architecture::Bert)?;
     let config: BertConfig = read_json(&files.config)?;
     config.validate(&files.config)?;
@@ -128,7 +149,7 @@ pub fn load_classifier(dir: &Path, device: &Device) -> Result<Classifier, ModelE
         }
     }
     let tokenizer = TextTokenizer::from_file(&files.tokenizer)?.truncate_to(max_tokens)?;
-    let weights = WeightFile::open(&files.weights, "bert.", device)?;
+    let weights = WeightFile::open(&files.weights, "bert.", device)?.with_dtype(dtype)?;
     let model = BertForSequenceClassification::load(config, weights, device)?;
     Ok(Classifier::new(dir.to_path_buf(), model, tokenizer))
 }

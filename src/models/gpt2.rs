@@ -562,6 +562,17 @@ impl Gpt2LmHeadModel {
     pub fn dtype(&self) -> &'static str {
         self.wte.dtype()
     }
+
+    /// Bytes the dense layers' weights take in memory (the tied `wte` once).
+    pub fn dense_weight_bytes(&self) -> usize {
+        let blocks: usize = self
+            .h
+            .iter()
+            .flat_map(|b| [&b.attn.c_attn, &b.attn.c_proj, &b.mlp.c_fc, &b.mlp.c_proj])
+            .map(Dense::weight_bytes)
+            .sum();
+        blocks + self.wte.weight_bytes() + self.lm_head.as_ref().map_or(0, Dense::weight_bytes)
+    }
 }
 
 impl Block {

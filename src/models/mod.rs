@@ -19,7 +19,10 @@ pub mod weights;
 pub use classifier::{Classification, Classifier};
 pub use dtype::Dtype;
 pub use error::ModelError;
-pub use folder::{architecture, load, load_classifier, load_generator, Architecture, LoadedModel};
+pub use folder::{
+    architecture, load, load_classifier, load_classifier_in, load_generator, load_generator_in,
+    Architecture, LoadedModel,
+};
 pub use generator::{FinishReason, Generation, GenerationParams, Generator};
 pub mod presets;
 pub mod rng;
