@@ -1,8 +1,9 @@
 //! Model latency on true-size random models (`infergraph init-weights --preset ..`).
 //!
 //! Run with `cargo bench --bench models` (add `-- --backend wgpu` for wgpu; `-- --quick` for
-//! fewer repetitions). Models are written once under `target/bench-models/`. Reports medians,
-//! and ratios between figures of the same run, since absolute times on shared machines drift.
+//! fewer repetitions; `-- --dtype f32,f16,bf16,int8` for each model in each dtype, side by
+//! side). Models are written once under `target/bench-models/`. Reports medians, and ratios
+//! between figures of the same run, since absolute times on shared machines drift.
 
 use std::time::{Duration, Instant};
 
@@ -18,11 +19,15 @@ use common::ensure_model;
 
 fn main() {
     let (choice, quick) = common::args();
+    let dtypes = common::dtypes();
     let repeats = if quick { 3 } else { 10 };
     let selected = backend::select(choice);
     println!(
-        "backend: {} ({}), {} repeats, median",
-        selected.backend, selected.name, repeats
+        "backend: {} ({}), {} repeats, median; CPU kernels: {}",
+        selected.backend,
+        selected.name,
+        repeats,
+        models::kernels::simd_path()
     );
     println!("| model | measure | median | note |");
     println!("|---|---|---|---|");
@@ -30,14 +35,22 @@ fn main() {
     // Measured where the engines run their models: inside a rayon pool of their own.
     run_in_own_pool("bench", || {
         for preset in [Preset::Distilgpt2, Preset::Gpt2, Preset::Gpt2Medium] {
-            let generator =
-                models::load_generator(&ensure_model(preset), &selected.device).unwrap();
-            bench_generator(preset.name(), &generator, repeats);
+            for &dtype in &dtypes {
+                let generator =
+                    models::load_generator_in(&ensure_model(preset), &selected.device, dtype)
+                        .unwrap();
+                bench_generator(&format!("{} {dtype}", preset.name()), &generator, repeats);
+            }
         }
-        let classifier =
-            models::load_classifier(&ensure_model(Preset::BertBaseUncased), &selected.device)
-                .unwrap();
-        bench_classifier(&classifier, repeats);
+        for &dtype in &dtypes {
+            let classifier = models::load_classifier_in(
+                &ensure_model(Preset::BertBaseUncased),
+                &selected.device,
+                dtype,
+            )
+            .unwrap();
+            bench_classifier(&format!("bert-base-uncased {dtype}"), &classifier, repeats);
+        }
     });
 }
 
@@ -99,7 +112,7 @@ fn bench_generator(name: &str, generator: &Generator, repeats: usize) {
     );
 }
 
-fn bench_classifier(classifier: &Classifier, repeats: usize) {
+fn bench_classifier(name: &str, classifier: &Classifier, repeats: usize) {
     for len in [40usize, 128] {
         let mut ids: Vec<u32> = (0..len as u32 - 2)
             .map(|i| 1000 + (i * 7919) % 29000)
@@ -117,12 +130,7 @@ fn bench_classifier(classifier: &Classifier, repeats: usize) {
                 .unwrap()
                 .into_data();
         });
-        row(
-            "bert-base-uncased",
-            &format!("forward, batch 1, {len} tokens"),
-            t,
-            "",
-        );
+        row(name, &format!("forward, batch 1, {len} tokens"), t, "");
     }
 }
 

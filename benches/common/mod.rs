@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use infergraph::backend::BackendChoice;
 use infergraph::models::presets::{self, Preset, WeightDtype};
+use infergraph::models::Dtype;
 
 /// The folder of a true-size random `preset` under `target/bench-models/`, written if absent.
 pub fn ensure_model(preset: Preset) -> PathBuf {
@@ -24,11 +25,23 @@ pub fn ensure_model(preset: Preset) -> PathBuf {
 
 /// `--backend B` from the command line (default cpu), and whether `--quick` was given.
 pub fn args() -> (BackendChoice, bool) {
-    let args: Vec<String> = std::env::args().collect();
-    let choice = args
-        .windows(2)
-        .find(|w| w[0] == "--backend")
-        .map(|w| w[1].parse::<BackendChoice>().expect("auto, wgpu or cpu"))
+    let choice = value_of("--backend")
+        .map(|v| v.parse::<BackendChoice>().expect("auto, wgpu or cpu"))
         .unwrap_or(BackendChoice::Cpu);
-    (choice, args.iter().any(|a| a == "--quick"))
+    (choice, std::env::args().any(|a| a == "--quick"))
+}
+
+/// `--dtype D[,D..]` from the command line (default f32): the dtypes to measure, each model
+/// in each, in one run.
+pub fn dtypes() -> Vec<Dtype> {
+    value_of("--dtype")
+        .unwrap_or_else(|| "f32".into())
+        .split(',')
+        .map(|d| d.parse().expect("f32, f16, bf16 or int8"))
+        .collect()
+}
+
+fn value_of(flag: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone())
 }
