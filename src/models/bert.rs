@@ -130,7 +130,8 @@ pub struct BertInput {
 
 #[derive(Debug)]
 struct Embeddings {
-    word_embeddings: Embedding,
+    /// `[vocab, hidden]`, looked up by row, in the model's dtype (the largest matrix).
+    word_embeddings: Dense,
     position_embeddings: Embedding,
     token_type_embeddings: Embedding,
     layer_norm: LayerNorm,
@@ -191,7 +192,11 @@ impl BertForSequenceClassification {
             });
         }
         let embeddings = Embeddings {
-            word_embeddings: w.embedding("embeddings.word_embeddings", config.vocab_size, d)?,
+            word_embeddings: w.tied_embedding(
+                "embeddings.word_embeddings.weight",
+                config.vocab_size,
+                d,
+            )?,
             position_embeddings: w.embedding(
                 "embeddings.position_embeddings",
                 config.max_position_embeddings,
@@ -313,7 +318,15 @@ impl BertForSequenceClassification {
                 .collect();
             Tensor::from_data(TensorData::new(values, [b, longest]), &self.device)
         };
-        let ids = padded(|i| &i.input_ids);
+        let ids: Vec<u32> = inputs
+            .iter()
+            .flat_map(|i| {
+                let row = &i.input_ids;
+                row.iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(0, longest - row.len()))
+            })
+            .collect();
         let token_types = padded(|i| &i.token_type_ids);
         let positions: Vec<i64> = (0..b).flat_map(|_| 0..longest as i64).collect();
         let positions =
@@ -329,7 +342,9 @@ impl BertForSequenceClassification {
 
         let e = &self.embeddings;
         let mut x = e.layer_norm.forward(
-            e.word_embeddings.forward(ids)
+            e.word_embeddings
+                .rows(&ids)
+                .reshape([b, longest, self.config.hidden_size])
                 + e.position_embeddings.forward(positions)
                 + e.token_type_embeddings.forward(token_types),
         );

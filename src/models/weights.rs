@@ -203,30 +203,38 @@ impl WeightFile {
         let bias = bias.map(|b| self.values(b, &[d_out])).transpose()?;
         if self.dtype != ModelDtype::F32 && self.device == Device::flex() {
             let dtype = self.dtype;
-            // Half-precision checkpoints pack from their own bits, never through f32.
-            let half = match self.take(weight, &stored)? {
+            // Packed straight from the mapped file where its bytes are the values (little
+            // endian, aligned): no f32 copy of the tensor, so the peak stays near the final
+            // size. Half-precision checkpoints pack from their own bits, never through f32.
+            let packed = match self.take(weight, &stored)? {
                 (entry, raw) if entry.dtype == Dtype::F16 || entry.dtype == Dtype::BF16 => {
                     let bits: Vec<u16> = raw
                         .chunks_exact(2)
                         .map(|b| u16::from_le_bytes([b[0], b[1]]))
                         .collect();
-                    Some((entry.dtype == Dtype::F16, bits))
+                    Some(if entry.dtype == Dtype::F16 {
+                        PackedLinear::pack_f16_bits(&bits, d_in, d_out, layout, dtype)
+                    } else {
+                        PackedLinear::pack_bf16_bits(&bits, d_in, d_out, layout, dtype)
+                    })
+                }
+                (entry, raw) if entry.dtype == Dtype::F32 && cfg!(target_endian = "little") => {
+                    // SAFETY: every bit pattern is a valid f32; `align_to` only hands out
+                    // the aligned middle, and it is used only when that is all of `raw`.
+                    let (head, values, tail) = unsafe { raw.align_to::<f32>() };
+                    (head.is_empty() && tail.is_empty())
+                        .then(|| PackedLinear::pack_f32(values, d_in, d_out, layout, dtype))
                 }
                 _ => None,
             };
-            self.release(weight);
-            let packed = match half {
-                Some((true, bits)) => {
-                    PackedLinear::pack_f16_bits(&bits, d_in, d_out, layout, dtype)
-                }
-                Some((false, bits)) => {
-                    PackedLinear::pack_bf16_bits(&bits, d_in, d_out, layout, dtype)
-                }
+            let packed = match packed {
+                Some(packed) => packed,
                 None => {
                     let values = self.values(weight, &stored)?;
                     PackedLinear::pack_f32(&values, d_in, d_out, layout, dtype)
                 }
             };
+            self.release(weight);
             return Ok(Dense::packed(packed, bias, &self.device));
         }
         let values = self.values(weight, &stored)?;
