@@ -189,3 +189,35 @@ fn a_dtype_the_backend_cannot_run_fails_at_start_naming_model_dtype_and_backend(
         );
     }
 }
+
+/// wgpu runs f16 in burn where the device has f16 shaders (lavapipe does), within f16's
+/// bound of the CPU's f32; where it has none, loading says so.
+#[test]
+fn f16_on_wgpu_stays_within_its_bound_or_is_refused_by_name() {
+    let selected = infergraph::backend::select(infergraph::backend::BackendChoice::Wgpu);
+    assert!(
+        !selected.name.contains("no adapter"),
+        "no Vulkan adapter: install libvulkan1 and mesa-vulkan-drivers (.ci/run does)"
+    );
+    let device = burn::tensor::Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+    let name = "gpt2-tiny-b";
+    let loaded = models::load_generator_in(&fixture(name), &device, Dtype::F16);
+    if !device.supports_dtype(burn::tensor::FloatDType::F16) {
+        let error = loaded.unwrap_err().to_string();
+        assert!(
+            error.contains("dtype f16 cannot run on the wgpu backend"),
+            "{error}"
+        );
+        return;
+    }
+    let generator = loaded.unwrap();
+    assert_eq!(generator.model().dtype(), "f16");
+    let reference = models::load_generator(&fixture(name), &cpu()).unwrap();
+    let ids = u32s(&golden_inputs(name)[0]["input_ids"]);
+    let expected = last_logits(reference.model(), &ids);
+    let got = last_logits(generator.model(), &ids);
+    let range = expected.iter().copied().fold(f32::MIN, f32::max)
+        - expected.iter().copied().fold(f32::MAX, f32::min);
+    let relative = max_abs_diff(&got, &expected) / range;
+    assert!(relative < BOUNDS[0].1, "wgpu f16: {relative}");
+}

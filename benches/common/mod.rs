@@ -34,11 +34,18 @@ pub fn args() -> (BackendChoice, bool) {
 /// `--dtype D[,D..]` from the command line (default f32): the dtypes to measure, each model
 /// in each, in one run.
 pub fn dtypes() -> Vec<Dtype> {
-    value_of("--dtype")
-        .unwrap_or_else(|| "f32".into())
-        .split(',')
-        .map(|d| d.parse().expect("f32, f16, bf16 or int8"))
-        .collect()
+    dtypes_or(&[Dtype::F32])
+}
+
+/// `--dtype D[,D..]` from the command line, else `default`.
+pub fn dtypes_or(default: &[Dtype]) -> Vec<Dtype> {
+    match value_of("--dtype") {
+        Some(list) => list
+            .split(',')
+            .map(|d| d.parse().expect("f32, f16, bf16 or int8"))
+            .collect(),
+        None => default.to_vec(),
+    }
 }
 
 fn value_of(flag: &str) -> Option<String> {
