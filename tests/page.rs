@@ -9,8 +9,9 @@ use std::process::Command;
 use common::server::{fixture_models, TestServer};
 use serde_json::Value;
 
-#[test]
-fn the_page_streams_three_generations_scores_them_and_draws_the_waterfall() {
+/// Runs `tests/e2e/page.mjs` against `server` (with `extra` arguments: a graph and a text),
+/// saving `target/e2e/{screenshot}`; returns the script's JSON report and the screenshot.
+fn run_page(server: &TestServer, screenshot: &str, extra: &[&str]) -> (Value, std::path::PathBuf) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let e2e = root.join("tests/e2e");
     assert!(
@@ -20,12 +21,11 @@ fn the_page_streams_three_generations_scores_them_and_draws_the_waterfall() {
     );
     let artifacts = root.join("target/e2e");
     std::fs::create_dir_all(&artifacts).unwrap();
-    let screenshot = artifacts.join("page.png");
-
-    let server = TestServer::start(&fixture_models(), "");
+    let screenshot = artifacts.join(screenshot);
     let output = Command::new("node")
         .current_dir(&e2e)
         .args(["page.mjs", &server.base, screenshot.to_str().unwrap()])
+        .args(extra)
         .output()
         .expect("node runs");
     assert!(
@@ -34,7 +34,14 @@ fn the_page_streams_three_generations_scores_them_and_draws_the_waterfall() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let report: Value = serde_json::from_slice(&output.stdout).expect("the script's JSON report");
+    let report = serde_json::from_slice(&output.stdout).expect("the script's JSON report");
+    (report, screenshot)
+}
+
+#[test]
+fn the_page_streams_three_generations_scores_them_and_draws_the_waterfall() {
+    let server = TestServer::start(&fixture_models(), "");
+    let (report, screenshot) = run_page(&server, "page.png", &[]);
     assert_eq!(
         report["models"],
         serde_json::json!(["gpt2", "distilgpt2", "gpt2-medium"])
@@ -67,10 +74,6 @@ fn the_page_streams_three_generations_scores_them_and_draws_the_waterfall() {
 /// A graph of the config's own, picked in the page: its steps' waterfall is drawn.
 #[test]
 fn the_page_runs_a_picked_graph_and_draws_its_steps_in_the_waterfall() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let artifacts = root.join("target/e2e");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let screenshot = artifacts.join("page-graph.png");
     let graphs = r#"
 [[graphs]]
 name = "seed"
@@ -91,24 +94,7 @@ name = "by-mood"
   each = { classify = "bert-base-uncased" }
 "#;
     let server = TestServer::start(&fixture_models(), graphs);
-    let output = Command::new("node")
-        .current_dir(root.join("tests/e2e"))
-        .args([
-            "page.mjs",
-            &server.base,
-            screenshot.to_str().unwrap(),
-            "by-mood",
-            "terrible",
-        ])
-        .output()
-        .expect("node runs");
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).expect("the script's JSON report");
+    let (report, screenshot) = run_page(&server, "page-graph.png", &["by-mood", "terrible"]);
     assert!(
         report["status"].as_str().unwrap().starts_with("Done"),
         "{report}"
