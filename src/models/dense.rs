@@ -39,6 +39,8 @@ pub struct Dense {
     weight: Weight,
 }
 
+// One per layer, a few hundred in a model: the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Weight {
     /// A burn tensor `[out, in]`: f32 on any backend, or f16 on wgpu (the input is cast to
