@@ -289,8 +289,8 @@ pub struct ModelInfo {
     pub context_length: usize,
     pub parameters: usize,
     /// What the dense layers' weights are kept in: `f32`, `f16`, `bf16` or `int8`
-    /// (`dtype` in config; embeddings other than GPT-2's tied one, layer norms and biases
-    /// stay f32).
+    /// (`dtype` in config; the word embeddings too; position embeddings, layer norms and
+    /// biases stay f32).
     pub dtype: String,
     /// `wgpu` or `cpu`.
     pub backend: String,

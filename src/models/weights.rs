@@ -8,8 +8,9 @@
 //!
 //! DTYPE: dense layers come out in the file's `dtype` (`with_dtype`), converted tensor by
 //! tensor, so loading never holds more than one extra tensor in f32; an F16 or BF16
-//! checkpoint packs into a half-precision dtype without passing through f32. Everything
-//! else (embeddings other than GPT-2's tied one, layer norms, biases) is widened to f32.
+//! checkpoint packs into a half-precision dtype without passing through f32. So do the word
+//! embeddings (GPT-2's tied `wte`, BERT's `word_embeddings`); everything else (position and
+//! type embeddings, layer norms, biases) is widened to f32.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
