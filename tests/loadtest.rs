@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::server::{fixture_models, TestServer};
+use common::server::{fixture_models, TestServer, SEED_GRAPH};
 use serde_json::Value;
 
 fn loadtest(args: &[&str]) -> Value {
@@ -203,14 +203,8 @@ fn an_open_loop_run_at_a_fixed_rate_is_bounded_by_its_duration() {
     assert_eq!(report["ok"], requests);
 }
 
-/// A graph that calls only gpt2 and the classifier (the seed stays the default).
+/// A graph that calls only gpt2 and the classifier (after `SEED_GRAPH`, the default).
 const GPT2_ONLY: &str = r#"
-[[graphs]]
-name = "seed"
-  [[graphs.steps]]
-  parallel = { generate = ["gpt2", "distilgpt2", "gpt2-medium"] }
-  [[graphs.steps]]
-  each = { classify = "bert-base-uncased" }
 [[graphs]]
 name = "gpt2-only"
   [[graphs.steps]]
@@ -222,7 +216,8 @@ name = "gpt2-only"
 #[test]
 fn the_graph_option_drives_a_configured_graph_on_every_target() {
     let dir = tempfile::tempdir().unwrap();
-    let config = fixture_config_with(&dir, GPT2_ONLY);
+    let graphs = format!("{SEED_GRAPH}{GPT2_ONLY}");
+    let config = fixture_config_with(&dir, &graphs);
     let worked = ["gpt2", "bert-base-uncased"];
     let graph = [
         "--graph",
@@ -236,7 +231,7 @@ fn the_graph_option_drives_a_configured_graph_on_every_target() {
     assert_eq!(report["graph"], "gpt2-only");
     check_report(&report, 6, false, &worked);
 
-    let server = TestServer::start(&fixture_models(), GPT2_ONLY);
+    let server = TestServer::start(&fixture_models(), &graphs);
     let report = loadtest(&[&["--target", "http", &server.base][..], &graph].concat());
     check_report(&report, 6, false, &worked);
     assert_eq!(

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::server::{fixture_models, TestServer};
+use common::server::{fixture_models, TestServer, SEED_GRAPH};
 use serde_json::Value;
 
 /// Runs `tests/e2e/page.mjs` against `server` (with `extra` arguments: a graph and a text),
@@ -74,13 +74,7 @@ fn the_page_streams_three_generations_scores_them_and_draws_the_waterfall() {
 /// A graph of the config's own, picked in the page: its steps' waterfall is drawn.
 #[test]
 fn the_page_runs_a_picked_graph_and_draws_its_steps_in_the_waterfall() {
-    let graphs = r#"
-[[graphs]]
-name = "seed"
-  [[graphs.steps]]
-  parallel = { generate = ["gpt2", "distilgpt2", "gpt2-medium"] }
-  [[graphs.steps]]
-  each = { classify = "bert-base-uncased" }
+    let by_mood = r#"
 [[graphs]]
 name = "by-mood"
   [[graphs.steps]]
@@ -93,7 +87,7 @@ name = "by-mood"
   name = "score"
   each = { classify = "bert-base-uncased" }
 "#;
-    let server = TestServer::start(&fixture_models(), graphs);
+    let server = TestServer::start(&fixture_models(), &format!("{SEED_GRAPH}{by_mood}"));
     let (report, screenshot) = run_page(&server, "page-graph.png", &["by-mood", "terrible"]);
     assert!(
         report["status"].as_str().unwrap().starts_with("Done"),

@@ -28,6 +28,17 @@ pub struct TestServer {
     _dir: tempfile::TempDir,
 }
 
+/// The seed graph written out as `[[graphs]]`, for configs that add graphs of their own
+/// after it (it stays the default, as the first graph).
+pub const SEED_GRAPH: &str = r#"
+[[graphs]]
+name = "seed"
+  [[graphs.steps]]
+  parallel = { generate = ["gpt2", "distilgpt2", "gpt2-medium"] }
+  [[graphs.steps]]
+  each = { classify = "bert-base-uncased" }
+"#;
+
 /// A `[[models]]` entry: name, folder, role.
 pub type ModelEntry = (&'static str, PathBuf, &'static str);
 
