@@ -248,7 +248,11 @@ fn cancelling_a_streamed_graph_request_leaves_the_model_node_idle() {
         total(&engines, "active") + total(&engines, "queued") == 0
     });
     assert_eq!(total(&medium.engines(), "cancelled"), 1);
-    assert_eq!(total(&split.engines(), "active"), 0);
+    // The graph node's own generators stop at their next step (under a loaded machine that
+    // can come after the node went idle).
+    wait_until("the graph node is idle", Duration::from_secs(30), || {
+        total(&split.engines(), "active") == 0
+    });
 }
 
 #[actix_web::test]
