@@ -126,7 +126,7 @@ fn graph_throughput(device: &burn::tensor::Device, rounds: usize) {
             generators,
             classifiers: vec![classifier],
         };
-        let coordinator = GraphCoordinator::new(vec![graph], models).start();
+        let coordinator = GraphCoordinator::new(vec![std::sync::Arc::new(graph)], models).start();
         let request = |i: usize| RunGraph {
             graph: 0,
             events: None,

@@ -23,8 +23,9 @@ use crate::work::ActorError;
 pub struct RunningGraph {
     /// `None` on a model node, which serves only the per-model API.
     pub coordinator: Option<Addr<GraphCoordinator>>,
-    /// The graphs the coordinator runs, in config order (`RunGraph::graph` indexes them).
-    pub graphs: Vec<GraphSpec>,
+    /// The graphs the coordinator runs, in config order (`RunGraph::graph` indexes them);
+    /// shared with the coordinator.
+    pub graphs: Vec<Arc<GraphSpec>>,
     /// Every model's name and role, in config order.
     pub order: Vec<(String, Role)>,
     /// What each local model is.
@@ -64,12 +65,20 @@ impl ModelHandle<'_> {
 impl RunningGraph {
     /// The graph called `name` and its index, if the server runs one.
     pub fn graph(&self, name: &str) -> Option<(usize, &GraphSpec)> {
-        self.graphs.iter().enumerate().find(|(_, g)| g.name == name)
+        self.find_graph(|g| g.name == name)
     }
 
     /// The graph `/v1/graph` and the seed endpoints serve, and its index.
     pub fn default_graph(&self) -> Option<(usize, &GraphSpec)> {
-        self.graphs.iter().enumerate().find(|(_, g)| g.default)
+        self.find_graph(|g| g.default)
+    }
+
+    fn find_graph(&self, wanted: impl Fn(&GraphSpec) -> bool) -> Option<(usize, &GraphSpec)> {
+        self.graphs
+            .iter()
+            .map(|g| &**g)
+            .enumerate()
+            .find(|(_, g)| wanted(g))
     }
 
     /// The model called `name`, if the server has one.
@@ -220,7 +229,7 @@ pub struct LoadedGraph {
     models: Vec<(String, Role, Source)>,
     infos: Vec<ModelInfo>,
     /// Empty on a model node.
-    graphs: Vec<GraphSpec>,
+    graphs: Vec<Arc<GraphSpec>>,
     remote: RemoteConfig,
 }
 
@@ -276,7 +285,7 @@ pub fn load_models(config: &Config, device: &SelectedDevice) -> Result<LoadedGra
     Ok(LoadedGraph {
         models,
         infos,
-        graphs: config.graphs.clone(),
+        graphs: config.graphs.iter().cloned().map(Arc::new).collect(),
         remote: config.remote.clone(),
     })
 }
@@ -301,7 +310,8 @@ fn check_labels(graphs: &[GraphSpec], infos: &[ModelInfo]) -> Result<(), String>
                 if let Some((classifier, known)) = labels.first() {
                     if !known.contains(label) {
                         return Err(format!(
-                            "graphs {:?} step {} ({:?}): switch[{i}].label: {label:?} is not a                              label of {classifier:?} (its labels: {})",
+                            "graphs {:?} step {} ({:?}): switch[{i}].label: {label:?} is not a \
+                             label of {classifier:?} (its labels: {})",
                             graph.name,
                             number + 1,
                             step.name,

@@ -68,9 +68,9 @@ pub struct GraphCoordinator {
 
 impl GraphCoordinator {
     /// `graphs` must only call models in `models` (`config::graphs` checks it at start).
-    pub fn new(graphs: Vec<GraphSpec>, models: GraphModels) -> Self {
+    pub fn new(graphs: Vec<Arc<GraphSpec>>, models: GraphModels) -> Self {
         Self {
-            graphs: graphs.into_iter().map(Arc::new).collect(),
+            graphs,
             models: Arc::new(models),
         }
     }

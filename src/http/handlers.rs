@@ -213,7 +213,7 @@ pub(super) async fn read_graph_request(
 pub(super) async fn graphs(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let graph = state.graph().ok_or(ApiError::NotReady)?;
     Ok(HttpResponse::Ok().json(GraphsResponse {
-        graphs: graph.graphs.iter().map(graph_info).collect(),
+        graphs: graph.graphs.iter().map(|g| graph_info(g)).collect(),
     }))
 }
 
