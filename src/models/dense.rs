@@ -24,7 +24,7 @@ const FEW_ROWS: usize = 16;
 /// `(W · xᵀ)ᵀ` followed by element-wise ops wrong: with `W: [32, 32]`, `+ bias` then `tanh`
 /// (BERT's pooler), every output past the first four is wrong (Mesa lavapipe). It matches
 /// tracel-ai/burn#5122 (fused autotune runs a vector–matrix kernel on a matrix–vector
-/// product); `tests/wgpu_parity.rs` catches it. So wgpu keeps `x · Wᵀ`.
+/// product); `tests/suite/wgpu_parity.rs` catches it. So wgpu keeps `x · Wᵀ`.
 pub fn times_transposed(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
     if x.dims()[0] <= FEW_ROWS && x.device() == Device::flex() {
         w.matmul(x.transpose()).transpose()

@@ -1,0 +1,89 @@
+//! The `infergraph` binary, as users and scripts call it.
+
+use crate::common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+fn infergraph(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_infergraph"))
+        .args(args)
+        .env("INFERGRAPH_BACKEND", "cpu")
+        .output()
+        .expect("binary runs")
+}
+
+fn json_stdout(output: &std::process::Output) -> Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON object")
+}
+
+#[test]
+fn generate_json_prints_the_greedy_continuation() {
+    let model = fixture("gpt2-tiny-c");
+    let input = &golden_inputs("gpt2-tiny-c")[1];
+    let out = json_stdout(&infergraph(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        input["text"].as_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(out["prompt_ids"], input["input_ids"]);
+    assert_eq!(out["new_token_ids"], input["generate"]["new_token_ids"]);
+    assert_eq!(out["text"], input["generate"]["text"]);
+    assert_eq!(out["new_text"], input["generate"]["new_text"]);
+    assert_eq!(out["finish_reason"], "length");
+}
+
+#[test]
+fn classify_json_prints_logits_scores_and_label() {
+    let model = fixture("bert-tiny");
+    let input = &golden_inputs("bert-tiny")[1];
+    let out = json_stdout(&infergraph(&[
+        "classify",
+        "--model",
+        model.to_str().unwrap(),
+        "--text",
+        input["text"].as_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(out["input_ids"], input["input_ids"]);
+    assert!(max_abs_diff(&f32s(&out["logits"]), &f32s(&input["logits"])) < 1e-5);
+    assert!(max_abs_diff(&f32s(&out["scores"]), &f32s(&input["softmax"])) < 1e-5);
+    assert_eq!(out["label"], input["pipeline"]["label"]);
+}
+
+#[test]
+fn a_bad_model_folder_exits_non_zero_with_the_reason() {
+    let output = infergraph(&["classify", "--model", "/nonexistent/model", "--text", "hi"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("/nonexistent/model") && stderr.contains("not found"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unknown_backend_is_refused() {
+    let model = fixture("bert-tiny");
+    let output = infergraph(&[
+        "classify",
+        "--model",
+        model.to_str().unwrap(),
+        "--text",
+        "hi",
+        "--backend",
+        "tpu",
+    ]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown backend \"tpu\""));
+}

@@ -1,0 +1,156 @@
+//! Shared by the integration tests: fixture paths, golden files, and comparisons.
+
+pub mod prometheus;
+pub mod server;
+pub mod ws;
+
+use std::path::PathBuf;
+
+use burn::tensor::Device;
+use infergraph::engine::{CancelToken, GenerationEngine};
+use infergraph::models::GenerationParams;
+use serde_json::Value;
+
+pub const GPT2_FIXTURES: [&str; 3] = ["gpt2-tiny-a", "gpt2-tiny-b", "gpt2-tiny-c"];
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(name)
+}
+
+pub fn golden(name: &str) -> Value {
+    let text = std::fs::read_to_string(fixture(name).join("golden.json")).expect("golden.json");
+    serde_json::from_str(&text).expect("golden.json parses")
+}
+
+pub fn golden_inputs(name: &str) -> Vec<Value> {
+    golden(name)["inputs"].as_array().expect("inputs").clone()
+}
+
+/// Full last-position logits of input `index`, from `golden_logits.safetensors`.
+pub fn golden_last_logits(name: &str, index: usize) -> Vec<f32> {
+    let bytes =
+        std::fs::read(fixture(name).join("golden_logits.safetensors")).expect("golden logits");
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors");
+    let view = file
+        .tensor(&format!("last_logits.{index}"))
+        .expect("tensor present");
+    view.data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+pub fn u32s(value: &Value) -> Vec<u32> {
+    value
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|v| v.as_u64().expect("integer") as u32)
+        .collect()
+}
+
+pub fn f32s(value: &Value) -> Vec<f32> {
+    value
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|v| v.as_f64().expect("number") as f32)
+        .collect()
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+pub fn logsumexp(row: &[f32]) -> f32 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    max + row
+        .iter()
+        .map(|v| ((v - max) as f64).exp())
+        .sum::<f64>()
+        .ln() as f32
+}
+
+pub fn cpu() -> Device {
+    Device::flex()
+}
+
+/// Waits until `condition` holds, checking often; fails the test after `timeout`. Used to
+/// wait for an engine state, never as a proof in itself.
+pub fn wait_until(what: &str, timeout: std::time::Duration, condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// A generator loaded from the embedded demo models (room for 1000-token generations).
+pub fn demo_generator(name: &str) -> infergraph::models::Generator {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("model-weights")
+        .join(name);
+    infergraph::models::load_generator(&dir, &cpu()).expect("demo model loads")
+}
+
+/// The logits at the last position of `ids`, from a full forward without a cache.
+pub fn last_logits(model: &infergraph::models::gpt2::Gpt2LmHeadModel, ids: &[u32]) -> Vec<f32> {
+    let logits = model.logits_all(ids).unwrap();
+    let [t, v] = logits.dims();
+    logits
+        .slice([t - 1..t, 0..v])
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap()
+}
+
+/// A generation long enough to hold its slot until cancelled (1000 tokens, EOS suppressed).
+pub fn slot_holder() -> GenerationParams {
+    GenerationParams {
+        max_new_tokens: 1000,
+        min_new_tokens: 1000,
+        ..Default::default()
+    }
+}
+
+/// Where a generation engine's answer to one request arrives.
+pub type Answer = tokio::sync::oneshot::Receiver<infergraph::engine::generation::Reply>;
+
+/// Queues `prompt` on `engine`, cancelled through `cancel`, outside any trace.
+pub fn submit(
+    engine: &GenerationEngine,
+    prompt: &str,
+    params: GenerationParams,
+    cancel: &CancelToken,
+) -> Answer {
+    engine
+        .submit(
+            prompt.to_string(),
+            params,
+            cancel.clone(),
+            tracing::Span::none(),
+        )
+        .expect("the engine accepts the request")
+}
+
+/// Queues a slot holder and waits until the engine has taken it into its batch.
+pub fn hold_a_slot(engine: &GenerationEngine, cancel: &CancelToken) -> Answer {
+    use std::sync::atomic::Ordering;
+    let admitted = engine.stats().admitted.load(Ordering::Acquire);
+    let answer = submit(engine, "I have an idea!", slot_holder(), cancel);
+    wait_until(
+        "the slot holder runs",
+        std::time::Duration::from_secs(30),
+        || engine.stats().admitted.load(Ordering::Acquire) > admitted,
+    );
+    answer
+}

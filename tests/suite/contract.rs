@@ -1,0 +1,31 @@
+//! `/openapi.json` is the contract: schemathesis (installed by `.ci/run`) runs every one of its
+//! checks against a real server, generating requests from the document, and finds nothing.
+
+use crate::common;
+
+use common::server::{demo_models, TestServer};
+
+/// Limits under which the schema is the whole truth: 64 characters are at most 256 GPT-2
+/// tokens (4 bytes each), and 256 + 8 fit the demo models' 1024 positions, so every
+/// schema-valid text is a valid prompt.
+const LIMITS: &str = "[limits]\nmax_input_chars = 64\nmax_input_tokens = 256\nmax_new_tokens = 8\nrequest_timeout_ms = 20000\n";
+
+#[test]
+fn schemathesis_with_every_check_finds_no_fault() {
+    let server = TestServer::start(&demo_models(), LIMITS);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contract/run.sh");
+    let output = std::process::Command::new("bash")
+        .args([script, &server.base])
+        .output()
+        .expect("bash runs");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "schemathesis found faults:\n{report}"
+    );
+    assert!(report.contains("contract: PASSED"), "{report}");
+}

@@ -1,0 +1,223 @@
+//! Lower-precision weights (`dtype`), measured against f32 on the transformers fixtures and
+//! bounded here. The f32 parity tests (gpt2_parity, bert_parity) are the ground truth;
+//! these bound how far each dtype may move from f32:
+//!
+//! | dtype | GPT-2: max |Δlogit| / f32 logit range (measured max) | BERT: |Δscore| (measured max) |
+//! |---|---|---|
+//! | f16 | 1.5e-3 (6.1e-4) | 5e-4 (9.4e-5) |
+//! | bf16 | 1e-2 (4.1e-3) | 3e-3 (8.5e-4) |
+//! | int8 (per-channel) | 3e-2 (1.5e-2) | 1e-2 (3.5e-3) |
+//!
+//! (every fixture GPT-2 on every golden input, every position's logits; the BERT fixture on
+//! its single-text inputs.)
+
+use crate::common;
+
+use common::server::{fixture_models, TestServer};
+use common::*;
+use infergraph::models::{self, Dtype};
+
+/// (dtype, GPT-2 logit bound relative to the range, BERT score bound).
+const BOUNDS: [(Dtype, f32, f32); 3] = [
+    (Dtype::F16, 1.5e-3, 5e-4),
+    (Dtype::Bf16, 1e-2, 3e-3),
+    (Dtype::Int8, 3e-2, 1e-2),
+];
+
+fn all_logits(generator: &models::Generator, ids: &[u32]) -> Vec<f32> {
+    generator
+        .model()
+        .logits_all(ids)
+        .unwrap()
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn every_dtype_loads_the_fixtures_and_generates() {
+    for name in GPT2_FIXTURES {
+        for dtype in Dtype::ALL {
+            let generator = models::load_generator_in(&fixture(name), &cpu(), dtype).unwrap();
+            assert_eq!(generator.model().dtype(), dtype.as_str());
+            let params = models::GenerationParams {
+                max_new_tokens: 6,
+                min_new_tokens: 6,
+                ..Default::default()
+            };
+            let generation = generator.generate("Hello there", &params).unwrap();
+            assert_eq!(generation.new_token_ids.len(), 6, "{name} {dtype}");
+        }
+    }
+    for dtype in Dtype::ALL {
+        let classifier = models::load_classifier_in(&fixture("bert-tiny"), &cpu(), dtype).unwrap();
+        assert_eq!(classifier.model().dtype(), dtype.as_str());
+        let result = classifier.classify("I have an idea!", None).unwrap();
+        assert!(
+            (0.5..=1.0).contains(&result.score),
+            "{dtype}: {}",
+            result.score
+        );
+    }
+}
+
+#[test]
+fn gpt2_logits_stay_within_each_dtypes_bound_of_f32() {
+    for name in GPT2_FIXTURES {
+        let f32_model = models::load_generator(&fixture(name), &cpu()).unwrap();
+        for (dtype, bound, _) in BOUNDS {
+            let model = models::load_generator_in(&fixture(name), &cpu(), dtype).unwrap();
+            for input in golden_inputs(name) {
+                let ids = u32s(&input["input_ids"]);
+                let reference = all_logits(&f32_model, &ids);
+                let logits = all_logits(&model, &ids);
+                let range = reference.iter().copied().fold(f32::MIN, f32::max)
+                    - reference.iter().copied().fold(f32::MAX, f32::min);
+                let relative = max_abs_diff(&logits, &reference) / range;
+                println!("{name} {dtype}: max |Δlogit| / range = {relative:.2e}");
+                assert!(relative < bound, "{name} {dtype}: {relative} ≥ {bound}");
+            }
+        }
+    }
+}
+
+#[test]
+fn bert_scores_stay_within_each_dtypes_bound_of_f32() {
+    let reference = models::load_classifier(&fixture("bert-tiny"), &cpu()).unwrap();
+    for (dtype, _, bound) in BOUNDS {
+        let classifier = models::load_classifier_in(&fixture("bert-tiny"), &cpu(), dtype).unwrap();
+        for input in golden_inputs("bert-tiny") {
+            let Some(text) = input["text"].as_str() else {
+                continue; // a pair
+            };
+            let expected = reference.classify(text, None).unwrap();
+            let result = classifier.classify(text, None).unwrap();
+            let delta = (result.scores[0] - expected.scores[0]).abs();
+            println!("bert {dtype}: |Δscore| = {delta:.2e}");
+            assert!(delta < bound, "{dtype} {text:?}: {delta} ≥ {bound}");
+        }
+    }
+}
+
+#[test]
+fn an_f16_checkpoint_loaded_as_f16_stays_in_half_precision() {
+    // The demo models ship as F16 safetensors.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("model-weights/gpt2");
+    let half = models::load_generator_in(&dir, &cpu(), Dtype::F16).unwrap();
+    let full = models::load_generator(&dir, &cpu()).unwrap();
+    assert_eq!(half.model().dtype(), "f16");
+    // Two bytes a weight, against four (tiles pad the outputs to a multiple of 8).
+    let (half, full) = (
+        half.model().dense_weight_bytes(),
+        full.model().dense_weight_bytes(),
+    );
+    let ratio = half as f64 / full as f64;
+    assert!((0.5..0.501).contains(&ratio), "{half} / {full} = {ratio}");
+    // And f16's packing of f16 bits is the checkpoint itself: logits equal an f32 load's
+    // to float tolerance (the same weights, summed in another order).
+    let ids = [464, 2068, 7586];
+    let a = all_logits(
+        &models::load_generator_in(&dir, &cpu(), Dtype::F16).unwrap(),
+        &ids,
+    );
+    let b = all_logits(&models::load_generator(&dir, &cpu()).unwrap(), &ids);
+    assert!(max_abs_diff(&a, &b) < 1e-3, "{}", max_abs_diff(&a, &b));
+}
+
+#[test]
+fn int8_quarters_the_weights() {
+    let name = GPT2_FIXTURES[0];
+    let int8 = models::load_generator_in(&fixture(name), &cpu(), Dtype::Int8).unwrap();
+    let full = models::load_generator(&fixture(name), &cpu()).unwrap();
+    let ratio = int8.model().dense_weight_bytes() as f64 / full.model().dense_weight_bytes() as f64;
+    // One byte a weight plus one f32 scale per output channel.
+    assert!((0.25..0.32).contains(&ratio), "{ratio}");
+}
+
+/// `[[models]]` TOML for the fixture graph, each model in `dtype`.
+fn models_in(dtype: &str) -> String {
+    fixture_models()
+        .iter()
+        .map(|(name, path, role)| {
+            format!("\n[[models]]\nname = \"{name}\"\npath = {path:?}\nrole = \"{role}\"\ndtype = \"{dtype}\"\n")
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn the_server_runs_the_graph_in_the_configured_dtype_and_says_so() {
+    let server = TestServer::start_toml(0, &models_in("int8"), "");
+    let models: serde_json::Value = awc::Client::default()
+        .get(server.url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for model in models["models"].as_array().unwrap() {
+        assert_eq!(model["dtype"], "int8", "{model}");
+    }
+    server.assert_serves_the_graph("I have an idea!").await;
+}
+
+#[test]
+fn a_dtype_the_backend_cannot_run_fails_at_start_naming_model_dtype_and_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    for dtype in ["int8", "bf16"] {
+        std::fs::write(
+            &path,
+            format!(
+                "backend = \"wgpu\"\n[server]\nport = 0\n{}",
+                models_in(dtype)
+            ),
+        )
+        .unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_infergraph"))
+            .args(["serve", "--config", path.to_str().unwrap()])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "model \"gpt2\": dtype {dtype} cannot run on the wgpu backend"
+            )),
+            "{stderr}"
+        );
+    }
+}
+
+/// wgpu runs f16 in burn where the device has f16 shaders (lavapipe does), within f16's
+/// bound of the CPU's f32; where it has none, loading says so.
+#[test]
+fn f16_on_wgpu_stays_within_its_bound_or_is_refused_by_name() {
+    let selected = infergraph::backend::select(infergraph::backend::BackendChoice::Wgpu);
+    assert!(
+        !selected.name.contains("no adapter"),
+        "no Vulkan adapter: install libvulkan1 and mesa-vulkan-drivers (.ci/run does)"
+    );
+    let device = burn::tensor::Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+    let name = "gpt2-tiny-b";
+    let loaded = models::load_generator_in(&fixture(name), &device, Dtype::F16);
+    if !device.supports_dtype(burn::tensor::FloatDType::F16) {
+        let error = loaded.unwrap_err().to_string();
+        assert!(
+            error.contains("dtype f16 cannot run on the wgpu backend"),
+            "{error}"
+        );
+        return;
+    }
+    let generator = loaded.unwrap();
+    assert_eq!(generator.model().dtype(), "f16");
+    let reference = models::load_generator(&fixture(name), &cpu()).unwrap();
+    let ids = u32s(&golden_inputs(name)[0]["input_ids"]);
+    let expected = last_logits(reference.model(), &ids);
+    let got = last_logits(generator.model(), &ids);
+    let range = expected.iter().copied().fold(f32::MIN, f32::max)
+        - expected.iter().copied().fold(f32::MAX, f32::min);
+    let relative = max_abs_diff(&got, &expected) / range;
+    assert!(relative < BOUNDS[0].1, "wgpu f16: {relative}");
+}

@@ -1,0 +1,175 @@
+//! `POST /v1/completions` and `GET /v1/models` as OpenAI's clients see them: the official
+//! `openai` Python package (installed by `.ci/run`), and the wire format itself.
+
+use crate::common;
+
+use common::server::{fixture_models, TestServer};
+use serde_json::{json, Value};
+
+#[actix_web::test]
+async fn the_official_openai_client_gets_what_the_native_route_answers() {
+    let server = TestServer::start(&fixture_models(), "");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai/client_check.py");
+    let output = std::process::Command::new("python3")
+        .args([script, &server.base, "gpt2"])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "the openai client check failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The `data:` payloads of an SSE body.
+fn data_lines(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_streamed_completion_is_openai_chunks_then_done_and_equals_the_plain_one() {
+    let server = TestServer::start(&fixture_models(), "");
+    let request = json!({"model": "gpt2", "prompt": ["Hello, my name is", "I have an idea!"],
+        "max_tokens": 5, "temperature": 0});
+    let (status, plain) = server.post_json("/v1/completions", &request).await;
+    assert_eq!(status, 200, "{plain}");
+    assert_eq!(plain["object"], "text_completion");
+    assert_eq!(plain["model"], "gpt2");
+    assert!(plain["id"].as_str().unwrap().starts_with("cmpl-"));
+    let choices = plain["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 2);
+    for (i, choice) in choices.iter().enumerate() {
+        assert_eq!(choice["index"], i);
+        assert_eq!(choice["finish_reason"], "length");
+        assert!(choice["logprobs"].is_null());
+    }
+    assert_eq!(plain["usage"]["completion_tokens"], 10);
+
+    let mut streamed = request.clone();
+    streamed["stream"] = json!(true);
+    streamed["stream_options"] = json!({"include_usage": true});
+    let lines = data_lines(&server.post_sse("/v1/completions", &streamed).await);
+    assert_eq!(lines.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = lines[..lines.len() - 1]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut texts = [String::new(), String::new()];
+    let mut finished = [None, None];
+    for chunk in &chunks[..chunks.len() - 1] {
+        assert_eq!(chunk["id"], chunks[0]["id"], "one id for the whole stream");
+        assert_eq!(chunk["object"], "text_completion");
+        let choice = &chunk["choices"][0];
+        let i = choice["index"].as_u64().unwrap() as usize;
+        assert!(finished[i].is_none(), "nothing after a choice's last chunk");
+        texts[i] += choice["text"].as_str().unwrap();
+        if !choice["finish_reason"].is_null() {
+            finished[i] = Some(choice["finish_reason"].clone());
+        }
+    }
+    for (i, choice) in choices.iter().enumerate() {
+        assert_eq!(texts[i], choice["text"].as_str().unwrap());
+        assert_eq!(finished[i].as_ref(), Some(&choice["finish_reason"]));
+    }
+    let usage = chunks.last().unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(usage["usage"], plain["usage"]);
+}
+
+#[actix_web::test]
+async fn what_is_not_implemented_or_unknown_gets_a_422_naming_it() {
+    let server = TestServer::start(&fixture_models(), "[limits]\nmax_new_tokens = 16\n");
+    let base = json!({"model": "gpt2", "prompt": "Hello"});
+    let with = |extra: Value| {
+        let mut body = base.clone();
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    for (body, named) in [
+        (with(json!({"n": 2})), vec!["n (only 1)"]),
+        (with(json!({"best_of": 3})), vec!["best_of"]),
+        (
+            with(json!({"logprobs": 1, "echo": true})),
+            vec!["logprobs", "echo"],
+        ),
+        (with(json!({"suffix": "x"})), vec!["suffix"]),
+        (
+            with(json!({"presence_penalty": 0.5})),
+            vec!["presence_penalty"],
+        ),
+        (
+            with(json!({"logit_bias": {"50256": -100}})),
+            vec!["logit_bias"],
+        ),
+        (
+            with(json!({"beam": 2, "tools": []})),
+            vec!["unknown fields: beam, tools"],
+        ),
+        (
+            with(json!({"max_tokens": 17})),
+            vec!["max_tokens: 17 is out of range"],
+        ),
+        (with(json!({"temperature": 2.5})), vec!["temperature"]),
+        (with(json!({"prompt": [1, 2, 3]})), vec!["prompt"]),
+        (with(json!({"prompt": ["fine", ""]})), vec!["prompt[1]"]),
+    ] {
+        let (status, answer) = server.post_json("/v1/completions", &body).await;
+        assert_eq!(status, 422, "{body}: {answer}");
+        assert_eq!(answer["error_type"], "validation");
+        let error = answer["error"].as_str().unwrap();
+        for name in named {
+            assert!(error.contains(name), "{body}: {error}");
+        }
+    }
+    // Neutral values of those fields change nothing, so they are taken.
+    let neutral = with(
+        json!({"n": 1, "best_of": 1, "echo": false, "logprobs": null,
+        "frequency_penalty": 0, "presence_penalty": 0, "logit_bias": {}, "user": "me",
+        "temperature": 0, "max_tokens": 3}),
+    );
+    let (status, answer) = server.post_json("/v1/completions", &neutral).await;
+    assert_eq!(status, 200, "{answer}");
+    for (model, status, error_type) in [
+        ("gpt3", 404, "model_not_found"),
+        ("bert-base-uncased", 422, "wrong_role"),
+    ] {
+        let (got, answer) = server
+            .post_json(
+                "/v1/completions",
+                &json!({"model": model, "prompt": "Hello"}),
+            )
+            .await;
+        assert_eq!(
+            (got, answer["error_type"].as_str()),
+            (status, Some(error_type))
+        );
+    }
+}
+
+#[actix_web::test]
+async fn v1_models_keeps_its_fields_and_adds_openais() {
+    let server = TestServer::start(&fixture_models(), "");
+    let mut response = awc::Client::default()
+        .get(server.url("/v1/models"))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["object"], "list");
+    let data = body["data"].as_array().unwrap();
+    let models = body["models"].as_array().unwrap();
+    assert_eq!(data.len(), 4);
+    for (entry, model) in data.iter().zip(models) {
+        assert_eq!(entry["id"], model["name"]);
+        assert_eq!(entry["object"], "model");
+        assert_eq!(entry["owned_by"], "infergraph");
+        assert!(entry["created"].as_u64().unwrap() > 1_700_000_000);
+        assert!(model["role"].is_string() && model["parameters"].is_u64());
+    }
+}

@@ -1,0 +1,68 @@
+//! The same parity checks on burn's wgpu backend. In CI there is no GPU: wgpu runs on Mesa's
+//! software Vulkan (lavapipe, installed by `.ci/run`), where every new kernel shape costs
+//! seconds of compilation, so this stays on the smallest fixtures and one process.
+
+use crate::common;
+
+use burn::tensor::{Device, DeviceKind};
+use common::*;
+use infergraph::backend::{self, BackendChoice};
+use infergraph::models::{self, GenerationParams};
+
+#[test]
+fn gpt2_and_bert_match_transformers_on_wgpu() {
+    let selected = backend::select(BackendChoice::Wgpu);
+    assert_eq!(selected.backend, "wgpu");
+    assert!(
+        !selected.name.contains("no adapter"),
+        "no Vulkan adapter: install libvulkan1 and mesa-vulkan-drivers (.ci/run does)"
+    );
+    let device = Device::wgpu(DeviceKind::DefaultDevice);
+    eprintln!("wgpu adapter: {}", selected.name);
+
+    let name = "gpt2-tiny-b";
+    let generator = models::load_generator(&fixture(name), &device).unwrap();
+    let inputs = golden_inputs(name);
+    // Input 2 is a one-token prompt: its attention products are single rows and columns,
+    // the shapes burn's fused matmul gets wrong elsewhere (tracel-ai/burn#5122).
+    for index in [0, 2] {
+        let ids = u32s(&inputs[index]["input_ids"]);
+        let last = last_logits(generator.model(), &ids);
+        let diff = max_abs_diff(&last, &golden_last_logits(name, index));
+        assert!(
+            diff < 1e-4,
+            "wgpu GPT-2 input {index}: max |Δlogit| = {diff}"
+        );
+    }
+    let input = &inputs[0];
+    let params = GenerationParams {
+        max_new_tokens: 16,
+        ..GenerationParams::default()
+    };
+    let generation = generator
+        .generate(input["text"].as_str().unwrap(), &params)
+        .unwrap();
+    assert_eq!(
+        generation.new_token_ids,
+        u32s(&input["generate"]["new_token_ids"])
+    );
+    assert_eq!(generation.text, input["generate"]["text"].as_str().unwrap());
+
+    let classifier = models::load_classifier(&fixture("bert-tiny"), &device).unwrap();
+    for input in golden_inputs("bert-tiny").iter().take(2) {
+        let result = classifier
+            .classify(input["text"].as_str().unwrap(), None)
+            .unwrap();
+        let diff = max_abs_diff(&result.logits, &f32s(&input["logits"]));
+        assert!(
+            diff < 1e-5,
+            "wgpu BERT logits: max |Δ| = {diff} ({:?})",
+            result.logits
+        );
+        assert!(
+            max_abs_diff(&result.scores, &f32s(&input["softmax"])) < 1e-5,
+            "wgpu BERT scores"
+        );
+        assert_eq!(result.label, input["pipeline"]["label"].as_str().unwrap());
+    }
+}
