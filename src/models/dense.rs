@@ -1,37 +1,21 @@
-//! Dense (fully connected) layers, with the weight kept as `[out, in]`, in the model's dtype.
+//! Dense (fully connected) layers, in the model's dtype.
 //!
-//! Why not burn's `Linear`: on the flex CPU backend, a product with few rows (a decode step)
-//! runs up to ~1.8× faster as `(W · xᵀ)ᵀ` than as `x · Wᵀ` (measured at 8 rows, 768×3072),
-//! while many rows (a prefill) run as fast or faster as `x · Wᵀ`. Keeping `[out, in]` lets
-//! each call take the faster order without storing the weight twice.
+//! On the flex CPU backend every dtype, f32 included, keeps the weight packed for our own
+//! kernels (`kernels`): burn 0.22's flex runs a few-row product (a decode step) on one thread
+//! and widens f16/bf16/int8 weights whole on every call, while the kernels read the weight
+//! once per call for up to 8 rows, split the columns over the engine pool's threads and sum in
+//! f32 (gpt2 f32 decode: 58.5 → 30.4 ms at batch 1, 99 → 48 ms at batch 8; prefill as fast).
+//! On wgpu the weight is a burn tensor `[out, in]` (f32, or F16 for f16) and the product runs
+//! in burn. The model code is the same whichever path a layer takes.
 //!
-//! LOW PRECISION: burn 0.22's flex has no fast f16/bf16/int8 matmul (it widens the whole
-//! weight on every call), so on flex those dtypes keep the weight packed for our own
-//! weight-only kernels (`kernels`), which read it once per call and sum in f32. On wgpu, f16
-//! is a burn tensor of dtype F16 and the product runs in burn. The model code is the same
-//! whichever path a layer takes.
+//! wgpu computes `x · Wᵀ`, never `(W · xᵀ)ᵀ`: burn 0.22.1's fusion gets a one-row
+//! `(W · xᵀ)ᵀ` followed by element-wise ops wrong (with `W: [32, 32]`, `+ bias` then `tanh`,
+//! BERT's pooler, every output past the first four is wrong on Mesa lavapipe; it matches
+//! tracel-ai/burn#5122). `tests/suite/wgpu_parity.rs` would catch a return to it.
 
 use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
 
 use super::kernels::PackedLinear;
-
-/// Up to this many rows, `(W · xᵀ)ᵀ` is the faster order.
-const FEW_ROWS: usize = 16;
-
-/// `x · Wᵀ` for `x: [N, in]` and `w: [out, in]`, in whichever order is faster for `N`.
-///
-/// The reordering is for flex only. On wgpu, burn 0.22.1's fusion gets a one-row
-/// `(W · xᵀ)ᵀ` followed by element-wise ops wrong: with `W: [32, 32]`, `+ bias` then `tanh`
-/// (BERT's pooler), every output past the first four is wrong (Mesa lavapipe). It matches
-/// tracel-ai/burn#5122 (fused autotune runs a vector–matrix kernel on a matrix–vector
-/// product); `tests/suite/wgpu_parity.rs` catches it. So wgpu keeps `x · Wᵀ`.
-pub fn times_transposed(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
-    if x.dims()[0] <= FEW_ROWS && x.device() == Device::flex() {
-        w.matmul(x.transpose()).transpose()
-    } else {
-        x.matmul(w.transpose())
-    }
-}
 
 /// `x · Wᵀ + b` over the last dimension.
 #[derive(Debug)]
@@ -43,13 +27,13 @@ pub struct Dense {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Weight {
-    /// A burn tensor `[out, in]`: f32 on any backend, or f16 on wgpu (the input is cast to
-    /// f16 for the product, the result back to f32).
+    /// wgpu: a burn tensor `[out, in]`, f32 or F16 (then the input is cast to f16 for the
+    /// product and the result back to f32).
     Tensor {
         weight: Tensor<2>,
         bias: Option<Tensor<1>>,
     },
-    /// flex, f16/bf16/int8: packed for the weight-only kernels (`k` = in, `n` = out).
+    /// flex, every dtype: packed for the kernels (`k` = in, `n` = out).
     Packed {
         weight: PackedLinear,
         bias: Option<Vec<f32>>,
@@ -58,7 +42,7 @@ enum Weight {
 }
 
 impl Dense {
-    /// `weight: [out, in]`, in f32 or (on wgpu) f16.
+    /// A layer over a burn tensor `weight: [out, in]` (f32 or F16), for wgpu.
     pub fn new(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Self {
         Self {
             weight: Weight::Tensor { weight, bias },
@@ -102,10 +86,10 @@ impl Dense {
             Weight::Tensor { weight, bias } => {
                 let [d_out, _] = weight.dims();
                 let y = if weight.dtype() == DType::F32 {
-                    times_transposed(x, weight.clone())
+                    x.matmul(weight.clone().transpose())
                 } else {
                     let x = x.cast(FloatDType::F16);
-                    times_transposed(x, weight.clone()).cast(FloatDType::F32)
+                    x.matmul(weight.clone().transpose()).cast(FloatDType::F32)
                 };
                 let y = match bias {
                     Some(bias) => y + bias.clone().unsqueeze::<2>(),

@@ -189,7 +189,7 @@ impl WeightFile {
     }
 
     /// A dense layer (weight `[d_in, d_out]` for `InOut`, `[d_out, d_in]` for `OutIn`) in the
-    /// file's dtype: packed for the kernels on flex below f32, a burn tensor otherwise.
+    /// model's dtype: packed for the kernels on flex, a burn tensor on wgpu.
     fn dense(
         &mut self,
         weight: &str,
@@ -202,7 +202,7 @@ impl WeightFile {
             SourceLayout::OutIn => [d_out, d_in],
         };
         let bias = bias.map(|b| self.values(b, &[d_out])).transpose()?;
-        if self.dtype != ModelDtype::F32 && self.device == Device::flex() {
+        if self.device == Device::flex() {
             let dtype = self.dtype;
             // Packed straight from the mapped file where its bytes are the values (little
             // endian, aligned): no f32 copy of the tensor, so the peak stays near the final
