@@ -179,9 +179,11 @@ struct InitWeightsArgs {
     /// The model folder to write (with --preset) or the parent of the four (with --demo).
     #[arg(long)]
     out: PathBuf,
-    /// Element type of a --preset model's weights (demo models are always f16).
-    #[arg(long, value_enum, default_value = "f32")]
-    dtype: WeightDtype,
+    /// Element type of the written weights: f32 by default with --preset, f16 (what
+    /// model-weights/ ships) with --demo. There is no int8 checkpoint: a model is quantized
+    /// when it loads with `dtype = "int8"`.
+    #[arg(long, value_enum)]
+    dtype: Option<WeightDtype>,
 }
 
 /// Runs the command line; the binary is only this.
@@ -332,11 +334,13 @@ fn init_weights(args: InitWeightsArgs) -> Result<(), String> {
     if args.demo {
         for preset in Preset::ALL {
             let out = args.out.join(preset.name());
-            presets::write_demo(preset, &out).map_err(|e| e.to_string())?;
+            let dtype = args.dtype.unwrap_or(WeightDtype::F16);
+            presets::write_demo(preset, &out, dtype).map_err(|e| e.to_string())?;
             println!("wrote {}", out.display());
         }
     } else if let Some(preset) = args.preset {
-        presets::write_true_size(preset, &args.out, args.dtype).map_err(|e| e.to_string())?;
+        let dtype = args.dtype.unwrap_or(WeightDtype::F32);
+        presets::write_true_size(preset, &args.out, dtype).map_err(|e| e.to_string())?;
         println!(
             "wrote {} ({}) in {:.1} s",
             args.out.display(),

@@ -51,11 +51,13 @@ impl Preset {
     }
 }
 
-/// Element type of the written weights.
+/// Element type of the written weights. (int8 has no checkpoint format of its own: a model is
+/// quantized when it loads with `dtype = "int8"`.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WeightDtype {
     F32,
     F16,
+    Bf16,
 }
 
 /// Sizes of one folder to write.
@@ -126,9 +128,9 @@ pub fn write_true_size(preset: Preset, out: &Path, dtype: WeightDtype) -> Result
     write_folder(preset, true_size(preset), out, dtype)
 }
 
-/// Writes the small demo model of `preset` into `out` (what `model-weights/` ships).
-pub fn write_demo(preset: Preset, out: &Path) -> Result<(), ModelError> {
-    write_folder(preset, demo_size(preset), out, WeightDtype::F16)
+/// Writes the small demo model of `preset` into `out`: in f16 it is what `model-weights/` ships.
+pub fn write_demo(preset: Preset, out: &Path, dtype: WeightDtype) -> Result<(), ModelError> {
+    write_folder(preset, demo_size(preset), out, dtype)
 }
 
 fn write_folder(
@@ -347,6 +349,13 @@ impl HostTensor {
                 values
                     .iter()
                     .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect(),
+            ),
+            WeightDtype::Bf16 => (
+                Dtype::BF16,
+                values
+                    .iter()
+                    .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
                     .collect(),
             ),
         };

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use infergraph::config::{Config, Role};
-use infergraph::models::presets::{self, Preset};
+use infergraph::models::presets::{self, Preset, WeightDtype};
 use infergraph::models::{self, GenerationParams};
 
 fn repo() -> PathBuf {
@@ -16,7 +16,7 @@ fn committed_demo_weights_are_exactly_what_init_weights_writes() {
     let out = tempfile::tempdir().unwrap();
     for preset in Preset::ALL {
         let dir = out.path().join(preset.name());
-        presets::write_demo(preset, &dir).unwrap();
+        presets::write_demo(preset, &dir, WeightDtype::F16).unwrap();
         for file in [
             "config.json",
             "model.safetensors",

@@ -125,6 +125,44 @@ fn an_f16_checkpoint_loaded_as_f16_stays_in_half_precision() {
 }
 
 #[test]
+fn init_weights_writes_bf16_checkpoints_that_load_as_bf16_bit_for_bit() {
+    let out = tempfile::tempdir().unwrap();
+    let run = |dtype: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_infergraph"))
+            .args(["init-weights", "--demo", "--dtype", dtype, "--out"])
+            .arg(out.path())
+            .output()
+            .unwrap()
+    };
+    let written = run("bf16");
+    assert!(written.status.success(), "{written:?}");
+    let dir = out.path().join("gpt2");
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let wte = file.tensor("transformer.wte.weight").unwrap();
+    assert_eq!(wte.dtype(), safetensors::Dtype::BF16);
+
+    let half = models::load_generator_in(&dir, &cpu(), Dtype::Bf16).unwrap();
+    let full = models::load_generator(&dir, &cpu()).unwrap();
+    assert_eq!(half.model().dtype(), "bf16");
+    let ratio = half.model().dense_weight_bytes() as f64 / full.model().dense_weight_bytes() as f64;
+    assert!((0.5..0.501).contains(&ratio), "{ratio}");
+    // bf16 bits packed as they are: the same weights as the f32 load, summed in another order.
+    let ids = [464, 2068, 7586];
+    let (a, b) = (all_logits(&half, &ids), all_logits(&full, &ids));
+    assert!(max_abs_diff(&a, &b) < 1e-3, "{}", max_abs_diff(&a, &b));
+
+    // int8 has no checkpoint format; clap names the ones there are.
+    let refused = run("int8");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("possible values: f32, f16, bf16"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn int8_quarters_the_weights() {
     let name = GPT2_FIXTURES[0];
     let int8 = models::load_generator_in(&fixture(name), &cpu(), Dtype::Int8).unwrap();
