@@ -2,14 +2,17 @@
 //!
 //! Run with `cargo bench --bench models` (add `-- --backend wgpu` for wgpu; `-- --quick` for
 //! fewer repetitions; `-- --dtype f32,f16,bf16,int8` for each model in each dtype, side by
-//! side). Models are written once under `target/bench-models/`. Reports medians, and ratios
+//! side). Each decode step is also split by section (dense layers, LM head, the rest). Models
+//! are written once under `target/bench-models/`. Reports medians, and ratios
 //! between figures of the same run, since absolute times on shared machines drift.
 
 use std::time::{Duration, Instant};
 
+use burn::tensor::{Tensor, TensorData};
 use infergraph::backend;
 use infergraph::engine::pool::run_in_own_pool;
 use infergraph::models::bert::BertInput;
+use infergraph::models::dense::Dense;
 use infergraph::models::presets::Preset;
 use infergraph::models::{self, Classifier, Generator};
 
@@ -110,6 +113,63 @@ fn bench_generator(name: &str, generator: &Generator, repeats: usize) {
         step[1].as_secs_f64() / step[0].as_secs_f64(),
         step[1].as_secs_f64() / step[0].as_secs_f64() / 8.0
     );
+    step_by_section(name, model, batches, step, repeats);
+}
+
+/// A decode step by section: the blocks' dense layers run alone in a step's order (so their
+/// weights stream from memory as in a step), the LM head alone, and the rest of the step
+/// (attention over the cache, layer norms, GELU, residuals, embedding lookup) as what is left.
+fn step_by_section(
+    name: &str,
+    model: &models::gpt2::Gpt2LmHeadModel,
+    batches: [usize; 2],
+    step: [Duration; 2],
+    repeats: usize,
+) {
+    let device = model.device();
+    let input = |batch: usize, dense: &Dense| {
+        let d_in = dense.in_features();
+        let values: Vec<f32> = (0..batch * d_in)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        Tensor::<2>::from_data(TensorData::new(values, [batch, d_in]), device)
+    };
+    for (&batch, step) in batches.iter().zip(step) {
+        let body = median(3 * repeats, || {
+            for dense in model.block_dense_layers() {
+                dense.forward(input(batch, dense)).into_data();
+            }
+        });
+        let head = model.lm_head();
+        let head_time = median(3 * repeats, || {
+            head.forward(input(batch, head)).into_data();
+        });
+        let rest = step.saturating_sub(body + head_time);
+        let share = |t: Duration| {
+            format!(
+                "{:.0} % of the step",
+                100.0 * t.as_secs_f64() / step.as_secs_f64()
+            )
+        };
+        row(
+            name,
+            &format!("batch {batch}: blocks' dense layers"),
+            body,
+            &share(body),
+        );
+        row(
+            name,
+            &format!("batch {batch}: LM head"),
+            head_time,
+            &share(head_time),
+        );
+        row(
+            name,
+            &format!("batch {batch}: the rest of the step"),
+            rest,
+            &share(rest),
+        );
+    }
 }
 
 fn bench_classifier(name: &str, classifier: &Classifier, repeats: usize) {

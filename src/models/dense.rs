@@ -69,6 +69,14 @@ impl Dense {
         }
     }
 
+    /// Inputs per row (`in`).
+    pub fn in_features(&self) -> usize {
+        match &self.weight {
+            Weight::Tensor { weight, .. } => weight.dims()[1],
+            Weight::Packed { weight, .. } => weight.k(),
+        }
+    }
+
     /// Bytes the weight takes in memory.
     pub fn weight_bytes(&self) -> usize {
         match &self.weight {

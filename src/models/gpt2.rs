@@ -555,7 +555,7 @@ impl Gpt2LmHeadModel {
 
     /// `[N, n_embd]` → `[N, vocab]` through the (tied) head.
     fn lm_logits(&self, hidden: Tensor<2>) -> Tensor<2> {
-        self.lm_head.as_ref().unwrap_or(&self.wte).forward(hidden)
+        self.lm_head().forward(hidden)
     }
 
     /// The dense layers' weight dtype (`f32`, `f16`, `bf16` or `int8`).
@@ -565,13 +565,21 @@ impl Gpt2LmHeadModel {
 
     /// Bytes the dense layers' weights take in memory (the tied `wte` once).
     pub fn dense_weight_bytes(&self) -> usize {
-        let blocks: usize = self
-            .h
+        let blocks: usize = self.block_dense_layers().map(Dense::weight_bytes).sum();
+        blocks + self.wte.weight_bytes() + self.lm_head.as_ref().map_or(0, Dense::weight_bytes)
+    }
+
+    /// The blocks' dense layers in the order a forward pass runs them (the benchmark times
+    /// them apart from the rest of a step).
+    pub fn block_dense_layers(&self) -> impl Iterator<Item = &Dense> {
+        self.h
             .iter()
             .flat_map(|b| [&b.attn.c_attn, &b.attn.c_proj, &b.mlp.c_fc, &b.mlp.c_proj])
-            .map(Dense::weight_bytes)
-            .sum();
-        blocks + self.wte.weight_bytes() + self.lm_head.as_ref().map_or(0, Dense::weight_bytes)
+    }
+
+    /// The LM head (the tied `wte` unless the checkpoint has its own).
+    pub fn lm_head(&self) -> &Dense {
+        self.lm_head.as_ref().unwrap_or(&self.wte)
     }
 }
 
