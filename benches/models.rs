@@ -85,22 +85,46 @@ fn bench_generator(name: &str, generator: &Generator, repeats: usize) {
             (model.prefill(&prompts).unwrap().1, vec![464u32; batch])
         })
         .collect();
-    let mut times = [Vec::new(), Vec::new()];
+    // Each round also times the step's sections alone, right after the step (the same
+    // machine state): the blocks' dense layers in a step's order (so their weights stream
+    // from memory as in a step) and the LM head. The rest of the step (attention over the
+    // cache, layer norms, GELU, residuals, the embedding lookup) is what is left.
+    let inputs: Vec<_> = batches
+        .iter()
+        .map(|&batch| {
+            let body: Vec<_> = model
+                .block_dense_layers()
+                .map(|dense| activations(model, batch, dense))
+                .collect();
+            (body, activations(model, batch, model.lm_head()))
+        })
+        .collect();
+    let mut times = [
+        [Vec::new(), Vec::new(), Vec::new()],
+        [Vec::new(), Vec::new(), Vec::new()],
+    ];
     for round in 0..=3 * repeats {
-        for ((cache, next), times) in running.iter_mut().zip(&mut times) {
+        for (((cache, next), times), (body, head)) in
+            running.iter_mut().zip(&mut times).zip(&inputs)
+        {
             let start = Instant::now();
             model.decode(next, cache).unwrap().into_data();
+            let stepped = Instant::now();
+            for (dense, x) in model.block_dense_layers().zip(body) {
+                dense.forward(x.clone()).into_data();
+            }
+            let dense_done = Instant::now();
+            model.lm_head().forward(head.clone()).into_data();
             // Round 0 is the warm-up.
             if round > 0 {
-                times.push(start.elapsed());
+                times[0].push(stepped - start);
+                times[1].push(dense_done - stepped);
+                times[2].push(dense_done.elapsed());
             }
         }
     }
-    let step = times.map(|mut t| {
-        t.sort();
-        t[t.len() / 2]
-    });
-    for (batch, step) in batches.iter().zip(step) {
+    let medians = times.map(|sections| sections.map(median_of));
+    for (batch, [step, ..]) in batches.iter().zip(medians) {
         row(
             name,
             &format!("decode step, batch {batch}"),
@@ -108,68 +132,37 @@ fn bench_generator(name: &str, generator: &Generator, repeats: usize) {
             &format!("{:.1} tok/s", *batch as f64 / step.as_secs_f64()),
         );
     }
+    let ratio = medians[1][0].as_secs_f64() / medians[0][0].as_secs_f64();
     println!(
-        "| {name} | batch-8 step / batch-1 step | {:.2}× | per-token cost {:.2}× of batch 1 |",
-        step[1].as_secs_f64() / step[0].as_secs_f64(),
-        step[1].as_secs_f64() / step[0].as_secs_f64() / 8.0
+        "| {name} | batch-8 step / batch-1 step | {ratio:.2}× | per-token cost {:.2}× of batch 1 |",
+        ratio / 8.0
     );
-    step_by_section(name, model, batches, step, repeats);
-}
-
-/// A decode step by section: the blocks' dense layers run alone in a step's order (so their
-/// weights stream from memory as in a step), the LM head alone, and the rest of the step
-/// (attention over the cache, layer norms, GELU, residuals, embedding lookup) as what is left.
-fn step_by_section(
-    name: &str,
-    model: &models::gpt2::Gpt2LmHeadModel,
-    batches: [usize; 2],
-    step: [Duration; 2],
-    repeats: usize,
-) {
-    let device = model.device();
-    let input = |batch: usize, dense: &Dense| {
-        let d_in = dense.in_features();
-        let values: Vec<f32> = (0..batch * d_in)
-            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
-            .collect();
-        Tensor::<2>::from_data(TensorData::new(values, [batch, d_in]), device)
-    };
-    for (&batch, step) in batches.iter().zip(step) {
-        let body = median(3 * repeats, || {
-            for dense in model.block_dense_layers() {
-                dense.forward(input(batch, dense)).into_data();
-            }
-        });
-        let head = model.lm_head();
-        let head_time = median(3 * repeats, || {
-            head.forward(input(batch, head)).into_data();
-        });
-        let rest = step.saturating_sub(body + head_time);
+    for (batch, [step, dense, head]) in batches.iter().zip(medians) {
+        let rest = step.saturating_sub(dense + head);
         let share = |t: Duration| {
             format!(
                 "{:.0} % of the step",
                 100.0 * t.as_secs_f64() / step.as_secs_f64()
             )
         };
-        row(
-            name,
-            &format!("batch {batch}: blocks' dense layers"),
-            body,
-            &share(body),
-        );
-        row(
-            name,
-            &format!("batch {batch}: LM head"),
-            head_time,
-            &share(head_time),
-        );
-        row(
-            name,
-            &format!("batch {batch}: the rest of the step"),
-            rest,
-            &share(rest),
-        );
+        let sections = [
+            ("blocks' dense layers", dense),
+            ("LM head", head),
+            ("the rest of the step", rest),
+        ];
+        for (section, t) in sections {
+            row(name, &format!("batch {batch}: {section}"), t, &share(t));
+        }
     }
+}
+
+/// A `[batch, in]` input for `dense`, on the model's device.
+fn activations(model: &models::gpt2::Gpt2LmHeadModel, batch: usize, dense: &Dense) -> Tensor<2> {
+    let d_in = dense.in_features();
+    let values: Vec<f32> = (0..batch * d_in)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    Tensor::from_data(TensorData::new(values, [batch, d_in]), model.device())
 }
 
 fn bench_classifier(name: &str, classifier: &Classifier, repeats: usize) {
@@ -204,13 +197,18 @@ fn row(model: &str, measure: &str, t: Duration, note: &str) {
 /// Median wall time of `repeats` runs, after one warm-up run.
 fn median(repeats: usize, mut f: impl FnMut()) -> Duration {
     f();
-    let mut times: Vec<Duration> = (0..repeats)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
+    median_of(
+        (0..repeats)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn median_of(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
 }
