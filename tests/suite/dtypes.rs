@@ -13,7 +13,7 @@
 
 use crate::common;
 
-use common::server::{fixture_models, TestServer};
+use common::server::{fixture_models, serve_refuses, TestServer};
 use common::*;
 use infergraph::models::{self, Dtype};
 
@@ -212,13 +212,7 @@ fn a_dtype_the_backend_cannot_run_fails_at_start_naming_model_dtype_and_backend(
             ),
         )
         .unwrap();
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_infergraph"))
-            .args(["serve", "--config", path.to_str().unwrap()])
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{stderr}");
+        let stderr = serve_refuses(&path, &[]);
         assert!(
             stderr.contains(&format!(
                 "model \"gpt2\": dtype {dtype} cannot run on the wgpu backend"

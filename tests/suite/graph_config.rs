@@ -4,9 +4,8 @@
 use crate::common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::server::{fixture_models, models_toml};
+use common::server::{fixture_models, models_toml, serve_refuses};
 use infergraph::config::graphs::{Action, Best, Condition, OnError, StepInput, StepKind};
 use infergraph::config::Config;
 
@@ -407,13 +406,7 @@ fn the_server_refuses_to_start_on_a_bad_graph_and_says_why() {
             ),
         )
         .unwrap();
-        let output = Command::new(env!("CARGO_BIN_EXE_infergraph"))
-            .args(["serve", "--config", path.to_str().unwrap()])
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{stderr}");
+        let stderr = serve_refuses(&path, &[]);
         if before_listening {
             assert!(
                 !stderr.contains("listening on"),

@@ -5,7 +5,7 @@ use crate::common;
 use std::time::Duration;
 
 use actix_web::{test as http_test, web, App};
-use common::server::{demo_models, TestServer};
+use common::server::{demo_models, serve_refuses, TestServer};
 use infergraph::config::Config;
 use infergraph::http::handlers;
 use infergraph::http::state::{AppState, Phase};
@@ -172,19 +172,7 @@ fn a_model_that_fails_to_load_stops_the_server_with_its_error() {
         ),
     )
     .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_infergraph"))
-        .args([
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--backend",
-            "cpu",
-        ])
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = serve_refuses(&config, &["--backend", "cpu"]);
     assert!(
         stderr.contains("model \"g\"") && stderr.contains("/nonexistent/gpt2"),
         "{stderr}"
@@ -196,12 +184,7 @@ fn a_bad_config_fails_at_start_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(&config, "[server]\nprot = 3000\n").unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_infergraph"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = serve_refuses(&config, &[]);
     assert!(
         stderr.contains("prot") && stderr.contains("config.toml"),
         "{stderr}"

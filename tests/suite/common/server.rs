@@ -53,6 +53,20 @@ pub fn models_toml(models: &[ModelEntry]) -> String {
 }
 
 /// A port nobody listens on now, for a server that must come back on the same one.
+/// Runs `infergraph serve --config CONFIG` (plus `args`) on a config it must refuse at start,
+/// and returns what it wrote to stderr.
+pub fn serve_refuses(config: &Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_infergraph"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "serve accepted it: {stderr}");
+    stderr
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
