@@ -1,8 +1,8 @@
-//! Weight-only low-precision matmul kernels for small-batch CPU inference.
+//! The CPU backend's matmul kernels for every dense layer, whatever its dtype.
 //!
 //! [`PackedLinear`] holds a weight matrix `W` (`k` inputs × `n` outputs) in one of four storage
 //! formats ([`Dtype`]) and computes `out[m, n] = x[m, k] · W (+ bias)` with `f32`
-//! activations and **`f32` accumulation always**. Only the weights are low precision.
+//! activations and **`f32` accumulation always**. Only the weights are ever low precision.
 //!
 //! # Invariants
 //!
