@@ -128,6 +128,12 @@ impl Elem for u16 {}
 impl Elem for i8 {}
 
 /// Writes `f(W[kk][j], j)` into the packed tiles of `dst` (padding columns are left untouched).
+///
+/// Reads follow the source's rows: an `OutIn` column is contiguous, so each tile reads its 8
+/// columns front to back; an `InOut` row is contiguous, so a group of 64 tiles (512 columns)
+/// reads each row's stretch at once. (Tile by tile, an `InOut` source is read with a stride
+/// of a whole row, a cache line and a page per weight read: that made loading several times
+/// slower.)
 fn pack_into<T: Copy + Sync, U: Elem>(
     w: &[T],
     k: usize,
@@ -136,19 +142,39 @@ fn pack_into<T: Copy + Sync, U: Elem>(
     dst: &mut [U],
     f: impl Fn(T, usize) -> U + Sync,
 ) {
-    dst.par_chunks_mut(8 * k).enumerate().for_each(|(t, tile)| {
-        let cols = (n - 8 * t).min(8);
-        for (kk, row) in tile.chunks_exact_mut(8).enumerate() {
-            for (c, d) in row[..cols].iter_mut().enumerate() {
-                let j = 8 * t + c;
-                let v = match layout {
-                    SourceLayout::InOut => w[kk * n + j],
-                    SourceLayout::OutIn => w[j * k + kk],
-                };
-                *d = f(v, j);
+    const GROUP: usize = 64;
+    let tile = 8 * k;
+    dst.par_chunks_mut(GROUP * tile)
+        .enumerate()
+        .for_each(|(g, tiles)| {
+            let t0 = g * GROUP;
+            let cols = (n - 8 * t0).min(8 * GROUP);
+            match layout {
+                SourceLayout::InOut => {
+                    for kk in 0..k {
+                        for (i, &v) in w[kk * n + 8 * t0..][..cols].iter().enumerate() {
+                            tiles[(i / 8) * tile + kk * 8 + i % 8] = f(v, 8 * t0 + i);
+                        }
+                    }
+                }
+                SourceLayout::OutIn => {
+                    for i in 0..cols {
+                        let j = 8 * t0 + i;
+                        for (kk, &v) in w[j * k..][..k].iter().enumerate() {
+                            tiles[(i / 8) * tile + kk * 8 + i % 8] = f(v, j);
+                        }
+                    }
+                }
             }
-        }
-    });
+        });
+}
+
+/// `x.round() as i32` (halves away from zero) for `|x| < 2²³`, without the libm call that
+/// `f32::round` compiles to on baseline x86-64 (once per weight, it dominated int8 loading).
+fn round_half_away(x: f32) -> i32 {
+    let t = x as i32; // truncates toward zero
+    let frac = x - t as f32; // exact: t and x are within 1 of each other
+    t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)
 }
 
 /// `max_kk |W[kk][j]|` for every output column `j`.
@@ -157,7 +183,7 @@ fn col_absmax<T: Copy + Sync>(
     k: usize,
     n: usize,
     layout: SourceLayout,
-    to_f32: fn(T) -> f32,
+    to_f32: impl Fn(T) -> f32 + Sync,
 ) -> Vec<f32> {
     match layout {
         SourceLayout::InOut => {
@@ -244,6 +270,8 @@ impl PackedLinear {
         )
     }
 
+    // The conversions are generic, not `fn` pointers, so that they inline: called through a
+    // pointer once per weight, they made loading several times slower.
     #[allow(clippy::too_many_arguments)]
     fn build<T: Copy + Sync>(
         w: &[T],
@@ -252,8 +280,8 @@ impl PackedLinear {
         layout: SourceLayout,
         dtype: Dtype,
         src: Src,
-        to_f32: fn(T) -> f32,
-        bits: fn(T) -> u16,
+        to_f32: impl Fn(T) -> f32 + Sync + Copy,
+        bits: impl Fn(T) -> u16 + Sync + Copy,
     ) -> Self {
         assert!(k > 0 && n > 0, "empty weight matrix");
         assert_eq!(w.len(), k * n, "weight length must be k * n");
@@ -288,7 +316,7 @@ impl PackedLinear {
                 pack_into(w, k, n, layout, p.elems_mut::<i8>(), |v, j| {
                     let s = sc[j];
                     if s > 0.0 {
-                        (to_f32(v) / s).round().clamp(-127.0, 127.0) as i8
+                        round_half_away(to_f32(v) / s).clamp(-127, 127) as i8
                     } else {
                         0
                     }
