@@ -131,9 +131,9 @@ impl Elem for i8 {}
 ///
 /// Reads follow the source's rows: an `OutIn` column is contiguous, so each tile reads its 8
 /// columns front to back; an `InOut` row is contiguous, so a group of 64 tiles (512 columns)
-/// reads each row's stretch at once. (Tile by tile, an `InOut` source is read with a stride
-/// of a whole row, a cache line and a page per weight read: that made loading several times
-/// slower.)
+/// reads each row's stretch at once. (Tile by tile, an `InOut` source is read a whole row
+/// apart for every 8 weights, a new cache line and a new page each time: loading was bound by
+/// those reads, 2–3× slower.)
 fn pack_into<T: Copy + Sync, U: Elem>(
     w: &[T],
     k: usize,
@@ -170,7 +170,7 @@ fn pack_into<T: Copy + Sync, U: Elem>(
 }
 
 /// `x.round() as i32` (halves away from zero) for `|x| < 2²³`, without the libm call that
-/// `f32::round` compiles to on baseline x86-64 (once per weight, it dominated int8 loading).
+/// `f32::round` compiles to on baseline x86-64 (once per weight: 10 % of an int8 load's profile).
 fn round_half_away(x: f32) -> i32 {
     let t = x as i32; // truncates toward zero
     let frac = x - t as f32; // exact: t and x are within 1 of each other
@@ -270,8 +270,6 @@ impl PackedLinear {
         )
     }
 
-    // The conversions are generic, not `fn` pointers, so that they inline: called through a
-    // pointer once per weight, they made loading several times slower.
     #[allow(clippy::too_many_arguments)]
     fn build<T: Copy + Sync>(
         w: &[T],
