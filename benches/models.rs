@@ -18,7 +18,7 @@ use infergraph::models::{self, Classifier, Generator};
 
 mod common;
 
-use common::ensure_model;
+use common::{ensure_model, median, median_of};
 
 fn main() {
     let (choice, quick) = common::args();
@@ -192,23 +192,4 @@ fn row(model: &str, measure: &str, t: Duration, note: &str) {
         "| {model} | {measure} | {:.1} ms | {note} |",
         t.as_secs_f64() * 1e3
     );
-}
-
-/// Median wall time of `repeats` runs, after one warm-up run.
-fn median(repeats: usize, mut f: impl FnMut()) -> Duration {
-    f();
-    median_of(
-        (0..repeats)
-            .map(|_| {
-                let start = Instant::now();
-                f();
-                start.elapsed()
-            })
-            .collect(),
-    )
-}
-
-fn median_of(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each bench uses its own subset
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use infergraph::backend::BackendChoice;
 use infergraph::models::presets::{self, Preset, WeightDtype};
@@ -51,4 +52,23 @@ pub fn dtypes_or(default: &[Dtype]) -> Vec<Dtype> {
 fn value_of(flag: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone())
+}
+
+/// Median wall time of `repeats` runs, after one warm-up run.
+pub fn median(repeats: usize, mut f: impl FnMut()) -> Duration {
+    f();
+    median_of(
+        (0..repeats)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed()
+            })
+            .collect(),
+    )
+}
+
+pub fn median_of(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
 }

@@ -3,8 +3,9 @@
 //! On the flex CPU backend every dtype, f32 included, keeps the weight packed for our own
 //! kernels (`kernels`): burn 0.22's flex runs a few-row product (a decode step) on one thread
 //! and widens f16/bf16/int8 weights whole on every call, while the kernels read the weight
-//! once per call for up to 8 rows, split the columns over the engine pool's threads and sum in
-//! f32 (gpt2 f32 decode: 58.5 → 30.4 ms at batch 1, 99 → 48 ms at batch 8; prefill as fast).
+//! from memory once per call (more than 5 rows go in blocks of 6 over tiles held in L2),
+//! split the columns over the engine pool's threads and sum in f32 (gpt2 f32 decode:
+//! 58.5 → 30.4 ms at batch 1, 99 → 48 ms at batch 8).
 //! On wgpu the weight is a burn tensor `[out, in]` (f32, or F16 for f16) and the product runs
 //! in burn. The model code is the same whichever path a layer takes.
 //!

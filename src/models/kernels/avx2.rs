@@ -18,7 +18,7 @@ const fn elem_bytes(d: u8) -> usize {
     }
 }
 
-/// Computes rows `row0..row0+mr` (`mr` in 1..=8) for tiles `ta..tb`.
+/// Computes rows `row0..row0+mr` (`mr` in 1..=6) for tiles `ta..tb`.
 ///
 /// # Safety
 /// The CPU must support avx2, fma and f16c; `job` must describe valid buffers and no other
@@ -44,10 +44,8 @@ unsafe fn rows<const D: u8>(job: &Job, mr: usize, ta: usize, tb: usize, row0: us
             2 => tiles::<D, 2, 4>(job, ta, tb, row0),
             3 => tiles::<D, 3, 2>(job, ta, tb, row0),
             4 => tiles::<D, 4, 2>(job, ta, tb, row0),
-            5 => tiles::<D, 5, 1>(job, ta, tb, row0),
-            6 => tiles::<D, 6, 1>(job, ta, tb, row0),
-            7 => tiles::<D, 7, 1>(job, ta, tb, row0),
-            _ => tiles::<D, 8, 1>(job, ta, tb, row0),
+            5 => tiles::<D, 5, 2>(job, ta, tb, row0),
+            _ => tiles::<D, 6, 2>(job, ta, tb, row0),
         }
     }
 }

@@ -17,14 +17,15 @@
 //!   4 contiguous chunks per thread of rayon's *current* pool (so the caller's
 //!   `ThreadPool::install` decides), each chunk writing disjoint output columns. Packing also uses
 //!   the current pool. Nothing is allocated per call apart from rayon's job bookkeeping.
-//! * **Weight traffic.** For `m ≤ 8` the weights are read once per call. Larger `m` is processed
-//!   in blocks of 8 rows *inside* each group of 4–8 tiles (~256 KiB), so re-reads mostly hit L2.
+//! * **Weight traffic.** For `m ≤ 5` the weights are read once per call, in one block of `m`
+//!   rows. From 6 rows on, `m` is processed in blocks of 6 rows *inside* each group of 4–8
+//!   tiles (~256 KiB), so the re-reads of a group hit L2.
 //! * **SIMD path.** On x86-64 with `avx2`, `fma` and `f16c` detected at run time (checked once,
 //!   cached) a register-blocked AVX2 kernel is used for every dtype: rows 1–2 × 4 tiles,
-//!   3–4 × 2 tiles, 5–8 × 1 tile (1 row uses two accumulator sets, even/odd `k`), with one
-//!   software prefetch per weight stream per cache line (256 B ahead for 1–2 rows, 8 KiB for
-//!   3–8). For `m > 1` it first copies `x` into a per-thread buffer interleaved as `[kk][row]`
-//!   per 8-row block (`m·k` floats, reused across calls). Otherwise (or with
+//!   3–6 × 2 tiles (1 row uses two accumulator sets, even/odd `k`), with one software prefetch
+//!   per weight stream per cache line (256 B ahead for 1–2 rows, 8 KiB for 3–6). For `m > 1`
+//!   it first copies `x` into a per-thread buffer interleaved as `[kk][row]` per row block
+//!   (`m·k` floats, reused across calls). Otherwise (or with
 //!   [`KernelPath::Portable`]) a scalar kernel over the same tiles is used; it sums over `k`
 //!   sequentially per column, so results differ from the SIMD path only by rounding (FMA,
 //!   even/odd split). Results do not depend on the number of threads. See [`simd_path`].
@@ -91,8 +92,14 @@ pub fn simd_path() -> &'static str {
 
 /// Software prefetch distance in bytes ahead of each weight stream: `[rows 1-2, rows 3-8]`.
 /// Tuned on a 2-vCPU EPYC VM: the hardware prefetcher nearly suffices at 1–2 rows; software
-/// prefetch pays off at 3–8 rows (f32/f16 at 8 rows about 25 % faster than without).
+/// prefetch pays off at 3 rows and more (f32/f16 at 8 rows about 25 % faster than without).
 const PREFETCH: [usize; 2] = [256, 8192];
+
+/// Rows per block from 6 rows on (batch-6–8 decode steps, prefill, BERT). 6 rows × 2 tiles is
+/// 12 accumulators fed by 2 weight loads and 6 broadcasts per k step; the 8 rows × 1 tile it
+/// replaced needed 9 loads for 8 FMAs and ran 10–35 % slower from 6 to 8 rows (any dtype, kernel
+/// bench), and about 25 % slower for prefill and BERT.
+const BLOCK_ROWS: usize = 6;
 
 /// One cache line of packed storage; gives the buffer 64-byte alignment.
 #[repr(C, align(64))]
@@ -402,15 +409,16 @@ impl PackedLinear {
             return;
         }
         let simd = path == KernelPath::Auto && detected() == Simd::Avx2;
-        // The SIMD kernels read each 8-row block of x interleaved as [kk][mr] (one pointer, constant
-        // offsets). The buffer is kept per thread; a nested call simply gets a fresh one.
+        let block_rows = if m < BLOCK_ROWS { m } else { BLOCK_ROWS };
+        // The SIMD kernels read each row block of x interleaved as [kk][mr] (one pointer,
+        // constant offsets). The buffer is kept per thread; a nested call simply gets a fresh one.
         let mut xt = Vec::new();
         if simd && m > 1 {
             xt = XT.with(Cell::take);
             xt.clear();
             xt.reserve(m * k);
-            for r0 in (0..m).step_by(8) {
-                let rows = &x[r0 * k..(r0 + (m - r0).min(8)) * k];
+            for r0 in (0..m).step_by(block_rows) {
+                let rows = &x[r0 * k..(r0 + (m - r0).min(block_rows)) * k];
                 for kk in 0..k {
                     xt.extend(rows.iter().skip(kk).step_by(k));
                 }
@@ -437,9 +445,10 @@ impl PackedLinear {
         } else {
             tiles.div_ceil(4 * threads).next_multiple_of(4)
         };
-        // m > 8: all row blocks run over a group of 4-8 tiles (about 256 KiB) while it is in L2.
+        // Several row blocks: all of them run over a group of 4-8 tiles (about 256 KiB) while it
+        // is in L2.
         let tile_bytes = 8 * k * self.dtype.elem_bytes();
-        let group = if m <= 8 {
+        let group = if block_rows == m {
             chunk
         } else {
             (262_144 / tile_bytes).clamp(4, 8)
@@ -448,8 +457,8 @@ impl PackedLinear {
             let (t0, t1) = (ci * chunk, ((ci + 1) * chunk).min(tiles));
             for g in (t0..t1).step_by(group) {
                 let ge = (g + group).min(t1);
-                for r in (0..m).step_by(8) {
-                    let mr = (m - r).min(8);
+                for r in (0..m).step_by(block_rows) {
+                    let mr = (m - r).min(block_rows);
                     if simd {
                         #[cfg(target_arch = "x86_64")]
                         // SAFETY: avx2, fma and f16c were detected; `job` describes valid buffers
@@ -516,7 +525,7 @@ thread_local! {
 /// Raw description of one matmul call shared by all chunks.
 struct Job {
     w: *const u8,
-    /// Activations. For the SIMD path the 8-row block starting at row `r0` is stored at
+    /// Activations. For the SIMD path the row block starting at row `r0` is stored at
     /// `x[r0 * k..]` interleaved as `[kk][mr]` (for `m == 1` that is `x` itself).
     x: *const f32,
     out: *mut f32,
@@ -526,7 +535,7 @@ struct Job {
     bias: *const f32,
     k: usize,
     n: usize,
-    /// Prefetch distance in bytes for row blocks of 1–2 and of 3–8 rows (0 = off).
+    /// Prefetch distance in bytes for row blocks of 1–2 and of 3–6 rows (0 = off).
     pf: [usize; 2],
 }
 
