@@ -416,11 +416,15 @@ impl PackedLinear {
         if simd && m > 1 {
             xt = XT.with(Cell::take);
             xt.clear();
-            xt.reserve(m * k);
-            for r0 in (0..m).step_by(block_rows) {
-                let rows = &x[r0 * k..(r0 + (m - r0).min(block_rows)) * k];
-                for kk in 0..k {
-                    xt.extend(rows.iter().skip(kk).step_by(k));
+            xt.resize(m * k, 0.0);
+            // Row by row, reading contiguously (a strided `step_by` over x was 2–4 % of a BERT
+            // forward).
+            for (block, dst) in x.chunks(block_rows * k).zip(xt.chunks_mut(block_rows * k)) {
+                let mr = block.len() / k;
+                for (r, row) in block.chunks_exact(k).enumerate() {
+                    for (kk, &v) in row.iter().enumerate() {
+                        dst[kk * mr + r] = v;
+                    }
                 }
             }
         }
