@@ -367,7 +367,7 @@ impl BertForSequenceClassification {
 impl Layer {
     /// With `cls_only` (the last layer: the pooler reads nothing else), only the first
     /// position is computed past the keys and values: its output is the same, and the layer
-    /// costs about a sixth of a full one.
+    /// costs about a fifth of a full one.
     fn forward(&self, x: Tensor<3>, bias: Option<&Tensor<4>>, cls_only: bool) -> Tensor<3> {
         let a = &self.self_attn;
         let [b, _, d] = x.dims();
