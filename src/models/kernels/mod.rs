@@ -90,15 +90,15 @@ pub fn simd_path() -> &'static str {
     }
 }
 
-/// Software prefetch distance in bytes ahead of each weight stream: `[rows 1-2, rows 3-8]`.
+/// Software prefetch distance in bytes ahead of each weight stream: `[rows 1-2, rows 3-6]`.
 /// Tuned on a 2-vCPU EPYC VM: the hardware prefetcher nearly suffices at 1–2 rows; software
 /// prefetch pays off at 3 rows and more (f32/f16 at 8 rows about 25 % faster than without).
 const PREFETCH: [usize; 2] = [256, 8192];
 
 /// Rows per block from 6 rows on (batch-6–8 decode steps, prefill, BERT). 6 rows × 2 tiles is
-/// 12 accumulators fed by 2 weight loads and 6 broadcasts per k step; the 8 rows × 1 tile it
-/// replaced needed 9 loads for 8 FMAs and ran 10–35 % slower from 6 to 8 rows (any dtype, kernel
-/// bench), and about 25 % slower for prefill and BERT.
+/// 12 accumulators fed by 2 weight loads and 6 broadcasts per k step. The 8 rows × 1 tile it
+/// replaced needed 9 loads for 8 FMAs: it took 1.1–1.6× the time at 6 rows and up to 1.3× at
+/// 8 (A/B in one process, every dtype), and 1.1–1.4× for a 128-token GPT-2 prefill.
 const BLOCK_ROWS: usize = 6;
 
 /// One cache line of packed storage; gives the buffer 64-byte alignment.
