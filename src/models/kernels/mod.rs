@@ -38,6 +38,7 @@ use rayon::prelude::*;
 use std::cell::Cell;
 use std::sync::OnceLock;
 
+pub mod activation;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 

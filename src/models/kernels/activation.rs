@@ -1,0 +1,108 @@
+//! Element-wise activations for the CPU backend, in place over f32 slices.
+//!
+//! Why: burn 0.22's flex computes `exp` (behind `sigmoid`) with one libm call per element;
+//! GPT-2's GELU is then 3–5 % of a batch-8 decode step. These loops have no calls and no
+//! branches, so LLVM vectorises them (8 lanes where AVX2 is detected at run time, else SSE2).
+//! Both paths run the same operations without fused multiply-adds, so they agree bit for bit.
+
+/// `x · σ(2·√(2/π)·(x + 0.044715·x³))`, which is transformers' `gelu_new`
+/// (`0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, since `0.5·(1 + tanh(u)) = σ(2u)`).
+pub fn gelu_tanh(values: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::detected() == super::Simd::Avx2 {
+        // SAFETY: avx2 was detected.
+        unsafe { gelu_tanh_avx2(values) };
+        return;
+    }
+    gelu_tanh_each(values);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn gelu_tanh_avx2(values: &mut [f32]) {
+    gelu_tanh_each(values);
+}
+
+#[inline(always)]
+fn gelu_tanh_each(values: &mut [f32]) {
+    const C: f32 = 2.0 * 0.797_884_6;
+    for v in values {
+        let x = *v;
+        let two_u = x * (C + C * 0.044715 * x * x);
+        *v = x / (1.0 + exp(-two_u));
+    }
+}
+
+/// `e^x` to about 1 ulp for `x` in `[-87, 88]` (clamped outside; `e^-87` is 1.6e-38, and
+/// `x / (1 + e^88)` is already 0 for any activation), without a libm call: Cephes' `expf`,
+/// with the rounding done by adding and subtracting 1.5·2²³.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split in two so that `n · LN2_HI` is exact.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let e_r = p * r * r + r + 1.0;
+    e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gelu_new_f64(x: f64) -> f64 {
+        let c = (2.0 / std::f64::consts::PI).sqrt();
+        0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp_of_f64_over_the_clamped_range() {
+        let mut x = -87.0f32;
+        while x <= 88.0 {
+            let want = (x as f64).exp();
+            let got = exp(x) as f64;
+            assert!(
+                (got - want).abs() <= 2.5e-7 * want,
+                "exp({x}) = {got}, want {want}"
+            );
+            x += 0.0137;
+        }
+    }
+
+    #[test]
+    fn gelu_tanh_matches_gelu_new_in_f64_to_float_tolerance() {
+        // Steps of 0.005 over [-20, 20], and values far outside where the clamp decides.
+        let xs: Vec<f32> = (-4000..=4000)
+            .map(|i| i as f32 * 0.005)
+            .chain([-1e30, -100.0, 100.0, 1e30])
+            .collect();
+        let mut got = xs.clone();
+        gelu_tanh(&mut got);
+        for (&x, &g) in xs.iter().zip(&got) {
+            let want = gelu_new_f64(x as f64);
+            assert!(
+                (g as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                "gelu({x}) = {g}, want {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_vectorised_and_portable_loops_agree_bit_for_bit() {
+        let xs: Vec<f32> = (0..1031).map(|i| (i as f32 - 515.0) * 0.0123).collect();
+        let (mut a, mut b) = (xs.clone(), xs);
+        gelu_tanh(&mut a);
+        gelu_tanh_each(&mut b);
+        assert_eq!(a, b);
+    }
+}
