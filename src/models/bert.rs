@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::nn::{Embedding, LayerNorm};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
+use super::activation::gelu_erf;
 use super::attention::{attend, attention_bias, merge_heads, split_heads};
 use super::dense::Dense;
 use super::error::ModelError;
@@ -382,7 +383,7 @@ impl Layer {
         let v = split_heads(a.value.forward(x), a.n_head);
         let context = merge_heads(attend(q, k, v, scale, bias));
         let x = self.attention_output.forward(context, queries);
-        let hidden = gelu(self.intermediate.forward(x.clone()));
+        let hidden = gelu_erf(self.intermediate.forward(x.clone()));
         self.output.forward(hidden, x)
     }
 }

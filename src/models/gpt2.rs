@@ -13,14 +13,13 @@
 use std::path::Path;
 
 use burn::nn::{Embedding, LayerNorm};
-use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
+use super::activation::{gelu_erf, gelu_tanh};
 use super::attention::{attend, attention_bias, merge_heads, split_heads};
 use super::dense::Dense;
 use super::error::ModelError;
-use super::kernels;
 use super::weights::WeightFile;
 
 /// The fields of a Hugging Face GPT-2 `config.json` that shape the computation.
@@ -118,31 +117,9 @@ impl Activation {
     fn forward(self, x: Tensor<3>) -> Tensor<3> {
         match self {
             Self::GeluTanh => gelu_tanh(x),
-            Self::GeluErf => gelu(x),
+            Self::GeluErf => gelu_erf(x),
         }
     }
-}
-
-/// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, written as `x·σ(2·√(2/π)·(x + 0.044715·x³))`
-/// (the same function, since `0.5·(1 + tanh(u)) = σ(2u)`).
-///
-/// Why not burn's `gelu_approximate`: on flex it computes `x³` with a scalar `powf` and `tanh`
-/// with a scalar `tanhf`, ~5 ms of a 35 ms gpt2 batch-8 decode step; this form runs in a
-/// fraction of that with the same result to float tolerance (checked by the parity tests).
-/// On flex it runs in place on the activations' buffer, with no libm call per element
-/// (`kernels::activation`); elsewhere as burn ops.
-fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let device = x.device();
-    if device == Device::flex() {
-        // Zero-copy: the input is a dense layer's fresh output, with no other owner.
-        let mut data = x.into_data();
-        kernels::activation::gelu_tanh(data.as_mut_slice().expect("activations are f32"));
-        return Tensor::from_data(data, &device);
-    }
-    // 2u = C·x + C·0.044715·x³ = x·(C + C·0.044715·x²), in as few passes as possible.
-    const C: f64 = 2.0 * 0.797_884_560_802_865_4;
-    let two_u = (x.clone() * x.clone() * (C * 0.044715) + C) * x.clone();
-    x * sigmoid(two_u)
 }
 
 #[derive(Debug)]

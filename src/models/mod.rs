@@ -3,6 +3,7 @@
 //! One file per model (`gpt2`, `bert`), their task wrappers (`generator`, `classifier`),
 //! and the loading path they share (`folder` → `weights` + `tokenizer`).
 
+pub mod activation;
 pub mod attention;
 pub mod bert;
 pub mod classifier;
