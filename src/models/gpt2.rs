@@ -20,6 +20,7 @@ use super::activation::{gelu_erf, gelu_tanh};
 use super::attention::{attend, attention_bias, merge_heads, split_heads};
 use super::dense::Dense;
 use super::error::ModelError;
+use super::kernels::{self, attention::CacheShape};
 use super::weights::WeightFile;
 
 /// The fields of a Hugging Face GPT-2 `config.json` that shape the computation.
@@ -180,13 +181,15 @@ impl LayerCache {
     /// Writes `k` and `v` (`[B, H, T, D]`) at key positions `len..len + T`.
     fn append(self, len: usize, k: Tensor<4>, v: Tensor<4>) -> Self {
         let t = k.dims()[2];
-        let layer = if len + t <= self.capacity() {
-            self
-        } else {
-            let room = Self::with_room(&k, len + t);
-            room.write(0, self.filled(len))
-        };
-        layer.write(len, (k, v))
+        self.reserve(len, len + t).write(len, (k, v))
+    }
+
+    /// The cache with room for `needed` positions, its first `len` kept.
+    fn reserve(self, len: usize, needed: usize) -> Self {
+        if needed <= self.capacity() {
+            return self;
+        }
+        Self::with_room(&self.k, needed).write(0, self.filled(len))
     }
 
     fn write(self, at: usize, (k, v): (Tensor<4>, Tensor<4>)) -> Self {
@@ -529,8 +532,12 @@ impl Gpt2LmHeadModel {
             Tensor::<2, Int>::from_data(TensorData::new(positions, [b, t]), &self.device);
         let c = self.config.n_embd;
         let mut x = self.wte.rows(&flat_ids).reshape([b, t, c]) + self.wpe.forward(positions);
+        let mask = Mask {
+            bias: bias.as_ref(),
+            key_valid: &cache.key_valid,
+        };
         for (block, layer_cache) in self.h.iter().zip(cache.layers.iter_mut()) {
-            x = block.forward(x, bias.as_ref(), layer_cache, past);
+            x = block.forward(x, &mask, layer_cache, past);
         }
         Ok(self.ln_f.forward(x))
     }
@@ -570,15 +577,23 @@ impl Gpt2LmHeadModel {
     }
 }
 
+/// Which keys each query may see, in the two forms the attention paths read.
+struct Mask<'a> {
+    /// `[B, 1, T, S]`, added to the scores; `None` when every key is visible.
+    bias: Option<&'a Tensor<4>>,
+    /// Per row, per key position: whether it holds a real token (see `KvCache`).
+    key_valid: &'a [Vec<bool>],
+}
+
 impl Block {
     fn forward(
         &self,
         x: Tensor<3>,
-        bias: Option<&Tensor<4>>,
+        mask: &Mask,
         cache: &mut Option<LayerCache>,
         past: usize,
     ) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), bias, cache, past);
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), mask, cache, past);
         x.clone() + self.mlp.forward(self.ln_2.forward(x))
     }
 }
@@ -587,11 +602,21 @@ impl Attention {
     fn forward(
         &self,
         x: Tensor<3>,
-        bias: Option<&Tensor<4>>,
+        mask: &Mask,
         cache: &mut Option<LayerCache>,
         past: usize,
     ) -> Tensor<3> {
-        let mut qkv = self.c_attn.forward(x).chunk(3, 2).into_iter();
+        let t = x.dims()[1];
+        let qkv = self.c_attn.forward(x);
+        // A decode step on flex (one new token over a cache) runs on the host, in place.
+        if t == 1 && qkv.device() == Device::flex() {
+            if let Some(layer) = cache.take() {
+                let (attended, layer) = self.decode_on_host(qkv, layer, past, mask.key_valid);
+                *cache = Some(layer);
+                return self.c_proj.forward(attended);
+            }
+        }
+        let mut qkv = qkv.chunk(3, 2).into_iter();
         let (q, k, v) = (
             qkv.next().unwrap(),
             qkv.next().unwrap(),
@@ -608,7 +633,48 @@ impl Attention {
         let (k, v) = layer.filled(past + t);
         *cache = Some(layer);
         self.c_proj
-            .forward(merge_heads(attend(q, k, v, self.scale, bias)))
+            .forward(merge_heads(attend(q, k, v, self.scale, mask.bias)))
+    }
+
+    /// `qkv` (`[B, 1, 3C]`) attended over `layer` plus the step's own key and value, which
+    /// are written at position `past`; returns `[B, 1, C]` and the cache.
+    fn decode_on_host(
+        &self,
+        qkv: Tensor<3>,
+        layer: LayerCache,
+        past: usize,
+        key_valid: &[Vec<bool>],
+    ) -> (Tensor<3>, LayerCache) {
+        let [b, _, three_c] = qkv.dims();
+        let c = three_c / 3;
+        let device = qkv.device();
+        let layer = layer.reserve(past, past + 1);
+        let [_, heads, capacity, head_dim] = layer.k.dims();
+        // Zero-copy each: fresh outputs, and a cache with a single owner.
+        let qkv = qkv.into_data();
+        let (mut keys, mut values) = (layer.k.into_data(), layer.v.into_data());
+        let mut attended = vec![0.0f32; b * c];
+        kernels::attention::decode_attention(
+            qkv.as_slice().expect("activations are f32"),
+            keys.as_mut_slice().expect("the cache is f32"),
+            values.as_mut_slice().expect("the cache is f32"),
+            CacheShape {
+                batch: b,
+                heads,
+                capacity,
+                head_dim,
+            },
+            past,
+            key_valid,
+            self.scale as f32,
+            &mut attended,
+        );
+        let layer = LayerCache {
+            k: Tensor::from_data(keys, &device),
+            v: Tensor::from_data(values, &device),
+        };
+        let attended = Tensor::from_data(TensorData::new(attended, [b, 1, c]), &device);
+        (attended, layer)
     }
 }
 

@@ -73,7 +73,7 @@ fn erf(z: f32) -> f32 {
 /// `x / (1 + e^88)` is already 0 for any activation), without a libm call: Cephes' `expf`,
 /// with the rounding done by adding and subtracting 1.5·2²³.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(super) fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split in two so that `n · LN2_HI` is exact.
     const LN2_HI: f32 = 0.693_359_4;

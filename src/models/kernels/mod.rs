@@ -39,6 +39,7 @@ use std::cell::Cell;
 use std::sync::OnceLock;
 
 pub mod activation;
+pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 
