@@ -31,6 +31,7 @@ fn main() {
         kernels::Dtype::F16,
         kernels::Dtype::Bf16,
         kernels::Dtype::Int8,
+        kernels::Dtype::W8a8,
     ]);
     let repeats = if quick { 7 } else { 25 };
     run_in_own_pool("bench", || {

@@ -141,7 +141,7 @@ struct GenerateArgs {
     /// Print one JSON object instead of the text.
     #[arg(long)]
     json: bool,
-    /// What the dense layers' weights are kept in: f32, f16, bf16 or int8.
+    /// What the dense layers' weights are kept in: f32, f16, bf16, int8 or w8a8.
     #[arg(long, default_value = "f32")]
     dtype: Dtype,
     #[command(flatten)]
@@ -161,7 +161,7 @@ struct ClassifyArgs {
     /// Print one JSON object instead of the label.
     #[arg(long)]
     json: bool,
-    /// What the dense layers' weights are kept in: f32, f16, bf16 or int8.
+    /// What the dense layers' weights are kept in: f32, f16, bf16, int8 or w8a8.
     #[arg(long, default_value = "f32")]
     dtype: Dtype,
     #[command(flatten)]

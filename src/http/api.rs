@@ -288,7 +288,7 @@ pub struct ModelInfo {
     /// Longest sequence the model takes, in tokens.
     pub context_length: usize,
     pub parameters: usize,
-    /// What the dense layers' weights are kept in: `f32`, `f16`, `bf16` or `int8`
+    /// What the dense layers' weights are kept in: `f32`, `f16`, `bf16`, `int8` or `w8a8`
     /// (`dtype` in config; the word embeddings too; position embeddings, layer norms and
     /// biases stay f32).
     pub dtype: String,

@@ -19,17 +19,27 @@ pub enum Dtype {
     Bf16,
     /// 1 byte a weight: symmetric int8 with one f32 scale per output channel.
     Int8,
+    /// int8 weights as `Int8`, and the activations quantized to int8 too, per row at each
+    /// call, so the products run on integer dot-product instructions (AVX-512 VNNI); the
+    /// sums stay exact in i32. Costs more quality than `Int8` (docs/benchmarks.md).
+    W8a8,
 }
 
 impl Dtype {
-    pub const ALL: [Dtype; 4] = [Dtype::F32, Dtype::F16, Dtype::Bf16, Dtype::Int8];
+    pub const ALL: [Dtype; 5] = [
+        Dtype::F32,
+        Dtype::F16,
+        Dtype::Bf16,
+        Dtype::Int8,
+        Dtype::W8a8,
+    ];
 
     /// Bytes a stored weight takes (int8's per-channel scales aside).
     pub const fn elem_bytes(self) -> usize {
         match self {
             Self::F32 => 4,
             Self::F16 | Self::Bf16 => 2,
-            Self::Int8 => 1,
+            Self::Int8 | Self::W8a8 => 1,
         }
     }
 
@@ -39,6 +49,7 @@ impl Dtype {
             Self::F16 => "f16",
             Self::Bf16 => "bf16",
             Self::Int8 => "int8",
+            Self::W8a8 => "w8a8",
         }
     }
 }
@@ -56,6 +67,6 @@ impl FromStr for Dtype {
         Self::ALL
             .into_iter()
             .find(|d| d.as_str() == s)
-            .ok_or_else(|| format!("unknown dtype {s:?} (f32, f16, bf16, int8)"))
+            .ok_or_else(|| format!("unknown dtype {s:?} (f32, f16, bf16, int8, w8a8)"))
     }
 }

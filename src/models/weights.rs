@@ -91,8 +91,8 @@ impl WeightFile {
                 ModelDtype::F32 => None,
                 ModelDtype::F16 if self.device.supports_dtype(FloatDType::F16) => None,
                 ModelDtype::F16 => Some("this device has no f16 shader support (use f32)"),
-                ModelDtype::Bf16 | ModelDtype::Int8 => Some(
-                    "wgpu runs f32 and f16; bf16 and int8 run on the CPU backend (backend = \"cpu\")",
+                ModelDtype::Bf16 | ModelDtype::Int8 | ModelDtype::W8a8 => Some(
+                    "wgpu runs f32 and f16; bf16, int8 and w8a8 run on the CPU backend (backend = \"cpu\")",
                 ),
             };
             if let Some(reason) = refusal {

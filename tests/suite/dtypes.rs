@@ -7,6 +7,7 @@
 //! | f16 | 1.5e-3 (6.1e-4) | 5e-4 (9.4e-5) |
 //! | bf16 | 1e-2 (4.1e-3) | 3e-3 (8.5e-4) |
 //! | int8 (per-channel) | 3e-2 (1.5e-2) | 1e-2 (3.5e-3) |
+//! | w8a8 (int8 weights per channel, activations per row) | 3e-2 (1.7e-2) | 1e-2 (4.5e-3) |
 //!
 //! (every fixture GPT-2 on every golden input, every position's logits; the BERT fixture on
 //! its single-text inputs.)
@@ -18,10 +19,11 @@ use common::*;
 use infergraph::models::{self, Dtype};
 
 /// (dtype, GPT-2 logit bound relative to the range, BERT score bound).
-const BOUNDS: [(Dtype, f32, f32); 3] = [
+const BOUNDS: [(Dtype, f32, f32); 4] = [
     (Dtype::F16, 1.5e-3, 5e-4),
     (Dtype::Bf16, 1e-2, 3e-3),
     (Dtype::Int8, 3e-2, 1e-2),
+    (Dtype::W8a8, 3e-2, 1e-2),
 ];
 
 fn all_logits(generator: &models::Generator, ids: &[u32]) -> Vec<f32> {
@@ -203,7 +205,7 @@ async fn the_server_runs_the_graph_in_the_configured_dtype_and_says_so() {
 fn a_dtype_the_backend_cannot_run_fails_at_start_naming_model_dtype_and_backend() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
-    for dtype in ["int8", "bf16"] {
+    for dtype in ["int8", "bf16", "w8a8"] {
         std::fs::write(
             &path,
             format!(

@@ -2,13 +2,17 @@
 //! * against an f64 reference computed from the *stored* (rounded / dequantized) weights:
 //!   `|y - ref| <= 1e-5 · Σ_k |x·w|` per element, for every dtype (only f32 summation error);
 //! * against the f32 reference of the original weights, relative RMS error
-//!   `‖y − ref‖₂ / ‖ref‖₂`: f32 2e-6, f16 1e-3, bf16 1e-2, int8 2e-2;
-//! * SIMD vs portable path: `|a − b| <= 1e-5 · Σ_k |x·w|` per element.
+//!   `‖y − ref‖₂ / ‖ref‖₂`: f32 2e-6, f16 1e-3, bf16 1e-2, int8 2e-2, w8a8 3e-2;
+//! * SIMD vs portable path: `|a − b| <= 1e-5 · Σ_k |x·w|` per element; for w8a8 (integer
+//!   sums) bit for bit.
+//!
+//! w8a8's stored-weight reference also takes the activations as the kernel quantizes them
+//! (per row, `round(x · 127 / max |x|)`).
 
 use half::{bf16, f16};
 use infergraph::models::kernels::{Dtype, KernelPath, PackedLinear, SourceLayout};
 
-const DTYPES: [Dtype; 4] = [Dtype::F32, Dtype::F16, Dtype::Bf16, Dtype::Int8];
+const DTYPES: [Dtype; 5] = Dtype::ALL;
 const LAYOUTS: [SourceLayout; 2] = [SourceLayout::InOut, SourceLayout::OutIn];
 const MS: [usize; 7] = [1, 2, 3, 5, 8, 9, 17];
 
@@ -92,7 +96,24 @@ fn tol(d: Dtype) -> f64 {
         Dtype::F16 => 1e-3,
         Dtype::Bf16 => 1e-2,
         Dtype::Int8 => 2e-2,
+        Dtype::W8a8 => 3e-2,
     }
+}
+
+/// `x` as w8a8 sees it: each row rounded to multiples of `max |x| / 127`.
+fn quantized_rows(x: &[f32], k: usize) -> Vec<f32> {
+    x.chunks_exact(k)
+        .flat_map(|row| {
+            let max = row.iter().fold(0f32, |m, &v| m.max(v.abs()));
+            let (inverse, scale) = if max > 0.0 {
+                (127.0 / max, max / 127.0)
+            } else {
+                (0.0, 0.0)
+            };
+            row.iter()
+                .map(move |&v| (v * inverse).round_ties_even().clamp(-127.0, 127.0) * scale)
+        })
+        .collect()
 }
 
 fn check_shape(k: usize, n: usize, ms: &[usize]) {
@@ -111,15 +132,24 @@ fn check_shape(k: usize, n: usize, ms: &[usize]) {
             let p = PackedLinear::pack_f32(&src, k, n, layout, dtype);
             assert_eq!((p.k(), p.n(), p.dtype()), (k, n, dtype));
             let tiles = n.div_ceil(8);
-            let extra = if dtype == Dtype::Int8 { 32 * tiles } else { 0 };
-            assert_eq!(p.bytes(), tiles * 8 * k * dtype.elem_bytes() + extra);
+            let (depth, extra) = match dtype {
+                Dtype::Int8 => (k, 32 * tiles),
+                Dtype::W8a8 => (k.next_multiple_of(4), 64 * tiles),
+                _ => (k, 0),
+            };
+            assert_eq!(p.bytes(), tiles * 8 * depth * dtype.elem_bytes() + extra);
             let wq: Vec<f32> = (0..k * n).map(|i| p.weight(i / n, i % n)).collect();
             for (mi, &m) in ms.iter().enumerate() {
                 let x = &xall[..m * k];
                 for with_bias in [false, true] {
                     let b = with_bias.then_some(&bias[..]);
                     let what = format!("k={k} n={n} m={m} {dtype:?} {layout:?} bias={with_bias}");
-                    let (rq, aq) = reference(x, &wq, m, k, n, b);
+                    let xq = if dtype == Dtype::W8a8 {
+                        quantized_rows(x, k)
+                    } else {
+                        x.to_vec()
+                    };
+                    let (rq, aq) = reference(&xq, &wq, m, k, n, b);
                     let mut y = vec![f32::NAN; m * n];
                     p.matmul(x, m, b, &mut y);
                     assert_close(
@@ -132,6 +162,9 @@ fn check_shape(k: usize, n: usize, ms: &[usize]) {
                     let mut yp = vec![f32::NAN; m * n];
                     p.matmul_with(KernelPath::Portable, x, m, b, &mut yp);
                     assert_close(&format!("{what} portable vs f64 ref"), &yp, &rq, &aq, 1e-5);
+                    if dtype == Dtype::W8a8 {
+                        assert_eq!(y, yp, "{what}: simd vs portable");
+                    }
                     let yp64: Vec<f64> = yp.iter().map(|&v| v as f64).collect();
                     assert_close(&format!("{what} simd vs portable"), &y, &yp64, &aq, 1e-5);
                     if with_bias {
@@ -288,7 +321,8 @@ fn results_independent_of_thread_count() {
 fn zero_rows_and_path_name() {
     let p = PackedLinear::pack_f32(&[1.0; 6], 2, 3, SourceLayout::InOut, Dtype::F16);
     p.matmul(&[], 0, None, &mut []);
-    assert!(["avx2+fma+f16c", "portable"].contains(&infergraph::models::kernels::simd_path()));
+    let paths = ["avx2+fma+f16c+avx512vnni", "avx2+fma+f16c", "portable"];
+    assert!(paths.contains(&infergraph::models::kernels::simd_path()));
     println!("simd path: {}", infergraph::models::kernels::simd_path());
 }
 

@@ -42,6 +42,8 @@ pub mod activation;
 pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod vnni;
 
 /// Row-major layout of the source matrix handed to the `pack_*` constructors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -50,6 +52,35 @@ pub enum SourceLayout {
     InOut,
     /// `[n_out, k_in]` row-major: element `(kk, j)` is at `j * k + kk` (`nn.Linear`, tied LM head).
     OutIn,
+}
+
+/// Where a weight sits inside its tile of 8 output columns.
+#[derive(Clone, Copy, Debug)]
+struct TileLayout {
+    /// k steps a tile holds: `k`, or `k` rounded up to 4 for `W8a8` (zero weights pad it).
+    depth: usize,
+    /// `W8a8`: groups of 4 consecutive k per column, `[kk / 4][c][kk % 4]`, the operand order
+    /// of the dot-product instructions (4 bytes into each i32 lane). Otherwise `[kk][c]`.
+    quads: bool,
+}
+
+impl TileLayout {
+    fn of(dtype: Dtype, k: usize) -> Self {
+        let quads = dtype == Dtype::W8a8;
+        Self {
+            depth: if quads { k.next_multiple_of(4) } else { k },
+            quads,
+        }
+    }
+
+    /// The index of weight `(kk, column c of the tile)` inside the tile.
+    fn at(&self, kk: usize, c: usize) -> usize {
+        if self.quads {
+            (kk / 4) * 32 + c * 4 + kk % 4
+        } else {
+            kk * 8 + c
+        }
+    }
 }
 
 /// Kernel selection for [`PackedLinear::matmul_with`].
@@ -84,11 +115,30 @@ fn detected() -> Simd {
     })
 }
 
-/// Name of the kernel that run-time detection picked: `"avx2+fma+f16c"` or `"portable"`.
+/// Whether `W8a8`'s integer dot products can run on AVX-512 VNNI (`vpdpbusd` on 256-bit
+/// registers, which needs AVX-512 VL too). Checked once, cached.
+fn detected_vnni() -> bool {
+    static VNNI: OnceLock<bool> = OnceLock::new();
+    *VNNI.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            detected() == Simd::Avx2
+                && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512vnni")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
+}
+
+/// Name of the kernels that run-time detection picked: `"avx2+fma+f16c"` (with
+/// `"+avx512vnni"` for w8a8 where present) or `"portable"`.
 pub fn simd_path() -> &'static str {
-    match detected() {
-        Simd::Avx2 => "avx2+fma+f16c",
-        Simd::Portable => "portable",
+    match (detected(), detected_vnni()) {
+        (Simd::Avx2, true) => "avx2+fma+f16c+avx512vnni",
+        (Simd::Avx2, false) => "avx2+fma+f16c",
+        (Simd::Portable, _) => "portable",
     }
 }
 
@@ -112,8 +162,12 @@ struct Line([u8; 64]);
 #[derive(Clone, PartialEq)]
 pub struct PackedLinear {
     data: Vec<Line>,
-    /// Per-output-column scales, `Int8` only (length `n` padded to a multiple of 8, pad = 0).
+    /// Per-output-column scales, `Int8` and `W8a8` only (length `n` padded to a multiple of 8,
+    /// pad = 0).
     scales: Vec<f32>,
+    /// `W8a8` only: `Σ_kk q[kk][j]` per output column (padded like `scales`), which takes out
+    /// the +128 that makes the activations unsigned for the dot-product instructions.
+    col_sums: Vec<i32>,
     k: usize,
     n: usize,
     dtype: Dtype,
@@ -143,16 +197,21 @@ impl Elem for i8 {}
 /// reads each row's stretch at once. (Tile by tile, an `InOut` source is read a whole row
 /// apart for every 8 weights, a new cache line and a new page each time: loading was bound by
 /// those reads, 2–3× slower.)
+///
+/// `tile` is the elements a tile holds and `at(kk, c)` where weight `(kk, column c of the
+/// tile)` goes inside it (see [`TileLayout`]).
+#[allow(clippy::too_many_arguments)]
 fn pack_into<T: Copy + Sync, U: Elem>(
     w: &[T],
     k: usize,
     n: usize,
     layout: SourceLayout,
     dst: &mut [U],
+    tile: usize,
+    at: impl Fn(usize, usize) -> usize + Sync,
     f: impl Fn(T, usize) -> U + Sync,
 ) {
     const GROUP: usize = 64;
-    let tile = 8 * k;
     dst.par_chunks_mut(GROUP * tile)
         .enumerate()
         .for_each(|(g, tiles)| {
@@ -162,7 +221,7 @@ fn pack_into<T: Copy + Sync, U: Elem>(
                 SourceLayout::InOut => {
                     for kk in 0..k {
                         for (i, &v) in w[kk * n + 8 * t0..][..cols].iter().enumerate() {
-                            tiles[(i / 8) * tile + kk * 8 + i % 8] = f(v, 8 * t0 + i);
+                            tiles[(i / 8) * tile + at(kk, i % 8)] = f(v, 8 * t0 + i);
                         }
                     }
                 }
@@ -170,7 +229,7 @@ fn pack_into<T: Copy + Sync, U: Elem>(
                     for i in 0..cols {
                         let j = 8 * t0 + i;
                         for (kk, &v) in w[j * k..][..k].iter().enumerate() {
-                            tiles[(i / 8) * tile + kk * 8 + i % 8] = f(v, j);
+                            tiles[(i / 8) * tile + at(kk, i % 8)] = f(v, j);
                         }
                     }
                 }
@@ -292,35 +351,38 @@ impl PackedLinear {
     ) -> Self {
         assert!(k > 0 && n > 0, "empty weight matrix");
         assert_eq!(w.len(), k * n, "weight length must be k * n");
-        let elems = n.next_multiple_of(8) * k;
+        let tiles = TileLayout::of(dtype, k);
+        let elems = n.next_multiple_of(8) * tiles.depth;
         let lines = (elems * dtype.elem_bytes()).div_ceil(64);
         let mut p = PackedLinear {
             data: vec![Line([0; 64]); lines],
             scales: Vec::new(),
+            col_sums: Vec::new(),
             k,
             n,
             dtype,
         };
+        let (tile, at) = (8 * tiles.depth, |kk, c| tiles.at(kk, c));
         match dtype {
-            Dtype::F32 => pack_into(w, k, n, layout, p.elems_mut::<f32>(), |v, _| to_f32(v)),
+            Dtype::F32 => pack_into(w, k, n, layout, p.elems_mut(), tile, at, |v, _| to_f32(v)),
             Dtype::F16 if src == Src::F16 => {
-                pack_into(w, k, n, layout, p.elems_mut(), |v, _| bits(v))
+                pack_into(w, k, n, layout, p.elems_mut(), tile, at, |v, _| bits(v))
             }
-            Dtype::F16 => pack_into(w, k, n, layout, p.elems_mut(), |v, _| {
+            Dtype::F16 => pack_into(w, k, n, layout, p.elems_mut(), tile, at, |v, _| {
                 f16::from_f32(to_f32(v)).to_bits()
             }),
             Dtype::Bf16 if src == Src::Bf16 => {
-                pack_into(w, k, n, layout, p.elems_mut(), |v, _| bits(v))
+                pack_into(w, k, n, layout, p.elems_mut(), tile, at, |v, _| bits(v))
             }
-            Dtype::Bf16 => pack_into(w, k, n, layout, p.elems_mut(), |v, _| {
+            Dtype::Bf16 => pack_into(w, k, n, layout, p.elems_mut(), tile, at, |v, _| {
                 bf16::from_f32(to_f32(v)).to_bits()
             }),
-            Dtype::Int8 => {
+            Dtype::Int8 | Dtype::W8a8 => {
                 let mut scales = col_absmax(w, k, n, layout, to_f32);
                 scales.iter_mut().for_each(|s| *s /= 127.0);
                 scales.resize(n.next_multiple_of(8), 0.0);
                 let sc = &scales;
-                pack_into(w, k, n, layout, p.elems_mut::<i8>(), |v, j| {
+                pack_into(w, k, n, layout, p.elems_mut::<i8>(), tile, at, |v, j| {
                     let s = sc[j];
                     if s > 0.0 {
                         round_half_away(to_f32(v) / s).clamp(-127, 127) as i8
@@ -329,14 +391,29 @@ impl PackedLinear {
                     }
                 });
                 p.scales = scales;
+                if dtype == Dtype::W8a8 {
+                    p.col_sums = p
+                        .elems_ref::<i8>()
+                        .par_chunks(tile)
+                        .flat_map_iter(|t| {
+                            let sums = t.chunks_exact(32).fold([0i32; 8], |mut sums, group| {
+                                for (sum, c) in sums.iter_mut().zip(group.chunks_exact(4)) {
+                                    *sum += c.iter().map(|&q| i32::from(q)).sum::<i32>();
+                                }
+                                sums
+                            });
+                            sums.into_iter()
+                        })
+                        .collect();
+                }
             }
         }
         p
     }
 
-    /// Number of packed elements (`k` × `n` padded to a multiple of 8).
+    /// Number of packed elements (the tiles' depth × `n` padded to a multiple of 8).
     fn elems(&self) -> usize {
-        self.k * self.n.next_multiple_of(8)
+        TileLayout::of(self.dtype, self.k).depth * self.n.next_multiple_of(8)
     }
 
     fn elems_ref<T: Elem>(&self) -> &[T] {
@@ -368,20 +445,22 @@ impl PackedLinear {
         self.dtype
     }
 
-    /// Bytes of weight storage: packed elements (including the padding columns) plus int8 scales.
+    /// Bytes of weight storage: packed elements (including the padding) plus int8 scales and
+    /// w8a8 column sums.
     pub fn bytes(&self) -> usize {
-        self.elems() * self.dtype.elem_bytes() + self.scales.len() * 4
+        self.elems() * self.dtype.elem_bytes() + (self.scales.len() + self.col_sums.len()) * 4
     }
 
     /// Stored weight `(kk, j)` as the kernel sees it (dequantized / widened to `f32`).
     pub fn weight(&self, kk: usize, j: usize) -> f32 {
         assert!(kk < self.k && j < self.n);
-        let i = (j / 8) * 8 * self.k + kk * 8 + j % 8;
+        let tiles = TileLayout::of(self.dtype, self.k);
+        let i = (j / 8) * 8 * tiles.depth + tiles.at(kk, j % 8);
         match self.dtype {
             Dtype::F32 => self.elems_ref::<f32>()[i],
             Dtype::F16 => f16::from_bits(self.elems_ref::<u16>()[i]).to_f32(),
             Dtype::Bf16 => bf16::from_bits(self.elems_ref::<u16>()[i]).to_f32(),
-            Dtype::Int8 => self.elems_ref::<i8>()[i] as f32 * self.scales[j],
+            Dtype::Int8 | Dtype::W8a8 => self.elems_ref::<i8>()[i] as f32 * self.scales[j],
         }
     }
 
@@ -410,6 +489,9 @@ impl PackedLinear {
         if m == 0 {
             return;
         }
+        if self.dtype == Dtype::W8a8 {
+            return self.matmul_w8a8(path, x, m, bias, out);
+        }
         let simd = path == KernelPath::Auto && detected() == Simd::Avx2;
         let block_rows = if m < BLOCK_ROWS { m } else { BLOCK_ROWS };
         // The SIMD kernels read each row block of x interleaved as [kk][mr] (one pointer,
@@ -431,20 +513,98 @@ impl PackedLinear {
             }
         }
         let job = Job {
-            w: self.data.as_ptr().cast(),
             x: if xt.is_empty() {
                 x.as_ptr()
             } else {
                 xt.as_ptr()
             },
+            ..self.job(bias, out)
+        };
+        self.for_each_block(m, block_rows, |mr, ta, tb, row0| {
+            if simd {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: avx2, fma and f16c were detected; `job` describes valid buffers
+                // of the sizes asserted above, and blocks write disjoint columns.
+                unsafe {
+                    avx2::block(&job, self.dtype, mr, ta, tb, row0)
+                }
+            } else {
+                self.portable_block(&job, x, mr, ta, tb, row0);
+            }
+        });
+        if xt.capacity() > 0 {
+            XT.with(|c| c.set(xt));
+        }
+    }
+
+    /// `W8a8`: each row of `x` quantized to int8 with a scale of its own, then integer dot
+    /// products, exact in i32, scaled once per output.
+    fn matmul_w8a8(
+        &self,
+        path: KernelPath,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        let depth = TileLayout::of(self.dtype, self.k).depth;
+        let (mut xq, mut row_scales) = XQ.with(Cell::take);
+        xq.clear();
+        xq.resize(m * depth, 128);
+        row_scales.clear();
+        for (row, dst) in x.chunks_exact(self.k).zip(xq.chunks_exact_mut(depth)) {
+            row_scales.push(quantize_row(row, dst));
+        }
+        let job = Job {
+            xq: xq.as_ptr(),
+            row_scales: row_scales.as_ptr(),
+            col_sums: self.col_sums.as_ptr(),
+            depth,
+            ..self.job(bias, out)
+        };
+        let vnni = path == KernelPath::Auto && detected_vnni();
+        let block_rows = if m < BLOCK_ROWS { m } else { BLOCK_ROWS };
+        self.for_each_block(m, block_rows, |mr, ta, tb, row0| {
+            #[cfg(target_arch = "x86_64")]
+            if vnni {
+                // SAFETY: avx512f, avx512vl and avx512vnni were detected; `job` describes
+                // valid buffers, and blocks write disjoint columns.
+                unsafe { vnni::block(&job, mr, ta, tb, row0) };
+                return;
+            }
+            portable_w8a8(&job, self.elems_ref(), mr, ta..tb, row0);
+        });
+        XQ.with(|c| c.set((xq, row_scales)));
+    }
+
+    /// The fields of a call's [`Job`] that come from the weight (activations unset).
+    fn job(&self, bias: Option<&[f32]>, out: &mut [f32]) -> Job {
+        Job {
+            w: self.data.as_ptr().cast(),
+            x: std::ptr::null(),
             out: out.as_mut_ptr(),
             scales: self.scales.as_ptr(),
             bias: bias.map_or(std::ptr::null(), |b| b.as_ptr()),
-            k,
-            n,
+            k: self.k,
+            n: self.n,
             pf: PREFETCH,
-        };
-        let tiles = n.div_ceil(8);
+            xq: std::ptr::null(),
+            row_scales: std::ptr::null(),
+            col_sums: std::ptr::null(),
+            depth: 0,
+        }
+    }
+
+    /// Calls `block(mr, ta, tb, row0)` for every block of up to `block_rows` rows and every
+    /// run of tiles, with the output-column tiles split in about 4 chunks per thread of the
+    /// current pool.
+    fn for_each_block(
+        &self,
+        m: usize,
+        block_rows: usize,
+        block: impl Fn(usize, usize, usize, usize) + Sync,
+    ) {
+        let tiles = self.n.div_ceil(8);
         let threads = rayon::current_num_threads();
         let chunk = if threads <= 1 {
             tiles
@@ -453,7 +613,7 @@ impl PackedLinear {
         };
         // Several row blocks: all of them run over a group of 4-8 tiles (about 256 KiB) while it
         // is in L2.
-        let tile_bytes = 8 * k * self.dtype.elem_bytes();
+        let tile_bytes = 8 * TileLayout::of(self.dtype, self.k).depth * self.dtype.elem_bytes();
         let group = if block_rows == m {
             chunk
         } else {
@@ -464,17 +624,7 @@ impl PackedLinear {
             for g in (t0..t1).step_by(group) {
                 let ge = (g + group).min(t1);
                 for r in (0..m).step_by(block_rows) {
-                    let mr = (m - r).min(block_rows);
-                    if simd {
-                        #[cfg(target_arch = "x86_64")]
-                        // SAFETY: avx2, fma and f16c were detected; `job` describes valid buffers
-                        // of the sizes asserted above, and chunks write disjoint columns.
-                        unsafe {
-                            avx2::block(&job, self.dtype, mr, g, ge, r)
-                        }
-                    } else {
-                        self.portable_block(&job, x, mr, g, ge, r);
-                    }
+                    block((m - r).min(block_rows), g, ge, r);
                 }
             }
         };
@@ -483,9 +633,6 @@ impl PackedLinear {
             run_chunk(0);
         } else {
             (0..chunks).into_par_iter().for_each(run_chunk);
-        }
-        if xt.capacity() > 0 {
-            XT.with(|c| c.set(xt));
         }
     }
 
@@ -519,6 +666,7 @@ impl PackedLinear {
                 ta..tb,
                 row0,
             ),
+            Dtype::W8a8 => unreachable!("w8a8 runs in matmul_w8a8"),
         }
     }
 }
@@ -526,6 +674,99 @@ impl PackedLinear {
 thread_local! {
     /// Reusable buffer for the interleaved activations of the SIMD path.
     static XT: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    /// Reusable buffers for `W8a8`'s quantized activations and their row scales.
+    static XQ: Cell<(Vec<u8>, Vec<f32>)> = const { Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// Quantizes `row` into `dst` as `q + 128` with `q = round(x / s)` in `[-127, 127]` and
+/// `s = max |x| / 127` (returned; 0 for an all-zero row). Unsigned, because the dot-product
+/// instructions take one operand unsigned; the weights' column sums take the 128 back out.
+fn quantize_row(row: &[f32], dst: &mut [u8]) -> f32 {
+    // Adding and subtracting 1.5·2²³ rounds to nearest (even) without a libm call.
+    const ROUND: f32 = 12_582_912.0;
+    let max = row.iter().fold(0f32, |m, &v| m.max(v.abs()));
+    if max == 0.0 || !max.is_finite() {
+        // A non-finite row has no meaningful scale: it quantizes to zeros like an empty one.
+        dst.fill(128);
+        return if max == 0.0 { 0.0 } else { f32::NAN };
+    }
+    let inverse = 127.0 / max;
+    for (d, &v) in dst.iter_mut().zip(row) {
+        let q = ((v * inverse + ROUND) - ROUND) as i32;
+        *d = (q.clamp(-127, 127) + 128) as u8;
+    }
+    max / 127.0
+}
+
+/// `W8a8`'s output `(row r, column j)` from its exact integer sum: `(Σ u·q − 128·Σ q)` is
+/// `Σ x_q·q`, scaled by the row's and the column's scales, plus the bias. The SIMD kernel
+/// does the same operations in the same order, so both agree bit for bit.
+#[inline(always)]
+fn w8a8_output(job: &Job, r: usize, j: usize, sum: i32) -> f32 {
+    // SAFETY: r < m and j < n (callers), inside the buffers `job` describes.
+    unsafe {
+        let exact = sum - 128 * *job.col_sums.add(j);
+        let v = exact as f32 * (*job.row_scales.add(r) * *job.scales.add(j));
+        if job.bias.is_null() {
+            v
+        } else {
+            v + *job.bias.add(j)
+        }
+    }
+}
+
+/// The portable `W8a8` kernel for rows `row0..row0+mr` (at most 8) and tiles `tiles`,
+/// compiled for AVX2 where detected (integer sums: both copies agree exactly).
+fn portable_w8a8(job: &Job, w: &[i8], mr: usize, tiles: std::ops::Range<usize>, row0: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if detected() == Simd::Avx2 {
+        // SAFETY: avx2 was detected.
+        unsafe { portable_w8a8_avx2(job, w, mr, tiles, row0) };
+        return;
+    }
+    portable_w8a8_each(job, w, mr, tiles, row0);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn portable_w8a8_avx2(
+    job: &Job,
+    w: &[i8],
+    mr: usize,
+    tiles: std::ops::Range<usize>,
+    row0: usize,
+) {
+    portable_w8a8_each(job, w, mr, tiles, row0);
+}
+
+#[inline(always)]
+fn portable_w8a8_each(job: &Job, w: &[i8], mr: usize, tiles: std::ops::Range<usize>, row0: usize) {
+    let (depth, n) = (job.depth, job.n);
+    // SAFETY: `xq` holds `m * depth` bytes and rows row0..row0+mr < m.
+    let xq = unsafe { std::slice::from_raw_parts(job.xq.add(row0 * depth), mr * depth) };
+    for t in tiles {
+        let mut acc = [[0i32; 8]; 8];
+        let tile = &w[t * 8 * depth..(t + 1) * 8 * depth];
+        for (g, quads) in tile.chunks_exact(32).enumerate() {
+            for (a, x) in acc[..mr].iter_mut().zip(xq.chunks_exact(depth)) {
+                let x = &x[4 * g..4 * g + 4];
+                for (sum, q) in a.iter_mut().zip(quads.chunks_exact(4)) {
+                    for (&u, &q) in x.iter().zip(q) {
+                        *sum += i32::from(u) * i32::from(q);
+                    }
+                }
+            }
+        }
+        let c0 = 8 * t;
+        for (r, a) in acc[..mr].iter().enumerate() {
+            for (c, &sum) in a.iter().enumerate().take(n.saturating_sub(c0).min(8)) {
+                let j = c0 + c;
+                let v = w8a8_output(job, row0 + r, j, sum);
+                // SAFETY: row0 + r < m and j < n; this tile's columns belong to this block.
+                unsafe { *job.out.add((row0 + r) * n + j) = v };
+            }
+        }
+    }
 }
 
 /// Raw description of one matmul call shared by all chunks.
@@ -543,6 +784,13 @@ struct Job {
     n: usize,
     /// Prefetch distance in bytes for row blocks of 1–2 and of 3–6 rows (0 = off).
     pf: [usize; 2],
+    /// `W8a8` only (null otherwise): the quantized activations `[m, depth]` (`q + 128`),
+    /// their per-row scales, and the weights' column sums.
+    xq: *const u8,
+    row_scales: *const f32,
+    col_sums: *const i32,
+    /// `W8a8`: k rounded up to 4, the length of a quantized row and a tile's depth.
+    depth: usize,
 }
 
 // SAFETY: the pointers are only read, except `out`, to which every chunk writes a disjoint set of
