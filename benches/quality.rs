@@ -24,7 +24,8 @@ const PROMPTS: [&str; 4] = [
 const NEW_TOKENS: usize = 32;
 
 fn main() {
-    let dtypes: Vec<Dtype> = common::dtypes_or(&[Dtype::F16, Dtype::Bf16, Dtype::Int8]);
+    let dtypes: Vec<Dtype> =
+        common::dtypes_or(&[Dtype::F16, Dtype::Bf16, Dtype::Int8, Dtype::W8a8]);
     let device = burn::tensor::Device::flex();
     println!("| model | dtype | max abs Δlogit / f32 range | greedy tokens equal to f32 | first mismatch (median over prompts) |");
     println!("|---|---|---|---|---|");

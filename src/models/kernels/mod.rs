@@ -682,6 +682,24 @@ thread_local! {
 /// `s = max |x| / 127` (returned; 0 for an all-zero row). Unsigned, because the dot-product
 /// instructions take one operand unsigned; the weights' column sums take the 128 back out.
 fn quantize_row(row: &[f32], dst: &mut [u8]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if detected() == Simd::Avx2 {
+        // SAFETY: avx2 was detected.
+        return unsafe { quantize_row_avx2(row, dst) };
+    }
+    quantize_row_each(row, dst)
+}
+
+/// The same loop compiled for AVX2 (it was 6 % of a w8a8 graph's profile in SSE2); the same
+/// IEEE operations, so the same bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_row_avx2(row: &[f32], dst: &mut [u8]) -> f32 {
+    quantize_row_each(row, dst)
+}
+
+#[inline(always)]
+fn quantize_row_each(row: &[f32], dst: &mut [u8]) -> f32 {
     // Adding and subtracting 1.5·2²³ rounds to nearest (even) without a libm call.
     const ROUND: f32 = 12_582_912.0;
     let max = row.iter().fold(0f32, |m, &v| m.max(v.abs()));
