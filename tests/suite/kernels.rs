@@ -292,6 +292,24 @@ fn int8_scales_and_zero_columns() {
     assert!(y.iter().all(|v| v.is_finite()) && y[4] == 0.0);
 }
 
+#[test]
+fn w8a8_rows_of_zeros_give_the_bias_and_a_non_finite_row_gives_nans_alone() {
+    let (k, n) = (19, 12);
+    let w = Rng(4).vec(k * n, 1.0);
+    let bias: Vec<f32> = (0..n).map(|j| j as f32).collect();
+    let p = PackedLinear::pack_f32(&w, k, n, SourceLayout::InOut, Dtype::W8a8);
+    let mut x = Rng(6).vec(3 * k, 1.0);
+    x[..k].fill(0.0);
+    x[k + 5] = f32::NAN;
+    for path in [KernelPath::Auto, KernelPath::Portable] {
+        let mut y = vec![0f32; 3 * n];
+        p.matmul_with(path, &x, 3, Some(&bias), &mut y);
+        assert_eq!(y[..n], bias[..], "{path:?}");
+        assert!(y[n..2 * n].iter().all(|v| v.is_nan()), "{path:?}");
+        assert!(y[2 * n..].iter().all(|v| v.is_finite()), "{path:?}");
+    }
+}
+
 /// Chunking depends on the pool size but the per-column summation order does not.
 #[test]
 fn results_independent_of_thread_count() {

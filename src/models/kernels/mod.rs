@@ -703,15 +703,19 @@ fn quantize_row_each(row: &[f32], dst: &mut [u8]) -> f32 {
     // Adding and subtracting 1.5·2²³ rounds to nearest (even) without a libm call.
     const ROUND: f32 = 12_582_912.0;
     let max = row.iter().fold(0f32, |m, &v| m.max(v.abs()));
-    if max == 0.0 || !max.is_finite() {
-        // A non-finite row has no meaningful scale: it quantizes to zeros like an empty one.
+    // `v - v` is NaN exactly for a NaN or infinite `v` (`max` skips NaNs).
+    let finite = !row.iter().fold(0f32, |a, &v| a + (v - v)).is_nan();
+    if max == 0.0 || !finite {
+        // A non-finite row has no scale: NaN makes its outputs NaN, as f32 products would.
         dst.fill(128);
-        return if max == 0.0 { 0.0 } else { f32::NAN };
+        return if finite { 0.0 } else { f32::NAN };
     }
     let inverse = 127.0 / max;
     for (d, &v) in dst.iter_mut().zip(row) {
-        let q = ((v * inverse + ROUND) - ROUND) as i32;
-        *d = (q.clamp(-127, 127) + 128) as u8;
+        let q = ((v * inverse + ROUND) - ROUND).clamp(-127.0, 127.0);
+        // SAFETY: q is finite (the row is) and within i32 after the clamp. A plain `as` would
+        // add a per-element NaN/saturation check that keeps the loop from vectorising.
+        *d = (unsafe { q.to_int_unchecked::<i32>() } + 128) as u8;
     }
     max / 127.0
 }
