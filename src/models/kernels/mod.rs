@@ -703,8 +703,8 @@ fn quantize_row_each(row: &[f32], dst: &mut [u8]) -> f32 {
     // Adding and subtracting 1.5·2²³ rounds to nearest (even) without a libm call.
     const ROUND: f32 = 12_582_912.0;
     let max = row.iter().fold(0f32, |m, &v| m.max(v.abs()));
-    // `v - v` is NaN exactly for a NaN or infinite `v` (`max` skips NaNs).
-    let finite = !row.iter().fold(0f32, |a, &v| a + (v - v)).is_nan();
+    // `v · 0` is NaN exactly for a NaN or infinite `v` (`max` skips NaNs).
+    let finite = !row.iter().fold(0f32, |a, &v| a + v * 0.0).is_nan();
     if max == 0.0 || !finite {
         // A non-finite row has no scale: NaN makes its outputs NaN, as f32 products would.
         dst.fill(128);
