@@ -278,6 +278,13 @@ pub fn load_models(config: &Config, device: &SelectedDevice) -> Result<LoadedGra
             load_ms = started.elapsed().as_millis() as u64,
             "model loaded"
         );
+        if model.dtype == models::Dtype::W8a8 && !models::kernels::integer_dot_products() {
+            tracing::warn!(
+                model = %model.name,
+                "w8a8 without AVX-512 VNNI runs a portable kernel, several times slower than \
+                 int8's (docs/benchmarks.md): int8 is the faster choice on this CPU"
+            );
+        }
         infos.push(info);
         models.push((model.name.clone(), model.role, source));
     }

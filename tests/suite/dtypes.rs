@@ -186,19 +186,21 @@ fn models_in(dtype: &str) -> String {
 
 #[actix_web::test]
 async fn the_server_runs_the_graph_in_the_configured_dtype_and_says_so() {
-    let server = TestServer::start_toml(0, &models_in("int8"), "");
-    let models: serde_json::Value = awc::Client::default()
-        .get(server.url("/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    for model in models["models"].as_array().unwrap() {
-        assert_eq!(model["dtype"], "int8", "{model}");
+    for dtype in ["int8", "w8a8"] {
+        let server = TestServer::start_toml(0, &models_in(dtype), "");
+        let models: serde_json::Value = awc::Client::default()
+            .get(server.url("/v1/models"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for model in models["models"].as_array().unwrap() {
+            assert_eq!(model["dtype"], dtype, "{model}");
+        }
+        server.assert_serves_the_graph("I have an idea!").await;
     }
-    server.assert_serves_the_graph("I have an idea!").await;
 }
 
 #[test]

@@ -132,6 +132,12 @@ fn detected_vnni() -> bool {
     })
 }
 
+/// Whether `W8a8` runs on integer dot-product instructions here (else a portable kernel,
+/// exact too, but slower than `Int8`'s).
+pub fn integer_dot_products() -> bool {
+    detected_vnni()
+}
+
 /// Name of the kernels that run-time detection picked: `"avx2+fma+f16c"` (with
 /// `"+avx512vnni"` for w8a8 where present) or `"portable"`.
 pub fn simd_path() -> &'static str {
