@@ -181,14 +181,10 @@ unsafe fn kernel<const D: u8, const MR: usize, const NT: usize>(
             } else {
                 _mm256_set1_ps(1.0)
             };
-            let mut tmp = [0f32; 8];
             let bias = if job.bias.is_null() {
                 _mm256_setzero_ps()
-            } else if valid == 8 {
-                _mm256_loadu_ps(job.bias.add(c0))
             } else {
-                std::ptr::copy_nonoverlapping(job.bias.add(c0), tmp.as_mut_ptr(), valid);
-                _mm256_loadu_ps(tmp.as_ptr())
+                load_first(job.bias.add(c0), valid)
             };
             for r in 0..MR {
                 let v = if D == 3 {
@@ -201,14 +197,46 @@ unsafe fn kernel<const D: u8, const MR: usize, const NT: usize>(
                 } else {
                     _mm256_add_ps(v, bias)
                 };
-                let o = job.out.add((row0 + r) * n + c0);
-                if valid == 8 {
-                    _mm256_storeu_ps(o, v);
-                } else {
-                    _mm256_storeu_ps(tmp.as_mut_ptr(), v);
-                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), o, valid);
-                }
+                store_first(job.out.add((row0 + r) * n + c0), v, valid);
             }
+        }
+    }
+}
+
+/// Loads the first `valid` (1..=8) floats at `p`, the other lanes 0.
+///
+/// # Safety
+/// `p..p + valid` must be readable; the CPU must support avx2.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn load_first(p: *const f32, valid: usize) -> __m256 {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        if valid == 8 {
+            return _mm256_loadu_ps(p);
+        }
+        let mut tmp = [0f32; 8];
+        std::ptr::copy_nonoverlapping(p, tmp.as_mut_ptr(), valid);
+        _mm256_loadu_ps(tmp.as_ptr())
+    }
+}
+
+/// Stores the first `valid` (1..=8) lanes of `v` at `o`: a tile's last columns may be padding
+/// that `out` has no room for.
+///
+/// # Safety
+/// `o..o + valid` must be writable; the CPU must support avx2.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn store_first(o: *mut f32, v: __m256, valid: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        if valid == 8 {
+            _mm256_storeu_ps(o, v);
+        } else {
+            let mut tmp = [0f32; 8];
+            _mm256_storeu_ps(tmp.as_mut_ptr(), v);
+            std::ptr::copy_nonoverlapping(tmp.as_ptr(), o, valid);
         }
     }
 }

@@ -8,6 +8,7 @@
 
 #![allow(clippy::needless_range_loop)]
 
+use super::avx2::{load_first, store_first};
 use super::Job;
 use std::arch::x86_64::*;
 
@@ -89,15 +90,7 @@ unsafe fn kernel<const MR: usize, const T: usize>(job: &Job, tile0: usize, row0:
             // Padding columns have scale 0, column sum 0 and (below) bias 0.
             let offset = _mm256_slli_epi32::<7>(_mm256_loadu_si256(job.col_sums.add(c0).cast()));
             let scales = _mm256_loadu_ps(job.scales.add(c0));
-            let mut tmp = [0f32; 8];
-            let bias = if job.bias.is_null() {
-                None
-            } else if valid == 8 {
-                Some(_mm256_loadu_ps(job.bias.add(c0)))
-            } else {
-                std::ptr::copy_nonoverlapping(job.bias.add(c0), tmp.as_mut_ptr(), valid);
-                Some(_mm256_loadu_ps(tmp.as_ptr()))
-            };
+            let bias = (!job.bias.is_null()).then(|| load_first(job.bias.add(c0), valid));
             for r in 0..MR {
                 let exact = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r][t], offset));
                 let scale = _mm256_mul_ps(_mm256_set1_ps(*job.row_scales.add(row0 + r)), scales);
@@ -105,13 +98,7 @@ unsafe fn kernel<const MR: usize, const T: usize>(job: &Job, tile0: usize, row0:
                 if let Some(bias) = bias {
                     v = _mm256_add_ps(v, bias);
                 }
-                let o = job.out.add((row0 + r) * n + c0);
-                if valid == 8 {
-                    _mm256_storeu_ps(o, v);
-                } else {
-                    _mm256_storeu_ps(tmp.as_mut_ptr(), v);
-                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), o, valid);
-                }
+                store_first(job.out.add((row0 + r) * n + c0), v, valid);
             }
         }
     }
