@@ -708,9 +708,13 @@ unsafe fn quantize_row_avx2(row: &[f32], dst: &mut [u8]) -> f32 {
 fn quantize_row_each(row: &[f32], dst: &mut [u8]) -> f32 {
     // Adding and subtracting 1.5·2²³ rounds to nearest (even) without a libm call.
     const ROUND: f32 = 12_582_912.0;
-    let max = row.iter().fold(0f32, |m, &v| m.max(v.abs()));
-    // `v · 0` is NaN exactly for a NaN or infinite `v` (`max` skips NaNs).
-    let finite = !row.iter().fold(0f32, |a, &v| a + v * 0.0).is_nan();
+    // The largest |x| by its bits: for |x| they order as the values do, infinities and NaNs
+    // above every finite value, and an integer max vectorises where a float fold would not.
+    let max_bits = row
+        .iter()
+        .fold(0u32, |m, &v| m.max(v.to_bits() & 0x7fff_ffff));
+    let finite = max_bits < f32::INFINITY.to_bits();
+    let max = f32::from_bits(max_bits);
     if max == 0.0 || !finite {
         // A non-finite row has no scale: NaN makes its outputs NaN, as f32 products would.
         dst.fill(128);
