@@ -124,17 +124,21 @@ impl Head<'_> {
     #[inline(always)]
     fn attend_each(&self, scores: &mut Vec<f32>, out: &mut [f32]) {
         let d = self.q.len();
+        // Plain loops: an iterator adapter's `fold` may stay out of line, compiled without
+        // this function's AVX2 (the scores' dot products ran on SSE that way).
         scores.clear();
-        scores.extend(
-            self.keys
-                .chunks_exact(d)
-                .map(|key| dot(self.q, key) * self.scale),
-        );
-        let max = scores
-            .iter()
+        scores.resize(self.valid.len(), 0.0);
+        let mut max = f32::NEG_INFINITY;
+        for ((s, key), &valid) in scores
+            .iter_mut()
+            .zip(self.keys.chunks_exact(d))
             .zip(self.valid)
-            .filter(|(_, &valid)| valid)
-            .fold(f32::NEG_INFINITY, |m, (&s, _)| m.max(s));
+        {
+            *s = dot(self.q, key) * self.scale;
+            if valid {
+                max = max.max(*s);
+            }
+        }
         let mut sum = 0.0;
         for (s, &valid) in scores.iter_mut().zip(self.valid) {
             *s = if valid { exp(*s - max) } else { 0.0 };
