@@ -1,8 +1,10 @@
 //! The CPU backend's matmul kernels for every dense layer, whatever its dtype.
 //!
-//! [`PackedLinear`] holds a weight matrix `W` (`k` inputs × `n` outputs) in one of four storage
-//! formats ([`Dtype`]) and computes `out[m, n] = x[m, k] · W (+ bias)` with `f32`
-//! activations and **`f32` accumulation always**. Only the weights are ever low precision.
+//! [`PackedLinear`] holds a weight matrix `W` (`k` inputs × `n` outputs) in one of five storage
+//! formats ([`Dtype`]) and computes `out[m, n] = x[m, k] · W (+ bias)`. With f32, f16, bf16 and
+//! int8 the activations stay `f32` and **the sums are `f32`**: only the weights are low
+//! precision. `W8a8` alone also quantizes the activations (per row, at each call) and sums
+//! exactly in `i32`.
 //!
 //! # Invariants
 //!
@@ -12,7 +14,9 @@
 //!   ([`SourceLayout::InOut`] `[k, n]` or [`SourceLayout::OutIn`] `[n, k]`) only matters while
 //!   packing. `Int8` stores `q = round(W / s_j)` in `[-127, 127]` with a symmetric per-output-channel
 //!   scale `s_j = max_kk |W[kk][j]| / 127` (0 for an all-zero column); the scale is applied once
-//!   per output, at the store.
+//!   per output, at the store. `W8a8` stores the same `q`, with `k` padded to a multiple of 4
+//!   by zero weights and each tile as `[kk / 4][c][kk % 4]` ([`TileLayout`]), plus each
+//!   column's `Σ q` for taking out the activations' +128.
 //! * **Threads.** [`PackedLinear::matmul`] splits the output-column tiles into about
 //!   4 contiguous chunks per thread of rayon's *current* pool (so the caller's
 //!   `ThreadPool::install` decides), each chunk writing disjoint output columns. Packing also uses
@@ -30,6 +34,8 @@
 //!   sequentially per column, so results differ from the SIMD path only by rounding (FMA,
 //!   even/odd split). Results do not depend on the number of threads. See [`simd_path`].
 //! * bf16 → f32 is a 16-bit left shift; f16 → f32 uses F16C; int8 → f32 is `cvtepi8` + `cvtdq2ps`.
+//! * **`W8a8`** runs on AVX-512 VNNI where detected (`vnni.rs`: rows 1–6 × 4 tiles), else on a
+//!   portable integer kernel; both give the same bits (exact sums, the same epilogue).
 
 use half::{bf16, f16};
 
@@ -203,21 +209,17 @@ impl Elem for i8 {}
 /// reads each row's stretch at once. (Tile by tile, an `InOut` source is read a whole row
 /// apart for every 8 weights, a new cache line and a new page each time: loading was bound by
 /// those reads, 2–3× slower.)
-///
-/// `tile` is the elements a tile holds and `at(kk, c)` where weight `(kk, column c of the
-/// tile)` goes inside it (see [`TileLayout`]).
-#[allow(clippy::too_many_arguments)]
+/// Inside each tile, weights go where `tiles` says.
 fn pack_into<T: Copy + Sync, U: Elem>(
     w: &[T],
     k: usize,
     n: usize,
     layout: SourceLayout,
-    dst: &mut [U],
-    tile: usize,
-    at: impl Fn(usize, usize) -> usize + Sync,
+    (dst, tiles): (&mut [U], TileLayout),
     f: impl Fn(T, usize) -> U + Sync,
 ) {
     const GROUP: usize = 64;
+    let (tile, at) = (8 * tiles.depth, |kk, c| tiles.at(kk, c));
     dst.par_chunks_mut(GROUP * tile)
         .enumerate()
         .for_each(|(g, tiles)| {
@@ -368,19 +370,18 @@ impl PackedLinear {
             n,
             dtype,
         };
-        let (tile, at) = (8 * tiles.depth, |kk, c| tiles.at(kk, c));
         match dtype {
-            Dtype::F32 => pack_into(w, k, n, layout, p.elems_mut(), tile, at, |v, _| to_f32(v)),
+            Dtype::F32 => pack_into(w, k, n, layout, (p.elems_mut(), tiles), |v, _| to_f32(v)),
             Dtype::F16 if src == Src::F16 => {
-                pack_into(w, k, n, layout, p.elems_mut(), tile, at, |v, _| bits(v))
+                pack_into(w, k, n, layout, (p.elems_mut(), tiles), |v, _| bits(v))
             }
-            Dtype::F16 => pack_into(w, k, n, layout, p.elems_mut(), tile, at, |v, _| {
+            Dtype::F16 => pack_into(w, k, n, layout, (p.elems_mut(), tiles), |v, _| {
                 f16::from_f32(to_f32(v)).to_bits()
             }),
             Dtype::Bf16 if src == Src::Bf16 => {
-                pack_into(w, k, n, layout, p.elems_mut(), tile, at, |v, _| bits(v))
+                pack_into(w, k, n, layout, (p.elems_mut(), tiles), |v, _| bits(v))
             }
-            Dtype::Bf16 => pack_into(w, k, n, layout, p.elems_mut(), tile, at, |v, _| {
+            Dtype::Bf16 => pack_into(w, k, n, layout, (p.elems_mut(), tiles), |v, _| {
                 bf16::from_f32(to_f32(v)).to_bits()
             }),
             Dtype::Int8 | Dtype::W8a8 => {
@@ -388,7 +389,7 @@ impl PackedLinear {
                 scales.iter_mut().for_each(|s| *s /= 127.0);
                 scales.resize(n.next_multiple_of(8), 0.0);
                 let sc = &scales;
-                pack_into(w, k, n, layout, p.elems_mut::<i8>(), tile, at, |v, j| {
+                pack_into(w, k, n, layout, (p.elems_mut::<i8>(), tiles), |v, j| {
                     let s = sc[j];
                     if s > 0.0 {
                         round_half_away(to_f32(v) / s).clamp(-127, 127) as i8
@@ -400,7 +401,7 @@ impl PackedLinear {
                 if dtype == Dtype::W8a8 {
                     p.col_sums = p
                         .elems_ref::<i8>()
-                        .par_chunks(tile)
+                        .par_chunks(8 * tiles.depth)
                         .flat_map_iter(|t| {
                             let sums = t.chunks_exact(32).fold([0i32; 8], |mut sums, group| {
                                 for (sum, c) in sums.iter_mut().zip(group.chunks_exact(4)) {
