@@ -53,7 +53,8 @@ pub struct SelectedDevice {
     pub device: Device,
     /// `"wgpu"` or `"cpu"`.
     pub backend: &'static str,
-    /// The adapter or CPU backend, e.g. `"NVIDIA H100 (DiscreteGpu, Vulkan)"` or `"flex"`.
+    /// The adapter or CPU backend, e.g. `"NVIDIA H100 (DiscreteGpu, Vulkan)"` or
+    /// `"flex (CPU kernels: avx2+fma+f16c)"`.
     pub name: String,
     /// Why this device: logged at start-up.
     pub reason: String,
@@ -120,7 +121,11 @@ fn cpu(reason: String) -> SelectedDevice {
     SelectedDevice {
         device: Device::flex(),
         backend: "cpu",
-        name: "flex".into(),
+        // Which of our CPU kernels run here (AVX2, AVX-512 VNNI for w8a8, or portable).
+        name: format!(
+            "flex (CPU kernels: {})",
+            crate::models::kernels::simd_path()
+        ),
         reason,
     }
 }

@@ -198,6 +198,11 @@ async fn the_server_runs_the_graph_in_the_configured_dtype_and_says_so() {
             .unwrap();
         for model in models["models"].as_array().unwrap() {
             assert_eq!(model["dtype"], dtype, "{model}");
+            // Which CPU kernels run is part of the device's name.
+            if model["backend"] == "cpu" {
+                let kernels = infergraph::models::kernels::simd_path();
+                assert_eq!(model["device"], format!("flex (CPU kernels: {kernels})"));
+            }
         }
         server.assert_serves_the_graph("I have an idea!").await;
     }
