@@ -518,7 +518,9 @@ impl Gpt2LmHeadModel {
         }
         let s = cache.len();
         let past = s - t;
-        let needs_mask = t > 1 || cache.key_valid.iter().flatten().any(|v| !v);
+        // The host's decode attention reads `key_valid` itself: no bias tensor for it.
+        let needs_mask = !decodes_on_host(&self.device, t, past)
+            && (t > 1 || cache.key_valid.iter().flatten().any(|v| !v));
         let bias = needs_mask.then(|| {
             attention_bias(
                 [b, t, s],
@@ -577,9 +579,16 @@ impl Gpt2LmHeadModel {
     }
 }
 
+/// Whether attention runs on the host: a decode step on flex (one new token over `past > 0`
+/// cached keys), in place in the cache. Prefill and wgpu attend in burn.
+fn decodes_on_host(device: &Device, t: usize, past: usize) -> bool {
+    t == 1 && past > 0 && *device == Device::flex()
+}
+
 /// Which keys each query may see, in the two forms the attention paths read.
 struct Mask<'a> {
-    /// `[B, 1, T, S]`, added to the scores; `None` when every key is visible.
+    /// `[B, 1, T, S]`, added to the scores; `None` when every key is visible, or when the
+    /// host attends (`decodes_on_host`).
     bias: Option<&'a Tensor<4>>,
     /// Per row, per key position: whether it holds a real token (see `KvCache`).
     key_valid: &'a [Vec<bool>],
@@ -608,13 +617,11 @@ impl Attention {
     ) -> Tensor<3> {
         let t = x.dims()[1];
         let qkv = self.c_attn.forward(x);
-        // A decode step on flex (one new token over a cache) runs on the host, in place.
-        if t == 1 && qkv.device() == Device::flex() {
-            if let Some(layer) = cache.take() {
-                let (attended, layer) = self.decode_on_host(qkv, layer, past, mask.key_valid);
-                *cache = Some(layer);
-                return self.c_proj.forward(attended);
-            }
+        if decodes_on_host(&qkv.device(), t, past) {
+            let layer = cache.take().expect("a decode step has a cache");
+            let (attended, layer) = self.decode_on_host(qkv, layer, past, mask.key_valid);
+            *cache = Some(layer);
+            return self.c_proj.forward(attended);
         }
         let mut qkv = qkv.chunk(3, 2).into_iter();
         let (q, k, v) = (

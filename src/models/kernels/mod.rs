@@ -121,9 +121,10 @@ fn detected() -> Simd {
     })
 }
 
-/// Whether `W8a8`'s integer dot products can run on AVX-512 VNNI (`vpdpbusd` on 256-bit
-/// registers, which needs AVX-512 VL too). Checked once, cached.
-fn detected_vnni() -> bool {
+/// Whether `W8a8`'s integer dot products run on AVX-512 VNNI here (`vpdpbusd` on 256-bit
+/// registers, which needs AVX-512 VL too); else on a portable kernel, exact too, but slower
+/// than `Int8`'s. Checked once, cached.
+pub fn integer_dot_products() -> bool {
     static VNNI: OnceLock<bool> = OnceLock::new();
     *VNNI.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
@@ -138,16 +139,10 @@ fn detected_vnni() -> bool {
     })
 }
 
-/// Whether `W8a8` runs on integer dot-product instructions here (else a portable kernel,
-/// exact too, but slower than `Int8`'s).
-pub fn integer_dot_products() -> bool {
-    detected_vnni()
-}
-
 /// Name of the kernels that run-time detection picked: `"avx2+fma+f16c"` (with
 /// `"+avx512vnni"` for w8a8 where present) or `"portable"`.
 pub fn simd_path() -> &'static str {
-    match (detected(), detected_vnni()) {
+    match (detected(), integer_dot_products()) {
         (Simd::Avx2, true) => "avx2+fma+f16c+avx512vnni",
         (Simd::Avx2, false) => "avx2+fma+f16c",
         (Simd::Portable, _) => "portable",
@@ -500,7 +495,7 @@ impl PackedLinear {
             return self.matmul_w8a8(path, x, m, bias, out);
         }
         let simd = path == KernelPath::Auto && detected() == Simd::Avx2;
-        let block_rows = if m < BLOCK_ROWS { m } else { BLOCK_ROWS };
+        let block_rows = m.min(BLOCK_ROWS);
         // The SIMD kernels read each row block of x interleaved as [kk][mr] (one pointer,
         // constant offsets). The buffer is kept per thread; a nested call simply gets a fresh one.
         let mut xt = Vec::new();
@@ -527,7 +522,7 @@ impl PackedLinear {
             },
             ..self.job(bias, out)
         };
-        self.for_each_block(m, block_rows, |mr, ta, tb, row0| {
+        self.for_each_block(m, |mr, ta, tb, row0| {
             if simd {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: avx2, fma and f16c were detected; `job` describes valid buffers
@@ -569,9 +564,8 @@ impl PackedLinear {
             depth,
             ..self.job(bias, out)
         };
-        let vnni = path == KernelPath::Auto && detected_vnni();
-        let block_rows = if m < BLOCK_ROWS { m } else { BLOCK_ROWS };
-        self.for_each_block(m, block_rows, |mr, ta, tb, row0| {
+        let vnni = path == KernelPath::Auto && integer_dot_products();
+        self.for_each_block(m, |mr, ta, tb, row0| {
             #[cfg(target_arch = "x86_64")]
             if vnni {
                 // SAFETY: avx512f, avx512vl and avx512vnni were detected; `job` describes
@@ -602,15 +596,11 @@ impl PackedLinear {
         }
     }
 
-    /// Calls `block(mr, ta, tb, row0)` for every block of up to `block_rows` rows and every
+    /// Calls `block(mr, ta, tb, row0)` for every block of up to `BLOCK_ROWS` rows and every
     /// run of tiles, with the output-column tiles split in about 4 chunks per thread of the
     /// current pool.
-    fn for_each_block(
-        &self,
-        m: usize,
-        block_rows: usize,
-        block: impl Fn(usize, usize, usize, usize) + Sync,
-    ) {
+    fn for_each_block(&self, m: usize, block: impl Fn(usize, usize, usize, usize) + Sync) {
+        let block_rows = m.min(BLOCK_ROWS);
         let tiles = self.n.div_ceil(8);
         let threads = rayon::current_num_threads();
         let chunk = if threads <= 1 {
