@@ -2,7 +2,8 @@
 //!
 //! Run with `cargo bench --bench models` (add `-- --backend wgpu` for wgpu; `-- --quick` for
 //! fewer repetitions; `-- --dtype f32,f16,bf16,int8` for each model in each dtype, side by
-//! side). Each decode step is also split by section (dense layers, LM head, the rest). Models
+//! side; `-- --models smollm2-360m,qwen2.5-0.5b` for other generator presets than the seed's
+//! three, e.g. the Llama family's). Each decode step is also split by section (dense layers, LM head, the rest). Models
 //! are written once under `target/bench-models/`. Reports medians, and ratios
 //! between figures of the same run, since absolute times on shared machines drift.
 
@@ -14,7 +15,7 @@ use infergraph::engine::pool::run_in_own_pool;
 use infergraph::models::bert::BertInput;
 use infergraph::models::dense::Dense;
 use infergraph::models::presets::Preset;
-use infergraph::models::{self, Classifier, Generator};
+use infergraph::models::{self, CausalLm, Classifier, Generator};
 
 mod common;
 
@@ -37,7 +38,7 @@ fn main() {
 
     // Measured where the engines run their models: inside a rayon pool of their own.
     run_in_own_pool("bench", || {
-        for preset in [Preset::Distilgpt2, Preset::Gpt2, Preset::Gpt2Medium] {
+        for preset in common::generator_presets() {
             for &dtype in &dtypes {
                 let generator =
                     models::load_generator_in(&ensure_model(preset), &selected.device, dtype)
@@ -94,6 +95,7 @@ fn bench_generator(name: &str, generator: &Generator, repeats: usize) {
         .map(|&batch| {
             let body: Vec<_> = model
                 .block_dense_layers()
+                .into_iter()
                 .map(|dense| activations(model, batch, dense))
                 .collect();
             (body, activations(model, batch, model.lm_head()))
@@ -110,7 +112,7 @@ fn bench_generator(name: &str, generator: &Generator, repeats: usize) {
             let start = Instant::now();
             model.decode(next, cache).unwrap().into_data();
             let stepped = Instant::now();
-            for (dense, x) in model.block_dense_layers().zip(body) {
+            for (dense, x) in model.block_dense_layers().into_iter().zip(body) {
                 dense.forward(x.clone()).into_data();
             }
             let dense_done = Instant::now();
@@ -157,7 +159,7 @@ fn bench_generator(name: &str, generator: &Generator, repeats: usize) {
 }
 
 /// A `[batch, in]` input for `dense`, on the model's device.
-fn activations(model: &models::gpt2::Gpt2LmHeadModel, batch: usize, dense: &Dense) -> Tensor<2> {
+fn activations(model: &dyn CausalLm, batch: usize, dense: &Dense) -> Tensor<2> {
     let d_in = dense.in_features();
     let values: Vec<f32> = (0..batch * d_in)
         .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)

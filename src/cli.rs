@@ -332,7 +332,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
 fn init_weights(args: InitWeightsArgs) -> Result<(), String> {
     let started = Instant::now();
     if args.demo {
-        for preset in Preset::ALL {
+        for preset in Preset::DEMOS {
             let out = args.out.join(preset.name());
             let dtype = args.dtype.unwrap_or(WeightDtype::F16);
             presets::write_demo(preset, &out, dtype).map_err(|e| e.to_string())?;

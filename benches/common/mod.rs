@@ -49,6 +49,20 @@ pub fn dtypes_or(default: &[Dtype]) -> Vec<Dtype> {
     }
 }
 
+/// `--models P[,P..]` from the command line (preset names), else the seed's generators.
+pub fn generator_presets() -> Vec<Preset> {
+    match value_of("--models") {
+        Some(list) => list
+            .split(',')
+            .map(|name| {
+                <Preset as clap::ValueEnum>::from_str(name, true)
+                    .unwrap_or_else(|e| panic!("--models: {e}"))
+            })
+            .collect(),
+        None => vec![Preset::Distilgpt2, Preset::Gpt2, Preset::Gpt2Medium],
+    }
+}
+
 fn value_of(flag: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone())

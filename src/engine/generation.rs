@@ -12,7 +12,7 @@ use super::admission::{take_jobs, Admission, EngineSettings, EngineStats};
 use super::cancel::CancelToken;
 use super::pool::{self, StartGate};
 use crate::models::generator::Sequence;
-use crate::models::gpt2::KvCache;
+use crate::models::kv_cache::KvCache;
 use crate::models::tokenizer::TextTokenizer;
 use crate::models::{Generation, GenerationParams, Generator, ModelError};
 use crate::work::{ActorError, WorkSpan};
@@ -156,7 +156,10 @@ impl Row {
         // U+FFFD, as the final text has it); before that only whole characters go out.
         let whole;
         let text = if last {
-            whole = tokenizer.decode(new).unwrap_or_default();
+            whole = self
+                .sequence
+                .continuation_text(tokenizer)
+                .unwrap_or_default();
             whole.as_str()
         } else {
             self.sequence.text_so_far()

@@ -401,18 +401,18 @@ impl LoadedGraph {
 }
 
 fn generator_info(name: &str, generator: &Generator, device: &SelectedDevice) -> ModelInfo {
-    let c = generator.model().config();
+    let d = generator.model().description();
     ModelInfo {
         name: name.to_string(),
         role: "generator".into(),
-        architecture: "gpt2".into(),
+        architecture: d.architecture.into(),
         path: generator.dir().display().to_string(),
-        layers: c.n_layer,
-        hidden_size: c.n_embd,
-        heads: c.n_head,
-        vocab_size: c.vocab_size,
-        context_length: c.n_positions,
-        parameters: c.parameter_count(),
+        layers: d.layers,
+        hidden_size: d.hidden_size,
+        heads: d.heads,
+        vocab_size: d.vocab_size,
+        context_length: d.context_length,
+        parameters: d.parameters,
         dtype: generator.model().dtype().into(),
         backend: device.backend.into(),
         device: device.name.clone(),

@@ -22,10 +22,21 @@ pub enum ModelError {
     #[error("{path}: invalid config: {reason}")]
     InvalidConfig { path: PathBuf, reason: String },
 
-    #[error(
-        "{path}: unknown architecture: model_type {model_type:?} (supported: \"gpt2\" for generators, \"bert\" for classifiers)"
-    )]
-    UnknownArchitecture { path: PathBuf, model_type: String },
+    #[error("{path}: unknown architecture: model_type {model_type:?} (supported: {supported})")]
+    UnknownArchitecture {
+        path: PathBuf,
+        model_type: String,
+        /// The table's model types by role (`architectures::supported`).
+        supported: String,
+    },
+
+    /// A known architecture asked to serve a role it does not fit.
+    #[error("{path}: {reason} (supported: {supported})")]
+    WrongRole {
+        path: PathBuf,
+        reason: String,
+        supported: String,
+    },
 
     #[error("{path}: not a valid safetensors file: {reason}")]
     InvalidSafetensors { path: PathBuf, reason: String },

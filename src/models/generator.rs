@@ -1,12 +1,12 @@
-//! Text generation with a GPT-2 model: prompt text in, continuation out.
+//! Text generation with a causal LM of any architecture: prompt text in, continuation out.
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use super::causal_lm::CausalLm;
 use super::error::ModelError;
-use super::gpt2::Gpt2LmHeadModel;
 use super::sampling::{Sampler, SamplingParams};
 use super::tokenizer::TextTokenizer;
 
@@ -67,20 +67,29 @@ pub struct Generation {
     pub finish_reason: FinishReason,
 }
 
-/// A GPT-2 model with its tokenizer.
+/// A causal LM with its tokenizer and its end-of-sequence ids.
 #[derive(Debug)]
 pub struct Generator {
     dir: PathBuf,
-    model: Gpt2LmHeadModel,
+    model: Box<dyn CausalLm>,
     tokenizer: TextTokenizer,
+    /// Generation stops at any of these: `config.json`'s and `generation_config.json`'s
+    /// `eos_token_id`s together (instruct models list their end-of-turn token in the latter).
+    eos: Vec<u32>,
 }
 
 impl Generator {
-    pub fn new(dir: PathBuf, model: Gpt2LmHeadModel, tokenizer: TextTokenizer) -> Self {
+    pub fn new(
+        dir: PathBuf,
+        model: Box<dyn CausalLm>,
+        tokenizer: TextTokenizer,
+        eos: Vec<u32>,
+    ) -> Self {
         Self {
             dir,
             model,
             tokenizer,
+            eos,
         }
     }
 
@@ -88,8 +97,13 @@ impl Generator {
         &self.dir
     }
 
-    pub fn model(&self) -> &Gpt2LmHeadModel {
-        &self.model
+    pub fn model(&self) -> &dyn CausalLm {
+        self.model.as_ref()
+    }
+
+    /// The ids that end a generation.
+    pub fn eos_token_ids(&self) -> &[u32] {
+        &self.eos
     }
 
     pub fn tokenizer(&self) -> &TextTokenizer {
@@ -155,14 +169,17 @@ impl Generator {
         prompt_ids: Vec<u32>,
         params: &GenerationParams,
     ) -> Result<Sequence, ModelError> {
-        let n_positions = self.model.config().n_positions;
+        let (context, key) = (
+            self.model.description().context_length,
+            self.model.description().context_key,
+        );
         let len = prompt_ids.len();
         if len == 0 {
             return Err(ModelError::InvalidInput("the prompt has no tokens".into()));
         }
-        if len >= n_positions {
+        if len >= context {
             return Err(ModelError::InvalidInput(format!(
-                "the prompt is {len} tokens long, which leaves no room under the model's n_positions ({n_positions})"
+                "the prompt is {len} tokens long, which leaves no room under the model's {key} ({context})"
             )));
         }
         if let Some(limit) = params.max_prompt_tokens.filter(|&l| len > l) {
@@ -170,7 +187,7 @@ impl Generator {
                 "the prompt is {len} tokens long; the limit is {limit}"
             )));
         }
-        let mut budget = params.max_new_tokens.min(n_positions - len);
+        let mut budget = params.max_new_tokens.min(context - len);
         if let Some(max_length) = params.max_length {
             // As transformers: a prompt that already fills `max_length` still gets one token
             // (transformers warns; its length check runs after each new token).
@@ -180,11 +197,11 @@ impl Generator {
             tokens: prompt_ids,
             prompt_len: len,
             budget,
-            eos: self.model.config().eos_token_id,
+            eos: self.eos.clone(),
             min_new_tokens: params.min_new_tokens,
             stop: params.stop.clone(),
             sampler: Sampler::new(params.sampling.clone()),
-            text: IncrementalText::default(),
+            text: IncrementalText::after_prompt(len),
         })
     }
 }
@@ -198,7 +215,8 @@ pub struct Sequence {
     prompt_len: usize,
     /// How many tokens it may add.
     budget: usize,
-    eos: Option<u32>,
+    /// Any of these ends the sequence.
+    eos: Vec<u32>,
     min_new_tokens: usize,
     stop: Vec<String>,
     sampler: Sampler,
@@ -227,9 +245,11 @@ impl Sequence {
 
     /// Picks the next token from this sequence's row of logits and appends it.
     pub fn choose(&mut self, logits: &mut [f32]) -> u32 {
-        let banned = self
-            .eos
-            .filter(|_| self.new_tokens().len() < self.min_new_tokens);
+        let banned: &[u32] = if self.new_tokens().len() < self.min_new_tokens {
+            &self.eos
+        } else {
+            &[]
+        };
         let next = self.sampler.next_token(logits, &self.tokens, banned);
         self.tokens.push(next);
         next
@@ -241,9 +261,9 @@ impl Sequence {
         &mut self,
         tokenizer: &TextTokenizer,
     ) -> Result<Option<FinishReason>, ModelError> {
+        self.text.update(&self.tokens, tokenizer)?;
         let new = &self.tokens[self.prompt_len..];
-        self.text.update(new, tokenizer)?;
-        if new.last().is_some() && new.last().copied() == self.eos {
+        if new.last().is_some_and(|id| self.eos.contains(id)) {
             return Ok(Some(FinishReason::Eos));
         }
         let text = &self.text.text;
@@ -259,6 +279,19 @@ impl Sequence {
         &self.text.text
     }
 
+    /// The whole continuation's text, a trailing partial character included (as U+FFFD):
+    /// what follows the prompt's text in the whole sequence's. Decoded after the prompt, not
+    /// alone, since SentencePiece decoders drop a text's leading space ("▁Hello" alone is
+    /// "Hello", after a prompt " Hello").
+    pub fn continuation_text(&self, tokenizer: &TextTokenizer) -> Result<String, ModelError> {
+        let whole = tokenizer.decode(&self.tokens)?;
+        let prompt = tokenizer.decode(self.prompt_ids())?;
+        match whole.strip_prefix(prompt.as_str()) {
+            Some(continuation) => Ok(continuation.to_string()),
+            None => tokenizer.decode(self.new_tokens()),
+        }
+    }
+
     /// The finished result, with its text decoded.
     pub fn into_generation(
         self,
@@ -267,7 +300,7 @@ impl Sequence {
     ) -> Result<Generation, ModelError> {
         Ok(Generation {
             text: tokenizer.decode(&self.tokens)?,
-            new_text: tokenizer.decode(self.new_tokens())?,
+            new_text: self.continuation_text(tokenizer)?,
             prompt_ids: self.prompt_ids().to_vec(),
             new_token_ids: self.new_tokens().to_vec(),
             finish_reason,
@@ -289,6 +322,18 @@ struct IncrementalText {
 }
 
 impl IncrementalText {
+    /// Prompt tokens decoded before the first new one, as its context.
+    const PROMPT_CONTEXT: usize = 4;
+
+    /// Text that starts after the first `prompt_len` tokens, the last few of them its context.
+    fn after_prompt(prompt_len: usize) -> Self {
+        Self {
+            text: String::new(),
+            prefix: prompt_len.saturating_sub(Self::PROMPT_CONTEXT),
+            read: prompt_len,
+        }
+    }
+
     fn update(&mut self, tokens: &[u32], tokenizer: &TextTokenizer) -> Result<(), ModelError> {
         if tokens.len() == self.read {
             return Ok(());
@@ -320,24 +365,36 @@ fn row_values(logits: Tensor<2>) -> Vec<f32> {
 mod tests {
     use super::*;
 
+    /// GPT-2's byte-level BPE, Llama 3's, and Llama 2's SentencePiece with byte fallback
+    /// (where an emoji or a CJK character is several `<0x..>` tokens).
     #[test]
     fn text_decoded_token_by_token_holds_back_split_characters_and_ends_as_the_whole_decode() {
-        let tokenizer = TextTokenizer::from_file(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("model-weights/gpt2/tokenizer.json"),
-        )
-        .unwrap();
-        let text = "Zürich 🦀 and 東京, then plain words: ñandú!";
-        let ids = tokenizer.encode(text, None).unwrap().ids;
-        let mut incremental = IncrementalText::default();
-        let mut held_back = 0;
-        for n in 1..=ids.len() {
-            incremental.update(&ids[..n], &tokenizer).unwrap();
-            assert!(text.starts_with(&incremental.text), "after {n} tokens");
-            if tokenizer.decode(&ids[..n]).unwrap().ends_with('\u{FFFD}') {
-                held_back += 1;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for tokenizer in [
+            "model-weights/gpt2/tokenizer.json",
+            "tests/fixtures/models/llama-tiny/tokenizer.json",
+            "tests/fixtures/models/mistral-tiny/tokenizer.json",
+        ] {
+            let tokenizer = TextTokenizer::from_file(&root.join(tokenizer)).unwrap();
+            let text = "Zürich 🦀 and 東京, then plain words: ñandú!";
+            let ids = tokenizer.encode(text, None).unwrap().ids;
+            let mut incremental = IncrementalText::default();
+            let mut held_back = 0;
+            for n in 1..=ids.len() {
+                incremental.update(&ids[..n], &tokenizer).unwrap();
+                assert!(
+                    text.starts_with(&incremental.text),
+                    "{tokenizer:?} after {n} tokens"
+                );
+                if tokenizer.decode(&ids[..n]).unwrap().ends_with('\u{FFFD}') {
+                    held_back += 1;
+                }
             }
+            assert!(
+                held_back > 0,
+                "{tokenizer:?}: some character is split over tokens"
+            );
+            assert_eq!(incremental.text, text, "{tokenizer:?}");
         }
-        assert!(held_back > 0, "some character is split over tokens");
-        assert_eq!(incremental.text, text);
     }
 }

@@ -1,7 +1,8 @@
 //! Deterministic random-weight model folders in Hugging Face layout (`infergraph init-weights`).
 //!
-//! Two sizes per architecture: `true_size` has the real checkpoint's dimensions (for
-//! benchmarks), `demo` is small enough to commit and to start in seconds. Both are written
+//! Two sizes of the seed's architectures: `true_size` has the real checkpoint's dimensions
+//! (for benchmarks), `demo` is small enough to commit and to start in seconds. The Llama
+//! family's presets (SmolLM2, Qwen2.5, Llama 3.2) come in true size only, for benchmarks. Both are written
 //! as a real checkpoint is (config.json, model.safetensors, tokenizer.json) and read back
 //! through the same loader, so the demo exercises the real loading path.
 
@@ -18,6 +19,9 @@ use super::rng::SplitMix64;
 const GPT2_TOKENIZER: &[u8] = include_bytes!("../../model-weights/gpt2/tokenizer.json");
 const BERT_TOKENIZER: &[u8] =
     include_bytes!("../../model-weights/bert-base-uncased/tokenizer.json");
+const SMOLLM2_TOKENIZER: &[u8] = include_bytes!("../../assets/tokenizers/smollm2.json");
+const QWEN2_5_TOKENIZER: &[u8] = include_bytes!("../../assets/tokenizers/qwen2.5.json");
+const LLAMA3_TOKENIZER: &[u8] = include_bytes!("../../assets/tokenizers/llama3.json");
 
 /// The architectures `init-weights` can make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -26,10 +30,30 @@ pub enum Preset {
     Distilgpt2,
     Gpt2Medium,
     BertBaseUncased,
+    #[value(name = "smollm2-135m")]
+    Smollm2_135m,
+    #[value(name = "smollm2-360m")]
+    Smollm2_360m,
+    #[value(name = "qwen2.5-0.5b")]
+    Qwen2_5_0_5b,
+    #[value(name = "llama-3.2-1b")]
+    Llama3_2_1b,
 }
 
 impl Preset {
-    pub const ALL: [Preset; 4] = [
+    pub const ALL: [Preset; 8] = [
+        Preset::Gpt2,
+        Preset::Distilgpt2,
+        Preset::Gpt2Medium,
+        Preset::BertBaseUncased,
+        Preset::Smollm2_135m,
+        Preset::Smollm2_360m,
+        Preset::Qwen2_5_0_5b,
+        Preset::Llama3_2_1b,
+    ];
+
+    /// The models `model-weights/` ships (`init-weights --demo`): the seed graph's.
+    pub const DEMOS: [Preset; 4] = [
         Preset::Gpt2,
         Preset::Distilgpt2,
         Preset::Gpt2Medium,
@@ -43,6 +67,10 @@ impl Preset {
             Preset::Distilgpt2 => "distilgpt2",
             Preset::Gpt2Medium => "gpt2-medium",
             Preset::BertBaseUncased => "bert-base-uncased",
+            Preset::Smollm2_135m => "smollm2-135m",
+            Preset::Smollm2_360m => "smollm2-360m",
+            Preset::Qwen2_5_0_5b => "qwen2.5-0.5b",
+            Preset::Llama3_2_1b => "llama-3.2-1b",
         }
     }
 
@@ -76,6 +104,30 @@ enum Shape {
         intermediate: usize,
         max_positions: usize,
     },
+    Llama(LlamaShape),
+}
+
+/// A Llama-family checkpoint's sizes and flags, as its hub `config.json` gives them.
+#[derive(Debug, Clone, Copy)]
+struct LlamaShape {
+    model_type: &'static str,
+    class: &'static str,
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+    hidden: usize,
+    intermediate: usize,
+    vocab: usize,
+    max_positions: usize,
+    rope_theta: f64,
+    /// Llama 3.2's `llama3` rope scaling factor (low 1, high 4, original 8192).
+    llama3_rope_factor: Option<f64>,
+    rms_norm_eps: f64,
+    /// Qwen2's q/k/v biases.
+    qkv_bias: bool,
+    bos: Option<u32>,
+    eos: u32,
+    tokenizer: &'static [u8],
 }
 
 const GPT2_VOCAB: usize = 50257;
@@ -104,7 +156,73 @@ fn true_size(preset: Preset) -> Shape {
             intermediate: 3072,
             max_positions: 512,
         },
+        Preset::Smollm2_135m => smollm2(30, 9, 3, 576, 1536),
+        Preset::Smollm2_360m => smollm2(32, 15, 5, 960, 2560),
+        Preset::Qwen2_5_0_5b => Shape::Llama(LlamaShape {
+            model_type: "qwen2",
+            class: "Qwen2ForCausalLM",
+            layers: 24,
+            heads: 14,
+            kv_heads: 2,
+            hidden: 896,
+            intermediate: 4864,
+            vocab: 151_936,
+            max_positions: 32768,
+            rope_theta: 1_000_000.0,
+            llama3_rope_factor: None,
+            rms_norm_eps: 1e-6,
+            qkv_bias: true,
+            bos: None,
+            eos: 151_643,
+            tokenizer: QWEN2_5_TOKENIZER,
+        }),
+        Preset::Llama3_2_1b => Shape::Llama(LlamaShape {
+            model_type: "llama",
+            class: "LlamaForCausalLM",
+            layers: 16,
+            heads: 32,
+            kv_heads: 8,
+            hidden: 2048,
+            intermediate: 8192,
+            vocab: 128_256,
+            max_positions: 131_072,
+            rope_theta: 500_000.0,
+            llama3_rope_factor: Some(32.0),
+            rms_norm_eps: 1e-5,
+            qkv_bias: false,
+            bos: Some(128_000),
+            eos: 128_001,
+            tokenizer: LLAMA3_TOKENIZER,
+        }),
     }
+}
+
+/// SmolLM2 (verified against the real 135M GGUF; 360M from its hub config).
+fn smollm2(
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+    hidden: usize,
+    intermediate: usize,
+) -> Shape {
+    Shape::Llama(LlamaShape {
+        model_type: "llama",
+        class: "LlamaForCausalLM",
+        layers,
+        heads,
+        kv_heads,
+        hidden,
+        intermediate,
+        vocab: 49152,
+        max_positions: 8192,
+        rope_theta: 100_000.0,
+        llama3_rope_factor: None,
+        rms_norm_eps: 1e-5,
+        qkv_bias: false,
+        bos: Some(1),
+        eos: 2,
+        tokenizer: SMOLLM2_TOKENIZER,
+    })
 }
 
 /// Small stand-ins: the vocabulary and context of the real models, few and narrow layers.
@@ -120,6 +238,8 @@ fn demo_size(preset: Preset) -> Shape {
             intermediate: 64,
             max_positions: 512,
         },
+        // Benchmark presets only: `init-weights --demo` writes `DEMOS`.
+        other => true_size(other),
     }
 }
 
@@ -210,6 +330,40 @@ fn write_folder(
             }),
             bert_tensors(&mut rng, layers, hidden, intermediate, max_positions),
         ),
+        Shape::Llama(shape) => (
+            json!({
+                "architectures": [shape.class],
+                "model_type": shape.model_type,
+                "hidden_act": "silu",
+                "vocab_size": shape.vocab,
+                "hidden_size": shape.hidden,
+                "intermediate_size": shape.intermediate,
+                "num_hidden_layers": shape.layers,
+                "num_attention_heads": shape.heads,
+                "num_key_value_heads": shape.kv_heads,
+                "max_position_embeddings": shape.max_positions,
+                "rms_norm_eps": shape.rms_norm_eps,
+                "rope_theta": shape.rope_theta,
+                "rope_scaling": shape.llama3_rope_factor.map(|factor| json!({
+                    "rope_type": "llama3",
+                    "factor": factor,
+                    "low_freq_factor": 1.0,
+                    "high_freq_factor": 4.0,
+                    "original_max_position_embeddings": 8192,
+                })),
+                "tie_word_embeddings": true,
+                "bos_token_id": shape.bos,
+                "eos_token_id": shape.eos,
+                "initializer_range": 0.02,
+                "infergraph_note": "random weights made by `infergraph init-weights`: outputs are meaningless",
+            }),
+            shape.tokenizer,
+            json!({
+                "tokenizer_class": "PreTrainedTokenizerFast",
+                "model_max_length": shape.max_positions,
+            }),
+            llama_tensors(&mut rng, &shape),
+        ),
     };
     let write_json = |name: &str, value: &serde_json::Value| {
         let path = out.join(name);
@@ -291,6 +445,36 @@ fn bert_tensors(
     }
     t.linear("bert.pooler.dense", d, d);
     t.linear("classifier", d, 2);
+    t.out
+}
+
+fn llama_tensors(rng: &mut SplitMix64, shape: &LlamaShape) -> Vec<NamedTensor> {
+    let mut t = TensorMaker {
+        rng,
+        out: Vec::new(),
+    };
+    let (c, i) = (shape.hidden, shape.intermediate);
+    let d = c / shape.heads;
+    let (q, kv) = (shape.heads * d, shape.kv_heads * d);
+    t.normal("model.embed_tokens.weight", vec![shape.vocab, c]);
+    for layer in 0..shape.layers {
+        let p = format!("model.layers.{layer}");
+        t.constant(&format!("{p}.input_layernorm.weight"), c, 1.0);
+        for (name, out) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
+            let prefix = format!("{p}.self_attn.{name}");
+            if shape.qkv_bias {
+                t.linear(&prefix, c, out);
+            } else {
+                t.normal(&format!("{prefix}.weight"), vec![out, c]);
+            }
+        }
+        t.normal(&format!("{p}.self_attn.o_proj.weight"), vec![c, q]);
+        t.constant(&format!("{p}.post_attention_layernorm.weight"), c, 1.0);
+        t.normal(&format!("{p}.mlp.gate_proj.weight"), vec![i, c]);
+        t.normal(&format!("{p}.mlp.up_proj.weight"), vec![i, c]);
+        t.normal(&format!("{p}.mlp.down_proj.weight"), vec![c, i]);
+    }
+    t.constant("model.norm.weight", c, 1.0);
     t.out
 }
 

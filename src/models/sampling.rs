@@ -89,11 +89,13 @@ impl Sampler {
     }
 
     /// Picks the next token. `context` is every token so far (prompt and generated);
-    /// `banned` (EOS before `min_new_tokens`) is never picked.
-    pub fn next_token(&mut self, logits: &mut [f32], context: &[u32], banned: Option<u32>) -> u32 {
+    /// `banned` (the EOS ids before `min_new_tokens`) are never picked.
+    pub fn next_token(&mut self, logits: &mut [f32], context: &[u32], banned: &[u32]) -> u32 {
         apply_repetition_penalty(logits, context, self.params.repetition_penalty);
-        if let Some(slot) = banned.and_then(|b| logits.get_mut(b as usize)) {
-            *slot = f32::NEG_INFINITY;
+        for &b in banned {
+            if let Some(slot) = logits.get_mut(b as usize) {
+                *slot = f32::NEG_INFINITY;
+            }
         }
         if self.params.is_greedy() {
             return argmax(logits);
@@ -198,15 +200,15 @@ mod tests {
     fn draws(params: SamplingParams, logits: &[f32], n: usize) -> Vec<u32> {
         let mut s = sampler(params);
         (0..n)
-            .map(|_| s.next_token(&mut logits.to_vec(), &[], None))
+            .map(|_| s.next_token(&mut logits.to_vec(), &[], &[]))
             .collect()
     }
 
     #[test]
     fn greedy_takes_the_first_largest_and_skips_the_banned_token() {
         let mut s = sampler(SamplingParams::default());
-        assert_eq!(s.next_token(&mut [0.1, 0.9, 0.9, 0.2], &[], None), 1);
-        assert_eq!(s.next_token(&mut [0.1, 0.9, 0.5, 0.2], &[], Some(1)), 2);
+        assert_eq!(s.next_token(&mut [0.1, 0.9, 0.9, 0.2], &[], &[]), 1);
+        assert_eq!(s.next_token(&mut [0.1, 0.9, 0.5, 0.2], &[], &[1]), 2);
     }
 
     #[test]
@@ -260,7 +262,7 @@ mod tests {
         let run = |seed| {
             let mut s = Sampler::new(params(seed));
             (0..64)
-                .map(|_| s.next_token(&mut logits.clone(), &[], None))
+                .map(|_| s.next_token(&mut logits.clone(), &[], &[]))
                 .collect::<Vec<_>>()
         };
         assert_eq!(run(1), run(1));

@@ -1,4 +1,5 @@
-//! Reading a `model.safetensors` file into burn layers, by Hugging Face tensor name.
+//! Reading a `model.safetensors` file (or the shards a `model.safetensors.index.json` names)
+//! into burn layers, by Hugging Face tensor name.
 //!
 //! Names are canonicalised once, so both key styles found on the hub load: with or without the
 //! architecture's prefix (`transformer.` for GPT-2, `bert.` for BERT), and both LayerNorm
@@ -26,10 +27,12 @@ use super::dtype::Dtype as ModelDtype;
 use super::error::ModelError;
 use super::kernels::{PackedLinear, SourceLayout};
 
-/// Where one tensor lives inside the file.
+/// Where one tensor lives: which shard, and where inside it.
 struct Entry {
     /// The name as written in the file, for error messages.
     original: String,
+    /// Index into `WeightFile::shards`.
+    shard: usize,
     dtype: Dtype,
     shape: Vec<usize>,
     /// Byte range within the data section.
@@ -44,10 +47,10 @@ struct Entry {
 /// tensor of the file, never the whole file (a 1.4 GB f32 gpt2-medium loads as int8 in
 /// little more than its 0.36 GB).
 pub struct WeightFile {
+    /// The checkpoint as named: the safetensors file, or the shards' index.
     path: PathBuf,
-    bytes: memmap2::Mmap,
-    /// Offset of the data section (after the 8-byte length and the JSON header).
-    data_start: usize,
+    /// One file, or every shard the index names.
+    shards: Vec<Shard>,
     entries: BTreeMap<String, Entry>,
     /// Canonical names handed out so far; what is left at `finish` is unexpected.
     taken: HashSet<String>,
@@ -61,26 +64,74 @@ impl WeightFile {
     ///
     /// `prefix` is the architecture's optional key prefix, stripped where present.
     pub fn open(path: &Path, prefix: &str, device: &Device) -> Result<Self, ModelError> {
-        let file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
-        // SAFETY: the mapping is read-only and lives as long as `self`; a model file being
-        // rewritten while it loads is outside what a loader can guard against (reading it
-        // would be as wrong).
-        let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
-        let (header_len, metadata) =
-            SafeTensors::read_metadata(&bytes).map_err(|e| ModelError::InvalidSafetensors {
-                path: path.to_path_buf(),
-                reason: describe_invalid(&bytes, &e),
-            })?;
-        let entries = canonical_entries(path, &metadata, prefix)?;
-        Ok(Self {
+        let shard = Shard::open(path)?;
+        let entries = canonical_entries(&shard, 0, prefix, BTreeMap::new())?;
+        Ok(Self::new(path, vec![shard], entries, device))
+    }
+
+    /// Opens the shards `index` (a `model.safetensors.index.json`) names, each checked to
+    /// hold every tensor the index's `weight_map` puts in it.
+    pub fn open_sharded(index: &Path, prefix: &str, device: &Device) -> Result<Self, ModelError> {
+        let text = std::fs::read_to_string(index).map_err(|e| ModelError::io(index, e))?;
+        let invalid = |reason: String| ModelError::InvalidSafetensors {
+            path: index.to_path_buf(),
+            reason,
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let weight_map = json
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| invalid("no \"weight_map\" object".into()))?;
+        let mut by_file: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (tensor, file) in weight_map {
+            let file = file
+                .as_str()
+                .filter(|f| !f.contains('/') && !f.contains('\\'))
+                .ok_or_else(|| {
+                    invalid(format!("tensor {tensor:?} maps to {file}, not a file name"))
+                })?;
+            by_file.entry(file).or_default().push(tensor);
+        }
+        let dir = index.parent().unwrap_or(Path::new("."));
+        let (mut shards, mut entries) = (Vec::new(), BTreeMap::new());
+        for (file, tensors) in by_file {
+            let shard_path = dir.join(file);
+            if !shard_path.is_file() {
+                return Err(ModelError::MissingFile {
+                    path: shard_path,
+                    what: "a shard that model.safetensors.index.json names",
+                });
+            }
+            let shard = Shard::open(&shard_path)?;
+            let names = shard.names();
+            if let Some(tensor) = tensors.iter().find(|t| !names.contains(**t)) {
+                return Err(ModelError::MissingTensor {
+                    path: shard_path,
+                    tensor: tensor.to_string(),
+                    hint: " (model.safetensors.index.json puts it in this shard)".into(),
+                });
+            }
+            entries = canonical_entries(&shard, shards.len(), prefix, entries)?;
+            shards.push(shard);
+        }
+        Ok(Self::new(index, shards, entries, device))
+    }
+
+    fn new(
+        path: &Path,
+        shards: Vec<Shard>,
+        entries: BTreeMap<String, Entry>,
+        device: &Device,
+    ) -> Self {
+        Self {
             path: path.to_path_buf(),
-            bytes,
-            data_start: 8 + header_len,
+            shards,
             entries,
             taken: HashSet::new(),
             device: device.clone(),
             dtype: ModelDtype::F32,
-        })
+        }
     }
 
     /// Dense layers will come out in `dtype`; an error when the device cannot run it (every
@@ -126,16 +177,17 @@ impl WeightFile {
                 tensor: name.to_string(),
                 hint: String::new(),
             })?;
+        let shard = &self.shards[entry.shard];
         if entry.shape != expected {
             return Err(ModelError::ShapeMismatch {
-                path: self.path.clone(),
+                path: shard.path.clone(),
                 tensor: entry.original.clone(),
                 expected: expected.to_vec(),
                 found: entry.shape.clone(),
             });
         }
         self.taken.insert(name.to_string());
-        let raw = &self.bytes[self.data_start + entry.start..self.data_start + entry.end];
+        let raw = &shard.bytes[shard.data_start + entry.start..shard.data_start + entry.end];
         Ok((entry, raw))
     }
 
@@ -145,10 +197,11 @@ impl WeightFile {
         let Some(entry) = self.entries.get(name) else {
             return;
         };
+        let shard = &self.shards[entry.shard];
         let page = 4096;
-        let base = self.bytes.as_ptr() as usize;
-        let start = (base + self.data_start + entry.start).next_multiple_of(page);
-        let end = (base + self.data_start + entry.end) / page * page;
+        let base = shard.bytes.as_ptr() as usize;
+        let start = (base + shard.data_start + entry.start).next_multiple_of(page);
+        let end = (base + shard.data_start + entry.end) / page * page;
         if end > start {
             // SAFETY: [start, end) lies inside the mapping, which nothing borrows any more
             // (the caller's borrow of the bytes ended with the conversion); MADV_DONTNEED
@@ -161,7 +214,8 @@ impl WeightFile {
 
     /// The tensor `name` as F32 values, checked against `expected` shape.
     pub fn values(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>, ModelError> {
-        let path = self.path.clone();
+        let shard = self.entries.get(name).map(|e| e.shard);
+        let path = shard.map(|i| self.shards[i].path.clone());
         let (entry, raw) = self.take(name, expected)?;
         let values = match entry.dtype {
             Dtype::F32 => raw
@@ -178,7 +232,7 @@ impl WeightFile {
                 .collect(),
             other => {
                 return Err(ModelError::UnsupportedDtype {
-                    path,
+                    path: path.expect("a taken tensor has a shard"),
                     tensor: entry.original.clone(),
                     dtype: format!("{other:?}"),
                 })
@@ -284,6 +338,19 @@ impl WeightFile {
         self.dense(&weight, Some(&bias), [d_in, d_out], SourceLayout::OutIn)
     }
 
+    /// A PyTorch `nn.Linear` with or without its bias (the Llama family's flags say which).
+    pub fn linear_with(
+        &mut self,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Dense, ModelError> {
+        let (weight, bias_name) = (format!("{prefix}.weight"), format!("{prefix}.bias"));
+        let bias = bias.then_some(bias_name.as_str());
+        self.dense(&weight, bias, [d_in, d_out], SourceLayout::OutIn)
+    }
+
     /// A `[n, d]` matrix that is both looked up by row (an embedding) and, tied, the LM head
     /// (`d` in, `n` out, no bias): kept once, in the file's dtype.
     pub fn tied_embedding(&mut self, name: &str, n: usize, d: usize) -> Result<Dense, ModelError> {
@@ -330,15 +397,64 @@ impl WeightFile {
     }
 }
 
-/// Maps every tensor to its canonical name: prefix stripped, LayerNorm `gamma`/`beta` renamed.
+/// One mapped safetensors file.
+struct Shard {
+    path: PathBuf,
+    bytes: memmap2::Mmap,
+    /// Offset of the data section (after the 8-byte length and the JSON header).
+    data_start: usize,
+    /// `(name, dtype, shape, data offsets)` of each tensor, as the header lists them.
+    tensors: Vec<(String, Dtype, Vec<usize>, (usize, usize))>,
+}
+
+impl Shard {
+    fn open(path: &Path) -> Result<Self, ModelError> {
+        let file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+        // SAFETY: the mapping is read-only and lives as long as `self`; a model file being
+        // rewritten while it loads is outside what a loader can guard against (reading it
+        // would be as wrong).
+        let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
+        let (header_len, metadata) =
+            SafeTensors::read_metadata(&bytes).map_err(|e| ModelError::InvalidSafetensors {
+                path: path.to_path_buf(),
+                reason: describe_invalid(&bytes, &e),
+            })?;
+        let tensors = tensor_list(&metadata);
+        Ok(Self {
+            path: path.to_path_buf(),
+            bytes,
+            data_start: 8 + header_len,
+            tensors,
+        })
+    }
+
+    fn names(&self) -> HashSet<&str> {
+        self.tensors
+            .iter()
+            .map(|(name, ..)| name.as_str())
+            .collect()
+    }
+}
+
+fn tensor_list(metadata: &Metadata) -> Vec<(String, Dtype, Vec<usize>, (usize, usize))> {
+    metadata
+        .tensors()
+        .into_iter()
+        .map(|(name, info)| (name, info.dtype, info.shape.clone(), info.data_offsets))
+        .collect()
+}
+
+/// Adds every tensor of `shard` to `entries` under its canonical name: prefix stripped,
+/// LayerNorm `gamma`/`beta` renamed. Two tensors with one name (in one shard or two) are
+/// refused.
 fn canonical_entries(
-    path: &Path,
-    metadata: &Metadata,
+    shard: &Shard,
+    index: usize,
     prefix: &str,
+    mut entries: BTreeMap<String, Entry>,
 ) -> Result<BTreeMap<String, Entry>, ModelError> {
-    let mut entries = BTreeMap::new();
-    for (original, info) in metadata.tensors() {
-        let stripped = original.strip_prefix(prefix).unwrap_or(&original);
+    for (original, dtype, shape, (start, end)) in &shard.tensors {
+        let stripped = original.strip_prefix(prefix).unwrap_or(original);
         let canonical = if let Some(base) = stripped.strip_suffix("LayerNorm.gamma") {
             format!("{base}LayerNorm.weight")
         } else if let Some(base) = stripped.strip_suffix("LayerNorm.beta") {
@@ -348,14 +464,15 @@ fn canonical_entries(
         };
         let entry = Entry {
             original: original.clone(),
-            dtype: info.dtype,
-            shape: info.shape.clone(),
-            start: info.data_offsets.0,
-            end: info.data_offsets.1,
+            shard: index,
+            dtype: *dtype,
+            shape: shape.clone(),
+            start: *start,
+            end: *end,
         };
         if let Some(previous) = entries.insert(canonical.clone(), entry) {
             return Err(ModelError::InvalidSafetensors {
-                path: path.to_path_buf(),
+                path: shard.path.clone(),
                 reason: format!(
                     "tensors {:?} and {original:?} both name {canonical:?}",
                     previous.original

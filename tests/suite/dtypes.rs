@@ -2,15 +2,19 @@
 //! bounded here. The f32 parity tests (gpt2_parity, bert_parity) are the ground truth;
 //! these bound how far each dtype may move from f32:
 //!
-//! | dtype | GPT-2: max |Δlogit| / f32 logit range (measured max) | BERT: |Δscore| (measured max) |
-//! |---|---|---|
-//! | f16 | 1.5e-3 (6.1e-4) | 5e-4 (9.4e-5) |
-//! | bf16 | 1e-2 (4.1e-3) | 3e-3 (8.5e-4) |
-//! | int8 (per-channel) | 3e-2 (1.5e-2) | 1e-2 (3.5e-3) |
-//! | w8a8 (int8 weights per channel, activations per row) | 3e-2 (1.7e-2) | 1e-2 (4.5e-3) |
+//! | dtype | GPT-2: max |Δlogit| / f32 logit range (measured max) | Llama family: the same (measured max) | BERT: |Δscore| (measured max) |
+//! |---|---|---|---|
+//! | f16 | 1.5e-3 (6.1e-4) | 1.5e-3 (1.2e-3) | 5e-4 (9.4e-5) |
+//! | bf16 | 1e-2 (4.1e-3) | 1.5e-2 (9.7e-3) | 3e-3 (8.5e-4) |
+//! | int8 (per-channel) | 3e-2 (1.5e-2) | 4e-2 (2.7e-2) | 1e-2 (3.5e-3) |
+//! | w8a8 (int8 weights per channel, activations per row) | 3e-2 (1.7e-2) | 6e-2 (4.5e-2) | 1e-2 (4.5e-3) |
 //!
-//! (every fixture GPT-2 on every golden input, every position's logits; the BERT fixture on
-//! its single-text inputs.)
+//! (every fixture generator on every golden input, every position's logits; the BERT fixture
+//! on its single-text inputs.) The Llama-family fixtures move further than GPT-2's: their
+//! random weights are ten times larger than trained ones (initializer_range 0.2) and
+//! qwen2-tiny's rows are 16 wide, so one int8 scale covers few, large values. Keeping the LM
+//! head or `down_proj` (SwiGLU's outlier-prone input) out of w8a8 was tried: neither moved
+//! the maximum by more than 10 %, so nothing was kept.
 
 use crate::common;
 
@@ -18,12 +22,13 @@ use common::server::{fixture_models, serve_refuses, TestServer};
 use common::*;
 use infergraph::models::{self, Dtype};
 
-/// (dtype, GPT-2 logit bound relative to the range, BERT score bound).
-const BOUNDS: [(Dtype, f32, f32); 4] = [
-    (Dtype::F16, 1.5e-3, 5e-4),
-    (Dtype::Bf16, 1e-2, 3e-3),
-    (Dtype::Int8, 3e-2, 1e-2),
-    (Dtype::W8a8, 3e-2, 1e-2),
+/// (dtype, GPT-2 logit bound relative to the range, BERT score bound, Llama-family logit
+/// bound relative to the range).
+const BOUNDS: [(Dtype, f32, f32, f32); 4] = [
+    (Dtype::F16, 1.5e-3, 5e-4, 1.5e-3),
+    (Dtype::Bf16, 1e-2, 3e-3, 1.5e-2),
+    (Dtype::Int8, 3e-2, 1e-2, 4e-2),
+    (Dtype::W8a8, 3e-2, 1e-2, 6e-2),
 ];
 
 fn all_logits(generator: &models::Generator, ids: &[u32]) -> Vec<f32> {
@@ -38,7 +43,7 @@ fn all_logits(generator: &models::Generator, ids: &[u32]) -> Vec<f32> {
 
 #[test]
 fn every_dtype_loads_the_fixtures_and_generates() {
-    for name in GPT2_FIXTURES {
+    for name in GPT2_FIXTURES.into_iter().chain(LLAMA_FIXTURES) {
         for dtype in Dtype::ALL {
             let generator = models::load_generator_in(&fixture(name), &cpu(), dtype).unwrap();
             assert_eq!(generator.model().dtype(), dtype.as_str());
@@ -64,10 +69,15 @@ fn every_dtype_loads_the_fixtures_and_generates() {
 }
 
 #[test]
-fn gpt2_logits_stay_within_each_dtypes_bound_of_f32() {
-    for name in GPT2_FIXTURES {
+fn generator_logits_stay_within_each_dtypes_bound_of_f32() {
+    for name in GPT2_FIXTURES.into_iter().chain(LLAMA_FIXTURES) {
         let f32_model = models::load_generator(&fixture(name), &cpu()).unwrap();
-        for (dtype, bound, _) in BOUNDS {
+        for (dtype, gpt2_bound, _, llama_bound) in BOUNDS {
+            let bound = if GPT2_FIXTURES.contains(&name) {
+                gpt2_bound
+            } else {
+                llama_bound
+            };
             let model = models::load_generator_in(&fixture(name), &cpu(), dtype).unwrap();
             for input in golden_inputs(name) {
                 let ids = u32s(&input["input_ids"]);
@@ -86,7 +96,7 @@ fn gpt2_logits_stay_within_each_dtypes_bound_of_f32() {
 #[test]
 fn bert_scores_stay_within_each_dtypes_bound_of_f32() {
     let reference = models::load_classifier(&fixture("bert-tiny"), &cpu()).unwrap();
-    for (dtype, _, bound) in BOUNDS {
+    for (dtype, _, bound, _) in BOUNDS {
         let classifier = models::load_classifier_in(&fixture("bert-tiny"), &cpu(), dtype).unwrap();
         for input in golden_inputs("bert-tiny") {
             let Some(text) = input["text"].as_str() else {

@@ -198,7 +198,7 @@ fn a_left_padded_batch_computes_what_each_row_computes_alone() {
         .map(|i| u32s(&i["input_ids"]))
         .collect();
     let (batch_logits, mut cache) = model.prefill(&prompts).unwrap();
-    let vocab = model.config().vocab_size;
+    let vocab = model.description().vocab_size;
     let batch_logits = batch_logits.into_data().try_into_vec::<f32>().unwrap();
     let mut next: Vec<u32> = batch_logits.chunks_exact(vocab).map(argmax).collect();
     for (row, prompt) in prompts.iter().enumerate() {
@@ -263,21 +263,27 @@ fn the_budget_is_cut_to_what_the_context_leaves() {
 
 /// Continuous batching at the model level: sequences join a running batch at different
 /// steps (left-padded into it) and leave when done; each still gets its own greedy tokens.
+/// The same for every architecture (the Llama family's goldens included).
 #[test]
 fn sequences_joining_and_leaving_a_batch_mid_flight_keep_their_greedy_tokens() {
-    let name = "gpt2-tiny-a";
+    for name in ["gpt2-tiny-a"].into_iter().chain(LLAMA_FIXTURES) {
+        joining_and_leaving(name);
+    }
+}
+
+fn joining_and_leaving(name: &str) {
     let generator = load(name);
     let model = generator.model();
-    let vocab = model.config().vocab_size;
+    let vocab = model.description().vocab_size;
     let inputs = golden_inputs(name);
     let expected: Vec<Vec<u32>> = inputs
         .iter()
         .map(|i| u32s(&i["generate"]["new_token_ids"]))
         .collect();
     let prompts: Vec<Vec<u32>> = inputs.iter().map(|i| u32s(&i["input_ids"])).collect();
-    // Sequence i joins at step joins[i]; each wants 16 tokens.
+    // Sequence i joins at step joins[i] and leaves once it has its golden's tokens.
     let joins = [0usize, 0, 3, 5, 5, 9];
-    let mut cache: Option<infergraph::models::gpt2::KvCache> = None;
+    let mut cache: Option<infergraph::models::kv_cache::KvCache> = None;
     let mut rows: Vec<usize> = Vec::new(); // sequence index of each batch row
     let mut produced: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
     let mut step = 0;
@@ -303,7 +309,7 @@ fn sequences_joining_and_leaving_a_batch_mid_flight_keep_their_greedy_tokens() {
         }
         // Retire finished rows.
         let keep: Vec<usize> = (0..rows.len())
-            .filter(|&r| produced[rows[r]].len() < 16)
+            .filter(|&r| produced[rows[r]].len() < expected[rows[r]].len())
             .collect();
         if keep.len() < rows.len() {
             cache = cache.take().map(|c| c.retain(&keep));
@@ -322,9 +328,9 @@ fn sequences_joining_and_leaving_a_batch_mid_flight_keep_their_greedy_tokens() {
     }
     for (i, (got, want)) in produced.iter().zip(&expected).enumerate() {
         assert_eq!(
-            &got[..16],
+            &got[..want.len()],
             &want[..],
-            "sequence {i} (joined at step {})",
+            "{name}: sequence {i} (joined at step {})",
             joins[i]
         );
     }

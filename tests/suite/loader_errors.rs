@@ -1,5 +1,5 @@
 //! Bad model folders fail with errors that name the file, the tensor and the shapes;
-//! both hub key styles and half-precision checkpoints load.
+//! both hub key styles, half-precision and sharded checkpoints load.
 
 use crate::common;
 
@@ -172,15 +172,219 @@ fn an_unknown_model_type_is_named() {
     let config = dir.path().join("config.json");
     let text = std::fs::read_to_string(&config)
         .unwrap()
-        .replace("\"model_type\": \"gpt2\"", "\"model_type\": \"llama\"");
+        .replace("\"model_type\": \"gpt2\"", "\"model_type\": \"falcon\"");
     std::fs::write(&config, text).unwrap();
     let error = load_error(dir.path()).to_string();
     assert!(
         error.contains("config.json")
             && error.contains("unknown architecture")
-            && error.contains("llama"),
+            && error.contains("falcon")
+            && error.contains("gpt2, llama, mistral, qwen2, qwen3 (generators)")
+            && error.contains("bert (classifiers)"),
         "{error}"
     );
+}
+
+#[test]
+fn a_known_architecture_in_the_wrong_role_is_named() {
+    // A Llama classifier's folder, configured as a generator.
+    let dir = edited_copy("llama-tiny", |_| {});
+    let config = dir.path().join("config.json");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("LlamaForCausalLM", "LlamaForSequenceClassification");
+    std::fs::write(&config, text).unwrap();
+    let error = models::load_generator(dir.path(), &cpu())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("config.json")
+            && error.contains("LlamaForSequenceClassification")
+            && error.contains("LlamaForCausalLM")
+            && error.contains("supported: gpt2, llama"),
+        "{error}"
+    );
+    // A classifier's model_type asked to generate.
+    let error = models::load_generator(&fixture("bert-tiny"), &cpu())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("\"bert\" serves as a classifier, not as a generator"),
+        "{error}"
+    );
+}
+
+/// Writes `name`'s tensors as two shards and an index, as `save_pretrained` does past its
+/// shard size, with `edit` applied to the index's weight map.
+fn sharded_copy(
+    name: &str,
+    edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) -> tempfile::TempDir {
+    let dir = edited_copy(name, |_| {});
+    let single = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&single).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names = file.names();
+    names.sort();
+    let mut weight_map = serde_json::Map::new();
+    for (shard, part) in names.chunks(names.len().div_ceil(2)).enumerate() {
+        let shard_name = format!("model-{:05}-of-00002.safetensors", shard + 1);
+        let views: Vec<(String, TensorView)> = part
+            .iter()
+            .map(|&n| (n.to_string(), file.tensor(n).unwrap()))
+            .collect();
+        safetensors::serialize_to_file(views, None, &dir.path().join(&shard_name)).unwrap();
+        for n in part {
+            weight_map.insert(n.to_string(), shard_name.clone().into());
+        }
+    }
+    std::fs::remove_file(&single).unwrap();
+    edit(&mut weight_map);
+    let index =
+        serde_json::json!({"metadata": {"total_size": bytes.len()}, "weight_map": weight_map});
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn a_sharded_checkpoint_loads_and_answers_as_the_single_file_does() {
+    for name in ["llama-tiny", "gpt2-tiny-a"] {
+        let dir = sharded_copy(name, |_| {});
+        let sharded = models::load_generator(dir.path(), &cpu()).unwrap();
+        let single = models::load_generator(&fixture(name), &cpu()).unwrap();
+        for input in golden_inputs(name) {
+            let ids = u32s(&input["input_ids"]);
+            assert_eq!(
+                last_logits(sharded.model(), &ids),
+                last_logits(single.model(), &ids),
+                "{name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_missing_shard_is_named() {
+    let dir = sharded_copy("llama-tiny", |_| {});
+    std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).unwrap();
+    let error = load_error(dir.path()).to_string();
+    assert!(
+        error.contains("model-00002-of-00002.safetensors") && error.contains("file not found"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_shard_missing_a_tensor_of_the_index_names_the_shard_and_the_tensor() {
+    let dir = sharded_copy("llama-tiny", |map| {
+        // The index claims the first shard's norm lives in the second.
+        map.insert(
+            "model.norm.weight".into(),
+            "model-00001-of-00002.safetensors".into(),
+        );
+    });
+    let error = load_error(dir.path()).to_string();
+    assert!(
+        error.contains("model-00001-of-00002.safetensors")
+            && error.contains("\"model.norm.weight\" is missing"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_llama_tensor_of_the_wrong_shape_names_the_file_and_the_tensor() {
+    let dir = sharded_copy("qwen2-tiny", |_| {});
+    // Rewrite the shard holding k_proj's bias with a wider one.
+    let shard = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.extension().is_some_and(|e| e == "safetensors")
+                && safetensors::SafeTensors::deserialize(&std::fs::read(p).unwrap())
+                    .unwrap()
+                    .names()
+                    .contains(&"model.layers.0.self_attn.k_proj.bias")
+        })
+        .unwrap();
+    let bytes = std::fs::read(&shard).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let wider = vec![0u8; 2 * 9];
+    let views: Vec<(String, TensorView)> = file
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| {
+            if n == "model.layers.0.self_attn.k_proj.bias" {
+                (n, TensorView::new(Dtype::F16, vec![9], &wider).unwrap())
+            } else {
+                (n, v)
+            }
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &shard).unwrap();
+    let error = load_error(dir.path()).to_string();
+    assert!(
+        error.contains(shard.file_name().unwrap().to_str().unwrap())
+            && error.contains("model.layers.0.self_attn.k_proj.bias")
+            && error.contains("[9]")
+            && error.contains("[8]"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_bf16_llama_checkpoint_loads_in_bf16_bit_for_bit() {
+    // mistral-tiny ships F32: make a BF16 checkpoint of it, as most hub models are.
+    let dir = edited_copy("mistral-tiny", |tensors| {
+        for t in tensors.iter_mut() {
+            t.bytes = f32_values(&t.bytes)
+                .into_iter()
+                .flat_map(|v| half::bf16::from_f32(v).to_le_bytes())
+                .collect();
+            t.dtype = Dtype::BF16;
+        }
+    });
+    let generator = models::load_generator_in(dir.path(), &cpu(), models::Dtype::Bf16).unwrap();
+    let model = generator.model();
+    assert_eq!(model.dtype(), "bf16");
+    let bytes = std::fs::read(dir.path().join("model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let stored = |name: &str| -> Vec<f32> {
+        file.tensor(name)
+            .unwrap()
+            .data()
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect()
+    };
+    let projections = ["q_proj", "k_proj", "v_proj", "o_proj"]
+        .map(|p| format!("self_attn.{p}"))
+        .into_iter()
+        .chain(["gate_proj", "up_proj", "down_proj"].map(|p| format!("mlp.{p}")));
+    let names: Vec<String> = (0..2)
+        .flat_map(|l| {
+            projections
+                .clone()
+                .map(move |p| format!("model.layers.{l}.{p}.weight"))
+        })
+        .collect();
+    for (dense, name) in model.block_dense_layers().into_iter().zip(&names) {
+        let out = stored(name).len() / dense.in_features();
+        let rows: Vec<u32> = (0..out as u32).collect();
+        let held = dense.rows(&rows).into_data().try_into_vec::<f32>().unwrap();
+        assert_eq!(held, stored(name), "{name}");
+    }
+    let vocab: Vec<u32> = (0..32000).collect();
+    let head = model
+        .lm_head()
+        .rows(&vocab)
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
+    assert_eq!(head, stored("lm_head.weight"));
 }
 
 #[test]

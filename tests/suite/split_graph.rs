@@ -117,6 +117,20 @@ async fn websocket_results(server: &TestServer, body: &Value) -> Value {
     panic!("the socket closed before the request's done event")
 }
 
+/// A Llama-family model on a node of its own: the graph node reaches it as any other.
+#[actix_web::test]
+async fn a_llama_family_model_node_serves_the_split_graph() {
+    let all = crate::llama_server::llama_family_models();
+    let qwen3 = model_node(0, &[entry(&all, "qwen3")]);
+    let split = graph_node(&all, &[("qwen3", vec![qwen3.base.clone()])]);
+    let whole = TestServer::start(&all, "");
+    let body = json!({"text": "Hello, my name is", "max_new_tokens": 8});
+    let results = comparable(&split, "/v1/graph", &body).await;
+    assert_eq!(results, comparable(&whole, "/v1/graph", &body).await);
+    assert_eq!(results[3]["model"], "qwen3", "{results}");
+    assert_eq!(streamed(&split, &body).await, streamed(&whole, &body).await);
+}
+
 #[actix_web::test]
 async fn the_split_graph_answers_what_the_all_in_one_server_answers() {
     let all = fixture_models();

@@ -10,7 +10,7 @@ use infergraph::backend::{self, BackendChoice};
 use infergraph::models::{self, GenerationParams};
 
 #[test]
-fn gpt2_and_bert_match_transformers_on_wgpu() {
+fn gpt2_qwen3_and_bert_match_transformers_on_wgpu() {
     let selected = backend::select(BackendChoice::Wgpu);
     assert_eq!(selected.backend, "wgpu");
     assert!(
@@ -47,6 +47,20 @@ fn gpt2_and_bert_match_transformers_on_wgpu() {
         u32s(&input["generate"]["new_token_ids"])
     );
     assert_eq!(generation.text, input["generate"]["text"].as_str().unwrap());
+
+    // The Llama family's ops (RMSNorm, rotary, grouped-query heads, Qwen3's q/k norms) in
+    // burn, prefill and decode.
+    let name = "qwen3-tiny";
+    let generator = models::load_generator(&fixture(name), &device).unwrap();
+    let input = &golden_inputs(name)[0];
+    let ids = u32s(&input["input_ids"]);
+    let diff = max_abs_diff(
+        &last_logits(generator.model(), &ids),
+        &golden_last_logits(name, 0),
+    );
+    assert!(diff < 1e-4, "wgpu Qwen3: max |Δlogit| = {diff}");
+    let (new, _) = generator.generate_ids(&ids, &params).unwrap();
+    assert_eq!(new, u32s(&input["generate"]["new_token_ids"]));
 
     let classifier = models::load_classifier(&fixture("bert-tiny"), &device).unwrap();
     for input in golden_inputs("bert-tiny").iter().take(2) {

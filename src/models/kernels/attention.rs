@@ -8,10 +8,13 @@
 //!
 //! # Invariants
 //!
-//! * **Layout.** `qkv` is `[B, 3·H·D]`, each row `q | k | v` with the heads contiguous inside
-//!   each (GPT-2's fused `c_attn` output). The caches are `[B, H, capacity, D]` row-major;
-//!   the step's keys and values are written at position `at`, and keys `0..=at` are attended.
-//!   `out` is `[B, H·D]`, the heads merged, ready for the output projection.
+//! * **Layout.** `qkv` is `[B, (Hq + 2·H)·D]`, each row `q | k | v` with the heads contiguous
+//!   inside each (GPT-2's fused `c_attn` output; a Llama-family model's projections side by
+//!   side). The caches hold the `H` key/value heads, `[B, H, capacity, D]` row-major; the
+//!   step's keys and values are written at position `at`, and keys `0..=at` are attended.
+//!   `out` is `[B, Hq·D]`, the heads merged, ready for the output projection.
+//! * **Grouped-query attention.** `Hq` is a multiple of `H`: query head `h` reads key/value
+//!   head `h / (Hq / H)` where it lies in the cache, never a per-head copy.
 //! * **Masking.** A key with `key_valid[b][s] == false` (left padding) gets no weight, exactly
 //!   as the `f32::MIN` bias of the burn path gives it (`exp` of it underflows to 0). The step's
 //!   own key is always valid, so no row is left without keys.
@@ -28,6 +31,9 @@ use super::activation::exp;
 #[derive(Clone, Copy, Debug)]
 pub struct CacheShape {
     pub batch: usize,
+    /// Query heads: `heads` times the group size (equal to `heads` without grouping).
+    pub query_heads: usize,
+    /// Key/value heads, as the cache holds them.
     pub heads: usize,
     /// Key positions each `(row, head)` has room for.
     pub capacity: usize,
@@ -35,8 +41,19 @@ pub struct CacheShape {
 }
 
 impl CacheShape {
+    /// Width of the step's keys (and of its values).
     fn width(&self) -> usize {
         self.heads * self.head_dim
+    }
+
+    /// Width of the step's queries, and of the output.
+    fn query_width(&self) -> usize {
+        self.query_heads * self.head_dim
+    }
+
+    /// Width of one row of the step's `q | k | v`.
+    fn row_width(&self) -> usize {
+        self.query_width() + 2 * self.width()
     }
 
     /// Where key position `s` of `(row, head)` starts in a cache.
@@ -58,30 +75,37 @@ pub fn decode_attention(
     scale: f32,
     out: &mut [f32],
 ) {
-    let (d, c) = (shape.head_dim, shape.width());
+    let (d, c, qc, w) = (
+        shape.head_dim,
+        shape.width(),
+        shape.query_width(),
+        shape.row_width(),
+    );
     assert!(at < shape.capacity, "no room at key position {at}");
-    assert_eq!(qkv.len(), shape.batch * 3 * c);
+    assert!(shape.heads > 0 && shape.query_heads.is_multiple_of(shape.heads));
+    assert_eq!(qkv.len(), shape.batch * w);
     assert_eq!(keys.len(), shape.batch * shape.heads * shape.capacity * d);
     assert_eq!(values.len(), keys.len());
-    assert_eq!(out.len(), shape.batch * c);
+    assert_eq!(out.len(), shape.batch * qc);
     assert!(key_valid.iter().all(|row| row.len() > at && row[at]));
-    for (row, qkv_row) in qkv.chunks_exact(3 * c).enumerate() {
+    for (row, qkv_row) in qkv.chunks_exact(w).enumerate() {
         for head in 0..shape.heads {
             let to = shape.at(row, head, at);
-            let from = head * d;
-            keys[to..to + d].copy_from_slice(&qkv_row[c + from..c + from + d]);
-            values[to..to + d].copy_from_slice(&qkv_row[2 * c + from..2 * c + from + d]);
+            let from = qc + head * d;
+            keys[to..to + d].copy_from_slice(&qkv_row[from..from + d]);
+            values[to..to + d].copy_from_slice(&qkv_row[c + from..c + from + d]);
         }
     }
     let (keys, values) = (&*keys, &*values);
+    let group = shape.query_heads / shape.heads;
     // A head's work is a few thousand multiply-adds: hand them out a few at a time.
     out.par_chunks_mut(d)
         .enumerate()
         .with_min_len(4)
         .for_each_init(Vec::new, |scores, (i, out)| {
-            let (row, head) = (i / shape.heads, i % shape.heads);
-            let q = &qkv[row * 3 * c + head * d..][..d];
-            let first = shape.at(row, head, 0);
+            let (row, head) = (i / shape.query_heads, i % shape.query_heads);
+            let q = &qkv[row * w + head * d..][..d];
+            let first = shape.at(row, head / group, 0);
             let span = first..first + (at + 1) * d;
             let head = Head {
                 q,
@@ -191,22 +215,29 @@ mod tests {
         key_valid: &[Vec<bool>],
         scale: f32,
     ) -> Vec<f64> {
-        let (d, c) = (shape.head_dim, shape.width());
-        let mut out = vec![0.0f64; shape.batch * c];
+        let (d, c, qc, w) = (
+            shape.head_dim,
+            shape.width(),
+            shape.query_width(),
+            shape.row_width(),
+        );
+        let group = shape.query_heads / shape.heads;
+        let mut out = vec![0.0f64; shape.batch * qc];
         for row in 0..shape.batch {
-            let r = &qkv[row * 3 * c..(row + 1) * 3 * c];
-            for head in 0..shape.heads {
-                let q = &r[head * d..(head + 1) * d];
+            let r = &qkv[row * w..(row + 1) * w];
+            for query_head in 0..shape.query_heads {
+                let head = query_head / group;
+                let q = &r[query_head * d..(query_head + 1) * d];
                 let key = |s: usize| -> &[f32] {
                     if s == at {
-                        &r[c + head * d..c + (head + 1) * d]
+                        &r[qc + head * d..qc + (head + 1) * d]
                     } else {
                         &keys[shape.at(row, head, s)..][..d]
                     }
                 };
                 let value = |s: usize| -> &[f32] {
                     if s == at {
-                        &r[2 * c + head * d..2 * c + (head + 1) * d]
+                        &r[qc + c + head * d..qc + c + (head + 1) * d]
                     } else {
                         &values[shape.at(row, head, s)..][..d]
                     }
@@ -228,7 +259,7 @@ mod tests {
                 let sum: f64 = weights.iter().sum();
                 for (&s, w) in valid.iter().zip(&weights) {
                     for (j, &v) in value(s).iter().enumerate() {
-                        out[row * c + head * d + j] += w / sum * v as f64;
+                        out[row * qc + query_head * d + j] += w / sum * v as f64;
                     }
                 }
             }
@@ -246,13 +277,12 @@ mod tests {
     }
 
     fn case(shape: CacheShape, at: usize, key_valid: &[Vec<bool>]) -> (Vec<f32>, Vec<f64>) {
-        let c = shape.width();
-        let qkv = values(shape.batch * 3 * c, 7);
+        let qkv = values(shape.batch * shape.row_width(), 7);
         let cache = shape.batch * shape.heads * shape.capacity * shape.head_dim;
         let (mut keys, mut vals) = (values(cache, 11), values(cache, 13));
         let scale = 1.0 / (shape.head_dim as f32).sqrt();
         let want = reference(&qkv, &keys, &vals, shape, at, key_valid, scale);
-        let mut out = vec![f32::NAN; shape.batch * c];
+        let mut out = vec![f32::NAN; shape.batch * shape.query_width()];
         decode_attention(
             &qkv, &mut keys, &mut vals, shape, at, key_valid, scale, &mut out,
         );
@@ -264,10 +294,28 @@ mod tests {
         // Row 0 has two padding keys, row 1 none; head_dim 12 exercises the tail of `dot`.
         let shape = CacheShape {
             batch: 2,
+            query_heads: 3,
             heads: 3,
             capacity: 9,
             head_dim: 12,
         };
+        assert_matches_reference(shape);
+    }
+
+    #[test]
+    fn grouped_query_heads_read_their_groups_key_value_head() {
+        // Six query heads over two key/value heads (groups of three), as Llama 3's GQA.
+        let shape = CacheShape {
+            batch: 2,
+            query_heads: 6,
+            heads: 2,
+            capacity: 9,
+            head_dim: 12,
+        };
+        assert_matches_reference(shape);
+    }
+
+    fn assert_matches_reference(shape: CacheShape) {
         let at = 6;
         let key_valid = vec![
             [false, false, true, true, true, true, true, false, false].to_vec(),
@@ -286,6 +334,7 @@ mod tests {
     fn writes_the_steps_keys_and_values_into_the_cache() {
         let shape = CacheShape {
             batch: 2,
+            query_heads: 2,
             heads: 2,
             capacity: 4,
             head_dim: 8,

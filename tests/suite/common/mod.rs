@@ -12,6 +12,7 @@ use infergraph::models::GenerationParams;
 use serde_json::Value;
 
 pub const GPT2_FIXTURES: [&str; 3] = ["gpt2-tiny-a", "gpt2-tiny-b", "gpt2-tiny-c"];
+pub const LLAMA_FIXTURES: [&str; 4] = ["llama-tiny", "mistral-tiny", "qwen2-tiny", "qwen3-tiny"];
 
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -103,7 +104,7 @@ pub fn demo_generator(name: &str) -> infergraph::models::Generator {
 }
 
 /// The logits at the last position of `ids`, from a full forward without a cache.
-pub fn last_logits(model: &infergraph::models::gpt2::Gpt2LmHeadModel, ids: &[u32]) -> Vec<f32> {
+pub fn last_logits(model: &dyn infergraph::models::CausalLm, ids: &[u32]) -> Vec<f32> {
     let logits = model.logits_all(ids).unwrap();
     let [t, v] = logits.dims();
     logits
