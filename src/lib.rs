@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod graph;
+pub mod histogram;
 pub mod http;
 pub mod loadtest;
 pub mod models;

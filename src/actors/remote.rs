@@ -35,8 +35,8 @@ use super::{CallContext, Classified, Classify, Generate, Generated};
 use crate::config::RemoteConfig;
 use crate::engine::generation::TokenEvent;
 use crate::engine::CancelToken;
+use crate::histogram::{Histogram, SECONDS};
 use crate::models::{Classification, FinishReason, Generation, GenerationParams, ModelError};
-use crate::telemetry::metrics::{Histogram, SECONDS};
 use crate::work::{ActorError, WorkSpan};
 
 /// The request header telling a node how many milliseconds the request has left.

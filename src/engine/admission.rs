@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
-use crate::telemetry::metrics::{Histogram, BATCH, SECONDS};
+use crate::histogram::{Histogram, BATCH, SECONDS};
 use crate::work::ActorError;
 
 /// How large an engine's batch and queue may grow.

@@ -10,7 +10,8 @@ use actix_web::{web, Error, HttpResponse};
 use super::state::AppState;
 use crate::actors::remote::Replicas;
 use crate::engine::{Admission, EngineStats};
-use crate::telemetry::metrics::{Exposition, Histogram, ServerMetrics};
+use crate::histogram::Histogram;
+use crate::telemetry::metrics::{Exposition, ServerMetrics};
 
 /// Counts every request by route pattern and status, and times it. A pattern's `{name}`
 /// segments are written `:name`: braces inside label values trip up some Prometheus

@@ -3,82 +3,31 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::graph::GraphOutcome;
+use crate::histogram::{Histogram, SECONDS};
 
-/// Bucket bounds for durations, in seconds.
-pub const SECONDS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-];
-/// Bucket bounds for batch sizes.
-pub const BATCH: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
-
-/// A Prometheus histogram: cumulative buckets, a sum and a count.
-#[derive(Debug)]
-pub struct Histogram {
-    bounds: &'static [f64],
-    /// One per bound, then `+Inf`; not cumulative (summed when rendered).
-    counts: Vec<AtomicU64>,
-    /// The sum of observations, as `f64` bits.
-    sum: AtomicU64,
-}
-
-impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum: AtomicU64::new(0f64.to_bits()),
-        }
+/// The `_bucket`, `_sum` and `_count` lines of `histogram` as `name` with `labels`
+/// (`k="v",..` or empty).
+fn render_histogram(histogram: &Histogram, out: &mut String, name: &str, labels: &str) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    let mut cumulative = 0;
+    for (bound, count) in histogram.buckets() {
+        cumulative += count;
+        let le = bound.map_or("+Inf".to_string(), |b| b.to_string());
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+        );
     }
-
-    pub fn observe(&self, value: f64) {
-        let bucket = self
-            .bounds
-            .iter()
-            .position(|&b| value <= b)
-            .unwrap_or(self.bounds.len());
-        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
-        let _ = self
-            .sum
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-                Some((f64::from_bits(bits) + value).to_bits())
-            });
-    }
-
-    pub fn count(&self) -> u64 {
-        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-    }
-
-    pub fn sum(&self) -> f64 {
-        f64::from_bits(self.sum.load(Ordering::Relaxed))
-    }
-
-    /// The `_bucket`, `_sum` and `_count` lines of `name` with `labels` (`k="v",..` or empty).
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (i, count) in self.counts.iter().enumerate() {
-            cumulative += count.load(Ordering::Relaxed);
-            let le = self
-                .bounds
-                .get(i)
-                .map_or("+Inf".to_string(), |b| b.to_string());
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
-            );
-        }
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum());
-        let _ = writeln!(out, "{name}_count{braces} {cumulative}");
-    }
+    let braces = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let _ = writeln!(out, "{name}_sum{braces} {}", histogram.sum());
+    let _ = writeln!(out, "{name}_count{braces} {cumulative}");
 }
 
 /// Builds an exposition: each family's `# HELP` and `# TYPE`, then its samples.
@@ -111,7 +60,7 @@ impl Exposition {
         labels: &[(&str, &str)],
         histogram: &Histogram,
     ) -> &mut Self {
-        histogram.render(&mut self.text, name, &render_labels(labels));
+        render_histogram(histogram, &mut self.text, name, &render_labels(labels));
         self
     }
 
@@ -235,7 +184,7 @@ mod tests {
             h.observe(v);
         }
         let mut out = String::new();
-        h.render(&mut out, "x", "a=\"b\"");
+        render_histogram(&h, &mut out, "x", "a=\"b\"");
         assert_eq!(
             out,
             "x_bucket{a=\"b\",le=\"1\"} 1\nx_bucket{a=\"b\",le=\"2\"} 3\nx_bucket{a=\"b\",le=\"+Inf\"} 4\nx_sum{a=\"b\"} 12.5\nx_count{a=\"b\"} 4\n"
