@@ -170,6 +170,7 @@ fn remote_info(remote: &Replicas, role: Role) -> ModelInfo {
             backend: "unknown".into(),
             device: "unknown".into(),
             labels: None,
+            chat_template: None,
             location: String::new(),
             replicas: None,
         });
@@ -417,6 +418,9 @@ fn generator_info(name: &str, generator: &Generator, device: &SelectedDevice) ->
         backend: device.backend.into(),
         device: device.name.clone(),
         labels: None,
+        chat_template: generator
+            .chat_template()
+            .map(|t| t.source().as_str().to_string()),
         location: "local".into(),
         replicas: None,
     }
@@ -440,6 +444,7 @@ fn classifier_info(name: &str, classifier: &Classifier, device: &SelectedDevice)
         backend: device.backend.into(),
         device: device.name.clone(),
         labels: Some(model.labels().to_vec()),
+        chat_template: None,
         location: "local".into(),
         replicas: None,
     }

@@ -278,7 +278,8 @@ pub struct ModelInfo {
     pub name: String,
     /// `generator` or `classifier`.
     pub role: String,
-    /// `gpt2` or `bert`.
+    /// Its `config.json`'s `model_type`: `gpt2`, `llama`, `mistral`, `qwen2`, `qwen3` or
+    /// `bert`.
     pub architecture: String,
     pub path: String,
     pub layers: usize,
@@ -298,6 +299,10 @@ pub struct ModelInfo {
     /// Classifier label names, in class order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
+    /// A generator that can chat: where its chat template came from
+    /// (`chat_template.jinja`, `tokenizer_config.json`, `config`). Absent: it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<String>,
     /// `local` (loaded by this server), or `remote` (served by the model nodes in
     /// `replicas`; the other fields are as the node reports them, once one answered).
     #[serde(default)]

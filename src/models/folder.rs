@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use super::architectures::{self, Architecture, Family, Task};
 use super::bert::{BertConfig, BertForSequenceClassification};
 use super::causal_lm::CausalLm;
+use super::chat::ChatTemplate;
 use super::classifier::Classifier;
 use super::dtype::Dtype;
 use super::error::ModelError;
@@ -177,7 +178,28 @@ pub fn load_generator_in(
             }
         }
     }
-    Ok(Generator::new(dir.to_path_buf(), model, tokenizer, eos))
+    let tokenizer_config: Option<serde_json::Value> = files
+        .tokenizer_config
+        .is_file()
+        .then(|| read_json(&files.tokenizer_config))
+        .transpose()?;
+    let chat_template = ChatTemplate::from_folder(dir, tokenizer_config.as_ref())?;
+    // A chat's turn ends at the template's end-of-turn token, even where the config's eos
+    // list leaves it out (Qwen2.5 base: <|endoftext|> only; the template writes <|im_end|>).
+    let end_of_turn = chat_template
+        .as_ref()
+        .and_then(ChatTemplate::eos_token)
+        .and_then(|token| tokenizer.token_id(token));
+    if let Some(id) = end_of_turn.filter(|id| !eos.contains(id)) {
+        eos.push(id);
+    }
+    Ok(Generator::new(
+        dir.to_path_buf(),
+        model,
+        tokenizer,
+        eos,
+        chat_template,
+    ))
 }
 
 /// The BERT classifier in `dir`, its dense layers in `dtype`.

@@ -6,6 +6,7 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::causal_lm::CausalLm;
+use super::chat::ChatTemplate;
 use super::error::ModelError;
 use super::sampling::{Sampler, SamplingParams};
 use super::tokenizer::TextTokenizer;
@@ -74,8 +75,11 @@ pub struct Generator {
     model: Box<dyn CausalLm>,
     tokenizer: TextTokenizer,
     /// Generation stops at any of these: `config.json`'s and `generation_config.json`'s
-    /// `eos_token_id`s together (instruct models list their end-of-turn token in the latter).
+    /// `eos_token_id`s together (instruct models list their end-of-turn token in the latter),
+    /// and the end-of-turn token its chat template writes.
     eos: Vec<u32>,
+    /// How a conversation becomes a prompt for it; `None`: it cannot chat.
+    chat_template: Option<ChatTemplate>,
 }
 
 impl Generator {
@@ -84,13 +88,19 @@ impl Generator {
         model: Box<dyn CausalLm>,
         tokenizer: TextTokenizer,
         eos: Vec<u32>,
+        chat_template: Option<ChatTemplate>,
     ) -> Self {
         Self {
             dir,
             model,
             tokenizer,
             eos,
+            chat_template,
         }
+    }
+
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.chat_template.as_ref()
     }
 
     pub fn dir(&self) -> &Path {

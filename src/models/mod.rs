@@ -11,6 +11,7 @@ pub mod architectures;
 pub mod attention;
 pub mod bert;
 pub mod causal_lm;
+pub mod chat;
 pub mod classifier;
 pub mod dense;
 pub mod dtype;

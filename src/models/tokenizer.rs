@@ -88,6 +88,21 @@ impl TextTokenizer {
         })
     }
 
+    /// The id of `token` (a special token's text), if the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Encodes a prompt a chat template rendered: it writes every special token itself (its
+    /// BOS included), so the tokenizer adds none.
+    pub fn encode_rendered(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| ModelError::InvalidInput(format!("cannot tokenize: {e}")))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
     /// Decodes `ids`, leaving out special tokens such as `<|endoftext|>`, as HF pipelines do.
     pub fn decode(&self, ids: &[u32]) -> Result<String, ModelError> {
         self.inner

@@ -136,5 +136,8 @@ async fn the_graph_streams_and_per_model_routes_serve_llama_family_generators() 
         assert_eq!(info["architecture"], model, "{info}");
         assert_eq!(info["role"], "generator");
         assert_eq!(info["context_length"], 128);
+        // Mistral's tokenizer (Llama 2's) has no chat template; the others carry theirs.
+        let expected = (model != "mistral").then_some("tokenizer_config.json");
+        assert_eq!(info["chat_template"].as_str(), expected, "{info}");
     }
 }

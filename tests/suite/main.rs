@@ -7,6 +7,7 @@ mod backpressure;
 mod batching;
 mod bert_parity;
 mod cancellation;
+mod chat_templates;
 mod cli;
 mod config;
 mod contract;

@@ -1,0 +1,121 @@
+//! Chat templates against transformers' `apply_chat_template`: the rendered prompt and its
+//! ids, for the Llama 3, Qwen2.5 and Qwen3 templates the fixture tokenizers carry.
+
+use crate::common;
+
+use common::*;
+use infergraph::models::chat::{ChatMessage, ChatTemplate, TemplateSource};
+use infergraph::models::tokenizer::TextTokenizer;
+use serde_json::Value;
+
+/// `(fixture file, model fixture whose tokenizer_config.json carries that template)`.
+const TEMPLATES: [(&str, &str); 3] = [
+    ("llama3", "llama-tiny"),
+    ("qwen2.5", "qwen2-tiny"),
+    ("qwen3", "qwen3-tiny"),
+];
+
+fn read(path: std::path::PathBuf) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn template_of(model: &str) -> ChatTemplate {
+    let config = read(fixture(model).join("tokenizer_config.json"));
+    ChatTemplate::from_folder(&fixture(model), Some(&config))
+        .unwrap()
+        .expect("the fixture has a template")
+}
+
+fn messages(conversation: &Value) -> Vec<ChatMessage> {
+    conversation["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| ChatMessage {
+            role: m["role"].as_str().unwrap().into(),
+            content: m["content"].as_str().unwrap().into(),
+        })
+        .collect()
+}
+
+#[test]
+fn rendered_prompts_and_ids_equal_transformers_for_every_conversation() {
+    for (name, model) in TEMPLATES {
+        let template = template_of(model);
+        assert_eq!(template.source(), TemplateSource::TokenizerConfig);
+        let tokenizer = TextTokenizer::from_file(&fixture(model).join("tokenizer.json")).unwrap();
+        let chats = read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/chat")
+                .join(format!("{name}.json")),
+        );
+        for conversation in chats["conversations"].as_array().unwrap() {
+            let kwargs = conversation
+                .get("template_kwargs")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let prompt = template
+                .render(
+                    &messages(conversation),
+                    conversation["add_generation_prompt"].as_bool().unwrap(),
+                    &kwargs,
+                )
+                .unwrap();
+            let label = format!("{name} {}", conversation["name"]);
+            assert_eq!(prompt, conversation["prompt"].as_str().unwrap(), "{label}");
+            assert_eq!(
+                tokenizer.encode_rendered(&prompt).unwrap(),
+                u32s(&conversation["ids"]),
+                "{label}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_template_that_raises_or_loops_forever_is_an_error_not_a_hang() {
+    let config = serde_json::json!({"eos_token": "</s>"});
+    let path = std::path::Path::new("config.toml");
+    let raising = ChatTemplate::new(
+        "{{ raise_exception('Conversation roles must alternate') }}".into(),
+        TemplateSource::Config,
+        Some(&config),
+        path,
+    )
+    .unwrap();
+    let error = raising.render(&[], true, &Default::default()).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("Conversation roles must alternate"),
+        "{error}"
+    );
+    let looping = ChatTemplate::new(
+        // Ten billion iterations: only the fuel bound ends it.
+        "{% for i in range(100000) %}{% for j in range(100000) %}{{ j }}{% endfor %}{% endfor %}"
+            .into(),
+        TemplateSource::Config,
+        Some(&config),
+        path,
+    )
+    .unwrap();
+    let error = looping.render(&[], true, &Default::default()).unwrap_err();
+    assert!(error.to_string().contains("time bound"), "{error}");
+}
+
+#[test]
+fn tojson_writes_what_pythons_json_dumps_writes() {
+    let template = ChatTemplate::new(
+        "{{ {'a': [1, 2.5, 'é\"'], 'b': none} | tojson }}|{{ [1, {'x': true}] | tojson(indent=2) }}"
+            .into(),
+        TemplateSource::Config,
+        None,
+        std::path::Path::new("config.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        template.render(&[], false, &Default::default()).unwrap(),
+        "{\"a\": [1, 2.5, \"é\\\"\"], \"b\": null}|[\n  1,\n  {\n    \"x\": true\n  }\n]"
+    );
+}
