@@ -23,7 +23,7 @@ pub enum ModelError {
     InvalidConfig { path: PathBuf, reason: String },
 
     #[error(
-        "{path}: unknown architecture: model_type {model_type:?} (supported: \"gpt2\" for generators, \"bert\" for classifiers)"
+        "{path}: unknown architecture: model_type {model_type:?} (supported: \"gpt2\" for generators; \"bert\", \"roberta\", \"xlm-roberta\", \"camembert\" and \"distilbert\" for classifiers and embedders)"
     )]
     UnknownArchitecture { path: PathBuf, model_type: String },
 

@@ -5,12 +5,16 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use serde::de::DeserializeOwned;
 
-use super::bert::{BertConfig, BertForSequenceClassification};
+use super::bert::{self, BertConfig};
 use super::classifier::Classifier;
+use super::distilbert::{self, DistilBertConfig};
 use super::dtype::Dtype;
+use super::embedder::{self, Embedder, Pooling};
+use super::encoder::{Encoder, EncoderForSequenceClassification};
 use super::error::ModelError;
 use super::generator::Generator;
 use super::gpt2::{Gpt2Config, Gpt2LmHeadModel};
+use super::roberta::{self, RobertaConfig};
 use super::tokenizer::TextTokenizer;
 use super::weights::WeightFile;
 
@@ -19,6 +23,10 @@ use super::weights::WeightFile;
 pub enum Architecture {
     Gpt2,
     Bert,
+    Roberta,
+    XlmRoberta,
+    Camembert,
+    DistilBert,
 }
 
 impl Architecture {
@@ -26,15 +34,25 @@ impl Architecture {
         match self {
             Self::Gpt2 => "gpt2",
             Self::Bert => "bert",
+            Self::Roberta => "roberta",
+            Self::XlmRoberta => "xlm-roberta",
+            Self::Camembert => "camembert",
+            Self::DistilBert => "distilbert",
         }
+    }
+
+    /// Whether it is an encoder (a classifier or an embedder), as opposed to a generator.
+    pub fn is_encoder(self) -> bool {
+        self != Self::Gpt2
     }
 }
 
-/// A model read from a folder: a generator or a classifier (boxed: both are large).
+/// A model read from a folder: a generator, a classifier or an embedder (boxed: all are large).
 #[derive(Debug)]
 pub enum LoadedModel {
     Generator(Box<Generator>),
     Classifier(Box<Classifier>),
+    Embedder(Box<Embedder>),
 }
 
 /// Paths of the files a model folder must hold.
@@ -85,6 +103,10 @@ pub fn architecture(dir: &Path) -> Result<Architecture, ModelError> {
     match config.get("model_type").and_then(|v| v.as_str()) {
         Some("gpt2") => Ok(Architecture::Gpt2),
         Some("bert") => Ok(Architecture::Bert),
+        Some("roberta") => Ok(Architecture::Roberta),
+        Some("xlm-roberta") => Ok(Architecture::XlmRoberta),
+        Some("camembert") => Ok(Architecture::Camembert),
+        Some("distilbert") => Ok(Architecture::DistilBert),
         Some(other) => Err(ModelError::UnknownArchitecture {
             path: files.config,
             model_type: other.to_string(),
@@ -96,11 +118,15 @@ pub fn architecture(dir: &Path) -> Result<Architecture, ModelError> {
     }
 }
 
-/// Loads the model in `dir` onto `device`, whichever architecture it is.
+/// Loads the model in `dir` onto `device`, whichever architecture it is: an encoder in a
+/// sentence-transformers folder (`modules.json`) is an embedder, any other a classifier.
 pub fn load(dir: &Path, device: &Device) -> Result<LoadedModel, ModelError> {
     Ok(match architecture(dir)? {
         Architecture::Gpt2 => LoadedModel::Generator(Box::new(load_generator(dir, device)?)),
-        Architecture::Bert => LoadedModel::Classifier(Box::new(load_classifier(dir, device)?)),
+        _ if dir.join(embedder::MODULES).is_file() => {
+            LoadedModel::Embedder(Box::new(load_embedder_in(dir, device, Dtype::F32, None)?))
+        }
+        _ => LoadedModel::Classifier(Box::new(load_classifier(dir, device)?)),
     })
 }
 
@@ -109,7 +135,7 @@ pub fn load_generator(dir: &Path, device: &Device) -> Result<Generator, ModelErr
     load_generator_in(dir, device, Dtype::F32)
 }
 
-/// The BERT classifier in `dir`, in f32.
+/// The encoder classifier in `dir`, in f32.
 pub fn load_classifier(dir: &Path, device: &Device) -> Result<Classifier, ModelError> {
     load_classifier_in(dir, device, Dtype::F32)
 }
@@ -129,29 +155,111 @@ pub fn load_generator_in(
     Ok(Generator::new(dir.to_path_buf(), model, tokenizer))
 }
 
-/// The BERT classifier in `dir`, its dense layers in `dtype`.
+/// The encoder classifier (BERT, RoBERTa, XLM-RoBERTa, DistilBERT) in `dir`, its dense
+/// layers in `dtype`.
 pub fn load_classifier_in(
     dir: &Path,
     device: &Device,
     dtype: Dtype,
 ) -> Result<Classifier, ModelError> {
-    let files = expect_architecture(dir, Architecture::Bert)?;
-    let config: BertConfig = read_json(&files.config)?;
-    config.validate(&files.config)?;
-    let mut max_tokens = config.max_position_embeddings;
-    if files.tokenizer_config.is_file() {
-        let tokenizer_config: serde_json::Value = read_json(&files.tokenizer_config)?;
-        if let Some(limit) = tokenizer_config
-            .get("model_max_length")
-            .and_then(|v| v.as_u64())
-        {
-            max_tokens = max_tokens.min(limit as usize);
+    let (files, found) = encoder_files(dir, "classifier")?;
+    let open = |prefix: &str| WeightFile::open(&files.weights, prefix, device)?.with_dtype(dtype);
+    let model: EncoderForSequenceClassification = match found {
+        Architecture::Bert => {
+            let config: BertConfig = read_json(&files.config)?;
+            config.validate(&files.config)?;
+            bert::load_classifier(&config, open(bert::PREFIX)?)?
         }
-    }
+        Architecture::Roberta | Architecture::XlmRoberta | Architecture::Camembert => {
+            let config: RobertaConfig = read_json(&files.config)?;
+            config.validate(&files.config)?;
+            roberta::load_classifier(&config, open(roberta::PREFIX)?, found.as_str())?
+        }
+        Architecture::DistilBert => {
+            let config: DistilBertConfig = read_json(&files.config)?;
+            config.validate(&files.config)?;
+            distilbert::load_classifier(&config, open(distilbert::PREFIX)?)?
+        }
+        Architecture::Gpt2 => unreachable!("encoder_files refuses generators"),
+    };
+    let max_tokens = model_max_length(&files, model.shape().max_tokens())?;
     let tokenizer = TextTokenizer::from_file(&files.tokenizer)?.truncate_to(max_tokens)?;
-    let weights = WeightFile::open(&files.weights, "bert.", device)?.with_dtype(dtype)?;
-    let model = BertForSequenceClassification::load(config, weights, device)?;
     Ok(Classifier::new(dir.to_path_buf(), model, tokenizer))
+}
+
+/// The sentence embedder in `dir`, its dense layers in `dtype`: a sentence-transformers folder
+/// (`modules.json`: Transformer, Pooling, optionally Normalize), or a plain encoder folder
+/// with `pooling` given (which then overrides the folder's).
+pub fn load_embedder_in(
+    dir: &Path,
+    device: &Device,
+    dtype: Dtype,
+    pooling: Option<Pooling>,
+) -> Result<Embedder, ModelError> {
+    let (files, found) = encoder_files(dir, "embedder")?;
+    let modules = embedder::SentenceTransformer::read(dir, pooling)?;
+    let open = |prefix: &str| WeightFile::open(&files.weights, prefix, device)?.with_dtype(dtype);
+    // A headless checkpoint has no prefix; one saved from a `...For...` class has it.
+    let encoder: Encoder = match found {
+        Architecture::Bert => {
+            let config: BertConfig = read_json(&files.config)?;
+            config.validate(&files.config)?;
+            bert::load_model(&config, open(bert::PREFIX)?)?
+        }
+        Architecture::Roberta | Architecture::XlmRoberta | Architecture::Camembert => {
+            let config: RobertaConfig = read_json(&files.config)?;
+            config.validate(&files.config)?;
+            roberta::load_model(&config, open(roberta::PREFIX)?)?
+        }
+        Architecture::DistilBert => {
+            let config: DistilBertConfig = read_json(&files.config)?;
+            config.validate(&files.config)?;
+            distilbert::load_model(&config, open(distilbert::PREFIX)?)?
+        }
+        Architecture::Gpt2 => unreachable!("encoder_files refuses generators"),
+    };
+    // sentence-transformers truncates at `max_seq_length`, whatever tokenizer.json says.
+    let max_tokens = match modules.max_seq_length {
+        Some(limit) => limit.min(encoder.shape().max_tokens()),
+        None => model_max_length(&files, encoder.shape().max_tokens())?,
+    };
+    let tokenizer = TextTokenizer::from_file(&files.tokenizer)?.truncate_exactly(max_tokens)?;
+    Ok(Embedder::new(
+        dir.to_path_buf(),
+        found.as_str(),
+        encoder,
+        tokenizer,
+        modules,
+    ))
+}
+
+/// The folder's files, when it holds an encoder (the roles `classifier` and `embedder`).
+fn encoder_files(dir: &Path, role: &str) -> Result<(FolderFiles, Architecture), ModelError> {
+    let found = architecture(dir)?;
+    let files = FolderFiles::of(dir)?;
+    if !found.is_encoder() {
+        return Err(ModelError::InvalidConfig {
+            path: files.config,
+            reason: format!(
+                "model_type is {:?}, but a {role} needs an encoder (\"bert\", \"roberta\", \
+                 \"xlm-roberta\", \"camembert\" or \"distilbert\")",
+                found.as_str()
+            ),
+        });
+    }
+    Ok((files, found))
+}
+
+/// `limit`, or less where `tokenizer_config.json`'s `model_max_length` says so.
+fn model_max_length(files: &FolderFiles, limit: usize) -> Result<usize, ModelError> {
+    if !files.tokenizer_config.is_file() {
+        return Ok(limit);
+    }
+    let tokenizer_config: serde_json::Value = read_json(&files.tokenizer_config)?;
+    Ok(tokenizer_config
+        .get("model_max_length")
+        .and_then(|v| v.as_u64())
+        .map_or(limit, |max| limit.min(max as usize)))
 }
 
 fn expect_architecture(dir: &Path, wanted: Architecture) -> Result<FolderFiles, ModelError> {

@@ -10,7 +10,8 @@
 //! | w8a8 (int8 weights per channel, activations per row) | 3e-2 (1.7e-2) | 1e-2 (4.5e-3) |
 //!
 //! (every fixture GPT-2 on every golden input, every position's logits; the BERT fixture on
-//! its single-text inputs.)
+//! its single-text inputs.) The RoBERTa, XLM-RoBERTa and DistilBERT fixtures keep BERT's
+//! score bounds on every input, pairs included (measured maxima in the test's output).
 
 use crate::common;
 
@@ -97,6 +98,29 @@ fn bert_scores_stay_within_each_dtypes_bound_of_f32() {
             let delta = (result.scores[0] - expected.scores[0]).abs();
             println!("bert {dtype}: |Δscore| = {delta:.2e}");
             assert!(delta < bound, "{dtype} {text:?}: {delta} ≥ {bound}");
+        }
+    }
+}
+
+#[test]
+fn encoder_classifiers_load_in_every_dtype_and_keep_berts_score_bounds() {
+    for name in ["roberta-tiny", "xlm-roberta-tiny", "distilbert-tiny"] {
+        let reference = models::load_classifier(&fixture(name), &cpu()).unwrap();
+        for (dtype, _, bound) in BOUNDS {
+            let classifier = models::load_classifier_in(&fixture(name), &cpu(), dtype).unwrap();
+            assert_eq!(classifier.model().dtype(), dtype.as_str());
+            let mut worst = 0f32;
+            for input in golden_inputs(name) {
+                let (text, pair) = match &input["text"] {
+                    serde_json::Value::Array(p) => (p[0].as_str().unwrap(), p[1].as_str()),
+                    text => (text.as_str().unwrap(), None),
+                };
+                let expected = reference.classify(text, pair).unwrap();
+                let result = classifier.classify(text, pair).unwrap();
+                worst = worst.max(max_abs_diff(&result.scores, &expected.scores));
+            }
+            println!("{name} {dtype}: max |Δscore| = {worst:.2e}");
+            assert!(worst < bound, "{name} {dtype}: {worst} ≥ {bound}");
         }
     }
 }
