@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use burn::tensor::{Tensor, TensorData};
 use infergraph::backend;
 use infergraph::engine::pool::run_in_own_pool;
-use infergraph::models::encoder::EncoderInput;
 use infergraph::models::dense::Dense;
+use infergraph::models::encoder::EncoderInput;
 use infergraph::models::presets::Preset;
 use infergraph::models::{self, Classifier, Embedder, Generator};
 

@@ -602,7 +602,11 @@ impl StepChecker<'_> {
             let call = self.call(
                 step,
                 &key,
-                Some((case.generate.clone(), case.classify.clone(), case.embed.clone())),
+                Some((
+                    case.generate.clone(),
+                    case.classify.clone(),
+                    case.embed.clone(),
+                )),
             )?;
             cases.push(SwitchCase { when, call });
         }

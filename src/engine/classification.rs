@@ -98,9 +98,7 @@ impl<M: BatchModel> BatchEngine<M> {
         let (admission, jobs) = Admission::new(name, settings);
         let stats = admission.stats().clone();
         let engine = name.to_string();
-        let gate = pool::spawn_engine(name, move || {
-            run(&engine, &model, max_batch, &stats, jobs)
-        });
+        let gate = pool::spawn_engine(name, move || run(&engine, &model, max_batch, &stats, jobs));
         (Self { admission }, gate)
     }
 

@@ -131,8 +131,7 @@ fn parse(body: Map<String, Value>) -> Result<EmbeddingsRequest, ApiError> {
 /// The little-endian bytes of `values`, in standard base64 with padding (what OpenAI sends,
 /// and its clients decode with `numpy.frombuffer(base64.b64decode(..), dtype=float32)`).
 fn base64_f32(values: &[f32]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

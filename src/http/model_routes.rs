@@ -252,9 +252,7 @@ pub(super) async fn embed(
     let id = context.request_id.clone();
     let (embedded, trace_id) = run_embeddings(&state, &embedder, texts, &context, begun).await?;
     let spans: Vec<WorkSpan> = embedded.iter().map(|e| e.span).collect();
-    let dimension = embedded
-        .first()
-        .map_or(0, |e| e.embedding.embedding.len());
+    let dimension = embedded.first().map_or(0, |e| e.embedding.embedding.len());
     let results = embedded
         .into_iter()
         .map(|e| EmbedResult {

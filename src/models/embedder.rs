@@ -161,7 +161,10 @@ fn pooling_of(path: &Path, config: &PoolingConfig) -> Result<Pooling, ModelError
             "pooling mode {name:?} is not supported (mean, cls)"
         )));
     }
-    match (config.pooling_mode_mean_tokens, config.pooling_mode_cls_token) {
+    match (
+        config.pooling_mode_mean_tokens,
+        config.pooling_mode_cls_token,
+    ) {
         (true, false) => Ok(Pooling::Mean),
         (false, true) => Ok(Pooling::Cls),
         _ => Err(invalid(
@@ -314,7 +317,11 @@ fn mean_of_rows(rows: &[f32], d: usize) -> Vec<f32> {
 
 /// `v / max(‖v‖, 1e-12)`, as torch's `F.normalize` (sentence-transformers' `Normalize`).
 fn l2_normalise(v: &mut [f32]) {
-    let norm = v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt();
+    let norm = v
+        .iter()
+        .map(|&x| (x as f64) * (x as f64))
+        .sum::<f64>()
+        .sqrt();
     let scale = 1.0 / norm.max(1e-12);
     for x in v {
         *x = (*x as f64 * scale) as f32;

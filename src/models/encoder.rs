@@ -323,10 +323,7 @@ impl Encoder {
             .flat_map(|i| position_ids(&i.input_ids, shape.positions, longest))
             .collect();
         let e = &self.embeddings;
-        let mut x = e
-            .word_embeddings
-            .rows(&ids)
-            .reshape([b, longest, d])
+        let mut x = e.word_embeddings.rows(&ids).reshape([b, longest, d])
             + e.position_embeddings.forward(int_tensor(positions));
         if let Some(table) = &e.token_type_embeddings {
             let types: Vec<i64> = inputs

@@ -28,8 +28,7 @@ pub use embedder::{Embedder, Embedding, Pooling};
 pub use error::ModelError;
 pub use folder::{
     architecture, load, load_classifier, load_classifier_in, load_embedder_in, load_generator,
-    load_generator_in,
-    Architecture, LoadedModel,
+    load_generator_in, Architecture, LoadedModel,
 };
 pub use generator::{FinishReason, Generation, GenerationParams, Generator};
 pub mod presets;

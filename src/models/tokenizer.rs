@@ -75,10 +75,12 @@ impl TextTokenizer {
     /// Truncate encodings to exactly `max_length` tokens, whatever tokenizer.json says (as
     /// sentence-transformers does with `max_seq_length`), longest text first.
     pub fn truncate_exactly(mut self, max_length: usize) -> Result<Self, ModelError> {
-        self.inner.with_truncation(None).map_err(|e| ModelError::Tokenizer {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })?;
+        self.inner
+            .with_truncation(None)
+            .map_err(|e| ModelError::Tokenizer {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })?;
         self.truncate_to(max_length)
     }
 

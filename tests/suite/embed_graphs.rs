@@ -79,14 +79,21 @@ async fn an_embed_step_scores_each_text_by_its_similarity_to_the_request_and_sel
         let generated = result["generated"].as_str().unwrap();
         let expected = cosine(&request, &embedding(&server, generated).await);
         let score = result["score"].as_f64().unwrap() as f32;
-        assert!((score - expected).abs() < 1e-5, "{generated:?}: {score} vs {expected}");
+        assert!(
+            (score - expected).abs() < 1e-5,
+            "{generated:?}: {score} vs {expected}"
+        );
         if score > best.0 {
             best = (score, generated.to_string());
         }
     }
     let results = answer["results"].as_array().unwrap();
     assert_eq!(results.len(), 1);
-    assert_eq!(results[0]["generated"], best.1.as_str(), "select kept the closest");
+    assert_eq!(
+        results[0]["generated"],
+        best.1.as_str(),
+        "select kept the closest"
+    );
     let label = results[0]["label"].as_str().unwrap();
     assert!(
         ["negative", "neutral", "positive"].contains(&label),
@@ -178,15 +185,26 @@ fn a_misconfigured_embed_step_fails_at_start_naming_the_graph_the_step_and_the_k
     for (steps, parts) in [
         (
             "[[graphs.steps]]\nname = \"near\"\neach = { embed = \"gpt2\" }\n",
-            &["graphs \"g\" step 1 (\"near\")", "each.embed", "\"gpt2\" is a generator"][..],
+            &[
+                "graphs \"g\" step 1 (\"near\")",
+                "each.embed",
+                "\"gpt2\" is a generator",
+            ][..],
         ),
         (
             "[[graphs.steps]]\neach = { embed = \"nope\" }\n",
-            &["graphs \"g\" step 1", "each.embed", "no model is called \"nope\""][..],
+            &[
+                "graphs \"g\" step 1",
+                "each.embed",
+                "no model is called \"nope\"",
+            ][..],
         ),
         (
             "[[graphs.steps]]\neach = { classify = \"minilm\" }\n",
-            &["each.classify", "\"minilm\" is an embedder: it can only embed"][..],
+            &[
+                "each.classify",
+                "\"minilm\" is an embedder: it can only embed",
+            ][..],
         ),
         (
             "[[graphs.steps]]\neach = { embed = \"minilm\", generate = \"gpt2\" }\n",

@@ -85,7 +85,10 @@ fn a_padded_batch_embeds_each_text_as_it_embeds_alone_and_cosines_match() {
         for (j, b) in batch.iter().enumerate() {
             let expected = matrix[i][j].as_f64().unwrap() as f32;
             let got = cosine(&a.embedding, &b.embedding);
-            assert!((got - expected).abs() < 1e-5, "({i}, {j}): {got} vs {expected}");
+            assert!(
+                (got - expected).abs() < 1e-5,
+                "({i}, {j}): {got} vs {expected}"
+            );
         }
     }
 }
@@ -121,8 +124,7 @@ fn a_plain_encoder_folder_embeds_with_the_pooling_config_toml_names() {
 
 #[test]
 fn the_real_all_minilm_l6_v2_matches_sentence_transformers_within_1e_4() {
-    let embedder =
-        models::load_embedder_in(&real_minilm_dir(), &cpu(), Dtype::F32, None).unwrap();
+    let embedder = models::load_embedder_in(&real_minilm_dir(), &cpu(), Dtype::F32, None).unwrap();
     assert_eq!(embedder.dimension(), 384);
     // The shipped tokenizer.json pads to 128 and truncates at 128; sentence-transformers
     // neither pads nor stops before max_seq_length 256.
@@ -150,15 +152,18 @@ fn the_real_all_minilm_l6_v2_matches_sentence_transformers_within_1e_4() {
 
 #[test]
 fn the_documented_all_minilm_l6_v2_cosines_hold_to_4_decimals() {
-    let embedder =
-        models::load_embedder_in(&real_minilm_dir(), &cpu(), Dtype::F32, None).unwrap();
+    let embedder = models::load_embedder_in(&real_minilm_dir(), &cpu(), Dtype::F32, None).unwrap();
     for (a, b, documented) in [
         (
             "A man is eating food.",
             "A man is eating a piece of bread.",
             0.7553,
         ),
-        ("The new movie is awesome", "The new movie is so great", 0.8939),
+        (
+            "The new movie is awesome",
+            "The new movie is so great",
+            0.8939,
+        ),
     ] {
         let pair = embedder.embed_batch(&[a, b]).unwrap();
         let cos = cosine(&pair[0].embedding, &pair[1].embedding) as f64;

@@ -99,10 +99,10 @@ async fn v1_embeddings_gives_floats_or_base64_of_the_same_vectors_with_token_usa
     let server = TestServer::start(&models_with_embedder(), "");
     let inputs = golden_inputs("minilm-tiny");
     let tokens: u64 = inputs.iter().map(|i| i["n_tokens"].as_u64().unwrap()).sum();
-    let request = |format: Value| {
-        json!({"model": "minilm", "input": texts("minilm-tiny"), "encoding_format": format})
-    };
-    let (status, floats) = server.post_json("/v1/embeddings", &request(json!("float"))).await;
+    let request = |format: Value| json!({"model": "minilm", "input": texts("minilm-tiny"), "encoding_format": format});
+    let (status, floats) = server
+        .post_json("/v1/embeddings", &request(json!("float")))
+        .await;
     assert_eq!(status, 200, "{floats}");
     let (status, base64) = server
         .post_json("/v1/embeddings", &request(json!("base64")))
@@ -116,10 +116,16 @@ async fn v1_embeddings_gives_floats_or_base64_of_the_same_vectors_with_token_usa
     }
     for (i, input) in inputs.iter().enumerate() {
         let (float, encoded) = (&floats["data"][i], &base64["data"][i]);
-        assert_eq!((float["index"].as_u64(), float["object"].as_str()), (Some(i as u64), Some("embedding")));
+        assert_eq!(
+            (float["index"].as_u64(), float["object"].as_str()),
+            (Some(i as u64), Some("embedding"))
+        );
         let vector = f32s(&float["embedding"]);
         assert!(max_abs_diff(&vector, &f32s(&input["embedding"])) < 1e-5);
-        assert_eq!(f32s_from_base64(encoded["embedding"].as_str().unwrap()), vector);
+        assert_eq!(
+            f32s_from_base64(encoded["embedding"].as_str().unwrap()),
+            vector
+        );
     }
     // No format is float; one string is one embedding.
     let (status, plain) = server
@@ -134,7 +140,11 @@ async fn v1_embeddings_gives_floats_or_base64_of_the_same_vectors_with_token_usa
 async fn embedding_with_a_generator_or_classifier_is_a_422_naming_the_role() {
     let server = TestServer::start(&models_with_embedder(), "");
     for (path, body, role) in [
-        ("/v1/embeddings", json!({"model": "gpt2", "input": "Hi"}), "generator"),
+        (
+            "/v1/embeddings",
+            json!({"model": "gpt2", "input": "Hi"}),
+            "generator",
+        ),
         (
             "/v1/embeddings",
             json!({"model": "bert-base-uncased", "input": "Hi"}),
@@ -155,12 +165,21 @@ async fn embedding_with_a_generator_or_classifier_is_a_422_naming_the_role() {
     let (status, answer) = server
         .post_json("/v1/models/minilm/classify", &json!({"text": "Hi"}))
         .await;
-    assert_eq!((status, answer["error_type"].as_str()), (422, Some("wrong_role")));
+    assert_eq!(
+        (status, answer["error_type"].as_str()),
+        (422, Some("wrong_role"))
+    );
     for (body, named) in [
         (json!({"model": "minilm", "input": []}), "input"),
         (json!({"model": "minilm", "input": ["ok", " "]}), "input[1]"),
-        (json!({"model": "minilm", "input": "a", "dimensions": 32}), "dimensions"),
-        (json!({"model": "minilm", "input": "a", "encoding_format": "int8"}), "encoding_format"),
+        (
+            json!({"model": "minilm", "input": "a", "dimensions": 32}),
+            "dimensions",
+        ),
+        (
+            json!({"model": "minilm", "input": "a", "encoding_format": "int8"}),
+            "encoding_format",
+        ),
         (json!({"model": "minilm", "input": "a", "beam": 2}), "beam"),
     ] {
         let (status, answer) = server.post_json("/v1/embeddings", &body).await;

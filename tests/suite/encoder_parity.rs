@@ -98,7 +98,10 @@ fn a_padded_batch_of_texts_and_pairs_scores_each_as_it_scores_alone() {
 fn each_family_reports_its_architecture_labels_and_usable_length() {
     let roberta = load("roberta-tiny");
     assert_eq!(roberta.model().architecture(), "roberta");
-    assert_eq!(roberta.model().labels(), ["negative", "neutral", "positive"]);
+    assert_eq!(
+        roberta.model().labels(),
+        ["negative", "neutral", "positive"]
+    );
     // max_position_embeddings 34, positions from padding_idx + 1 = 2: 32 tokens.
     assert_eq!(roberta.model().shape().max_tokens(), 32);
     assert_eq!(roberta.tokenizer().max_length(), Some(32));
@@ -138,7 +141,10 @@ fn a_multi_label_config_scores_a_sigmoid_per_label_as_the_pipeline_does() {
         assert!(max_abs_diff(&result.logits, &f32s(&input["logits"])) < 1e-5);
         let scores = max_abs_diff(&result.scores, &f32s(&expected["sigmoid"]));
         assert!(scores < 1e-5, "{text:?}: sigmoid off by {scores}");
-        assert_eq!(result.label, expected["pipeline"]["label"].as_str().unwrap());
+        assert_eq!(
+            result.label,
+            expected["pipeline"]["label"].as_str().unwrap()
+        );
         let score = expected["pipeline"]["score"].as_f64().unwrap() as f32;
         assert!((result.score - score).abs() < 1e-5, "{text:?}");
         // Every label's own probability: they need not sum to one.

@@ -88,7 +88,12 @@ fn roberta_xlm_roberta_distilbert_and_an_embedder_match_transformers_on_wgpu() {
                 text => (text.as_str().unwrap(), None),
             })
             .collect();
-        for (result, input) in classifier.classify_batch(&items).unwrap().iter().zip(&inputs) {
+        for (result, input) in classifier
+            .classify_batch(&items)
+            .unwrap()
+            .iter()
+            .zip(&inputs)
+        {
             let diff = max_abs_diff(&result.logits, &f32s(&input["logits"]));
             assert!(diff < 1e-5, "wgpu {name} logits: max |Δ| = {diff}");
             assert_eq!(result.label, input["pipeline"]["label"].as_str().unwrap());
