@@ -282,3 +282,70 @@ fn pooling_belongs_to_embedders_and_embedders_are_served_where_they_are_named() 
         Some(infergraph::models::Pooling::Cls)
     );
 }
+
+#[test]
+fn loadtest_model_drives_an_embedder_in_process_and_over_http() {
+    let run = |args: &[&str]| -> Value {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_infergraph"))
+            .arg("loadtest")
+            .args(args)
+            .args([
+                "--json",
+                "--model",
+                "minilm",
+                "--requests",
+                "8",
+                "--concurrency",
+                "4",
+            ])
+            .output()
+            .expect("the binary runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("one JSON report")
+    };
+    let minilm_load = |report: &Value| -> f64 {
+        report["actors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["model"] == "minilm")
+            .map(|a| a["mean_batch_size"].as_f64().unwrap())
+            .unwrap_or_else(|| panic!("no minilm actor: {report}"))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let models = common::server::models_toml(&models_with_embedder());
+    std::fs::write(&config, format!("backend = \"cpu\"\n{models}")).unwrap();
+    let report = run(&["--target", "actor", "--config", config.to_str().unwrap()]);
+    assert_eq!(
+        (report["requests"].as_u64(), report["ok"].as_u64()),
+        (Some(8), Some(8)),
+        "{report}"
+    );
+    assert_eq!(report["errors"], json!({}));
+    assert!(minilm_load(&report) >= 1.0, "{report}");
+
+    let server = TestServer::start(&models_with_embedder(), "");
+    let report = run(&["--target", "http", &server.base]);
+    assert_eq!(
+        (report["requests"].as_u64(), report["ok"].as_u64()),
+        (Some(8), Some(8)),
+        "{report}"
+    );
+    let engines = server.engines();
+    let minilm = engines["engines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["model"] == "minilm")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        minilm["completed"], 8,
+        "every request reached /v1/models/minilm/embed"
+    );
+}
