@@ -58,7 +58,9 @@ worst_float = check("float", floats, [d.embedding for d in floats.data])
 raw = client.embeddings.create(model=MODEL, input=texts, encoding_format="base64")
 decoded = [array.array("f", base64.b64decode(d.embedding)).tolist() for d in raw.data]
 check("base64", raw, decoded)
-expect(decoded == [d.embedding for d in default.data], "base64: differs from the default's vectors")
+# Another request: its texts may batch otherwise, which moves sums by float rounding only.
+apart = max(abs(a - b) for x, y in zip(decoded, (d.embedding for d in default.data)) for a, b in zip(x, y))
+expect(apart < 1e-6, f"base64: off the default's vectors by {apart}")
 
 one = client.embeddings.create(model=MODEL, input=texts[0], encoding_format="float")
 # Alone, not in a padded batch: the same vector to float rounding (sums in another order).

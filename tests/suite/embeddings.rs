@@ -122,10 +122,9 @@ async fn v1_embeddings_gives_floats_or_base64_of_the_same_vectors_with_token_usa
         );
         let vector = f32s(&float["embedding"]);
         assert!(max_abs_diff(&vector, &f32s(&input["embedding"])) < 1e-5);
-        assert_eq!(
-            f32s_from_base64(encoded["embedding"].as_str().unwrap()),
-            vector
-        );
+        // Another request, whose texts may batch otherwise: equal to float rounding.
+        let decoded = f32s_from_base64(encoded["embedding"].as_str().unwrap());
+        assert!(max_abs_diff(&decoded, &vector) < 1e-6);
     }
     // No format is float; one string is one embedding.
     let (status, plain) = server
