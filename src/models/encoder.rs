@@ -598,3 +598,23 @@ pub fn require_head(w: &WeightFile, tensor: &str, architecture: &str) -> Result<
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{position_ids, Positions};
+
+    #[test]
+    fn roberta_positions_skip_pad_tokens_as_transformers_cumsum_does() {
+        // transformers: cumsum(ids != pad) * (ids != pad) + pad, here with a <pad> (1) inside
+        // the text; the row is then padded to 7 (padding's positions are never attended to).
+        let after_padding = Positions::AfterPadding { padding_idx: 1 };
+        assert_eq!(
+            position_ids(&[0, 5, 1, 7, 2], after_padding, 7),
+            [2, 3, 1, 4, 5, 0, 0]
+        );
+        assert_eq!(
+            position_ids(&[101, 7, 102], Positions::Absolute, 4),
+            [0, 1, 2, 0]
+        );
+    }
+}
