@@ -125,6 +125,7 @@ fn graph_throughput(device: &burn::tensor::Device, rounds: usize) {
         let models = GraphModels {
             generators,
             classifiers: vec![classifier],
+            embedders: Vec::new(),
         };
         let coordinator = GraphCoordinator::new(vec![std::sync::Arc::new(graph)], models).start();
         let request = |i: usize| RunGraph {

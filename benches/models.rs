@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use burn::tensor::{Tensor, TensorData};
 use infergraph::backend;
 use infergraph::engine::pool::run_in_own_pool;
-use infergraph::models::bert::BertInput;
 use infergraph::models::dense::Dense;
+use infergraph::models::encoder::EncoderInput;
 use infergraph::models::presets::Preset;
-use infergraph::models::{self, CausalLm, Classifier, Generator};
+use infergraph::models::{self, CausalLm, Classifier, Embedder, Generator};
 
 mod common;
 
@@ -55,7 +55,46 @@ fn main() {
             .unwrap();
             bench_classifier(&format!("bert-base-uncased {dtype}"), &classifier, repeats);
         }
+        // The real all-MiniLM-L6-v2 (tests/fixtures/real/fetch-all-minilm-l6-v2.sh puts it
+        // there): sentence embeddings at batch 1 and 32.
+        let minilm = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/real-models/all-minilm-l6-v2");
+        if !minilm.join("model.safetensors").is_file() {
+            println!("| all-MiniLM-L6-v2 | (skipped: run tests/fixtures/real/fetch-all-minilm-l6-v2.sh) | | |");
+            return;
+        }
+        for &dtype in &dtypes {
+            let embedder =
+                models::load_embedder_in(&minilm, &selected.device, dtype, None).unwrap();
+            bench_embedder(&format!("all-MiniLM-L6-v2 {dtype}"), &embedder, repeats);
+        }
     });
+}
+
+/// The sentences of sentence-transformers' documentation, cycled to fill a batch.
+const SENTENCES: [&str; 6] = [
+    "A man is eating food.",
+    "A man is eating a piece of bread.",
+    "The new movie is awesome",
+    "The new movie is so great",
+    "The girl is carrying a baby.",
+    "A man is riding a horse.",
+];
+
+fn bench_embedder(name: &str, embedder: &Embedder, repeats: usize) {
+    for batch in [1usize, 32] {
+        let texts: Vec<&str> = SENTENCES.iter().copied().cycle().take(batch).collect();
+        let t = median(repeats, || {
+            embedder.embed_batch(&texts).unwrap();
+        });
+        let per_second = batch as f64 / t.as_secs_f64();
+        row(
+            name,
+            &format!("embed, batch {batch} (8-12 tokens each)"),
+            t,
+            &format!("{per_second:.0} embeddings/s"),
+        );
+    }
 }
 
 fn bench_generator(name: &str, generator: &Generator, repeats: usize) {
@@ -174,7 +213,7 @@ fn bench_classifier(name: &str, classifier: &Classifier, repeats: usize) {
             .collect();
         ids.insert(0, 101);
         ids.push(102);
-        let input = BertInput {
+        let input = EncoderInput {
             token_type_ids: vec![0; ids.len()],
             input_ids: ids,
         };

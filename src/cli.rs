@@ -30,7 +30,7 @@ enum Command {
     Serve(ServeArgs),
     /// Continue a prompt with a GPT-2 model folder (greedy unless --temperature is set).
     Generate(GenerateArgs),
-    /// Classify a text (or a text pair) with a BERT model folder.
+    /// Classify a text (or a text pair) with a BERT, RoBERTa, XLM-RoBERTa or DistilBERT folder.
     Classify(ClassifyArgs),
     /// Write random-weight model folders in Hugging Face layout.
     InitWeights(InitWeightsArgs),
@@ -150,7 +150,7 @@ struct GenerateArgs {
 
 #[derive(Debug, Args)]
 struct ClassifyArgs {
-    /// A BERT sequence-classification model folder.
+    /// A sequence-classification model folder (bert, roberta, xlm-roberta, distilbert).
     #[arg(long)]
     model: PathBuf,
     #[arg(long)]

@@ -22,7 +22,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::actors::{CallContext, Classify, Generate};
+use crate::actors::{CallContext, Classify, Embed, Generate};
 use crate::backend::{self, BackendChoice};
 use crate::config::{Config, Role};
 use crate::engine::CancelToken;
@@ -297,6 +297,7 @@ async fn scope(driver: &Driver, options: &Options) -> Result<Scope, String> {
         Driver::Actor(graph) => graph.model(name).map(|m| match m {
             ModelHandle::Generator(..) => Role::Generator,
             ModelHandle::Classifier(..) => Role::Classifier,
+            ModelHandle::Embedder(..) => Role::Embedder,
         }),
         Driver::Http { client, base } => {
             let models: ModelsResponse = client
@@ -308,13 +309,15 @@ async fn scope(driver: &Driver, options: &Options) -> Result<Scope, String> {
                 .limit(1 << 22)
                 .await
                 .map_err(|e| format!("{base}/v1/models: {e}"))?;
-            models.models.iter().find(|m| m.name == name).map(|m| {
-                if m.role == "classifier" {
-                    Role::Classifier
-                } else {
-                    Role::Generator
-                }
-            })
+            models
+                .models
+                .iter()
+                .find(|m| m.name == name)
+                .map(|m| match m.role.as_str() {
+                    "classifier" => Role::Classifier,
+                    "embedder" => Role::Embedder,
+                    _ => Role::Generator,
+                })
         }
         Driver::Ws { .. } => {
             return Err("--model works with --target actor and http, not ws".into());
@@ -378,6 +381,14 @@ impl Driver {
                         })
                         .await
                         .map(|r| r.map(|_| 0)),
+                    ModelHandle::Embedder(actor, _) => actor
+                        .addr
+                        .send(Embed {
+                            text: prompt,
+                            context,
+                        })
+                        .await
+                        .map(|r| r.map(|_| 0)),
                 };
                 match tokens {
                     Ok(Ok(tokens)) => Outcome {
@@ -412,6 +423,10 @@ impl Driver {
                         format!("/v1/models/{name}/classify"),
                         json!({"text": prompt}),
                     ),
+                    Scope::Model {
+                        name,
+                        role: Role::Embedder,
+                    } => (format!("/v1/models/{name}/embed"), json!({"text": prompt})),
                 };
                 match client.post(format!("{base}{path}")).send_json(&body).await {
                     Ok(mut response) => {

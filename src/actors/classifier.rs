@@ -59,7 +59,7 @@ impl Handler<Classify> for ClassifierActor {
         let model = self.name.clone();
         Box::pin(async move {
             let (classification, span_times) = engine
-                .submit_when_room(msg.text, msg.pair, context.cancel)
+                .submit_when_room((msg.text, msg.pair), context.cancel)
                 .await?
                 .await
                 .map_err(|_| ActorError::Unavailable { model })??;

@@ -10,6 +10,7 @@
 //! affected requests' error (a 500), and the actor, its engine and its model go on serving.
 
 pub mod classifier;
+pub mod embedder;
 pub mod generator;
 pub mod remote;
 
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use crate::engine::CancelToken;
 
 pub use classifier::{Classified, ClassifierActor, Classify};
+pub use embedder::{Embed, Embedded, EmbedderActor};
 pub use generator::{Generate, Generated, GeneratorActor};
 
 /// What every model call carries about the request it serves, to a local engine or across

@@ -15,7 +15,8 @@
 //! DATA: a step consumes *items* (the request's text as one item, or the previous step's
 //! results) and produces items. A `generate` call turns an item's text into a new text (and
 //! forgets its score: the score was of the old text); a `classify` call scores an item's text
-//! and keeps it. Which items carry a score is known before any request runs, so a condition
+//! and keeps it; an `embed` call scores it too, by the cosine similarity of its embedding to
+//! the request's text's (its label is `similarity`). Which items carry a score is known before any request runs, so a condition
 //! or a selection on a score that the step before does not produce is refused at start.
 //!
 //! CHECKED AT START: every message names the graph, the step (its number and name) and the
@@ -54,6 +55,7 @@ pub enum OnError {
 pub enum Action {
     Generate,
     Classify,
+    Embed,
 }
 
 impl Action {
@@ -61,6 +63,7 @@ impl Action {
         match self {
             Self::Generate => "generate",
             Self::Classify => "classify",
+            Self::Embed => "embed",
         }
     }
 
@@ -68,7 +71,13 @@ impl Action {
         match self {
             Self::Generate => Role::Generator,
             Self::Classify => Role::Classifier,
+            Self::Embed => Role::Embedder,
         }
+    }
+
+    /// Whether the call leaves a score on the item.
+    pub fn scores(self) -> bool {
+        self != Self::Generate
     }
 }
 
@@ -257,10 +266,7 @@ fn step_scores(step: &StepSpec, previous_scored: bool) -> bool {
     let input_scored = step.input == StepInput::Previous && previous_scored;
     match &step.kind {
         StepKind::Select(_) => input_scored,
-        kind => kind
-            .calls()
-            .iter()
-            .all(|call| call.action == Action::Classify),
+        kind => kind.calls().iter().all(|call| call.action.scores()),
     }
 }
 
@@ -307,21 +313,26 @@ impl StepEntry {
     }
 }
 
-/// `{ generate = [..] }` or `{ classify = [..] }`.
+/// `{ generate = [..] }`, `{ classify = [..] }` or `{ embed = [..] }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ModelsEntry {
     generate: Option<Vec<String>>,
     classify: Option<Vec<String>>,
+    embed: Option<Vec<String>>,
 }
 
-/// `{ generate = ".." }` or `{ classify = ".." }`.
+/// `{ generate = ".." }`, `{ classify = ".." }` or `{ embed = ".." }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CallEntry {
     generate: Option<String>,
     classify: Option<String>,
+    embed: Option<String>,
 }
+
+/// The call keys of one table as written: generate, classify, embed.
+type CallKeys = (Option<String>, Option<String>, Option<String>);
 
 /// One switch case: one condition key and one call key.
 #[derive(Debug, Clone, Deserialize)]
@@ -333,6 +344,7 @@ struct CaseEntry {
     text_contains: Option<String>,
     generate: Option<String>,
     classify: Option<String>,
+    embed: Option<String>,
 }
 
 /// One split branch: a weight and one call key.
@@ -342,6 +354,7 @@ struct BranchEntry {
     weight: Option<u32>,
     generate: Option<String>,
     classify: Option<String>,
+    embed: Option<String>,
 }
 
 /// Checks `entries` against `models`: the graphs the server will run, or a message naming
@@ -484,7 +497,8 @@ impl StepChecker<'_> {
                         step,
                         "select",
                         format!(
-                            "keeps the best score, but {} carries no score (classify it first)",
+                            "keeps the best score, but {} carries no score (classify or embed it \
+                             first)",
                             self.input_described(input, all)
                         ),
                     ));
@@ -521,14 +535,15 @@ impl StepChecker<'_> {
 
     fn parallel(&self, step: &StepEntry) -> Result<Vec<Call>, String> {
         let entry = step.parallel.as_ref().expect("parallel is set");
-        let (action, models) = match (&entry.generate, &entry.classify) {
-            (Some(models), None) => (Action::Generate, models),
-            (None, Some(models)) => (Action::Classify, models),
+        let (action, models) = match (&entry.generate, &entry.classify, &entry.embed) {
+            (Some(models), None, None) => (Action::Generate, models),
+            (None, Some(models), None) => (Action::Classify, models),
+            (None, None, Some(models)) => (Action::Embed, models),
             _ => {
                 return Err(self.error(
                     step,
                     "parallel",
-                    "give exactly one of generate = [..] or classify = [..]",
+                    "give exactly one of generate = [..], classify = [..] or embed = [..]",
                 ))
             }
         };
@@ -581,13 +596,17 @@ impl StepChecker<'_> {
                     step,
                     &format!("{key}.{field}"),
                     "tests a score, but the step's input carries none: route on the results of \
-                     a classify step (or use text_contains)",
+                     a classify or embed step (or use text_contains)",
                 ));
             }
             let call = self.call(
                 step,
                 &key,
-                Some((case.generate.clone(), case.classify.clone())),
+                Some((
+                    case.generate.clone(),
+                    case.classify.clone(),
+                    case.embed.clone(),
+                )),
             )?;
             cases.push(SwitchCase { when, call });
         }
@@ -617,7 +636,11 @@ impl StepChecker<'_> {
             let call = self.call(
                 step,
                 &key,
-                Some((branch.generate.clone(), branch.classify.clone())),
+                Some((
+                    branch.generate.clone(),
+                    branch.classify.clone(),
+                    branch.embed.clone(),
+                )),
             )?;
             branches.push(SplitBranch { weight, call });
         }
@@ -636,30 +659,22 @@ impl StepChecker<'_> {
         Ok(branches)
     }
 
-    /// One call from its `generate` / `classify` keys, as found at `key`.
-    fn call(
-        &self,
-        step: &StepEntry,
-        key: &str,
-        keys: Option<(Option<String>, Option<String>)>,
-    ) -> Result<Call, String> {
-        let call = match keys {
-            Some((Some(model), None)) => Call {
-                action: Action::Generate,
-                model,
-            },
-            Some((None, Some(model))) => Call {
-                action: Action::Classify,
-                model,
-            },
+    /// One call from its `generate` / `classify` / `embed` keys, as found at `key`.
+    fn call(&self, step: &StepEntry, key: &str, keys: Option<CallKeys>) -> Result<Call, String> {
+        let (action, model) = match keys {
+            Some((Some(model), None, None)) => (Action::Generate, model),
+            Some((None, Some(model), None)) => (Action::Classify, model),
+            Some((None, None, Some(model))) => (Action::Embed, model),
             _ => {
                 return Err(self.error(
                     step,
                     key,
-                    "give exactly one of generate = \"model\" or classify = \"model\"",
+                    "give exactly one of generate = \"model\", classify = \"model\" or \
+                     embed = \"model\"",
                 ))
             }
         };
+        let call = Call { action, model };
         let key = format!("{key}.{}", call.action.as_str());
         self.resolve(step, &key, call)
     }
@@ -680,14 +695,15 @@ impl StepChecker<'_> {
         };
         if model.role != call.action.role() {
             let (role, can) = match model.role {
-                Role::Generator => ("generator", "generate"),
-                Role::Classifier => ("classifier", "classify"),
+                Role::Generator => ("a generator", "generate"),
+                Role::Classifier => ("a classifier", "classify"),
+                Role::Embedder => ("an embedder", "embed"),
             };
             return Err(self.error(
                 step,
                 key,
                 format!(
-                    "{:?} is a {role}: it can only {can}, not {}",
+                    "{:?} is {role}: it can only {can}, not {}",
                     call.model,
                     call.action.as_str()
                 ),
@@ -697,8 +713,12 @@ impl StepChecker<'_> {
     }
 }
 
-fn call_keys(entry: &CallEntry) -> (Option<String>, Option<String>) {
-    (entry.generate.clone(), entry.classify.clone())
+fn call_keys(entry: &CallEntry) -> CallKeys {
+    (
+        entry.generate.clone(),
+        entry.classify.clone(),
+        entry.embed.clone(),
+    )
 }
 
 /// A step's name when it gives none: its kind, or with its number when the graph has

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::backend::BackendChoice;
-use crate::models::Dtype;
+use crate::models::{Dtype, Pooling};
 use graphs::{GraphEntry, GraphSpec};
 
 /// The whole configuration file.
@@ -217,6 +217,9 @@ impl Default for LoggingConfig {
 pub enum Role {
     Generator,
     Classifier,
+    /// Sentence embeddings (`/v1/models/{name}/embed`, `/v1/embeddings`), from an encoder
+    /// without a head.
+    Embedder,
 }
 
 /// One `[[models]]` entry.
@@ -229,6 +232,9 @@ pub struct ModelConfig {
     pub source: ModelSource,
     /// What its dense layers' weights are kept in (a model served here); `f32` by default.
     pub dtype: Dtype,
+    /// An embedder's pooling, overriding its folder's (required for a folder without
+    /// sentence-transformers' `modules.json`).
+    pub pooling: Option<Pooling>,
 }
 
 /// Where a model runs.
@@ -252,6 +258,7 @@ struct ModelEntry {
     url: Option<String>,
     urls: Option<Vec<String>>,
     dtype: Option<Dtype>,
+    pooling: Option<Pooling>,
 }
 
 impl TryFrom<ModelEntry> for ModelConfig {
@@ -281,11 +288,23 @@ impl TryFrom<ModelEntry> for ModelConfig {
                 "models {name:?}: dtype is the serving node's to set; a url entry takes none"
             ));
         }
+        if entry.pooling.is_some() && entry.role != Role::Embedder {
+            return Err(format!(
+                "models {name:?}: pooling is an embedder's; this model is not role = \"embedder\""
+            ));
+        }
+        // An embedder's calls have no hop to a model node (yet): it runs where it is named.
+        if entry.role == Role::Embedder && matches!(source, ModelSource::Remote(_)) {
+            return Err(format!(
+                "models {name:?}: an embedder is served by the server that names it; give it a path"
+            ));
+        }
         Ok(Self {
             name,
             role: entry.role,
             source,
             dtype: entry.dtype.unwrap_or_default(),
+            pooling: entry.pooling,
         })
     }
 }

@@ -29,6 +29,6 @@ pub mod pool;
 
 pub use admission::{Admission, EngineSettings, EngineStats};
 pub use cancel::{CancelOnDrop, CancelToken};
-pub use classification::ClassificationEngine;
+pub use classification::{BatchEngine, BatchModel, ClassificationEngine, EmbeddingEngine};
 pub use generation::GenerationEngine;
 pub use pool::StartGate;

@@ -9,13 +9,15 @@ use actix::{Actor, Addr};
 
 use super::{GraphCoordinator, GraphModels, Named};
 use crate::actors::remote::{RemoteModel, Replicas};
-use crate::actors::{ClassifierActor, Classify, Generate, GeneratorActor};
+use crate::actors::{ClassifierActor, Classify, Embed, EmbedderActor, Generate, GeneratorActor};
 use crate::backend::SelectedDevice;
 use crate::config::graphs::{Condition, GraphSpec, StepKind};
 use crate::config::{Config, EngineConfig, ModelSource, RemoteConfig, Role};
-use crate::engine::{ClassificationEngine, EngineSettings, EngineStats, GenerationEngine};
+use crate::engine::{
+    ClassificationEngine, EmbeddingEngine, EngineSettings, EngineStats, GenerationEngine,
+};
 use crate::http::api::{EngineInfo, ModelInfo, ReplicaInfo};
-use crate::models::{self, Classifier, Generator};
+use crate::models::{self, Classifier, Embedder, Generator};
 use crate::work::ActorError;
 
 /// A started server's models: the coordinator (on a graph node), what each model is, and
@@ -38,6 +40,9 @@ pub struct RunningGraph {
     /// for both.
     pub generators: Vec<Named<Generate>>,
     pub classifier: Option<Named<Classify>>,
+    /// The embedders (always local), each with its engine, reached by the per-model and
+    /// OpenAI routes.
+    pub embedders: Vec<(Named<Embed>, EmbeddingEngine)>,
     /// Each remote model's replicas and hop counters.
     pub remotes: Vec<Arc<Replicas>>,
     /// When the models were ready, in seconds since the Unix epoch (OpenAI's `created`).
@@ -48,6 +53,7 @@ pub struct RunningGraph {
 pub enum ModelHandle<'a> {
     Generator(&'a Named<Generate>, Option<&'a GenerationEngine>),
     Classifier(&'a Named<Classify>, Option<&'a ClassificationEngine>),
+    Embedder(&'a Named<Embed>, &'a EmbeddingEngine),
 }
 
 impl ModelHandle<'_> {
@@ -57,6 +63,7 @@ impl ModelHandle<'_> {
         match self {
             Self::Generator(_, Some(engine)) => engine.admission().check_room(),
             Self::Classifier(_, Some(engine)) => engine.admission().check_room(),
+            Self::Embedder(_, engine) => engine.admission().check_room(),
             _ => Ok(()),
         }
     }
@@ -86,6 +93,9 @@ impl RunningGraph {
         if let Some(generator) = self.generators.iter().find(|g| g.name == name) {
             let engine = self.engines.iter().find(|e| e.admission().name() == name);
             return Some(ModelHandle::Generator(generator, engine));
+        }
+        if let Some((embedder, engine)) = self.embedders.iter().find(|(e, _)| e.name == name) {
+            return Some(ModelHandle::Embedder(embedder, engine));
         }
         let classifier = self.classifier.as_ref().filter(|c| c.name == name)?;
         let engine = self
@@ -143,8 +153,18 @@ impl RunningGraph {
                 "classifier",
             )
         });
+        let embedders = self.embedders.iter().map(|(_, engine)| {
+            let admission = engine.admission();
+            (
+                admission.name(),
+                admission.settings(),
+                admission.stats().as_ref(),
+                "embedder",
+            )
+        });
         generators
             .chain(classifier)
+            .chain(embedders)
             .map(|(name, settings, stats, role)| engine_info(name, settings, stats, role))
             .collect()
     }
@@ -171,6 +191,8 @@ fn remote_info(remote: &Replicas, role: Role) -> ModelInfo {
             device: "unknown".into(),
             labels: None,
             chat_template: None,
+            pooling: None,
+            dimension: None,
             location: String::new(),
             replicas: None,
         });
@@ -194,6 +216,7 @@ fn role_name(role: Role) -> &'static str {
     match role {
         Role::Generator => "generator",
         Role::Classifier => "classifier",
+        Role::Embedder => "embedder",
     }
 }
 
@@ -237,6 +260,7 @@ pub struct LoadedGraph {
 enum Source {
     Generator(Box<Generator>),
     Classifier(Box<Classifier>),
+    Embedder(Box<Embedder>),
     Remote(Vec<String>),
 }
 
@@ -267,6 +291,13 @@ pub fn load_models(config: &Config, device: &SelectedDevice) -> Result<LoadedGra
                     models::load_classifier_in(path, &device.device, model.dtype).map_err(fail)?;
                 let info = classifier_info(&model.name, &loaded, device);
                 (info, Source::Classifier(Box::new(loaded)))
+            }
+            Role::Embedder => {
+                let loaded =
+                    models::load_embedder_in(path, &device.device, model.dtype, model.pooling)
+                        .map_err(fail)?;
+                let info = embedder_info(&model.name, &loaded, device);
+                (info, Source::Embedder(Box::new(loaded)))
             }
         };
         tracing::info!(
@@ -351,6 +382,7 @@ impl LoadedGraph {
             classifier_engine: None,
             generators: Vec::new(),
             classifier: None,
+            embedders: Vec::new(),
             remotes: Vec::new(),
             started_at_secs: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -371,6 +403,12 @@ impl LoadedGraph {
                     let addr = actor.start().recipient();
                     running.classifier = Some(Named { name, addr });
                 }
+                Source::Embedder(embedder) => {
+                    let actor = EmbedderActor::new(name.clone(), *embedder, settings.clone());
+                    let engine = actor.engine().clone();
+                    let addr = actor.start().recipient();
+                    running.embedders.push((Named { name, addr }, engine));
+                }
                 Source::Remote(urls) => {
                     let replicas = Arc::new(Replicas::new(&name, &urls));
                     running.remotes.push(replicas.clone());
@@ -386,6 +424,7 @@ impl LoadedGraph {
                                 addr: actor.recipient(),
                             })
                         }
+                        Role::Embedder => unreachable!("the config refuses remote embedders"),
                     }
                 }
             }
@@ -394,6 +433,7 @@ impl LoadedGraph {
             let models = GraphModels {
                 generators: running.generators.clone(),
                 classifiers: running.classifier.iter().cloned().collect(),
+                embedders: running.embedders.iter().map(|(e, _)| e.clone()).collect(),
             };
             running.coordinator = Some(GraphCoordinator::new(self.graphs, models).start());
         }
@@ -421,6 +461,8 @@ fn generator_info(name: &str, generator: &Generator, device: &SelectedDevice) ->
         chat_template: generator
             .chat_template()
             .map(|t| t.source().as_str().to_string()),
+        pooling: None,
+        dimension: None,
         location: "local".into(),
         replicas: None,
     }
@@ -428,23 +470,51 @@ fn generator_info(name: &str, generator: &Generator, device: &SelectedDevice) ->
 
 fn classifier_info(name: &str, classifier: &Classifier, device: &SelectedDevice) -> ModelInfo {
     let model = classifier.model();
-    let c = model.config();
+    let c = model.shape();
     ModelInfo {
         name: name.to_string(),
         role: "classifier".into(),
-        architecture: "bert".into(),
+        architecture: model.architecture().into(),
         path: classifier.dir().display().to_string(),
         layers: c.num_hidden_layers,
         hidden_size: c.hidden_size,
         heads: c.num_attention_heads,
         vocab_size: c.vocab_size,
-        context_length: c.max_position_embeddings,
-        parameters: c.parameter_count(model.labels().len()),
+        context_length: c.max_tokens(),
+        parameters: model.parameter_count(),
         dtype: model.dtype().into(),
         backend: device.backend.into(),
         device: device.name.clone(),
         labels: Some(model.labels().to_vec()),
         chat_template: None,
+        pooling: None,
+        dimension: None,
+        location: "local".into(),
+        replicas: None,
+    }
+}
+
+fn embedder_info(name: &str, embedder: &Embedder, device: &SelectedDevice) -> ModelInfo {
+    let encoder = embedder.encoder();
+    let c = encoder.shape();
+    ModelInfo {
+        name: name.to_string(),
+        role: "embedder".into(),
+        architecture: embedder.architecture().into(),
+        path: embedder.dir().display().to_string(),
+        layers: c.num_hidden_layers,
+        hidden_size: c.hidden_size,
+        heads: c.num_attention_heads,
+        vocab_size: c.vocab_size,
+        context_length: embedder.tokenizer().max_length().unwrap_or(c.max_tokens()),
+        parameters: c.parameter_count(),
+        dtype: encoder.dtype().into(),
+        backend: device.backend.into(),
+        device: device.name.clone(),
+        labels: None,
+        chat_template: None,
+        pooling: Some(embedder.pooling().as_str().into()),
+        dimension: Some(embedder.dimension()),
         location: "local".into(),
         replicas: None,
     }

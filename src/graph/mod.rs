@@ -25,7 +25,7 @@ use actix::{Actor, Context, Handler, Message, Recipient, ResponseFuture};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::actors::{CallContext, Classify, Generate};
+use crate::actors::{CallContext, Classify, Embed, Generate};
 use crate::config::graphs::{Action, GraphSpec};
 use crate::engine::generation::TokenEvent;
 use crate::models::{Classification, FinishReason, Generation, GenerationParams};
@@ -58,6 +58,7 @@ where
 pub struct GraphModels {
     pub generators: Vec<Named<Generate>>,
     pub classifiers: Vec<Named<Classify>>,
+    pub embedders: Vec<Named<Embed>>,
 }
 
 pub struct GraphCoordinator {

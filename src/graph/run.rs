@@ -13,12 +13,17 @@ use super::{
     CallRecord, GraphEvent, GraphModels, GraphOutcome, Item, Route, RunGraph, StepFailure,
     StepOutcome,
 };
-use crate::actors::{CallContext, Classify, Generate};
+use crate::actors::{CallContext, Classify, Embed, Generate};
 use crate::config::graphs::{
     Action, Best, Call, Condition, GraphSpec, OnError, SplitBranch, StepInput, StepKind, StepSpec,
     SwitchCase,
 };
+use crate::models::embedder::cosine;
+use crate::models::Classification;
 use crate::work::ActorError;
+
+/// The label of an embed call's score: the cosine similarity to the request's text.
+const SIMILARITY: &str = "similarity";
 
 pub(super) struct GraphRun {
     pub graph: Arc<GraphSpec>,
@@ -355,6 +360,50 @@ impl<'a> StepRun<'a> {
                     span: reply.span,
                     made: Item {
                         classification: Some((call.model.clone(), reply.classification)),
+                        ..item.clone()
+                    },
+                })
+            }
+            Action::Embed => {
+                let embedder = models
+                    .embedders
+                    .iter()
+                    .find(|e| e.name == call.model)
+                    .ok_or_else(unavailable)?;
+                let embed = |text: &str| {
+                    embedder.addr.send(Embed {
+                        text: text.to_string(),
+                        context: self.context(),
+                    })
+                };
+                // Both texts go to the engine at once, so they share a forward.
+                let (request, answer) =
+                    futures_util::join!(embed(&self.run.msg.text), embed(&item.text));
+                let request = request.map_err(|_| unavailable())??;
+                let answer = answer.map_err(|_| unavailable())??;
+                let similarity = cosine(&request.embedding.embedding, &answer.embedding.embedding);
+                self.run.send(GraphEvent::Classified {
+                    step: self.step.name.clone(),
+                    of: item.source.clone(),
+                    classifier: call.model.clone(),
+                    score: similarity,
+                    label: SIMILARITY.into(),
+                });
+                // The score a switch or select reads, shaped as a one-label classification.
+                let scored = Classification {
+                    input_ids: answer.embedding.input_ids,
+                    logits: vec![similarity],
+                    scores: vec![similarity],
+                    label: SIMILARITY.into(),
+                    score: similarity,
+                };
+                Ok(CallRecord {
+                    action: call.action,
+                    model: call.model.clone(),
+                    of: item.source.clone(),
+                    span: answer.span,
+                    made: Item {
+                        classification: Some((call.model.clone(), scored)),
                         ..item.clone()
                     },
                 })

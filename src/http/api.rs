@@ -276,10 +276,10 @@ pub struct OpenAiModel {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ModelInfo {
     pub name: String,
-    /// `generator` or `classifier`.
+    /// `generator`, `classifier` or `embedder`.
     pub role: String,
-    /// Its `config.json`'s `model_type`: `gpt2`, `llama`, `mistral`, `qwen2`, `qwen3` or
-    /// `bert`.
+    /// Its `config.json`'s `model_type`: `gpt2`, `llama`, `mistral`, `qwen2`, `qwen3`,
+    /// `bert`, `roberta`, `xlm-roberta`, `camembert` or `distilbert`.
     pub architecture: String,
     pub path: String,
     pub layers: usize,
@@ -303,6 +303,12 @@ pub struct ModelInfo {
     /// (`chat_template.jinja`, `tokenizer_config.json`, `config`). Absent: it has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_template: Option<String>,
+    /// An embedder's pooling: `mean` or `cls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooling: Option<String>,
+    /// An embedder's embedding length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimension: Option<usize>,
     /// `local` (loaded by this server), or `remote` (served by the model nodes in
     /// `replicas`; the other fields are as the node reports them, once one answered).
     #[serde(default)]
@@ -628,6 +634,95 @@ pub struct ClassifyResult {
 pub struct LabelScore {
     pub label: String,
     pub score: f32,
+}
+
+/// `POST /v1/models/{name}/embed`: one `text` or a list of `texts` (exactly one of the two).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedRequest {
+    pub text: Option<String>,
+    #[schema(min_items = 1, max_items = 32)]
+    pub texts: Option<Vec<String>>,
+}
+
+/// `POST /v1/models/{name}/embed`'s answer: one embedding per text, in order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EmbedResponse {
+    pub id: String,
+    pub model: String,
+    pub trace_id: String,
+    /// The length of every embedding.
+    pub dimension: usize,
+    pub results: Vec<EmbedResult>,
+    pub timings: ModelTimings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EmbedResult {
+    /// The pooled (and, where the model says so, L2-normalised) last hidden state.
+    pub embedding: Vec<f32>,
+    /// Tokens the model read, after truncation.
+    pub input_tokens: usize,
+    /// Whether the text was cut to the model's maximum length.
+    pub truncated: bool,
+}
+
+/// `POST /v1/embeddings`, OpenAI's embeddings API, for the embedders.
+///
+/// `dimensions` (which shortens embeddings) is refused; token-id inputs are refused; any
+/// other unknown field is refused by name.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingsRequest {
+    /// An embedder's name (`GET /v1/models`).
+    pub model: String,
+    /// A text, or a list of 1 to 32 texts.
+    pub input: EmbeddingsInput,
+    /// `float` (default): a list of numbers; `base64`: the little-endian f32 bytes, base64
+    /// encoded (what the official clients ask for by default).
+    pub encoding_format: Option<EncodingFormat>,
+    pub dimensions: Option<usize>,
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum EmbeddingsInput {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodingFormat {
+    Float,
+    Base64,
+}
+
+/// `POST /v1/embeddings`'s answer, shaped as OpenAI's.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EmbeddingsResponse {
+    /// Always `list`.
+    pub object: String,
+    pub data: Vec<EmbeddingData>,
+    pub model: String,
+    pub usage: EmbeddingsUsage,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EmbeddingData {
+    /// Always `embedding`.
+    pub object: String,
+    pub index: usize,
+    /// A list of numbers (`float`), or a base64 string of little-endian f32s (`base64`).
+    #[schema(value_type = Object)]
+    pub embedding: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EmbeddingsUsage {
+    pub prompt_tokens: usize,
+    pub total_tokens: usize,
 }
 
 /// `POST /v1/completions`, OpenAI's legacy completions API, for the generators.

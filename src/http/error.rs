@@ -34,7 +34,7 @@ pub enum ApiError {
         name: String,
         available: Vec<String>,
     },
-    #[error("model {model:?} is a {role}; {route} needs a {needs}")]
+    #[error("model {model:?} is {} {role}; {route} needs {} {needs}", article(.role), article(.needs))]
     WrongRole {
         model: String,
         role: &'static str,
@@ -160,5 +160,14 @@ impl From<&ActorError> for ApiError {
             ActorError::NoRoute { .. } => Self::NoRoute(error.to_string()),
             other => Self::Model(other.to_string()),
         }
+    }
+}
+
+/// `a` or `an`, for a role's name.
+fn article(role: &str) -> &'static str {
+    if role.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
     }
 }

@@ -30,7 +30,7 @@ use crate::telemetry::traces::{graph_trace, Trace};
 use crate::telemetry::{RequestId, TraceId};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    use super::{metrics, model_routes, openai, openapi};
+    use super::{embeddings, metrics, model_routes, openai, openapi};
     cfg.service(resource(
         "/openapi.json",
         "GET",
@@ -85,6 +85,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/v1/models/{name}/classify",
         "POST",
         web::post().to(model_routes::classify),
+    ))
+    .service(resource(
+        "/v1/models/{name}/embed",
+        "POST",
+        web::post().to(model_routes::embed),
+    ))
+    .service(resource(
+        "/v1/embeddings",
+        "POST",
+        web::post().to(embeddings::embeddings),
     ))
     .service(resource(
         "/v1/completions",
@@ -564,6 +574,11 @@ pub(super) fn check_capacity(state: &AppState, graph: Option<&GraphSpec>) -> Res
             engine.admission().check_room()?;
         }
     }
+    for (_, engine) in &running.embedders {
+        if calls(engine.admission().name()) {
+            engine.admission().check_room()?;
+        }
+    }
     Ok(())
 }
 
@@ -772,7 +787,7 @@ pub(super) fn graph_answer(id: String, outcome: &GraphOutcome, trace_id: String)
     let mut generate_ms = std::collections::BTreeMap::new();
     let mut classify_ms = Vec::new();
     // Generations first, then classifications, as the built-in graph always listed them.
-    for action in [Action::Generate, Action::Classify] {
+    for action in [Action::Generate, Action::Classify, Action::Embed] {
         for step in &outcome.steps {
             for call in step.calls.iter().filter(|c| c.action == action) {
                 let work = ms(call.span.finished - call.span.started);
@@ -781,6 +796,7 @@ pub(super) fn graph_answer(id: String, outcome: &GraphOutcome, trace_id: String)
                         *generate_ms.entry(call.model.clone()).or_insert(0.0) += work
                     }
                     Action::Classify => classify_ms.push(work),
+                    Action::Embed => {}
                 }
                 spans.push(StepSpan {
                     step: action.as_str().into(),

@@ -93,6 +93,10 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             let classifier: &Admission<_> = engine.admission();
             actors.push((classifier.name(), classifier.stats(), "classifier"));
         }
+        for (_, engine) in &graph.embedders {
+            let embedder = engine.admission();
+            actors.push((embedder.name(), embedder.stats(), "embedder"));
+        }
         render_actors(&mut out, &actors);
         render_hops(&mut out, &graph.remotes);
     }

@@ -8,6 +8,7 @@
 
 pub mod api;
 mod disconnect;
+mod embeddings;
 pub mod error;
 pub mod handlers;
 mod metrics;

@@ -1,5 +1,6 @@
-//! The per-model API: `POST /v1/models/{name}/generate`, `/generate/stream` and `/classify`,
-//! one model on its own. (`/v1/completions` in `openai.rs` is built on the same calls.)
+//! The per-model API: `POST /v1/models/{name}/generate`, `/generate/stream`, `/classify` and
+//! `/embed`, one model on its own. (`/v1/completions` in `openai.rs` and `/v1/embeddings` in
+//! `embeddings.rs` are built on the same calls.)
 //!
 //! SHARING: a model route sends its work to the same actor, and so to the same engine and
 //! queue, as the graph does: a model's `engine.queue_capacity` bounds both.
@@ -21,14 +22,15 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::api::{
-    ClassifyRequest, ClassifyResponse, ClassifyResult, GenerationRequest, LabelScore,
-    ModelGenerateResponse, ModelStreamEvent, ModelTimings, RequestErrors,
+    ClassifyRequest, ClassifyResponse, ClassifyResult, EmbedRequest, EmbedResponse, EmbedResult,
+    GenerationRequest, LabelScore, ModelGenerateResponse, ModelStreamEvent, ModelTimings,
+    RequestErrors,
 };
 use super::error::ApiError;
 use super::handlers::{call_context, generation_params, read_json, validate_text, TRACE_ID_HEADER};
 use super::state::AppState;
 use super::stream::event_stream;
-use crate::actors::{CallContext, Classify, Generate, Generated};
+use crate::actors::{CallContext, Classify, Embed, Embedded, Generate, Generated};
 use crate::engine::generation::TokenEvent;
 use crate::graph::loader::ModelHandle;
 use crate::graph::Named;
@@ -151,7 +153,7 @@ pub(super) async fn classify(
     let begun = Instant::now();
     let classifier = find_classifier(&state, &name)?;
     let request: ClassifyRequest = read_json(&state, &req, payload).await?;
-    let texts = classify_texts(&state, request.text, request.texts)?;
+    let texts = request_texts(&state, request.text, request.texts)?;
     if let Some(pair) = &request.text_pair {
         validate_text(&state, "text_pair", pair)?;
     }
@@ -230,8 +232,92 @@ pub(super) async fn classify(
         }))
 }
 
-/// The texts of a classify request: exactly one of `text` and `texts`, each valid.
-fn classify_texts(
+/// Embed one text, or several, with an embedder.
+#[utoipa::path(post, path = "/v1/models/{name}/embed", tag = "models", request_body = EmbedRequest,
+    params(("name" = String, Path, description = "An embedder's name (`GET /v1/models`)")),
+    responses((status = 200, description = "One embedding per text, in order", body = EmbedResponse,
+            headers(("x-trace-id" = String, description = "The request's trace"))), RequestErrors))]
+pub(super) async fn embed(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let begun = Instant::now();
+    let embedder = find_embedder(&state, &name, "/v1/models/{name}/embed")?;
+    let request: EmbedRequest = read_json(&state, &req, payload).await?;
+    let texts = request_texts(&state, request.text, request.texts)?;
+    check_room(&state, &embedder.name)?;
+    let (context, _guards) = call_context(&state, &req);
+    let id = context.request_id.clone();
+    let (embedded, trace_id) = run_embeddings(&state, &embedder, texts, &context, begun).await?;
+    let spans: Vec<WorkSpan> = embedded.iter().map(|e| e.span).collect();
+    let dimension = embedded.first().map_or(0, |e| e.embedding.embedding.len());
+    let results = embedded
+        .into_iter()
+        .map(|e| EmbedResult {
+            input_tokens: e.embedding.input_ids.len(),
+            truncated: e.embedding.truncated,
+            embedding: e.embedding.embedding,
+        })
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header((TRACE_ID_HEADER, trace_id.clone()))
+        .json(EmbedResponse {
+            id,
+            model: embedder.name.clone(),
+            trace_id,
+            dimension,
+            results,
+            timings: timings(&spans, begun),
+        }))
+}
+
+/// Embeds `texts` on `embedder` (they batch with other requests' texts) before the deadline,
+/// and keeps the request's trace; the embeddings in order, and the trace's id.
+pub(super) async fn run_embeddings(
+    state: &AppState,
+    embedder: &Named<Embed>,
+    texts: Vec<String>,
+    context: &CallContext,
+    begun: Instant,
+) -> Result<(Vec<Embedded>, String), ApiError> {
+    let calls = texts.into_iter().map(|text| {
+        let send = embedder.addr.send(Embed {
+            text,
+            context: context.clone(),
+        });
+        let model = embedder.name.clone();
+        async move {
+            send.await
+                .map_err(|_| ApiError::Model(format!("model {model:?} is not running")))?
+                .map_err(ApiError::from)
+        }
+    });
+    let embedded = within_deadline(context, try_join_all(calls)).await?;
+    let calls: Vec<_> = embedded
+        .iter()
+        .map(|e| {
+            let attributes = json!({
+                "model": embedder.name,
+                "input_tokens": e.embedding.input_ids.len(),
+            });
+            (e.span, attributes)
+        })
+        .collect();
+    let trace = model_trace(
+        &context.request_id,
+        &context.trace_id,
+        begun,
+        Instant::now(),
+        "embed",
+        &calls,
+    );
+    Ok((embedded, state.record_trace(trace)))
+}
+
+/// The texts of a classify or embed request: exactly one of `text` and `texts`, each valid.
+fn request_texts(
     state: &AppState,
     text: Option<String>,
     texts: Option<Vec<String>>,
@@ -411,20 +497,47 @@ pub(super) fn find_generator(
             route,
             needs: "generator",
         }),
+        ModelHandle::Embedder(..) => Err(ApiError::WrongRole {
+            model: name.to_string(),
+            role: "embedder",
+            route,
+            needs: "generator",
+        }),
     }
+}
+
+/// The embedder called `name`; a generator or a classifier is a 422 on `route`.
+pub(super) fn find_embedder(
+    state: &AppState,
+    name: &str,
+    route: &'static str,
+) -> Result<Named<Embed>, ApiError> {
+    let role = match find_model(state, name)? {
+        ModelHandle::Embedder(embedder, _) => return Ok(embedder.clone()),
+        ModelHandle::Generator(..) => "generator",
+        ModelHandle::Classifier(..) => "classifier",
+    };
+    Err(ApiError::WrongRole {
+        model: name.to_string(),
+        role,
+        route,
+        needs: "embedder",
+    })
 }
 
 /// The classifier called `name`; a generator is a 422.
 fn find_classifier(state: &AppState, name: &str) -> Result<Named<Classify>, ApiError> {
-    match find_model(state, name)? {
-        ModelHandle::Classifier(classifier, _) => Ok(classifier.clone()),
-        ModelHandle::Generator(..) => Err(ApiError::WrongRole {
-            model: name.to_string(),
-            role: "generator",
-            route: "/v1/models/{name}/classify",
-            needs: "classifier",
-        }),
-    }
+    let role = match find_model(state, name)? {
+        ModelHandle::Classifier(classifier, _) => return Ok(classifier.clone()),
+        ModelHandle::Generator(..) => "generator",
+        ModelHandle::Embedder(..) => "embedder",
+    };
+    Err(ApiError::WrongRole {
+        model: name.to_string(),
+        role,
+        route: "/v1/models/{name}/classify",
+        needs: "classifier",
+    })
 }
 
 /// A 429 when model `name`'s queue is full right now.

@@ -11,7 +11,7 @@ use super::handlers::{MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_TOP_K};
 use super::state::AppState;
 use crate::config::{Config, Role};
 
-use super::{handlers, metrics, model_routes, openai, stream};
+use super::{embeddings, handlers, metrics, model_routes, openai, stream};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,7 +33,9 @@ use super::{handlers, metrics, model_routes, openai, stream};
         model_routes::generate,
         model_routes::generate_stream,
         model_routes::classify,
+        model_routes::embed,
         openai::completions,
+        embeddings::embeddings,
         handlers::engines,
         handlers::traces,
         handlers::trace,
@@ -79,15 +81,32 @@ pub fn document(config: &Config) -> Value {
         schema["type"] = json!([schema["type"], "null"]);
         schema
     };
+    // Exactly one of `text` and `texts` (a null one counts as absent).
+    let text_or_texts = json!([
+        {"required": ["text"], "properties": {"text": {"type": "string"}}},
+        {"required": ["texts"], "properties": {"texts": {"type": "array"}}},
+    ]);
     let classify = &mut schemas["ClassifyRequest"];
     classify["properties"]["text"] = nullable(text.clone());
     classify["properties"]["text_pair"] = nullable(text.clone());
     classify["properties"]["texts"]["items"] = text.clone();
-    // Exactly one of `text` and `texts` (a null one counts as absent).
-    classify["oneOf"] = json!([
-        {"required": ["text"], "properties": {"text": {"type": "string"}}},
-        {"required": ["texts"], "properties": {"texts": {"type": "array"}}},
-    ]);
+    classify["oneOf"] = text_or_texts.clone();
+    let embed = &mut schemas["EmbedRequest"];
+    embed["properties"]["text"] = nullable(text.clone());
+    embed["properties"]["texts"]["items"] = text.clone();
+    embed["oneOf"] = text_or_texts;
+    let input = &mut schemas["EmbeddingsInput"];
+    input["oneOf"][0] = text.clone();
+    input["oneOf"][1]["items"] = text.clone();
+    input["oneOf"][1]["minItems"] = json!(1);
+    input["oneOf"][1]["maxItems"] = json!(32);
+    let embeddings = &mut schemas["EmbeddingsRequest"]["properties"];
+    embeddings["model"]["enum"] = json!(names(config, Role::Embedder));
+    embeddings["dimensions"] = json!({"type": "null"});
+    schemas["EmbeddingData"]["properties"]["embedding"] = json!({"oneOf": [
+        {"type": "array", "items": {"type": "number"}},
+        {"type": "string", "contentEncoding": "base64"},
+    ]});
     let generation = &mut schemas["GenerationRequest"];
     generation["properties"]["max_new_tokens"]["maximum"] = json!(limits.max_new_tokens);
     generation["properties"]["max_length"]["maximum"] =
@@ -128,6 +147,7 @@ pub fn document(config: &Config) -> Value {
         ("/v1/models/{name}/generate", Role::Generator),
         ("/v1/models/{name}/generate/stream", Role::Generator),
         ("/v1/models/{name}/classify", Role::Classifier),
+        ("/v1/models/{name}/embed", Role::Embedder),
     ] {
         name_parameter(&mut doc, path, &names(config, role));
     }

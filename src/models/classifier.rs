@@ -1,10 +1,11 @@
-//! Sequence classification with a BERT model: text (or a text pair) in, label and score out.
+//! Sequence classification with an encoder (BERT, RoBERTa, XLM-RoBERTa, DistilBERT): text (or
+//! a text pair) in, label and score out, as transformers' text-classification pipeline gives them.
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::bert::{BertForSequenceClassification, BertInput};
+use super::encoder::{EncoderForSequenceClassification, EncoderInput};
 use super::error::ModelError;
 use super::sampling::argmax;
 use super::tokenizer::TextTokenizer;
@@ -14,26 +15,27 @@ use super::tokenizer::TextTokenizer;
 pub struct Classification {
     pub input_ids: Vec<u32>,
     pub logits: Vec<f32>,
-    /// Softmax of `logits`.
+    /// Softmax of `logits`; a sigmoid per label for one label (a reranker) or a multi-label
+    /// classifier.
     pub scores: Vec<f32>,
     /// The top class's name.
     pub label: String,
-    /// The top class's probability, as HF's text-classification pipeline reports it.
+    /// The top class's score, as HF's text-classification pipeline reports it.
     pub score: f32,
 }
 
-/// A BERT classifier with its tokenizer (truncating to the model's maximum length).
+/// An encoder classifier with its tokenizer (truncating to the model's maximum length).
 #[derive(Debug)]
 pub struct Classifier {
     dir: PathBuf,
-    model: BertForSequenceClassification,
+    model: EncoderForSequenceClassification,
     tokenizer: TextTokenizer,
 }
 
 impl Classifier {
     pub fn new(
         dir: PathBuf,
-        model: BertForSequenceClassification,
+        model: EncoderForSequenceClassification,
         tokenizer: TextTokenizer,
     ) -> Self {
         Self {
@@ -47,7 +49,7 @@ impl Classifier {
         &self.dir
     }
 
-    pub fn model(&self) -> &BertForSequenceClassification {
+    pub fn model(&self) -> &EncoderForSequenceClassification {
         &self.model
     }
 
@@ -71,7 +73,7 @@ impl Classifier {
             .iter()
             .map(|(text, pair)| {
                 let encoded = self.tokenizer.encode(text, *pair)?;
-                Ok(BertInput {
+                Ok(EncoderInput {
                     input_ids: encoded.ids,
                     token_type_ids: encoded.type_ids,
                 })
@@ -79,7 +81,7 @@ impl Classifier {
             .collect::<Result<Vec<_>, ModelError>>()?;
         let logits = self.model.logits(&inputs)?;
         let n = self.model.labels().len();
-        let scores = BertForSequenceClassification::scores(logits.clone());
+        let scores = self.model.scores(logits.clone());
         let logits = logits
             .into_data()
             .try_into_vec::<f32>()

@@ -7,23 +7,28 @@ use burn::tensor::Device;
 use serde::de::DeserializeOwned;
 
 use super::architectures::{self, Architecture, Family, Task};
-use super::bert::{BertConfig, BertForSequenceClassification};
+use super::bert::{self, BertConfig};
 use super::causal_lm::CausalLm;
 use super::chat::ChatTemplate;
 use super::classifier::Classifier;
+use super::distilbert::{self, DistilBertConfig};
 use super::dtype::Dtype;
+use super::embedder::{self, Embedder, Pooling};
+use super::encoder::{Encoder, EncoderForSequenceClassification};
 use super::error::ModelError;
 use super::generator::Generator;
 use super::gpt2::{Gpt2Config, Gpt2LmHeadModel};
 use super::llama::{LlamaConfig, LlamaForCausalLm};
+use super::roberta::{self, RobertaConfig};
 use super::tokenizer::TextTokenizer;
 use super::weights::WeightFile;
 
-/// A model read from a folder: a generator or a classifier (boxed: both are large).
+/// A model read from a folder: a generator, a classifier or an embedder (boxed: all are large).
 #[derive(Debug)]
 pub enum LoadedModel {
     Generator(Box<Generator>),
     Classifier(Box<Classifier>),
+    Embedder(Box<Embedder>),
 }
 
 /// Paths of the files a model folder must hold.
@@ -127,11 +132,16 @@ fn architecture_of(
     }
 }
 
-/// Loads the model in `dir` onto `device`, in the role its architecture serves.
+/// Loads the model in `dir` onto `device`, in the role its architecture serves: an encoder
+/// in a sentence-transformers folder (`modules.json`) is an embedder, any other a classifier.
 pub fn load(dir: &Path, device: &Device) -> Result<LoadedModel, ModelError> {
-    Ok(match architecture(dir)?.task {
-        Task::Generate => LoadedModel::Generator(Box::new(load_generator(dir, device)?)),
-        Task::Classify => LoadedModel::Classifier(Box::new(load_classifier(dir, device)?)),
+    let found = architecture(dir)?;
+    Ok(if found.role(Task::Generate).is_some() {
+        LoadedModel::Generator(Box::new(load_generator(dir, device)?))
+    } else if dir.join(embedder::MODULES).is_file() {
+        LoadedModel::Embedder(Box::new(load_embedder_in(dir, device, Dtype::F32, None)?))
+    } else {
+        LoadedModel::Classifier(Box::new(load_classifier(dir, device)?))
     })
 }
 
@@ -140,7 +150,7 @@ pub fn load_generator(dir: &Path, device: &Device) -> Result<Generator, ModelErr
     load_generator_in(dir, device, Dtype::F32)
 }
 
-/// The BERT classifier in `dir`, in f32.
+/// The encoder classifier in `dir`, in f32.
 pub fn load_classifier(dir: &Path, device: &Device) -> Result<Classifier, ModelError> {
     load_classifier_in(dir, device, Dtype::F32)
 }
@@ -165,7 +175,9 @@ pub fn load_generator_in(
             weights,
             device,
         )?),
-        Family::Bert => unreachable!("the table lists bert as a classifier"),
+        Family::Bert | Family::Roberta | Family::DistilBert => {
+            unreachable!("the table lists encoders as classifiers and embedders")
+        }
     };
     let tokenizer = TextTokenizer::from_file(&files.tokenizer)?;
     let mut eos = token_ids(&config, "eos_token_id", &files.config)?;
@@ -202,29 +214,94 @@ pub fn load_generator_in(
     ))
 }
 
-/// The BERT classifier in `dir`, its dense layers in `dtype`.
+/// The encoder classifier (BERT, RoBERTa, XLM-RoBERTa, CamemBERT, DistilBERT) in `dir`, its
+/// dense layers in `dtype`.
 pub fn load_classifier_in(
     dir: &Path,
     device: &Device,
     dtype: Dtype,
 ) -> Result<Classifier, ModelError> {
     let (files, config, architecture) = open_for(dir, Task::Classify)?;
-    let config: BertConfig = from_json(&config, &files.config)?;
-    config.validate(&files.config)?;
-    let mut max_tokens = config.max_position_embeddings;
-    if files.tokenizer_config.is_file() {
-        let tokenizer_config: serde_json::Value = read_json(&files.tokenizer_config)?;
-        if let Some(limit) = tokenizer_config
-            .get("model_max_length")
-            .and_then(|v| v.as_u64())
-        {
-            max_tokens = max_tokens.min(limit as usize);
-        }
-    }
-    let tokenizer = TextTokenizer::from_file(&files.tokenizer)?.truncate_to(max_tokens)?;
     let weights = files.open_weights(architecture, device, dtype)?;
-    let model = BertForSequenceClassification::load(config, weights, device)?;
+    let model: EncoderForSequenceClassification = match architecture.family {
+        Family::Bert => {
+            let config: BertConfig = from_json(&config, &files.config)?;
+            config.validate(&files.config)?;
+            bert::load_classifier(&config, weights)?
+        }
+        Family::Roberta => {
+            let config: RobertaConfig = from_json(&config, &files.config)?;
+            config.validate(&files.config)?;
+            roberta::load_classifier(&config, weights, architecture.model_type)?
+        }
+        Family::DistilBert => {
+            let config: DistilBertConfig = from_json(&config, &files.config)?;
+            config.validate(&files.config)?;
+            distilbert::load_classifier(&config, weights)?
+        }
+        Family::Gpt2 | Family::Llama => unreachable!("the table lists them as generators"),
+    };
+    let max_tokens = model_max_length(&files, model.shape().max_tokens())?;
+    let tokenizer = TextTokenizer::from_file(&files.tokenizer)?.truncate_to(max_tokens)?;
     Ok(Classifier::new(dir.to_path_buf(), model, tokenizer))
+}
+
+/// The sentence embedder in `dir`, its dense layers in `dtype`: a sentence-transformers folder
+/// (`modules.json`: Transformer, Pooling, optionally Normalize), or a plain encoder folder
+/// with `pooling` given (which then overrides the folder's).
+pub fn load_embedder_in(
+    dir: &Path,
+    device: &Device,
+    dtype: Dtype,
+    pooling: Option<Pooling>,
+) -> Result<Embedder, ModelError> {
+    let (files, config, architecture) = open_for(dir, Task::Embed)?;
+    let modules = embedder::SentenceTransformer::read(dir, pooling)?;
+    // A headless checkpoint has no prefix; one saved from a `...For...` class has it.
+    let weights = files.open_weights(architecture, device, dtype)?;
+    let encoder: Encoder = match architecture.family {
+        Family::Bert => {
+            let config: BertConfig = from_json(&config, &files.config)?;
+            config.validate(&files.config)?;
+            bert::load_model(&config, weights)?
+        }
+        Family::Roberta => {
+            let config: RobertaConfig = from_json(&config, &files.config)?;
+            config.validate(&files.config)?;
+            roberta::load_model(&config, weights)?
+        }
+        Family::DistilBert => {
+            let config: DistilBertConfig = from_json(&config, &files.config)?;
+            config.validate(&files.config)?;
+            distilbert::load_model(&config, weights)?
+        }
+        Family::Gpt2 | Family::Llama => unreachable!("the table lists them as generators"),
+    };
+    // sentence-transformers truncates at `max_seq_length`, whatever tokenizer.json says.
+    let max_tokens = match modules.max_seq_length {
+        Some(limit) => limit.min(encoder.shape().max_tokens()),
+        None => model_max_length(&files, encoder.shape().max_tokens())?,
+    };
+    let tokenizer = TextTokenizer::from_file(&files.tokenizer)?.truncate_exactly(max_tokens)?;
+    Ok(Embedder::new(
+        dir.to_path_buf(),
+        architecture.model_type,
+        encoder,
+        tokenizer,
+        modules,
+    ))
+}
+
+/// `limit`, or less where `tokenizer_config.json`'s `model_max_length` says so.
+fn model_max_length(files: &FolderFiles, limit: usize) -> Result<usize, ModelError> {
+    if !files.tokenizer_config.is_file() {
+        return Ok(limit);
+    }
+    let tokenizer_config: serde_json::Value = read_json(&files.tokenizer_config)?;
+    Ok(tokenizer_config
+        .get("model_max_length")
+        .and_then(|v| v.as_u64())
+        .map_or(limit, |max| limit.min(max as usize)))
 }
 
 /// The folder's files, its parsed `config.json` and its architecture, checked to serve
@@ -241,27 +318,38 @@ fn open_for(
         reason,
         supported: architectures::supported(),
     };
-    if architecture.task != task {
+    let Some(role) = architecture.role(task) else {
+        let serves: Vec<&str> = architecture.roles.iter().map(|r| r.task.role()).collect();
         return Err(wrong_role(format!(
-            "model_type {:?} serves as a {}, not as a {}",
+            "model_type {:?} serves as {}, not as {}",
             architecture.model_type,
-            architecture.task.role(),
-            task.role()
+            serves.iter().map(|r| a_or_an(r)).collect::<Vec<_>>().join(" or "),
+            a_or_an(task.role())
         )));
-    }
+    };
     let class = config
         .get("architectures")
         .and_then(|a| a.get(0))
         .and_then(|a| a.as_str());
-    if let Some(class) = class.filter(|c| !architecture.classes.contains(c)) {
+    if let Some(class) = class.filter(|c| !role.classes.is_empty() && !role.classes.contains(c)) {
         return Err(wrong_role(format!(
-            "architectures[0] is {class:?}; a {} of model_type {:?} must be one of {:?}",
-            task.role(),
+            "architectures[0] is {class:?}; {} of model_type {:?} must be one of {:?}",
+            a_or_an(task.role()),
             architecture.model_type,
-            architecture.classes
+            role.classes
         )));
     }
     Ok((files, config, architecture))
+}
+
+/// "a generator", "an embedder".
+fn a_or_an(role: &str) -> String {
+    let article = if role.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {role}")
 }
 
 /// `key` as one token id or a list of them (absent or null: none).

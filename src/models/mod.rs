@@ -1,10 +1,11 @@
 //! The models infergraph serves, in burn, loaded from Hugging Face model folders.
 //!
 //! One file per architecture family (`gpt2`; `llama` for Llama, Mistral, Qwen2 and Qwen3;
-//! `bert`) on shared building blocks (`attention`, `kv_cache`, `norm`, `rotary`, `dense`,
-//! `activation`), the table of which `model_type` each serves and in which role
-//! (`architectures`), their task wrappers (`generator` over any `causal_lm`, `classifier`),
-//! and the loading path they share (`folder` → `weights` + `tokenizer`).
+//! the encoders `bert`, `roberta`, `distilbert` on the layers they share in `encoder`) on
+//! shared building blocks (`attention`, `kv_cache`, `norm`, `rotary`, `dense`, `activation`),
+//! the table of which `model_type` each serves and in which roles (`architectures`), their
+//! task wrappers (`generator` over any `causal_lm`, `classifier`, `embedder`), and the
+//! loading path they share (`folder` → `weights` + `tokenizer`).
 
 pub mod activation;
 pub mod architectures;
@@ -14,7 +15,10 @@ pub mod causal_lm;
 pub mod chat;
 pub mod classifier;
 pub mod dense;
+pub mod distilbert;
 pub mod dtype;
+pub mod embedder;
+pub mod encoder;
 pub mod error;
 pub mod folder;
 pub mod generator;
@@ -24,16 +28,18 @@ pub mod kv_cache;
 pub mod llama;
 pub mod norm;
 pub mod rotary;
+pub mod roberta;
 pub mod tokenizer;
 pub mod weights;
 
 pub use causal_lm::{CausalLm, LmDescription};
 pub use classifier::{Classification, Classifier};
 pub use dtype::Dtype;
+pub use embedder::{Embedder, Embedding, Pooling};
 pub use error::ModelError;
 pub use folder::{
-    architecture, load, load_classifier, load_classifier_in, load_generator, load_generator_in,
-    LoadedModel,
+    architecture, load, load_classifier, load_classifier_in, load_embedder_in, load_generator,
+    load_generator_in, LoadedModel,
 };
 pub use generator::{FinishReason, Generation, GenerationParams, Generator};
 pub mod presets;

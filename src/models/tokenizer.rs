@@ -39,10 +39,13 @@ impl TextTokenizer {
                 what: "the model's tokenizer",
             });
         }
-        let inner = Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
+        let mut inner = Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
+        // Padding is the batch's to do, with a mask: a tokenizer.json that pads by itself
+        // (all-MiniLM-L6-v2's pads every text to 128) would make the model read [PAD]s.
+        inner.with_padding(None);
         Ok(Self {
             inner,
             path: path.to_path_buf(),
@@ -67,6 +70,18 @@ impl TextTokenizer {
                 reason: e.to_string(),
             })?;
         Ok(self)
+    }
+
+    /// Truncate encodings to exactly `max_length` tokens, whatever tokenizer.json says (as
+    /// sentence-transformers does with `max_seq_length`), longest text first.
+    pub fn truncate_exactly(mut self, max_length: usize) -> Result<Self, ModelError> {
+        self.inner
+            .with_truncation(None)
+            .map_err(|e| ModelError::Tokenizer {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })?;
+        self.truncate_to(max_length)
     }
 
     /// The truncation limit in force, if any.

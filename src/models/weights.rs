@@ -162,6 +162,11 @@ impl WeightFile {
         &self.path
     }
 
+    /// Where the layers it hands out live.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// Whether the file holds `name` (canonical), without taking it.
     pub fn contains(&self, name: &str) -> bool {
         self.entries.contains_key(name)

@@ -124,17 +124,17 @@ async fn an_admitted_requests_text_waits_for_room_in_the_classifiers_queue_inste
         },
     );
     let first = engine
-        .submit("I have an idea!".into(), None, CancelToken::new())
+        .submit(("I have an idea!".into(), None), CancelToken::new())
         .unwrap();
     assert!(matches!(
-        engine.submit("A new request".into(), None, CancelToken::new()),
+        engine.submit(("A new request".into(), None), CancelToken::new()),
         Err(ActorError::Overloaded { .. })
     ));
     let left = CancelToken::new();
     left.cancel();
     assert!(matches!(
         engine
-            .submit_when_room("Its client left".into(), None, left)
+            .submit_when_room(("Its client left".into(), None), left)
             .await,
         Err(ActorError::Cancelled)
     ));
@@ -144,7 +144,7 @@ async fn an_admitted_requests_text_waits_for_room_in_the_classifiers_queue_inste
         let engine = engine.clone();
         actix_web::rt::spawn(async move {
             engine
-                .submit_when_room("An admitted request".into(), None, CancelToken::new())
+                .submit_when_room(("An admitted request".into(), None), CancelToken::new())
                 .await
         })
     };

@@ -149,8 +149,7 @@ fn texts_waiting_together_are_classified_in_one_forward_with_unchanged_scores() 
         .map(|i| {
             engine
                 .submit(
-                    i["text"].as_str().unwrap().to_string(),
-                    None,
+                    (i["text"].as_str().unwrap().to_string(), None),
                     CancelToken::new(),
                 )
                 .unwrap()

@@ -12,7 +12,10 @@ const LIMITS: &str = "[limits]\nmax_input_chars = 64\nmax_input_tokens = 256\nma
 
 #[test]
 fn schemathesis_with_every_check_finds_no_fault() {
-    let server = TestServer::start(&demo_models(), LIMITS);
+    // An embedder too, so that its routes have a model to take.
+    let mut models = demo_models();
+    models.push(("minilm", common::fixture("minilm-tiny"), "embedder"));
+    let server = TestServer::start(&models, LIMITS);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contract/run.sh");
     let output = std::process::Command::new("bash")
         .args([script, &server.base])

@@ -15,6 +15,19 @@
 //! qwen2-tiny's rows are 16 wide, so one int8 scale covers few, large values. Keeping the LM
 //! head or `down_proj` (SwiGLU's outlier-prone input) out of w8a8 was tried: neither moved
 //! the maximum by more than 10 %, so nothing was kept.
+//! (every fixture GPT-2 on every golden input, every position's logits; the BERT fixture on
+//! its single-text inputs.) The other encoder classifiers, every input (pairs and truncated
+//! ones included), every label's score:
+//!
+//! | dtype | roberta-tiny | xlm-roberta-tiny (F16 checkpoint) | distilbert-tiny |
+//! |---|---|---|---|
+//! | f16 | 1e-3 (2.5e-4) | 5e-4 (0: its own weights) | 5e-4 (1.5e-4) |
+//! | bf16 | 1.5e-2 (5.0e-3) | 1e-3 (1.2e-4) | 1e-2 (3.3e-3) |
+//! | int8 | 5e-2 (1.8e-2) | 3e-3 (3.0e-4) | 3e-2 (1.1e-2) |
+//! | w8a8 | 5e-2 (1.9e-2) | 3e-3 (8.9e-4) | 3e-2 (1.3e-2) |
+//!
+//! (Their tiny random weights, drawn with a 0.2 standard deviation, quantize worse than a
+//! trained model's; the real all-MiniLM-L6-v2's cosines are bounded in embedder_parity.)
 
 use crate::common;
 
@@ -107,6 +120,36 @@ fn bert_scores_stay_within_each_dtypes_bound_of_f32() {
             let delta = (result.scores[0] - expected.scores[0]).abs();
             println!("bert {dtype}: |Δscore| = {delta:.2e}");
             assert!(delta < bound, "{dtype} {text:?}: {delta} ≥ {bound}");
+        }
+    }
+}
+
+/// Per fixture, the score bound of f16, bf16, int8 and w8a8 (the table above).
+const ENCODER_BOUNDS: [(&str, [f32; 4]); 3] = [
+    ("roberta-tiny", [1e-3, 1.5e-2, 5e-2, 5e-2]),
+    ("xlm-roberta-tiny", [5e-4, 1e-3, 3e-3, 3e-3]),
+    ("distilbert-tiny", [5e-4, 1e-2, 3e-2, 3e-2]),
+];
+
+#[test]
+fn encoder_classifiers_load_in_every_dtype_and_stay_within_each_dtypes_bound_of_f32() {
+    for (name, bounds) in ENCODER_BOUNDS {
+        let reference = models::load_classifier(&fixture(name), &cpu()).unwrap();
+        for ((dtype, ..), bound) in BOUNDS.into_iter().zip(bounds) {
+            let classifier = models::load_classifier_in(&fixture(name), &cpu(), dtype).unwrap();
+            assert_eq!(classifier.model().dtype(), dtype.as_str());
+            let mut worst = 0f32;
+            for input in golden_inputs(name) {
+                let (text, pair) = match &input["text"] {
+                    serde_json::Value::Array(p) => (p[0].as_str().unwrap(), p[1].as_str()),
+                    text => (text.as_str().unwrap(), None),
+                };
+                let expected = reference.classify(text, pair).unwrap();
+                let result = classifier.classify(text, pair).unwrap();
+                worst = worst.max(max_abs_diff(&result.scores, &expected.scores));
+            }
+            println!("{name} {dtype}: max |Δscore| = {worst:.2e}");
+            assert!(worst < bound, "{name} {dtype}: {worst} ≥ {bound}");
         }
     }
 }

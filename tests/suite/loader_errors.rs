@@ -5,51 +5,11 @@ use crate::common;
 
 use std::path::Path;
 
+use common::tensors::{edited_copy, Raw};
 use common::*;
 use infergraph::models::weights::WeightFile;
 use infergraph::models::{self, GenerationParams, ModelError};
 use safetensors::tensor::{Dtype, TensorView};
-
-/// One tensor as read from or written to a safetensors file.
-struct Raw {
-    name: String,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
-}
-
-/// Copies fixture `name` into a temporary folder, passing its tensors through `edit`.
-fn edited_copy(name: &str, edit: impl FnOnce(&mut Vec<Raw>)) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture(name)).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
-    let bytes = std::fs::read(fixture(name).join("model.safetensors")).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut tensors: Vec<Raw> = file
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| Raw {
-            name,
-            dtype: view.dtype(),
-            shape: view.shape().to_vec(),
-            bytes: view.data().to_vec(),
-        })
-        .collect();
-    edit(&mut tensors);
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|t| {
-            (
-                t.name.clone(),
-                TensorView::new(t.dtype, t.shape.clone(), &t.bytes).unwrap(),
-            )
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, &dir.path().join("model.safetensors")).unwrap();
-    dir
-}
 
 fn load_error(dir: &Path) -> ModelError {
     models::load(dir, &cpu()).expect_err("the folder must be rejected")
@@ -180,7 +140,7 @@ fn an_unknown_model_type_is_named() {
             && error.contains("unknown architecture")
             && error.contains("falcon")
             && error.contains("gpt2, llama, mistral, qwen2, qwen3 (generators)")
-            && error.contains("bert (classifiers)"),
+            && error.contains("bert, roberta, xlm-roberta, camembert, distilbert (classifiers)"),
         "{error}"
     );
 }

@@ -6,7 +6,7 @@ use common::server::{fixture_models, TestServer};
 use serde_json::Value;
 
 /// Every route the server answers (the default 404 service aside).
-const ROUTES: [&str; 23] = [
+const ROUTES: [&str; 25] = [
     "/",
     "/classify_generated_texts",
     "/generate_score",
@@ -20,7 +20,9 @@ const ROUTES: [&str; 23] = [
     "/v1/models/{name}/generate",
     "/v1/models/{name}/generate/stream",
     "/v1/models/{name}/classify",
+    "/v1/models/{name}/embed",
     "/v1/completions",
+    "/v1/embeddings",
     "/v1/engines",
     "/v1/traces",
     "/v1/traces/{id}",

@@ -80,3 +80,49 @@ fn gpt2_qwen3_and_bert_match_transformers_on_wgpu() {
         assert_eq!(result.label, input["pipeline"]["label"].as_str().unwrap());
     }
 }
+
+#[test]
+fn roberta_xlm_roberta_distilbert_and_an_embedder_match_transformers_on_wgpu() {
+    let selected = backend::select(BackendChoice::Wgpu);
+    assert!(
+        !selected.name.contains("no adapter"),
+        "no Vulkan adapter: install libvulkan1 and mesa-vulkan-drivers (.ci/run does)"
+    );
+    let device = Device::wgpu(DeviceKind::DefaultDevice);
+    for name in ["roberta-tiny", "xlm-roberta-tiny", "distilbert-tiny"] {
+        let classifier = models::load_classifier(&fixture(name), &device).unwrap();
+        let inputs = golden_inputs(name);
+        // Two inputs of different lengths in one padded batch (a pair where the golden has one).
+        let items: Vec<(&str, Option<&str>)> = inputs[..2]
+            .iter()
+            .map(|input| match &input["text"] {
+                serde_json::Value::Array(pair) => {
+                    (pair[0].as_str().unwrap(), Some(pair[1].as_str().unwrap()))
+                }
+                text => (text.as_str().unwrap(), None),
+            })
+            .collect();
+        for (result, input) in classifier
+            .classify_batch(&items)
+            .unwrap()
+            .iter()
+            .zip(&inputs)
+        {
+            let diff = max_abs_diff(&result.logits, &f32s(&input["logits"]));
+            assert!(diff < 1e-5, "wgpu {name} logits: max |Δ| = {diff}");
+            assert_eq!(result.label, input["pipeline"]["label"].as_str().unwrap());
+        }
+    }
+    let embedder =
+        models::load_embedder_in(&fixture("minilm-tiny"), &device, models::Dtype::F32, None)
+            .unwrap();
+    let inputs = golden_inputs("minilm-tiny");
+    let texts: Vec<&str> = inputs[..2]
+        .iter()
+        .map(|i| i["text"].as_str().unwrap())
+        .collect();
+    for (result, input) in embedder.embed_batch(&texts).unwrap().iter().zip(&inputs) {
+        let diff = max_abs_diff(&result.embedding, &f32s(&input["embedding"]));
+        assert!(diff < 1e-5, "wgpu embedding: max |Δ| = {diff}");
+    }
+}

@@ -2,6 +2,7 @@
 
 pub mod prometheus;
 pub mod server;
+pub mod tensors;
 pub mod ws;
 
 use std::path::PathBuf;
