@@ -6,6 +6,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 
 use crate::backend::{self, BackendChoice, SelectedDevice};
+use crate::config::auth::AuthMode;
 use crate::config::{Config, LogFormat};
 use crate::loadtest;
 use crate::models::presets::{self, Preset, WeightDtype};
@@ -107,6 +108,10 @@ struct ServeArgs {
     host: Option<String>,
     #[arg(long, env = "INFERGRAPH_PORT")]
     port: Option<u16>,
+    /// Whether API keys are required: auto, keys or none (see `[auth] mode`). The keys
+    /// themselves never come from the command line.
+    #[arg(long, env = "INFERGRAPH_AUTH", value_enum)]
+    auth: Option<AuthMode>,
     #[command(flatten)]
     backend: BackendArg,
 }
@@ -324,6 +329,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     }
     if let Some(port) = args.port {
         config.server.port = port;
+    }
+    if let Some(mode) = args.auth {
+        config.auth.mode = mode;
     }
     telemetry::init_tracing(config.logging.format, &config.logging.level);
     crate::http::serve(config)

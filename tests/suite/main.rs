@@ -3,6 +3,7 @@
 
 mod common;
 
+mod auth;
 mod backpressure;
 mod batching;
 mod bert_parity;
