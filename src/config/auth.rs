@@ -42,6 +42,12 @@ pub struct AuthConfig {
     /// Host names a server bound to loopback answers to besides the loopback ones (against
     /// DNS rebinding); on another bind, listing any turns the check on there too.
     pub allowed_hosts: Vec<String>,
+    /// Requests one client (an API key, else an address) may hold at once, queued or
+    /// running; past it, 429 for that client only. 0: no limit.
+    pub max_in_flight_per_client: usize,
+    /// Whether `/v1/models` shows weight files' paths and replicas' URLs; off, it shows
+    /// folder names and numbered replicas only.
+    pub expose_internals: bool,
 }
 
 /// A secret read at start (never from the config file), kept out of `Debug` output so a

@@ -251,7 +251,10 @@ fn graph_info(spec: &GraphSpec) -> GraphInfo {
     responses((status = 200, description = "Every model of the graph", body = ModelsResponse), (status = 503, description = "Still loading", body = ErrorBody)))]
 pub(super) async fn models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let graph = state.graph().ok_or(ApiError::NotReady)?;
-    let models = graph.model_infos();
+    let mut models = graph.model_infos();
+    if !state.config.auth.expose_internals {
+        super::exposure::hide_internals(&mut models);
+    }
     let data = models
         .iter()
         .map(|m| OpenAiModel {

@@ -8,6 +8,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpResponse};
 
 use super::auth::Auth;
+use super::fairness::Fairness;
 use super::state::AppState;
 use crate::actors::remote::Replicas;
 use crate::engine::{Admission, EngineStats};
@@ -39,7 +40,11 @@ pub async fn record_http(
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String)))]
-pub async fn metrics(state: web::Data<AppState>, auth: web::Data<Auth>) -> HttpResponse {
+pub async fn metrics(
+    state: web::Data<AppState>,
+    auth: web::Data<Auth>,
+    fairness: web::Data<Fairness>,
+) -> HttpResponse {
     let mut out = Exposition::default();
     let m = &state.metrics;
     out.family(
@@ -84,6 +89,7 @@ pub async fn metrics(state: web::Data<AppState>, auth: web::Data<Auth>) -> HttpR
     }
     render_graphs(&mut out, m);
     auth.expose(&mut out);
+    fairness.expose(&mut out);
     if let Some(graph) = state.graph() {
         let mut actors: Vec<(&str, &EngineStats, &str)> = graph
             .engines

@@ -9,7 +9,9 @@
 pub mod api;
 pub mod auth;
 mod disconnect;
+pub mod fairness;
 pub mod error;
+mod exposure;
 pub mod handlers;
 mod metrics;
 mod model_routes;
@@ -38,6 +40,7 @@ async fn run(mut config: Config) -> Result<(), String> {
     // Who may call is settled before anything listens or loads.
     let auth = web::Data::new(auth::Auth::from_config(&config)?);
     let origins = web::Data::new(origin::Origins::from_config(&config));
+    let fairness = web::Data::new(fairness::Fairness::from_config(&config));
     config.remote.node_key = auth::node_key(&config)?;
     let device = backend::select(config.backend);
     tracing::info!(
@@ -63,13 +66,17 @@ async fn run(mut config: Config) -> Result<(), String> {
         let state = state.clone();
         let auth = auth.clone();
         let origins = origins.clone();
+        let fairness = fairness.clone();
         move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(auth.clone())
                 .app_data(origins.clone())
-                // Both run before routing: every route, present or future, is behind them.
-                // The origin check is outside the key check, as a preflight carries no key.
+                .app_data(fairness.clone())
+                // All three run before routing: every route, present or future, is behind
+                // them. The origin check comes first, as a preflight carries no key; the
+                // fair share last, as it counts by the key the key check found.
+                .wrap(middleware::from_fn(fairness::fair_share))
                 .wrap(middleware::from_fn(auth::require_key))
                 .wrap(middleware::from_fn(origin::check_origin))
                 .wrap(middleware::from_fn(metrics::record_http))

@@ -401,6 +401,13 @@ async fn a_graph_node_with_the_node_key_serves_the_split_graph_and_one_without_g
         .unwrap()
         .clone();
     assert_eq!(gpt2["location"], "remote", "{gpt2}");
+    // Without `[auth] expose_internals`, no path or replica URL is shown.
+    assert_eq!(gpt2["replicas"][0]["url"], "replica-1", "{gpt2}");
+    for model in models["models"].as_array().unwrap() {
+        let path = model["path"].as_str().unwrap();
+        assert!(!path.contains('/'), "{model}");
+    }
+    assert!(!models.to_string().contains(&node.base), "{models}");
 
     let stranger = graph_node_of(&node, None);
     common::wait_until("the model node is ready", Duration::from_secs(30), || {
