@@ -280,9 +280,9 @@ impl Auth {
     }
 
     /// Re-reads the key files every `RELOAD_EVERY` and on SIGHUP, for the server's life.
-    pub async fn watch(self: web::Data<Self>) {
-        if self.users.as_ref().and_then(|s| s.file.as_ref()).is_none()
-            && self.nodes.as_ref().and_then(|s| s.file.as_ref()).is_none()
+    pub async fn watch(auth: web::Data<Self>) {
+        if auth.users.as_ref().and_then(|s| s.file.as_ref()).is_none()
+            && auth.nodes.as_ref().and_then(|s| s.file.as_ref()).is_none()
         {
             return;
         }
@@ -296,10 +296,10 @@ impl Auth {
                     tracing::info!("SIGHUP: re-reading the key files");
                 }
             }
-            if let Some(users) = &self.users {
+            if let Some(users) = &auth.users {
                 users.reload("API keys");
             }
-            if let Some(nodes) = &self.nodes {
+            if let Some(nodes) = &auth.nodes {
                 nodes.reload("node key");
             }
         }

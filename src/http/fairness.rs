@@ -70,25 +70,25 @@ impl Fairness {
     }
 
     /// A place for `client`, or `None` when it holds its share already.
-    fn admit(self: &web::Data<Self>, client: Client) -> Option<Permit> {
+    fn admit(fairness: &web::Data<Self>, client: Client) -> Option<Permit> {
         let admitted = {
-            let mut in_flight = self.in_flight.lock().expect("fairness lock");
+            let mut in_flight = fairness.in_flight.lock().expect("fairness lock");
             let held = in_flight.entry(client.clone()).or_insert(0);
-            let free = self.limit == 0 || client == Client::Node || *held < self.limit;
+            let free = fairness.limit == 0 || client == Client::Node || *held < fairness.limit;
             if free {
                 *held += 1;
             }
             free
         };
         let outcome = if admitted { "admitted" } else { "refused" };
-        *self
+        *fairness
             .counts
             .lock()
             .expect("fairness lock")
             .entry((client.label().to_string(), outcome))
             .or_insert(0) += 1;
         admitted.then(|| Permit {
-            fairness: self.clone(),
+            fairness: fairness.clone(),
             client,
         })
     }
@@ -185,7 +185,7 @@ pub async fn fair_share(
                 .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip()),
         )
     });
-    let Some(permit) = fairness.admit(client) else {
+    let Some(permit) = Fairness::admit(&fairness, client) else {
         let error = ApiError::Overloaded(format!(
             "this client holds {} requests already, its share of this server",
             fairness.limit

@@ -123,7 +123,7 @@ async fn run(mut config: Config) -> Result<(), String> {
         }
     });
     actix_web::rt::spawn(stop_on_signal(state.clone(), handle));
-    actix_web::rt::spawn(auth.watch());
+    actix_web::rt::spawn(auth::Auth::watch(auth));
 
     server.await.map_err(|e| format!("server error: {e}"))?;
     if let Some(error) = state.failure() {
