@@ -69,7 +69,11 @@ struct KeySet {
 
 impl KeySet {
     /// `None` when neither the variable nor the file gives a key source.
-    fn new(env_value: Option<&str>, file: Option<&Path>, what: &str) -> Result<Option<Self>, String> {
+    fn new(
+        env_value: Option<&str>,
+        file: Option<&Path>,
+        what: &str,
+    ) -> Result<Option<Self>, String> {
         let fixed = match env_value {
             Some(value) => parse_keys(value.split(','), what)
                 .map_err(|e| format!("{what} in the environment: {e}"))?,
@@ -108,10 +112,16 @@ impl KeySet {
         match std::fs::read(path) {
             Ok(bytes) if bytes == self.loaded.read().expect("keys lock").0 => {}
             Ok(bytes) => match self.install(bytes) {
-                Ok(count) => tracing::info!(file = %path.display(), keys = count, "{what} file re-read"),
-                Err(error) => tracing::error!(file = %path.display(), %error, "{what} file not re-read; the keys in force stay"),
+                Ok(count) => {
+                    tracing::info!(file = %path.display(), keys = count, "{what} file re-read")
+                }
+                Err(error) => {
+                    tracing::error!(file = %path.display(), %error, "{what} file not re-read; the keys in force stay")
+                }
             },
-            Err(error) => tracing::error!(file = %path.display(), %error, "{what} file unreadable; the keys in force stay"),
+            Err(error) => {
+                tracing::error!(file = %path.display(), %error, "{what} file unreadable; the keys in force stay")
+            }
         }
     }
 
@@ -132,7 +142,10 @@ impl KeySet {
 
 /// Digests of `keys` (blank ones skipped); a key must be visible ASCII without commas, so it
 /// travels unchanged in a header and in a websocket subprotocol.
-fn parse_keys<'a>(keys: impl Iterator<Item = &'a str>, what: &str) -> Result<Vec<KeyDigest>, String> {
+fn parse_keys<'a>(
+    keys: impl Iterator<Item = &'a str>,
+    what: &str,
+) -> Result<Vec<KeyDigest>, String> {
     let mut digests = Vec::new();
     for (i, key) in keys.map(str::trim).enumerate() {
         if key.is_empty() {
@@ -171,7 +184,11 @@ impl Auth {
     /// Reads the keys `config` and the environment give, or says why the server must not
     /// start (no keys on a non-loopback address, an unreadable key file, a malformed key).
     pub fn from_config(config: &Config) -> Result<Self, String> {
-        Self::from_sources(config, std::env::var(API_KEYS_ENV).ok(), std::env::var(NODE_KEY_ENV).ok())
+        Self::from_sources(
+            config,
+            std::env::var(API_KEYS_ENV).ok(),
+            std::env::var(NODE_KEY_ENV).ok(),
+        )
     }
 
     fn from_sources(
@@ -180,12 +197,20 @@ impl Auth {
         node_key: Option<String>,
     ) -> Result<Self, String> {
         let settings = &config.auth;
-        let users = KeySet::new(api_keys.as_deref(), settings.keys_file.as_deref(), "API keys")?;
+        let users = KeySet::new(
+            api_keys.as_deref(),
+            settings.keys_file.as_deref(),
+            "API keys",
+        )?;
         // The node key is accepted on a model node only: a graph node sends it.
         let nodes = if config.runs_graph() {
             None
         } else {
-            KeySet::new(node_key.as_deref(), settings.node_key_file.as_deref(), "node key")?
+            KeySet::new(
+                node_key.as_deref(),
+                settings.node_key_file.as_deref(),
+                "node key",
+            )?
         };
         let auth = Self {
             users,
@@ -199,7 +224,11 @@ impl Auth {
             "set {API_KEYS_ENV} (comma-separated) or [auth] keys_file (one key a line){}, \
              or, if something in front of this server does the guarding, [auth] mode = \"none\" \
              (or INFERGRAPH_AUTH=none)",
-            if config.runs_graph() { "" } else { ", or on a model node INFERGRAPH_NODE_KEY or [auth] node_key_file" }
+            if config.runs_graph() {
+                ""
+            } else {
+                ", or on a model node INFERGRAPH_NODE_KEY or [auth] node_key_file"
+            }
         );
         match (settings.mode, auth.enabled()) {
             (AuthMode::None, true) => Err(format!(
@@ -350,9 +379,7 @@ fn presented_key(headers: &header::HeaderMap) -> Option<&str> {
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    let protocol = || {
-        offered_protocols(headers).find_map(|p| p.strip_prefix(WS_KEY_PREFIX))
-    };
+    let protocol = || offered_protocols(headers).find_map(|p| p.strip_prefix(WS_KEY_PREFIX));
     bearer.or_else(api_key).or_else(protocol)
 }
 
@@ -448,26 +475,48 @@ mod tests {
 
     #[test]
     fn loopback_hosts_are_told_from_the_others() {
-        for host in ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost", "LOCALHOST"] {
+        for host in [
+            "127.0.0.1",
+            "127.0.0.2",
+            "::1",
+            "[::1]",
+            "localhost",
+            "LOCALHOST",
+        ] {
             assert!(is_loopback(host), "{host}");
         }
-        for host in ["0.0.0.0", "::", "10.0.0.1", "example.com", "localhost.example.com"] {
+        for host in [
+            "0.0.0.0",
+            "::",
+            "10.0.0.1",
+            "example.com",
+            "localhost.example.com",
+        ] {
             assert!(!is_loopback(host), "{host}");
         }
     }
 
     #[test]
     fn a_non_loopback_bind_without_keys_is_refused_with_how_to_set_them() {
-        let error = Auth::from_sources(&config("0.0.0.0", ""), None, None).err().unwrap();
-        assert!(error.contains(API_KEYS_ENV) && error.contains("mode = \"none\""), "{error}");
-        assert!(Auth::from_sources(&config("0.0.0.0", "[auth]\nmode = \"none\""), None, None).is_ok());
+        let error = Auth::from_sources(&config("0.0.0.0", ""), None, None)
+            .err()
+            .unwrap();
+        assert!(
+            error.contains(API_KEYS_ENV) && error.contains("mode = \"none\""),
+            "{error}"
+        );
+        assert!(
+            Auth::from_sources(&config("0.0.0.0", "[auth]\nmode = \"none\""), None, None).is_ok()
+        );
         let on = Auth::from_sources(&config("0.0.0.0", ""), Some("k1".into()), None).unwrap();
         assert!(on.enabled());
     }
 
     #[test]
     fn loopback_without_keys_is_off_and_keys_turn_it_on() {
-        assert!(!Auth::from_sources(&config("127.0.0.1", ""), None, None).unwrap().enabled());
+        assert!(!Auth::from_sources(&config("127.0.0.1", ""), None, None)
+            .unwrap()
+            .enabled());
         let error = Auth::from_sources(&config("127.0.0.1", "[auth]\nmode = \"keys\""), None, None)
             .err()
             .unwrap();
@@ -476,8 +525,12 @@ mod tests {
 
     #[test]
     fn every_listed_key_is_accepted_and_nothing_else() {
-        let auth = Auth::from_sources(&config("127.0.0.1", ""), Some(" k-one , k.two,".into()), None)
-            .unwrap();
+        let auth = Auth::from_sources(
+            &config("127.0.0.1", ""),
+            Some(" k-one , k.two,".into()),
+            None,
+        )
+        .unwrap();
         assert!(auth.accepts("k-one") && auth.accepts("k.two"));
         for wrong in ["", "k-one ", "k", "k-onf", "K-ONE"] {
             assert!(!auth.accepts(wrong), "{wrong:?}");
@@ -494,7 +547,10 @@ mod tests {
         assert!(set.is_none());
         let error = parse_keys(["ok", "bad key"].into_iter(), "key").unwrap_err();
         assert!(error.contains("number 2"), "{error}");
-        assert!(!error.contains("bad key"), "a key must not be echoed: {error}");
+        assert!(
+            !error.contains("bad key"),
+            "a key must not be echoed: {error}"
+        );
     }
 
     #[test]
@@ -509,10 +565,22 @@ mod tests {
             }
             map
         };
-        assert_eq!(presented_key(&headers(&[("authorization", "Bearer abc")])), Some("abc"));
-        assert_eq!(presented_key(&headers(&[("authorization", "bearer  abc ")])), Some("abc"));
-        assert_eq!(presented_key(&headers(&[("authorization", "Basic abc")])), None);
-        assert_eq!(presented_key(&headers(&[("x-api-key", "abc")])), Some("abc"));
+        assert_eq!(
+            presented_key(&headers(&[("authorization", "Bearer abc")])),
+            Some("abc")
+        );
+        assert_eq!(
+            presented_key(&headers(&[("authorization", "bearer  abc ")])),
+            Some("abc")
+        );
+        assert_eq!(
+            presented_key(&headers(&[("authorization", "Basic abc")])),
+            None
+        );
+        assert_eq!(
+            presented_key(&headers(&[("x-api-key", "abc")])),
+            Some("abc")
+        );
         let offer = [("sec-websocket-protocol", "infergraph, infergraph.key.abc")];
         assert_eq!(presented_key(&headers(&offer)), Some("abc"));
         assert_eq!(presented_key(&headers(&[])), None);

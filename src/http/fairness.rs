@@ -119,7 +119,11 @@ impl Fairness {
             *held.entry(client.label()).or_insert(0) += count;
         }
         for (client, count) in held {
-            out.sample("infergraph_client_in_flight", &[("client", client)], count as f64);
+            out.sample(
+                "infergraph_client_in_flight",
+                &[("client", client)],
+                count as f64,
+            );
         }
     }
 }
@@ -190,7 +194,9 @@ pub async fn fair_share(
             "this client holds {} requests already, its share of this server",
             fairness.limit
         ));
-        let response = request.into_response(error.error_response()).map_into_boxed_body();
+        let response = request
+            .into_response(error.error_response())
+            .map_into_boxed_body();
         return Ok(response.map_into_right_body());
     };
     let response = next.call(request).await?;

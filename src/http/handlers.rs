@@ -44,19 +44,43 @@ fn table() -> Vec<(&'static str, &'static str, actix_web::Route)> {
         ("/openapi.json", "GET", web::get().to(openapi::openapi_json)),
         ("/docs", "GET", web::get().to(openapi::docs)),
         ("/", "GET", web::get().to(openapi::page)),
-        ("/classify_generated_texts", "POST", web::post().to(classify_generated_texts)),
+        (
+            "/classify_generated_texts",
+            "POST",
+            web::post().to(classify_generated_texts),
+        ),
         ("/generate_score", "POST", web::post().to(generate_score)),
         ("/v1/graph", "POST", web::post().to(graph)),
         ("/v1/graph/stream", "POST", web::post().to(stream::sse)),
         ("/v1/graph/ws", "GET", web::get().to(stream::websocket)),
         ("/v1/graphs", "GET", web::get().to(graphs)),
         ("/v1/graphs/{name}", "POST", web::post().to(named_graph)),
-        ("/v1/graphs/{name}/stream", "POST", web::post().to(stream::named_sse)),
+        (
+            "/v1/graphs/{name}/stream",
+            "POST",
+            web::post().to(stream::named_sse),
+        ),
         ("/v1/models", "GET", web::get().to(models)),
-        ("/v1/models/{name}/generate", "POST", web::post().to(model_routes::generate)),
-        ("/v1/models/{name}/generate/stream", "POST", web::post().to(model_routes::generate_stream)),
-        ("/v1/models/{name}/classify", "POST", web::post().to(model_routes::classify)),
-        ("/v1/completions", "POST", web::post().to(openai::completions)),
+        (
+            "/v1/models/{name}/generate",
+            "POST",
+            web::post().to(model_routes::generate),
+        ),
+        (
+            "/v1/models/{name}/generate/stream",
+            "POST",
+            web::post().to(model_routes::generate_stream),
+        ),
+        (
+            "/v1/models/{name}/classify",
+            "POST",
+            web::post().to(model_routes::classify),
+        ),
+        (
+            "/v1/completions",
+            "POST",
+            web::post().to(openai::completions),
+        ),
         ("/v1/engines", "GET", web::get().to(engines)),
         ("/metrics", "GET", web::get().to(metrics::metrics)),
         ("/v1/traces", "GET", web::get().to(traces)),
@@ -69,7 +93,10 @@ fn table() -> Vec<(&'static str, &'static str, actix_web::Route)> {
 
 /// Each route's path and method, as the router serves them.
 pub fn paths() -> Vec<(&'static str, &'static str)> {
-    table().into_iter().map(|(path, method, _)| (path, method)).collect()
+    table()
+        .into_iter()
+        .map(|(path, method, _)| (path, method))
+        .collect()
 }
 
 /// `path`, answered by `route`; any other method gets 405 with `Allow: allow`.

@@ -9,9 +9,9 @@
 pub mod api;
 pub mod auth;
 mod disconnect;
-pub mod fairness;
 pub mod error;
 mod exposure;
+pub mod fairness;
 pub mod handlers;
 mod metrics;
 mod model_routes;

@@ -105,7 +105,9 @@ pub async fn check_origin(
                     "host {host:?} is not one this server answers to; add it to [auth] allowed_hosts"
                 ),
             };
-            return Ok(request.into_response(error.error_response()).map_into_right_body());
+            return Ok(request
+                .into_response(error.error_response())
+                .map_into_right_body());
         }
     }
     let Some(origin) = request
@@ -125,7 +127,9 @@ pub async fn check_origin(
                 "pages from {origin:?} may not call this server; add the origin to [auth] allowed_origins"
             ),
         };
-        return Ok(request.into_response(error.error_response()).map_into_right_body());
+        return Ok(request
+            .into_response(error.error_response())
+            .map_into_right_body());
     }
     if !listed {
         return Ok(next.call(request).await?.map_into_left_body());
@@ -170,10 +174,20 @@ mod tests {
     #[test]
     fn a_loopback_server_answers_loopback_names_and_listed_ones_only() {
         let local = origins("127.0.0.1", "");
-        for host in ["127.0.0.1:3000", "localhost:3000", "LOCALHOST", "[::1]:3000", "127.0.0.1"] {
+        for host in [
+            "127.0.0.1:3000",
+            "localhost:3000",
+            "LOCALHOST",
+            "[::1]:3000",
+            "127.0.0.1",
+        ] {
             assert!(local.host_allowed(host), "{host}");
         }
-        for host in ["evil.example:3000", "evil.example", "127.0.0.1.evil.example:3000"] {
+        for host in [
+            "evil.example:3000",
+            "evil.example",
+            "127.0.0.1.evil.example:3000",
+        ] {
             assert!(!local.host_allowed(host), "{host}");
         }
         let listed = origins("127.0.0.1", "[auth]\nallowed_hosts = [\"box.lan\"]");

@@ -67,7 +67,10 @@ async fn call(server: &TestServer, method: &str, path: &str, key: Option<&str>) 
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(30))
         .finish();
-    let mut request = client.request(Method::from_bytes(method.as_bytes()).unwrap(), server.url(path));
+    let mut request = client.request(
+        Method::from_bytes(method.as_bytes()).unwrap(),
+        server.url(path),
+    );
     if let Some(key) = key {
         request = request.insert_header(("authorization", format!("Bearer {key}")));
     }
@@ -108,10 +111,16 @@ async fn walked_paths(server: &TestServer, key: &str) -> Vec<String> {
         .map(String::as_str)
         .collect();
     let routed: BTreeSet<&str> = routes.iter().map(|(path, _)| *path).collect();
-    assert_eq!(documented, routed, "the document and the router list the same routes");
+    assert_eq!(
+        documented, routed,
+        "the document and the router list the same routes"
+    );
     routes
         .iter()
-        .map(|(path, _)| path.replace("{name}", "gpt2").replace("{id}", "no-such-trace"))
+        .map(|(path, _)| {
+            path.replace("{name}", "gpt2")
+                .replace("{id}", "no-such-trace")
+        })
         .chain(UNROUTED.iter().map(|p| p.to_string()))
         .collect()
 }
@@ -147,7 +156,12 @@ async fn walk(server: &TestServer, good: &str, refused: &[Option<&str>]) {
             let answer = call(server, method, path, Some(good)).await;
             let what = format!("{method} {path} with the good key");
             assert_ne!(answer.status, 401, "{what}: {}", answer.body);
-            assert!(answer.status < 500, "{what}: {} {}", answer.status, answer.body);
+            assert!(
+                answer.status < 500,
+                "{what}: {} {}",
+                answer.status,
+                answer.body
+            );
         }
     }
 }
@@ -156,8 +170,16 @@ async fn walk(server: &TestServer, good: &str, refused: &[Option<&str>]) {
 /// `Authorization` header or, as a browser sends it, in the subprotocol offer.
 async fn check_websocket(server: &TestServer, good: &str) {
     let url = server.url("/v1/graph/ws");
-    for offer in [vec!["infergraph".to_string()], vec![format!("infergraph.key.{WRONG}")]] {
-        match awc::Client::new().ws(&url).protocols(&offer).connect().await {
+    for offer in [
+        vec!["infergraph".to_string()],
+        vec![format!("infergraph.key.{WRONG}")],
+    ] {
+        match awc::Client::new()
+            .ws(&url)
+            .protocols(&offer)
+            .connect()
+            .await
+        {
             Err(awc::error::WsClientError::InvalidResponseStatus(status)) => {
                 assert_eq!(status.as_u16(), 401, "offer {offer:?}")
             }
@@ -192,14 +214,23 @@ async fn on_a_graph_node_only_the_public_routes_answer_without_a_key() {
     write_keys(&dir.path().join("api-keys"), &[GOOD]);
     // The revoked key must stop working before the walk relies on it being refused.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while call(&server, "GET", "/v1/models", Some(REVOKED)).await.status != 401 {
+    while call(&server, "GET", "/v1/models", Some(REVOKED))
+        .await
+        .status
+        != 401
+    {
         assert!(Instant::now() < deadline, "the revoked key still works");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     walk(&server, GOOD, &[None, Some(WRONG), Some(REVOKED)]).await;
     check_websocket(&server, GOOD).await;
     // The key from the environment works beside the file's.
-    assert_eq!(call(&server, "GET", "/v1/models", Some(OTHER_GOOD)).await.status, 200);
+    assert_eq!(
+        call(&server, "GET", "/v1/models", Some(OTHER_GOOD))
+            .await
+            .status,
+        200
+    );
     // `x-api-key` is the other header a client may use.
     let mut response = awc::Client::default()
         .get(server.url("/v1/models"))
@@ -207,7 +238,12 @@ async fn on_a_graph_node_only_the_public_routes_answer_without_a_key() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status().as_u16(), 200, "{:?}", response.body().await);
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "{:?}",
+        response.body().await
+    );
 }
 
 #[actix_web::test]
@@ -217,7 +253,11 @@ async fn refusals_are_counted_in_metrics_and_no_key_is_logged() {
     for key in [None, Some(WRONG), Some(WRONG)] {
         assert_eq!(call(&server, "GET", "/v1/engines", key).await.status, 401);
     }
-    assert_eq!(call(&server, "GET", "/metrics", None).await.status, 401, "not public unless set");
+    assert_eq!(
+        call(&server, "GET", "/metrics", None).await.status,
+        401,
+        "not public unless set"
+    );
     let mut response = awc::Client::default()
         .get(server.url("/metrics"))
         .bearer_auth(GOOD)
@@ -225,14 +265,24 @@ async fn refusals_are_counted_in_metrics_and_no_key_is_logged() {
         .await
         .unwrap();
     let text = String::from_utf8(response.body().await.unwrap().to_vec()).unwrap();
-    let scrape =
-        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
     let refusals = |reason| {
-        prometheus::value(&scrape, "infergraph_auth_refusals_total", &[("reason", reason)])
+        prometheus::value(
+            &scrape,
+            "infergraph_auth_refusals_total",
+            &[("reason", reason)],
+        )
     };
-    assert_eq!(refusals("missing"), 2.0, "the three /v1/engines and the /metrics call");
+    assert_eq!(
+        refusals("missing"),
+        2.0,
+        "the three /v1/engines and the /metrics call"
+    );
     assert_eq!(refusals("invalid"), 2.0);
-    assert_eq!(prometheus::value(&scrape, "infergraph_auth_keys", &[("kind", "api")]), 2.0);
+    assert_eq!(
+        prometheus::value(&scrape, "infergraph_auth_keys", &[("kind", "api")]),
+        2.0
+    );
     assert!(server.log_position(WRONG).is_none() && server.log_position(GOOD).is_none());
 }
 
@@ -244,7 +294,10 @@ async fn metrics_can_be_made_public_for_a_prometheus_without_a_key() {
         "[auth]\npublic_metrics = true\n",
     );
     let scrape = prometheus::scrape(&server).await;
-    assert_eq!(prometheus::value(&scrape, "infergraph_auth_keys", &[("kind", "api")]), 1.0);
+    assert_eq!(
+        prometheus::value(&scrape, "infergraph_auth_keys", &[("kind", "api")]),
+        1.0
+    );
     assert_eq!(call(&server, "GET", "/v1/engines", None).await.status, 401);
 }
 
@@ -252,12 +305,22 @@ async fn metrics_can_be_made_public_for_a_prometheus_without_a_key() {
 async fn a_key_removed_from_the_key_file_stops_working_within_a_second_and_a_new_one_starts() {
     let dir = tempfile::tempdir().unwrap();
     let server = keyed_graph_node(dir.path(), &[REVOKED]);
-    assert_eq!(call(&server, "GET", "/v1/graphs", Some(REVOKED)).await.status, 200);
-    assert_eq!(call(&server, "GET", "/v1/graphs", Some(GOOD)).await.status, 401);
+    assert_eq!(
+        call(&server, "GET", "/v1/graphs", Some(REVOKED))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        call(&server, "GET", "/v1/graphs", Some(GOOD)).await.status,
+        401
+    );
     let rotated = Instant::now();
     write_keys(&dir.path().join("api-keys"), &[GOOD]);
     loop {
-        let old = call(&server, "GET", "/v1/graphs", Some(REVOKED)).await.status;
+        let old = call(&server, "GET", "/v1/graphs", Some(REVOKED))
+            .await
+            .status;
         let new = call(&server, "GET", "/v1/graphs", Some(GOOD)).await.status;
         if (old, new) == (401, 200) {
             break;
@@ -273,7 +336,10 @@ async fn a_key_removed_from_the_key_file_stops_working_within_a_second_and_a_new
     assert!(server
         .wait_for_log("the keys in force stay", Duration::from_secs(5))
         .is_some());
-    assert_eq!(call(&server, "GET", "/v1/graphs", Some(GOOD)).await.status, 200);
+    assert_eq!(
+        call(&server, "GET", "/v1/graphs", Some(GOOD)).await.status,
+        200
+    );
     // SIGHUP re-reads at once (the periodic re-read aside).
     write_keys(&dir.path().join("api-keys"), &[GOOD, REVOKED]);
     server.signal("HUP");
@@ -309,9 +375,18 @@ fn a_server_on_a_non_loopback_address_without_keys_refuses_to_start_and_says_how
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     let models = models_toml(&fixture_models());
-    std::fs::write(&config, format!("[server]\nhost = \"0.0.0.0\"\nport = 0\n{models}")).unwrap();
+    std::fs::write(
+        &config,
+        format!("[server]\nhost = \"0.0.0.0\"\nport = 0\n{models}"),
+    )
+    .unwrap();
     let stderr = serve_refuses(&config, &[]);
-    for needle in ["0.0.0.0", "INFERGRAPH_API_KEYS", "keys_file", "mode = \"none\""] {
+    for needle in [
+        "0.0.0.0",
+        "INFERGRAPH_API_KEYS",
+        "keys_file",
+        "mode = \"none\"",
+    ] {
         assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
     }
     // `--host` wins over the file, and is checked the same way.
@@ -331,7 +406,10 @@ fn a_server_on_a_non_loopback_address_without_keys_refuses_to_start_and_says_how
 
 /// A model node for `gpt2` alone, which accepts `NODE_KEY` (and no user's key).
 fn keyed_model_node() -> TestServer {
-    let models: Vec<_> = fixture_models().into_iter().filter(|m| m.0 == "gpt2").collect();
+    let models: Vec<_> = fixture_models()
+        .into_iter()
+        .filter(|m| m.0 == "gpt2")
+        .collect();
     TestServer::start_with_env(
         &[("INFERGRAPH_NODE_KEY", NODE_KEY)],
         &models_toml(&models),
@@ -368,8 +446,7 @@ async fn on_a_model_node_with_a_node_key_only_the_public_routes_answer_without_i
 }
 
 #[actix_web::test]
-async fn a_graph_node_with_the_node_key_serves_the_split_graph_and_one_without_gets_a_named_503()
-{
+async fn a_graph_node_with_the_node_key_serves_the_split_graph_and_one_without_gets_a_named_503() {
     let node = keyed_model_node();
     let graph = graph_node_of(&node, Some(NODE_KEY));
     common::wait_until("the model node is ready", Duration::from_secs(30), || {
@@ -423,6 +500,12 @@ async fn a_graph_node_with_the_node_key_serves_the_split_graph_and_one_without_g
     let body: Value = response.json().await.unwrap();
     assert_eq!(response.status().as_u16(), 503, "{body}");
     assert_eq!(body["error_type"], "model_unavailable");
-    assert!(body["error"].as_str().unwrap().contains("node key"), "{body}");
-    assert!(started.elapsed() < Duration::from_secs(5), "a fast refusal, not a retry loop");
+    assert!(
+        body["error"].as_str().unwrap().contains("node key"),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a fast refusal, not a retry loop"
+    );
 }

@@ -66,7 +66,10 @@ async fn a_cross_site_text_post_is_refused_and_a_listed_origin_gets_cors() {
     assert_eq!(refused.status().as_u16(), 403);
     let body: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(body["error_type"], "forbidden_origin");
-    assert!(body["error"].as_str().unwrap().contains("allowed_origins"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("allowed_origins"),
+        "{body}"
+    );
 
     let listed = post(LISTED).await.unwrap();
     assert_eq!(listed.status().as_u16(), 200);
@@ -84,7 +87,10 @@ async fn a_cross_site_text_post_is_refused_and_a_listed_origin_gets_cors() {
             .request(awc::http::Method::OPTIONS, server.url("/v1/graph"))
             .insert_header(("origin", origin.to_string()))
             .insert_header(("access-control-request-method", "POST"))
-            .insert_header(("access-control-request-headers", "authorization, content-type"))
+            .insert_header((
+                "access-control-request-headers",
+                "authorization, content-type",
+            ))
             .send()
     };
     let answer = preflight(LISTED).await.unwrap();
