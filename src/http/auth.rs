@@ -231,9 +231,9 @@ impl Auth {
             }
         );
         match (settings.mode, auth.enabled()) {
-            (AuthMode::None, true) => Err(format!(
-                "[auth] mode is \"none\" but keys are given; remove them or the mode"
-            )),
+            (AuthMode::None, true) => {
+                Err("[auth] mode is \"none\" but keys are given; remove them or the mode".into())
+            }
             (AuthMode::None, false) => {
                 tracing::warn!(%host, "auth is off ([auth] mode = \"none\"): anyone who reaches this server may call it");
                 Ok(auth)

@@ -64,7 +64,7 @@ impl Origins {
             return true;
         };
         let name = host_name(host).to_ascii_lowercase();
-        allowed.iter().any(|a| *a == name) || is_loopback(&name)
+        allowed.contains(&name) || is_loopback(&name)
     }
 
     fn is_listed(&self, origin: &str) -> bool {
