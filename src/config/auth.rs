@@ -36,6 +36,9 @@ pub struct AuthConfig {
     /// `keys_file`. On a graph node: the key it sends on every hop. `INFERGRAPH_NODE_KEY`
     /// gives it too.
     pub node_key_file: Option<PathBuf>,
+    /// A file of admin keys (re-read like `keys_file`): users' keys that also read every
+    /// trace (`/v1/traces` answers no other key). `INFERGRAPH_ADMIN_KEYS` gives them too.
+    pub admin_keys_file: Option<PathBuf>,
     /// Origins (`scheme://host[:port]`) besides the server's own whose pages may call it,
     /// with CORS headers; a request from any other `Origin` gets 403.
     pub allowed_origins: Vec<String>,

@@ -362,9 +362,13 @@ impl Config {
             }
         }
         let auth = &mut config.auth;
-        for path in [&mut auth.keys_file, &mut auth.node_key_file]
-            .into_iter()
-            .flatten()
+        for path in [
+            &mut auth.keys_file,
+            &mut auth.admin_keys_file,
+            &mut auth.node_key_file,
+        ]
+        .into_iter()
+        .flatten()
         {
             if path.is_relative() {
                 *path = base.join(&*path);

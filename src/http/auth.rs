@@ -15,6 +15,10 @@
 //! - A model node (a server that runs no graph) also accepts its node key (`INFERGRAPH_NODE_KEY`
 //!   or `[auth] node_key_file`), which its graph nodes send on every hop; users' keys are
 //!   accepted there only if that node is given them too.
+//! - Traces (`/v1/traces`, `/v1/traces/{id}`) show every user's request ids, token counts and
+//!   labels, so with auth on they answer admin keys only (`INFERGRAPH_ADMIN_KEYS` or
+//!   `[auth] admin_keys_file`; an admin key is also a user's key everywhere else), 403 to
+//!   others. Judged on the path as the router matches it, so no spelling gets around it.
 //! - Auth is on whenever keys are given. Without keys, a server bound to a non-loopback
 //!   address refuses to start unless `[auth] mode = "none"`.
 
@@ -47,6 +51,7 @@ const RELOAD_EVERY: Duration = Duration::from_millis(250);
 /// The environment variables keys come from.
 pub const API_KEYS_ENV: &str = "INFERGRAPH_API_KEYS";
 pub const NODE_KEY_ENV: &str = "INFERGRAPH_NODE_KEY";
+pub const ADMIN_KEYS_ENV: &str = "INFERGRAPH_ADMIN_KEYS";
 
 /// The websocket subprotocol a browser offers beside `infergraph.key.<key>` (browsers cannot
 /// set headers on a websocket); the server answers with it, never with the key.
@@ -173,6 +178,8 @@ enum Refusal {
 /// Who may call, shared by every worker.
 pub struct Auth {
     users: Option<KeySet>,
+    /// Users' keys that also see every trace.
+    admins: Option<KeySet>,
     /// Accepted only on a model node.
     nodes: Option<KeySet>,
     public_metrics: bool,
@@ -184,11 +191,22 @@ impl Auth {
     /// Reads the keys `config` and the environment give, or says why the server must not
     /// start (no keys on a non-loopback address, an unreadable key file, a malformed key).
     pub fn from_config(config: &Config) -> Result<Self, String> {
-        Self::from_sources(
+        let mut auth = Self::from_sources(
             config,
             std::env::var(API_KEYS_ENV).ok(),
             std::env::var(NODE_KEY_ENV).ok(),
-        )
+        )?;
+        auth.admins = KeySet::new(
+            std::env::var(ADMIN_KEYS_ENV).ok().as_deref(),
+            config.auth.admin_keys_file.as_deref(),
+            "admin keys",
+        )?;
+        if auth.admins.is_some() && auth.users.is_none() && auth.nodes.is_none() {
+            return Err(format!(
+                "admin keys are given but no API keys: set {API_KEYS_ENV} or [auth] keys_file too"
+            ));
+        }
+        Ok(auth)
     }
 
     fn from_sources(
@@ -214,6 +232,7 @@ impl Auth {
         };
         let auth = Self {
             users,
+            admins: None,
             nodes,
             public_metrics: settings.public_metrics,
             refused_missing: AtomicU64::new(0),
@@ -260,7 +279,7 @@ impl Auth {
 
     /// Whether any key source is configured (even one whose file now lists no key).
     pub fn enabled(&self) -> bool {
-        self.users.is_some() || self.nodes.is_some()
+        self.users.is_some() || self.nodes.is_some() || self.admins.is_some()
     }
 
     fn public_list(&self) -> Vec<&'static str> {
@@ -275,18 +294,19 @@ impl Auth {
         PUBLIC.contains(&path) || (self.public_metrics && path == "/metrics")
     }
 
-    /// Who `key` belongs to, if it is accepted.
-    fn identify(&self, key: &str) -> Option<Client> {
+    /// Who `key` belongs to, if it is accepted, and whether it is an admin key.
+    fn identify(&self, key: &str) -> Option<(Client, bool)> {
         let candidate = digest(key);
-        // Both sets are always asked, so the time taken does not tell which holds the key.
+        // Every set is always asked, so the time taken does not tell which holds the key.
         let user = self.users.as_ref().is_some_and(|s| s.accepts(&candidate));
+        let admin = self.admins.as_ref().is_some_and(|s| s.accepts(&candidate));
         let node = self.nodes.as_ref().is_some_and(|s| s.accepts(&candidate));
-        if user {
+        if user || admin {
             // Four bytes of the digest tell keys apart in /metrics and reveal nothing usable.
             let label: String = candidate[..4].iter().map(|b| format!("{b:02x}")).collect();
-            Some(Client::Key(format!("key-{label}")))
+            Some((Client::Key(format!("key-{label}")), admin))
         } else {
-            node.then_some(Client::Node)
+            node.then_some((Client::Node, false))
         }
     }
 
@@ -295,7 +315,7 @@ impl Auth {
         self.identify(key).is_some()
     }
 
-    fn check(&self, request: &ServiceRequest) -> Result<Client, Refusal> {
+    fn check(&self, request: &ServiceRequest) -> Result<(Client, bool), Refusal> {
         let key = presented_key(request.headers()).ok_or(Refusal::Missing)?;
         self.identify(key).ok_or(Refusal::Invalid)
     }
@@ -310,8 +330,10 @@ impl Auth {
 
     /// Re-reads the key files every `RELOAD_EVERY` and on SIGHUP, for the server's life.
     pub async fn watch(auth: web::Data<Self>) {
-        if auth.users.as_ref().and_then(|s| s.file.as_ref()).is_none()
-            && auth.nodes.as_ref().and_then(|s| s.file.as_ref()).is_none()
+        let sets = [&auth.users, &auth.admins, &auth.nodes];
+        if sets
+            .iter()
+            .all(|set| set.as_ref().and_then(|s| s.file.as_ref()).is_none())
         {
             return;
         }
@@ -327,6 +349,9 @@ impl Auth {
             }
             if let Some(users) = &auth.users {
                 users.reload("API keys");
+            }
+            if let Some(admins) = &auth.admins {
+                admins.reload("admin keys");
             }
             if let Some(nodes) = &auth.nodes {
                 nodes.reload("node key");
@@ -356,7 +381,11 @@ impl Auth {
             "gauge",
             "Keys accepted now, by kind (api or node).",
         );
-        for (kind, set) in [("api", &self.users), ("node", &self.nodes)] {
+        for (kind, set) in [
+            ("api", &self.users),
+            ("admin", &self.admins),
+            ("node", &self.nodes),
+        ] {
             let count = set.as_ref().map_or(0, KeySet::count);
             out.sample("infergraph_auth_keys", &[("kind", kind)], count as f64);
         }
@@ -414,7 +443,19 @@ pub async fn require_key(
         return Ok(next.call(request).await?.map_into_left_body());
     }
     match auth.check(&request) {
-        Ok(client) => {
+        Ok((_, false)) if admin_only(request.match_info().as_str()) => {
+            let error = ApiError::Forbidden {
+                error_type: "admin_only",
+                message: format!(
+                    "traces show every user's requests: they answer admin keys only \
+                     ({ADMIN_KEYS_ENV} or [auth] admin_keys_file)"
+                ),
+            };
+            return Ok(request
+                .into_response(error.error_response())
+                .map_into_right_body());
+        }
+        Ok((client, _)) => {
             request.extensions_mut().insert(client);
         }
         Err(refusal) => {
@@ -440,6 +481,11 @@ pub async fn require_key(
         );
     }
     Ok(response.map_into_left_body())
+}
+
+/// Whether `path` (as the router matches it) is one only admin keys may read.
+fn admin_only(path: &str) -> bool {
+    path == "/v1/traces" || path.starts_with("/v1/traces/")
 }
 
 /// The node key this server sends on every hop, if one is given.

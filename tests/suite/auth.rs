@@ -509,3 +509,62 @@ async fn a_graph_node_with_the_node_key_serves_the_split_graph_and_one_without_g
         "a fast refusal, not a retry loop"
     );
 }
+
+#[actix_web::test]
+async fn with_auth_on_traces_answer_admin_keys_only() {
+    const ADMIN: &str = "k-admin-0123456789";
+    let server = TestServer::start_with_env(
+        &[
+            ("INFERGRAPH_API_KEYS", GOOD),
+            ("INFERGRAPH_ADMIN_KEYS", ADMIN),
+        ],
+        &models_toml(&fixture_models()),
+        "",
+    );
+    let mut response = awc::Client::default()
+        .post(server.url("/v1/graph"))
+        .bearer_auth(GOOD)
+        .send_json(&json!({"text": "I have an idea!", "max_new_tokens": 2}))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let trace_id = header(response.headers(), "x-trace-id").unwrap();
+    let _ = response.body().await;
+
+    let paths = [
+        "/v1/traces".to_string(),
+        format!("/v1/traces/{trace_id}"),
+        // The router reads %74 as `t`; the check reads the path as the router does.
+        "/v1/%74races".to_string(),
+    ];
+    for path in &paths {
+        let answer = call(&server, "GET", path, Some(GOOD)).await;
+        assert_eq!(answer.status, 403, "{path}: {}", answer.body);
+        assert_eq!(answer.body["error_type"], "admin_only", "{path}");
+        assert!(answer.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("INFERGRAPH_ADMIN_KEYS"));
+        assert_eq!(call(&server, "GET", path, None).await.status, 401, "{path}");
+    }
+    let answer = call(&server, "GET", "/v1/traces", Some(ADMIN)).await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer.body.to_string().contains(&trace_id),
+        "{}",
+        answer.body
+    );
+    let answer = call(
+        &server,
+        "GET",
+        &format!("/v1/traces/{trace_id}"),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    // An admin key is a user's key everywhere else.
+    assert_eq!(
+        call(&server, "GET", "/v1/models", Some(ADMIN)).await.status,
+        200
+    );
+}
