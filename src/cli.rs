@@ -6,6 +6,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 
 use crate::backend::{self, BackendChoice, SelectedDevice};
+use crate::config::auth::AuthMode;
 use crate::config::{Config, LogFormat};
 use crate::loadtest;
 use crate::models::presets::{self, Preset, WeightDtype};
@@ -36,6 +37,9 @@ enum Command {
     InitWeights(InitWeightsArgs),
     /// Load-test the graph: in-process at the actors, or a server over HTTP or websocket.
     Loadtest(LoadtestArgs),
+    /// Ask the server that `serve` with the same config and overrides would run whether it
+    /// is up (GET /livez on its own port); exits 0 if so. For container healthchecks.
+    Health(ServeArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -107,6 +111,10 @@ struct ServeArgs {
     host: Option<String>,
     #[arg(long, env = "INFERGRAPH_PORT")]
     port: Option<u16>,
+    /// Whether API keys are required: auto, keys or none (see `[auth] mode`). The keys
+    /// themselves never come from the command line.
+    #[arg(long, env = "INFERGRAPH_AUTH", value_enum)]
+    auth: Option<AuthMode>,
     #[command(flatten)]
     backend: BackendArg,
 }
@@ -201,6 +209,7 @@ pub fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Health(args) => health(args),
         Command::Generate(args) => {
             telemetry::init_tracing(LogFormat::Human, "warn");
             let device = choose_device(args.backend.backend.unwrap_or_default());
@@ -315,6 +324,13 @@ fn loadtest(args: LoadtestArgs) -> Result<(), String> {
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
+    let config = serve_config(args)?;
+    telemetry::init_tracing(config.logging.format, &config.logging.level);
+    crate::http::serve(config)
+}
+
+/// The config `serve` runs: the file, then the command line and environment over it.
+fn serve_config(args: ServeArgs) -> Result<Config, String> {
     let mut config = Config::from_file(&args.config).map_err(|e| e.to_string())?;
     if let Some(backend) = args.backend.backend {
         config.backend = backend;
@@ -325,8 +341,56 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(port) = args.port {
         config.server.port = port;
     }
-    telemetry::init_tracing(config.logging.format, &config.logging.level);
-    crate::http::serve(config)
+    if let Some(mode) = args.auth {
+        config.auth.mode = mode;
+    }
+    Ok(config)
+}
+
+/// `GET /livez` on the address the server listens on (an unspecified bind, 0.0.0.0 or ::,
+/// is asked on loopback); `/livez` needs no key.
+fn health(args: ServeArgs) -> Result<(), String> {
+    use std::io::{Read, Write};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
+    let config = serve_config(args)?;
+    let (host, port) = (config.server.host.as_str(), config.server.port);
+    if port == 0 {
+        return Err("[server] port is 0 (a free port picked at start): give a fixed port".into());
+    }
+    let address: SocketAddr = match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, port).into(),
+        Ok(IpAddr::V6(ip)) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, port).into(),
+        Ok(ip) => (ip, port).into(),
+        Err(_) => (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("{host}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{host}: no address"))?,
+    };
+    let timeout = std::time::Duration::from_secs(2);
+    let mut stream = TcpStream::connect_timeout(&address, timeout)
+        .map_err(|e| format!("http://{address}/livez: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let host_header = match address.ip() {
+        IpAddr::V6(ip) => format!("[{ip}]:{port}"),
+        IpAddr::V4(ip) => format!("{ip}:{port}"),
+    };
+    write!(
+        stream,
+        "GET /livez HTTP/1.1\r\nhost: {host_header}\r\nconnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let status = answer.lines().next().unwrap_or("no answer");
+    if status.starts_with("HTTP/1.1 200") {
+        println!("http://{address}/livez: {status}");
+        Ok(())
+    } else {
+        Err(format!("http://{address}/livez: {status}"))
+    }
 }
 
 fn init_weights(args: InitWeightsArgs) -> Result<(), String> {

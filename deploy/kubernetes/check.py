@@ -14,7 +14,12 @@
   autoscaling/v2 HPA on `infergraph_actor_queue_depth` for its model, and no `replicas`;
 - the graph node's every `url` names a Service (host and port) whose pods serve a model of
   that name and role;
-- model nodes run INFERGRAPH_BACKEND=BACKEND; with wgpu each also has an nvidia.com/gpu limit.
+- model nodes run INFERGRAPH_BACKEND=BACKEND; with wgpu each also has an nvidia.com/gpu limit;
+- keys: no server runs open (`[auth] mode = "none"`); the graph node reads users' keys and
+  every node its node key from files on mounted Secret volumes (never a ConfigMap, never a
+  literal env value), the graph node's node key from the same Secret key as the model nodes';
+- NetworkPolicy: every model node's pods are selected by one whose ingress admits only the
+  graph node's pods and namespaces (Prometheus), on the server's port.
 Exits 1 with one line per failure.
 """
 
@@ -50,6 +55,8 @@ def main(path, backend):
     pdbs = by_kind.get("PodDisruptionBudget", [])
     hpas = by_kind.get("HorizontalPodAutoscaler", [])
     served = {}  # Deployment name -> (pod labels, {model name: role}, container port)
+    node_keys = {}  # Deployment name -> (Secret, key) of its node key file
+    policies = by_kind.get("NetworkPolicy", [])
     graph_configs = []
 
     for dep in by_kind.get("Deployment", []):
@@ -126,6 +133,25 @@ def main(path, backend):
         if ports.get("http") != port:
             fail(f"{name}: container port http {ports.get('http')} != the server's {port}")
 
+        auth = config.get("auth", {})
+        if auth.get("mode") == "none":
+            fail(f"{name}: [auth] mode = \"none\" on a server that listens on 0.0.0.0")
+        for var in ("INFERGRAPH_API_KEYS", "INFERGRAPH_NODE_KEY"):
+            if env.get(var) is not None:
+                fail(f"{name}: {var} has a literal value; take it from a Secret")
+        secret_files = {}  # path in the container -> (Secret name, key)
+        for mount_path, vol_name in mounts.items():
+            vol = volumes.get(vol_name, {})
+            sources = [{"secret": {"name": vol["secret"].get("secretName"),
+                                   "items": vol["secret"].get("items", [])}}] \
+                if "secret" in vol else vol.get("projected", {}).get("sources", [])
+            for src in sources:
+                sec = src.get("secret")
+                if not sec:
+                    continue
+                for item in sec.get("items", []):
+                    secret_files[f"{mount_path.rstrip('/')}/{item['path']}"] = (sec["name"], item["key"])
+
         models = config.get("models", [])
         local = [m for m in models if "path" in m]
         remote = [m for m in models if "url" in m or "urls" in m]
@@ -135,6 +161,15 @@ def main(path, backend):
         roles = {m["role"] for m in models}
         is_graph = "generator" in roles and sum(m["role"] == "classifier" for m in models) == 1
         served[name] = (labels, {m["name"]: m["role"] for m in local}, port)
+
+        wanted = ["keys_file", "node_key_file"] if is_graph else ["node_key_file"]
+        for key in wanted:
+            file = auth.get(key)
+            if not file:
+                fail(f"{name}: no [auth] {key}")
+            elif file not in secret_files:
+                fail(f"{name}: [auth] {key} {file} is no item of a mounted Secret")
+        node_keys[name] = secret_files.get(auth.get("node_key_file"))
 
         if is_graph:
             graph_configs.append((name, remote))
@@ -196,6 +231,32 @@ def main(path, backend):
                 if not any(served[d][1].get(m["name"]) == m["role"] for d in backing):
                     fail(f"{name}: {url} serves no {m['role']} {m['name']} "
                          f"(Deployments behind it: {backing})")
+
+    if len(set(node_keys.values())) > 1:
+        fail(f"the nodes read their node keys from different Secrets: {node_keys}")
+    graph_labels = [served[g][0] for g, _ in graph_configs if g in served]
+    for name, (labels, models, port) in served.items():
+        if any(g == name for g, _ in graph_configs):
+            continue
+        guarding = [p for p in policies
+                    if selects(p["spec"]["podSelector"].get("matchLabels"), labels)
+                    and "Ingress" in p["spec"].get("policyTypes", [])]
+        if not guarding:
+            fail(f"{name}: no NetworkPolicy selects the model node's pods")
+        for p in guarding:
+            for rule in p["spec"].get("ingress", []):
+                peers = rule.get("from")
+                if not peers:
+                    fail(f"{p['metadata']['name']}: an ingress rule from anywhere to {name}")
+                for peer in peers or []:
+                    pod_sel = peer.get("podSelector", {}).get("matchLabels")
+                    if "podSelector" in peer and not any(selects(pod_sel, l) for l in graph_labels):
+                        fail(f"{p['metadata']['name']}: admits pods {pod_sel} that are no graph node")
+                    if "ipBlock" in peer:
+                        fail(f"{p['metadata']['name']}: admits an ipBlock to {name}")
+                ports = [q.get("port") for q in rule.get("ports", [])]
+                if port not in ports and "http" not in ports:
+                    fail(f"{p['metadata']['name']}: {name}'s port {port} is not the one admitted")
 
     for f in failures:
         print(f"FAIL {path}: {f}")

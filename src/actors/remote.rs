@@ -9,8 +9,8 @@
 //! CANCELLATION: when the call's `CancelToken` is set, the upstream response is dropped and
 //! its connection closed; the node sees its client leave and frees the slot within one
 //! decode step. Every hop carries `x-request-id`, the W3C `traceparent` (the node's trace has
-//! the same trace id) and the time left (`x-infergraph-deadline-ms`: the node answers 504
-//! rather than work past it).
+//! the same trace id), the time left (`x-infergraph-deadline-ms`: the node answers 504
+//! rather than work past it) and, when one is given, the node key (`Authorization: Bearer`).
 //!
 //! BACKPRESSURE: the hop waits for room. A node's 429 for a request the graph has admitted
 //! is retried after its `Retry-After` until the request's deadline or cancellation, so no
@@ -168,7 +168,12 @@ impl RemoteModel {
     /// Starts asking each replica's `/readyz` (on the current arbiter); `start()` the actor
     /// on the same one.
     pub fn new(replicas: Arc<Replicas>, settings: &RemoteConfig) -> Self {
-        let client = awc::Client::builder()
+        let mut client = awc::Client::builder();
+        // The node key goes on every hop, health checks and `/v1/models` details included.
+        if let Some(key) = &settings.node_key {
+            client = client.bearer_auth(key.expose());
+        }
+        let client = client
             .connector(
                 awc::Connector::new()
                     .timeout(Duration::from_millis(settings.connect_timeout_ms))
@@ -588,6 +593,14 @@ impl Hop {
                 Attempt::Fatal(ActorError::Model(ModelError::InvalidInput(message)))
             }
             "cancelled" => Attempt::Fatal(ActorError::Cancelled),
+            // Every replica holds the same node key, so trying another would not help.
+            "unauthorized" => {
+                self.replicas.count_error("unauthorized");
+                Attempt::Fatal(self.unreachable(
+                    &replica.url,
+                    format!("the node refused this graph node's node key ({message}); give both the same INFERGRAPH_NODE_KEY or [auth] node_key_file"),
+                ))
+            }
             // The node is loading, draining, or does not serve the model: another may.
             "not_ready" | "shutting_down" | "model_not_found" if !produced => {
                 self.replicas.count_error("status");

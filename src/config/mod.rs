@@ -10,6 +10,7 @@
 //! name the offending key. Relative model paths are resolved against the config file's
 //! folder, so `infergraph serve --config /etc/infergraph/config.toml` works from anywhere.
 
+pub mod auth;
 pub mod graphs;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +42,8 @@ pub struct Config {
     pub otlp: OtlpConfig,
     #[serde(default)]
     pub remote: RemoteConfig,
+    #[serde(default)]
+    pub auth: auth::AuthConfig,
     /// The models of the graph, generators in the order their results are reported.
     pub models: Vec<ModelConfig>,
     /// `[[graphs]]` as written; `graphs` holds them checked.
@@ -122,6 +125,10 @@ pub struct RemoteConfig {
     /// How often each replica's `/readyz` is asked, so a replica that went down is used
     /// again once it is back.
     pub health_interval_ms: u64,
+    /// The node key sent on every hop (`[auth] node_key_file` or `INFERGRAPH_NODE_KEY`),
+    /// filled in at start, never from the file.
+    #[serde(skip)]
+    pub node_key: Option<auth::Secret>,
 }
 
 impl Default for RemoteConfig {
@@ -130,6 +137,7 @@ impl Default for RemoteConfig {
             connect_timeout_ms: 2000,
             read_timeout_ms: 30_000,
             health_interval_ms: 1000,
+            node_key: None,
         }
     }
 }
@@ -370,6 +378,19 @@ impl Config {
                 if path.is_relative() {
                     *path = base.join(&*path);
                 }
+            }
+        }
+        let auth = &mut config.auth;
+        for path in [
+            &mut auth.keys_file,
+            &mut auth.admin_keys_file,
+            &mut auth.node_key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if path.is_relative() {
+                *path = base.join(&*path);
             }
         }
         config.validate()?;

@@ -69,6 +69,15 @@ pub enum ApiError {
     Overloaded(String),
     #[error("the request was cancelled")]
     Cancelled,
+    /// No API key, or one that is not (or no longer) accepted.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// A foreign `Origin` or `Host` (`error_type` says which).
+    #[error("{message}")]
+    Forbidden {
+        error_type: &'static str,
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -94,6 +103,8 @@ impl ApiError {
             Self::Timeout(_) => "timeout",
             Self::Overloaded(_) => "overloaded",
             Self::Cancelled => "cancelled",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden { error_type, .. } => error_type,
         }
     }
 }
@@ -121,6 +132,8 @@ impl ResponseError for ApiError {
             Self::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             // What nginx logs for a client that closed its request; rarely seen by anyone.
             Self::Cancelled => StatusCode::from_u16(499).expect("a valid status code"),
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
         }
     }
 
@@ -134,6 +147,10 @@ impl ResponseError for ApiError {
         }
         if let Self::MethodNotAllowed { allow, .. } = self {
             response.insert_header((header::ALLOW, *allow));
+        }
+        if let Self::Unauthorized(_) = self {
+            // RFC 6750: the scheme a client should answer with.
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"infergraph\""));
         }
         response.json(ErrorBody {
             error: self.to_string(),

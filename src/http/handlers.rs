@@ -30,85 +30,79 @@ use crate::telemetry::traces::{graph_trace, Trace};
 use crate::telemetry::{RequestId, TraceId};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    for (path, allow, route) in table() {
+        cfg.service(resource(path, allow, route));
+    }
+    cfg.default_service(web::to(not_found));
+}
+
+/// Every route the server answers: (path, method, handler). The router is built from this
+/// list and nothing else, so `paths` is what the route-walking tests can trust.
+fn table() -> Vec<(&'static str, &'static str, actix_web::Route)> {
     use super::{embeddings, metrics, model_routes, openai, openapi};
-    cfg.service(resource(
-        "/openapi.json",
-        "GET",
-        web::get().to(openapi::openapi_json),
-    ))
-    .service(resource("/docs", "GET", web::get().to(openapi::docs)))
-    .service(resource("/", "GET", web::get().to(openapi::page)));
-    cfg.service(resource(
-        "/classify_generated_texts",
-        "POST",
-        web::post().to(classify_generated_texts),
-    ))
-    .service(resource(
-        "/generate_score",
-        "POST",
-        web::post().to(generate_score),
-    ))
-    .service(resource("/v1/graph", "POST", web::post().to(graph)))
-    .service(resource(
-        "/v1/graph/stream",
-        "POST",
-        web::post().to(stream::sse),
-    ))
-    .service(resource(
-        "/v1/graph/ws",
-        "GET",
-        web::get().to(stream::websocket),
-    ))
-    .service(resource("/v1/graphs", "GET", web::get().to(graphs)))
-    .service(resource(
-        "/v1/graphs/{name}",
-        "POST",
-        web::post().to(named_graph),
-    ))
-    .service(resource(
-        "/v1/graphs/{name}/stream",
-        "POST",
-        web::post().to(stream::named_sse),
-    ))
-    .service(resource("/v1/models", "GET", web::get().to(models)))
-    .service(resource(
-        "/v1/models/{name}/generate",
-        "POST",
-        web::post().to(model_routes::generate),
-    ))
-    .service(resource(
-        "/v1/models/{name}/generate/stream",
-        "POST",
-        web::post().to(model_routes::generate_stream),
-    ))
-    .service(resource(
-        "/v1/models/{name}/classify",
-        "POST",
-        web::post().to(model_routes::classify),
-    ))
-    .service(resource(
-        "/v1/models/{name}/embed",
-        "POST",
-        web::post().to(model_routes::embed),
-    ))
-    .service(resource(
-        "/v1/embeddings",
-        "POST",
-        web::post().to(embeddings::embeddings),
-    ))
-    .service(resource(
-        "/v1/completions",
-        "POST",
-        web::post().to(openai::completions),
-    ))
-    .service(resource("/v1/engines", "GET", web::get().to(engines)))
-    .service(resource("/metrics", "GET", web::get().to(metrics::metrics)))
-    .service(resource("/v1/traces", "GET", web::get().to(traces)))
-    .service(resource("/v1/traces/{id}", "GET", web::get().to(trace)))
-    .service(resource("/livez", "GET", web::get().to(livez)))
-    .service(resource("/readyz", "GET", web::get().to(readyz)))
-    .service(resource("/healthz", "GET", web::get().to(healthz)))
-    .default_service(web::to(not_found));
+    vec![
+        ("/openapi.json", "GET", web::get().to(openapi::openapi_json)),
+        ("/docs", "GET", web::get().to(openapi::docs)),
+        ("/", "GET", web::get().to(openapi::page)),
+        (
+            "/classify_generated_texts",
+            "POST",
+            web::post().to(classify_generated_texts),
+        ),
+        ("/generate_score", "POST", web::post().to(generate_score)),
+        ("/v1/graph", "POST", web::post().to(graph)),
+        ("/v1/graph/stream", "POST", web::post().to(stream::sse)),
+        ("/v1/graph/ws", "GET", web::get().to(stream::websocket)),
+        ("/v1/graphs", "GET", web::get().to(graphs)),
+        ("/v1/graphs/{name}", "POST", web::post().to(named_graph)),
+        (
+            "/v1/graphs/{name}/stream",
+            "POST",
+            web::post().to(stream::named_sse),
+        ),
+        ("/v1/models", "GET", web::get().to(models)),
+        (
+            "/v1/models/{name}/generate",
+            "POST",
+            web::post().to(model_routes::generate),
+        ),
+        (
+            "/v1/models/{name}/generate/stream",
+            "POST",
+            web::post().to(model_routes::generate_stream),
+        ),
+        (
+            "/v1/models/{name}/classify",
+            "POST",
+            web::post().to(model_routes::classify),
+        ),
+        (
+            "/v1/models/{name}/embed",
+            "POST",
+            web::post().to(model_routes::embed),
+        ),
+        ("/v1/embeddings", "POST", web::post().to(embeddings::embeddings)),
+        (
+            "/v1/completions",
+            "POST",
+            web::post().to(openai::completions),
+        ),
+        ("/v1/engines", "GET", web::get().to(engines)),
+        ("/metrics", "GET", web::get().to(metrics::metrics)),
+        ("/v1/traces", "GET", web::get().to(traces)),
+        ("/v1/traces/{id}", "GET", web::get().to(trace)),
+        ("/livez", "GET", web::get().to(livez)),
+        ("/readyz", "GET", web::get().to(readyz)),
+        ("/healthz", "GET", web::get().to(healthz)),
+    ]
+}
+
+/// Each route's path and method, as the router serves them.
+pub fn paths() -> Vec<(&'static str, &'static str)> {
+    table()
+        .into_iter()
+        .map(|(path, method, _)| (path, method))
+        .collect()
 }
 
 /// `path`, answered by `route`; any other method gets 405 with `Allow: allow`.
@@ -290,7 +284,10 @@ fn graph_info(spec: &GraphSpec) -> GraphInfo {
     responses((status = 200, description = "Every model of the graph", body = ModelsResponse), (status = 503, description = "Still loading", body = ErrorBody)))]
 pub(super) async fn models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let graph = state.graph().ok_or(ApiError::NotReady)?;
-    let models = graph.model_infos();
+    let mut models = graph.model_infos();
+    if !state.config.auth.expose_internals {
+        super::exposure::hide_internals(&mut models);
+    }
     let data = models
         .iter()
         .map(|m| OpenAiModel {

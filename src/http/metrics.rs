@@ -7,6 +7,8 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpResponse};
 
+use super::auth::Auth;
+use super::fairness::Fairness;
 use super::state::AppState;
 use crate::actors::remote::Replicas;
 use crate::engine::{Admission, EngineStats};
@@ -39,7 +41,11 @@ pub async fn record_http(
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String)))]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(
+    state: web::Data<AppState>,
+    auth: web::Data<Auth>,
+    fairness: web::Data<Fairness>,
+) -> HttpResponse {
     let mut out = Exposition::default();
     let m = &state.metrics;
     out.family(
@@ -83,6 +89,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         );
     }
     render_graphs(&mut out, m);
+    auth.expose(&mut out);
+    fairness.expose(&mut out);
     if let Some(graph) = state.graph() {
         let mut actors: Vec<(&str, &EngineStats, &str)> = graph
             .engines

@@ -7,14 +7,18 @@
 //! stops the server with that error.
 
 pub mod api;
+pub mod auth;
 mod disconnect;
 mod embeddings;
 pub mod error;
+mod exposure;
+pub mod fairness;
 pub mod handlers;
 mod metrics;
 mod model_routes;
 mod openai;
 mod openapi;
+mod origin;
 pub mod state;
 pub mod stream;
 
@@ -33,7 +37,12 @@ pub fn serve(config: Config) -> Result<(), String> {
     actix_web::rt::System::new().block_on(run(config))
 }
 
-async fn run(config: Config) -> Result<(), String> {
+async fn run(mut config: Config) -> Result<(), String> {
+    // Who may call is settled before anything listens or loads.
+    let auth = web::Data::new(auth::Auth::from_config(&config)?);
+    let origins = web::Data::new(origin::Origins::from_config(&config));
+    let fairness = web::Data::new(fairness::Fairness::from_config(&config));
+    config.remote.node_key = auth::node_key(&config)?;
     let device = backend::select(config.backend);
     tracing::info!(
         backend = device.backend,
@@ -56,9 +65,21 @@ async fn run(config: Config) -> Result<(), String> {
     };
     let server = HttpServer::new({
         let state = state.clone();
+        let auth = auth.clone();
+        let origins = origins.clone();
+        let fairness = fairness.clone();
         move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(auth.clone())
+                .app_data(origins.clone())
+                .app_data(fairness.clone())
+                // All three run before routing: every route, present or future, is behind
+                // them. The origin check comes first, as a preflight carries no key; the
+                // fair share last, as it counts by the key the key check found.
+                .wrap(middleware::from_fn(fairness::fair_share))
+                .wrap(middleware::from_fn(auth::require_key))
+                .wrap(middleware::from_fn(origin::check_origin))
                 .wrap(middleware::from_fn(metrics::record_http))
                 .wrap(middleware::from_fn(echo_request_id))
                 .wrap(TracingLogger::<RequestSpan>::new())
@@ -103,6 +124,7 @@ async fn run(config: Config) -> Result<(), String> {
         }
     });
     actix_web::rt::spawn(stop_on_signal(state.clone(), handle));
+    actix_web::rt::spawn(auth::Auth::watch(auth));
 
     server.await.map_err(|e| format!("server error: {e}"))?;
     if let Some(error) = state.failure() {

@@ -87,3 +87,42 @@ fn an_unknown_backend_is_refused() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown backend \"tpu\""));
 }
+
+/// `infergraph health` as the image's healthcheck runs it: on the config's own port.
+fn health(config: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_infergraph"))
+        .args(["health", "--config", config.to_str().unwrap()])
+        .env_remove("INFERGRAPH_HOST")
+        .env_remove("INFERGRAPH_PORT")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn health_asks_the_port_the_config_names_and_fails_when_nothing_answers_there() {
+    let mut server = common::server::TestServer::start(&common::server::fixture_models(), "");
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let models = common::server::models_toml(&common::server::fixture_models());
+    std::fs::write(
+        &config,
+        format!("[server]\nhost = \"127.0.0.1\"\nport = {port}\n{models}"),
+    )
+    .unwrap();
+    let up = health(&config, &[]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(String::from_utf8_lossy(&up.stdout).contains("200"));
+    // The environment overrides the file for `health` as for `serve`.
+    let elsewhere = common::server::free_port().to_string();
+    let moved = health(&config, &[("INFERGRAPH_PORT", &elsewhere)]);
+    assert!(!moved.status.success());
+    assert!(String::from_utf8_lossy(&moved.stderr).contains(&elsewhere));
+    server.kill();
+    assert!(!health(&config, &[]).status.success());
+}

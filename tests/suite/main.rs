@@ -3,6 +3,7 @@
 
 mod common;
 
+mod auth;
 mod backpressure;
 mod batching;
 mod bert_parity;
@@ -18,6 +19,7 @@ mod embedder_parity;
 mod embeddings;
 mod encoder_parity;
 mod failure;
+mod fairness;
 mod gpt2_parity;
 mod graph_config;
 mod graphs;
@@ -35,6 +37,7 @@ mod model_route_errors;
 mod model_routes;
 mod openai;
 mod openapi;
+mod origins;
 mod otlp;
 mod page;
 mod partition;

@@ -13,7 +13,8 @@ use common::*;
 use serde_json::{json, Value};
 
 /// Timeouts short enough that a lost node shows within a test, long enough for 2 cores.
-const REMOTE: &str = "[remote]\nconnect_timeout_ms = 1000\nread_timeout_ms = 5000\nhealth_interval_ms = 200\n[limits]\nmax_new_tokens = 1000\nrequest_timeout_ms = 60000\n";
+/// `expose_internals`: the tests read the replicas' URLs back from `/v1/models`.
+const REMOTE: &str = "[remote]\nconnect_timeout_ms = 1000\nread_timeout_ms = 5000\nhealth_interval_ms = 200\n[limits]\nmax_new_tokens = 1000\nrequest_timeout_ms = 60000\n[auth]\nexpose_internals = true\n";
 
 fn entry(models: &[ModelEntry], name: &str) -> ModelEntry {
     models.iter().find(|m| m.0 == name).unwrap().clone()

@@ -60,6 +60,9 @@ pub fn serve_refuses(config: &Path, args: &[&str]) -> String {
         .args(["serve", "--config", config.to_str().unwrap()])
         .args(args)
         .env("NO_COLOR", "1")
+        .env_remove("INFERGRAPH_API_KEYS")
+        .env_remove("INFERGRAPH_NODE_KEY")
+        .env_remove("INFERGRAPH_AUTH")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -120,6 +123,22 @@ impl TestServer {
     /// As `start_toml`, listening on `host`, with the binary run through `wrapper` (e.g.
     /// `ip netns exec NAME`, for a test host of its own).
     pub fn start_on(wrapper: &[&str], host: &str, port: u16, models: &str, extra: &str) -> Self {
+        Self::launch(wrapper, host, port, models, extra, &[])
+    }
+
+    /// As `start_toml` on any free port, with `env` set for the server (keys, for one).
+    pub fn start_with_env(env: &[(&str, &str)], models: &str, extra: &str) -> Self {
+        Self::launch(&[], "127.0.0.1", 0, models, extra, env)
+    }
+
+    fn launch(
+        wrapper: &[&str],
+        host: &str,
+        port: u16,
+        models: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config =
             format!("backend = \"cpu\"\n[server]\nhost = \"{host}\"\nport = {port}\nworkers = 2\n");
@@ -139,6 +158,10 @@ impl TestServer {
             .env("RUST_LOG", "info")
             .env_remove("INFERGRAPH_BACKEND")
             .env_remove("INFERGRAPH_PORT")
+            .env_remove("INFERGRAPH_API_KEYS")
+            .env_remove("INFERGRAPH_NODE_KEY")
+            .env_remove("INFERGRAPH_AUTH")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
