@@ -81,7 +81,11 @@ fn table() -> Vec<(&'static str, &'static str, actix_web::Route)> {
             "POST",
             web::post().to(model_routes::embed),
         ),
-        ("/v1/embeddings", "POST", web::post().to(embeddings::embeddings)),
+        (
+            "/v1/embeddings",
+            "POST",
+            web::post().to(embeddings::embeddings),
+        ),
         (
             "/v1/completions",
             "POST",

@@ -323,7 +323,11 @@ fn open_for(
         return Err(wrong_role(format!(
             "model_type {:?} serves as {}, not as {}",
             architecture.model_type,
-            serves.iter().map(|r| a_or_an(r)).collect::<Vec<_>>().join(" or "),
+            serves
+                .iter()
+                .map(|r| a_or_an(r))
+                .collect::<Vec<_>>()
+                .join(" or "),
             a_or_an(task.role())
         )));
     };

@@ -232,10 +232,6 @@ impl Gpt2LmHeadModel {
             device: device.clone(),
         })
     }
-
-    pub fn config(&self) -> &Gpt2Config {
-        &self.config
-    }
 }
 
 impl CausalLm for Gpt2LmHeadModel {

@@ -435,15 +435,6 @@ impl LlamaForCausalLm {
             config,
         })
     }
-
-    pub fn config(&self) -> &LlamaConfig {
-        &self.config
-    }
-
-    /// The rotation's inverse frequencies (what `golden.json`'s `rope_inv_freq` records).
-    pub fn rope_inv_freq(&self) -> &[f32] {
-        self.rotary.inv_freq()
-    }
 }
 
 fn rms_norm(

@@ -27,8 +27,8 @@ pub mod kernels;
 pub mod kv_cache;
 pub mod llama;
 pub mod norm;
-pub mod rotary;
 pub mod roberta;
+pub mod rotary;
 pub mod tokenizer;
 pub mod weights;
 

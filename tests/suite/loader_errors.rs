@@ -169,7 +169,7 @@ fn a_known_architecture_in_the_wrong_role_is_named() {
         .unwrap_err()
         .to_string();
     assert!(
-        error.contains("\"bert\" serves as a classifier, not as a generator"),
+        error.contains("\"bert\" serves as a classifier or an embedder, not as a generator"),
         "{error}"
     );
 }
