@@ -9,7 +9,7 @@
 
 use infergraph::engine::pool::run_in_own_pool;
 use infergraph::models::presets::Preset;
-use infergraph::models::{self, CausalLm, Dtype, GenerationParams, Generator};
+use infergraph::models::{self, Dtype, GenerationParams, Generator};
 
 mod common;
 

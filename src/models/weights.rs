@@ -408,8 +408,17 @@ struct Shard {
     bytes: memmap2::Mmap,
     /// Offset of the data section (after the 8-byte length and the JSON header).
     data_start: usize,
-    /// `(name, dtype, shape, data offsets)` of each tensor, as the header lists them.
-    tensors: Vec<(String, Dtype, Vec<usize>, (usize, usize))>,
+    /// Each tensor as the header lists it.
+    tensors: Vec<Listed>,
+}
+
+/// A tensor as a shard's header lists it.
+struct Listed {
+    name: String,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    /// Byte range within the data section.
+    offsets: (usize, usize),
 }
 
 impl Shard {
@@ -434,18 +443,20 @@ impl Shard {
     }
 
     fn names(&self) -> HashSet<&str> {
-        self.tensors
-            .iter()
-            .map(|(name, ..)| name.as_str())
-            .collect()
+        self.tensors.iter().map(|t| t.name.as_str()).collect()
     }
 }
 
-fn tensor_list(metadata: &Metadata) -> Vec<(String, Dtype, Vec<usize>, (usize, usize))> {
+fn tensor_list(metadata: &Metadata) -> Vec<Listed> {
     metadata
         .tensors()
         .into_iter()
-        .map(|(name, info)| (name, info.dtype, info.shape.clone(), info.data_offsets))
+        .map(|(name, info)| Listed {
+            name,
+            dtype: info.dtype,
+            shape: info.shape.clone(),
+            offsets: info.data_offsets,
+        })
         .collect()
 }
 
@@ -458,7 +469,13 @@ fn canonical_entries(
     prefix: &str,
     mut entries: BTreeMap<String, Entry>,
 ) -> Result<BTreeMap<String, Entry>, ModelError> {
-    for (original, dtype, shape, (start, end)) in &shard.tensors {
+    for Listed {
+        name: original,
+        dtype,
+        shape,
+        offsets: (start, end),
+    } in &shard.tensors
+    {
         let stripped = original.strip_prefix(prefix).unwrap_or(original);
         let canonical = if let Some(base) = stripped.strip_suffix("LayerNorm.gamma") {
             format!("{base}LayerNorm.weight")
