@@ -47,15 +47,32 @@ pub trait CausalLm: std::fmt::Debug + Send + Sync {
         cache: &mut KvCache,
     ) -> Result<Tensor<3>, ModelError>;
 
-    /// The LM head (the tied embeddings when the checkpoint ties them).
-    fn lm_head(&self) -> &Dense;
+    /// The token embeddings, `[vocab, hidden]`, looked up by row.
+    fn embeddings(&self) -> &Dense;
+
+    /// The LM head the checkpoint stores apart from the embeddings (`None`: tied).
+    fn untied_lm_head(&self) -> Option<&Dense>;
 
     /// The blocks' dense layers in the order a forward pass runs them (the benchmark times
     /// them apart from the rest of a step).
     fn block_dense_layers(&self) -> Vec<&Dense>;
 
+    /// The LM head (the embeddings when the checkpoint ties them).
+    fn lm_head(&self) -> &Dense {
+        self.untied_lm_head().unwrap_or(self.embeddings())
+    }
+
     /// Bytes the dense layers' weights take in memory (a tied matrix once).
-    fn dense_weight_bytes(&self) -> usize;
+    fn dense_weight_bytes(&self) -> usize {
+        let blocks: usize = self
+            .block_dense_layers()
+            .into_iter()
+            .map(Dense::weight_bytes)
+            .sum();
+        blocks
+            + self.embeddings().weight_bytes()
+            + self.untied_lm_head().map_or(0, Dense::weight_bytes)
+    }
 
     /// The dense layers' weight dtype (`f32`, `f16`, `bf16`, `int8` or `w8a8`).
     fn dtype(&self) -> &'static str {

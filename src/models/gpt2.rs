@@ -267,8 +267,12 @@ impl CausalLm for Gpt2LmHeadModel {
         Ok(self.ln_f.forward(x))
     }
 
-    fn lm_head(&self) -> &Dense {
-        self.lm_head.as_ref().unwrap_or(&self.wte)
+    fn embeddings(&self) -> &Dense {
+        &self.wte
+    }
+
+    fn untied_lm_head(&self) -> Option<&Dense> {
+        self.lm_head.as_ref()
     }
 
     fn block_dense_layers(&self) -> Vec<&Dense> {
@@ -276,15 +280,6 @@ impl CausalLm for Gpt2LmHeadModel {
             .iter()
             .flat_map(|b| [&b.attn.c_attn, &b.attn.c_proj, &b.mlp.c_fc, &b.mlp.c_proj])
             .collect()
-    }
-
-    fn dense_weight_bytes(&self) -> usize {
-        let blocks: usize = self
-            .block_dense_layers()
-            .into_iter()
-            .map(Dense::weight_bytes)
-            .sum();
-        blocks + self.wte.weight_bytes() + self.lm_head.as_ref().map_or(0, Dense::weight_bytes)
     }
 }
 

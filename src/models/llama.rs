@@ -481,8 +481,12 @@ impl CausalLm for LlamaForCausalLm {
         Ok(self.norm.forward(x))
     }
 
-    fn lm_head(&self) -> &Dense {
-        self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
+    fn embeddings(&self) -> &Dense {
+        &self.embed_tokens
+    }
+
+    fn untied_lm_head(&self) -> Option<&Dense> {
+        self.lm_head.as_ref()
     }
 
     fn block_dense_layers(&self) -> Vec<&Dense> {
@@ -501,17 +505,6 @@ impl CausalLm for LlamaForCausalLm {
                 ]
             })
             .collect()
-    }
-
-    fn dense_weight_bytes(&self) -> usize {
-        let blocks: usize = self
-            .block_dense_layers()
-            .into_iter()
-            .map(Dense::weight_bytes)
-            .sum();
-        blocks
-            + self.embed_tokens.weight_bytes()
-            + self.lm_head.as_ref().map_or(0, Dense::weight_bytes)
     }
 }
 

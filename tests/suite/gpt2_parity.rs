@@ -1,4 +1,6 @@
-//! GPT-2 against Hugging Face transformers' goldens, on the CPU backend.
+//! GPT-2 against Hugging Face transformers' goldens, on the CPU backend; the tests of what every
+//! architecture must do alike (continuous batching, `min_new_tokens`) run on the Llama-family
+//! fixtures too.
 
 use crate::common;
 
@@ -165,7 +167,7 @@ fn decoding_on_a_cloned_cache_leaves_the_original_untouched() {
 
 #[test]
 fn min_new_tokens_matches_transformers_forced_continuation() {
-    for name in GPT2_FIXTURES {
+    for name in GPT2_FIXTURES.into_iter().chain(LLAMA_FIXTURES) {
         let generator = load(name);
         for input in golden_inputs(name) {
             let expected = &input["generate"];

@@ -117,26 +117,6 @@ fn llama_3_stops_at_eot_id_which_only_generation_config_lists() {
 }
 
 #[test]
-fn min_new_tokens_matches_transformers_forced_continuation() {
-    for name in LLAMA_FIXTURES {
-        let generator = load(name);
-        for input in golden_inputs(name) {
-            let expected = &input["generate"];
-            let n = expected["max_new_tokens"].as_u64().unwrap() as usize;
-            let params = GenerationParams {
-                max_new_tokens: n,
-                min_new_tokens: n,
-                ..GenerationParams::default()
-            };
-            let (ids, _) = generator
-                .generate_ids(&golden_prompt_ids(&input), &params)
-                .unwrap();
-            assert_eq!(ids, u32s(&expected["forced_min_new_tokens_ids"]), "{name}");
-        }
-    }
-}
-
-#[test]
 fn the_goldens_left_padded_batch_gives_each_row_its_tokens_alone() {
     for name in LLAMA_FIXTURES {
         let batch = &golden(name)["batch_left_padded"];
