@@ -72,18 +72,12 @@ fn main() {
 }
 
 /// The sentences of sentence-transformers' documentation, cycled to fill a batch.
-const SENTENCES: [&str; 6] = [
-    "A man is eating food.",
-    "A man is eating a piece of bread.",
-    "The new movie is awesome",
-    "The new movie is so great",
-    "The girl is carrying a baby.",
-    "A man is riding a horse.",
-];
+/// The embedder's texts, one a line; `benches/sentence_transformers_anchor.py` times the same ones.
+const SENTENCES: &str = include_str!("embed_sentences.txt");
 
 fn bench_embedder(name: &str, embedder: &Embedder, repeats: usize) {
     for batch in [1usize, 32] {
-        let texts: Vec<&str> = SENTENCES.iter().copied().cycle().take(batch).collect();
+        let texts: Vec<&str> = SENTENCES.lines().cycle().take(batch).collect();
         let t = median(repeats, || {
             embedder.embed_batch(&texts).unwrap();
         });
