@@ -17,6 +17,7 @@
 
 pub mod loader;
 mod run;
+pub mod trace;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +30,7 @@ use crate::actors::{CallContext, Classify, Embed, Generate};
 use crate::config::graphs::{Action, GraphSpec};
 use crate::engine::generation::TokenEvent;
 use crate::models::{Classification, FinishReason, Generation, GenerationParams};
+use crate::telemetry::metrics::ServerMetrics;
 use crate::work::{ActorError, WorkSpan};
 
 /// A model actor, local or remote (whichever takes `M`), and the name its results are
@@ -229,6 +231,20 @@ pub struct GraphOutcome {
 }
 
 impl GraphOutcome {
+    /// Counts what its steps did in `metrics`.
+    pub fn record_metrics(&self, metrics: &ServerMetrics) {
+        for step in &self.steps {
+            let skipped: Vec<&str> = step
+                .failures
+                .iter()
+                .map(|f| f.model.as_deref().unwrap_or_default())
+                .collect();
+            let routed: Vec<&str> = step.routes.iter().map(|r| r.to.as_str()).collect();
+            let seconds = (step.finished - step.started).as_secs_f64();
+            metrics.record_graph_step(&self.graph.name, &step.name, seconds, &skipped, &routed);
+        }
+    }
+
     /// Every model call, step by step.
     pub fn calls(&self) -> impl Iterator<Item = &CallRecord> {
         self.steps.iter().flat_map(|s| &s.calls)

@@ -22,11 +22,12 @@ use crate::actors::remote::DEADLINE_HEADER;
 use crate::actors::CallContext;
 use crate::config::graphs::{Action, Best, Call, GraphSpec, OnError, StepInput, StepKind};
 use crate::engine::{CancelOnDrop, CancelToken};
+use crate::graph::trace::graph_trace;
 use crate::graph::{GraphCoordinator, GraphOutcome, Item, RunGraph, StepFailure};
 use crate::models::sampling::SamplingParams;
 use crate::models::GenerationParams;
 use crate::telemetry::metrics::ServerMetrics;
-use crate::telemetry::traces::{graph_trace, Trace};
+use crate::telemetry::traces::Trace;
 use crate::telemetry::{RequestId, TraceId};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -521,7 +522,7 @@ pub(super) async fn execute(
         }
     };
     state.metrics.record_graph_request(&graph, "ok");
-    state.metrics.record_graph_steps(&outcome);
+    outcome.record_metrics(&state.metrics);
     record_stages(&state.metrics, &outcome);
     let trace_id = state.record_trace(graph_trace(
         &request_id,

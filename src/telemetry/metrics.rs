@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 
-use crate::graph::GraphOutcome;
 use crate::histogram::{Histogram, SECONDS};
 
 /// The `_bucket`, `_sum` and `_count` lines of `histogram` as `name` with `labels`
@@ -132,28 +131,30 @@ impl ServerMetrics {
             .or_default() += 1;
     }
 
-    /// What a finished graph request's steps did.
-    pub fn record_graph_steps(&self, outcome: &GraphOutcome) {
-        let graph = &outcome.graph.name;
-        let mut durations = self.graph_steps.lock().expect("metrics lock");
-        let mut skipped = self.graph_skipped.lock().expect("metrics lock");
-        let mut routes = self.graph_routes.lock().expect("metrics lock");
-        for step in &outcome.steps {
-            durations
-                .entry((graph.clone(), step.name.clone()))
-                .or_insert_with(|| Histogram::new(SECONDS))
-                .observe((step.finished - step.started).as_secs_f64());
-            for failure in &step.failures {
-                let model = failure.model.clone().unwrap_or_default();
-                *skipped
-                    .entry((graph.clone(), step.name.clone(), model))
-                    .or_default() += 1;
-            }
-            for route in &step.routes {
-                *routes
-                    .entry((graph.clone(), step.name.clone(), route.to.clone()))
-                    .or_default() += 1;
-            }
+    /// One step of a finished graph request: how long it took, the models whose calls it
+    /// left out (`on_error = "continue"`) and the models it routed to.
+    pub fn record_graph_step(
+        &self,
+        graph: &str,
+        step: &str,
+        seconds: f64,
+        skipped: &[&str],
+        routed: &[&str],
+    ) {
+        let key = |model: &str| (graph.to_string(), step.to_string(), model.to_string());
+        self.graph_steps
+            .lock()
+            .expect("metrics lock")
+            .entry((graph.to_string(), step.to_string()))
+            .or_insert_with(|| Histogram::new(SECONDS))
+            .observe(seconds);
+        let mut counts = self.graph_skipped.lock().expect("metrics lock");
+        for model in skipped {
+            *counts.entry(key(model)).or_default() += 1;
+        }
+        let mut counts = self.graph_routes.lock().expect("metrics lock");
+        for model in routed {
+            *counts.entry(key(model)).or_default() += 1;
         }
     }
 

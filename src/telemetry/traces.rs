@@ -9,8 +9,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::config::graphs::Action;
-use crate::graph::{CallRecord, GraphOutcome};
 use crate::work::WorkSpan;
 
 /// One request's span tree; times are milliseconds from the trace's start.
@@ -100,15 +98,16 @@ impl TraceStore {
     }
 }
 
-/// A trace's spans as they are added, timed from the request's start.
-struct SpanTree {
+/// A trace's spans as they are added, timed from the request's start (the graph builds its
+/// requests' trees with it: `graph::trace`).
+pub struct SpanTree {
     begun: Instant,
     spans: Vec<SpanRecord>,
 }
 
 impl SpanTree {
     /// A tree whose root is the request's span, from `begun` to `ended`; and the root's id.
-    fn new(request_id: &str, begun: Instant, ended: Instant) -> (Self, usize) {
+    pub fn new(request_id: &str, begun: Instant, ended: Instant) -> (Self, usize) {
         let mut tree = Self {
             begun,
             spans: Vec::new(),
@@ -122,7 +121,7 @@ impl SpanTree {
         t.saturating_duration_since(self.begun).as_secs_f64() * 1e3
     }
 
-    fn add(
+    pub fn add(
         &mut self,
         parent: Option<usize>,
         name: &str,
@@ -148,38 +147,14 @@ impl SpanTree {
     }
 
     /// One model call: its span, with its queue wait and its compute as children.
-    fn work(&mut self, parent: usize, name: &str, span: &WorkSpan, mut attributes: Value) {
+    pub fn work(&mut self, parent: usize, name: &str, span: &WorkSpan, mut attributes: Value) {
         attributes["batch_size"] = json!(span.batch_size);
         let id = self.add(Some(parent), name, span.queued, span.finished, attributes);
         self.add(Some(id), "queue", span.queued, span.started, json!({}));
         self.add(Some(id), "compute", span.started, span.finished, json!({}));
     }
 
-    /// One call of a graph: a `generate` or `classify` span with what it made.
-    fn call(&mut self, parent: usize, call: &CallRecord) {
-        let made = &call.made;
-        // `model` is the generator whose text it is, as the waterfall labels rows.
-        let model = call.of.clone().unwrap_or_else(|| call.model.clone());
-        let attributes = match (call.action, &made.generation, &made.classification) {
-            (Action::Generate, Some(g), _) => json!({
-                "model": model,
-                "prompt_tokens": g.prompt_ids.len(),
-                "generated_tokens": g.new_token_ids.len(),
-                "finish_reason": g.finish_reason,
-            }),
-            (_, _, Some((classifier, c))) => json!({
-                "model": model,
-                "classifier": classifier,
-                "label": c.label,
-                "score": c.score,
-                "input_tokens": c.input_ids.len(),
-            }),
-            _ => json!({"model": model}),
-        };
-        self.work(parent, call.action.as_str(), &call.span, attributes);
-    }
-
-    fn finish(self, request_id: &str, trace_id: &str, ended: Instant) -> Trace {
+    pub fn finish(self, request_id: &str, trace_id: &str, ended: Instant) -> Trace {
         let duration_ms = self.ms(ended);
         Trace {
             trace_id: trace_id.to_string(),
@@ -192,49 +167,6 @@ impl SpanTree {
             spans: self.spans,
         }
     }
-}
-
-/// The trace of one graph request that ran from `begun` to `ended`: the graph's span, one
-/// span per step, and in each step one span per model call (with its queue wait and
-/// compute). The built-in graph (no `[[graphs]]` in config) keeps the shape its traces had
-/// before graphs were configurable: its calls hang from the graph span, generations first.
-pub fn graph_trace(
-    request_id: &str,
-    trace_id: &str,
-    begun: Instant,
-    ended: Instant,
-    outcome: &GraphOutcome,
-) -> Trace {
-    let (mut tree, root) = SpanTree::new(request_id, begun, ended);
-    let spec = &outcome.graph;
-    let mut attributes = json!({"graph": spec.name});
-    if spec.builtin {
-        attributes["generators"] = json!(outcome.results.len());
-    }
-    let graph = tree.add(
-        Some(root),
-        "graph",
-        outcome.received,
-        outcome.received + outcome.total,
-        attributes,
-    );
-    for step in &outcome.steps {
-        let parent = if spec.builtin {
-            graph
-        } else {
-            let attributes = json!({
-                "step": step.name,
-                "kind": step.kind,
-                "results": step.items.len(),
-                "failures": step.failures.len(),
-            });
-            tree.add(Some(graph), "step", step.started, step.finished, attributes)
-        };
-        for call in &step.calls {
-            tree.call(parent, call);
-        }
-    }
-    tree.finish(request_id, trace_id, ended)
 }
 
 /// The trace of one request to a single model (`/v1/models/{name}/..`, `/v1/completions`)
