@@ -46,14 +46,17 @@ fn main() {
                 bench_generator(&format!("{} {dtype}", preset.name()), &generator, repeats);
             }
         }
-        for &dtype in &dtypes {
-            let classifier = models::load_classifier_in(
-                &ensure_model(Preset::BertBaseUncased),
-                &selected.device,
-                dtype,
-            )
-            .unwrap();
-            bench_classifier(&format!("bert-base-uncased {dtype}"), &classifier, repeats);
+        for preset in [
+            Preset::BertBaseUncased,
+            Preset::RobertaBase,
+            Preset::DistilbertBaseUncased,
+        ] {
+            for &dtype in &dtypes {
+                let classifier =
+                    models::load_classifier_in(&ensure_model(preset), &selected.device, dtype)
+                        .unwrap();
+                bench_classifier(&format!("{} {dtype}", preset.name()), &classifier, repeats);
+            }
         }
         // The real all-MiniLM-L6-v2 (tests/fixtures/real/fetch-all-minilm-l6-v2.sh puts it
         // there): sentence embeddings at batch 1 and 32.

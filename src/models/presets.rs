@@ -22,6 +22,8 @@ const BERT_TOKENIZER: &[u8] =
 const SMOLLM2_TOKENIZER: &[u8] = include_bytes!("../../assets/tokenizers/smollm2.json");
 const QWEN2_5_TOKENIZER: &[u8] = include_bytes!("../../assets/tokenizers/qwen2.5.json");
 const LLAMA3_TOKENIZER: &[u8] = include_bytes!("../../assets/tokenizers/llama3.json");
+/// RoBERTa's byte-level BPE in GPT-2's order (synthetic: see tests/fixtures/README.md).
+const ROBERTA_TOKENIZER: &[u8] = include_bytes!("../../assets/tokenizers/roberta.json");
 
 /// The architectures `init-weights` can make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -38,10 +40,12 @@ pub enum Preset {
     Qwen2_5_0_5b,
     #[value(name = "llama-3.2-1b")]
     Llama3_2_1b,
+    RobertaBase,
+    DistilbertBaseUncased,
 }
 
 impl Preset {
-    pub const ALL: [Preset; 8] = [
+    pub const ALL: [Preset; 10] = [
         Preset::Gpt2,
         Preset::Distilgpt2,
         Preset::Gpt2Medium,
@@ -50,6 +54,8 @@ impl Preset {
         Preset::Smollm2_360m,
         Preset::Qwen2_5_0_5b,
         Preset::Llama3_2_1b,
+        Preset::RobertaBase,
+        Preset::DistilbertBaseUncased,
     ];
 
     /// The models `model-weights/` ships (`init-weights --demo`): the seed graph's.
@@ -71,6 +77,8 @@ impl Preset {
             Preset::Smollm2_360m => "smollm2-360m",
             Preset::Qwen2_5_0_5b => "qwen2.5-0.5b",
             Preset::Llama3_2_1b => "llama-3.2-1b",
+            Preset::RobertaBase => "roberta-base",
+            Preset::DistilbertBaseUncased => "distilbert-base-uncased",
         }
     }
 
@@ -105,6 +113,10 @@ enum Shape {
         max_positions: usize,
     },
     Llama(LlamaShape),
+    /// roberta-base's sizes: BERT's, 514 positions from `pad_token_id + 1`, one token type.
+    Roberta,
+    /// distilbert-base-uncased's sizes: 6 layers of BERT-base width.
+    DistilBert,
 }
 
 /// A Llama-family checkpoint's sizes and flags, as its hub `config.json` gives them.
@@ -132,6 +144,7 @@ struct LlamaShape {
 
 const GPT2_VOCAB: usize = 50257;
 const BERT_VOCAB: usize = 30522;
+const ROBERTA_VOCAB: usize = 50265;
 const EOS: u32 = 50256;
 
 /// A GPT-2 with the real models' 1024-token context.
@@ -158,6 +171,8 @@ fn true_size(preset: Preset) -> Shape {
         },
         Preset::Smollm2_135m => smollm2(30, 9, 3, 576, 1536),
         Preset::Smollm2_360m => smollm2(32, 15, 5, 960, 2560),
+        Preset::RobertaBase => Shape::Roberta,
+        Preset::DistilbertBaseUncased => Shape::DistilBert,
         Preset::Qwen2_5_0_5b => Shape::Llama(LlamaShape {
             model_type: "qwen2",
             class: "Qwen2ForCausalLM",
@@ -330,6 +345,56 @@ fn write_folder(
             }),
             bert_tensors(&mut rng, layers, hidden, intermediate, max_positions),
         ),
+        Shape::Roberta => (
+            json!({
+                "architectures": ["RobertaForSequenceClassification"],
+                "model_type": "roberta",
+                "hidden_act": "gelu",
+                "vocab_size": ROBERTA_VOCAB,
+                "hidden_size": 768,
+                "num_hidden_layers": 12,
+                "num_attention_heads": 12,
+                "intermediate_size": 3072,
+                "max_position_embeddings": 514,
+                "type_vocab_size": 1,
+                "layer_norm_eps": 1e-5,
+                "initializer_range": 0.02,
+                "pad_token_id": 1,
+                "bos_token_id": 0,
+                "eos_token_id": 2,
+                "infergraph_note": "random weights made by `infergraph init-weights`: outputs are meaningless",
+            }),
+            ROBERTA_TOKENIZER,
+            json!({
+                "tokenizer_class": "RobertaTokenizer",
+                "model_max_length": 512,
+            }),
+            roberta_tensors(&mut rng),
+        ),
+        Shape::DistilBert => (
+            json!({
+                "architectures": ["DistilBertForSequenceClassification"],
+                "model_type": "distilbert",
+                "activation": "gelu",
+                "vocab_size": BERT_VOCAB,
+                "dim": 768,
+                "n_layers": 6,
+                "n_heads": 12,
+                "hidden_dim": 3072,
+                "max_position_embeddings": 512,
+                "sinusoidal_pos_embds": false,
+                "initializer_range": 0.02,
+                "pad_token_id": 0,
+                "infergraph_note": "random weights made by `infergraph init-weights`: outputs are meaningless",
+            }),
+            BERT_TOKENIZER,
+            json!({
+                "tokenizer_class": "DistilBertTokenizer",
+                "do_lower_case": true,
+                "model_max_length": 512,
+            }),
+            distilbert_tensors(&mut rng),
+        ),
         Shape::Llama(shape) => (
             json!({
                 "architectures": [shape.class],
@@ -433,17 +498,69 @@ fn bert_tensors(
     t.normal("bert.embeddings.token_type_embeddings.weight", vec![2, d]);
     t.layer_norm("bert.embeddings.LayerNorm", d);
     for i in 0..layers {
-        let p = format!("bert.encoder.layer.{i}");
-        for name in ["query", "key", "value"] {
-            t.linear(&format!("{p}.attention.self.{name}"), d, d);
-        }
-        t.linear(&format!("{p}.attention.output.dense"), d, d);
-        t.layer_norm(&format!("{p}.attention.output.LayerNorm"), d);
-        t.linear(&format!("{p}.intermediate.dense"), d, ffn);
-        t.linear(&format!("{p}.output.dense"), ffn, d);
-        t.layer_norm(&format!("{p}.output.LayerNorm"), d);
+        t.bert_layer(&format!("bert.encoder.layer.{i}"), d, ffn);
     }
     t.linear("bert.pooler.dense", d, d);
+    t.linear("classifier", d, 2);
+    t.out
+}
+
+/// roberta-base's keys: BERT's under `roberta.`, one token type, no pooler, and its
+/// two-layer head.
+fn roberta_tensors(rng: &mut SplitMix64) -> Vec<NamedTensor> {
+    let mut t = TensorMaker {
+        rng,
+        out: Vec::new(),
+    };
+    let d = 768;
+    t.normal(
+        "roberta.embeddings.word_embeddings.weight",
+        vec![ROBERTA_VOCAB, d],
+    );
+    t.normal(
+        "roberta.embeddings.position_embeddings.weight",
+        vec![514, d],
+    );
+    t.normal(
+        "roberta.embeddings.token_type_embeddings.weight",
+        vec![1, d],
+    );
+    t.layer_norm("roberta.embeddings.LayerNorm", d);
+    for i in 0..12 {
+        t.bert_layer(&format!("roberta.encoder.layer.{i}"), d, 3072);
+    }
+    t.linear("classifier.dense", d, d);
+    t.linear("classifier.out_proj", d, 2);
+    t.out
+}
+
+/// distilbert-base-uncased's keys (`q_lin` … `lin2`), no token types, its head.
+fn distilbert_tensors(rng: &mut SplitMix64) -> Vec<NamedTensor> {
+    let mut t = TensorMaker {
+        rng,
+        out: Vec::new(),
+    };
+    let (d, ffn) = (768, 3072);
+    t.normal(
+        "distilbert.embeddings.word_embeddings.weight",
+        vec![BERT_VOCAB, d],
+    );
+    t.normal(
+        "distilbert.embeddings.position_embeddings.weight",
+        vec![512, d],
+    );
+    t.layer_norm("distilbert.embeddings.LayerNorm", d);
+    for i in 0..6 {
+        let p = format!("distilbert.transformer.layer.{i}");
+        for name in ["q_lin", "k_lin", "v_lin", "out_lin"] {
+            t.linear(&format!("{p}.attention.{name}"), d, d);
+        }
+        t.layer_norm(&format!("{p}.sa_layer_norm"), d);
+        t.linear(&format!("{p}.ffn.lin1"), d, ffn);
+        t.linear(&format!("{p}.ffn.lin2"), ffn, d);
+        t.layer_norm(&format!("{p}.output_layer_norm"), d);
+    }
+    t.linear("pre_classifier", d, d);
     t.linear("classifier", d, 2);
     t.out
 }
@@ -506,6 +623,18 @@ impl TensorMaker<'_> {
     fn linear(&mut self, prefix: &str, d_in: usize, d_out: usize) {
         self.normal(&format!("{prefix}.weight"), vec![d_out, d_in]);
         self.constant(&format!("{prefix}.bias"), d_out, 0.0);
+    }
+
+    /// One BERT-style encoder layer (BERT's and RoBERTa's key names).
+    fn bert_layer(&mut self, p: &str, d: usize, ffn: usize) {
+        for name in ["query", "key", "value"] {
+            self.linear(&format!("{p}.attention.self.{name}"), d, d);
+        }
+        self.linear(&format!("{p}.attention.output.dense"), d, d);
+        self.layer_norm(&format!("{p}.attention.output.LayerNorm"), d);
+        self.linear(&format!("{p}.intermediate.dense"), d, ffn);
+        self.linear(&format!("{p}.output.dense"), ffn, d);
+        self.layer_norm(&format!("{p}.output.LayerNorm"), d);
     }
 
     fn layer_norm(&mut self, prefix: &str, d: usize) {
