@@ -15,7 +15,7 @@
 //! * **Bounded.** Rendering runs on a fuel budget: a template that loops without end fails
 //!   with an error instead of holding a thread.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, Error, ErrorKind};
@@ -153,28 +153,6 @@ impl ChatTemplate {
             &path,
         )
         .map(Some)
-    }
-
-    /// The template the operator named in the config, read from `file` or given as `text`.
-    pub fn from_config(
-        text: Option<&str>,
-        file: Option<&PathBuf>,
-        tokenizer_config: Option<&serde_json::Value>,
-    ) -> Result<Option<Self>, ModelError> {
-        match (text, file) {
-            (Some(text), _) => Self::new(
-                text.to_string(),
-                TemplateSource::Config,
-                tokenizer_config,
-                Path::new("config.toml"),
-            )
-            .map(Some),
-            (None, Some(file)) => {
-                let text = std::fs::read_to_string(file).map_err(|e| ModelError::io(file, e))?;
-                Self::new(text, TemplateSource::Config, tokenizer_config, file).map(Some)
-            }
-            (None, None) => Ok(None),
-        }
     }
 
     pub fn source(&self) -> TemplateSource {
