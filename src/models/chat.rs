@@ -42,7 +42,8 @@ pub enum TemplateSource {
     JinjaFile,
     /// `tokenizer_config.json`'s `chat_template`.
     TokenizerConfig,
-    /// `chat_template` or `chat_template_file` in the model's `[[models]]` entry.
+    /// Given by the operator, not the folder (`ChatTemplate::new`); `config.toml`'s
+    /// `[[models]]` entries cannot name one yet.
     Config,
 }
 
