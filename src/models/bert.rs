@@ -117,12 +117,12 @@ pub(crate) fn is_buffer(name: &str) -> bool {
     name.ends_with("position_ids")
 }
 
-/// A `BertForSequenceClassification` from `w` (opened with `PREFIX`).
+/// A `BertForSequenceClassification` from `w` (opened with `PREFIX`); `config` is validated
+/// (`folder` checks it against config.json before any weights).
 pub fn load_classifier(
     config: &BertConfig,
     mut w: WeightFile,
 ) -> Result<EncoderForSequenceClassification, ModelError> {
-    config.validate(w.path())?;
     let labels = config.labels.labels(w.path())?;
     require_head(&w, "classifier.weight", "BERT")?;
     let device = w.device().clone();
@@ -147,7 +147,6 @@ pub fn load_classifier(
 
 /// A headless `BertModel` from `w`: a classifier's or a pooler's tensors are left unread.
 pub fn load_model(config: &BertConfig, mut w: WeightFile) -> Result<Encoder, ModelError> {
-    config.validate(w.path())?;
     let device = w.device().clone();
     let encoder = Encoder::load(config.shape(), TokenTypes::Segments, &KEYS, &mut w, &device)?;
     w.finish(|name| {

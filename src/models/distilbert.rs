@@ -101,12 +101,12 @@ fn is_buffer(name: &str) -> bool {
     name.ends_with("position_ids")
 }
 
-/// A `DistilBertForSequenceClassification` from `w` (opened with `PREFIX`).
+/// A `DistilBertForSequenceClassification` from `w` (opened with `PREFIX`); `config` is
+/// validated.
 pub fn load_classifier(
     config: &DistilBertConfig,
     mut w: WeightFile,
 ) -> Result<EncoderForSequenceClassification, ModelError> {
-    config.validate(w.path())?;
     let labels = config.labels.labels(w.path())?;
     require_head(&w, "classifier.weight", "DistilBERT")?;
     let device = w.device().clone();
@@ -130,7 +130,6 @@ pub fn load_classifier(
 
 /// A headless `DistilBertModel` from `w`: a head's or an MLM head's tensors are left unread.
 pub fn load_model(config: &DistilBertConfig, mut w: WeightFile) -> Result<Encoder, ModelError> {
-    config.validate(w.path())?;
     let device = w.device().clone();
     let encoder = Encoder::load(config.shape(), TokenTypes::None, &KEYS, &mut w, &device)?;
     w.finish(|name| {

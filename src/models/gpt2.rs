@@ -157,13 +157,13 @@ pub struct Gpt2LmHeadModel {
 }
 
 impl Gpt2LmHeadModel {
-    /// Builds the model from `weights`, taking every tensor by its HF name.
+    /// Builds the model from `weights`, taking every tensor by its HF name; `config` is
+    /// validated (`folder` checks it against config.json before any weights).
     pub fn load(
         config: Gpt2Config,
         mut weights: WeightFile,
         device: &Device,
     ) -> Result<Self, ModelError> {
-        config.validate(weights.path())?;
         let c = config.n_embd;
         let eps = config.layer_norm_epsilon;
         let act = Activation::parse(&config.activation_function).expect("validated");
@@ -255,13 +255,13 @@ impl CausalLm for Gpt2LmHeadModel {
     ) -> Result<Tensor<3>, ModelError> {
         let (b, t) = (ids.len(), ids[0].len());
         let positions = cache.begin_step(valid, self.config.n_positions)?;
-        let mask = cache.step_mask(t, None, &self.device);
+        let (mask, layers) = cache.step(t, None, &self.device);
         let flat_ids: Vec<u32> = ids.iter().flatten().copied().collect();
         let positions =
             Tensor::<2, Int>::from_data(TensorData::new(positions, [b, t]), &self.device);
         let c = self.config.n_embd;
         let mut x = self.wte.rows(&flat_ids).reshape([b, t, c]) + self.wpe.forward(positions);
-        for (block, layer_cache) in self.h.iter().zip(cache.layers.iter_mut()) {
+        for (block, layer_cache) in self.h.iter().zip(layers) {
             x = block.forward(x, &mask, layer_cache);
         }
         Ok(self.ln_f.forward(x))

@@ -12,6 +12,8 @@
 //! * **Windows.** A sliding window (Mistral) is a mask over real-token positions: key `j` is
 //!   visible to query `i` iff `j <= i` and `i - j < window`; nothing is evicted.
 
+use std::borrow::Cow;
+
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::attention::{attend, attention_bias, merge_heads, split_heads};
@@ -89,7 +91,7 @@ impl LayerCache {
 /// The state a batch carries between decode steps.
 #[derive(Debug, Clone)]
 pub struct KvCache {
-    pub(crate) layers: Vec<Option<LayerCache>>,
+    layers: Vec<Option<LayerCache>>,
     /// Per row, per key position: whether it holds a real token (false = left padding).
     key_valid: Vec<Vec<bool>>,
     /// Per row: the position id the row's next real token gets.
@@ -242,57 +244,79 @@ impl KvCache {
     }
 
     /// Which keys each of the step's `t` queries may see (call after `begin_step`), in the
-    /// form the step's attention path reads: a bias for burn, per-key flags for the host.
-    pub(crate) fn step_mask(&self, t: usize, window: Option<usize>, device: &Device) -> StepMask {
-        let s = self.len();
-        let past = s - t;
-        let batch = self.batch_size();
-        // Real-token position of every key column (padding columns get the next one's).
-        let key_positions = |row: usize| -> Vec<usize> {
-            let mut count = 0;
-            self.key_valid[row]
-                .iter()
-                .map(|&v| {
-                    let p = count;
-                    count += usize::from(v);
-                    p
-                })
-                .collect()
-        };
-        let visible = match window {
-            Some(window) if decodes_on_host(device, t, past) => (0..batch)
+    /// form the step's attention path reads (a bias for burn, per-key flags for the host),
+    /// beside the layers' caches the step writes: split so the host's flags borrow the
+    /// cache's own, instead of a copy per step.
+    pub(crate) fn step(
+        &mut self,
+        t: usize,
+        window: Option<usize>,
+        device: &Device,
+    ) -> (StepMask<'_>, &mut [Option<LayerCache>]) {
+        let Self {
+            layers, key_valid, ..
+        } = self;
+        (step_mask(key_valid, t, window, device), layers)
+    }
+}
+
+/// The mask of a step of `t` queries over `key_valid` (see `KvCache::step`).
+fn step_mask<'a>(
+    key_valid: &'a [Vec<bool>],
+    t: usize,
+    window: Option<usize>,
+    device: &Device,
+) -> StepMask<'a> {
+    let s = key_valid.first().map_or(0, Vec::len);
+    let past = s - t;
+    let batch = key_valid.len();
+    // Real-token position of every key column (padding columns get the next one's).
+    let key_positions = |row: usize| -> Vec<usize> {
+        let mut count = 0;
+        key_valid[row]
+            .iter()
+            .map(|&v| {
+                let p = count;
+                count += usize::from(v);
+                p
+            })
+            .collect()
+    };
+    let visible = match window {
+        Some(window) if decodes_on_host(device, t, past) => Cow::Owned(
+            (0..batch)
                 .map(|row| {
                     let positions = key_positions(row);
                     let query = positions[s - 1];
-                    self.key_valid[row]
+                    key_valid[row]
                         .iter()
                         .zip(&positions)
                         .map(|(&v, &p)| v && query - p < window)
                         .collect()
                 })
                 .collect(),
-            _ => self.key_valid.clone(),
-        };
-        let needs_bias = !decodes_on_host(device, t, past)
-            && (t > 1 || window.is_some() || self.key_valid.iter().flatten().any(|v| !v));
-        let bias = needs_bias.then(|| {
-            let positions: Vec<Vec<usize>> = (0..batch).map(key_positions).collect();
-            attention_bias(
-                [batch, t, s],
-                |row, query, key| {
-                    let q = past + query;
-                    key <= q
-                        && self.key_valid[row][key]
-                        && window.is_none_or(|w| positions[row][q] - positions[row][key] < w)
-                },
-                device,
-            )
-        });
-        StepMask {
-            bias,
-            visible,
-            past,
-        }
+        ),
+        _ => Cow::Borrowed(key_valid),
+    };
+    let needs_bias = !decodes_on_host(device, t, past)
+        && (t > 1 || window.is_some() || key_valid.iter().flatten().any(|v| !v));
+    let bias = needs_bias.then(|| {
+        let positions: Vec<Vec<usize>> = (0..batch).map(key_positions).collect();
+        attention_bias(
+            [batch, t, s],
+            |row, query, key| {
+                let q = past + query;
+                key <= q
+                    && key_valid[row][key]
+                    && window.is_none_or(|w| positions[row][q] - positions[row][key] < w)
+            },
+            device,
+        )
+    });
+    StepMask {
+        bias,
+        visible,
+        past,
     }
 }
 
@@ -303,12 +327,12 @@ pub(crate) fn decodes_on_host(device: &Device, t: usize, past: usize) -> bool {
 }
 
 /// Which keys each query of a step may see, in the two forms the attention paths read.
-pub(crate) struct StepMask {
+pub(crate) struct StepMask<'a> {
     /// `[B, 1, T, S]`, added to the scores; `None` when every key is visible, or when the
     /// host attends (`decodes_on_host`).
     bias: Option<Tensor<4>>,
     /// Per row, per key position: whether the step's query sees it (the host's decode step).
-    visible: Vec<Vec<bool>>,
+    visible: Cow<'a, [Vec<bool>]>,
     /// Key positions cached before this step.
     past: usize,
 }

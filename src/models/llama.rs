@@ -470,12 +470,12 @@ impl CausalLm for LlamaForCausalLm {
     ) -> Result<Tensor<3>, ModelError> {
         let (b, t) = (ids.len(), ids[0].len());
         let positions = cache.begin_step(valid, self.config.max_position_embeddings)?;
-        let mask = cache.step_mask(t, self.sliding_window, &self.device);
+        let (mask, layers) = cache.step(t, self.sliding_window, &self.device);
         let rotation = self.rotary.tables(&positions, [b, t], &self.device);
         let flat_ids: Vec<u32> = ids.iter().flatten().copied().collect();
         let c = self.config.hidden_size;
         let mut x = self.embed_tokens.rows(&flat_ids).reshape([b, t, c]);
-        for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
+        for (layer, layer_cache) in self.layers.iter().zip(layers) {
             x = layer.forward(x, &rotation, &mask, layer_cache);
         }
         Ok(self.norm.forward(x))

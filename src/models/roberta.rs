@@ -85,13 +85,12 @@ impl RobertaConfig {
 }
 
 /// A `RobertaForSequenceClassification` (or XLM-R's, CamemBERT's) from `w` (opened with
-/// `PREFIX`), reported as `architecture`, its `model_type`.
+/// `PREFIX`), reported as `architecture`, its `model_type`; `config` is validated.
 pub fn load_classifier(
     config: &RobertaConfig,
     mut w: WeightFile,
     architecture: &'static str,
 ) -> Result<EncoderForSequenceClassification, ModelError> {
-    config.validate(w.path())?;
     let labels = config.labels.labels(w.path())?;
     require_head(&w, "classifier.out_proj.weight", "RoBERTa")?;
     let device = w.device().clone();
@@ -116,7 +115,6 @@ pub fn load_classifier(
 
 /// A headless `RobertaModel` from `w`: a pooler's or a head's tensors are left unread.
 pub fn load_model(config: &RobertaConfig, mut w: WeightFile) -> Result<Encoder, ModelError> {
-    config.validate(w.path())?;
     let device = w.device().clone();
     let encoder = Encoder::load(config.shape(), TokenTypes::Zero, &KEYS, &mut w, &device)?;
     w.finish(|name| {
