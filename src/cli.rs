@@ -149,9 +149,10 @@ struct GenerateArgs {
     /// Print one JSON object instead of the text.
     #[arg(long)]
     json: bool,
-    /// What the dense layers' weights are kept in: f32, f16, bf16, int8 or w8a8.
-    #[arg(long, default_value = "f32")]
-    dtype: Dtype,
+    /// What the dense layers' weights are kept in: f32, f16, bf16, int8, w8a8, q4 or w4a8
+    /// (default: as stored; f32 for a safetensors folder, a GGUF file's own).
+    #[arg(long)]
+    dtype: Option<Dtype>,
     #[command(flatten)]
     backend: BackendArg,
 }
@@ -169,9 +170,10 @@ struct ClassifyArgs {
     /// Print one JSON object instead of the label.
     #[arg(long)]
     json: bool,
-    /// What the dense layers' weights are kept in: f32, f16, bf16, int8 or w8a8.
-    #[arg(long, default_value = "f32")]
-    dtype: Dtype,
+    /// What the dense layers' weights are kept in: f32, f16, bf16, int8, w8a8, q4 or w4a8
+    /// (default: as stored; f32 for a safetensors folder, a GGUF file's own).
+    #[arg(long)]
+    dtype: Option<Dtype>,
     #[command(flatten)]
     backend: BackendArg,
 }
@@ -206,6 +208,14 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
+/// `dtype`, or the model's stored one (`models::stored_dtype`).
+fn stored_or(dtype: Option<Dtype>, model: &std::path::Path) -> Result<Dtype, String> {
+    match dtype {
+        Some(dtype) => Ok(dtype),
+        None => models::stored_dtype(model).map_err(|e| e.to_string()),
+    }
+}
+
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve(args) => serve(args),
@@ -213,8 +223,12 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Generate(args) => {
             telemetry::init_tracing(LogFormat::Human, "warn");
             let device = choose_device(args.backend.backend.unwrap_or_default());
-            let generator = models::load_generator_in(&args.model, &device.device, args.dtype)
-                .map_err(|e| e.to_string())?;
+            let generator = models::load_generator_in(
+                &args.model,
+                &device.device,
+                stored_or(args.dtype, &args.model)?,
+            )
+            .map_err(|e| e.to_string())?;
             let params = GenerationParams {
                 max_new_tokens: args.max_new_tokens,
                 min_new_tokens: args.min_new_tokens,
@@ -245,8 +259,12 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Classify(args) => {
             telemetry::init_tracing(LogFormat::Human, "warn");
             let device = choose_device(args.backend.backend.unwrap_or_default());
-            let classifier = models::load_classifier_in(&args.model, &device.device, args.dtype)
-                .map_err(|e| e.to_string())?;
+            let classifier = models::load_classifier_in(
+                &args.model,
+                &device.device,
+                stored_or(args.dtype, &args.model)?,
+            )
+            .map_err(|e| e.to_string())?;
             let result = classifier
                 .classify(&args.text, args.text_pair.as_deref())
                 .map_err(|e| e.to_string())?;

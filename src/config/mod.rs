@@ -238,8 +238,9 @@ pub struct ModelConfig {
     pub name: String,
     pub role: Role,
     pub source: ModelSource,
-    /// What its dense layers' weights are kept in (a model served here); `f32` by default.
-    pub dtype: Dtype,
+    /// What its dense layers' weights are kept in (a model served here). None: as stored
+    /// (`models::stored_dtype`: f32 for a safetensors folder, a GGUF file's own precision).
+    pub dtype: Option<Dtype>,
     /// An embedder's pooling, overriding its folder's (required for a folder without
     /// sentence-transformers' `modules.json`).
     pub pooling: Option<Pooling>,
@@ -249,7 +250,7 @@ pub struct ModelConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelSource {
     /// In this process, loaded from a Hugging Face model folder (config.json,
-    /// model.safetensors, tokenizer.json).
+    /// model.safetensors, tokenizer.json) or a GGUF file.
     Local(PathBuf),
     /// On other infergraph servers (replicas of one model node), by base URL
     /// (`http://host:port`).
@@ -311,7 +312,7 @@ impl TryFrom<ModelEntry> for ModelConfig {
             name,
             role: entry.role,
             source,
-            dtype: entry.dtype.unwrap_or_default(),
+            dtype: entry.dtype,
             pooling: entry.pooling,
         })
     }

@@ -279,23 +279,26 @@ pub fn load_models(config: &Config, device: &SelectedDevice) -> Result<LoadedGra
                 continue;
             }
         };
+        let dtype = match model.dtype {
+            Some(dtype) => dtype,
+            None => models::stored_dtype(path).map_err(fail)?,
+        };
         let (info, source) = match model.role {
             Role::Generator => {
                 let generator =
-                    models::load_generator_in(path, &device.device, model.dtype).map_err(fail)?;
+                    models::load_generator_in(path, &device.device, dtype).map_err(fail)?;
                 let info = generator_info(&model.name, &generator, device);
                 (info, Source::Generator(Box::new(generator)))
             }
             Role::Classifier => {
                 let loaded =
-                    models::load_classifier_in(path, &device.device, model.dtype).map_err(fail)?;
+                    models::load_classifier_in(path, &device.device, dtype).map_err(fail)?;
                 let info = classifier_info(&model.name, &loaded, device);
                 (info, Source::Classifier(Box::new(loaded)))
             }
             Role::Embedder => {
-                let loaded =
-                    models::load_embedder_in(path, &device.device, model.dtype, model.pooling)
-                        .map_err(fail)?;
+                let loaded = models::load_embedder_in(path, &device.device, dtype, model.pooling)
+                    .map_err(fail)?;
                 let info = embedder_info(&model.name, &loaded, device);
                 (info, Source::Embedder(Box::new(loaded)))
             }
@@ -310,11 +313,14 @@ pub fn load_models(config: &Config, device: &SelectedDevice) -> Result<LoadedGra
             load_ms = started.elapsed().as_millis() as u64,
             "model loaded"
         );
-        if model.dtype == models::Dtype::W8a8 && !models::kernels::integer_dot_products() {
+        if matches!(dtype, models::Dtype::W8a8 | models::Dtype::W4a8)
+            && !models::kernels::integer_dot_products()
+        {
             tracing::warn!(
                 model = %model.name,
-                "w8a8 without AVX-512 VNNI runs a portable kernel, several times slower than \
-                 int8's (docs/benchmarks.md): int8 is the faster choice on this CPU"
+                %dtype,
+                "without AVX-512 VNNI this dtype runs a portable integer kernel, several times \
+                 slower (docs/benchmarks.md): int8 or q4 is the faster choice on this CPU"
             );
         }
         infos.push(info);

@@ -42,6 +42,8 @@ pub enum TemplateSource {
     JinjaFile,
     /// `tokenizer_config.json`'s `chat_template`.
     TokenizerConfig,
+    /// A GGUF file's `tokenizer.chat_template`.
+    Gguf,
     /// Given by the operator, not the folder (`ChatTemplate::new`); `config.toml`'s
     /// `[[models]]` entries cannot name one yet.
     Config,
@@ -52,6 +54,7 @@ impl TemplateSource {
         match self {
             Self::JinjaFile => "chat_template.jinja",
             Self::TokenizerConfig => "tokenizer_config.json",
+            Self::Gguf => "gguf",
             Self::Config => "config",
         }
     }

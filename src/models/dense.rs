@@ -16,6 +16,7 @@
 
 use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
 
+use super::kernels::q4::{Activations, Q4Linear};
 use super::kernels::PackedLinear;
 
 /// `x · Wᵀ + b` over the last dimension.
@@ -36,10 +37,42 @@ enum Weight {
     },
     /// flex, every dtype: packed for the kernels (`k` = in, `n` = out).
     Packed {
-        weight: PackedLinear,
+        weight: Kernel,
         bias: Option<Vec<f32>>,
         device: Device,
     },
+}
+
+/// A weight packed for one of our CPU kernels.
+#[derive(Debug)]
+pub enum Kernel {
+    /// f32, f16, bf16, int8 and w8a8 (`kernels::PackedLinear`).
+    Linear(PackedLinear),
+    /// 4-bit blocks (`kernels::q4`), with f32 activations (`q4`) or int8 ones (`w4a8`).
+    Q4(Q4Linear, Activations),
+}
+
+impl Kernel {
+    fn k(&self) -> usize {
+        match self {
+            Self::Linear(w) => w.k(),
+            Self::Q4(w, _) => w.k(),
+        }
+    }
+
+    fn n(&self) -> usize {
+        match self {
+            Self::Linear(w) => w.n(),
+            Self::Q4(w, _) => w.n(),
+        }
+    }
+
+    fn weight(&self, kk: usize, j: usize) -> f32 {
+        match self {
+            Self::Linear(w) => w.weight(kk, j),
+            Self::Q4(w, _) => w.weight(kk, j),
+        }
+    }
 }
 
 impl Dense {
@@ -51,7 +84,7 @@ impl Dense {
     }
 
     /// A layer over a packed weight, for flex.
-    pub fn packed(weight: PackedLinear, bias: Option<Vec<f32>>, device: &Device) -> Self {
+    pub fn packed(weight: Kernel, bias: Option<Vec<f32>>, device: &Device) -> Self {
         Self {
             weight: Weight::Packed {
                 weight,
@@ -61,12 +94,23 @@ impl Dense {
         }
     }
 
-    /// The weight's element type in memory: `f32`, `f16`, `bf16` or `int8`.
+    /// The weight's dtype: `f32`, `f16`, `bf16`, `int8`, `w8a8`, `q4` or `w4a8`.
     pub fn dtype(&self) -> &'static str {
         match &self.weight {
             Weight::Tensor { weight, .. } if weight.dtype() == DType::F16 => "f16",
             Weight::Tensor { .. } => "f32",
-            Weight::Packed { weight, .. } => weight.dtype().as_str(),
+            Weight::Packed {
+                weight: Kernel::Linear(weight),
+                ..
+            } => weight.dtype().as_str(),
+            Weight::Packed {
+                weight: Kernel::Q4(_, Activations::F32),
+                ..
+            } => "q4",
+            Weight::Packed {
+                weight: Kernel::Q4(_, Activations::Int8),
+                ..
+            } => "w4a8",
         }
     }
 
@@ -82,7 +126,14 @@ impl Dense {
     pub fn weight_bytes(&self) -> usize {
         match &self.weight {
             Weight::Tensor { weight, .. } => weight.shape().num_elements() * weight.dtype().size(),
-            Weight::Packed { weight, .. } => weight.bytes(),
+            Weight::Packed {
+                weight: Kernel::Linear(weight),
+                ..
+            } => weight.bytes(),
+            Weight::Packed {
+                weight: Kernel::Q4(weight, _),
+                ..
+            } => weight.bytes(),
         }
     }
 
@@ -116,7 +167,12 @@ impl Dense {
                 let data = x.into_data();
                 let xs = data.as_slice::<f32>().expect("activations are f32");
                 let mut out = vec![0.0f32; rows * d_out];
-                weight.matmul(xs, rows, bias.as_deref(), &mut out);
+                match weight {
+                    Kernel::Linear(w) => w.matmul(xs, rows, bias.as_deref(), &mut out),
+                    Kernel::Q4(w, activations) => {
+                        w.matmul(*activations, xs, rows, bias.as_deref(), &mut out)
+                    }
+                }
                 let y = Tensor::from_data(TensorData::new(out, [rows, d_out]), device);
                 (y, d_out)
             }

@@ -56,12 +56,17 @@ pub enum ModelError {
         found: Vec<usize>,
     },
 
-    #[error("{path}: tensor {tensor:?} has dtype {dtype}, expected F32, F16 or BF16")]
+    #[error("{path}: tensor {tensor:?} has dtype {dtype}, expected {expected}")]
     UnsupportedDtype {
         path: PathBuf,
         tensor: String,
         dtype: String,
+        /// The types this file format is read in.
+        expected: &'static str,
     },
+
+    #[error("{path}: not a valid GGUF file: {reason}")]
+    InvalidGguf { path: PathBuf, reason: String },
 
     #[error("dtype {dtype} cannot run on the {backend} backend: {reason}")]
     DtypeUnsupported {

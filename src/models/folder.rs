@@ -1,5 +1,7 @@
 //! Loading a Hugging Face model folder: `config.json`, `model.safetensors` (or its shards),
-//! `tokenizer.json`, and for generators `generation_config.json`.
+//! `tokenizer.json`, and for generators `generation_config.json`; or a generator's GGUF file
+//! (a `.gguf` path, or a folder holding exactly one), which carries all of them
+//! (`gguf::checkpoint`, `gguf::tokenizer`).
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +11,7 @@ use serde::de::DeserializeOwned;
 use super::architectures::{self, Architecture, Family, Task};
 use super::bert::{self, BertConfig};
 use super::causal_lm::CausalLm;
-use super::chat::ChatTemplate;
+use super::chat::{ChatTemplate, TemplateSource};
 use super::classifier::Classifier;
 use super::distilbert::{self, DistilBertConfig};
 use super::dtype::Dtype;
@@ -17,6 +19,7 @@ use super::embedder::{self, Embedder, Pooling};
 use super::encoder::{Encoder, EncoderForSequenceClassification};
 use super::error::ModelError;
 use super::generator::Generator;
+use super::gguf::{self, GgufFile};
 use super::gpt2::{Gpt2Config, Gpt2LmHeadModel};
 use super::llama::{LlamaConfig, LlamaForCausalLm};
 use super::roberta::{self, RobertaConfig};
@@ -155,13 +158,54 @@ pub fn load_classifier(dir: &Path, device: &Device) -> Result<Classifier, ModelE
     load_classifier_in(dir, device, Dtype::F32)
 }
 
-/// The generator in `dir` (any architecture the table lists for generating), its dense
-/// layers in `dtype`.
+/// The GGUF file `path` names: the path itself, or the one `.gguf` file of a folder.
+fn gguf_path(path: &Path) -> Result<Option<PathBuf>, ModelError> {
+    if path.extension().is_some_and(|e| e == "gguf") {
+        return Ok(Some(path.to_path_buf()));
+    }
+    if !path.is_dir() || path.join("config.json").is_file() {
+        return Ok(None);
+    }
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|e| ModelError::io(path, e))? {
+        let entry = entry.map_err(|e| ModelError::io(path, e))?.path();
+        if entry.extension().is_some_and(|e| e == "gguf") {
+            found.push(entry);
+        }
+    }
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.pop()),
+        _ => Err(ModelError::InvalidConfig {
+            path: path.to_path_buf(),
+            reason: format!(
+                "the folder holds {} GGUF files; name one as the model's path",
+                found.len()
+            ),
+        }),
+    }
+}
+
+/// The dtype a model is served in when `config.toml` names none: a GGUF file's own (`q4` for a
+/// 4-bit file, `int8` for Q8_0 and the 5- and 6-bit K-quants, f16, bf16 or f32 as stored),
+/// f32 for a safetensors folder.
+pub fn stored_dtype(path: &Path) -> Result<Dtype, ModelError> {
+    match gguf_path(path)? {
+        Some(file) => gguf::checkpoint::stored_dtype(&GgufFile::open(&file)?),
+        None => Ok(Dtype::F32),
+    }
+}
+
+/// The generator in `dir` (any architecture the table lists for generating, from a model
+/// folder or a GGUF file), its dense layers in `dtype`.
 pub fn load_generator_in(
     dir: &Path,
     device: &Device,
     dtype: Dtype,
 ) -> Result<Generator, ModelError> {
+    if let Some(file) = gguf_path(dir)? {
+        return load_gguf_generator(&file, device, dtype);
+    }
     let (files, config, architecture) = open_for(dir, Task::Generate)?;
     let weights = files.open_weights(architecture, device, dtype)?;
     let model: Box<dyn CausalLm> = match architecture.family {
@@ -207,6 +251,46 @@ pub fn load_generator_in(
     }
     Ok(Generator::new(
         dir.to_path_buf(),
+        model,
+        tokenizer,
+        eos,
+        chat_template,
+    ))
+}
+
+/// The generator a GGUF file holds, its dense layers in `dtype`.
+fn load_gguf_generator(
+    path: &Path,
+    device: &Device,
+    dtype: Dtype,
+) -> Result<Generator, ModelError> {
+    let file = GgufFile::open(path)?;
+    let config = gguf::checkpoint::config(&file)?;
+    let tokenizer = TextTokenizer::from_gguf(&file)?;
+    let chat_template = gguf::checkpoint::chat_template(&file)
+        .map(|text| {
+            let specials = gguf::checkpoint::special_tokens(&file);
+            ChatTemplate::new(
+                text.to_string(),
+                TemplateSource::Gguf,
+                Some(&specials),
+                path,
+            )
+        })
+        .transpose()?;
+    let mut eos = token_ids(&config, "eos_token_id", path)?;
+    let end_of_turn = chat_template
+        .as_ref()
+        .and_then(ChatTemplate::eos_token)
+        .and_then(|token| tokenizer.token_id(token));
+    if let Some(id) = end_of_turn.filter(|id| !eos.contains(id)) {
+        eos.push(id);
+    }
+    let llama = LlamaConfig::from_json(&config, path)?;
+    let weights = WeightFile::open_gguf(file, device)?.with_dtype(dtype)?;
+    let model: Box<dyn CausalLm> = Box::new(LlamaForCausalLm::load(llama, weights, device)?);
+    Ok(Generator::new(
+        path.to_path_buf(),
         model,
         tokenizer,
         eos,

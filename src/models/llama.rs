@@ -402,6 +402,11 @@ impl LlamaForCausalLm {
         } else {
             Some(weights.tied_embedding("lm_head.weight", config.vocab_size, c)?)
         };
+        // A GGUF of a Llama 3.1+ model carries its rope scaling as per-frequency divisors.
+        let rope_factors = weights
+            .contains("rope_freqs.weight")
+            .then(|| weights.values("rope_freqs.weight", &[d / 2]))
+            .transpose()?;
         weights.finish(|name| {
             // Rotary buffers older checkpoints saved, and a tied head saved anyway.
             name.ends_with(".rotary_emb.inv_freq") || (tied && name == "lm_head.weight")
@@ -429,7 +434,10 @@ impl LlamaForCausalLm {
             layers,
             norm,
             lm_head,
-            rotary: Rotary::new(d, theta, &scaling),
+            rotary: match rope_factors {
+                Some(factors) => Rotary::new(d, theta, &scaling).with_factors(&factors),
+                None => Rotary::new(d, theta, &scaling),
+            },
             sliding_window: flags.sliding_window,
             device: device.clone(),
             config,

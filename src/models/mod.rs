@@ -5,7 +5,8 @@
 //! shared building blocks (`attention`, `kv_cache`, `norm`, `rotary`, `dense`, `activation`),
 //! the table of which `model_type` each serves and in which roles (`architectures`), their
 //! task wrappers (`generator` over any `causal_lm`, `classifier`, `embedder`), and the
-//! loading path they share (`folder` → `weights` + `tokenizer`).
+//! loading path they share (`folder` → `weights` + `tokenizer`, from a Hugging Face folder
+//! or a `gguf` file).
 
 pub mod activation;
 pub mod architectures;
@@ -22,6 +23,7 @@ pub mod encoder;
 pub mod error;
 pub mod folder;
 pub mod generator;
+pub mod gguf;
 pub mod gpt2;
 pub mod kernels;
 pub mod kv_cache;
@@ -39,7 +41,7 @@ pub use embedder::{Embedder, Embedding, Pooling};
 pub use error::ModelError;
 pub use folder::{
     architecture, load, load_classifier, load_classifier_in, load_embedder_in, load_generator,
-    load_generator_in, LoadedModel,
+    load_generator_in, stored_dtype, LoadedModel,
 };
 pub use generator::{FinishReason, Generation, GenerationParams, Generator};
 pub mod presets;

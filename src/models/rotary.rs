@@ -66,6 +66,15 @@ impl Rotary {
         Self { inv_freq }
     }
 
+    /// Divides each frequency by its factor: how a GGUF of a Llama 3.1+ model carries its
+    /// scaling (`rope_freqs.weight`, llama.cpp's per-frequency divisors) instead of parameters.
+    pub fn with_factors(mut self, factors: &[f32]) -> Self {
+        for (f, &factor) in self.inv_freq.iter_mut().zip(factors) {
+            *f /= factor;
+        }
+        self
+    }
+
     pub fn inv_freq(&self) -> &[f32] {
         &self.inv_freq
     }

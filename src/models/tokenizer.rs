@@ -5,6 +5,8 @@ use std::path::Path;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use super::error::ModelError;
+use super::gguf::tokenizer::{tokenizer_from_gguf, GgufVocab};
+use super::gguf::{GgufFile, Value};
 
 /// One encoded text (or text pair), as a model consumes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +47,70 @@ impl TextTokenizer {
         })?;
         // Padding is the batch's to do, with a mask: a tokenizer.json that pads by itself
         // (all-MiniLM-L6-v2's pads every text to 128) would make the model read [PAD]s.
+        inner.with_padding(None);
+        Ok(Self {
+            inner,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The tokenizer a GGUF file's `tokenizer.ggml.*` metadata describes.
+    pub fn from_gguf(file: &GgufFile) -> Result<Self, ModelError> {
+        let path = file.path();
+        let fail = |reason: String| ModelError::Tokenizer {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let get = |key: &str| file.get(&format!("tokenizer.ggml.{key}"));
+        let array = |key: &str| get(key).and_then(Value::as_array);
+        let strings = |key: &str| -> Result<Option<Vec<String>>, ModelError> {
+            array(key)
+                .map(|values| {
+                    values
+                        .iter()
+                        .map(|v| v.as_str().map(str::to_string))
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| {
+                            fail(format!("tokenizer.ggml.{key} is not a list of strings"))
+                        })
+                })
+                .transpose()
+        };
+        let model = get("model")
+            .and_then(Value::as_str)
+            .ok_or_else(|| fail("no tokenizer.ggml.model key".into()))?;
+        let tokens = strings("tokens")?.ok_or_else(|| fail("no tokenizer.ggml.tokens".into()))?;
+        let merges = strings("merges")?;
+        let token_types: Option<Vec<i32>> = array("token_type").map(|values| {
+            values
+                .iter()
+                .map(|v| v.as_u64().unwrap_or(1) as i32)
+                .collect()
+        });
+        let scores: Option<Vec<f32>> = array("scores").map(|values| {
+            values
+                .iter()
+                .map(|v| v.as_f64().unwrap_or(0.0) as f32)
+                .collect()
+        });
+        let id = |key: &str| get(key).and_then(Value::as_u64).map(|v| v as u32);
+        let flag = |key: &str| get(key).and_then(Value::as_bool);
+        let vocab = GgufVocab {
+            model,
+            pre: get("pre").and_then(Value::as_str),
+            tokens: &tokens,
+            token_types: token_types.as_deref(),
+            scores: scores.as_deref(),
+            merges: merges.as_deref(),
+            bos: id("bos_token_id"),
+            eos: id("eos_token_id"),
+            unk: id("unknown_token_id"),
+            pad: id("padding_token_id"),
+            add_bos: flag("add_bos_token"),
+            add_eos: flag("add_eos_token"),
+            add_space_prefix: flag("add_space_prefix"),
+        };
+        let mut inner = tokenizer_from_gguf(&vocab).map_err(fail)?;
         inner.with_padding(None);
         Ok(Self {
             inner,

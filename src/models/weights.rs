@@ -1,5 +1,6 @@
-//! Reading a `model.safetensors` file (or the shards a `model.safetensors.index.json` names)
-//! into burn layers, by Hugging Face tensor name.
+//! Reading a `model.safetensors` file (or the shards a `model.safetensors.index.json` names,
+//! or a GGUF file's tensors under their Hugging Face names) into burn layers, by Hugging Face
+//! tensor name.
 //!
 //! Names are canonicalised once, so both key styles found on the hub load: with or without the
 //! architecture's prefix (`transformer.` for GPT-2, `bert.` for BERT), and both LayerNorm
@@ -11,7 +12,9 @@
 //! tensor, so loading never holds more than one extra tensor in f32; an F16 or BF16
 //! checkpoint packs into a half-precision dtype without passing through f32. So do the word
 //! embeddings (GPT-2's tied `wte`, BERT's `word_embeddings`); everything else (position and
-//! type embeddings, layer norms, biases) is widened to f32.
+//! type embeddings, layer norms, biases) is widened to f32. GGUF's quantized tensors are
+//! dequantized tensor by tensor the same way, except that Q4_0/Q4_1 tensors going into a 4-bit
+//! dtype are kept as they are, bit for bit.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -22,10 +25,32 @@ use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use safetensors::tensor::{Dtype, Metadata};
 use safetensors::SafeTensors;
 
-use super::dense::Dense;
+use super::dense::{Dense, Kernel};
 use super::dtype::Dtype as ModelDtype;
 use super::error::ModelError;
+use super::gguf::quants::{self, GgmlType};
+use super::gguf::{checkpoint, GgufFile};
+use super::kernels::q4::{Activations, Q4Linear};
 use super::kernels::{PackedLinear, SourceLayout};
+
+/// How a tensor's bytes encode its values: a ggml type (safetensors' F32, F16 and BF16 are
+/// ggml's too), or a type we cannot read, named for the error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stored {
+    Readable(GgmlType),
+    Unreadable(Dtype),
+}
+
+impl Stored {
+    fn of_safetensors(dtype: Dtype) -> Self {
+        match dtype {
+            Dtype::F32 => Self::Readable(GgmlType::F32),
+            Dtype::F16 => Self::Readable(GgmlType::F16),
+            Dtype::BF16 => Self::Readable(GgmlType::Bf16),
+            other => Self::Unreadable(other),
+        }
+    }
+}
 
 /// Where one tensor lives: which shard, and where inside it.
 struct Entry {
@@ -33,11 +58,14 @@ struct Entry {
     original: String,
     /// Index into `WeightFile::shards`.
     shard: usize,
-    dtype: Dtype,
+    stored: Stored,
+    /// Hugging Face (row-major) order.
     shape: Vec<usize>,
     /// Byte range within the data section.
     start: usize,
     end: usize,
+    /// GGUF q/k: `row_order[i]` is the stored row that is row `i` (see `gguf::checkpoint`).
+    row_order: Option<Vec<usize>>,
 }
 
 /// An opened safetensors file whose tensors are taken one by one by canonical name.
@@ -47,7 +75,7 @@ struct Entry {
 /// tensor of the file, never the whole file (a 1.4 GB f32 gpt2-medium loads as int8 in
 /// little more than its 0.36 GB).
 pub struct WeightFile {
-    /// The checkpoint as named: the safetensors file, or the shards' index.
+    /// The checkpoint as named: the safetensors file, the shards' index, or the GGUF file.
     path: PathBuf,
     /// One file, or every shard the index names.
     shards: Vec<Shard>,
@@ -57,6 +85,8 @@ pub struct WeightFile {
     device: Device,
     /// What dense layers are kept in.
     dtype: ModelDtype,
+    /// A GGUF file: errors name its tensors as it does (`blk.0.attn_q.weight`).
+    gguf: bool,
 }
 
 impl WeightFile {
@@ -118,6 +148,41 @@ impl WeightFile {
         Ok(Self::new(index, shards, entries, device))
     }
 
+    /// The tensors of a GGUF file, under their Hugging Face names (`gguf::checkpoint`).
+    pub fn open_gguf(gguf: GgufFile, device: &Device) -> Result<Self, ModelError> {
+        let mut entries = BTreeMap::new();
+        for mapped in checkpoint::tensors(&gguf)? {
+            let entry = Entry {
+                original: mapped.tensor.name.clone(),
+                shard: 0,
+                stored: Stored::Readable(mapped.tensor.ty),
+                shape: mapped.tensor.hf_shape(),
+                start: mapped.tensor.start,
+                end: mapped.tensor.end,
+                row_order: mapped.row_order,
+            };
+            if let Some(previous) = entries.insert(mapped.name.clone(), entry) {
+                return Err(ModelError::InvalidGguf {
+                    path: gguf.path().to_path_buf(),
+                    reason: format!(
+                        "tensors {:?} and {:?} both name {:?}",
+                        previous.original, mapped.tensor.name, mapped.name
+                    ),
+                });
+            }
+        }
+        let path = gguf.path().to_path_buf();
+        let shard = Shard {
+            path: path.clone(),
+            bytes: gguf.bytes,
+            data_start: 0,
+            tensors: Vec::new(),
+        };
+        let mut weights = Self::new(&path, vec![shard], entries, device);
+        weights.gguf = true;
+        Ok(weights)
+    }
+
     fn new(
         path: &Path,
         shards: Vec<Shard>,
@@ -131,6 +196,7 @@ impl WeightFile {
             taken: HashSet::new(),
             device: device.clone(),
             dtype: ModelDtype::F32,
+            gguf: false,
         }
     }
 
@@ -142,8 +208,12 @@ impl WeightFile {
                 ModelDtype::F32 => None,
                 ModelDtype::F16 if self.device.supports_dtype(FloatDType::F16) => None,
                 ModelDtype::F16 => Some("this device has no f16 shader support (use f32)"),
-                ModelDtype::Bf16 | ModelDtype::Int8 | ModelDtype::W8a8 => Some(
-                    "wgpu runs f32 and f16; bf16, int8 and w8a8 run on the CPU backend (backend = \"cpu\")",
+                ModelDtype::Bf16
+                | ModelDtype::Int8
+                | ModelDtype::W8a8
+                | ModelDtype::Q4
+                | ModelDtype::W4a8 => Some(
+                    "wgpu runs f32 and f16; bf16, int8, w8a8, q4 and w4a8 run on the CPU backend (backend = \"cpu\")",
                 ),
             };
             if let Some(reason) = refusal {
@@ -180,7 +250,10 @@ impl WeightFile {
             .ok_or_else(|| ModelError::MissingTensor {
                 path: self.path.clone(),
                 tensor: name.to_string(),
-                hint: String::new(),
+                hint: match checkpoint::gguf_name(name).filter(|_| self.gguf) {
+                    Some(gguf) => format!(" (GGUF name {gguf:?})"),
+                    None => String::new(),
+                },
             })?;
         let shard = &self.shards[entry.shard];
         if entry.shape != expected {
@@ -217,32 +290,34 @@ impl WeightFile {
         }
     }
 
-    /// The tensor `name` as F32 values, checked against `expected` shape.
+    /// The tensor `name` as F32 values (dequantized, rows in Hugging Face order), checked
+    /// against `expected` shape.
     pub fn values(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>, ModelError> {
         let shard = self.entries.get(name).map(|e| e.shard);
         let path = shard.map(|i| self.shards[i].path.clone());
         let (entry, raw) = self.take(name, expected)?;
-        let values = match entry.dtype {
-            Dtype::F32 => raw
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => raw
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => raw
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            other => {
+        let ty = match entry.stored {
+            Stored::Readable(ty) => ty,
+            Stored::Unreadable(other) => {
                 return Err(ModelError::UnsupportedDtype {
                     path: path.expect("a taken tensor has a shard"),
                     tensor: entry.original.clone(),
                     dtype: format!("{other:?}"),
+                    expected: "F32, F16 or BF16",
                 })
             }
         };
+        let mut values = vec![0f32; expected.iter().product()];
+        match &entry.row_order {
+            None => quants::dequantize(ty, raw, &mut values),
+            Some(order) => {
+                let row_bytes = raw.len() / order.len();
+                let row_len = values.len() / order.len();
+                for (row, &from) in values.chunks_exact_mut(row_len).zip(order) {
+                    quants::dequantize(ty, &raw[from * row_bytes..][..row_bytes], row);
+                }
+            }
+        }
         self.release(name);
         Ok(values)
     }
@@ -263,22 +338,31 @@ impl WeightFile {
         let bias = bias.map(|b| self.values(b, &[d_out])).transpose()?;
         if self.device == Device::flex() {
             let dtype = self.dtype;
+            if let Some(activations) = dtype.four_bit_activations() {
+                return self.four_bit(weight, &stored, [d_in, d_out], layout, activations, bias);
+            }
             // Packed straight from the mapped file where its bytes are the values (little
-            // endian, aligned): no f32 copy of the tensor, so the peak stays near the final
-            // size. Half-precision checkpoints pack from their own bits, never through f32.
+            // endian, aligned, rows in order): no f32 copy of the tensor, so the peak stays
+            // near the final size. Half-precision checkpoints pack from their own bits, never
+            // through f32.
+            let half = [GgmlType::F16, GgmlType::Bf16].map(Stored::Readable);
             let packed = match self.take(weight, &stored)? {
-                (entry, raw) if entry.dtype == Dtype::F16 || entry.dtype == Dtype::BF16 => {
+                (entry, _) if entry.row_order.is_some() => None,
+                (entry, raw) if half.contains(&entry.stored) => {
                     let bits: Vec<u16> = raw
                         .chunks_exact(2)
                         .map(|b| u16::from_le_bytes([b[0], b[1]]))
                         .collect();
-                    Some(if entry.dtype == Dtype::F16 {
+                    Some(if entry.stored == half[0] {
                         PackedLinear::pack_f16_bits(&bits, d_in, d_out, layout, dtype)
                     } else {
                         PackedLinear::pack_bf16_bits(&bits, d_in, d_out, layout, dtype)
                     })
                 }
-                (entry, raw) if entry.dtype == Dtype::F32 && cfg!(target_endian = "little") => {
+                (entry, raw)
+                    if entry.stored == Stored::Readable(GgmlType::F32)
+                        && cfg!(target_endian = "little") =>
+                {
                     // SAFETY: every bit pattern is a valid f32; `align_to` only hands out
                     // the aligned middle, and it is used only when that is all of `raw`.
                     let (head, values, tail) = unsafe { raw.align_to::<f32>() };
@@ -295,7 +379,7 @@ impl WeightFile {
                 }
             };
             self.release(weight);
-            return Ok(Dense::packed(packed, bias, &self.device));
+            return Ok(Dense::packed(Kernel::Linear(packed), bias, &self.device));
         }
         let values = self.values(weight, &stored)?;
         let values = match layout {
@@ -317,6 +401,53 @@ impl WeightFile {
         }
         let bias = bias.map(|b| Tensor::from_data(TensorData::new(b, [d_out]), &self.device));
         Ok(Dense::new(tensor, bias))
+    }
+
+    /// A dense layer in a 4-bit dtype. A GGUF's Q4_0/Q4_1 matrix is kept as it is, bit for
+    /// bit; a Q8_0 one (the embedding and head llama.cpp's 4-bit files keep in 8 bits) goes to
+    /// int8, the nearest dtype we run; anything else is quantized at load.
+    fn four_bit(
+        &mut self,
+        weight: &str,
+        stored: &[usize],
+        [d_in, d_out]: [usize; 2],
+        layout: SourceLayout,
+        activations: Activations,
+        bias: Option<Vec<f32>>,
+    ) -> Result<Dense, ModelError> {
+        let kernel = match self.take(weight, stored)? {
+            (entry, raw)
+                if layout == SourceLayout::OutIn
+                    && entry.stored == Stored::Readable(GgmlType::Q4_0) =>
+            {
+                let q4 = Q4Linear::from_q4_0(raw, d_in, d_out, entry.row_order.as_deref());
+                Kernel::Q4(q4, activations)
+            }
+            (entry, raw)
+                if layout == SourceLayout::OutIn
+                    && entry.stored == Stored::Readable(GgmlType::Q4_1) =>
+            {
+                let q4 = Q4Linear::from_q4_1(raw, d_in, d_out, entry.row_order.as_deref());
+                Kernel::Q4(q4, activations)
+            }
+            (entry, _) if entry.stored == Stored::Readable(GgmlType::Q8_0) => {
+                let values = self.values(weight, stored)?;
+                let int8 = match activations {
+                    Activations::F32 => ModelDtype::Int8,
+                    Activations::Int8 => ModelDtype::W8a8,
+                };
+                Kernel::Linear(PackedLinear::pack_f32(&values, d_in, d_out, layout, int8))
+            }
+            _ => {
+                let values = self.values(weight, stored)?;
+                Kernel::Q4(
+                    Q4Linear::quantize(&values, d_in, d_out, layout),
+                    activations,
+                )
+            }
+        };
+        self.release(weight);
+        Ok(Dense::packed(kernel, bias, &self.device))
     }
 
     pub fn tensor<const D: usize>(
@@ -487,10 +618,11 @@ fn canonical_entries(
         let entry = Entry {
             original: original.clone(),
             shard: index,
-            dtype: *dtype,
+            stored: Stored::of_safetensors(*dtype),
             shape: shape.clone(),
             start: *start,
             end: *end,
+            row_order: None,
         };
         if let Some(previous) = entries.insert(canonical.clone(), entry) {
             return Err(ModelError::InvalidSafetensors {

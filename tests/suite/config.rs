@@ -138,11 +138,13 @@ fn a_model_takes_a_dtype_and_a_bad_one_is_named() {
         "role = \"generator\"\ndtype = \"int8\"",
     );
     let config = Config::from_toml(&text, Path::new(".")).unwrap();
-    assert_eq!(config.models[0].dtype, infergraph::models::Dtype::Int8);
     assert_eq!(
-        config.models[1].dtype,
-        infergraph::models::Dtype::F32,
-        "f32 by default"
+        config.models[0].dtype,
+        Some(infergraph::models::Dtype::Int8)
+    );
+    assert_eq!(
+        config.models[1].dtype, None,
+        "as stored by default (f32 for a safetensors folder)"
     );
     let text = GRAPH.replace(
         "role = \"generator\"",

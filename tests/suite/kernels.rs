@@ -12,7 +12,14 @@
 use half::{bf16, f16};
 use infergraph::models::kernels::{Dtype, KernelPath, PackedLinear, SourceLayout};
 
-const DTYPES: [Dtype; 5] = Dtype::ALL;
+/// The dtypes `PackedLinear` holds (the 4-bit ones are `kernels::q4`'s, tested in `q4_kernels`).
+const DTYPES: [Dtype; 5] = [
+    Dtype::F32,
+    Dtype::F16,
+    Dtype::Bf16,
+    Dtype::Int8,
+    Dtype::W8a8,
+];
 const LAYOUTS: [SourceLayout; 2] = [SourceLayout::InOut, SourceLayout::OutIn];
 const MS: [usize; 7] = [1, 2, 3, 5, 8, 9, 17];
 
@@ -97,6 +104,7 @@ fn tol(d: Dtype) -> f64 {
         Dtype::Bf16 => 1e-2,
         Dtype::Int8 => 2e-2,
         Dtype::W8a8 => 3e-2,
+        Dtype::Q4 | Dtype::W4a8 => unreachable!("not a PackedLinear dtype"),
     }
 }
 

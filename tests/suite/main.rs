@@ -20,6 +20,8 @@ mod embeddings;
 mod encoder_parity;
 mod failure;
 mod fairness;
+mod gguf_files;
+mod gguf_real;
 mod gpt2_parity;
 mod graph_config;
 mod graphs;

@@ -32,6 +32,7 @@ pub(super) unsafe fn block(job: &Job, dtype: Dtype, mr: usize, ta: usize, tb: us
             Dtype::Bf16 => rows::<2>(job, mr, ta, tb, row0),
             Dtype::Int8 => rows::<3>(job, mr, ta, tb, row0),
             Dtype::W8a8 => unreachable!("w8a8 runs in the vnni kernels"),
+            Dtype::Q4 | Dtype::W4a8 => unreachable!("4-bit weights run in kernels::q4"),
         }
     }
 }

@@ -48,8 +48,12 @@ pub mod activation;
 pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+pub mod q4;
 #[cfg(target_arch = "x86_64")]
 mod vnni;
+
+/// Why a `PackedLinear` never holds a 4-bit dtype (`build` refuses one).
+const FOUR_BIT: &str = "4-bit weights are kernels::q4's, not PackedLinear's";
 
 /// Row-major layout of the source matrix handed to the `pack_*` constructors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -409,6 +413,7 @@ impl PackedLinear {
                         .collect();
                 }
             }
+            Dtype::Q4 | Dtype::W4a8 => unreachable!("{FOUR_BIT}"),
         }
         p
     }
@@ -463,6 +468,7 @@ impl PackedLinear {
             Dtype::F16 => f16::from_bits(self.elems_ref::<u16>()[i]).to_f32(),
             Dtype::Bf16 => bf16::from_bits(self.elems_ref::<u16>()[i]).to_f32(),
             Dtype::Int8 | Dtype::W8a8 => self.elems_ref::<i8>()[i] as f32 * self.scales[j],
+            Dtype::Q4 | Dtype::W4a8 => unreachable!("{FOUR_BIT}"),
         }
     }
 
@@ -664,6 +670,7 @@ impl PackedLinear {
                 row0,
             ),
             Dtype::W8a8 => unreachable!("w8a8 runs in matmul_w8a8"),
+            Dtype::Q4 | Dtype::W4a8 => unreachable!("{FOUR_BIT}"),
         }
     }
 }

@@ -1,0 +1,1152 @@
+//! 4-bit weights (GGUF Q4_0 / Q4_1, or quantized at load) and their matmul kernels.
+//!
+//! [`Q4Linear`] holds a weight matrix `W` (`k` inputs × `n` outputs) as blocks of 32 consecutive
+//! inputs of one output column: 32 codes `q ∈ 0..=15` and an f16 scale `d` and offset `m`, the
+//! weight being `w = d·q + m` (Q4_1; Q4_0's `d·(q − 8)` is stored with `m = −8·d`, exact in
+//! f16). It computes `out[m, n] = x[m, k] · W (+ bias)` with f32 activations
+//! ([`Activations::F32`], the correctness path) or activations quantized to int8 per block of
+//! 32 ([`Activations::Int8`], the speed path).
+//!
+//! # Invariants
+//!
+//! * **Layout.** Output columns are grouped in tiles of 16 (`TILE`); `n` is padded up with
+//!   zero columns (`d = m = 0`, codes 0) and `k` up to a multiple of 32 (padding codes 0; the
+//!   activations are zero-padded, so a padded input contributes exactly 0 whatever its weight).
+//!   Tile `t`'s blocks are contiguous, `kb = ⌈k/32⌉` cells of 320 bytes (five cache lines) each,
+//!   cell `(t, b)` at byte `(t·kb + b)·320` of a 64-byte-aligned buffer:
+//!   - lines 0–3, the codes: byte `64·L + 4·c + i` (column `16t + c`, `L < 4`, `i < 4`) holds
+//!     input `32b + 4L + i` in its low nibble and input `32b + 16 + 4L + i` in its high nibble.
+//!     So one 64-byte load gives, after a mask and a shift, two registers of
+//!     `[column][4 consecutive inputs]` bytes: the unsigned operand of `vpdpbusd`.
+//!   - line 4: the 16 columns' `d` (f16, bytes 0–31) then their `m` (f16, bytes 32–63).
+//!
+//!   That is 5 bits a weight, as GGUF's Q4_1 (Q4_0's 4.5 bits grow by the stored `m`).
+//! * **Results.** [`Q4Linear::weight`] is exactly `f32(d)·q + f32(m)` (`d·q` is exact in f32).
+//!   `F32` sums `x·w` in f32 with these weights; the SIMD and portable kernels differ only by
+//!   rounding (summing order, FMA). `Int8` quantizes each row of `x` per block of 32 inputs to
+//!   `q_x = round(x / d_x)` with `d_x = max |x| / 127` (round half to even), keeps
+//!   `s_x = d_x·Σq_x`, sums `Σ q·q_x` exactly in i32 and accumulates, block by block,
+//!   `acc = fma(d, Σq·q_x · d_x, acc)` then `acc = fma(m, s_x, acc)`, then adds the bias. The
+//!   VNNI and portable kernels perform exactly these f32 operations in this order: same bits.
+//! * **Threads.** The output tiles are split into about 4 contiguous chunks per thread of
+//!   rayon's *current* pool (so the caller's `ThreadPool::install` decides); every output is
+//!   computed by the same operations whatever the chunking, so results do not depend on the
+//!   number of threads. Nothing is allocated per call apart from rayon's job bookkeeping and,
+//!   the first time on a thread, its reusable activation buffers.
+//! * **Weight traffic.** One block of up to 8 (`Int8`), 4 (`F32`; 3 on AVX2) rows reads the
+//!   weights once; more rows run block after block inside groups of tiles of about 256 KiB, so
+//!   that the re-reads hit L2. A kernel call covers one tile (16 columns) and a row block, the
+//!   whole depth, with one software prefetch per cache line `PREFETCH` bytes ahead.
+//! * **SIMD paths**, detected at run time (checked once, cached, see [`simd_path`]): `F32` on
+//!   AVX-512 F where present, else on AVX2 + FMA + F16C (the two give the same bits); `Int8` on
+//!   AVX-512 F + VL + VNNI (512-bit `vpdpbusd`: twice the multiply-adds per cycle of the 256-bit
+//!   form here). Otherwise, or with [`KernelPath::Portable`], scalar kernels over the same
+//!   cells; the portable `Int8` kernel is compiled for AVX2 + FMA where those are detected (an
+//!   `f32::mul_add` is then one instruction, else a correctly rounded libm call: same bits
+//!   either way). The SIMD `F32` kernels read `x` from a per-thread copy padded to whole blocks
+//!   with each group of 4 inputs repeated 2 (AVX2) or 4 (AVX-512) times.
+
+use super::{KernelPath, SourceLayout};
+use half::f16;
+use rayon::prelude::*;
+use std::cell::Cell;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+#[cfg(target_arch = "x86_64")]
+#[path = "q4_avx2.rs"]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+#[path = "q4_avx512.rs"]
+mod avx512;
+#[cfg(target_arch = "x86_64")]
+#[path = "q4_vnni.rs"]
+mod vnni;
+
+/// Output columns per tile.
+const TILE: usize = 16;
+/// Inputs per quantization block.
+const QK: usize = 32;
+/// Bytes of one cell (a tile's block): four lines of codes, one line of `d` and `m`.
+const CELL: usize = 320;
+/// Offset of the `d` values inside a cell (the `m` values follow, 32 bytes later).
+const DM: usize = 256;
+/// Rows per block: `Int8` (8 rows × 16 columns of i32 and f32 sums plus the 8 code registers
+/// fit AVX-512's 32 registers), `F32` on AVX-512 or portable (4 rows × 16 columns of 4 partial
+/// sums) and on AVX2 (3 rows × 8 columns of 4 partial sums, in 16 registers).
+const BLOCK_ROWS_INT8: usize = 8;
+const BLOCK_ROWS_F32: usize = 4;
+const BLOCK_ROWS_F32_AVX2: usize = 3;
+/// Software prefetch distance ahead of each tile's stream, in bytes (0 = off).
+const PREFETCH: usize = 1280;
+
+/// How the activations enter the matmul.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activations {
+    /// f32 activations: the result is the f32 dot product of `x` with the dequantized weights,
+    /// summed in an order that differs from a naive loop only by rounding.
+    F32,
+    /// Activations quantized to int8 per row and block of 32 inputs (as llama.cpp's Q8_1),
+    /// exact integer dot products per block, an f32 epilogue per block (see the module docs).
+    /// The same bits on every path.
+    Int8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Simd {
+    /// AVX2 + FMA + F16C: the `F32` kernel.
+    avx2: bool,
+    /// AVX-512 F on top: the wider `F32` kernel.
+    avx512: bool,
+    /// AVX-512 F + VL + VNNI on top: the `Int8` kernel.
+    vnni: bool,
+}
+
+fn detected() -> Simd {
+    static SIMD: OnceLock<Simd> = OnceLock::new();
+    *SIMD.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c");
+            let avx512 = avx2 && is_x86_feature_detected!("avx512f");
+            let vnni = avx512
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512vnni");
+            Simd { avx2, avx512, vnni }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Simd {
+            avx2: false,
+            avx512: false,
+            vnni: false,
+        }
+    })
+}
+
+/// Name of the kernels run-time detection picked: `"avx512f+avx512vnni"` (`F32` on AVX-512,
+/// `Int8` on VNNI), `"avx512f"` or `"avx2+fma+f16c"` (`Int8` portable), or `"portable"`.
+pub fn simd_path() -> &'static str {
+    match detected() {
+        Simd { vnni: true, .. } => "avx512f+avx512vnni",
+        Simd { avx512: true, .. } => "avx512f",
+        Simd { avx2: true, .. } => "avx2+fma+f16c",
+        _ => "portable",
+    }
+}
+
+/// The kernel an `F32` call runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum F32Kernel {
+    Portable,
+    Avx2,
+    Avx512,
+}
+
+impl F32Kernel {
+    fn of(path: KernelPath) -> Self {
+        match (path, detected()) {
+            (KernelPath::Auto, Simd { avx512: true, .. }) => F32Kernel::Avx512,
+            (KernelPath::Auto, Simd { avx2: true, .. }) => F32Kernel::Avx2,
+            _ => F32Kernel::Portable,
+        }
+    }
+}
+
+/// One cache line of storage; gives the buffer 64-byte alignment.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Line([u8; 64]);
+
+/// A 4-bit weight matrix (layout in the module docs).
+#[derive(Clone, PartialEq)]
+pub struct Q4Linear {
+    data: Vec<Line>,
+    k: usize,
+    n: usize,
+}
+
+impl std::fmt::Debug for Q4Linear {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Q4Linear")
+            .field("k", &self.k)
+            .field("n", &self.n)
+            .field("bytes", &self.bytes())
+            .finish()
+    }
+}
+
+/// One tile's block before it is written into a cell: codes per column, `d` and `m` as f16 bits.
+struct Block {
+    q: [[u8; QK]; TILE],
+    d: [u16; TILE],
+    m: [u16; TILE],
+}
+
+impl Block {
+    const ZERO: Block = Block {
+        q: [[0; QK]; TILE],
+        d: [0; TILE],
+        m: [0; TILE],
+    };
+
+    fn write(&self, cell: &mut [u8]) {
+        for c in 0..TILE {
+            for kin in 0..QK / 2 {
+                let byte = 64 * (kin / 4) + 4 * c + kin % 4;
+                cell[byte] = self.q[c][kin] | (self.q[c][kin + QK / 2] << 4);
+            }
+            cell[DM + 2 * c..][..2].copy_from_slice(&self.d[c].to_le_bytes());
+            cell[DM + 32 + 2 * c..][..2].copy_from_slice(&self.m[c].to_le_bytes());
+        }
+    }
+}
+
+/// Code of input `kin` (< 32) of column `c` in `cell`.
+fn code(cell: &[u8], kin: usize, c: usize) -> u8 {
+    let byte = cell[64 * ((kin % 16) / 4) + 4 * c + kin % 4];
+    if kin < 16 {
+        byte & 15
+    } else {
+        byte >> 4
+    }
+}
+
+/// All codes of `cell` as `[column][input]`.
+fn unpack(cell: &[u8]) -> [[u8; QK]; TILE] {
+    let mut q = [[0; QK]; TILE];
+    for (l, line) in cell[..DM].chunks_exact(64).enumerate() {
+        for (q, quad) in q.iter_mut().zip(line.chunks_exact(4)) {
+            for (i, &byte) in quad.iter().enumerate() {
+                q[4 * l + i] = byte & 15;
+                q[16 + 4 * l + i] = byte >> 4;
+            }
+        }
+    }
+    q
+}
+
+/// `d` and `m` of column `c` in `cell`, as f32.
+fn scale_offset(cell: &[u8], c: usize) -> (f32, f32) {
+    let h = |at: usize| f16::from_bits(u16::from_le_bytes([cell[at], cell[at + 1]])).to_f32();
+    (h(DM + 2 * c), h(DM + 32 + 2 * c))
+}
+
+/// The nearest f16 to `x` on the side of `down` (toward −∞) or up (toward +∞).
+fn f16_directed(x: f32, down: bool) -> f16 {
+    let h = f16::from_f32(x);
+    let v = h.to_f32();
+    if (down && v <= x) || (!down && v >= x) {
+        return h;
+    }
+    let bits = h.to_bits();
+    // One ulp toward the wanted side: the magnitude grows when that side is h's own sign.
+    let negative = bits & 0x8000 != 0;
+    f16::from_bits(match (down, negative, bits & 0x7fff == 0) {
+        (true, false, true) => 0x8001,
+        (false, true, true) => 0x0001,
+        (true, false, false) | (false, true, false) => bits - 1,
+        (true, true, _) | (false, false, _) => bits + 1,
+    })
+}
+
+/// Quantizes up to 32 values Q4_1-style into `(codes, d bits, m bits)`: `m` is `min` rounded
+/// *down* to f16 and `d` is `(max − m)/15` rounded *up* to f16 (and nudged up until
+/// `m + 15·d ≥ max` holds in f32), so every value lies in `[m, m + 15·d]` and the code chosen
+/// against these f16 values, `round((w − m)/d)`, is within `d/2` of it.
+fn quantize_block(vals: &[f32]) -> ([u8; QK], u16, u16) {
+    let (lo, hi) = vals
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    let m16 = f16_directed(lo, true);
+    let m = m16.to_f32();
+    let mut d16 = f16_directed((hi - m) / 15.0, false);
+    while m + 15.0 * d16.to_f32() < hi {
+        d16 = f16::from_bits(d16.to_bits() + 1);
+    }
+    let d = d16.to_f32();
+    let mut q = [0u8; QK];
+    if d > 0.0 {
+        for (q, &v) in q.iter_mut().zip(vals) {
+            *q = ((v - m) / d).round().clamp(0.0, 15.0) as u8;
+        }
+    }
+    (q, d16.to_bits(), m16.to_bits())
+}
+
+/// A GGUF 4-bit block format.
+#[derive(Clone, Copy)]
+enum Gguf {
+    /// 18 bytes: f16 `d`, 16 bytes of codes; `w = d·(q − 8)`.
+    Q4_0,
+    /// 20 bytes: f16 `d`, f16 `m`, 16 bytes of codes; `w = d·q + m`.
+    Q4_1,
+}
+
+impl Q4Linear {
+    /// From a GGUF Q4_0 tensor's bytes: `n` rows (outputs) of `k/32` blocks of 18 bytes (f16 `d`
+    /// little-endian, then 16 bytes of codes; element `j < 16` of a block is the low nibble of
+    /// byte `j`, element `j + 16` its high nibble). Stored column `i` takes GGUF row
+    /// `row_order[i]` (a permutation of `0..n`; the identity when `None`).
+    ///
+    /// Panics if `k` is not a positive multiple of 32, `n == 0`, the byte count is not
+    /// `n·(k/32)·18`, or `row_order` is not a permutation of `0..n`.
+    pub fn from_q4_0(bytes: &[u8], k: usize, n: usize, row_order: Option<&[usize]>) -> Self {
+        Self::from_gguf(Gguf::Q4_0, bytes, k, n, row_order)
+    }
+
+    /// The same for Q4_1: blocks of 20 bytes (f16 `d`, f16 `m`, 16 bytes of codes),
+    /// `w = d·q + m`.
+    pub fn from_q4_1(bytes: &[u8], k: usize, n: usize, row_order: Option<&[usize]>) -> Self {
+        Self::from_gguf(Gguf::Q4_1, bytes, k, n, row_order)
+    }
+
+    fn from_gguf(
+        format: Gguf,
+        bytes: &[u8],
+        k: usize,
+        n: usize,
+        row_order: Option<&[usize]>,
+    ) -> Self {
+        assert!(
+            k > 0 && k.is_multiple_of(QK) && n > 0,
+            "GGUF 4-bit tensors have k a positive multiple of 32"
+        );
+        let block_bytes = match format {
+            Gguf::Q4_0 => 18,
+            Gguf::Q4_1 => 20,
+        };
+        let kb = k / QK;
+        assert_eq!(
+            bytes.len(),
+            n * kb * block_bytes,
+            "tensor must be n·(k/32) blocks"
+        );
+        if let Some(order) = row_order {
+            assert_eq!(order.len(), n, "row_order must have n entries");
+            let mut seen = vec![false; n];
+            for &r in order {
+                assert!(r < n && !seen[r], "row_order must be a permutation of 0..n");
+                seen[r] = true;
+            }
+        }
+        Self::build(k, n, |t, b, block| {
+            for c in 0..(n - TILE * t).min(TILE) {
+                let j = TILE * t + c;
+                let row = row_order.map_or(j, |o| o[j]);
+                let src = &bytes[(row * kb + b) * block_bytes..][..block_bytes];
+                let d = u16::from_le_bytes([src[0], src[1]]);
+                let (m, qs) = match format {
+                    // −8·d is exact in f16 (a power-of-two scaling) short of overflow.
+                    Gguf::Q4_0 => (
+                        f16::from_f32(-8.0 * f16::from_bits(d).to_f32()).to_bits(),
+                        &src[2..],
+                    ),
+                    Gguf::Q4_1 => (u16::from_le_bytes([src[2], src[3]]), &src[4..]),
+                };
+                for (i, &byte) in qs.iter().enumerate() {
+                    block.q[c][i] = byte & 15;
+                    block.q[c][i + QK / 2] = byte >> 4;
+                }
+                block.d[c] = d;
+                block.m[c] = m;
+            }
+        })
+    }
+
+    /// Quantizes an f32 matrix (`k` inputs × `n` outputs, in `layout`) per block of 32 inputs of
+    /// one column, as llama.cpp's `quantize_row_q4_1_ref` (offset = the block's minimum, scale =
+    /// range / 15) except that `m` and `d` are rounded to f16 *before* the codes are chosen:
+    /// `m` down and `d` up (see `quantize_block`), so every weight is within `d/2` of its
+    /// stored value (plus f32 rounding). A last block shorter than 32 (k not a multiple of 32)
+    /// takes its range from its real inputs; its padding contributes exactly 0.
+    /// Weights must be finite and within f16 range.
+    ///
+    /// Panics if `k == 0`, `n == 0` or `w.len() != k * n`.
+    pub fn quantize(w: &[f32], k: usize, n: usize, layout: SourceLayout) -> Self {
+        assert!(k > 0 && n > 0, "empty weight matrix");
+        assert_eq!(w.len(), k * n, "weight length must be k * n");
+        Self::build(k, n, |t, b, block| {
+            let (c0, cols) = (TILE * t, (n - TILE * t).min(TILE));
+            let (k0, len) = (QK * b, (k - QK * b).min(QK));
+            // Gathered column by column; an `InOut` row gives 16 columns in one stretch.
+            let mut vals = [[0f32; QK]; TILE];
+            match layout {
+                SourceLayout::InOut => {
+                    for i in 0..len {
+                        for (c, &v) in w[(k0 + i) * n + c0..][..cols].iter().enumerate() {
+                            vals[c][i] = v;
+                        }
+                    }
+                }
+                SourceLayout::OutIn => {
+                    for (c, col) in vals.iter_mut().enumerate().take(cols) {
+                        col[..len].copy_from_slice(&w[(c0 + c) * k + k0..][..len]);
+                    }
+                }
+            }
+            for (c, col) in vals.iter().enumerate().take(cols) {
+                (block.q[c], block.d[c], block.m[c]) = quantize_block(&col[..len]);
+            }
+        })
+    }
+
+    /// Allocates the cells and fills them tile by tile in the current pool:
+    /// `fill(tile, block, &mut Block)` sets the real columns of a zeroed [`Block`].
+    fn build(k: usize, n: usize, fill: impl Fn(usize, usize, &mut Block) + Sync) -> Self {
+        let (kb, tiles) = (k.div_ceil(QK), n.div_ceil(TILE));
+        let mut p = Q4Linear {
+            data: vec![Line([0; 64]); tiles * kb * CELL / 64],
+            k,
+            n,
+        };
+        p.bytes_mut()
+            .par_chunks_mut(kb * CELL)
+            .enumerate()
+            .for_each(|(t, tile)| {
+                for (b, cell) in tile.chunks_exact_mut(CELL).enumerate() {
+                    let mut block = Block::ZERO;
+                    fill(t, b, &mut block);
+                    block.write(cell);
+                }
+            });
+        p
+    }
+
+    fn bytes_ref(&self) -> &[u8] {
+        // SAFETY: `data` is a contiguous array of plain 64-byte lines.
+        unsafe { std::slice::from_raw_parts(self.data.as_ptr().cast(), self.data.len() * 64) }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        let len = self.data.len() * 64;
+        // SAFETY: as in `bytes_ref`, and we hold `&mut self`.
+        unsafe { std::slice::from_raw_parts_mut(self.data.as_mut_ptr().cast(), len) }
+    }
+
+    /// Number of inputs (rows of `W`, columns of `x`).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Number of outputs (columns of `W` and of `out`).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Bytes of storage: codes, scales and offsets, including the padding of `n` to 16
+    /// columns and of `k` to 32 inputs.
+    pub fn bytes(&self) -> usize {
+        self.data.len() * 64
+    }
+
+    /// Stored weight `(kk, j)` dequantized to f32: exactly `f32(d)·q + f32(m)`.
+    pub fn weight(&self, kk: usize, j: usize) -> f32 {
+        assert!(kk < self.k && j < self.n);
+        let kb = self.k.div_ceil(QK);
+        let cell = &self.bytes_ref()[((j / TILE) * kb + kk / QK) * CELL..][..CELL];
+        let (d, m) = scale_offset(cell, j % TILE);
+        d * f32::from(code(cell, kk % QK, j % TILE)) + m
+    }
+
+    /// `out[m, n] = x[m, k] · W (+ bias)` with the kernels chosen by run-time detection.
+    ///
+    /// `x` is row-major `[m, k]`, `out` row-major `[m, n]` (overwritten), `bias` has length `n`.
+    pub fn matmul(
+        &self,
+        activations: Activations,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        self.matmul_with(KernelPath::Auto, activations, x, m, bias, out)
+    }
+
+    /// [`matmul`](Self::matmul) with an explicit kernel choice (used to test the portable path).
+    pub fn matmul_with(
+        &self,
+        path: KernelPath,
+        activations: Activations,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        let (k, n) = (self.k, self.n);
+        assert_eq!(x.len(), m * k, "x must be [m, k]");
+        assert_eq!(out.len(), m * n, "out must be [m, n]");
+        if let Some(b) = bias {
+            assert_eq!(b.len(), n, "bias must have length n");
+        }
+        if m == 0 {
+            return;
+        }
+        match activations {
+            Activations::F32 => self.matmul_f32(F32Kernel::of(path), x, m, bias, out),
+            Activations::Int8 => self.matmul_int8(path, x, m, bias, out),
+        }
+    }
+
+    fn matmul_f32(
+        &self,
+        kernel: F32Kernel,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        // The SIMD kernels multiply a register of `[column][4 inputs]` weights by the 4 inputs
+        // repeated: each group of 4 inputs is stored that many times (a memory operand of the
+        // FMA), and the rows are zero-padded to whole blocks.
+        let (copies, block_rows) = match kernel {
+            F32Kernel::Portable => (0, BLOCK_ROWS_F32),
+            F32Kernel::Avx2 => (2, BLOCK_ROWS_F32_AVX2),
+            F32Kernel::Avx512 => (4, BLOCK_ROWS_F32),
+        };
+        let mut job = self.job(bias, out);
+        let mut xd = Vec::new();
+        if copies > 0 {
+            let row_floats = copies * job.kb * QK;
+            xd = XD.with(Cell::take);
+            xd.clear();
+            xd.resize(m * row_floats, 0.0);
+            for (row, dst) in x.chunks_exact(self.k).zip(xd.chunks_exact_mut(row_floats)) {
+                for (quad, d) in row.chunks(4).zip(dst.chunks_exact_mut(4 * copies)) {
+                    for copy in d.chunks_exact_mut(4) {
+                        copy[..quad.len()].copy_from_slice(quad);
+                    }
+                }
+            }
+            job.x = xd.as_ptr();
+        }
+        let job = job;
+        self.for_each_block(m, block_rows, |mr, tiles, row0| match kernel {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: avx2, fma and f16c were detected; `job` describes valid buffers of the
+            // sizes asserted in `matmul_with`, and blocks write disjoint columns.
+            F32Kernel::Avx2 => unsafe { avx2::block(&job, mr, tiles, row0) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, with avx512f detected too.
+            F32Kernel::Avx512 => unsafe { avx512::block(&job, mr, tiles, row0) },
+            _ => portable_f32(&job, self.bytes_ref(), x, mr, tiles, row0),
+        });
+        if copies > 0 {
+            XD.with(|c| c.set(xd));
+        }
+    }
+
+    fn matmul_int8(
+        &self,
+        path: KernelPath,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        let kb = self.k.div_ceil(QK);
+        let (mut xq, mut dx, mut sx) = XQ.with(Cell::take);
+        xq.clear();
+        xq.resize(m * kb * QK, 0);
+        dx.clear();
+        dx.resize(m * kb, 0.0);
+        sx.clear();
+        sx.resize(m * kb, 0.0);
+        for (r, row) in x.chunks_exact(self.k).enumerate() {
+            quantize_row(
+                row,
+                &mut xq[r * kb * QK..][..kb * QK],
+                &mut dx[r * kb..][..kb],
+                &mut sx[r * kb..][..kb],
+            );
+        }
+        let job = Job {
+            xq: xq.as_ptr(),
+            dx: dx.as_ptr(),
+            sx: sx.as_ptr(),
+            ..self.job(bias, out)
+        };
+        let vnni = path == KernelPath::Auto && detected().vnni;
+        self.for_each_block(m, BLOCK_ROWS_INT8, |mr, tiles, row0| {
+            #[cfg(target_arch = "x86_64")]
+            if vnni {
+                // SAFETY: avx512f, avx512vl and avx512vnni were detected; `job` describes
+                // valid buffers, and blocks write disjoint columns.
+                unsafe { vnni::block(&job, mr, tiles, row0) };
+                return;
+            }
+            portable_int8(&job, self.bytes_ref(), mr, tiles, row0);
+        });
+        XQ.with(|c| c.set((xq, dx, sx)));
+    }
+
+    /// The fields of a call's [`Job`] that come from the weight (activations unset).
+    fn job(&self, bias: Option<&[f32]>, out: &mut [f32]) -> Job {
+        Job {
+            w: self.data.as_ptr().cast(),
+            k: self.k,
+            kb: self.k.div_ceil(QK),
+            n: self.n,
+            out: out.as_mut_ptr(),
+            bias: bias.map_or(std::ptr::null(), |b| b.as_ptr()),
+            x: std::ptr::null(),
+            xq: std::ptr::null(),
+            dx: std::ptr::null(),
+            sx: std::ptr::null(),
+            pf: PREFETCH,
+        }
+    }
+
+    /// Calls `block(mr, tiles, row0)` for every block of up to `block_rows` rows and every run
+    /// of tiles, with the tiles split in about 4 chunks per thread of the current pool.
+    fn for_each_block(
+        &self,
+        m: usize,
+        block_rows: usize,
+        block: impl Fn(usize, Range<usize>, usize) + Sync,
+    ) {
+        let block_rows = m.min(block_rows);
+        let tiles = self.n.div_ceil(TILE);
+        let threads = rayon::current_num_threads();
+        let chunk = if threads <= 1 {
+            tiles
+        } else {
+            tiles.div_ceil(4 * threads)
+        };
+        // Several row blocks: all of them run over a group of tiles (about 256 KiB) while it is
+        // in L2.
+        let group = if block_rows == m {
+            chunk
+        } else {
+            (262_144 / (self.k.div_ceil(QK) * CELL)).clamp(2, 32)
+        };
+        let run_chunk = |ci: usize| {
+            let (t0, t1) = (ci * chunk, ((ci + 1) * chunk).min(tiles));
+            for g in (t0..t1).step_by(group) {
+                let ge = (g + group).min(t1);
+                for r in (0..m).step_by(block_rows) {
+                    block((m - r).min(block_rows), g..ge, r);
+                }
+            }
+        };
+        let chunks = tiles.div_ceil(chunk);
+        if chunks == 1 {
+            run_chunk(0);
+        } else {
+            (0..chunks).into_par_iter().for_each(run_chunk);
+        }
+    }
+}
+
+thread_local! {
+    /// Reusable buffer for the AVX2 `F32` kernel's padded, quad-doubled activations.
+    static XD: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    /// Reusable buffers for `Int8`'s quantized activations, block scales and block sums.
+    #[allow(clippy::type_complexity)]
+    static XQ: Cell<(Vec<i8>, Vec<f32>, Vec<f32>)> =
+        const { Cell::new((Vec::new(), Vec::new(), Vec::new())) };
+}
+
+/// Quantizes one row of activations per block of 32 (the last block zero-padded): codes into
+/// `xq`, the block scales `d_x = max |x| / 127` into `dx` and `s_x = d_x·Σq_x` into `sx`.
+fn quantize_row(row: &[f32], xq: &mut [i8], dx: &mut [f32], sx: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if detected().avx2 {
+        // SAFETY: avx2 was detected.
+        return unsafe { quantize_row_avx2(row, xq, dx, sx) };
+    }
+    quantize_row_each(row, xq, dx, sx)
+}
+
+/// The same loop compiled for AVX2: the same IEEE operations, so the same bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_row_avx2(row: &[f32], xq: &mut [i8], dx: &mut [f32], sx: &mut [f32]) {
+    quantize_row_each(row, xq, dx, sx)
+}
+
+#[inline(always)]
+fn quantize_row_each(row: &[f32], xq: &mut [i8], dx: &mut [f32], sx: &mut [f32]) {
+    // Adding and subtracting 1.5·2²³ rounds to nearest (even) without a libm call.
+    const ROUND: f32 = 12_582_912.0;
+    let blocks = row.chunks(QK).zip(xq.chunks_exact_mut(QK));
+    for ((src, dst), (d, s)) in blocks.zip(dx.iter_mut().zip(sx.iter_mut())) {
+        // The largest |x| by its bits: for |x| they order as the values do, infinities and NaNs
+        // above every finite value, and an integer max vectorises where a float fold would not.
+        let max_bits = src
+            .iter()
+            .fold(0u32, |m, &v| m.max(v.to_bits() & 0x7fff_ffff));
+        let max = f32::from_bits(max_bits);
+        dst.fill(0);
+        if max_bits >= f32::INFINITY.to_bits() {
+            // No scale: NaN makes the outputs NaN, as f32 products would.
+            (*d, *s) = (f32::NAN, f32::NAN);
+            continue;
+        }
+        if max == 0.0 {
+            (*d, *s) = (0.0, 0.0);
+            continue;
+        }
+        let inverse = 127.0 / max;
+        let mut sum = 0i32;
+        for (q, &v) in dst.iter_mut().zip(src) {
+            let r = ((v * inverse + ROUND) - ROUND).clamp(-127.0, 127.0);
+            // SAFETY: r is finite (the block is) and within i32 after the clamp; a plain `as`
+            // would add a NaN/saturation check that keeps the loop from vectorising.
+            let i = unsafe { r.to_int_unchecked::<i32>() };
+            sum += i;
+            *q = i as i8;
+        }
+        *d = max / 127.0;
+        *s = *d * sum as f32;
+    }
+}
+
+/// Raw description of one matmul call shared by all chunks.
+struct Job {
+    /// The cells (layout in the module docs).
+    w: *const u8,
+    k: usize,
+    /// Blocks per column, `⌈k/32⌉`.
+    kb: usize,
+    n: usize,
+    out: *mut f32,
+    /// Null when there is no bias.
+    bias: *const f32,
+    /// AVX2 `F32` only: rows of `2·32·kb` floats, each group of 4 inputs twice.
+    x: *const f32,
+    /// `Int8` only: quantized rows of `32·kb` codes, and per row `kb` block scales and sums.
+    xq: *const i8,
+    dx: *const f32,
+    sx: *const f32,
+    /// Software prefetch distance in bytes (0 = off).
+    pf: usize,
+}
+
+// SAFETY: the pointers are only read, except `out`, to which every chunk writes a disjoint set of
+// columns; the referenced buffers outlive the parallel section.
+unsafe impl Sync for Job {}
+
+impl Job {
+    /// Writes `acc + bias` for row `r` and the valid columns of tile `t`.
+    ///
+    /// # Safety
+    /// `r` must be a row of the call and no other thread may write this tile's columns.
+    unsafe fn store(&self, r: usize, t: usize, acc: &[f32; TILE]) {
+        let c0 = TILE * t;
+        for (c, &v) in acc.iter().enumerate().take((self.n - c0).min(TILE)) {
+            let j = c0 + c;
+            // SAFETY: j < n and r < m (caller), inside `out` and `bias`.
+            unsafe {
+                let v = if self.bias.is_null() {
+                    v
+                } else {
+                    v + *self.bias.add(j)
+                };
+                *self.out.add(r * self.n + j) = v;
+            }
+        }
+    }
+}
+
+/// The portable `F32` kernel: rows `row0..row0+mr` of `x`, sequential f32 sums per output.
+fn portable_f32(job: &Job, w: &[u8], x: &[f32], mr: usize, tiles: Range<usize>, row0: usize) {
+    let (k, kb) = (job.k, job.kb);
+    for t in tiles {
+        let mut acc = [[0f32; TILE]; BLOCK_ROWS_F32];
+        for (b, cell) in w[t * kb * CELL..][..kb * CELL]
+            .chunks_exact(CELL)
+            .enumerate()
+        {
+            let q = unpack(cell);
+            let dm: [(f32, f32); TILE] = std::array::from_fn(|c| scale_offset(cell, c));
+            let wb: [[f32; TILE]; QK] = std::array::from_fn(|kin| {
+                std::array::from_fn(|c| dm[c].0 * f32::from(q[c][kin]) + dm[c].1)
+            });
+            let (k0, len) = (QK * b, (k - QK * b).min(QK));
+            for (r, a) in acc[..mr].iter_mut().enumerate() {
+                for (&xv, wk) in x[(row0 + r) * k + k0..][..len].iter().zip(&wb) {
+                    for (a, &w) in a.iter_mut().zip(wk) {
+                        *a += xv * w;
+                    }
+                }
+            }
+        }
+        for (r, a) in acc[..mr].iter().enumerate() {
+            // SAFETY: row0 + r < m; this tile's columns belong to this block.
+            unsafe { job.store(row0 + r, t, a) };
+        }
+    }
+}
+
+/// The portable `Int8` kernel, compiled for AVX2 + FMA where detected (the same bits).
+fn portable_int8(job: &Job, w: &[u8], mr: usize, tiles: Range<usize>, row0: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if detected().avx2 {
+        // SAFETY: avx2 and fma were detected.
+        unsafe { portable_int8_avx2(job, w, mr, tiles, row0) };
+        return;
+    }
+    portable_int8_each(job, w, mr, tiles, row0);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn portable_int8_avx2(job: &Job, w: &[u8], mr: usize, tiles: Range<usize>, row0: usize) {
+    portable_int8_each(job, w, mr, tiles, row0);
+}
+
+#[inline(always)]
+fn portable_int8_each(job: &Job, w: &[u8], mr: usize, tiles: Range<usize>, row0: usize) {
+    let kb = job.kb;
+    // SAFETY: `xq`, `dx` and `sx` hold `m` rows of `32·kb`, `kb` and `kb` values, and rows
+    // row0..row0+mr exist.
+    let (xq, dx, sx) = unsafe {
+        (
+            std::slice::from_raw_parts(job.xq.add(row0 * kb * QK), mr * kb * QK),
+            std::slice::from_raw_parts(job.dx.add(row0 * kb), mr * kb),
+            std::slice::from_raw_parts(job.sx.add(row0 * kb), mr * kb),
+        )
+    };
+    for t in tiles {
+        let mut acc = [[0f32; TILE]; BLOCK_ROWS_INT8];
+        for (b, cell) in w[t * kb * CELL..][..kb * CELL]
+            .chunks_exact(CELL)
+            .enumerate()
+        {
+            let q = unpack(cell);
+            let dm: [(f32, f32); TILE] = std::array::from_fn(|c| scale_offset(cell, c));
+            for (r, a) in acc[..mr].iter_mut().enumerate() {
+                let x = &xq[(r * kb + b) * QK..][..QK];
+                let (d_x, s_x) = (dx[r * kb + b], sx[r * kb + b]);
+                for ((a, q), &(d, m)) in a.iter_mut().zip(&q).zip(&dm) {
+                    let dot: i32 = q
+                        .iter()
+                        .zip(x)
+                        .map(|(&q, &x)| i32::from(q) * i32::from(x))
+                        .sum();
+                    *a = d.mul_add(dot as f32 * d_x, *a);
+                    *a = m.mul_add(s_x, *a);
+                }
+            }
+        }
+        for (r, a) in acc[..mr].iter().enumerate() {
+            // SAFETY: row0 + r < m; this tile's columns belong to this block.
+            unsafe { job.store(row0 + r, t, a) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic xorshift values in `[-1, 1)`, and raw bytes.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn f32(&mut self) -> f32 {
+            (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        }
+
+        fn vec(&mut self, len: usize) -> Vec<f32> {
+            (0..len).map(|_| self.f32()).collect()
+        }
+
+        fn permutation(&mut self, n: usize) -> Vec<usize> {
+            let mut p: Vec<usize> = (0..n).collect();
+            for i in (1..n).rev() {
+                p.swap(i, self.next() as usize % (i + 1));
+            }
+            p
+        }
+    }
+
+    /// A GGUF tensor of `n` rows × `k/32` blocks with random codes and small scales.
+    fn gguf_bytes(rng: &mut Rng, q4_1: bool, k: usize, n: usize) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for _ in 0..n * k / QK {
+            let d = f16::from_f32(0.01 + 0.05 * rng.f32().abs());
+            bytes.extend(d.to_bits().to_le_bytes());
+            if q4_1 {
+                bytes.extend(
+                    f16::from_f32(-0.3 * rng.f32().abs())
+                        .to_bits()
+                        .to_le_bytes(),
+                );
+            }
+            bytes.extend((0..16).map(|_| rng.next() as u8));
+        }
+        bytes
+    }
+
+    /// GGUF dequantization of element `kk` of row `row`, straight from the spec.
+    fn gguf_weight(bytes: &[u8], q4_1: bool, k: usize, row: usize, kk: usize) -> f32 {
+        let size = if q4_1 { 20 } else { 18 };
+        let block = &bytes[(row * (k / QK) + kk / QK) * size..][..size];
+        let half = |i: usize| f16::from_bits(u16::from_le_bytes([block[i], block[i + 1]]));
+        let qs = &block[size - 16..];
+        let j = kk % QK;
+        let q = if j < 16 { qs[j] & 15 } else { qs[j - 16] >> 4 };
+        if q4_1 {
+            half(0).to_f32() * f32::from(q) + half(2).to_f32()
+        } else {
+            half(0).to_f32() * (f32::from(q) - 8.0)
+        }
+    }
+
+    /// `x · W (+ bias)` in f64 over the stored weights, and each output's `Σ |x·w|`.
+    fn reference(w: &Q4Linear, x: &[f32], m: usize, bias: Option<&[f32]>) -> (Vec<f64>, Vec<f64>) {
+        let (k, n) = (w.k(), w.n());
+        let mut out = vec![0f64; m * n];
+        let mut mag = vec![0f64; m * n];
+        for r in 0..m {
+            for j in 0..n {
+                for kk in 0..k {
+                    let p = f64::from(x[r * k + kk]) * f64::from(w.weight(kk, j));
+                    out[r * n + j] += p;
+                    mag[r * n + j] += p.abs();
+                }
+                out[r * n + j] += bias.map_or(0.0, |b| f64::from(b[j]));
+            }
+        }
+        (out, mag)
+    }
+
+    fn run(
+        w: &Q4Linear,
+        path: KernelPath,
+        act: Activations,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+    ) -> Vec<f32> {
+        let mut out = vec![f32::NAN; m * w.n()];
+        w.matmul_with(path, act, x, m, bias, &mut out);
+        out
+    }
+
+    #[test]
+    fn gguf_round_trip() {
+        let mut rng = Rng(1);
+        let (k, n) = (96, 37);
+        for q4_1 in [false, true] {
+            let bytes = gguf_bytes(&mut rng, q4_1, k, n);
+            let order = rng.permutation(n);
+            for row_order in [None, Some(order.as_slice())] {
+                let w = if q4_1 {
+                    Q4Linear::from_q4_1(&bytes, k, n, row_order)
+                } else {
+                    Q4Linear::from_q4_0(&bytes, k, n, row_order)
+                };
+                assert_eq!(w.bytes(), n.div_ceil(TILE) * (k / QK) * CELL);
+                for j in 0..n {
+                    let row = row_order.map_or(j, |o| o[j]);
+                    for kk in 0..k {
+                        let want = gguf_weight(&bytes, q4_1, k, row, kk);
+                        assert_eq!(w.weight(kk, j).to_bits(), want.to_bits(), "({kk}, {j})");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn quantize_error_and_padding() {
+        let mut rng = Rng(2);
+        let (k, n) = (70, 21);
+        // Columns of different magnitudes and signs, one constant block.
+        let mut w_in = vec![0f32; k * n];
+        for kk in 0..k {
+            for j in 0..n {
+                w_in[kk * n + j] = if j == 3 && kk < 32 {
+                    0.7
+                } else {
+                    rng.f32() * (j + 1) as f32 + j as f32 * 0.1
+                };
+            }
+        }
+        let mut w_out = vec![0f32; k * n];
+        for kk in 0..k {
+            for j in 0..n {
+                w_out[j * k + kk] = w_in[kk * n + j];
+            }
+        }
+        let a = Q4Linear::quantize(&w_in, k, n, SourceLayout::InOut);
+        let b = Q4Linear::quantize(&w_out, k, n, SourceLayout::OutIn);
+        assert!(a == b, "the source layout must not matter");
+        let kb = k.div_ceil(QK);
+        let bytes = a.bytes_ref();
+        for j in 0..n.next_multiple_of(TILE) {
+            for blk in 0..kb {
+                let cell = &bytes[((j / TILE) * kb + blk) * CELL..][..CELL];
+                let (d, m) = scale_offset(cell, j % TILE);
+                for kin in 0..QK {
+                    let kk = blk * QK + kin;
+                    if j >= n || kk >= k {
+                        // Padding: codes 0 (and for a padding column, d = m = 0).
+                        assert_eq!(code(cell, kin, j % TILE), 0);
+                        if j >= n {
+                            assert_eq!((d, m), (0.0, 0.0));
+                        }
+                        continue;
+                    }
+                    let err = (a.weight(kk, j) - w_in[kk * n + j]).abs();
+                    let bound = d / 2.0 * (1.0 + 1e-6) + 1e-6 * w_in[kk * n + j].abs();
+                    // A constant block has d ≈ 0: its error is m's f16 rounding alone.
+                    let f16_ulp = m.abs() / 1024.0;
+                    assert!(err <= bound.max(f16_ulp), "({kk}, {j}): err {err}, d {d}");
+                }
+            }
+        }
+        // The padding contributes exactly 0: the portable kernel sums sequentially, so it
+        // matches a naive f32 loop over the k real inputs bit for bit.
+        let m = 3;
+        let x = rng.vec(m * k);
+        let out = run(&a, KernelPath::Portable, Activations::F32, &x, m, None);
+        for r in 0..m {
+            for j in 0..n {
+                let naive = (0..k).fold(0f32, |s, kk| s + x[r * k + kk] * a.weight(kk, j));
+                assert_eq!(out[r * n + j].to_bits(), naive.to_bits());
+            }
+        }
+    }
+
+    #[test]
+    fn f32_matches_reference() {
+        let mut rng = Rng(3);
+        for (k, n) in [(96, 37), (70, 45), (32, 16)] {
+            let w = Q4Linear::quantize(&rng.vec(k * n), k, n, SourceLayout::OutIn);
+            let bias = rng.vec(n);
+            for m in 1..=13 {
+                let x = rng.vec(m * k);
+                for bias in [None, Some(bias.as_slice())] {
+                    let (want, mag) = reference(&w, &x, m, bias);
+                    let auto = run(&w, KernelPath::Auto, Activations::F32, &x, m, bias);
+                    let portable = run(&w, KernelPath::Portable, Activations::F32, &x, m, bias);
+                    for i in 0..m * n {
+                        let tol = 1e-5 * mag[i] + 1e-6;
+                        for got in [auto[i], portable[i]] {
+                            let err = (f64::from(got) - want[i]).abs();
+                            assert!(err <= tol, "k {k} n {n} m {m} [{i}]: {got} vs {}", want[i]);
+                        }
+                        assert!(f64::from((auto[i] - portable[i]).abs()) <= 2.0 * tol);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn f32_simd_kernels_agree() {
+        // The AVX2 and AVX-512 kernels sum each column's 4 partial sums the same way: same bits.
+        if !detected().avx512 {
+            return;
+        }
+        let mut rng = Rng(7);
+        let (k, n) = (200, 70);
+        let w = Q4Linear::quantize(&rng.vec(k * n), k, n, SourceLayout::OutIn);
+        let bias = rng.vec(n);
+        for m in 1..=9 {
+            let x = rng.vec(m * k);
+            let on = |kernel| {
+                let mut out = vec![f32::NAN; m * n];
+                w.matmul_f32(kernel, &x, m, Some(&bias), &mut out);
+                out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            assert_eq!(on(F32Kernel::Avx2), on(F32Kernel::Avx512), "m {m}");
+        }
+    }
+
+    #[test]
+    fn int8_paths_agree_and_error_is_bounded() {
+        let mut rng = Rng(4);
+        for (k, n) in [(96, 37), (70, 45), (160, 300)] {
+            let w = Q4Linear::quantize(&rng.vec(k * n), k, n, SourceLayout::InOut);
+            let bias = rng.vec(n);
+            for m in 1..=13 {
+                let mut x = rng.vec(m * k);
+                // An all-zero block and a large outlier.
+                x[..QK.min(k)].fill(0.0);
+                x[k - 1] = 40.0;
+                for bias in [None, Some(bias.as_slice())] {
+                    let auto = run(&w, KernelPath::Auto, Activations::Int8, &x, m, bias);
+                    let portable = run(&w, KernelPath::Portable, Activations::Int8, &x, m, bias);
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&auto), bits(&portable), "k {k} n {n} m {m}");
+                    // |x − d_x·q_x| ≤ d_x/2 = max|x_block| / 254 for each input, so the error is
+                    // at most Σ_blocks (max|x_block| / 254)·Σ_block |w|, plus f32 rounding.
+                    let (want, mag) = reference(&w, &x, m, bias);
+                    for r in 0..m {
+                        for j in 0..n {
+                            let mut bound = 0f64;
+                            for blk in x[r * k..(r + 1) * k].chunks(QK).enumerate() {
+                                let amax = blk.1.iter().fold(0f32, |a, v| a.max(v.abs()));
+                                let sw: f64 = (0..blk.1.len())
+                                    .map(|i| f64::from(w.weight(blk.0 * QK + i, j).abs()))
+                                    .sum();
+                                bound += f64::from(amax) / 254.0 * sw;
+                            }
+                            let i = r * n + j;
+                            let err = (f64::from(auto[i]) - want[i]).abs();
+                            assert!(
+                                err <= bound * 1.001 + 1e-5 * mag[i] + 1e-6,
+                                "[{r}, {j}] {err} > {bound}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn results_do_not_depend_on_threads() {
+        let mut rng = Rng(5);
+        let (k, n) = (192, 1000);
+        let bytes = gguf_bytes(&mut rng, true, k, n);
+        let w = Q4Linear::from_q4_1(&bytes, k, n, None);
+        let bias = rng.vec(n);
+        for m in [1, 2, 5, 8, 13] {
+            let x = rng.vec(m * k);
+            for act in [Activations::F32, Activations::Int8] {
+                for path in [KernelPath::Auto, KernelPath::Portable] {
+                    let outs: Vec<Vec<u32>> = [1, 2, 3]
+                        .iter()
+                        .map(|&threads| {
+                            let pool = rayon::ThreadPoolBuilder::new()
+                                .num_threads(threads)
+                                .build()
+                                .unwrap();
+                            let out = pool.install(|| run(&w, path, act, &x, m, Some(&bias)));
+                            out.iter().map(|v| v.to_bits()).collect()
+                        })
+                        .collect();
+                    assert_eq!(outs[0], outs[1], "{act:?} {path:?} m {m}");
+                    assert_eq!(outs[0], outs[2], "{act:?} {path:?} m {m}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn non_finite_activations_give_nan() {
+        let w = Q4Linear::quantize(&Rng(6).vec(64 * 20), 64, 20, SourceLayout::OutIn);
+        let mut x = vec![0.5f32; 64];
+        x[40] = f32::INFINITY;
+        for path in [KernelPath::Auto, KernelPath::Portable] {
+            let out = run(&w, path, Activations::Int8, &x, 1, None);
+            assert!(out.iter().all(|v| v.is_nan()));
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! `Int8` micro-kernels on AVX-512 VNNI: `vpdpbusd` on 512-bit registers multiplies 4 unsigned
+//! bytes (a column's 4-bit codes) by 4 signed bytes (4 quantized activations, broadcast) in
+//! each of 16 i32 lanes, one lane per column of the tile, exactly. Every function here
+//! requires avx512f and avx512vnni at run time.
+//!
+//! Per cell, the 4 code lines become 8 registers (a mask and a shift each) shared by the `MR`
+//! rows; each row then takes 8 `vpdpbusd` and the f32 epilogue of its block. 8 rows: 8 code
+//! registers, 8 accumulators, `d`, `m` and the row's block sums fit the 32 registers.
+
+// Index loops over the small const-sized register arrays read better than zipped iterators.
+#![allow(clippy::needless_range_loop)]
+
+use super::{Job, CELL, DM, QK, TILE};
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+/// Computes rows `row0..row0+mr` (`mr` in 1..=8) for `tiles`.
+///
+/// # Safety
+/// The CPU must support avx512f and avx512vnni; `job` must describe valid `Int8` buffers and no
+/// other thread may write the output columns of these tiles.
+pub(super) unsafe fn block(job: &Job, mr: usize, tiles: Range<usize>, row0: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match mr {
+            1 => run::<1>(job, tiles, row0),
+            2 => run::<2>(job, tiles, row0),
+            3 => run::<3>(job, tiles, row0),
+            4 => run::<4>(job, tiles, row0),
+            5 => run::<5>(job, tiles, row0),
+            6 => run::<6>(job, tiles, row0),
+            7 => run::<7>(job, tiles, row0),
+            _ => run::<8>(job, tiles, row0),
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn run<const MR: usize>(job: &Job, tiles: Range<usize>, row0: usize) {
+    for t in tiles {
+        // SAFETY: forwarded from `block`; t is one of its tiles.
+        unsafe { kernel::<MR>(job, t, row0) };
+    }
+}
+
+/// `MR` rows of tile `t` from row `row0`, the full depth.
+#[inline(never)]
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn kernel<const MR: usize>(job: &Job, t: usize, row0: usize) {
+    let kb = job.kb;
+    let mut acc = [_mm512_setzero_ps(); MR];
+    let nibble = _mm512_set1_epi8(15);
+    // SAFETY: tile t and rows row0..row0+MR exist (guaranteed by the caller), so
+    // every cell and activation read is in bounds; prefetches never fault.
+    unsafe {
+        for b in 0..kb {
+            let cell = job.w.add((t * kb + b) * CELL);
+            if job.pf != 0 {
+                for line in 0..CELL / 64 {
+                    _mm_prefetch::<_MM_HINT_T0>(cell.wrapping_add(job.pf + 64 * line).cast());
+                }
+            }
+            let d = _mm512_cvtph_ps(_mm256_loadu_si256(cell.add(DM).cast()));
+            let m = _mm512_cvtph_ps(_mm256_loadu_si256(cell.add(DM + 32).cast()));
+            // q[g]: the codes of inputs 4g..4g+4 of the block, `[column][input]`.
+            let mut q = [_mm512_setzero_si512(); 8];
+            for line in 0..4 {
+                let v = _mm512_loadu_si512(cell.add(64 * line).cast());
+                q[line] = _mm512_and_si512(v, nibble);
+                // Shifting 32-bit lanes moves each byte's high nibble down; the mask drops
+                // what came from the byte above.
+                q[4 + line] = _mm512_and_si512(_mm512_srli_epi32::<4>(v), nibble);
+            }
+            for r in 0..MR {
+                let at = (row0 + r) * kb + b;
+                let x = job.xq.add(at * QK);
+                // Few rows: two chains hide vpdpbusd's latency (the sums are exact, so the
+                // split does not change them).
+                let chains = if MR <= 2 { 2 } else { 1 };
+                let mut s = [_mm512_setzero_si512(); 2];
+                for g in 0..8 {
+                    let xg = _mm512_set1_epi32(x.add(4 * g).cast::<i32>().read_unaligned());
+                    s[g % chains] = _mm512_dpbusd_epi32(s[g % chains], q[g], xg);
+                }
+                let dot = if chains == 2 {
+                    _mm512_add_epi32(s[0], s[1])
+                } else {
+                    s[0]
+                };
+                let p = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(*job.dx.add(at)));
+                acc[r] = _mm512_fmadd_ps(d, p, acc[r]);
+                acc[r] = _mm512_fmadd_ps(m, _mm512_set1_ps(*job.sx.add(at)), acc[r]);
+            }
+        }
+        let n = job.n;
+        let c0 = t * TILE;
+        // Only the tile's real columns are read from `bias` and written to `out`.
+        let valid: __mmask16 = if n - c0 >= TILE {
+            0xffff
+        } else {
+            (1 << (n - c0)) - 1
+        };
+        let bias = (!job.bias.is_null()).then(|| _mm512_maskz_loadu_ps(valid, job.bias.add(c0)));
+        for r in 0..MR {
+            let mut v = acc[r];
+            if let Some(bias) = bias {
+                v = _mm512_add_ps(v, bias);
+            }
+            _mm512_mask_storeu_ps(job.out.add((row0 + r) * n + c0), valid, v);
+        }
+    }
+}
