@@ -180,6 +180,7 @@ fn remote_info(remote: &Replicas, role: Role) -> ModelInfo {
             role: role_name(role).into(),
             architecture: "unknown".into(),
             path: String::new(),
+            format: String::new(),
             layers: 0,
             hidden_size: 0,
             heads: 0,
@@ -447,6 +448,15 @@ impl LoadedGraph {
     }
 }
 
+/// `gguf` for a model read from a GGUF file, else `safetensors`.
+fn checkpoint_format(path: &std::path::Path) -> &'static str {
+    if path.extension().is_some_and(|e| e == "gguf") {
+        "gguf"
+    } else {
+        "safetensors"
+    }
+}
+
 fn generator_info(name: &str, generator: &Generator, device: &SelectedDevice) -> ModelInfo {
     let d = generator.model().description();
     ModelInfo {
@@ -454,6 +464,7 @@ fn generator_info(name: &str, generator: &Generator, device: &SelectedDevice) ->
         role: "generator".into(),
         architecture: d.architecture.into(),
         path: generator.dir().display().to_string(),
+        format: checkpoint_format(generator.dir()).into(),
         layers: d.layers,
         hidden_size: d.hidden_size,
         heads: d.heads,
@@ -482,6 +493,7 @@ fn classifier_info(name: &str, classifier: &Classifier, device: &SelectedDevice)
         role: "classifier".into(),
         architecture: model.architecture().into(),
         path: classifier.dir().display().to_string(),
+        format: checkpoint_format(classifier.dir()).into(),
         layers: c.num_hidden_layers,
         hidden_size: c.hidden_size,
         heads: c.num_attention_heads,
@@ -508,6 +520,7 @@ fn embedder_info(name: &str, embedder: &Embedder, device: &SelectedDevice) -> Mo
         role: "embedder".into(),
         architecture: embedder.architecture().into(),
         path: embedder.dir().display().to_string(),
+        format: checkpoint_format(embedder.dir()).into(),
         layers: c.num_hidden_layers,
         hidden_size: c.hidden_size,
         heads: c.num_attention_heads,

@@ -282,6 +282,10 @@ pub struct ModelInfo {
     /// `bert`, `roberta`, `xlm-roberta`, `camembert` or `distilbert`.
     pub architecture: String,
     pub path: String,
+    /// The checkpoint's format: `safetensors` (a Hugging Face folder) or `gguf` (a GGUF
+    /// file, named by `path`).
+    #[serde(default)]
+    pub format: String,
     pub layers: usize,
     pub hidden_size: usize,
     pub heads: usize,
@@ -289,9 +293,9 @@ pub struct ModelInfo {
     /// Longest sequence the model takes, in tokens.
     pub context_length: usize,
     pub parameters: usize,
-    /// What the dense layers' weights are kept in: `f32`, `f16`, `bf16`, `int8` or `w8a8`
-    /// (`dtype` in config; the word embeddings too; position embeddings, layer norms and
-    /// biases stay f32).
+    /// What the dense layers' weights are kept in: `f32`, `f16`, `bf16`, `int8`, `w8a8`, `q4`
+    /// or `w4a8` (`dtype` in config, else as stored; the word embeddings too; position
+    /// embeddings, layer norms and biases stay f32).
     pub dtype: String,
     /// `wgpu` or `cpu`.
     pub backend: String,
@@ -300,7 +304,7 @@ pub struct ModelInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
     /// A generator that can chat: where its chat template came from
-    /// (`chat_template.jinja`, `tokenizer_config.json`, `config`). Absent: it has none.
+    /// (`chat_template.jinja`, `tokenizer_config.json`, `gguf`, `config`). Absent: it has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_template: Option<String>,
     /// An embedder's pooling: `mean` or `cls`.

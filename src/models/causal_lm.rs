@@ -74,9 +74,12 @@ pub trait CausalLm: std::fmt::Debug + Send + Sync {
             + self.untied_lm_head().map_or(0, Dense::weight_bytes)
     }
 
-    /// The dense layers' weight dtype (`f32`, `f16`, `bf16`, `int8` or `w8a8`).
+    /// The blocks' dense layers' weight dtype (`f32`, `f16`, `bf16`, `int8`, `w8a8`, `q4` or
+    /// `w4a8`); the embeddings may differ (a 4-bit GGUF's Q8_0 embedding is kept as int8).
     fn dtype(&self) -> &'static str {
-        self.lm_head().dtype()
+        self.block_dense_layers()
+            .first()
+            .map_or_else(|| self.lm_head().dtype(), |dense| dense.dtype())
     }
 
     /// Logits at every position of `ids`, `[T, vocab]`, in one forward without a cache.

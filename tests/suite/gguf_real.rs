@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+use crate::common::server::TestServer;
 use crate::common::*;
 use infergraph::models::chat::ChatMessage;
 use infergraph::models::gguf::quants::{self, GgmlType};
@@ -236,4 +237,67 @@ fn every_4_bit_variant_is_measured_and_bounded_against_the_golden() {
             m.agreeing_prefix
         );
     }
+}
+
+/// The `data:` of each SSE event in `text`.
+fn sse_data(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_server_with_the_real_gguf_in_its_graph_answers_and_streams() {
+    let models = [
+        ("smollm2", real_gguf(), "generator"),
+        ("bert", fixture("bert-tiny"), "classifier"),
+    ];
+    let server = TestServer::start(&models, "");
+    let prompt = "The capital of France is";
+    let body = serde_json::json!({"text": prompt, "max_new_tokens": 5});
+    let (status, answer) = server.post_json("/v1/graph", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let result = &answer["results"][0];
+    // Served in its own 4-bit: the golden's greedy " Paris.\n\nThe".
+    assert_eq!(
+        result["generated"], "The capital of France is Paris.\n\nThe",
+        "{answer}"
+    );
+
+    let events = sse_data(&server.post_sse("/v1/graph/stream", &body).await);
+    let streamed: String = events
+        .iter()
+        .filter(|e| e["type"] == "token")
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(streamed, " Paris.\n\nThe");
+    assert_eq!(events.last().unwrap()["results"], answer["results"]);
+
+    let mut response = awc::Client::default()
+        .get(server.url("/v1/models"))
+        .send()
+        .await
+        .unwrap();
+    let listed: Value = response.json().await.unwrap();
+    let info = &listed["models"][0];
+    assert_eq!(info["format"], "gguf", "{info}");
+    assert_eq!(info["dtype"], "q4", "{info}");
+    assert_eq!(info["architecture"], "llama", "{info}");
+    assert_eq!(info["chat_template"], "gguf", "{info}");
+    // The file's name, not its path (`expose_internals` is off).
+    assert_eq!(info["path"], "SmolLM2-135M-Instruct.Q4_1.gguf", "{info}");
+}
+
+#[test]
+fn the_config_for_newcomers_names_the_real_file_and_parses() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let config = infergraph::config::Config::from_file(&root.join("config-smollm2.toml")).unwrap();
+    let generator = &config.models[0];
+    assert_eq!(
+        generator.source,
+        infergraph::config::ModelSource::Local(real_gguf())
+    );
+    assert_eq!(generator.dtype, None, "served as stored: q4");
 }

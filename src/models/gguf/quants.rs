@@ -80,7 +80,9 @@ impl GgmlType {
     /// a whole number of blocks.
     pub fn bytes_of(self, row_len: usize, elements: usize) -> Option<usize> {
         let block = self.block_len();
-        row_len.is_multiple_of(block).then(|| elements / block * self.block_bytes())
+        row_len
+            .is_multiple_of(block)
+            .then(|| elements / block * self.block_bytes())
     }
 
     /// The names of every type we read, for error messages.
