@@ -3,7 +3,8 @@
 //! Run with `cargo bench --bench models` (add `-- --backend wgpu` for wgpu; `-- --quick` for
 //! fewer repetitions; `-- --dtype f32,f16,bf16,int8` for each model in each dtype, side by
 //! side; `-- --models smollm2-360m,qwen2.5-0.5b` for other generator presets than the seed's
-//! three, e.g. the Llama family's). Each decode step is also split by section (dense layers, LM head, the rest). Models
+//! three, e.g. the Llama family's; `-- --gguf FILE[,FILE]` for GGUF files, alone unless
+//! `--models` is given too, each in its own precision unless `--dtype` says). Each decode step is also split by section (dense layers, LM head, the rest). Models
 //! are written once under `target/bench-models/`. Reports medians, and ratios
 //! between figures of the same run, since absolute times on shared machines drift.
 
@@ -38,6 +39,22 @@ fn main() {
 
     // Measured where the engines run their models: inside a rayon pool of their own.
     run_in_own_pool("bench", || {
+        for file in common::gguf_files() {
+            let stored = models::stored_dtype(&file).unwrap();
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            let file_dtypes = if common::dtype_given() {
+                dtypes.clone()
+            } else {
+                vec![stored]
+            };
+            for dtype in file_dtypes {
+                let generator = models::load_generator_in(&file, &selected.device, dtype).unwrap();
+                bench_generator(&format!("{name} {dtype}"), &generator, repeats);
+            }
+        }
+        if !common::gguf_files().is_empty() && !common::presets_given() {
+            return;
+        }
         for preset in common::generator_presets() {
             for &dtype in &dtypes {
                 let generator =

@@ -43,7 +43,7 @@ pub fn dtypes_or(default: &[Dtype]) -> Vec<Dtype> {
     match value_of("--dtype") {
         Some(list) => list
             .split(',')
-            .map(|d| d.parse().expect("f32, f16, bf16 or int8"))
+            .map(|d| d.parse().unwrap_or_else(|e| panic!("--dtype: {e}")))
             .collect(),
         None => default.to_vec(),
     }
@@ -61,6 +61,22 @@ pub fn generator_presets() -> Vec<Preset> {
             .collect(),
         None => vec![Preset::Distilgpt2, Preset::Gpt2, Preset::Gpt2Medium],
     }
+}
+
+/// `--gguf FILE[,FILE..]` from the command line: GGUF generators to measure besides the
+/// presets (e.g. llama.cpp's own files, for a comparison on the same bytes).
+pub fn gguf_files() -> Vec<std::path::PathBuf> {
+    value_of("--gguf").map_or_else(Vec::new, |list| list.split(',').map(Into::into).collect())
+}
+
+/// Whether `--models` was given.
+pub fn presets_given() -> bool {
+    value_of("--models").is_some()
+}
+
+/// Whether `--dtype` was given (else a GGUF file is measured in its own precision).
+pub fn dtype_given() -> bool {
+    value_of("--dtype").is_some()
 }
 
 fn value_of(flag: &str) -> Option<String> {

@@ -157,28 +157,33 @@ impl Dense {
                 };
                 (y, d_out)
             }
-            Weight::Packed {
-                weight,
-                bias,
-                device,
-            } => {
+            Weight::Packed { weight, device, .. } => {
                 let d_out = weight.n();
                 // Zero-copy when `x` has no other owner (the usual case: a fresh activation).
                 let data = x.into_data();
-                let xs = data.as_slice::<f32>().expect("activations are f32");
-                let mut out = vec![0.0f32; rows * d_out];
-                match weight {
-                    Kernel::Linear(w) => w.matmul(xs, rows, bias.as_deref(), &mut out),
-                    Kernel::Q4(w, activations) => {
-                        w.matmul(*activations, xs, rows, bias.as_deref(), &mut out)
-                    }
-                }
+                let out = self.forward_rows(data.as_slice().expect("activations are f32"), rows);
                 let y = Tensor::from_data(TensorData::new(out, [rows, d_out]), device);
                 (y, d_out)
             }
         };
         dims[D - 1] = d_out;
         y.reshape(dims)
+    }
+
+    /// `forward` on the host: `x` is `[rows, in]`, the result `[rows, out]`. Only for a layer
+    /// packed for the CPU kernels (flex), where decode steps run on the host.
+    pub fn forward_rows(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let Weight::Packed { weight, bias, .. } = &self.weight else {
+            panic!("host rows are for layers packed for the CPU kernels")
+        };
+        let mut out = vec![0.0f32; rows * weight.n()];
+        match weight {
+            Kernel::Linear(w) => w.matmul(x, rows, bias.as_deref(), &mut out),
+            Kernel::Q4(w, activations) => {
+                w.matmul(*activations, x, rows, bias.as_deref(), &mut out)
+            }
+        }
+        out
     }
 
     /// Rows `ids` of the weight (`[ids.len(), in]`, f32): a tied embedding's lookup.
@@ -193,12 +198,22 @@ impl Dense {
             }
             Weight::Packed { weight, device, .. } => {
                 let k = weight.k();
-                let mut out = Vec::with_capacity(ids.len() * k);
-                for &id in ids {
-                    out.extend((0..k).map(|kk| weight.weight(kk, id as usize)));
-                }
+                let out = self.rows_on_host(ids);
                 Tensor::from_data(TensorData::new(out, [ids.len(), k]), device)
             }
         }
+    }
+
+    /// `rows` on the host (`[ids.len() · in]`), for a layer packed for the CPU kernels.
+    pub fn rows_on_host(&self, ids: &[u32]) -> Vec<f32> {
+        let Weight::Packed { weight, .. } = &self.weight else {
+            panic!("host rows are for layers packed for the CPU kernels")
+        };
+        let k = weight.k();
+        let mut out = Vec::with_capacity(ids.len() * k);
+        for &id in ids {
+            out.extend((0..k).map(|kk| weight.weight(kk, id as usize)));
+        }
+        out
     }
 }

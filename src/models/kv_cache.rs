@@ -337,6 +337,13 @@ pub(crate) struct StepMask<'a> {
     past: usize,
 }
 
+impl StepMask<'_> {
+    /// Key positions cached before this step.
+    pub(crate) fn past(&self) -> usize {
+        self.past
+    }
+}
+
 /// How a layer's queries, keys and values are laid out in its heads.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Heads {
@@ -404,16 +411,57 @@ fn decode_on_host(
 ) -> (Tensor<3>, LayerCache) {
     let [b, _, _] = qkv.dims();
     let device = qkv.device();
+    // Zero-copy: a fresh output.
+    let qkv = qkv.into_data();
+    let (attended, layer) = decode_rows(
+        qkv.as_slice().expect("activations are f32"),
+        b,
+        heads,
+        layer,
+        mask,
+        scale,
+    );
+    let width = heads.query * heads.dim;
+    let attended = Tensor::from_data(TensorData::new(attended, [b, 1, width]), &device);
+    (attended, layer)
+}
+
+/// `cached_attention` for a decode step (`decodes_on_host`) whose `qkv` (`[B, (Hq + 2·Hkv)·D]`)
+/// is already on the host: returns `[B, Hq·D]`.
+pub(crate) fn cached_attention_on_host(
+    qkv: &[f32],
+    b: usize,
+    heads: Heads,
+    scale: f64,
+    cache: &mut Option<LayerCache>,
+    mask: &StepMask,
+) -> Vec<f32> {
+    let layer = cache.take().expect("a decode step has a cache");
+    let (attended, layer) = decode_rows(qkv, b, heads, layer, mask, scale);
+    *cache = Some(layer);
+    attended
+}
+
+/// The host's decode attention over `qkv` (`[B, (Hq + 2·Hkv)·D]`), the step's key and value
+/// written at position `past` of `layer`; returns `[B, Hq·D]` and the cache.
+fn decode_rows(
+    qkv: &[f32],
+    b: usize,
+    heads: Heads,
+    layer: LayerCache,
+    mask: &StepMask,
+    scale: f64,
+) -> (Vec<f32>, LayerCache) {
+    let device = layer.k.device();
     let past = mask.past;
     let layer = layer.reserve(past, past + 1);
     let [_, _, capacity, _] = layer.k.dims();
-    // Zero-copy each: fresh outputs, and a cache with a single owner.
-    let qkv = qkv.into_data();
+    // Zero-copy each: a cache with a single owner.
     let (mut keys, mut values) = (layer.k.into_data(), layer.v.into_data());
     let width = heads.query * heads.dim;
     let mut attended = vec![0.0f32; b * width];
     kernels::attention::decode_attention(
-        qkv.as_slice().expect("activations are f32"),
+        qkv,
         keys.as_mut_slice().expect("the cache is f32"),
         values.as_mut_slice().expect("the cache is f32"),
         CacheShape {
@@ -432,6 +480,5 @@ fn decode_on_host(
         k: Tensor::from_data(keys, &device),
         v: Tensor::from_data(values, &device),
     };
-    let attended = Tensor::from_data(TensorData::new(attended, [b, 1, width]), &device);
     (attended, layer)
 }

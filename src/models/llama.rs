@@ -16,19 +16,28 @@
 //!   cached once each (see `kv_cache`).
 //! * **Head.** With `tie_word_embeddings` the LM head is `embed_tokens` (a `lm_head.weight`
 //!   saved anyway is skipped); without, `lm_head.weight` must be there.
+//! * **Decode steps on the host.** On flex a decode step (one token a row, a cache behind it)
+//!   runs each layer on host buffers: the dense layers' kernels, the norms, rotary, SwiGLU
+//!   and the residual adds as plain loops, the attention on the cache in place. The same
+//!   operations as the burn path, whose per-op overhead was about a fifth of a small model's
+//!   batch-1 step; prefill stays on burn.
 
 use std::path::Path;
 
 use burn::tensor::activation::silu;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::Deserialize;
 
 use super::causal_lm::{CausalLm, LmDescription};
 use super::dense::Dense;
 use super::error::ModelError;
-use super::kv_cache::{cached_attention, Heads, KvCache, LayerCache, StepMask};
+use super::kernels::activation::silu_mul;
+use super::kv_cache::{
+    cached_attention, cached_attention_on_host, decodes_on_host, Heads, KvCache, LayerCache,
+    StepMask,
+};
 use super::norm::RmsNorm;
-use super::rotary::{RopeScaling, Rotary, RotaryTables};
+use super::rotary::{HostRotation, RopeScaling, Rotary, RotaryTables};
 use super::weights::WeightFile;
 
 /// The fields of a Llama-family `config.json` that shape the computation.
@@ -479,9 +488,21 @@ impl CausalLm for LlamaForCausalLm {
         let (b, t) = (ids.len(), ids[0].len());
         let positions = cache.begin_step(valid, self.config.max_position_embeddings)?;
         let (mask, layers) = cache.step(t, self.sliding_window, &self.device);
-        let rotation = self.rotary.tables(&positions, [b, t], &self.device);
         let flat_ids: Vec<u32> = ids.iter().flatten().copied().collect();
         let c = self.config.hidden_size;
+        if decodes_on_host(&self.device, t, mask.past()) {
+            let rotation = self.rotary.host_tables(&positions);
+            let mut x = self.embed_tokens.rows_on_host(&flat_ids);
+            for (layer, layer_cache) in self.layers.iter().zip(layers) {
+                layer.decode_on_host(&mut x, b, &rotation, &mask, layer_cache);
+            }
+            self.norm.normalize_rows(&mut x);
+            return Ok(Tensor::from_data(
+                TensorData::new(x, [b, 1, c]),
+                &self.device,
+            ));
+        }
+        let rotation = self.rotary.tables(&positions, [b, t], &self.device);
         let mut x = self.embed_tokens.rows(&flat_ids).reshape([b, t, c]);
         for (layer, layer_cache) in self.layers.iter().zip(layers) {
             x = layer.forward(x, &rotation, &mask, layer_cache);
@@ -536,9 +557,69 @@ impl DecoderLayer {
             .forward(self.post_attention_layernorm.forward(x.clone()));
         x + mlp
     }
+
+    /// `forward` for a decode step on the host (module docs): `x` is `[B, hidden]`.
+    fn decode_on_host(
+        &self,
+        x: &mut [f32],
+        b: usize,
+        rotation: &HostRotation,
+        mask: &StepMask,
+        cache: &mut Option<LayerCache>,
+    ) {
+        let mut h = x.to_vec();
+        self.input_layernorm.normalize_rows(&mut h);
+        let attended = self.self_attn.decode_on_host(&h, b, rotation, mask, cache);
+        x.iter_mut().zip(&attended).for_each(|(x, a)| *x += a);
+        h.copy_from_slice(x);
+        self.post_attention_layernorm.normalize_rows(&mut h);
+        let mlp = &self.mlp;
+        let mut gate = mlp.gate_proj.forward_rows(&h, b);
+        silu_mul(&mut gate, &mlp.up_proj.forward_rows(&h, b));
+        let down = mlp.down_proj.forward_rows(&gate, b);
+        x.iter_mut().zip(&down).for_each(|(x, d)| *x += d);
+    }
 }
 
 impl Attention {
+    /// `forward` for a decode step on the host: `h` is `[B, hidden]`, normalised.
+    fn decode_on_host(
+        &self,
+        h: &[f32],
+        b: usize,
+        rotation: &HostRotation,
+        mask: &StepMask,
+        cache: &mut Option<LayerCache>,
+    ) -> Vec<f32> {
+        let Heads {
+            query,
+            key_value,
+            dim,
+        } = self.heads;
+        let mut q = self.q_proj.forward_rows(h, b);
+        let mut k = self.k_proj.forward_rows(h, b);
+        let v = self.v_proj.forward_rows(h, b);
+        if let (Some(q_norm), Some(k_norm)) = (&self.q_norm, &self.k_norm) {
+            q_norm.normalize_rows(&mut q);
+            k_norm.normalize_rows(&mut k);
+        }
+        rotation.apply(&mut q, query);
+        rotation.apply(&mut k, key_value);
+        // Queries, keys and values side by side per row, as the attention reads them.
+        let mut qkv = Vec::with_capacity(q.len() + k.len() + v.len());
+        for ((q, k), v) in q
+            .chunks_exact(query * dim)
+            .zip(k.chunks_exact(key_value * dim))
+            .zip(v.chunks_exact(key_value * dim))
+        {
+            qkv.extend_from_slice(q);
+            qkv.extend_from_slice(k);
+            qkv.extend_from_slice(v);
+        }
+        let attended = cached_attention_on_host(&qkv, b, self.heads, self.scale, cache, mask);
+        self.o_proj.forward_rows(&attended, b)
+    }
+
     fn forward(
         &self,
         x: Tensor<3>,

@@ -8,12 +8,36 @@ use burn::tensor::Tensor;
 pub struct RmsNorm {
     /// `[d]`, the learned scale.
     weight: Tensor<1>,
+    /// The same scale on the host, for decode steps computed there (`normalize_rows`).
+    host_weight: Vec<f32>,
     eps: f64,
 }
 
 impl RmsNorm {
     pub fn new(weight: Tensor<1>, eps: f64) -> Self {
-        Self { weight, eps }
+        let host_weight = weight
+            .to_data()
+            .try_to_vec::<f32>()
+            .expect("a norm's weight is f32");
+        Self {
+            weight,
+            host_weight,
+            eps,
+        }
+    }
+
+    /// `forward` over rows of `d` values on the host, in place: the same operations in the
+    /// same order (the mean's sum aside, which is sequential here).
+    pub fn normalize_rows(&self, x: &mut [f32]) {
+        let d = self.host_weight.len();
+        let eps = self.eps as f32;
+        for row in x.chunks_exact_mut(d) {
+            let mean_square = row.iter().map(|v| v * v).sum::<f32>() / d as f32;
+            let inverse = 1.0 / (mean_square + eps).sqrt();
+            for (v, w) in row.iter_mut().zip(&self.host_weight) {
+                *v = *v * inverse * w;
+            }
+        }
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {

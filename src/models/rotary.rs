@@ -99,6 +99,49 @@ impl Rotary {
     }
 }
 
+impl Rotary {
+    /// The rotation of a decode step computed on the host: one position a row.
+    pub fn host_tables(&self, positions: &[i64]) -> HostRotation {
+        let d = 2 * self.inv_freq.len();
+        let (mut cos, mut sin) = (Vec::with_capacity(positions.len() * d), Vec::new());
+        sin.reserve(positions.len() * d);
+        for &p in positions {
+            let angles: Vec<f32> = self.inv_freq.iter().map(|&f| p as f32 * f).collect();
+            for _ in 0..2 {
+                cos.extend(angles.iter().map(|a| a.cos()));
+                sin.extend(angles.iter().map(|a| a.sin()));
+            }
+        }
+        HostRotation { cos, sin, d }
+    }
+}
+
+/// `RotaryTables` on the host for a decode step, `[B, D]` each.
+pub struct HostRotation {
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    d: usize,
+}
+
+impl HostRotation {
+    /// `RotaryTables::apply` in place on `x`, `[B, H, D]` (one token a row).
+    pub fn apply(&self, x: &mut [f32], heads: usize) {
+        let (d, half) = (self.d, self.d / 2);
+        for (row, (cos, sin)) in x
+            .chunks_exact_mut(heads * d)
+            .zip(self.cos.chunks_exact(d).zip(self.sin.chunks_exact(d)))
+        {
+            for head in row.chunks_exact_mut(d) {
+                for i in 0..half {
+                    let (first, second) = (head[i], head[i + half]);
+                    head[i] = first * cos[i] + -second * sin[i];
+                    head[i + half] = second * cos[i + half] + first * sin[i + half];
+                }
+            }
+        }
+    }
+}
+
 /// One step's rotation, `[B, T, 1, D]` each, broadcast over heads.
 pub struct RotaryTables {
     cos: Tensor<4>,

@@ -12,6 +12,30 @@ pub fn gelu_tanh(values: &mut [f32]) {
     map_in_place(values, gelu_tanh_one);
 }
 
+/// `gate = silu(gate) · up` (SwiGLU's product), `silu(x) = x·σ(x)`.
+pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::detected() == super::Simd::Avx2 {
+        // SAFETY: avx2 was detected.
+        unsafe { silu_mul_avx2(gate, up) };
+        return;
+    }
+    silu_mul_each(gate, up);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn silu_mul_avx2(gate: &mut [f32], up: &[f32]) {
+    silu_mul_each(gate, up);
+}
+
+#[inline(always)]
+fn silu_mul_each(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + exp(-*g)) * u;
+    }
+}
+
 /// `0.5·x·(1 + erf(x/√2))`, the exact GELU, with erf to 1.5e-7 (Abramowitz & Stegun 7.1.26).
 pub fn gelu_erf(values: &mut [f32]) {
     map_in_place(values, gelu_erf_one);
