@@ -404,8 +404,10 @@ impl WeightFile {
     }
 
     /// A dense layer in a 4-bit dtype. A GGUF's Q4_0/Q4_1 matrix is kept as it is, bit for
-    /// bit; a Q8_0 one (the embedding and head llama.cpp's 4-bit files keep in 8 bits) goes to
-    /// int8, the nearest dtype we run; anything else is quantized at load.
+    /// bit; a Q8_0, Q5_K or Q6_K one (what llama.cpp's 4-bit files keep their embedding, head
+    /// and a few sensitive layers in) goes to int8, the nearest dtype we run above 4 bits; a
+    /// Q4_K one keeps its codes as Q4_1 blocks (`quants::q4_k_as_q4_1`); anything else is
+    /// quantized at load.
     fn four_bit(
         &mut self,
         weight: &str,
@@ -430,7 +432,19 @@ impl WeightFile {
                 let q4 = Q4Linear::from_q4_1(raw, d_in, d_out, entry.row_order.as_deref());
                 Kernel::Q4(q4, activations)
             }
-            (entry, _) if entry.stored == Stored::Readable(GgmlType::Q8_0) => {
+            (entry, raw)
+                if layout == SourceLayout::OutIn
+                    && entry.stored == Stored::Readable(GgmlType::Q4K) =>
+            {
+                let blocks = quants::q4_k_as_q4_1(raw);
+                let q4 = Q4Linear::from_q4_1(&blocks, d_in, d_out, entry.row_order.as_deref());
+                Kernel::Q4(q4, activations)
+            }
+            (entry, _)
+                if [GgmlType::Q8_0, GgmlType::Q5K, GgmlType::Q6K]
+                    .map(Stored::Readable)
+                    .contains(&entry.stored) =>
+            {
                 let values = self.values(weight, stored)?;
                 let int8 = match activations {
                     Activations::F32 => ModelDtype::Int8,

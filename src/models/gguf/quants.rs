@@ -207,6 +207,28 @@ pub fn dequantize(ty: GgmlType, raw: &[u8], out: &mut [f32]) {
     }
 }
 
+/// Q4_K super-blocks as Q4_1 blocks (20 bytes per 32 weights): each sub-block of 32 keeps its
+/// 4-bit codes, its scale `d·sc` becomes Q4_1's `d` and its minimum `−dmin·m` Q4_1's `m`,
+/// both rounded to f16 (relative error ≤ 2⁻¹²; the codes are untouched). So a Q4_K file is
+/// served in `q4` at its own grid, not re-quantized.
+pub fn q4_k_as_q4_1(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() / 144 * 8 * 20);
+    for b in raw.chunks_exact(144) {
+        let (d, min) = (half(b, 0), half(b, 2));
+        let (scales, qs) = (&b[4..16], &b[16..144]);
+        for (j, q) in qs.chunks_exact(32).enumerate() {
+            for (sub, nibble) in [(2 * j, 0u8), (2 * j + 1, 4u8)] {
+                let (sc, m) = scale_min_k4(sub, scales);
+                out.extend_from_slice(&f16::from_f32(d * sc as f32).to_le_bytes());
+                out.extend_from_slice(&f16::from_f32(-(min * m as f32)).to_le_bytes());
+                let code = |l: usize| (q[l] >> nibble) & 0x0f;
+                out.extend((0..16).map(|l| code(l) | code(l + 16) << 4));
+            }
+        }
+    }
+    out
+}
+
 /// The 6-bit scale and minimum of sub-block `j` (0..8) of a Q4_K/Q5_K super-block, packed
 /// into its 12 scale bytes.
 fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
@@ -238,6 +260,26 @@ mod tests {
         assert_eq!(out[0], -0.096_313_48);
         assert_eq!(out[16], -0.223_144_53);
         assert_eq!(out[1], 0.157_348_63);
+    }
+
+    #[test]
+    fn q4_k_as_q4_1_keeps_every_code_and_rounds_only_the_scales() {
+        let mut block = vec![0u8; 144];
+        block[0..2].copy_from_slice(&f16::from_f32(0.01).to_le_bytes());
+        block[2..4].copy_from_slice(&f16::from_f32(0.02).to_le_bytes());
+        for (i, byte) in block[4..].iter_mut().enumerate() {
+            *byte = (i * 37 % 251) as u8;
+        }
+        let mut exact = [0f32; 256];
+        dequantize(GgmlType::Q4K, &block, &mut exact);
+        let converted = q4_k_as_q4_1(&block);
+        assert_eq!(converted.len(), 8 * 20);
+        let mut via_q4_1 = [0f32; 256];
+        dequantize(GgmlType::Q4_1, &converted, &mut via_q4_1);
+        let range = exact.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (a, b) in exact.iter().zip(via_q4_1) {
+            assert!((a - b).abs() <= range * 5e-4, "{a} vs {b}");
+        }
     }
 
     #[test]
