@@ -373,6 +373,17 @@ impl WeightFile {
             };
             let packed = match packed {
                 Some(packed) => packed,
+                None if layout == SourceLayout::OutIn
+                    && PackedLinear::joins_columns(d_in, dtype) =>
+                {
+                    self.packed_in_runs(
+                        weight,
+                        &stored,
+                        d_in,
+                        |values, rows| PackedLinear::pack_f32(values, d_in, rows, layout, dtype),
+                        PackedLinear::concat_columns,
+                    )?
+                }
                 None => {
                     let values = self.values(weight, &stored)?;
                     PackedLinear::pack_f32(&values, d_in, d_out, layout, dtype)
@@ -445,23 +456,75 @@ impl WeightFile {
                     .map(Stored::Readable)
                     .contains(&entry.stored) =>
             {
-                let values = self.values(weight, stored)?;
                 let int8 = match activations {
                     Activations::F32 => ModelDtype::Int8,
                     Activations::Int8 => ModelDtype::W8a8,
                 };
-                Kernel::Linear(PackedLinear::pack_f32(&values, d_in, d_out, layout, int8))
+                let pack =
+                    |values: &[f32], rows| PackedLinear::pack_f32(values, d_in, rows, layout, int8);
+                Kernel::Linear(
+                    if layout == SourceLayout::OutIn && PackedLinear::joins_columns(d_in, int8) {
+                        self.packed_in_runs(
+                            weight,
+                            stored,
+                            d_in,
+                            pack,
+                            PackedLinear::concat_columns,
+                        )?
+                    } else {
+                        pack(&self.values(weight, stored)?, d_out)
+                    },
+                )
             }
             _ => {
-                let values = self.values(weight, stored)?;
-                Kernel::Q4(
-                    Q4Linear::quantize(&values, d_in, d_out, layout),
-                    activations,
-                )
+                let quantize =
+                    |values: &[f32], rows| Q4Linear::quantize(values, d_in, rows, layout);
+                let q4 = if layout == SourceLayout::OutIn {
+                    self.packed_in_runs(weight, stored, d_in, quantize, Q4Linear::concat_columns)?
+                } else {
+                    quantize(&self.values(weight, stored)?, d_out)
+                };
+                Kernel::Q4(q4, activations)
             }
         };
         self.release(weight);
         Ok(Dense::packed(kernel, bias, &self.device))
+    }
+
+    /// An `[out, in]` weight packed `RUN_ROWS` output rows at a time (`pack(values, rows)`),
+    /// the runs joined (`join`): converting a large tensor (a vocabulary's embedding) never
+    /// holds it whole in f32, so loading peaks near the packed size. Rows a GGUF permuted are
+    /// read whole (q/k, small).
+    fn packed_in_runs<P>(
+        &mut self,
+        weight: &str,
+        stored: &[usize],
+        d_in: usize,
+        pack: impl Fn(&[f32], usize) -> P,
+        join: impl Fn(Vec<P>) -> P,
+    ) -> Result<P, ModelError> {
+        /// A multiple of both kernels' tile widths (8 and 16 columns).
+        const RUN_ROWS: usize = 4096;
+        let d_out = stored[0];
+        let (entry, raw) = self.take(weight, stored)?;
+        let ty = match entry.stored {
+            Stored::Readable(ty) if entry.row_order.is_none() => ty,
+            _ => {
+                let values = self.values(weight, stored)?;
+                return Ok(pack(&values, d_out));
+            }
+        };
+        let row_bytes = raw.len() / d_out;
+        let mut values = vec![0f32; RUN_ROWS.min(d_out) * d_in];
+        let mut parts = Vec::new();
+        for start in (0..d_out).step_by(RUN_ROWS) {
+            let rows = RUN_ROWS.min(d_out - start);
+            let run = &mut values[..rows * d_in];
+            quants::dequantize(ty, &raw[start * row_bytes..][..rows * row_bytes], run);
+            parts.push(pack(run, rows));
+        }
+        self.release(weight);
+        Ok(join(parts))
     }
 
     pub fn tensor<const D: usize>(
