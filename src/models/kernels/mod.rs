@@ -457,7 +457,7 @@ impl PackedLinear {
         for (i, part) in parts.into_iter().enumerate() {
             assert!(part.k == k && part.dtype == dtype, "parts must match");
             assert!(
-                i == last || (part.n % 8 == 0 && tile_bytes % 64 == 0),
+                i == last || (part.n.is_multiple_of(8) && tile_bytes.is_multiple_of(64)),
                 "whole tiles and lines before the last part"
             );
             joined.n += part.n;

@@ -440,7 +440,7 @@ impl Q4Linear {
         for (i, part) in parts.into_iter().enumerate() {
             assert_eq!(part.k, k, "parts must have the same inputs");
             assert!(
-                i == last || part.n % TILE == 0,
+                i == last || part.n.is_multiple_of(TILE),
                 "whole tiles before the last part"
             );
             n += part.n;
