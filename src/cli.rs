@@ -57,6 +57,8 @@ struct LoadtestArgs {
     #[arg(long, value_enum)]
     target: TargetKind,
     /// The server for http and ws, e.g. http://127.0.0.1:3000 (a /v1/graph path is accepted).
+    /// A server with keys gets `INFERGRAPH_API_KEY`'s (as a bearer token over http, in the
+    /// subprotocol offer over ws).
     url: Option<String>,
     /// The config the actor target starts the graph from.
     #[arg(long, env = "INFERGRAPH_CONFIG", default_value = "config.toml")]
@@ -280,6 +282,14 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
+/// The API key a client command sends (`INFERGRAPH_API_KEY`): an environment variable, never
+/// an argument, so it stays out of shell history and `ps`.
+fn api_key() -> Option<String> {
+    std::env::var("INFERGRAPH_API_KEY")
+        .ok()
+        .filter(|key| !key.is_empty())
+}
+
 fn loadtest(args: LoadtestArgs) -> Result<(), String> {
     telemetry::init_tracing(LogFormat::Human, "warn");
     let base = || -> Result<String, String> {
@@ -298,8 +308,14 @@ fn loadtest(args: LoadtestArgs) -> Result<(), String> {
             config: args.config.clone(),
             backend: args.backend.backend,
         },
-        TargetKind::Http => loadtest::Target::Http { base: base()? },
-        TargetKind::Ws => loadtest::Target::Ws { base: base()? },
+        TargetKind::Http => loadtest::Target::Http {
+            base: base()?,
+            key: api_key(),
+        },
+        TargetKind::Ws => loadtest::Target::Ws {
+            base: base()?,
+            key: api_key(),
+        },
     };
     let prompts = match &args.prompts {
         Some(path) => std::fs::read_to_string(path)

@@ -42,9 +42,9 @@ pub enum Target {
         backend: Option<BackendChoice>,
     },
     /// `POST /v1/graph` of the server at this base URL.
-    Http { base: String },
+    Http { base: String, key: Option<String> },
     /// `/v1/graph/ws` of the server at this base URL.
-    Ws { base: String },
+    Ws { base: String, key: Option<String> },
 }
 
 #[derive(Debug, Clone)]
@@ -139,8 +139,29 @@ enum Scope {
 /// How requests reach the graph.
 enum Driver {
     Actor(Box<RunningGraph>),
-    Http { client: awc::Client, base: String },
-    Ws { base: String },
+    /// `client` sends the API key, if any, on every request (`/v1/engines` too).
+    Http {
+        client: awc::Client,
+        base: String,
+    },
+    /// The key goes in the websocket's subprotocol offer, as a browser sends it.
+    Ws {
+        client: awc::Client,
+        base: String,
+        key: Option<String>,
+    },
+}
+
+/// A client that sends `key` as `Authorization: Bearer` on every request.
+fn client_with(key: Option<&str>) -> awc::Client {
+    let mut builder = awc::Client::builder().timeout(Duration::from_secs(600));
+    if let Some(key) = key {
+        builder = builder.add_default_header((
+            actix_web::http::header::AUTHORIZATION,
+            format!("Bearer {key}"),
+        ));
+    }
+    builder.finish()
 }
 
 /// Runs the load test and returns its report.
@@ -170,14 +191,14 @@ async fn run_async(options: Options) -> Result<Report, String> {
                 .start(&engine);
             Driver::Actor(Box::new(graph))
         }
-        Target::Http { base } => Driver::Http {
-            client: awc::Client::builder()
-                .timeout(Duration::from_secs(600))
-                .finish(),
+        Target::Http { base, key } => Driver::Http {
+            client: client_with(key.as_deref()),
             base: base.trim_end_matches('/').to_string(),
         },
-        Target::Ws { base } => Driver::Ws {
+        Target::Ws { base, key } => Driver::Ws {
+            client: client_with(key.as_deref()),
             base: base.trim_end_matches('/').to_string(),
+            key: key.clone(),
         },
     });
     let scope = Rc::new(scope(&driver, &options).await?);
@@ -443,7 +464,9 @@ impl Driver {
                     Err(_) => failed("connection"),
                 }
             }
-            (Driver::Ws { base }, _) => stream_one(base, options, &prompt, n).await,
+            (Driver::Ws { base, key, .. }, _) => {
+                stream_one((base, key.as_deref()), options, &prompt, n).await
+            }
         };
         outcome.latency = started.elapsed();
         outcome
@@ -491,18 +514,27 @@ fn request_body(options: &Options, prompt: &str, id: Option<String>) -> serde_js
 }
 
 /// One streaming request on its own connection: time to first token and token gaps.
-async fn stream_one(base: &str, options: &Options, prompt: &str, n: usize) -> Outcome {
+async fn stream_one(
+    (base, key): (&str, Option<&str>),
+    options: &Options,
+    prompt: &str,
+    n: usize,
+) -> Outcome {
     use awc::ws::{Frame, Message};
     let url = format!("{}/v1/graph/ws", base.replacen("http", "ws", 1));
     let started = Instant::now();
-    let Ok((_, mut socket)) = awc::Client::new()
-        .ws(url)
-        .max_frame_size(1 << 24)
-        .connect()
-        .await
-    else {
-        return failed("connection");
+    let mut request = awc::Client::new().ws(url).max_frame_size(1 << 24);
+    if let Some(key) = key {
+        request = request.protocols(["infergraph".to_string(), format!("infergraph.key.{key}")]);
+    }
+    let (response, mut socket) = match request.connect().await {
+        Ok(connected) => connected,
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) if status == 401 => {
+            return failed("unauthorized")
+        }
+        Err(_) => return failed("connection"),
     };
+    drop(response);
     let body = request_body(options, prompt, Some(format!("loadtest-{n}")));
     if socket
         .send(Message::Text(body.to_string().into()))
@@ -545,11 +577,10 @@ async fn sample_engines(
     samples: Arc<Mutex<Vec<Vec<EngineInfo>>>>,
     finished: CancelToken,
 ) {
-    let client = awc::Client::default();
     loop {
         let sample = match &*driver {
             Driver::Actor(graph) => Some(graph.engine_infos()),
-            Driver::Http { base, .. } | Driver::Ws { base } => {
+            Driver::Http { client, base } | Driver::Ws { client, base, .. } => {
                 match client.get(format!("{base}/v1/engines")).send().await {
                     Ok(mut response) => response
                         .json::<EnginesResponse>()
@@ -619,8 +650,8 @@ fn report(
         graph: options.graph.clone(),
         target: match &options.target {
             Target::Actor { .. } => "actor".into(),
-            Target::Http { base } => format!("http {base}"),
-            Target::Ws { base } => format!("ws {base}"),
+            Target::Http { base, .. } => format!("http {base}"),
+            Target::Ws { base, .. } => format!("ws {base}"),
         },
         concurrency: options.concurrency,
         requests: outcomes.len(),

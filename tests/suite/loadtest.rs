@@ -5,11 +5,21 @@ use crate::common;
 
 use std::process::Command;
 
-use common::server::{fixture_models, TestServer, SEED_GRAPH};
+use common::server::{fixture_models, models_toml, TestServer, SEED_GRAPH};
 use serde_json::Value;
 
 fn loadtest(args: &[&str]) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_infergraph"))
+    loadtest_with_key(None, args)
+}
+
+/// `loadtest` with `INFERGRAPH_API_KEY` set to `key` (or unset).
+fn loadtest_with_key(key: Option<&str>, args: &[&str]) -> Value {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_infergraph"));
+    command.env_remove("INFERGRAPH_API_KEY");
+    if let Some(key) = key {
+        command.env("INFERGRAPH_API_KEY", key);
+    }
+    let output = command
         .arg("loadtest")
         .args(args)
         .args(["--json", "--max-new-tokens", "6"])
@@ -253,4 +263,41 @@ fn the_graph_option_drives_a_configured_graph_on_every_target() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--graph \"nope\""));
+}
+
+#[test]
+fn against_a_server_with_keys_it_sends_infergraph_api_key_over_http_and_ws() {
+    let key = "loadtest-key-0123456789";
+    let server = TestServer::start_with_env(
+        &[("INFERGRAPH_API_KEYS", key)],
+        &models_toml(&fixture_models()),
+        "",
+    );
+    let http = [
+        "--target",
+        "http",
+        &server.base,
+        "--requests",
+        "4",
+        "--concurrency",
+        "2",
+    ];
+    check_report(&loadtest_with_key(Some(key), &http), 4, false, &ALL);
+    let ws_url = server.url("/v1/graph/ws");
+    let ws = [
+        "--target",
+        "ws",
+        &ws_url,
+        "--requests",
+        "3",
+        "--concurrency",
+        "3",
+    ];
+    check_report(&loadtest_with_key(Some(key), &ws), 3, true, &ALL);
+    // Without it every request is refused, and the report says why.
+    let refused = loadtest_with_key(None, &http);
+    assert_eq!(refused["ok"], 0, "{refused}");
+    assert_eq!(refused["errors"]["unauthorized"], 4, "{refused}");
+    let refused = loadtest_with_key(None, &ws);
+    assert_eq!(refused["errors"]["unauthorized"], 3, "{refused}");
 }
