@@ -133,6 +133,23 @@ async fn a_llama_family_model_node_serves_the_split_graph() {
 }
 
 #[actix_web::test]
+async fn a_model_node_serves_a_4_bit_gguf_generator_to_the_split_graph() {
+    let gguf = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gguf/llama-kquant-tiny-q4_0.gguf");
+    let all: Vec<ModelEntry> = vec![
+        ("kquant", gguf, "generator"),
+        ("bert", fixture("bert-tiny"), "classifier"),
+    ];
+    let node = model_node(0, &[entry(&all, "kquant")]);
+    let split = graph_node(&all, &[("kquant", vec![node.base.clone()])]);
+    let whole = TestServer::start(&all, "");
+    let body = json!({"text": "Hello, my name is", "max_new_tokens": 6});
+    let results = comparable(&split, "/v1/graph", &body).await;
+    assert_eq!(results, comparable(&whole, "/v1/graph", &body).await);
+    assert_eq!(streamed(&split, &body).await, streamed(&whole, &body).await);
+}
+
+#[actix_web::test]
 async fn the_split_graph_answers_what_the_all_in_one_server_answers() {
     let all = fixture_models();
     let medium = model_node(0, &[entry(&all, "gpt2-medium")]);
