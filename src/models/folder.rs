@@ -240,15 +240,7 @@ pub fn load_generator_in(
         .then(|| read_json(&files.tokenizer_config))
         .transpose()?;
     let chat_template = ChatTemplate::from_folder(dir, tokenizer_config.as_ref())?;
-    // A chat's turn ends at the template's end-of-turn token, even where the config's eos
-    // list leaves it out (Qwen2.5 base: <|endoftext|> only; the template writes <|im_end|>).
-    let end_of_turn = chat_template
-        .as_ref()
-        .and_then(ChatTemplate::eos_token)
-        .and_then(|token| tokenizer.token_id(token));
-    if let Some(id) = end_of_turn.filter(|id| !eos.contains(id)) {
-        eos.push(id);
-    }
+    add_end_of_turn(&mut eos, chat_template.as_ref(), &tokenizer);
     Ok(Generator::new(
         dir.to_path_buf(),
         model,
@@ -256,6 +248,17 @@ pub fn load_generator_in(
         eos,
         chat_template,
     ))
+}
+
+/// A chat's turn ends at the template's end-of-turn token, even where the config's eos list
+/// leaves it out (Qwen2.5 base: <|endoftext|> only; the template writes <|im_end|>).
+fn add_end_of_turn(eos: &mut Vec<u32>, template: Option<&ChatTemplate>, tokenizer: &TextTokenizer) {
+    let end_of_turn = template
+        .and_then(ChatTemplate::eos_token)
+        .and_then(|token| tokenizer.token_id(token));
+    if let Some(id) = end_of_turn.filter(|id| !eos.contains(id)) {
+        eos.push(id);
+    }
 }
 
 /// The generator a GGUF file holds, its dense layers in `dtype`.
@@ -279,13 +282,7 @@ fn load_gguf_generator(
         })
         .transpose()?;
     let mut eos = token_ids(&config, "eos_token_id", path)?;
-    let end_of_turn = chat_template
-        .as_ref()
-        .and_then(ChatTemplate::eos_token)
-        .and_then(|token| tokenizer.token_id(token));
-    if let Some(id) = end_of_turn.filter(|id| !eos.contains(id)) {
-        eos.push(id);
-    }
+    add_end_of_turn(&mut eos, chat_template.as_ref(), &tokenizer);
     let llama = LlamaConfig::from_json(&config, path)?;
     let weights = WeightFile::open_gguf(file, device)?.with_dtype(dtype)?;
     let model: Box<dyn CausalLm> = Box::new(LlamaForCausalLm::load(llama, weights, device)?);

@@ -525,12 +525,7 @@ impl PackedLinear {
         out: &mut [f32],
     ) {
         let (k, n) = (self.k, self.n);
-        assert_eq!(x.len(), m * k, "x must be [m, k]");
-        assert_eq!(out.len(), m * n, "out must be [m, n]");
-        if let Some(b) = bias {
-            assert_eq!(b.len(), n, "bias must have length n");
-        }
-        if m == 0 {
+        if !check_matmul([k, n], x, m, bias, out) {
             return;
         }
         if self.dtype == Dtype::W8a8 {
@@ -709,6 +704,23 @@ impl PackedLinear {
             Dtype::Q4 | Dtype::W4a8 => unreachable!("{FOUR_BIT}"),
         }
     }
+}
+
+/// Panics unless `x` is `[m, k]`, `out` `[m, n]` and `bias` (if any) `[n]`; whether there is
+/// anything to compute (`m > 0`). Both kernels' calls start here.
+fn check_matmul(
+    [k, n]: [usize; 2],
+    x: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+    out: &[f32],
+) -> bool {
+    assert_eq!(x.len(), m * k, "x must be [m, k]");
+    assert_eq!(out.len(), m * n, "out must be [m, n]");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), n, "bias must have length n");
+    }
+    m > 0
 }
 
 thread_local! {

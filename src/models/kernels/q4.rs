@@ -498,12 +498,7 @@ impl Q4Linear {
         out: &mut [f32],
     ) {
         let (k, n) = (self.k, self.n);
-        assert_eq!(x.len(), m * k, "x must be [m, k]");
-        assert_eq!(out.len(), m * n, "out must be [m, n]");
-        if let Some(b) = bias {
-            assert_eq!(b.len(), n, "bias must have length n");
-        }
-        if m == 0 {
+        if !super::check_matmul([k, n], x, m, bias, out) {
             return;
         }
         match activations {

@@ -10,6 +10,7 @@
 // Index loops over the small const-sized register arrays read better than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
+use super::super::avx2::{load_first, store_first};
 use super::{Job, CELL, DM, QK, TILE};
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -121,44 +122,6 @@ unsafe fn kernel<const MR: usize, const H: usize>(job: &Job, t: usize, h0: usize
                 }
                 store_first(job.out.add((row0 + r) * n + c0), v, valid);
             }
-        }
-    }
-}
-
-/// Loads the first `valid` (1..=8) floats at `p`, the other lanes 0.
-///
-/// # Safety
-/// `p..p + valid` must be readable; the CPU must support avx2.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn load_first(p: *const f32, valid: usize) -> __m256 {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        if valid == 8 {
-            return _mm256_loadu_ps(p);
-        }
-        let mut tmp = [0f32; 8];
-        std::ptr::copy_nonoverlapping(p, tmp.as_mut_ptr(), valid);
-        _mm256_loadu_ps(tmp.as_ptr())
-    }
-}
-
-/// Stores the first `valid` (1..=8) lanes of `v` at `o`: a tile's last columns may be padding
-/// that `out` has no room for.
-///
-/// # Safety
-/// `o..o + valid` must be writable; the CPU must support avx2.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn store_first(o: *mut f32, v: __m256, valid: usize) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        if valid == 8 {
-            _mm256_storeu_ps(o, v);
-        } else {
-            let mut tmp = [0f32; 8];
-            _mm256_storeu_ps(tmp.as_mut_ptr(), v);
-            std::ptr::copy_nonoverlapping(tmp.as_ptr(), o, valid);
         }
     }
 }
