@@ -19,7 +19,7 @@ use crate::config::graphs::{
     SwitchCase,
 };
 use crate::models::embedder::cosine;
-use crate::models::Classification;
+use crate::models::{Classification, Prompt};
 use crate::work::ActorError;
 
 /// The label of an embed call's score: the cosine similarity to the request's text.
@@ -427,7 +427,7 @@ impl<'a> StepRun<'a> {
             None => (None, None),
         };
         let reply = generator.send(Generate {
-            prompt: item.text.clone(),
+            prompt: Prompt::Text(item.text.clone()),
             params: self.run.msg.params.clone(),
             events: tokens,
             context: self.context(),

@@ -34,7 +34,7 @@ use crate::actors::{CallContext, Classify, Embed, Embedded, Generate, Generated}
 use crate::engine::generation::TokenEvent;
 use crate::graph::loader::ModelHandle;
 use crate::graph::Named;
-use crate::models::{Generation, GenerationParams};
+use crate::models::{Generation, GenerationParams, Prompt};
 use crate::telemetry::traces::model_trace;
 use crate::work::WorkSpan;
 
@@ -61,7 +61,7 @@ pub(super) async fn generate(
     let (context, _guards) = call_context(&state, &req);
     let id = context.request_id.clone();
     let call = GenerationCall {
-        text: request.text,
+        prompt: Prompt::Text(request.text),
         params,
         context,
     };
@@ -99,7 +99,7 @@ pub(super) async fn generate_stream(
     let (sink, events) = mpsc::unbounded_channel();
     let id = context.request_id.clone();
     let call = GenerationCall {
-        text: request.text,
+        prompt: Prompt::Text(request.text),
         params,
         context,
     };
@@ -348,7 +348,7 @@ fn request_texts(
 
 /// One generation a request asks of a generator.
 pub(super) struct GenerationCall {
-    pub text: String,
+    pub prompt: Prompt,
     pub params: GenerationParams,
     /// The request's ids, deadline and cancellation.
     pub context: CallContext,
@@ -364,7 +364,7 @@ impl GenerationCall {
         let context = self.context;
         let deadline = context.clone();
         let send = generator.addr.send(Generate {
-            prompt: self.text,
+            prompt: self.prompt,
             params: self.params,
             events: tokens,
             context,

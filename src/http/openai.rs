@@ -29,7 +29,7 @@ use super::model_routes::{find_generator, generation_attributes, GenerationCall}
 use super::state::AppState;
 use super::stream::event_stream;
 use crate::actors::{CallContext, Generated};
-use crate::models::FinishReason;
+use crate::models::{FinishReason, Prompt};
 use crate::telemetry::traces::model_trace;
 
 /// Every field `CompletionRequest` reads; anything else is refused by name.
@@ -120,7 +120,7 @@ pub(super) async fn completions(
         model: generator.name.clone(),
     };
     let calls = prompts.into_iter().map(|text| GenerationCall {
-        text,
+        prompt: Prompt::Text(text),
         params: params.clone(),
         context: context.clone(),
     });
