@@ -40,7 +40,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// Every route the server answers: (path, method, handler). The router is built from this
 /// list and nothing else, so `paths` is what the route-walking tests can trust.
 fn table() -> Vec<(&'static str, &'static str, actix_web::Route)> {
-    use super::{embeddings, metrics, model_routes, openai, openapi};
+    use super::{chat, embeddings, metrics, model_routes, openai, openapi};
     vec![
         ("/openapi.json", "GET", web::get().to(openapi::openapi_json)),
         ("/docs", "GET", web::get().to(openapi::docs)),
@@ -73,6 +73,16 @@ fn table() -> Vec<(&'static str, &'static str, actix_web::Route)> {
             web::post().to(model_routes::generate_stream),
         ),
         (
+            "/v1/models/{name}/chat",
+            "POST",
+            web::post().to(model_routes::chat),
+        ),
+        (
+            "/v1/models/{name}/chat/stream",
+            "POST",
+            web::post().to(model_routes::chat_stream),
+        ),
+        (
             "/v1/models/{name}/classify",
             "POST",
             web::post().to(model_routes::classify),
@@ -91,6 +101,11 @@ fn table() -> Vec<(&'static str, &'static str, actix_web::Route)> {
             "/v1/completions",
             "POST",
             web::post().to(openai::completions),
+        ),
+        (
+            "/v1/chat/completions",
+            "POST",
+            web::post().to(chat::chat_completions),
         ),
         ("/v1/engines", "GET", web::get().to(engines)),
         ("/metrics", "GET", web::get().to(metrics::metrics)),
