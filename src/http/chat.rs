@@ -77,17 +77,28 @@ pub(super) async fn chat_completions(
     let generator = find_generator(&state, &request.model, "/v1/chat/completions")?;
     require_chat_template(&state, &generator.name)?;
     let messages = conversation(&state, &request.messages)?;
-    // The newer name wins, as vLLM has it.
-    let (max_tokens, named) = match (request.max_completion_tokens, request.max_tokens) {
-        (Some(n), _) => (n, "max_completion_tokens"),
-        (None, Some(n)) => (n, "max_tokens"),
-        (None, None) => (state.config.limits.max_new_tokens, "max_tokens"),
-    };
+    let most = state.config.limits.max_new_tokens;
+    for (name, value) in [
+        ("max_tokens", request.max_tokens),
+        ("max_completion_tokens", request.max_completion_tokens),
+    ] {
+        if let Some(n) = value.filter(|&n| n == 0 || n > most) {
+            return Err(ApiError::Validation(format!(
+                "{name}: {n} is out of range 1..={most}"
+            )));
+        }
+    }
     let params = generation_params(
         &state,
         &GenerationRequest {
             text: String::new(),
-            max_new_tokens: Some(max_tokens),
+            // The newer name wins, as vLLM has it.
+            max_new_tokens: Some(
+                request
+                    .max_completion_tokens
+                    .or(request.max_tokens)
+                    .unwrap_or(most),
+            ),
             max_length: None,
             min_new_tokens: None,
             temperature: Some(request.temperature.unwrap_or(1.0)),
@@ -97,12 +108,7 @@ pub(super) async fn chat_completions(
             seed: request.seed,
             stop: request.stop.clone().map(|s| s.into_vec()),
         },
-    )
-    // Named as the client named them.
-    .map_err(|e| match e {
-        ApiError::Validation(m) => ApiError::Validation(m.replace("max_new_tokens", named)),
-        other => other,
-    })?;
+    )?;
     let (context, guards) = call_context(&state, &req);
     let shape = Shape {
         id: format!("chatcmpl-{}", context.request_id),
