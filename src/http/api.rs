@@ -248,6 +248,22 @@ pub struct CallInfo {
     /// A split branch's percent of requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
+    /// A generate call's own prompt around the item's text (`{text}`); the item's text
+    /// afterwards is the answer alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// A generate call's conversation around the item's text, rendered with the model's
+    /// chat template; the item's text afterwards is the answer alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<ChatStepInfo>,
+}
+
+/// A `chat = { system, user }` call, as configured.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChatStepInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    pub user: String,
 }
 
 /// `GET /v1/models`: every model in full (`models`), and the same list as the OpenAI API

@@ -9,10 +9,10 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::api::{
-    CallInfo, EnginesResponse, ErrorBody, GenerateScoreRequest, GeneratedScore, GenerationRequest,
-    GraphInfo, GraphResponse, GraphResult, GraphTimings, GraphsResponse, HealthBody,
-    ModelsResponse, OpenAiModel, RequestErrors, RouteReport, StepFailureReport, StepInfo,
-    StepReport, StepSpan, StepTiming, TracesResponse,
+    CallInfo, ChatStepInfo, EnginesResponse, ErrorBody, GenerateScoreRequest, GeneratedScore,
+    GenerationRequest, GraphInfo, GraphResponse, GraphResult, GraphTimings, GraphsResponse,
+    HealthBody, ModelsResponse, OpenAiModel, RequestErrors, RouteReport, StepFailureReport,
+    StepInfo, StepReport, StepSpan, StepTiming, TracesResponse,
 };
 use super::disconnect;
 use super::error::ApiError;
@@ -20,7 +20,7 @@ use super::state::{AppState, Phase};
 use super::stream;
 use crate::actors::remote::DEADLINE_HEADER;
 use crate::actors::CallContext;
-use crate::config::graphs::{Action, Best, Call, GraphSpec, OnError, StepInput, StepKind};
+use crate::config::graphs::{Action, Best, Call, Framing, GraphSpec, OnError, StepInput, StepKind};
 use crate::engine::{CancelOnDrop, CancelToken};
 use crate::graph::trace::graph_trace;
 use crate::graph::{GraphCoordinator, GraphOutcome, Item, RunGraph, StepFailure};
@@ -247,6 +247,17 @@ fn graph_info(spec: &GraphSpec) -> GraphInfo {
         model: call.model.clone(),
         when: None,
         weight: None,
+        prompt: match &call.framing {
+            Some(Framing::Prompt(prompt)) => Some(prompt.clone()),
+            _ => None,
+        },
+        chat: match &call.framing {
+            Some(Framing::Chat { system, user }) => Some(ChatStepInfo {
+                system: system.clone(),
+                user: user.clone(),
+            }),
+            _ => None,
+        },
     };
     GraphInfo {
         name: spec.name.clone(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::common;
 
 use common::real_smollm2;
-use common::server::{ModelEntry, TestServer};
+use common::server::{models_toml, serve_refuses, ModelEntry, TestServer};
 use serde_json::{json, Value};
 
 const QUESTION: &str = "What is the capital of France?";
@@ -351,4 +351,158 @@ async fn a_template_that_raises_answers_422_with_its_message_and_the_server_carr
     let (status, answer) = server.post_json("/v1/chat/completions", &fine).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["usage"]["completion_tokens"], 2);
+}
+
+/// A graph that scores the request, then has a chat step answer it (with a system prompt),
+/// and scores the answer (the default graph gives scores); and one whose step writes a
+/// prompt of its own.
+const CHAT_GRAPHS: &str = r#"
+[[graphs]]
+name = "answer"
+  [[graphs.steps]]
+  name = "mood"
+  each = { classify = "bert" }
+  [[graphs.steps]]
+  name = "reply"
+  each = { generate = "llama", chat = { system = "Answer in one short sentence.", user = "Answer this: {text}" } }
+  [[graphs.steps]]
+  name = "score"
+  each = { classify = "bert" }
+
+[[graphs]]
+name = "rewrite"
+  [[graphs.steps]]
+  each = { generate = "llama", prompt = "Rewrite politely: {text}\n" }
+"#;
+
+fn chat_graph_models() -> Vec<ModelEntry> {
+    vec![
+        ("llama", common::fixture("llama-tiny"), "generator"),
+        ("bert", common::fixture("bert-tiny"), "classifier"),
+    ]
+}
+
+#[actix_web::test]
+async fn a_graph_step_that_chats_or_prompts_answers_as_the_model_route_does_and_streams_and_traces()
+{
+    let server = TestServer::start(&chat_graph_models(), CHAT_GRAPHS);
+    let text = "I have an idea!";
+    let (status, answer) = server
+        .post_json(
+            "/v1/graphs/answer",
+            &json!({"text": text, "max_new_tokens": 6}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let messages = json!([
+        {"role": "system", "content": "Answer in one short sentence."},
+        {"role": "user", "content": format!("Answer this: {text}")},
+    ]);
+    let (status, alone) = server
+        .post_json(
+            "/v1/models/llama/chat",
+            &json!({"messages": messages, "max_new_tokens": 6}),
+        )
+        .await;
+    assert_eq!(status, 200, "{alone}");
+    let result = &answer["results"][0];
+    assert_eq!(result["model"], "llama");
+    assert_eq!(result["generated"], alone["generated"], "the answer alone");
+    assert_eq!(result["prompt_tokens"], alone["prompt_tokens"]);
+    assert_eq!(answer["steps"][0]["results"][0]["generated"], text);
+
+    // Streamed, the tokens add up to that answer; the trace has both steps.
+    let events: Vec<Value> = data_lines(
+        &server
+            .post_sse(
+                "/v1/graphs/answer/stream",
+                &json!({"text": text, "max_new_tokens": 6}),
+            )
+            .await,
+    )
+    .iter()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect();
+    let generated = events.iter().find(|e| e["type"] == "generated").unwrap();
+    assert_eq!(generated["text"], alone["generated"]);
+    let streamed: String = events
+        .iter()
+        .filter(|e| e["type"] == "token")
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(streamed, alone["generated"].as_str().unwrap());
+    let trace_id = answer["trace_id"].as_str().unwrap();
+    let mut response = awc::Client::default()
+        .get(server.url(&format!("/v1/traces/{trace_id}")))
+        .send()
+        .await
+        .unwrap();
+    let trace: Value = response.json().limit(1 << 22).await.unwrap();
+    let trace = trace.to_string();
+    assert!(
+        trace.contains("\"reply\"") && trace.contains("\"mood\""),
+        "{trace}"
+    );
+
+    // A prompt of the step's own: the result is the continuation alone.
+    let (status, rewritten) = server
+        .post_json(
+            "/v1/graphs/rewrite",
+            &json!({"text": text, "max_new_tokens": 6}),
+        )
+        .await;
+    assert_eq!(status, 200, "{rewritten}");
+    let (_, plain) = server
+        .post_json(
+            "/v1/models/llama/generate",
+            &json!({"text": format!("Rewrite politely: {text}\n"), "max_new_tokens": 6}),
+        )
+        .await;
+    assert_eq!(rewritten["results"][0]["generated"], plain["continuation"]);
+
+    // /v1/graphs shows the steps' prompts.
+    let mut response = awc::Client::default()
+        .get(server.url("/v1/graphs"))
+        .send()
+        .await
+        .unwrap();
+    let graphs: Value = response.json().await.unwrap();
+    let reply = &graphs["graphs"][0]["steps"][1]["calls"][0];
+    assert_eq!(
+        reply["chat"],
+        json!({"system": "Answer in one short sentence.", "user": "Answer this: {text}"})
+    );
+    assert_eq!(
+        graphs["graphs"][1]["steps"][0]["calls"][0]["prompt"],
+        "Rewrite politely: {text}\n"
+    );
+}
+
+#[test]
+fn a_chat_step_for_a_model_without_a_template_fails_at_start_naming_graph_step_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let models = [
+        ("gpt2", common::fixture("gpt2-tiny-a"), "generator"),
+        ("bert", common::fixture("bert-tiny"), "classifier"),
+    ];
+    let graphs = "[[graphs]]\nname = \"ask\"\n[[graphs.steps]]\nname = \"reply\"\n\
+                  each = { generate = \"gpt2\", chat = { user = \"{text}\" } }\n\
+                  [[graphs.steps]]\neach = { classify = \"bert\" }\n";
+    std::fs::write(
+        &path,
+        format!(
+            "backend = \"cpu\"\n[server]\nport = 0\n{graphs}{}",
+            models_toml(&models)
+        ),
+    )
+    .unwrap();
+    let stderr = serve_refuses(&path, &[]);
+    for part in [
+        "graphs \"ask\" step 1 (\"reply\")",
+        "each.chat",
+        "\"gpt2\" has no chat template",
+    ] {
+        assert!(stderr.contains(part), "{part:?} is not in: {stderr}");
+    }
 }
