@@ -31,7 +31,7 @@ use crate::graph::RunGraph;
 use crate::http::api::{EngineInfo, EnginesResponse, ModelsResponse};
 use crate::http::error::ApiError;
 use crate::models::sampling::SamplingParams;
-use crate::models::GenerationParams;
+use crate::models::{GenerationParams, Prompt};
 
 /// What to drive.
 #[derive(Debug, Clone)]
@@ -386,7 +386,7 @@ impl Driver {
                     ModelHandle::Generator(actor, _) => actor
                         .addr
                         .send(Generate {
-                            prompt,
+                            prompt: Prompt::Text(prompt),
                             params: actor_params(options),
                             events: None,
                             context,

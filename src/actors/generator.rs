@@ -6,7 +6,7 @@ use actix::{Actor, Context, Handler, Message, ResponseFuture};
 use super::CallContext;
 use crate::engine::generation::TokenSender;
 use crate::engine::{EngineSettings, GenerationEngine};
-use crate::models::{Generation, GenerationParams, Generator};
+use crate::models::{Generation, GenerationParams, Generator, Prompt};
 use crate::work::{ActorError, WorkSpan};
 
 pub struct GeneratorActor {
@@ -32,10 +32,11 @@ impl GeneratorActor {
     }
 }
 
-/// Continue `prompt`. Local (`GeneratorActor`) and remote (`RemoteModel`) generators both
-/// take it, so the coordinator does not know which it talks to.
+/// Continue `prompt` (or answer it, for a conversation). Local (`GeneratorActor`) and remote
+/// (`RemoteModel`) generators both take it, so the coordinator does not know which it
+/// talks to.
 pub struct Generate {
-    pub prompt: String,
+    pub prompt: Prompt,
     pub params: GenerationParams,
     /// For streaming requests: where each token goes as it is generated.
     pub events: Option<TokenSender>,

@@ -2,7 +2,8 @@
 //! like a local one: it takes the same `Generate` and `Classify` messages, so the graph
 //! coordinator does not know the difference.
 //!
-//! STREAMING: a generation goes over the node's `POST /v1/models/{name}/generate/stream`;
+//! STREAMING: a generation goes over the node's `POST /v1/models/{name}/generate/stream`
+//! (a conversation over `/chat/stream`, rendered by the node with the model's template);
 //! each `token` event is passed on as it arrives, so the graph's streams are as live
 //! through the hop as without it.
 //!
@@ -36,7 +37,9 @@ use crate::config::RemoteConfig;
 use crate::engine::generation::TokenEvent;
 use crate::engine::CancelToken;
 use crate::histogram::{Histogram, SECONDS};
-use crate::models::{Classification, FinishReason, Generation, GenerationParams, ModelError};
+use crate::models::{
+    Classification, FinishReason, Generation, GenerationParams, ModelError, Prompt,
+};
 use crate::work::{ActorError, WorkSpan};
 
 /// The request header telling a node how many milliseconds the request has left.
@@ -353,7 +356,12 @@ impl Hop {
 
     async fn generate(&self, msg: Generate) -> Result<Generated, ActorError> {
         let body = generation_body(&msg.prompt, &msg.params);
-        let path = format!("/v1/models/{}/generate/stream", self.replicas.model);
+        // A conversation is rendered where the model and its template are: on the node.
+        let route = match msg.prompt {
+            Prompt::Text(_) => "generate",
+            Prompt::Chat(_) => "chat",
+        };
+        let path = format!("/v1/models/{}/{route}/stream", self.replicas.model);
         let context = &msg.context;
         let events = msg.events.as_ref();
         self.call(context, |replica| {
@@ -589,7 +597,7 @@ impl Hop {
         let model = self.replicas.model.clone();
         match error["error_type"].as_str().unwrap_or_default() {
             "overloaded" if !produced => Attempt::Full(ROOM_RETRY),
-            "validation" | "wrong_role" => {
+            "validation" | "wrong_role" | "no_chat_template" => {
                 Attempt::Fatal(ActorError::Model(ModelError::InvalidInput(message)))
             }
             "cancelled" => Attempt::Fatal(ActorError::Cancelled),
@@ -652,11 +660,11 @@ fn retype<T>(attempt: Attempt<()>) -> Attempt<T> {
     }
 }
 
-/// The request body for a node's `/generate/stream`: the same parameters as here.
-fn generation_body(prompt: &str, params: &GenerationParams) -> Value {
+/// The request body for a node's `/generate/stream` (a text) or `/chat/stream` (a
+/// conversation): the same parameters as here.
+fn generation_body(prompt: &Prompt, params: &GenerationParams) -> Value {
     let sampling = &params.sampling;
     let mut body = json!({
-        "text": prompt,
         "max_new_tokens": params.max_new_tokens,
         "min_new_tokens": params.min_new_tokens,
         "temperature": sampling.temperature,
@@ -676,6 +684,10 @@ fn generation_body(prompt: &str, params: &GenerationParams) -> Value {
         if let Some(value) = value {
             body[key] = value;
         }
+    }
+    match prompt {
+        Prompt::Text(text) => body["text"] = json!(text),
+        Prompt::Chat(messages) => body["messages"] = json!(messages),
     }
     body
 }

@@ -19,6 +19,11 @@
 //! the request's text's (its label is `similarity`). Which items carry a score is known before any request runs, so a condition
 //! or a selection on a score that the step before does not produce is refused at start.
 //!
+//! PROMPTS: a `generate` call may put the item's text into a prompt of its own, `prompt =
+//! "… {text} …"`, or into a conversation, `chat = { system = "…", user = "… {text} …" }`
+//! (rendered with the model's own chat template). The item's text afterwards is then the
+//! model's answer alone, not prompt plus continuation.
+//!
 //! CHECKED AT START: every message names the graph, the step (its number and name) and the
 //! key at fault.
 
@@ -86,6 +91,72 @@ impl Action {
 pub struct Call {
     pub action: Action,
     pub model: String,
+    /// How a generate call puts the item's text to its model; `None`: it continues the
+    /// text as it is.
+    pub framing: Option<Framing>,
+}
+
+/// A generate call's prompt around the item's text, whose `{text}` stands for it (`{{` and
+/// `}}` for braces).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Framing {
+    /// `prompt = "… {text} …"`: a plain prompt.
+    Prompt(String),
+    /// `chat = { system = "…", user = "… {text} …" }`: a conversation, rendered with the
+    /// model's own chat template.
+    Chat {
+        system: Option<String>,
+        user: String,
+    },
+}
+
+impl Framing {
+    /// `template` with the item's `text` in place of `{text}`.
+    pub fn fill(template: &str, text: &str) -> String {
+        pieces(template)
+            .expect("checked at start")
+            .into_iter()
+            .map(|piece| match piece {
+                Piece::Literal(literal) => literal,
+                Piece::Text => text.to_string(),
+            })
+            .collect()
+    }
+}
+
+enum Piece {
+    Literal(String),
+    Text,
+}
+
+/// `template` cut at its placeholders; an error names a placeholder other than `{text}` or
+/// a lone brace.
+fn pieces(template: &str) -> Result<Vec<Piece>, String> {
+    let mut pieces = Vec::new();
+    let mut literal = String::new();
+    let mut rest = template;
+    while let Some(at) = rest.find(['{', '}']) {
+        literal.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if let Some(after) = tail.strip_prefix("{{").or_else(|| tail.strip_prefix("}}")) {
+            literal.push_str(&tail[..1]);
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("{text}") {
+            pieces.push(Piece::Literal(std::mem::take(&mut literal)));
+            pieces.push(Piece::Text);
+            rest = after;
+        } else if tail.starts_with('{') {
+            let name = tail.find('}').map_or(tail, |end| &tail[..=end]);
+            return Err(format!(
+                "unknown placeholder {name}: the only one is {{text}} (write {{{{ and }}}} for braces)"
+            ));
+        } else {
+            return Err("a lone } (write }} for a brace)".into());
+        }
+    }
+    literal.push_str(rest);
+    pieces.push(Piece::Literal(literal));
+    Ok(pieces)
 }
 
 /// When a switch case is taken, tested on one item.
@@ -168,17 +239,30 @@ impl StepKind {
         }
     }
 
-    /// Every model call the step may make.
-    pub fn calls(&self) -> Vec<&Call> {
+    /// Every model call the step may make, with the key that wrote it (`each`,
+    /// `switch[0]`, ..), for messages.
+    pub fn keyed_calls(&self) -> Vec<(String, &Call)> {
         match self {
-            Self::Parallel(calls) => calls.iter().collect(),
-            Self::Each(call) => vec![call],
-            Self::Switch { cases, otherwise } => {
-                cases.iter().map(|c| &c.call).chain(otherwise).collect()
-            }
-            Self::Split(branches) => branches.iter().map(|b| &b.call).collect(),
+            Self::Parallel(calls) => calls.iter().map(|c| ("parallel".into(), c)).collect(),
+            Self::Each(call) => vec![("each".into(), call)],
+            Self::Switch { cases, otherwise } => cases
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("switch[{i}]"), &c.call))
+                .chain(otherwise.iter().map(|c| ("otherwise".into(), c)))
+                .collect(),
+            Self::Split(branches) => branches
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (format!("split[{i}]"), &b.call))
+                .collect(),
             Self::Select(_) => Vec::new(),
         }
+    }
+
+    /// Every model call the step may make.
+    pub fn calls(&self) -> Vec<&Call> {
+        self.keyed_calls().into_iter().map(|(_, c)| c).collect()
     }
 }
 
@@ -214,6 +298,7 @@ impl GraphSpec {
         let call = |action, model: &str| Call {
             action,
             model: model.to_string(),
+            framing: None,
         };
         Self {
             name: BUILTIN_GRAPH.into(),
@@ -313,26 +398,47 @@ impl StepEntry {
     }
 }
 
-/// `{ generate = [..] }`, `{ classify = [..] }` or `{ embed = [..] }`.
+/// `{ generate = [..] }`, `{ classify = [..] }` or `{ embed = [..] }`; generate with an
+/// optional `prompt` or `chat`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ModelsEntry {
     generate: Option<Vec<String>>,
     classify: Option<Vec<String>>,
     embed: Option<Vec<String>>,
+    prompt: Option<String>,
+    chat: Option<ChatEntry>,
 }
 
-/// `{ generate = ".." }`, `{ classify = ".." }` or `{ embed = ".." }`.
+/// `{ generate = ".." }`, `{ classify = ".." }` or `{ embed = ".." }`; generate with an
+/// optional `prompt` or `chat`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CallEntry {
     generate: Option<String>,
     classify: Option<String>,
     embed: Option<String>,
+    prompt: Option<String>,
+    chat: Option<ChatEntry>,
 }
 
-/// The call keys of one table as written: generate, classify, embed.
-type CallKeys = (Option<String>, Option<String>, Option<String>);
+/// `chat = { system = "..", user = ".. {text} .." }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChatEntry {
+    system: Option<String>,
+    user: Option<String>,
+}
+
+/// The call keys of one table as written: generate, classify, embed, and a generate
+/// call's prompt or chat.
+struct CallKeys {
+    generate: Option<String>,
+    classify: Option<String>,
+    embed: Option<String>,
+    prompt: Option<String>,
+    chat: Option<ChatEntry>,
+}
 
 /// One switch case: one condition key and one call key.
 #[derive(Debug, Clone, Deserialize)]
@@ -345,6 +451,8 @@ struct CaseEntry {
     generate: Option<String>,
     classify: Option<String>,
     embed: Option<String>,
+    prompt: Option<String>,
+    chat: Option<ChatEntry>,
 }
 
 /// One split branch: a weight and one call key.
@@ -355,6 +463,8 @@ struct BranchEntry {
     generate: Option<String>,
     classify: Option<String>,
     embed: Option<String>,
+    prompt: Option<String>,
+    chat: Option<ChatEntry>,
 }
 
 /// Checks `entries` against `models`: the graphs the server will run, or a message naming
@@ -550,6 +660,7 @@ impl StepChecker<'_> {
         if models.is_empty() {
             return Err(self.error(step, "parallel", "lists no model"));
         }
+        let framing = self.framing(step, "parallel", action, &entry.prompt, &entry.chat)?;
         models
             .iter()
             .map(|model| {
@@ -559,6 +670,7 @@ impl StepChecker<'_> {
                     Call {
                         action,
                         model: model.clone(),
+                        framing: framing.clone(),
                     },
                 )
             })
@@ -602,11 +714,13 @@ impl StepChecker<'_> {
             let call = self.call(
                 step,
                 &key,
-                Some((
-                    case.generate.clone(),
-                    case.classify.clone(),
-                    case.embed.clone(),
-                )),
+                Some(CallKeys {
+                    generate: case.generate.clone(),
+                    classify: case.classify.clone(),
+                    embed: case.embed.clone(),
+                    prompt: case.prompt.clone(),
+                    chat: case.chat.clone(),
+                }),
             )?;
             cases.push(SwitchCase { when, call });
         }
@@ -636,11 +750,13 @@ impl StepChecker<'_> {
             let call = self.call(
                 step,
                 &key,
-                Some((
-                    branch.generate.clone(),
-                    branch.classify.clone(),
-                    branch.embed.clone(),
-                )),
+                Some(CallKeys {
+                    generate: branch.generate.clone(),
+                    classify: branch.classify.clone(),
+                    embed: branch.embed.clone(),
+                    prompt: branch.prompt.clone(),
+                    chat: branch.chat.clone(),
+                }),
             )?;
             branches.push(SplitBranch { weight, call });
         }
@@ -661,10 +777,17 @@ impl StepChecker<'_> {
 
     /// One call from its `generate` / `classify` / `embed` keys, as found at `key`.
     fn call(&self, step: &StepEntry, key: &str, keys: Option<CallKeys>) -> Result<Call, String> {
-        let (action, model) = match keys {
-            Some((Some(model), None, None)) => (Action::Generate, model),
-            Some((None, Some(model), None)) => (Action::Classify, model),
-            Some((None, None, Some(model))) => (Action::Embed, model),
+        let keys = keys.unwrap_or(CallKeys {
+            generate: None,
+            classify: None,
+            embed: None,
+            prompt: None,
+            chat: None,
+        });
+        let (action, model) = match (keys.generate, keys.classify, keys.embed) {
+            (Some(model), None, None) => (Action::Generate, model),
+            (None, Some(model), None) => (Action::Classify, model),
+            (None, None, Some(model)) => (Action::Embed, model),
             _ => {
                 return Err(self.error(
                     step,
@@ -674,9 +797,67 @@ impl StepChecker<'_> {
                 ))
             }
         };
-        let call = Call { action, model };
+        let framing = self.framing(step, key, action, &keys.prompt, &keys.chat)?;
+        let call = Call {
+            action,
+            model,
+            framing,
+        };
         let key = format!("{key}.{}", call.action.as_str());
         self.resolve(step, &key, call)
+    }
+
+    /// A generate call's `prompt` or `chat` at `key`, its placeholders checked.
+    fn framing(
+        &self,
+        step: &StepEntry,
+        key: &str,
+        action: Action,
+        prompt: &Option<String>,
+        chat: &Option<ChatEntry>,
+    ) -> Result<Option<Framing>, String> {
+        let framing = match (prompt, chat) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => {
+                return Err(self.error(step, key, "give prompt or chat, not both"));
+            }
+            _ if action != Action::Generate => {
+                let which = if prompt.is_some() { "prompt" } else { "chat" };
+                return Err(self.error(
+                    step,
+                    &format!("{key}.{which}"),
+                    format!("only a generate call takes one, not {}", action.as_str()),
+                ));
+            }
+            (Some(prompt), None) => Framing::Prompt(prompt.clone()),
+            (None, Some(chat)) => Framing::Chat {
+                system: chat.system.clone(),
+                user: chat
+                    .user
+                    .clone()
+                    .ok_or_else(|| self.error(step, &format!("{key}.chat.user"), "missing"))?,
+            },
+        };
+        let texts = match &framing {
+            Framing::Prompt(prompt) => vec![("prompt", prompt, true)],
+            Framing::Chat { system, user } => system
+                .iter()
+                .map(|s| ("chat.system", s, false))
+                .chain([("chat.user", user, true)])
+                .collect(),
+        };
+        for (field, text, needs_text) in texts {
+            let field = format!("{key}.{field}");
+            let parts = pieces(text).map_err(|e| self.error(step, &field, e))?;
+            if needs_text && !parts.iter().any(|p| matches!(p, Piece::Text)) {
+                return Err(self.error(
+                    step,
+                    &field,
+                    "never says {text}, so the item's text would not reach the model",
+                ));
+            }
+        }
+        Ok(Some(framing))
     }
 
     /// `call` if its model exists and can do its action.
@@ -714,11 +895,13 @@ impl StepChecker<'_> {
 }
 
 fn call_keys(entry: &CallEntry) -> CallKeys {
-    (
-        entry.generate.clone(),
-        entry.classify.clone(),
-        entry.embed.clone(),
-    )
+    CallKeys {
+        generate: entry.generate.clone(),
+        classify: entry.classify.clone(),
+        embed: entry.embed.clone(),
+        prompt: entry.prompt.clone(),
+        chat: entry.chat.clone(),
+    }
 }
 
 /// A step's name when it gives none: its kind, or with its number when the graph has

@@ -14,7 +14,7 @@ use super::pool::{self, StartGate};
 use crate::models::generator::Sequence;
 use crate::models::kv_cache::KvCache;
 use crate::models::tokenizer::TextTokenizer;
-use crate::models::{Generation, GenerationParams, Generator, ModelError};
+use crate::models::{Generation, GenerationParams, Generator, ModelError, Prompt};
 use crate::work::{ActorError, WorkSpan};
 
 /// What the engine answers: the generation and when the engine worked on it.
@@ -35,7 +35,7 @@ pub struct TokenEvent {
 pub type TokenSender = tokio::sync::mpsc::UnboundedSender<TokenEvent>;
 
 pub struct Job {
-    prompt: String,
+    prompt: Prompt,
     params: GenerationParams,
     cancel: CancelToken,
     reply: oneshot::Sender<Reply>,
@@ -79,7 +79,7 @@ impl GenerationEngine {
         (Self { admission }, gate)
     }
 
-    /// Queues a request, or refuses it at once when the queue is full.
+    /// Queues a text to continue, or refuses it at once when the queue is full.
     pub fn submit(
         &self,
         prompt: String,
@@ -87,13 +87,13 @@ impl GenerationEngine {
         cancel: CancelToken,
         parent: tracing::Span,
     ) -> Result<oneshot::Receiver<Reply>, ActorError> {
-        self.submit_streaming(prompt, params, cancel, parent, None)
+        self.submit_streaming(Prompt::Text(prompt), params, cancel, parent, None)
     }
 
     /// As `submit`, also sending each token to `events` as it is generated.
     pub fn submit_streaming(
         &self,
-        prompt: String,
+        prompt: Prompt,
         params: GenerationParams,
         cancel: CancelToken,
         parent: tracing::Span,
@@ -124,8 +124,8 @@ impl GenerationEngine {
 
 /// A request in the running batch.
 struct Row {
-    /// The request's text, kept for fault injection.
-    prompt: String,
+    /// The request's prompt, kept for fault injection.
+    prompt: Prompt,
     sequence: Sequence,
     cancel: CancelToken,
     reply: oneshot::Sender<Reply>,
@@ -219,9 +219,9 @@ impl Batcher {
             let started = Instant::now();
             let sequence = self
                 .generator
-                .tokenizer()
-                .encode(&job.prompt, None)
-                .and_then(|encoded| self.generator.sequence(encoded.ids, &job.params));
+                .encode_prompt(&job.prompt)
+                .and_then(|ids| self.generator.sequence(ids, &job.params))
+                .map(|sequence| sequence.answering(&job.prompt));
             match sequence {
                 Ok(sequence) => joining.push(Row {
                     prompt: job.prompt,
@@ -251,7 +251,9 @@ impl Batcher {
             .collect();
         let model = self.generator.model();
         let injected = self.panic_on_prompt.as_deref();
-        let fault = joining.iter().any(|r| Some(r.prompt.as_str()) == injected);
+        let fault = joining
+            .iter()
+            .any(|r| matches!(&r.prompt, Prompt::Text(text) if Some(text.as_str()) == injected));
         let forward = Instant::now();
         let prefilled = guarded(|| {
             if fault {

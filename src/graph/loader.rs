@@ -11,7 +11,7 @@ use super::{GraphCoordinator, GraphModels, Named};
 use crate::actors::remote::{RemoteModel, Replicas};
 use crate::actors::{ClassifierActor, Classify, Embed, EmbedderActor, Generate, GeneratorActor};
 use crate::backend::SelectedDevice;
-use crate::config::graphs::{Condition, GraphSpec, StepKind};
+use crate::config::graphs::{Condition, Framing, GraphSpec, StepKind};
 use crate::config::{Config, EngineConfig, ModelSource, RemoteConfig, Role};
 use crate::engine::{
     ClassificationEngine, EmbeddingEngine, EngineSettings, EngineStats, GenerationEngine,
@@ -328,6 +328,7 @@ pub fn load_models(config: &Config, device: &SelectedDevice) -> Result<LoadedGra
         models.push((model.name.clone(), model.role, source));
     }
     check_labels(&config.graphs, &infos)?;
+    check_chats(&config.graphs, &infos)?;
     Ok(LoadedGraph {
         models,
         infos,
@@ -364,6 +365,32 @@ fn check_labels(graphs: &[GraphSpec], infos: &[ModelInfo]) -> Result<(), String>
                             known.join(", ")
                         ));
                     }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A `chat` call must go to a generator with a chat template (known here for a local
+/// model; a remote one's node refuses a chat itself, naming the model).
+fn check_chats(graphs: &[GraphSpec], infos: &[ModelInfo]) -> Result<(), String> {
+    for graph in graphs {
+        for (number, step) in graph.steps.iter().enumerate() {
+            for (key, call) in step.kind.keyed_calls() {
+                if !matches!(call.framing, Some(Framing::Chat { .. })) {
+                    continue;
+                }
+                let info = infos.iter().find(|i| i.name == call.model);
+                if info.is_some_and(|i| i.chat_template.is_none()) {
+                    return Err(format!(
+                        "graphs {:?} step {} ({:?}): {key}.chat: {:?} has no chat template, so \
+                         it cannot chat (use prompt = \"… {{text}} …\" for a plain prompt)",
+                        graph.name,
+                        number + 1,
+                        step.name,
+                        call.model
+                    ));
                 }
             }
         }

@@ -15,11 +15,12 @@ use super::{
 };
 use crate::actors::{CallContext, Classify, Embed, Generate};
 use crate::config::graphs::{
-    Action, Best, Call, Condition, GraphSpec, OnError, SplitBranch, StepInput, StepKind, StepSpec,
-    SwitchCase,
+    Action, Best, Call, Condition, Framing, GraphSpec, OnError, SplitBranch, StepInput, StepKind,
+    StepSpec, SwitchCase,
 };
+use crate::models::chat::ChatMessage;
 use crate::models::embedder::cosine;
-use crate::models::Classification;
+use crate::models::{Classification, Prompt};
 use crate::work::ActorError;
 
 /// The label of an embed call's score: the cosine similarity to the request's text.
@@ -426,8 +427,24 @@ impl<'a> StepRun<'a> {
             }
             None => (None, None),
         };
+        let fill = |template: &str| Framing::fill(template, &item.text);
+        let prompt = match &call.framing {
+            None => Prompt::Text(item.text.clone()),
+            Some(Framing::Prompt(template)) => Prompt::Text(fill(template)),
+            Some(Framing::Chat { system, user }) => Prompt::Chat(
+                system
+                    .iter()
+                    .map(|s| ("system", fill(s)))
+                    .chain([("user", fill(user))])
+                    .map(|(role, content)| ChatMessage {
+                        role: role.into(),
+                        content,
+                    })
+                    .collect(),
+            ),
+        };
         let reply = generator.send(Generate {
-            prompt: item.text.clone(),
+            prompt,
             params: self.run.msg.params.clone(),
             events: tokens,
             context: self.context(),
@@ -449,10 +466,15 @@ impl<'a> StepRun<'a> {
         let reply = reply.map_err(|_| ActorError::Unavailable {
             model: call.model.clone(),
         })??;
+        // A prompt of the step's own is not the item's: the item becomes the answer alone.
+        let text = match call.framing {
+            Some(_) => reply.generation.new_text.clone(),
+            None => reply.generation.text.clone(),
+        };
         self.run.send(GraphEvent::Generated {
             step: self.step.name.clone(),
             model: call.model.clone(),
-            text: reply.generation.text.clone(),
+            text: text.clone(),
             finish_reason: reply.generation.finish_reason,
         });
         Ok(CallRecord {
@@ -462,7 +484,7 @@ impl<'a> StepRun<'a> {
             span: reply.span,
             made: Item {
                 source: Some(call.model.clone()),
-                text: reply.generation.text.clone(),
+                text,
                 generation: Some(reply.generation),
                 classification: None,
             },

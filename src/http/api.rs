@@ -248,6 +248,22 @@ pub struct CallInfo {
     /// A split branch's percent of requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
+    /// A generate call's own prompt around the item's text (`{text}`); the item's text
+    /// afterwards is the answer alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// A generate call's conversation around the item's text, rendered with the model's
+    /// chat template; the item's text afterwards is the answer alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<ChatStepInfo>,
+}
+
+/// A `chat = { system, user }` call, as configured.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChatStepInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    pub user: String,
 }
 
 /// `GET /v1/models`: every model in full (`models`), and the same list as the OpenAI API
@@ -303,8 +319,9 @@ pub struct ModelInfo {
     /// Classifier label names, in class order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
-    /// A generator that can chat: where its chat template came from
-    /// (`chat_template.jinja`, `tokenizer_config.json`, `gguf`, `config`). Absent: it has none.
+    /// A generator that can chat (`/v1/chat/completions`, `/v1/models/{name}/chat`): where
+    /// its chat template came from (`chat_template.jinja`, `tokenizer_config.json`, `gguf`,
+    /// `config`). Absent: it has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_template: Option<String>,
     /// An embedder's pooling: `mean` or `cls`.
@@ -555,7 +572,7 @@ pub struct ModelGenerateResponse {
     pub model: String,
     /// The request's trace, at `GET /v1/traces/{trace_id}` (also the `x-trace-id` header).
     pub trace_id: String,
-    /// Prompt plus continuation, as in the graph's results.
+    /// Prompt plus continuation, as in the graph's results (the answer alone, for a chat).
     pub generated: String,
     /// The prompt's token ids.
     pub prompt_token_ids: Vec<u32>,
@@ -860,4 +877,257 @@ pub struct CompletionUsage {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
     pub total_tokens: usize,
+}
+
+/// One message of a conversation, as OpenAI's chat API writes it.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatRequestMessage {
+    pub role: ChatRole,
+    /// A text, or a list of text parts (joined with newlines, as vLLM joins them).
+    pub content: ChatContent,
+}
+
+/// Who wrote a message. (`developer`, `tool` and `function` are refused by name.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatRole {
+    System,
+    User,
+    Assistant,
+}
+
+impl ChatRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::User => "user",
+            Self::Assistant => "assistant",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ChatContent {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+/// A part of a message's content; only text parts are taken (an image or audio part is
+/// refused by name).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ContentPart {
+    Text { text: String },
+}
+
+impl ChatContent {
+    /// The message's text: its parts joined with newlines.
+    pub fn text(&self) -> String {
+        match self {
+            Self::Text(text) => text.clone(),
+            Self::Parts(parts) => parts
+                .iter()
+                .map(|ContentPart::Text { text }| text.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
+/// The body of `POST /v1/models/{name}/chat` (and `/chat/stream`): a conversation, which
+/// the generator answers as the assistant through its own chat template, with the same
+/// parameters as `/generate`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatGenerationRequest {
+    /// The conversation so far (at least one message).
+    #[schema(min_items = 1)]
+    pub messages: Vec<ChatRequestMessage>,
+    /// Tokens to answer with at most. With `max_length` too, whichever ends the answer
+    /// first applies.
+    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "integral")]
+    pub max_new_tokens: Option<usize>,
+    /// Total tokens, the rendered prompt included. Defaults to `generation.max_length`.
+    #[schema(minimum = 2)]
+    #[serde(default, deserialize_with = "integral")]
+    pub max_length: Option<usize>,
+    #[serde(default, deserialize_with = "integral")]
+    pub min_new_tokens: Option<usize>,
+    /// 0 (the default) is greedy; above 0, tokens are sampled.
+    #[schema(minimum = 0, maximum = 100)]
+    pub temperature: Option<f64>,
+    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "integral")]
+    pub top_k: Option<usize>,
+    #[schema(exclusive_minimum = 0, maximum = 1)]
+    pub top_p: Option<f64>,
+    #[schema(exclusive_minimum = 0, maximum = 100)]
+    pub repetition_penalty: Option<f64>,
+    #[serde(default, deserialize_with = "integral")]
+    pub seed: Option<u64>,
+    /// Up to 4 strings; the answer ends once it contains one.
+    pub stop: Option<Vec<String>>,
+}
+
+impl ChatGenerationRequest {
+    /// Its parameters, as `/generate` reads them.
+    pub fn parameters(&self) -> GenerationRequest {
+        GenerationRequest {
+            text: String::new(),
+            max_new_tokens: self.max_new_tokens,
+            max_length: self.max_length,
+            min_new_tokens: self.min_new_tokens,
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            repetition_penalty: self.repetition_penalty,
+            seed: self.seed,
+            stop: self.stop.clone(),
+        }
+    }
+}
+
+/// `POST /v1/chat/completions`, OpenAI's chat API, for the generators that have a chat
+/// template.
+///
+/// Fields OpenAI defines that would change the output and are not implemented are refused
+/// (422) unless they have their neutral value: `n` above 1, `logprobs`, `top_logprobs`,
+/// `response_format` other than text, `tools`, `tool_choice`, non-zero
+/// `frequency_penalty` / `presence_penalty`, `logit_bias`. A `chat_template` is refused (a
+/// template is code: only the model's or the config's is used), as is any other unknown
+/// field, by name.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatCompletionRequest {
+    /// A generator with a chat template (`GET /v1/models`: `chat_template`).
+    pub model: String,
+    /// The conversation so far (at least one message).
+    #[schema(min_items = 1)]
+    pub messages: Vec<ChatRequestMessage>,
+    /// Tokens to answer with at most (`limits.max_new_tokens` when absent); OpenAI's
+    /// older name for `max_completion_tokens`.
+    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "integral")]
+    pub max_tokens: Option<usize>,
+    /// The same as `max_tokens`, which it overrides.
+    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "integral")]
+    pub max_completion_tokens: Option<usize>,
+    /// OpenAI's default is 1 (sampled); 0 is greedy.
+    #[schema(minimum = 0, maximum = 2)]
+    pub temperature: Option<f64>,
+    #[schema(exclusive_minimum = 0, maximum = 1)]
+    pub top_p: Option<f64>,
+    #[serde(default, deserialize_with = "integral")]
+    pub seed: Option<u64>,
+    /// Up to 4 strings; the answer ends once it contains one.
+    pub stop: Option<StopStrings>,
+    /// Answer as Server-Sent Events (`data: {chunk}` lines, then `data: [DONE]`).
+    pub stream: Option<bool>,
+    pub stream_options: Option<StreamOptions>,
+    /// Only 1.
+    #[schema(minimum = 1, maximum = 1)]
+    #[serde(default, deserialize_with = "integral")]
+    pub n: Option<u32>,
+    /// Only `false`.
+    pub logprobs: Option<bool>,
+    /// Only 0.
+    #[schema(minimum = 0, maximum = 0)]
+    #[serde(default, deserialize_with = "integral")]
+    pub top_logprobs: Option<u32>,
+    /// Only `{"type": "text"}`.
+    #[schema(value_type = Option<Object>)]
+    pub response_format: Option<serde_json::Value>,
+    /// Only empty.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub tools: Option<Vec<serde_json::Value>>,
+    /// Only `"none"`.
+    #[schema(value_type = Option<Object>)]
+    pub tool_choice: Option<serde_json::Value>,
+    /// Accepted; without tools it does not change the output.
+    pub parallel_tool_calls: Option<bool>,
+    /// Only 0.
+    #[schema(minimum = 0, maximum = 0)]
+    pub frequency_penalty: Option<f64>,
+    /// Only 0.
+    #[schema(minimum = 0, maximum = 0)]
+    pub presence_penalty: Option<f64>,
+    /// Only empty.
+    #[schema(value_type = Option<Object>)]
+    pub logit_bias: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Accepted; it does not change the output.
+    pub user: Option<String>,
+}
+
+/// `POST /v1/chat/completions`' answer, as OpenAI shapes it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChatCompletion {
+    /// `chatcmpl-` and the request id.
+    pub id: String,
+    /// Always `chat.completion`.
+    pub object: String,
+    /// Seconds since the Unix epoch.
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<ChatChoice>,
+    pub usage: CompletionUsage,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChatChoice {
+    /// Always 0 (one choice).
+    pub index: usize,
+    pub message: ChatAnswer,
+    /// Always null: log-probabilities are not implemented.
+    #[schema(value_type = Option<Object>)]
+    pub logprobs: Option<serde_json::Value>,
+    /// `stop` (the model ended its turn, or a stop string) or `length`.
+    pub finish_reason: String,
+}
+
+/// The assistant's answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChatAnswer {
+    /// Always `assistant`.
+    pub role: String,
+    pub content: String,
+}
+
+/// One `data:` chunk of a streamed chat completion.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChatCompletionChunk {
+    /// The same for every chunk of a request.
+    pub id: String,
+    /// Always `chat.completion.chunk`.
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    /// One choice, or none in the last chunk with `stream_options.include_usage`.
+    pub choices: Vec<ChatChunkChoice>,
+    /// Null but in that last chunk.
+    pub usage: Option<CompletionUsage>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChatChunkChoice {
+    pub index: usize,
+    pub delta: ChatDelta,
+    /// Always null.
+    #[schema(value_type = Option<Object>)]
+    pub logprobs: Option<serde_json::Value>,
+    /// Null until the choice's last chunk: `stop` or `length`.
+    pub finish_reason: Option<String>,
+}
+
+/// What a chunk adds to the answer: the first carries `role` (and empty `content`), the
+/// last neither.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct ChatDelta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }

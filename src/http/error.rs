@@ -41,6 +41,9 @@ pub enum ApiError {
         route: &'static str,
         needs: &'static str,
     },
+    /// A chat route for a generator without a template: never a made-up format.
+    #[error("model {model:?} cannot chat: no chat template (the model ships none)")]
+    NoChatTemplate { model: String },
     #[error("no graph is called {name:?}; the graphs are: {}", available.join(", "))]
     GraphNotFound {
         name: String,
@@ -92,6 +95,7 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::ModelNotFound { .. } => "model_not_found",
             Self::WrongRole { .. } => "wrong_role",
+            Self::NoChatTemplate { .. } => "no_chat_template",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::NoGraph { .. } => "no_graph",
             Self::GraphNotFound { .. } => "graph_not_found",
@@ -124,7 +128,9 @@ impl ResponseError for ApiError {
             | Self::GraphNotFound { .. } => StatusCode::NOT_FOUND,
             Self::NoRoute(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::ModelUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::WrongRole { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::WrongRole { .. } | Self::NoChatTemplate { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Model(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotReady | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,

@@ -9,10 +9,10 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::api::{
-    CallInfo, EnginesResponse, ErrorBody, GenerateScoreRequest, GeneratedScore, GenerationRequest,
-    GraphInfo, GraphResponse, GraphResult, GraphTimings, GraphsResponse, HealthBody,
-    ModelsResponse, OpenAiModel, RequestErrors, RouteReport, StepFailureReport, StepInfo,
-    StepReport, StepSpan, StepTiming, TracesResponse,
+    CallInfo, ChatStepInfo, EnginesResponse, ErrorBody, GenerateScoreRequest, GeneratedScore,
+    GenerationRequest, GraphInfo, GraphResponse, GraphResult, GraphTimings, GraphsResponse,
+    HealthBody, ModelsResponse, OpenAiModel, RequestErrors, RouteReport, StepFailureReport,
+    StepInfo, StepReport, StepSpan, StepTiming, TracesResponse,
 };
 use super::disconnect;
 use super::error::ApiError;
@@ -20,7 +20,7 @@ use super::state::{AppState, Phase};
 use super::stream;
 use crate::actors::remote::DEADLINE_HEADER;
 use crate::actors::CallContext;
-use crate::config::graphs::{Action, Best, Call, GraphSpec, OnError, StepInput, StepKind};
+use crate::config::graphs::{Action, Best, Call, Framing, GraphSpec, OnError, StepInput, StepKind};
 use crate::engine::{CancelOnDrop, CancelToken};
 use crate::graph::trace::graph_trace;
 use crate::graph::{GraphCoordinator, GraphOutcome, Item, RunGraph, StepFailure};
@@ -40,7 +40,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// Every route the server answers: (path, method, handler). The router is built from this
 /// list and nothing else, so `paths` is what the route-walking tests can trust.
 fn table() -> Vec<(&'static str, &'static str, actix_web::Route)> {
-    use super::{embeddings, metrics, model_routes, openai, openapi};
+    use super::{chat, embeddings, metrics, model_routes, openai, openapi};
     vec![
         ("/openapi.json", "GET", web::get().to(openapi::openapi_json)),
         ("/docs", "GET", web::get().to(openapi::docs)),
@@ -73,6 +73,16 @@ fn table() -> Vec<(&'static str, &'static str, actix_web::Route)> {
             web::post().to(model_routes::generate_stream),
         ),
         (
+            "/v1/models/{name}/chat",
+            "POST",
+            web::post().to(model_routes::chat),
+        ),
+        (
+            "/v1/models/{name}/chat/stream",
+            "POST",
+            web::post().to(model_routes::chat_stream),
+        ),
+        (
             "/v1/models/{name}/classify",
             "POST",
             web::post().to(model_routes::classify),
@@ -91,6 +101,11 @@ fn table() -> Vec<(&'static str, &'static str, actix_web::Route)> {
             "/v1/completions",
             "POST",
             web::post().to(openai::completions),
+        ),
+        (
+            "/v1/chat/completions",
+            "POST",
+            web::post().to(chat::chat_completions),
         ),
         ("/v1/engines", "GET", web::get().to(engines)),
         ("/metrics", "GET", web::get().to(metrics::metrics)),
@@ -232,6 +247,17 @@ fn graph_info(spec: &GraphSpec) -> GraphInfo {
         model: call.model.clone(),
         when: None,
         weight: None,
+        prompt: match &call.framing {
+            Some(Framing::Prompt(prompt)) => Some(prompt.clone()),
+            _ => None,
+        },
+        chat: match &call.framing {
+            Some(Framing::Chat { system, user }) => Some(ChatStepInfo {
+                system: system.clone(),
+                user: user.clone(),
+            }),
+            _ => None,
+        },
     };
     GraphInfo {
         name: spec.name.clone(),

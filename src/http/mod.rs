@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod auth;
+mod chat;
 mod disconnect;
 mod embeddings;
 pub mod error;

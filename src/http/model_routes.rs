@@ -1,6 +1,7 @@
-//! The per-model API: `POST /v1/models/{name}/generate`, `/generate/stream`, `/classify` and
-//! `/embed`, one model on its own. (`/v1/completions` in `openai.rs` and `/v1/embeddings` in
-//! `embeddings.rs` are built on the same calls.)
+//! The per-model API: `POST /v1/models/{name}/generate`, `/generate/stream`, `/chat`,
+//! `/chat/stream`, `/classify` and `/embed`, one model on its own. (`/v1/completions` in
+//! `openai.rs`, `/v1/chat/completions` in `chat.rs` and `/v1/embeddings` in `embeddings.rs`
+//! are built on the same calls.)
 //!
 //! SHARING: a model route sends its work to the same actor, and so to the same engine and
 //! queue, as the graph does: a model's `engine.queue_capacity` bounds both.
@@ -22,10 +23,11 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::api::{
-    ClassifyRequest, ClassifyResponse, ClassifyResult, EmbedRequest, EmbedResponse, EmbedResult,
-    GenerationRequest, LabelScore, ModelGenerateResponse, ModelStreamEvent, ModelTimings,
-    RequestErrors,
+    ChatGenerationRequest, ClassifyRequest, ClassifyResponse, ClassifyResult, EmbedRequest,
+    EmbedResponse, EmbedResult, GenerationRequest, LabelScore, ModelGenerateResponse,
+    ModelStreamEvent, ModelTimings, RequestErrors,
 };
+use super::chat::{check_messages, conversation, require_chat_template};
 use super::error::ApiError;
 use super::handlers::{call_context, generation_params, read_json, validate_text, TRACE_ID_HEADER};
 use super::state::AppState;
@@ -34,7 +36,7 @@ use crate::actors::{CallContext, Classify, Embed, Embedded, Generate, Generated}
 use crate::engine::generation::TokenEvent;
 use crate::graph::loader::ModelHandle;
 use crate::graph::Named;
-use crate::models::{Generation, GenerationParams};
+use crate::models::{Generation, GenerationParams, Prompt};
 use crate::telemetry::traces::model_trace;
 use crate::work::WorkSpan;
 
@@ -57,20 +59,8 @@ pub(super) async fn generate(
     let request: GenerationRequest = read_json(&state, &req, payload).await?;
     let params = generation_params(&state, &request)?;
     validate_text(&state, "text", &request.text)?;
-    // Dropped with this future (timeout) or tripped by the client leaving.
-    let (context, _guards) = call_context(&state, &req);
-    let id = context.request_id.clone();
-    let call = GenerationCall {
-        text: request.text,
-        params,
-        context,
-    };
-    let trace_id = call.context.trace_id.clone();
-    let generated = call.run(&generator, None).await?;
-    let answer = generation_answer(&state, (id, &trace_id), &generator.name, &generated, begun);
-    Ok(HttpResponse::Ok()
-        .insert_header((TRACE_ID_HEADER, answer.trace_id.clone()))
-        .json(answer))
+    let prompt = Prompt::Text(request.text);
+    answer_generation(&state, &req, &generator, prompt, params, begun).await
 }
 
 /// The same as Server-Sent Events: a `token` event per token, then `done` (the whole answer)
@@ -92,14 +82,108 @@ pub(super) async fn generate_stream(
     let request: GenerationRequest = read_json(&state, &req, payload).await?;
     let params = generation_params(&state, &request)?;
     validate_text(&state, "text", &request.text)?;
+    let prompt = Prompt::Text(request.text);
+    stream_generation(state, &req, generator, prompt, params, begun)
+}
+
+/// Answer a conversation with one generator, through its chat template: the answer as
+/// `/generate` gives it, with `generated` and `continuation` both the answer alone.
+#[utoipa::path(post, path = "/v1/models/{name}/chat", tag = "models", request_body = ChatGenerationRequest,
+    params(("name" = String, Path, description = "A generator's name (`GET /v1/models`); it needs a chat template")),
+    responses((status = 200, description = "The answer, with timings", body = ModelGenerateResponse,
+            headers(("x-trace-id" = String, description = "The request's trace"))), RequestErrors))]
+pub(super) async fn chat(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let begun = Instant::now();
+    let generator = find_generator(&state, &name, "/v1/models/{name}/chat")?;
+    let (prompt, params) = read_chat(&state, &req, &generator.name, payload).await?;
+    answer_generation(&state, &req, &generator, prompt, params, begun).await
+}
+
+/// The same as Server-Sent Events, as `/generate/stream` sends them.
+#[utoipa::path(post, path = "/v1/models/{name}/chat/stream", tag = "models", request_body = ChatGenerationRequest,
+    params(("name" = String, Path, description = "A generator's name (`GET /v1/models`); it needs a chat template")),
+    responses(
+        (status = 200, description = "Server-Sent Events; each `data:` is a ModelStreamEvent, `event:` its type",
+            content_type = "text/event-stream", body = ModelStreamEvent),
+        RequestErrors))]
+pub(super) async fn chat_stream(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let begun = Instant::now();
+    let generator = find_generator(&state, &name, "/v1/models/{name}/chat/stream")?;
+    let (prompt, params) = read_chat(&state, &req, &generator.name, payload).await?;
+    stream_generation(state, &req, generator, prompt, params, begun)
+}
+
+/// A chat request's conversation and parameters, checked; a model without a template is
+/// refused before the body is read.
+async fn read_chat(
+    state: &AppState,
+    req: &HttpRequest,
+    model: &str,
+    payload: web::Payload,
+) -> Result<(Prompt, GenerationParams), ApiError> {
+    require_chat_template(state, model)?;
+    let body: serde_json::Map<String, serde_json::Value> = read_json(state, req, payload).await?;
+    check_messages(body.get("messages"))?;
+    let request: ChatGenerationRequest =
+        serde_json::from_value(body.into()).map_err(|e| ApiError::Validation(e.to_string()))?;
+    let params = generation_params(state, &request.parameters())?;
+    let messages = conversation(state, &request.messages)?;
+    Ok((Prompt::Chat(messages), params))
+}
+
+/// Runs `prompt` on `generator` and answers with the whole generation.
+async fn answer_generation(
+    state: &AppState,
+    req: &HttpRequest,
+    generator: &Named<Generate>,
+    prompt: Prompt,
+    params: GenerationParams,
+    begun: Instant,
+) -> Result<HttpResponse, ApiError> {
+    // Dropped with this future (timeout) or tripped by the client leaving.
+    let (context, _guards) = call_context(state, req);
+    let id = context.request_id.clone();
+    let call = GenerationCall {
+        prompt,
+        params,
+        context,
+    };
+    let trace_id = call.context.trace_id.clone();
+    let generated = call.run(generator, None).await?;
+    let answer = generation_answer(state, (id, &trace_id), &generator.name, &generated, begun);
+    Ok(HttpResponse::Ok()
+        .insert_header((TRACE_ID_HEADER, answer.trace_id.clone()))
+        .json(answer))
+}
+
+/// Runs `prompt` on `generator`, streaming a `token` event per token, then `done` or
+/// `error`.
+fn stream_generation(
+    state: web::Data<AppState>,
+    req: &HttpRequest,
+    generator: Named<Generate>,
+    prompt: Prompt,
+    params: GenerationParams,
+    begun: Instant,
+) -> Result<HttpResponse, ApiError> {
     // A stream opened only to fail at once would hide the 429 from the client.
     check_room(&state, &generator.name)?;
     // The guards live as long as the response body: dropping it (the client is gone) cancels.
-    let (context, guards) = call_context(&state, &req);
+    let (context, guards) = call_context(&state, req);
     let (sink, events) = mpsc::unbounded_channel();
     let id = context.request_id.clone();
     let call = GenerationCall {
-        text: request.text,
+        prompt,
         params,
         context,
     };
@@ -348,7 +432,7 @@ fn request_texts(
 
 /// One generation a request asks of a generator.
 pub(super) struct GenerationCall {
-    pub text: String,
+    pub prompt: Prompt,
     pub params: GenerationParams,
     /// The request's ids, deadline and cancellation.
     pub context: CallContext,
@@ -364,7 +448,7 @@ impl GenerationCall {
         let context = self.context;
         let deadline = context.clone();
         let send = generator.addr.send(Generate {
-            prompt: self.text,
+            prompt: self.prompt,
             params: self.params,
             events: tokens,
             context,
@@ -541,6 +625,6 @@ fn find_classifier(state: &AppState, name: &str) -> Result<Named<Classify>, ApiE
 }
 
 /// A 429 when model `name`'s queue is full right now.
-fn check_room(state: &AppState, name: &str) -> Result<(), ApiError> {
+pub(super) fn check_room(state: &AppState, name: &str) -> Result<(), ApiError> {
     Ok(find_model(state, name)?.check_room()?)
 }

@@ -29,7 +29,7 @@ use super::model_routes::{find_generator, generation_attributes, GenerationCall}
 use super::state::AppState;
 use super::stream::event_stream;
 use crate::actors::{CallContext, Generated};
-use crate::models::FinishReason;
+use crate::models::{FinishReason, Prompt};
 use crate::telemetry::traces::model_trace;
 
 /// Every field `CompletionRequest` reads; anything else is refused by name.
@@ -120,7 +120,7 @@ pub(super) async fn completions(
         model: generator.name.clone(),
     };
     let calls = prompts.into_iter().map(|text| GenerationCall {
-        text,
+        prompt: Prompt::Text(text),
         params: params.clone(),
         context: context.clone(),
     });
@@ -281,15 +281,15 @@ impl Shape {
     }
 }
 
-/// One `data:` line of a streamed completion.
-enum Frame {
-    Chunk(Completion),
+/// One `data:` line of a streamed completion (or chat completion).
+pub(super) enum Frame<C> {
+    Chunk(C),
     Error(ApiError),
     Done,
 }
 
-impl Frame {
-    fn render(&self) -> String {
+impl<C: serde::Serialize> Frame<C> {
+    pub(super) fn render(&self) -> String {
         let data = match self {
             Self::Chunk(chunk) => serde_json::to_string(chunk).expect("chunks serialize"),
             Self::Error(error) => json!({"error": {
@@ -304,14 +304,14 @@ impl Frame {
 }
 
 /// OpenAI's names: an end-of-sequence token or a stop string are both `stop`.
-fn finish_reason(reason: FinishReason) -> &'static str {
+pub(super) fn finish_reason(reason: FinishReason) -> &'static str {
     match reason {
         FinishReason::Length => "length",
         FinishReason::Eos | FinishReason::Stop => "stop",
     }
 }
 
-fn usage(generated: &[Generated]) -> CompletionUsage {
+pub(super) fn usage(generated: &[Generated]) -> CompletionUsage {
     let prompt_tokens = generated
         .iter()
         .map(|g| g.generation.prompt_ids.len())
@@ -328,7 +328,7 @@ fn usage(generated: &[Generated]) -> CompletionUsage {
 }
 
 /// Keeps the request's trace (one `generate` span per prompt); returns its id.
-fn record(
+pub(super) fn record(
     state: &AppState,
     context: &CallContext,
     model: &str,

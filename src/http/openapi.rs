@@ -11,7 +11,7 @@ use super::handlers::{MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_TOP_K};
 use super::state::AppState;
 use crate::config::{Config, Role};
 
-use super::{embeddings, handlers, metrics, model_routes, openai, stream};
+use super::{chat, embeddings, handlers, metrics, model_routes, openai, stream};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -32,9 +32,12 @@ use super::{embeddings, handlers, metrics, model_routes, openai, stream};
         handlers::models,
         model_routes::generate,
         model_routes::generate_stream,
+        model_routes::chat,
+        model_routes::chat_stream,
         model_routes::classify,
         model_routes::embed,
         openai::completions,
+        chat::chat_completions,
         embeddings::embeddings,
         handlers::engines,
         handlers::traces,
@@ -53,15 +56,43 @@ pub struct ApiDoc;
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "This OpenAPI document", content_type = "application/json", body = Object)))]
 pub async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(document(&state.config))
+    HttpResponse::Ok().json(document(&state.config, &chat_models(&state)))
+}
+
+/// The generators that can chat: those with a chat template once the models are loaded
+/// (a remote one as its node describes it), every generator before.
+fn chat_models(state: &AppState) -> Vec<String> {
+    let config = &state.config;
+    let Some(graph) = state.graph() else {
+        return names(config, Role::Generator)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+    };
+    let local = graph.models.iter().filter(|m| m.role == "generator");
+    let mut chat: Vec<String> = local
+        .filter(|m| m.chat_template.is_some())
+        .map(|m| m.name.clone())
+        .collect();
+    for remote in &graph.remotes {
+        let details = remote.details.lock().expect("details lock");
+        if details
+            .as_ref()
+            .is_some_and(|d| !d["chat_template"].is_null())
+        {
+            chat.push(remote.model.clone());
+        }
+    }
+    chat
 }
 
 /// The document, with what the types alone cannot say: this server's models and configured
 /// limits, the rules that join several fields, and what each event stream's `data` holds.
 /// Everything the schema allows, the server takes, short of a prompt too long in tokens
 /// (over `limits.max_input_tokens` or the model's `n_positions`), which only the tokenizer
-/// can tell.
-pub fn document(config: &Config) -> Value {
+/// can tell (for a conversation: what its template renders). `chat_models` are the
+/// generators that can chat.
+pub fn document(config: &Config, chat_models: &[String]) -> Value {
     let limits = &config.limits;
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
     let text = json!({
@@ -130,7 +161,7 @@ pub fn document(config: &Config) -> Value {
     // Any u64 (utoipa says int64, whose range is half that).
     let seed = json!({"type": ["integer", "null"], "minimum": 0, "maximum": u64::MAX});
     schemas["GenerationRequest"]["properties"]["seed"] = seed.clone();
-    schemas["CompletionRequest"]["properties"]["seed"] = seed;
+    schemas["CompletionRequest"]["properties"]["seed"] = seed.clone();
     schemas["StopStrings"]["oneOf"] = json!([stop["items"], stop]);
     // The neutral values the server takes of OpenAI fields it does not implement.
     let completion = &mut schemas["CompletionRequest"]["properties"];
@@ -139,6 +170,40 @@ pub fn document(config: &Config) -> Value {
     completion["suffix"] = json!({"type": ["string", "null"], "maxLength": 0});
     completion["logit_bias"] = json!({"type": ["object", "null"], "maxProperties": 0});
     completion["model"]["enum"] = json!(names(config, Role::Generator));
+
+    // A conversation: each text within the input limit, only text parts, no fields but
+    // these.
+    let content = json!({"type": "string", "maxLength": limits.max_input_chars});
+    schemas["ContentPart"] = json!({
+        "type": "object",
+        "required": ["type", "text"],
+        "additionalProperties": false,
+        "properties": {"type": {"const": "text"}, "text": content},
+    });
+    schemas["ChatContent"]["oneOf"][0] = content;
+    schemas["ChatRequestMessage"]["additionalProperties"] = json!(false);
+    let chat = &mut schemas["ChatGenerationRequest"]["properties"];
+    chat["max_new_tokens"]["maximum"] = json!(limits.max_new_tokens);
+    chat["max_length"]["maximum"] = json!(limits.max_input_tokens + limits.max_new_tokens);
+    chat["min_new_tokens"]["maximum"] = json!(limits.max_new_tokens);
+    chat["top_k"]["maximum"] = json!(MAX_TOP_K);
+    chat["seed"] = seed.clone();
+    chat["stop"] = nullable(stop.clone());
+    let chat = &mut schemas["ChatCompletionRequest"]["properties"];
+    chat["model"]["enum"] = json!(chat_models);
+    chat["seed"] = seed;
+    for field in ["max_tokens", "max_completion_tokens"] {
+        chat[field]["maximum"] = json!(limits.max_new_tokens);
+    }
+    chat["logprobs"] = json!({"enum": [false, null]});
+    chat["response_format"] = json!({"oneOf": [
+        {"type": "null"},
+        {"type": "object", "required": ["type"], "additionalProperties": false,
+         "properties": {"type": {"const": "text"}}},
+    ]});
+    chat["tools"] = json!({"type": ["array", "null"], "maxItems": 0});
+    chat["tool_choice"] = json!({"enum": ["none", null]});
+    chat["logit_bias"] = json!({"type": ["object", "null"], "maxProperties": 0});
     doc["paths"]["/classify_generated_texts"]["post"]["requestBody"]["content"]["text/plain"]
         ["schema"] = text;
 
@@ -151,6 +216,10 @@ pub fn document(config: &Config) -> Value {
     ] {
         name_parameter(&mut doc, path, &names(config, role));
     }
+    let chat_names: Vec<&str> = chat_models.iter().map(String::as_str).collect();
+    for path in ["/v1/models/{name}/chat", "/v1/models/{name}/chat/stream"] {
+        name_parameter(&mut doc, path, &chat_names);
+    }
     // The graph routes take the names of the configured graphs.
     let graphs: Vec<&str> = config.graphs.iter().map(|g| g.name.as_str()).collect();
     for path in ["/v1/graphs/{name}", "/v1/graphs/{name}/stream"] {
@@ -158,28 +227,28 @@ pub fn document(config: &Config) -> Value {
     }
     // An SSE response's schema describes each event; its `data` is JSON of the event type.
     for (path, event) in [
-        ("/v1/graph/stream", Some("StreamEvent")),
-        ("/v1/graphs/{name}/stream", Some("StreamEvent")),
-        (
-            "/v1/models/{name}/generate/stream",
-            Some("ModelStreamEvent"),
-        ),
-        ("/v1/completions", None),
+        ("/v1/graph/stream", "StreamEvent"),
+        ("/v1/graphs/{name}/stream", "StreamEvent"),
+        ("/v1/models/{name}/generate/stream", "ModelStreamEvent"),
+        ("/v1/models/{name}/chat/stream", "ModelStreamEvent"),
+        ("/v1/completions", "Completion"),
+        ("/v1/chat/completions", "ChatCompletionChunk"),
     ] {
-        let data = match event {
-            Some(event) => json!({
+        let data = if path.starts_with("/v1/models") || path.starts_with("/v1/graph") {
+            json!({
                 "type": "string",
                 "contentMediaType": "application/json",
                 "contentSchema": {"$ref": format!("#/components/schemas/{event}")},
-            }),
-            // `[DONE]`, or a Completion chunk or an error chunk.
-            None => json!({
+            })
+        } else {
+            // OpenAI's: `[DONE]`, or a chunk or an error chunk.
+            json!({
                 "type": "string",
                 "if": {"const": "[DONE]"},
                 "else": {
                     "contentMediaType": "application/json",
                     "contentSchema": {"oneOf": [
-                        {"$ref": "#/components/schemas/Completion"},
+                        {"$ref": format!("#/components/schemas/{event}")},
                         {
                             "type": "object",
                             "required": ["error"],
@@ -191,7 +260,7 @@ pub fn document(config: &Config) -> Value {
                         },
                     ]},
                 },
-            }),
+            })
         };
         doc["paths"][path]["post"]["responses"]["200"]["content"]["text/event-stream"]["schema"] = json!({
             "type": "object",

@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::causal_lm::CausalLm;
-use super::chat::ChatTemplate;
+use super::chat::{ChatMessage, ChatTemplate};
 use super::error::ModelError;
 use super::sampling::{Sampler, SamplingParams};
 use super::tokenizer::TextTokenizer;
@@ -21,6 +21,17 @@ pub enum FinishReason {
     Eos,
     /// The continuation produced one of the request's stop strings.
     Stop,
+}
+
+/// What a generation continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prompt {
+    /// A text, encoded with the tokenizer's special tokens (Llama's BOS, none for GPT-2);
+    /// the generation's text is prompt plus continuation, as HF pipelines return it.
+    Text(String),
+    /// A conversation, rendered with the model's chat template, which writes every special
+    /// token itself; the generation's text is the answer alone.
+    Chat(Vec<ChatMessage>),
 }
 
 /// How much to generate, and how to pick tokens.
@@ -62,7 +73,8 @@ impl Default for GenerationParams {
 pub struct Generation {
     pub prompt_ids: Vec<u32>,
     pub new_token_ids: Vec<u32>,
-    /// Prompt plus continuation, as Hugging Face's text-generation pipeline returns it.
+    /// Prompt plus continuation, as Hugging Face's text-generation pipeline returns it (the
+    /// answer alone for a conversation).
     pub text: String,
     pub new_text: String,
     pub finish_reason: FinishReason,
@@ -129,6 +141,23 @@ impl Generator {
         let (sequence, reason) =
             self.run_alone(self.sequence(prompt_ids, params)?, params.use_cache)?;
         sequence.into_generation(&self.tokenizer, reason)
+    }
+
+    /// The prompt's token ids. A conversation is rendered with the chat template and
+    /// encoded without the tokenizer's special tokens, which the template already wrote (a
+    /// second BOS would change the answer). Rendering runs on the caller's thread, bounded
+    /// by the template's fuel; templates come only from the model or the operator.
+    pub fn encode_prompt(&self, prompt: &Prompt) -> Result<Vec<u32>, ModelError> {
+        match prompt {
+            Prompt::Text(text) => Ok(self.tokenizer.encode(text, None)?.ids),
+            Prompt::Chat(messages) => {
+                let template = self.chat_template.as_ref().ok_or_else(|| {
+                    ModelError::InvalidInput("cannot chat: the model has no chat template".into())
+                })?;
+                let rendered = template.render(messages, true, &serde_json::Map::new())?;
+                self.tokenizer.encode_rendered(&rendered)
+            }
+        }
     }
 
     /// Continues `prompt_ids`, returning the new tokens.
@@ -212,6 +241,7 @@ impl Generator {
             stop: params.stop.clone(),
             sampler: Sampler::new(params.sampling.clone()),
             text: IncrementalText::after_prompt(len),
+            echo: true,
         })
     }
 }
@@ -232,9 +262,18 @@ pub struct Sequence {
     sampler: Sampler,
     /// The continuation decoded so far, for stop strings and streaming.
     text: IncrementalText,
+    /// Whether the finished text starts with the prompt's (not for a conversation, whose
+    /// rendered prompt is the template's markup, not the caller's words).
+    echo: bool,
 }
 
 impl Sequence {
+    /// Set up to answer `prompt`: a conversation's text is the answer alone.
+    pub fn answering(mut self, prompt: &Prompt) -> Self {
+        self.echo = matches!(prompt, Prompt::Text(_));
+        self
+    }
+
     /// Prompt then continuation.
     pub fn tokens(&self) -> &[u32] {
         &self.tokens
@@ -308,9 +347,14 @@ impl Sequence {
         tokenizer: &TextTokenizer,
         finish_reason: FinishReason,
     ) -> Result<Generation, ModelError> {
+        let new_text = self.continuation_text(tokenizer)?;
         Ok(Generation {
-            text: tokenizer.decode(&self.tokens)?,
-            new_text: self.continuation_text(tokenizer)?,
+            text: if self.echo {
+                tokenizer.decode(&self.tokens)?
+            } else {
+                new_text.clone()
+            },
+            new_text,
             prompt_ids: self.prompt_ids().to_vec(),
             new_token_ids: self.new_tokens().to_vec(),
             finish_reason,

@@ -43,7 +43,7 @@ pub use folder::{
     architecture, load, load_classifier, load_classifier_in, load_embedder_in, load_generator,
     load_generator_in, stored_dtype, LoadedModel,
 };
-pub use generator::{FinishReason, Generation, GenerationParams, Generator};
+pub use generator::{FinishReason, Generation, GenerationParams, Generator, Prompt};
 pub mod presets;
 pub mod rng;
 pub mod sampling;

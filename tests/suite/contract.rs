@@ -7,14 +7,18 @@ use common::server::{demo_models, TestServer};
 
 /// Limits under which the schema is the whole truth: 64 characters are at most 256 GPT-2
 /// tokens (4 bytes each), and 256 + 8 fit the demo models' 1024 positions, so every
-/// schema-valid text is a valid prompt.
-const LIMITS: &str = "[limits]\nmax_input_chars = 64\nmax_input_tokens = 256\nmax_new_tokens = 8\nrequest_timeout_ms = 20000\n";
+/// schema-valid text is a valid prompt. A conversation renders each of its 64-character
+/// texts with a few tokens of markup around it: 2048 tokens (of SmolLM2's 8192) hold more
+/// messages than a generated case carries.
+const LIMITS: &str = "[limits]\nmax_input_chars = 64\nmax_input_tokens = 2048\nmax_new_tokens = 8\nrequest_timeout_ms = 20000\n";
 
 #[test]
 fn schemathesis_with_every_check_finds_no_fault() {
-    // An embedder too, so that its routes have a model to take.
+    // An embedder too, so that its routes have a model to take, and the real SmolLM2, so
+    // that the chat routes have a generator with a chat template.
     let mut models = demo_models();
     models.push(("minilm", common::fixture("minilm-tiny"), "embedder"));
+    models.push(common::real_smollm2());
     let server = TestServer::start(&models, LIMITS);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contract/run.sh");
     let output = std::process::Command::new("bash")

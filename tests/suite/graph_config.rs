@@ -416,3 +416,90 @@ fn the_server_refuses_to_start_on_a_bad_graph_and_says_why() {
         assert_names(&stderr, parts);
     }
 }
+
+#[test]
+fn a_generate_calls_prompt_or_chat_reads_as_written_and_bad_ones_are_refused_by_key() {
+    use infergraph::config::graphs::Framing;
+    let config = parse(
+        r#"
+[[graphs]]
+name = "ask"
+  [[graphs.steps]]
+  name = "rewrite"
+  each = { generate = "gpt2", prompt = "Rewrite politely: {text}\n{{done}}" }
+  [[graphs.steps]]
+  name = "reply"
+  each = { generate = "gpt2", chat = { system = "Be brief.", user = "Answer this: {text}" } }
+  [[graphs.steps]]
+  each = { classify = "bert" }
+"#,
+    )
+    .unwrap();
+    let graph = &config.graphs[0];
+    let StepKind::Each(rewrite) = &graph.steps[0].kind else {
+        panic!("{graph:?}");
+    };
+    let Some(Framing::Prompt(prompt)) = &rewrite.framing else {
+        panic!("{rewrite:?}");
+    };
+    assert_eq!(
+        Framing::fill(prompt, "hey"),
+        "Rewrite politely: hey\n{done}"
+    );
+    let StepKind::Each(reply) = &graph.steps[1].kind else {
+        panic!("{graph:?}");
+    };
+    assert_eq!(
+        reply.framing,
+        Some(Framing::Chat {
+            system: Some("Be brief.".into()),
+            user: "Answer this: {text}".into()
+        })
+    );
+
+    let step = |call: &str| {
+        format!(
+            "[[graphs]]\nname = \"g\"\n[[graphs.steps]]\n{call}\n[[graphs.steps]]\n\
+             each = {{ classify = \"bert\" }}\n"
+        )
+    };
+    for (call, parts) in [
+        (
+            r#"each = { generate = "gpt2", prompt = "Say {txt}" }"#,
+            &[
+                "graphs \"g\" step 1",
+                "each.prompt",
+                "unknown placeholder {txt}",
+            ][..],
+        ),
+        (
+            r#"each = { generate = "gpt2", prompt = "Say something" }"#,
+            &["each.prompt", "never says {text}"][..],
+        ),
+        (
+            r#"each = { generate = "gpt2", chat = { system = "Be {mood}.", user = "{text}" } }"#,
+            &["each.chat.system", "unknown placeholder {mood}"][..],
+        ),
+        (
+            r#"each = { generate = "gpt2", chat = { system = "Be brief." } }"#,
+            &["each.chat.user", "missing"][..],
+        ),
+        (
+            r#"each = { classify = "bert", prompt = "{text}" }"#,
+            &[
+                "each.prompt",
+                "only a generate call takes one, not classify",
+            ][..],
+        ),
+        (
+            r#"each = { generate = "gpt2", prompt = "{text}", chat = { user = "{text}" } }"#,
+            &["each", "give prompt or chat, not both"][..],
+        ),
+        (
+            r#"parallel = { generate = ["gpt2", "distilgpt2"], prompt = "a } b {text}" }"#,
+            &["parallel.prompt", "a lone }"][..],
+        ),
+    ] {
+        assert_names(&refused(&step(call)), parts);
+    }
+}

@@ -8,6 +8,7 @@ mod backpressure;
 mod batching;
 mod bert_parity;
 mod cancellation;
+mod chat_completions;
 mod chat_templates;
 mod cli;
 mod config;

@@ -6,7 +6,7 @@ use common::server::{fixture_models, TestServer};
 use serde_json::Value;
 
 /// Every route the server answers (the default 404 service aside).
-const ROUTES: [&str; 25] = [
+const ROUTES: [&str; 28] = [
     "/",
     "/classify_generated_texts",
     "/generate_score",
@@ -19,9 +19,12 @@ const ROUTES: [&str; 25] = [
     "/v1/models",
     "/v1/models/{name}/generate",
     "/v1/models/{name}/generate/stream",
+    "/v1/models/{name}/chat",
+    "/v1/models/{name}/chat/stream",
     "/v1/models/{name}/classify",
     "/v1/models/{name}/embed",
     "/v1/completions",
+    "/v1/chat/completions",
     "/v1/embeddings",
     "/v1/engines",
     "/v1/traces",

@@ -15,6 +15,18 @@ use serde_json::Value;
 pub const GPT2_FIXTURES: [&str; 3] = ["gpt2-tiny-a", "gpt2-tiny-b", "gpt2-tiny-c"];
 pub const LLAMA_FIXTURES: [&str; 4] = ["llama-tiny", "mistral-tiny", "qwen2-tiny", "qwen3-tiny"];
 
+/// The real SmolLM2-135M-Instruct GGUF as the generator `smollm2`.
+pub fn real_smollm2() -> server::ModelEntry {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/real-models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        file.is_file(),
+        "{} is missing: run tests/fixtures/real/fetch-smollm2-135m-instruct.sh (.ci/run does)",
+        file.display()
+    );
+    ("smollm2", file, "generator")
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/models")

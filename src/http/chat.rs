@@ -1,0 +1,450 @@
+//! `POST /v1/chat/completions`: OpenAI's chat API over the generators that have a chat
+//! template, so the official OpenAI clients (and what is built on them) can chat with the
+//! server; and the conversation checks the per-model chat routes share with it.
+//!
+//! TEMPLATES: a conversation is rendered with the model's own template (its folder's or
+//! file's), never one from the request: a `chat_template` field is refused, since a template
+//! is code. A model without one cannot chat (422 naming it), rather than get a made-up
+//! format. A template that raises (or runs past its fuel) answers 422 with the template's
+//! message (in a stream, an error chunk), and the model serves the next request as before.
+//!
+//! FIDELITY: as `/v1/completions` (see `openai.rs`): what OpenAI defines and would change the
+//! output but is not implemented is refused by name unless neutral, and so is any unknown
+//! field. `temperature` defaults to 1 as OpenAI's does; the answer is the assistant's text
+//! alone, its length capped by `limits.max_new_tokens`.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::api::{
+    ChatAnswer, ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk,
+    ChatCompletionRequest, ChatContent, ChatDelta, ChatRequestMessage, CompletionUsage,
+    ContentPart, GenerationRequest, RequestErrors,
+};
+use super::error::ApiError;
+use super::handlers::{call_context, generation_params, read_json, TRACE_ID_HEADER};
+use super::model_routes::{check_room, find_generator, GenerationCall};
+use super::openai::{finish_reason, record, usage, Frame};
+use super::state::AppState;
+use super::stream::event_stream;
+use crate::models::chat::ChatMessage;
+use crate::models::Prompt;
+
+/// Every field `ChatCompletionRequest` reads; anything else is refused by name.
+const KNOWN_FIELDS: [&str; 21] = [
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "seed",
+    "stop",
+    "stream",
+    "stream_options",
+    "n",
+    "logprobs",
+    "top_logprobs",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "user",
+];
+
+/// OpenAI-compatible chat with a generator, through its own chat template.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = ChatCompletionRequest,
+    responses(
+        (status = 200, description = "The answer; with `stream: true`, Server-Sent Events whose `data:` lines are ChatCompletionChunks, then `[DONE]`",
+            content((ChatCompletion = "application/json"), (ChatCompletionChunk = "text/event-stream")),
+            headers(("x-trace-id" = String, description = "The request's trace"))),
+        RequestErrors))]
+pub(super) async fn chat_completions(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let begun = Instant::now();
+    state.ready_graph()?;
+    let body: Map<String, Value> = read_json(&state, &req, payload).await?;
+    let request = parse(body)?;
+    let generator = find_generator(&state, &request.model, "/v1/chat/completions")?;
+    require_chat_template(&state, &generator.name)?;
+    let messages = conversation(&state, &request.messages)?;
+    let most = state.config.limits.max_new_tokens;
+    for (name, value) in [
+        ("max_tokens", request.max_tokens),
+        ("max_completion_tokens", request.max_completion_tokens),
+    ] {
+        if let Some(n) = value.filter(|&n| n == 0 || n > most) {
+            return Err(ApiError::Validation(format!(
+                "{name}: {n} is out of range 1..={most}"
+            )));
+        }
+    }
+    let params = generation_params(
+        &state,
+        &GenerationRequest {
+            text: String::new(),
+            // The newer name wins, as vLLM has it.
+            max_new_tokens: Some(
+                request
+                    .max_completion_tokens
+                    .or(request.max_tokens)
+                    .unwrap_or(most),
+            ),
+            max_length: None,
+            min_new_tokens: None,
+            temperature: Some(request.temperature.unwrap_or(1.0)),
+            top_k: None,
+            top_p: request.top_p,
+            repetition_penalty: None,
+            seed: request.seed,
+            stop: request.stop.clone().map(|s| s.into_vec()),
+        },
+    )?;
+    let (context, guards) = call_context(&state, &req);
+    let shape = Shape {
+        id: format!("chatcmpl-{}", context.request_id),
+        created: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        model: generator.name.clone(),
+    };
+    let call = GenerationCall {
+        prompt: Prompt::Chat(messages),
+        params,
+        context: context.clone(),
+    };
+
+    if !request.stream.unwrap_or(false) {
+        let generated = [call.run(&generator, None).await?];
+        let trace_id = record(&state, &context, &generator.name, begun, &generated);
+        let usage = usage(&generated);
+        let [generated] = generated;
+        let answer = ChatCompletion {
+            id: shape.id,
+            object: "chat.completion".into(),
+            created: shape.created,
+            model: shape.model,
+            usage,
+            choices: vec![ChatChoice {
+                index: 0,
+                message: ChatAnswer {
+                    role: "assistant".into(),
+                    content: generated.generation.new_text,
+                },
+                logprobs: None,
+                finish_reason: finish_reason(generated.generation.finish_reason).into(),
+            }],
+        };
+        drop(guards);
+        return Ok(HttpResponse::Ok()
+            .insert_header((TRACE_ID_HEADER, trace_id))
+            .json(answer));
+    }
+
+    // A stream opened only to fail at once would hide the 429 from the client.
+    check_room(&state, &generator.name)?;
+    let include_usage = request
+        .stream_options
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    let (sink, frames) = mpsc::unbounded_channel();
+    actix_web::rt::spawn(async move {
+        // OpenAI's first chunk names the speaker, with empty content.
+        let opening = ChatDelta {
+            role: Some("assistant".into()),
+            content: Some(String::new()),
+        };
+        let _ = sink.send(Frame::Chunk(shape.chunk(opening, None)));
+        let generated = call
+            .run_streaming(&generator, |token| {
+                // A held-back partial character or the end-of-turn token adds nothing.
+                if !token.text.is_empty() {
+                    let delta = ChatDelta {
+                        role: None,
+                        content: Some(token.text),
+                    };
+                    let _ = sink.send(Frame::Chunk(shape.chunk(delta, None)));
+                }
+            })
+            .await;
+        match generated {
+            Ok(generated) => {
+                let reason = finish_reason(generated.generation.finish_reason);
+                let _ = sink.send(Frame::Chunk(
+                    shape.chunk(ChatDelta::default(), Some(reason.into())),
+                ));
+                let generated = [generated];
+                record(&state, &context, &shape.model, begun, &generated);
+                if include_usage {
+                    let _ = sink.send(Frame::Chunk(shape.usage_chunk(usage(&generated))));
+                }
+                let _ = sink.send(Frame::Done);
+            }
+            Err(error) => {
+                let _ = sink.send(Frame::Error(error));
+            }
+        }
+    });
+    Ok(event_stream(frames, guards, Frame::render))
+}
+
+/// Reads the body, refusing a template, unknown fields and unimplemented ones by name.
+fn parse(body: Map<String, Value>) -> Result<ChatCompletionRequest, ApiError> {
+    if body.contains_key("chat_template") {
+        return Err(ApiError::Validation(
+            "chat_template: a request cannot carry a chat template (a template is code); \
+             the model's own is used"
+                .into(),
+        ));
+    }
+    let unknown: Vec<&str> = body
+        .keys()
+        .map(String::as_str)
+        .filter(|key| !KNOWN_FIELDS.contains(key))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::Validation(format!(
+            "unknown fields: {}",
+            unknown.join(", ")
+        )));
+    }
+    let texts = |v: &Value| v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
+    if let Some(stop) = body.get("stop") {
+        if !(stop.is_string() || stop.is_null() || texts(stop)) {
+            return Err(ApiError::Validation(
+                "stop: must be a string or a list of strings".into(),
+            ));
+        }
+    }
+    check_messages(body.get("messages"))?;
+    let request: ChatCompletionRequest = serde_json::from_value(Value::Object(body))
+        .map_err(|e| ApiError::Validation(e.to_string()))?;
+    let mut unsupported = Vec::new();
+    if request.n.is_some_and(|n| n != 1) {
+        unsupported.push("n (only 1)");
+    }
+    if request.logprobs == Some(true) {
+        unsupported.push("logprobs (only false)");
+    }
+    if request.top_logprobs.is_some_and(|n| n != 0) {
+        unsupported.push("top_logprobs (only 0)");
+    }
+    let text_format = serde_json::json!({"type": "text"});
+    if request
+        .response_format
+        .as_ref()
+        .is_some_and(|f| !f.is_null() && *f != text_format)
+    {
+        unsupported.push("response_format (only {\"type\": \"text\"})");
+    }
+    if request.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+        unsupported.push("tools (only empty)");
+    }
+    if request
+        .tool_choice
+        .as_ref()
+        .is_some_and(|c| !c.is_null() && c != "none")
+    {
+        unsupported.push("tool_choice (only \"none\")");
+    }
+    if request.frequency_penalty.is_some_and(|p| p != 0.0) {
+        unsupported.push("frequency_penalty (only 0)");
+    }
+    if request.presence_penalty.is_some_and(|p| p != 0.0) {
+        unsupported.push("presence_penalty (only 0)");
+    }
+    if request.logit_bias.as_ref().is_some_and(|b| !b.is_empty()) {
+        unsupported.push("logit_bias (only empty)");
+    }
+    if !unsupported.is_empty() {
+        return Err(ApiError::Validation(format!(
+            "not implemented: {}",
+            unsupported.join(", ")
+        )));
+    }
+    if let Some(t) = request.temperature {
+        if !(0.0..=2.0).contains(&t) {
+            return Err(ApiError::Validation(format!(
+                "temperature: {t} is out of range 0..=2"
+            )));
+        }
+    }
+    Ok(request)
+}
+
+/// Checks `messages` as sent, so that a refusal names the message and what is wrong with
+/// it (a role we do not take, an image part), which serde's messages cannot. What passes
+/// deserializes as `ChatRequestMessage`s; a missing list is left to serde to name.
+pub(super) fn check_messages(messages: Option<&Value>) -> Result<(), ApiError> {
+    let invalid = |message: String| Err(ApiError::Validation(message));
+    let Some(messages) = messages else {
+        return Ok(());
+    };
+    let Some(list) = messages.as_array() else {
+        return invalid("messages: must be a list of {role, content} messages".into());
+    };
+    if list.is_empty() {
+        return invalid("messages: must not be empty".into());
+    }
+    for (i, message) in list.iter().enumerate() {
+        let Some(message) = message.as_object() else {
+            return invalid(format!("messages[{i}]: must be a {{role, content}} object"));
+        };
+        match message.get("role").and_then(Value::as_str) {
+            Some("system" | "user" | "assistant") => {}
+            Some(role) => {
+                return invalid(format!(
+                    "messages[{i}].role: {role:?} is not supported; the roles are system, user and assistant"
+                ))
+            }
+            None => return invalid(format!("messages[{i}].role: must be a string")),
+        }
+        let unknown: Vec<&str> = message
+            .keys()
+            .map(String::as_str)
+            .filter(|key| !["role", "content"].contains(key))
+            .collect();
+        if !unknown.is_empty() {
+            return invalid(format!(
+                "messages[{i}]: unknown fields: {}",
+                unknown.join(", ")
+            ));
+        }
+        let parts = match message.get("content") {
+            Some(Value::String(_)) => continue,
+            Some(Value::Array(parts)) => parts,
+            _ => {
+                return invalid(format!(
+                    "messages[{i}].content: must be a string or a list of text parts"
+                ))
+            }
+        };
+        for (j, part) in parts.iter().enumerate() {
+            let text_part =
+                part.as_object().is_some_and(|p| p.len() == 2) && part["text"].is_string();
+            match part.get("type").and_then(Value::as_str) {
+                Some("text") if text_part => {}
+                Some(kind) if kind != "text" => {
+                    return invalid(format!(
+                        "messages[{i}].content[{j}]: {kind:?} parts are not supported; only text"
+                    ))
+                }
+                _ => {
+                    return invalid(format!(
+                        "messages[{i}].content[{j}]: a text part is {{\"type\": \"text\", \"text\": \"..\"}}"
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The conversation the template renders: each text (a message's content, or each of its
+/// parts) within `limits.max_input_chars`. (Its rendered length is bounded in tokens, by
+/// `limits.max_input_tokens`, as any prompt's.)
+pub(super) fn conversation(
+    state: &AppState,
+    messages: &[ChatRequestMessage],
+) -> Result<Vec<ChatMessage>, ApiError> {
+    if messages.is_empty() {
+        return Err(ApiError::Validation("messages: must not be empty".into()));
+    }
+    let limit = state.config.limits.max_input_chars;
+    let check = |field: String, text: &str| {
+        let chars = text.chars().count();
+        if chars > limit {
+            return Err(ApiError::Validation(format!(
+                "{field}: {chars} characters; the limit is {limit}"
+            )));
+        }
+        Ok(())
+    };
+    for (i, message) in messages.iter().enumerate() {
+        match &message.content {
+            ChatContent::Text(text) => check(format!("messages[{i}].content"), text)?,
+            ChatContent::Parts(parts) => {
+                for (j, ContentPart::Text { text }) in parts.iter().enumerate() {
+                    check(format!("messages[{i}].content[{j}].text"), text)?;
+                }
+            }
+        }
+    }
+    Ok(messages
+        .iter()
+        .map(|m| ChatMessage {
+            role: m.role.as_str().into(),
+            content: m.content.text(),
+        })
+        .collect())
+}
+
+/// A 422 naming `model` when it has no chat template: a local model as it loaded, a remote
+/// one as its node described it (once one answered; its node checks again anyway).
+pub(super) fn require_chat_template(state: &AppState, model: &str) -> Result<(), ApiError> {
+    let graph = state.ready_graph()?;
+    let local = graph
+        .models
+        .iter()
+        .find(|m| m.name == model)
+        .map(|m| m.chat_template.is_some());
+    let remote = || {
+        let replicas = graph.remotes.iter().find(|r| r.model == model)?;
+        let details = replicas.details.lock().expect("details lock");
+        details.as_ref().map(|d| !d["chat_template"].is_null())
+    };
+    if local.or_else(remote) == Some(false) {
+        return Err(ApiError::NoChatTemplate {
+            model: model.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// What every chunk of one request shares.
+struct Shape {
+    id: String,
+    created: u64,
+    model: String,
+}
+
+impl Shape {
+    fn chunk(&self, delta: ChatDelta, finish_reason: Option<String>) -> ChatCompletionChunk {
+        let choice = ChatChunkChoice {
+            index: 0,
+            delta,
+            logprobs: None,
+            finish_reason,
+        };
+        self.with(vec![choice], None)
+    }
+
+    /// `stream_options.include_usage`'s last chunk: no choices, the whole request's usage.
+    fn usage_chunk(&self, usage: CompletionUsage) -> ChatCompletionChunk {
+        self.with(Vec::new(), Some(usage))
+    }
+
+    fn with(
+        &self,
+        choices: Vec<ChatChunkChoice>,
+        usage: Option<CompletionUsage>,
+    ) -> ChatCompletionChunk {
+        ChatCompletionChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices,
+            usage,
+        }
+    }
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Chats with the server through the official `openai` client, unchanged.
+
+Usage: chat_check.py BASE_URL MODEL QUESTION
+  e.g. chat_check.py http://127.0.0.1:3917 smollm2 "What is the capital of France?"
+
+Asks QUESTION (one user message, greedy) plainly and streamed with
+`stream_options={"include_usage": True}`, and prints one JSON line with what the client
+read: the plain answer's text, finish_reason and usage; the streamed chunks' texts joined,
+the first delta's role, the finish reasons, and the last chunk's choices and usage. The
+Rust test asserts on those values.
+"""
+
+import json
+import sys
+
+import openai
+
+BASE, MODEL, QUESTION = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3]
+
+client = openai.OpenAI(base_url=BASE + "/v1", api_key="unused", max_retries=0, timeout=120)
+messages = [{"role": "user", "content": QUESTION}]
+
+
+def counts(usage):
+    """The three counts OpenAI always sends (the client adds optional details as None)."""
+    if usage is None:
+        return None
+    return {k: getattr(usage, k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+
+
+plain = client.chat.completions.create(model=MODEL, messages=messages, temperature=0)
+choice = plain.choices[0]
+
+chunks = list(
+    client.chat.completions.create(
+        model=MODEL,
+        messages=messages,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+)
+with_choices = [c for c in chunks if c.choices]
+last = chunks[-1]
+
+print(json.dumps({
+    "object": plain.object,
+    "model": plain.model,
+    "id": plain.id,
+    "role": choice.message.role,
+    "content": choice.message.content,
+    "finish_reason": choice.finish_reason,
+    "usage": counts(plain.usage),
+    "chunk_objects": sorted({c.object for c in chunks}),
+    "chunk_ids": sorted({c.id for c in chunks}),
+    "first_delta_role": with_choices[0].choices[0].delta.role,
+    "streamed": "".join(c.choices[0].delta.content or "" for c in with_choices),
+    "streamed_finish_reasons": [c.choices[0].finish_reason for c in with_choices if c.choices[0].finish_reason],
+    "usage_on_other_chunks": [c.usage for c in chunks[:-1] if c.usage is not None],
+    "last_choices": [c.model_dump() for c in last.choices],
+    "last_usage": counts(last.usage),
+}))

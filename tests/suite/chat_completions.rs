@@ -1,0 +1,508 @@
+//! `POST /v1/chat/completions` and the per-model `/v1/models/{name}/chat` routes: the real
+//! SmolLM2-135M-Instruct GGUF answering through its own template (with the official `openai`
+//! client, unchanged, and across a hop from a graph node), and what the routes refuse.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::common;
+
+use common::real_smollm2;
+use common::server::{models_toml, serve_refuses, ModelEntry, TestServer};
+use serde_json::{json, Value};
+
+const QUESTION: &str = "What is the capital of France?";
+const ANSWER: &str = "The capital of France is Paris.";
+/// The question rendered with SmolLM2's template (its default system turn included), and
+/// the answer's tokens, `<|im_end|>` included.
+const PROMPT_TOKENS: u64 = 37;
+const ANSWER_TOKENS: u64 = 8;
+
+fn question() -> Value {
+    json!([{"role": "user", "content": QUESTION}])
+}
+
+/// The `data:` payloads of an SSE body.
+fn data_lines(body: &str) -> Vec<&str> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect()
+}
+
+#[actix_web::test]
+async fn the_official_openai_client_asks_the_real_smollm2_and_hears_paris_plain_and_streamed() {
+    let server = TestServer::start(&[real_smollm2()], "");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai/chat_check.py");
+    let output = std::process::Command::new("python3")
+        .args([script, &server.base, "smollm2", QUESTION])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "the openai chat check failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let usage = json!({
+        "prompt_tokens": PROMPT_TOKENS,
+        "completion_tokens": ANSWER_TOKENS,
+        "total_tokens": PROMPT_TOKENS + ANSWER_TOKENS,
+    });
+    assert_eq!(seen["object"], "chat.completion");
+    assert_eq!(seen["model"], "smollm2");
+    assert!(seen["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert_eq!(seen["role"], "assistant");
+    assert_eq!(seen["content"], ANSWER);
+    assert_eq!(seen["finish_reason"], "stop");
+    assert_eq!(seen["usage"], usage);
+
+    assert_eq!(seen["chunk_objects"], json!(["chat.completion.chunk"]));
+    assert_eq!(seen["chunk_ids"].as_array().unwrap().len(), 1, "one id");
+    assert_eq!(seen["first_delta_role"], "assistant");
+    assert_eq!(seen["streamed"], ANSWER);
+    assert_eq!(seen["streamed_finish_reasons"], json!(["stop"]));
+    assert_eq!(seen["usage_on_other_chunks"], json!([]));
+    assert_eq!(seen["last_choices"], json!([]));
+    assert_eq!(seen["last_usage"], usage);
+}
+
+#[actix_web::test]
+async fn a_streamed_chat_is_role_then_content_then_finish_then_usage_then_done_on_the_wire() {
+    let server = TestServer::start(&[real_smollm2()], "");
+    let body = json!({"model": "smollm2", "messages": question(), "temperature": 0,
+        "stream": true, "stream_options": {"include_usage": true}});
+    let text = server.post_sse("/v1/chat/completions", &body).await;
+    let lines = data_lines(&text);
+    assert_eq!(lines.last(), Some(&"[DONE]"));
+    let chunks: Vec<Value> = lines[..lines.len() - 1]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for chunk in &chunks {
+        // With include_usage, every chunk carries `usage`: null but on the last.
+        assert!(chunk.as_object().unwrap().contains_key("usage"), "{chunk}");
+    }
+    let first = &chunks[0]["choices"][0];
+    assert_eq!(first["delta"], json!({"role": "assistant", "content": ""}));
+    let (usage_chunk, rest) = chunks.split_last().unwrap();
+    let (finish_chunk, content) = rest.split_last().unwrap();
+    assert_eq!(finish_chunk["choices"][0]["delta"], json!({}));
+    assert_eq!(finish_chunk["choices"][0]["finish_reason"], "stop");
+    let streamed: String = content[1..]
+        .iter()
+        .map(|c| {
+            assert!(c["usage"].is_null() && c["choices"][0]["finish_reason"].is_null());
+            c["choices"][0]["delta"]["content"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(streamed, ANSWER);
+    assert_eq!(usage_chunk["choices"], json!([]));
+    assert_eq!(usage_chunk["usage"]["completion_tokens"], ANSWER_TOKENS);
+}
+
+#[actix_web::test]
+async fn per_model_chat_answers_as_generate_does_with_the_answer_alone_and_streams_its_tokens() {
+    let server = TestServer::start(&[real_smollm2()], "");
+    let body = json!({"messages": question(), "max_new_tokens": 32});
+    let (status, answer) = server.post_json("/v1/models/smollm2/chat", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["model"], "smollm2");
+    assert_eq!(answer["generated"], ANSWER, "no prompt echo for a chat");
+    assert_eq!(answer["continuation"], ANSWER);
+    assert_eq!(answer["finish_reason"], "eos");
+    assert_eq!(answer["prompt_tokens"], PROMPT_TOKENS);
+    assert_eq!(answer["generated_tokens"], ANSWER_TOKENS);
+    assert_eq!(
+        answer["token_ids"].as_array().unwrap().last(),
+        Some(&json!(2))
+    );
+
+    let text = server
+        .post_sse("/v1/models/smollm2/chat/stream", &body)
+        .await;
+    let events: Vec<Value> = data_lines(&text)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (done, tokens) = events.split_last().unwrap();
+    assert_eq!(done["type"], "done", "{done}");
+    assert_eq!(done["generated"], ANSWER);
+    assert_eq!(done["token_ids"], answer["token_ids"]);
+    let streamed: String = tokens
+        .iter()
+        .map(|t| {
+            assert_eq!(t["type"], "token");
+            t["text"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(streamed, ANSWER);
+    assert_eq!(tokens.len() as u64, ANSWER_TOKENS);
+
+    // The model list says it can chat, and where its template came from.
+    let mut response = awc::Client::default()
+        .get(server.url("/v1/models"))
+        .send()
+        .await
+        .unwrap();
+    let models: Value = response.json().await.unwrap();
+    assert_eq!(models["models"][0]["chat_template"], "gguf");
+}
+
+#[actix_web::test]
+async fn a_chat_through_a_graph_node_is_rendered_on_the_model_node_and_answers_the_same() {
+    let node = TestServer::start(&[real_smollm2()], "");
+    let models = format!(
+        "\n[[models]]\nname = \"smollm2\"\nurl = \"{}\"\nrole = \"generator\"\n\n[[models]]\nname = \"bert\"\npath = {:?}\nrole = \"classifier\"\n",
+        node.base,
+        common::fixture("bert-tiny"),
+    );
+    let graph = TestServer::start_toml(0, &models, "");
+    common::wait_until("the node is ready", Duration::from_secs(30), || {
+        graph.is_ready()
+    });
+    let body = json!({"model": "smollm2", "messages": question(), "temperature": 0});
+    let (status, answer) = graph.post_json("/v1/chat/completions", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["choices"][0]["message"]["content"], ANSWER);
+    assert_eq!(answer["usage"]["prompt_tokens"], PROMPT_TOKENS);
+    assert_eq!(answer["usage"]["completion_tokens"], ANSWER_TOKENS);
+    let per_model = json!({"messages": question()});
+    let (status, answer) = graph.post_json("/v1/models/smollm2/chat", &per_model).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["generated"], ANSWER);
+}
+
+/// llama-tiny (Llama 3's template) can chat; the GPT-2 fixture has no template.
+fn chat_and_plain_models() -> Vec<ModelEntry> {
+    vec![
+        ("llama", common::fixture("llama-tiny"), "generator"),
+        ("gpt2", common::fixture("gpt2-tiny-a"), "generator"),
+    ]
+}
+
+#[actix_web::test]
+async fn what_chat_does_not_implement_or_know_gets_a_422_naming_it() {
+    let server = TestServer::start(&chat_and_plain_models(), "[limits]\nmax_new_tokens = 16\n");
+    let base = json!({"model": "llama", "messages": [{"role": "user", "content": "Hi"}]});
+    let with = |extra: Value| {
+        let mut body = base.clone();
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let tool = json!([{"type": "function", "function": {"name": "f", "parameters": {}}}]);
+    for (body, named) in [
+        (with(json!({"n": 2})), "n (only 1)"),
+        (with(json!({"tools": tool})), "tools"),
+        (with(json!({"tool_choice": "required"})), "tool_choice"),
+        (with(json!({"logprobs": true})), "logprobs"),
+        (
+            with(json!({"response_format": {"type": "json_object"}})),
+            "response_format",
+        ),
+        (
+            with(json!({"chat_template": "{{ messages }}"})),
+            "chat_template: a request cannot carry a chat template",
+        ),
+        (with(json!({"beam": 2})), "unknown fields: beam"),
+        (with(json!({"messages": []})), "messages: must not be empty"),
+        (
+            with(json!({"messages": [{"role": "tool", "content": "42"}]})),
+            "messages[0].role: \"tool\" is not supported",
+        ),
+        (
+            with(json!({"messages": [{"role": "user", "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": "http://x/y.png"}},
+            ]}]})),
+            "messages[0].content[1]: \"image_url\" parts are not supported",
+        ),
+        (
+            with(json!({"messages": [{"role": "user", "content": "Hi", "name": "me"}]})),
+            "messages[0]: unknown fields: name",
+        ),
+        (
+            with(json!({"max_tokens": 17})),
+            "max_tokens: 17 is out of range",
+        ),
+        (
+            with(json!({"max_completion_tokens": 17})),
+            "max_completion_tokens: 17 is out of range",
+        ),
+    ] {
+        let (status, answer) = server.post_json("/v1/chat/completions", &body).await;
+        assert_eq!(status, 422, "{body}: {answer}");
+        assert_eq!(answer["error_type"], "validation", "{body}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.contains(named), "{body}: {error}");
+    }
+    // Neutral values of those fields change nothing, so they are taken; text parts are
+    // joined.
+    let neutral = with(
+        json!({"n": 1, "logprobs": false, "tools": [], "tool_choice": "none",
+        "response_format": {"type": "text"}, "frequency_penalty": 0, "presence_penalty": 0,
+        "logit_bias": {}, "user": "me", "temperature": 0, "max_completion_tokens": 3,
+        "messages": [{"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
+                     {"role": "user", "content": "Hi"}]}),
+    );
+    let (status, answer) = server.post_json("/v1/chat/completions", &neutral).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["usage"]["completion_tokens"], 3);
+
+    // A model without a template cannot chat, on either route, and says which model.
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            json!({"model": "gpt2", "messages": question()}),
+        ),
+        ("/v1/models/gpt2/chat", json!({"messages": question()})),
+        (
+            "/v1/models/gpt2/chat/stream",
+            json!({"messages": question()}),
+        ),
+    ] {
+        let (status, answer) = server.post_json(path, &body).await;
+        assert_eq!(status, 422, "{path}: {answer}");
+        assert_eq!(answer["error_type"], "no_chat_template", "{path}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(
+            error.contains("\"gpt2\" cannot chat: no chat template"),
+            "{path}: {error}"
+        );
+    }
+    let (status, answer) = server
+        .post_json(
+            "/v1/models/llama/chat",
+            &json!({"messages": [{"role": "robot", "content": "beep"}]}),
+        )
+        .await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("\"robot\""));
+}
+
+/// A copy of llama-tiny whose template raises for a message that says "boom".
+fn raising_copy(dir: &Path) -> PathBuf {
+    let source = common::fixture("llama-tiny");
+    let copy = dir.join("llama-raising");
+    std::fs::create_dir(&copy).unwrap();
+    for file in [
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ] {
+        std::os::unix::fs::symlink(source.join(file), copy.join(file)).unwrap();
+    }
+    let mut config: Value = serde_json::from_str(
+        &std::fs::read_to_string(source.join("tokenizer_config.json")).unwrap(),
+    )
+    .unwrap();
+    config["chat_template"] = json!(concat!(
+        "{{ bos_token }}{% for m in messages %}",
+        "{% if m.content == 'boom' %}{{ raise_exception('no booms in this chat') }}{% endif %}",
+        "<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n{{ m.content }}<|eot_id|>",
+        "{% endfor %}",
+        "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}",
+    ));
+    std::fs::write(
+        copy.join("tokenizer_config.json"),
+        serde_json::to_string(&config).unwrap(),
+    )
+    .unwrap();
+    copy
+}
+
+#[actix_web::test]
+async fn a_template_that_raises_answers_422_with_its_message_and_the_server_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let models: Vec<ModelEntry> = vec![("raising", raising_copy(dir.path()), "generator")];
+    let server = TestServer::start(&models, "");
+    let boom = json!([{"role": "user", "content": "boom"}]);
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            json!({"model": "raising", "messages": boom, "max_tokens": 2}),
+        ),
+        (
+            "/v1/models/raising/chat",
+            json!({"messages": boom, "max_new_tokens": 2}),
+        ),
+    ] {
+        let (status, answer) = server.post_json(path, &body).await;
+        assert_eq!(status, 422, "{path}: {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.contains("no booms in this chat"), "{path}: {error}");
+    }
+    // Streamed, the same message is the stream's error chunk.
+    let streamed = json!({"model": "raising", "messages": boom, "stream": true});
+    let text = server.post_sse("/v1/chat/completions", &streamed).await;
+    let last: Value = serde_json::from_str(data_lines(&text).last().unwrap()).unwrap();
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no booms in this chat"),
+        "{text}"
+    );
+    // The model serves the next conversation as before.
+    let fine = json!({"model": "raising", "messages": question(), "max_tokens": 2});
+    let (status, answer) = server.post_json("/v1/chat/completions", &fine).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["usage"]["completion_tokens"], 2);
+}
+
+/// A graph that scores the request, then has a chat step answer it (with a system prompt),
+/// and scores the answer (the default graph gives scores); and one whose step writes a
+/// prompt of its own.
+const CHAT_GRAPHS: &str = r#"
+[[graphs]]
+name = "answer"
+  [[graphs.steps]]
+  name = "mood"
+  each = { classify = "bert" }
+  [[graphs.steps]]
+  name = "reply"
+  each = { generate = "llama", chat = { system = "Answer in one short sentence.", user = "Answer this: {text}" } }
+  [[graphs.steps]]
+  name = "score"
+  each = { classify = "bert" }
+
+[[graphs]]
+name = "rewrite"
+  [[graphs.steps]]
+  each = { generate = "llama", prompt = "Rewrite politely: {text}\n" }
+"#;
+
+fn chat_graph_models() -> Vec<ModelEntry> {
+    vec![
+        ("llama", common::fixture("llama-tiny"), "generator"),
+        ("bert", common::fixture("bert-tiny"), "classifier"),
+    ]
+}
+
+#[actix_web::test]
+async fn a_graph_step_that_chats_or_prompts_answers_as_the_model_route_does_and_streams_and_traces()
+{
+    let server = TestServer::start(&chat_graph_models(), CHAT_GRAPHS);
+    let text = "I have an idea!";
+    let (status, answer) = server
+        .post_json(
+            "/v1/graphs/answer",
+            &json!({"text": text, "max_new_tokens": 6}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let messages = json!([
+        {"role": "system", "content": "Answer in one short sentence."},
+        {"role": "user", "content": format!("Answer this: {text}")},
+    ]);
+    let (status, alone) = server
+        .post_json(
+            "/v1/models/llama/chat",
+            &json!({"messages": messages, "max_new_tokens": 6}),
+        )
+        .await;
+    assert_eq!(status, 200, "{alone}");
+    let result = &answer["results"][0];
+    assert_eq!(result["model"], "llama");
+    assert_eq!(result["generated"], alone["generated"], "the answer alone");
+    assert_eq!(result["prompt_tokens"], alone["prompt_tokens"]);
+    assert_eq!(answer["steps"][0]["results"][0]["generated"], text);
+
+    // Streamed, the tokens add up to that answer; the trace has both steps.
+    let events: Vec<Value> = data_lines(
+        &server
+            .post_sse(
+                "/v1/graphs/answer/stream",
+                &json!({"text": text, "max_new_tokens": 6}),
+            )
+            .await,
+    )
+    .iter()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect();
+    let generated = events.iter().find(|e| e["type"] == "generated").unwrap();
+    assert_eq!(generated["text"], alone["generated"]);
+    let streamed: String = events
+        .iter()
+        .filter(|e| e["type"] == "token")
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(streamed, alone["generated"].as_str().unwrap());
+    let trace_id = answer["trace_id"].as_str().unwrap();
+    let mut response = awc::Client::default()
+        .get(server.url(&format!("/v1/traces/{trace_id}")))
+        .send()
+        .await
+        .unwrap();
+    let trace: Value = response.json().limit(1 << 22).await.unwrap();
+    let trace = trace.to_string();
+    assert!(
+        trace.contains("\"reply\"") && trace.contains("\"mood\""),
+        "{trace}"
+    );
+
+    // A prompt of the step's own: the result is the continuation alone.
+    let (status, rewritten) = server
+        .post_json(
+            "/v1/graphs/rewrite",
+            &json!({"text": text, "max_new_tokens": 6}),
+        )
+        .await;
+    assert_eq!(status, 200, "{rewritten}");
+    let (_, plain) = server
+        .post_json(
+            "/v1/models/llama/generate",
+            &json!({"text": format!("Rewrite politely: {text}\n"), "max_new_tokens": 6}),
+        )
+        .await;
+    assert_eq!(rewritten["results"][0]["generated"], plain["continuation"]);
+
+    // /v1/graphs shows the steps' prompts.
+    let mut response = awc::Client::default()
+        .get(server.url("/v1/graphs"))
+        .send()
+        .await
+        .unwrap();
+    let graphs: Value = response.json().await.unwrap();
+    let reply = &graphs["graphs"][0]["steps"][1]["calls"][0];
+    assert_eq!(
+        reply["chat"],
+        json!({"system": "Answer in one short sentence.", "user": "Answer this: {text}"})
+    );
+    assert_eq!(
+        graphs["graphs"][1]["steps"][0]["calls"][0]["prompt"],
+        "Rewrite politely: {text}\n"
+    );
+}
+
+#[test]
+fn a_chat_step_for_a_model_without_a_template_fails_at_start_naming_graph_step_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let models = [
+        ("gpt2", common::fixture("gpt2-tiny-a"), "generator"),
+        ("bert", common::fixture("bert-tiny"), "classifier"),
+    ];
+    let graphs = "[[graphs]]\nname = \"ask\"\n[[graphs.steps]]\nname = \"reply\"\n\
+                  each = { generate = \"gpt2\", chat = { user = \"{text}\" } }\n\
+                  [[graphs.steps]]\neach = { classify = \"bert\" }\n";
+    std::fs::write(
+        &path,
+        format!(
+            "backend = \"cpu\"\n[server]\nport = 0\n{graphs}{}",
+            models_toml(&models)
+        ),
+    )
+    .unwrap();
+    let stderr = serve_refuses(&path, &[]);
+    for part in [
+        "graphs \"ask\" step 1 (\"reply\")",
+        "each.chat",
+        "\"gpt2\" has no chat template",
+    ] {
+        assert!(stderr.contains(part), "{part:?} is not in: {stderr}");
+    }
+}
