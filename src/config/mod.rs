@@ -244,6 +244,18 @@ pub struct ModelConfig {
     /// An embedder's pooling, overriding its folder's (required for a folder without
     /// sentence-transformers' `modules.json`).
     pub pooling: Option<Pooling>,
+    /// A generator's chat template, in place of its model's own: `chat_template` as written,
+    /// or `chat_template_file` read at start.
+    pub chat_template: Option<ConfiguredTemplate>,
+}
+
+/// A chat template `config.toml` gives a generator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfiguredTemplate {
+    /// `chat_template = "…"`.
+    Inline(String),
+    /// `chat_template_file = "…"`, relative to the config's folder.
+    File(PathBuf),
 }
 
 /// Where a model runs.
@@ -268,6 +280,8 @@ struct ModelEntry {
     urls: Option<Vec<String>>,
     dtype: Option<Dtype>,
     pooling: Option<Pooling>,
+    chat_template: Option<String>,
+    chat_template_file: Option<PathBuf>,
 }
 
 impl TryFrom<ModelEntry> for ModelConfig {
@@ -308,12 +322,31 @@ impl TryFrom<ModelEntry> for ModelConfig {
                 "models {name:?}: an embedder is served by the server that names it; give it a path"
             ));
         }
+        let chat_template = match (entry.chat_template, entry.chat_template_file) {
+            (None, None) => None,
+            (Some(text), None) => Some(ConfiguredTemplate::Inline(text)),
+            (None, Some(file)) => Some(ConfiguredTemplate::File(file)),
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "models {name:?}: give chat_template or chat_template_file, not both"
+                ))
+            }
+        };
+        // The template renders where the model runs: a node's own config names it.
+        if chat_template.is_some()
+            && (entry.role != Role::Generator || matches!(source, ModelSource::Remote(_)))
+        {
+            return Err(format!(
+                "models {name:?}: a chat template is a local generator's (role = \"generator\" with a path)"
+            ));
+        }
         Ok(Self {
             name,
             role: entry.role,
             source,
             dtype: entry.dtype,
             pooling: entry.pooling,
+            chat_template,
         })
     }
 }
@@ -375,7 +408,15 @@ impl Config {
             message: e.to_string(),
         })?;
         for model in &mut config.models {
-            if let ModelSource::Local(path) = &mut model.source {
+            let template = match &mut model.chat_template {
+                Some(ConfiguredTemplate::File(path)) => Some(path),
+                _ => None,
+            };
+            let source = match &mut model.source {
+                ModelSource::Local(path) => Some(path),
+                ModelSource::Remote(_) => None,
+            };
+            for path in [source, template].into_iter().flatten() {
                 if path.is_relative() {
                     *path = base.join(&*path);
                 }

@@ -12,7 +12,7 @@ use crate::actors::remote::{RemoteModel, Replicas};
 use crate::actors::{ClassifierActor, Classify, Embed, EmbedderActor, Generate, GeneratorActor};
 use crate::backend::SelectedDevice;
 use crate::config::graphs::{Condition, Framing, GraphSpec, StepKind};
-use crate::config::{Config, EngineConfig, ModelSource, RemoteConfig, Role};
+use crate::config::{Config, ConfiguredTemplate, EngineConfig, ModelSource, RemoteConfig, Role};
 use crate::engine::{
     ClassificationEngine, EmbeddingEngine, EngineSettings, EngineStats, GenerationEngine,
 };
@@ -286,8 +286,22 @@ pub fn load_models(config: &Config, device: &SelectedDevice) -> Result<LoadedGra
         };
         let (info, source) = match model.role {
             Role::Generator => {
-                let generator =
+                let mut generator =
                     models::load_generator_in(path, &device.device, dtype).map_err(fail)?;
+                if let Some(template) = &model.chat_template {
+                    let (text, origin) = match template {
+                        ConfiguredTemplate::Inline(text) => (text.clone(), path.clone()),
+                        ConfiguredTemplate::File(file) => (
+                            std::fs::read_to_string(file).map_err(|e| {
+                                format!("model {:?}: {}: {e}", model.name, file.display())
+                            })?,
+                            file.clone(),
+                        ),
+                    };
+                    let template =
+                        models::configured_chat_template(path, text, &origin).map_err(fail)?;
+                    generator.set_chat_template(template);
+                }
                 let info = generator_info(&model.name, &generator, device);
                 (info, Source::Generator(Box::new(generator)))
             }

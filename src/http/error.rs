@@ -42,7 +42,10 @@ pub enum ApiError {
         needs: &'static str,
     },
     /// A chat route for a generator without a template: never a made-up format.
-    #[error("model {model:?} cannot chat: no chat template (the model ships none)")]
+    #[error(
+        "model {model:?} cannot chat: no chat template (the model ships none; config.toml's \
+         chat_template or chat_template_file can give it one)"
+    )]
     NoChatTemplate { model: String },
     #[error("no graph is called {name:?}; the graphs are: {}", available.join(", "))]
     GraphNotFound {

@@ -44,8 +44,7 @@ pub enum TemplateSource {
     TokenizerConfig,
     /// A GGUF file's `tokenizer.chat_template`.
     Gguf,
-    /// Given by the operator, not the folder (`ChatTemplate::new`); `config.toml`'s
-    /// `[[models]]` entries cannot name one yet.
+    /// `config.toml`'s `chat_template` or `chat_template_file` (which win over the model's).
     Config,
 }
 

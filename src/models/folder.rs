@@ -240,7 +240,6 @@ pub fn load_generator_in(
         .then(|| read_json(&files.tokenizer_config))
         .transpose()?;
     let chat_template = ChatTemplate::from_folder(dir, tokenizer_config.as_ref())?;
-    add_end_of_turn(&mut eos, chat_template.as_ref(), &tokenizer);
     Ok(Generator::new(
         dir.to_path_buf(),
         model,
@@ -250,15 +249,25 @@ pub fn load_generator_in(
     ))
 }
 
-/// A chat's turn ends at the template's end-of-turn token, even where the config's eos list
-/// leaves it out (Qwen2.5 base: <|endoftext|> only; the template writes <|im_end|>).
-fn add_end_of_turn(eos: &mut Vec<u32>, template: Option<&ChatTemplate>, tokenizer: &TextTokenizer) {
-    let end_of_turn = template
-        .and_then(ChatTemplate::eos_token)
-        .and_then(|token| tokenizer.token_id(token));
-    if let Some(id) = end_of_turn.filter(|id| !eos.contains(id)) {
-        eos.push(id);
-    }
+/// The chat template `config.toml` gives a generator (`text`, read from `origin`, for
+/// errors), compiled with the special tokens of the model at `path` (a folder's
+/// `tokenizer_config.json`, or a GGUF file's metadata).
+pub fn configured_chat_template(
+    path: &Path,
+    text: String,
+    origin: &Path,
+) -> Result<ChatTemplate, ModelError> {
+    let specials = match gguf_path(path)? {
+        Some(file) => Some(gguf::checkpoint::special_tokens(&GgufFile::open(&file)?)),
+        None => {
+            let tokenizer_config = path.join("tokenizer_config.json");
+            tokenizer_config
+                .is_file()
+                .then(|| read_json(&tokenizer_config))
+                .transpose()?
+        }
+    };
+    ChatTemplate::new(text, TemplateSource::Config, specials.as_ref(), origin)
 }
 
 /// The generator a GGUF file holds, its dense layers in `dtype`.
@@ -281,8 +290,7 @@ fn load_gguf_generator(
             )
         })
         .transpose()?;
-    let mut eos = token_ids(&config, "eos_token_id", path)?;
-    add_end_of_turn(&mut eos, chat_template.as_ref(), &tokenizer);
+    let eos = token_ids(&config, "eos_token_id", path)?;
     let llama = LlamaConfig::from_json(&config, path)?;
     let weights = WeightFile::open_gguf(file, device)?.with_dtype(dtype)?;
     let model: Box<dyn CausalLm> = Box::new(LlamaForCausalLm::load(llama, weights, device)?);

@@ -95,6 +95,7 @@ pub struct Generator {
 }
 
 impl Generator {
+    /// A generator stopping at `eos` and at `chat_template`'s end-of-turn token.
     pub fn new(
         dir: PathBuf,
         model: Box<dyn CausalLm>,
@@ -102,13 +103,31 @@ impl Generator {
         eos: Vec<u32>,
         chat_template: Option<ChatTemplate>,
     ) -> Self {
-        Self {
+        let mut generator = Self {
             dir,
             model,
             tokenizer,
             eos,
-            chat_template,
+            chat_template: None,
+        };
+        if let Some(template) = chat_template {
+            generator.set_chat_template(template);
         }
+        generator
+    }
+
+    /// Chats through `template` (in place of the model's own, when `config.toml` names one),
+    /// stopping at its end-of-turn token too: a turn ends there even where the config's eos
+    /// list leaves it out (Qwen2.5 base lists <|endoftext|> only; the template writes
+    /// <|im_end|>).
+    pub fn set_chat_template(&mut self, template: ChatTemplate) {
+        let end_of_turn = template
+            .eos_token()
+            .and_then(|token| self.tokenizer.token_id(token));
+        if let Some(id) = end_of_turn.filter(|id| !self.eos.contains(id)) {
+            self.eos.push(id);
+        }
+        self.chat_template = Some(template);
     }
 
     pub fn chat_template(&self) -> Option<&ChatTemplate> {

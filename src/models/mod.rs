@@ -40,8 +40,8 @@ pub use dtype::Dtype;
 pub use embedder::{Embedder, Embedding, Pooling};
 pub use error::ModelError;
 pub use folder::{
-    architecture, load, load_classifier, load_classifier_in, load_embedder_in, load_generator,
-    load_generator_in, stored_dtype, LoadedModel,
+    architecture, configured_chat_template, load, load_classifier, load_classifier_in,
+    load_embedder_in, load_generator, load_generator_in, stored_dtype, LoadedModel,
 };
 pub use generator::{FinishReason, Generation, GenerationParams, Generator, Prompt};
 pub mod presets;

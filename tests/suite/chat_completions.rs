@@ -506,3 +506,46 @@ fn a_chat_step_for_a_model_without_a_template_fails_at_start_naming_graph_step_a
         assert!(stderr.contains(part), "{part:?} is not in: {stderr}");
     }
 }
+
+#[actix_web::test]
+async fn a_template_from_config_toml_lets_a_plain_model_chat_and_wins_over_a_models_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}\
+                    {% if add_generation_prompt %}[assistant] {% endif %}";
+    let file = dir.path().join("plain.jinja");
+    std::fs::write(&file, template).unwrap();
+    let models = format!(
+        "[[models]]\nname = \"gpt2\"\npath = {:?}\nrole = \"generator\"\nchat_template = {:?}\n\n\
+         [[models]]\nname = \"llama\"\npath = {:?}\nrole = \"generator\"\nchat_template_file = {:?}\n",
+        common::fixture("gpt2-tiny-a"),
+        template,
+        common::fixture("llama-tiny"),
+        file
+    );
+    let server = TestServer::start_toml(0, &models, "");
+    let mut response = awc::Client::default()
+        .get(server.url("/v1/models"))
+        .send()
+        .await
+        .unwrap();
+    let listed: Value = response.json().await.unwrap();
+    for info in listed["models"].as_array().unwrap() {
+        assert_eq!(info["chat_template"], "config", "{info}");
+    }
+    // The rendered prompt is the configured template's, for the plain model and for the one
+    // that ships its own.
+    for (name, fixture) in [("gpt2", "gpt2-tiny-a"), ("llama", "llama-tiny")] {
+        let tokenizer =
+            infergraph::models::load_generator(&common::fixture(fixture), &common::cpu())
+                .unwrap()
+                .tokenizer()
+                .encode_rendered("[user] Hi\n[assistant] ")
+                .unwrap();
+        let body = json!({"messages": [{"role": "user", "content": "Hi"}], "max_new_tokens": 3});
+        let (status, answer) = server
+            .post_json(&format!("/v1/models/{name}/chat"), &body)
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["prompt_tokens"], tokenizer.len(), "{name}: {answer}");
+    }
+}

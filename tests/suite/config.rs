@@ -163,3 +163,35 @@ fn a_model_takes_a_dtype_and_a_bad_one_is_named() {
         "{error}"
     );
 }
+
+#[test]
+fn a_chat_template_is_a_local_generators_and_given_one_way() {
+    let base = "[[models]]\nname = \"g\"\npath = \"m\"\nrole = \"generator\"\n";
+    let config = Config::from_toml(
+        &format!("{base}chat_template_file = \"t.jinja\"\n"),
+        Path::new("/etc/ig"),
+    )
+    .unwrap();
+    assert_eq!(
+        config.models[0].chat_template,
+        Some(infergraph::config::ConfiguredTemplate::File(
+            "/etc/ig/t.jinja".into()
+        )),
+        "relative to the config"
+    );
+    for (text, says) in [
+        (
+            format!("{base}chat_template = \"x\"\nchat_template_file = \"t\"\n"),
+            "not both",
+        ),
+        (
+            base.replace("generator", "classifier") + "chat_template = \"x\"\n",
+            "local generator",
+        ),
+    ] {
+        let error = Config::from_toml(&text, Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(says) && error.contains("\"g\""), "{error}");
+    }
+}
