@@ -276,18 +276,7 @@ impl WeightFile {
             return;
         };
         let shard = &self.shards[entry.shard];
-        let page = 4096;
-        let base = shard.bytes.as_ptr() as usize;
-        let start = (base + shard.data_start + entry.start).next_multiple_of(page);
-        let end = (base + shard.data_start + entry.end) / page * page;
-        if end > start {
-            // SAFETY: [start, end) lies inside the mapping, which nothing borrows any more
-            // (the caller's borrow of the bytes ended with the conversion); MADV_DONTNEED
-            // on a read-only file mapping only drops pages that will be re-read on demand.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
-            }
-        }
+        drop_pages(&shard.bytes[shard.data_start + entry.start..shard.data_start + entry.end]);
     }
 
     /// The tensor `name` as F32 values (dequantized, rows in Hugging Face order), checked
@@ -520,8 +509,11 @@ impl WeightFile {
         for start in (0..d_out).step_by(RUN_ROWS) {
             let rows = RUN_ROWS.min(d_out - start);
             let run = &mut values[..rows * d_in];
-            quants::dequantize(ty, &raw[start * row_bytes..][..rows * row_bytes], run);
+            let bytes = &raw[start * row_bytes..][..rows * row_bytes];
+            quants::dequantize(ty, bytes, run);
             parts.push(pack(run, rows));
+            // Converted: its pages need not wait for the whole tensor to be handed back.
+            drop_pages(bytes);
         }
         self.release(weight);
         Ok(join(parts))
@@ -606,6 +598,25 @@ impl WeightFile {
                 path: self.path,
                 tensors: unexpected,
             })
+        }
+    }
+}
+
+/// Hands the pages wholly inside `bytes`, a part of a read-only file mapping, back to the
+/// kernel: they hold converted weights and are never read again (a later read would fault them
+/// back in from the file, correctly).
+fn drop_pages(bytes: &[u8]) {
+    let page = 4096;
+    let base = bytes.as_ptr() as usize;
+    let (start, end) = (
+        base.next_multiple_of(page),
+        (base + bytes.len()) / page * page,
+    );
+    if end > start {
+        // SAFETY: [start, end) lies inside the mapping `bytes` borrows; MADV_DONTNEED on a
+        // read-only file mapping only drops pages, which are re-read on demand.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
         }
     }
 }
