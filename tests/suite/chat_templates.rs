@@ -4,7 +4,7 @@
 use crate::common;
 
 use common::*;
-use infergraph::models::chat::{ChatMessage, ChatTemplate, TemplateSource};
+use infergraph::models::chat::{ChatTemplate, TemplateSource};
 use infergraph::models::tokenizer::TextTokenizer;
 use serde_json::Value;
 
@@ -26,18 +26,6 @@ fn template_of(model: &str) -> ChatTemplate {
         .expect("the fixture has a template")
 }
 
-fn messages(conversation: &Value) -> Vec<ChatMessage> {
-    conversation["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| ChatMessage {
-            role: m["role"].as_str().unwrap().into(),
-            content: m["content"].as_str().unwrap().into(),
-        })
-        .collect()
-}
-
 #[test]
 fn rendered_prompts_and_ids_equal_transformers_for_every_conversation() {
     for (name, model) in TEMPLATES {
@@ -57,7 +45,7 @@ fn rendered_prompts_and_ids_equal_transformers_for_every_conversation() {
                 .unwrap_or_default();
             let prompt = template
                 .render(
-                    &messages(conversation),
+                    &chat_messages(conversation),
                     conversation["add_generation_prompt"].as_bool().unwrap(),
                     &kwargs,
                 )

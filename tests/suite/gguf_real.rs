@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use crate::common::server::TestServer;
 use crate::common::*;
-use infergraph::models::chat::ChatMessage;
 use infergraph::models::gguf::quants::{self, GgmlType};
 use infergraph::models::gguf::GgufFile;
 use infergraph::models::{self, Dtype, GenerationParams, Generator};
@@ -50,18 +49,6 @@ fn real_last_logits(index: usize) -> Vec<f32> {
 
 fn load(dtype: Dtype) -> Generator {
     models::load_generator_in(&real_gguf(), &cpu(), dtype).expect("the real GGUF loads")
-}
-
-fn messages(input: &Value) -> Vec<ChatMessage> {
-    input["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| ChatMessage {
-            role: m["role"].as_str().unwrap().into(),
-            content: m["content"].as_str().unwrap().into(),
-        })
-        .collect()
 }
 
 fn greedy(max_new_tokens: usize) -> GenerationParams {
@@ -119,7 +106,7 @@ fn its_tokenizer_and_template_give_the_golden_prompts_ids() {
         let ids = match input["kind"].as_str().unwrap() {
             "chat" => {
                 let rendered = template
-                    .render(&messages(input), true, &serde_json::Map::new())
+                    .render(&chat_messages(input), true, &serde_json::Map::new())
                     .unwrap();
                 assert_eq!(
                     rendered,
@@ -160,7 +147,7 @@ fn served_in_its_own_4_bit_the_chat_prompt_answers_paris() {
     let input = &real_inputs()[3];
     let template = generator.chat_template().unwrap();
     let prompt = template
-        .render(&messages(input), true, &serde_json::Map::new())
+        .render(&chat_messages(input), true, &serde_json::Map::new())
         .unwrap();
     let ids = generator.tokenizer().encode_rendered(&prompt).unwrap();
     let (new, _) = generator.generate_ids(&ids, &greedy(32)).unwrap();
@@ -237,15 +224,6 @@ fn every_4_bit_variant_is_measured_and_bounded_against_the_golden() {
             m.agreeing_prefix
         );
     }
-}
-
-/// The `data:` of each SSE event in `text`.
-fn sse_data(text: &str) -> Vec<Value> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect()
 }
 
 #[actix_web::test]

@@ -24,15 +24,6 @@ pub fn llama_family_models() -> Vec<ModelEntry> {
         .collect()
 }
 
-/// The `data:` of each SSE event in `text`.
-fn sse_data(text: &str) -> Vec<Value> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect()
-}
-
 /// Each generator's token events add up to its continuation, in order, before its
 /// `generated` event.
 fn check_tokens(events: &[Value], prompt: &str) {

@@ -168,3 +168,25 @@ pub fn hold_a_slot(engine: &GenerationEngine, cancel: &CancelToken) -> Answer {
     );
     answer
 }
+
+/// The `data:` of each SSE event in `text` (the final `[DONE]` left out).
+pub fn sse_data(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+/// A golden's `messages` (`[{role, content}]`) as a conversation.
+pub fn chat_messages(value: &Value) -> Vec<infergraph::models::chat::ChatMessage> {
+    value["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| infergraph::models::chat::ChatMessage {
+            role: m["role"].as_str().unwrap().into(),
+            content: m["content"].as_str().unwrap().into(),
+        })
+        .collect()
+}
