@@ -225,12 +225,8 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Generate(args) => {
             telemetry::init_tracing(LogFormat::Human, "warn");
             let device = choose_device(args.backend.backend.unwrap_or_default());
-            let generator = models::load_generator_in(
-                &args.model,
-                &device.device,
-                stored_or(args.dtype, &args.model)?,
-            )
-            .map_err(|e| e.to_string())?;
+            let generator = models::load_generator_as(&args.model, &device.device, args.dtype)
+                .map_err(|e| e.to_string())?;
             let params = GenerationParams {
                 max_new_tokens: args.max_new_tokens,
                 min_new_tokens: args.min_new_tokens,

@@ -280,14 +280,15 @@ pub fn load_models(config: &Config, device: &SelectedDevice) -> Result<LoadedGra
                 continue;
             }
         };
-        let dtype = match model.dtype {
-            Some(dtype) => dtype,
-            None => models::stored_dtype(path).map_err(fail)?,
+        // A generator's file is read once, its stored dtype with it; encoders are folders.
+        let dtype = || match model.dtype {
+            Some(dtype) => Ok(dtype),
+            None => models::stored_dtype(path).map_err(fail),
         };
         let (info, source) = match model.role {
             Role::Generator => {
                 let mut generator =
-                    models::load_generator_in(path, &device.device, dtype).map_err(fail)?;
+                    models::load_generator_as(path, &device.device, model.dtype).map_err(fail)?;
                 if let Some(template) = &model.chat_template {
                     let (text, origin) = match template {
                         ConfiguredTemplate::Inline(text) => (text.clone(), path.clone()),
@@ -307,13 +308,14 @@ pub fn load_models(config: &Config, device: &SelectedDevice) -> Result<LoadedGra
             }
             Role::Classifier => {
                 let loaded =
-                    models::load_classifier_in(path, &device.device, dtype).map_err(fail)?;
+                    models::load_classifier_in(path, &device.device, dtype()?).map_err(fail)?;
                 let info = classifier_info(&model.name, &loaded, device);
                 (info, Source::Classifier(Box::new(loaded)))
             }
             Role::Embedder => {
-                let loaded = models::load_embedder_in(path, &device.device, dtype, model.pooling)
-                    .map_err(fail)?;
+                let loaded =
+                    models::load_embedder_in(path, &device.device, dtype()?, model.pooling)
+                        .map_err(fail)?;
                 let info = embedder_info(&model.name, &loaded, device);
                 (info, Source::Embedder(Box::new(loaded)))
             }
@@ -328,12 +330,12 @@ pub fn load_models(config: &Config, device: &SelectedDevice) -> Result<LoadedGra
             load_ms = started.elapsed().as_millis() as u64,
             "model loaded"
         );
-        if matches!(dtype, models::Dtype::W8a8 | models::Dtype::W4a8)
+        if matches!(info.dtype.as_str(), "w8a8" | "w4a8")
             && !models::kernels::integer_dot_products()
         {
             tracing::warn!(
                 model = %model.name,
-                %dtype,
+                dtype = %info.dtype,
                 "without AVX-512 VNNI this dtype runs a portable integer kernel, several times \
                  slower (docs/benchmarks.md): int8 or q4 is the faster choice on this CPU"
             );

@@ -27,7 +27,7 @@ use super::api::{
 use super::error::ApiError;
 use super::handlers::{call_context, generation_params, read_json, TRACE_ID_HEADER};
 use super::model_routes::{check_room, find_generator, GenerationCall};
-use super::openai::{finish_reason, record, usage, Frame};
+use super::openai::{check_sampling, finish_reason, record, usage, Frame, Sampling};
 use super::state::AppState;
 use super::stream::event_stream;
 use crate::models::chat::ChatMessage;
@@ -256,28 +256,15 @@ fn parse(body: Map<String, Value>) -> Result<ChatCompletionRequest, ApiError> {
     {
         unsupported.push("tool_choice (only \"none\")");
     }
-    if request.frequency_penalty.is_some_and(|p| p != 0.0) {
-        unsupported.push("frequency_penalty (only 0)");
-    }
-    if request.presence_penalty.is_some_and(|p| p != 0.0) {
-        unsupported.push("presence_penalty (only 0)");
-    }
-    if request.logit_bias.as_ref().is_some_and(|b| !b.is_empty()) {
-        unsupported.push("logit_bias (only empty)");
-    }
-    if !unsupported.is_empty() {
-        return Err(ApiError::Validation(format!(
-            "not implemented: {}",
-            unsupported.join(", ")
-        )));
-    }
-    if let Some(t) = request.temperature {
-        if !(0.0..=2.0).contains(&t) {
-            return Err(ApiError::Validation(format!(
-                "temperature: {t} is out of range 0..=2"
-            )));
-        }
-    }
+    check_sampling(
+        unsupported,
+        Sampling {
+            frequency_penalty: request.frequency_penalty,
+            presence_penalty: request.presence_penalty,
+            logit_bias: request.logit_bias.as_ref(),
+            temperature: request.temperature,
+        },
+    )?;
     Ok(request)
 }
 

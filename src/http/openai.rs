@@ -232,13 +232,39 @@ fn parse(body: Map<String, Value>) -> Result<CompletionRequest, ApiError> {
     if request.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
         unsupported.push("suffix (only null or empty)");
     }
-    if request.frequency_penalty.is_some_and(|p| p != 0.0) {
+    check_sampling(
+        unsupported,
+        Sampling {
+            frequency_penalty: request.frequency_penalty,
+            presence_penalty: request.presence_penalty,
+            logit_bias: request.logit_bias.as_ref(),
+            temperature: request.temperature,
+        },
+    )?;
+    Ok(request)
+}
+
+/// The sampling fields both OpenAI routes take, as sent.
+pub(super) struct Sampling<'a> {
+    pub frequency_penalty: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    pub logit_bias: Option<&'a Map<String, Value>>,
+    pub temperature: Option<f64>,
+}
+
+/// Refuses, in one 422, `unsupported` (what the route found) and the sampling both OpenAI
+/// routes cannot honour (non-zero penalties, a logit bias); then checks the temperature.
+pub(super) fn check_sampling(
+    mut unsupported: Vec<&'static str>,
+    sampling: Sampling,
+) -> Result<(), ApiError> {
+    if sampling.frequency_penalty.is_some_and(|p| p != 0.0) {
         unsupported.push("frequency_penalty (only 0)");
     }
-    if request.presence_penalty.is_some_and(|p| p != 0.0) {
+    if sampling.presence_penalty.is_some_and(|p| p != 0.0) {
         unsupported.push("presence_penalty (only 0)");
     }
-    if request.logit_bias.as_ref().is_some_and(|b| !b.is_empty()) {
+    if sampling.logit_bias.is_some_and(|b| !b.is_empty()) {
         unsupported.push("logit_bias (only empty)");
     }
     if !unsupported.is_empty() {
@@ -247,14 +273,14 @@ fn parse(body: Map<String, Value>) -> Result<CompletionRequest, ApiError> {
             unsupported.join(", ")
         )));
     }
-    if let Some(t) = request.temperature {
+    if let Some(t) = sampling.temperature {
         if !(0.0..=2.0).contains(&t) {
             return Err(ApiError::Validation(format!(
                 "temperature: {t} is out of range 0..=2"
             )));
         }
     }
-    Ok(request)
+    Ok(())
 }
 
 /// What every completion and chunk of one request shares.

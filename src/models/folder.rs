@@ -203,9 +203,19 @@ pub fn load_generator_in(
     device: &Device,
     dtype: Dtype,
 ) -> Result<Generator, ModelError> {
+    load_generator_as(dir, device, Some(dtype))
+}
+
+/// `load_generator_in`, in `dtype` or else as stored (`stored_dtype`), the file read once.
+pub fn load_generator_as(
+    dir: &Path,
+    device: &Device,
+    dtype: Option<Dtype>,
+) -> Result<Generator, ModelError> {
     if let Some(file) = gguf_path(dir)? {
         return load_gguf_generator(&file, device, dtype);
     }
+    let dtype = dtype.unwrap_or(Dtype::F32);
     let (files, config, architecture) = open_for(dir, Task::Generate)?;
     let weights = files.open_weights(architecture, device, dtype)?;
     let model: Box<dyn CausalLm> = match architecture.family {
@@ -270,13 +280,17 @@ pub fn configured_chat_template(
     ChatTemplate::new(text, TemplateSource::Config, specials.as_ref(), origin)
 }
 
-/// The generator a GGUF file holds, its dense layers in `dtype`.
+/// The generator a GGUF file holds, its dense layers in `dtype`, else in the file's own.
 fn load_gguf_generator(
     path: &Path,
     device: &Device,
-    dtype: Dtype,
+    dtype: Option<Dtype>,
 ) -> Result<Generator, ModelError> {
     let file = GgufFile::open(path)?;
+    let dtype = match dtype {
+        Some(dtype) => dtype,
+        None => gguf::checkpoint::stored_dtype(&file)?,
+    };
     let config = gguf::checkpoint::config(&file)?;
     let tokenizer = TextTokenizer::from_gguf(&file)?;
     let chat_template = gguf::checkpoint::chat_template(&file)

@@ -41,7 +41,8 @@ pub use embedder::{Embedder, Embedding, Pooling};
 pub use error::ModelError;
 pub use folder::{
     architecture, configured_chat_template, load, load_classifier, load_classifier_in,
-    load_embedder_in, load_generator, load_generator_in, stored_dtype, LoadedModel,
+    load_embedder_in, load_generator, load_generator_as, load_generator_in, stored_dtype,
+    LoadedModel,
 };
 pub use generator::{FinishReason, Generation, GenerationParams, Generator, Prompt};
 pub mod presets;
