@@ -38,8 +38,9 @@ enum Command {
     /// Load-test the graph: in-process at the actors, or a server over HTTP or websocket.
     Loadtest(LoadtestArgs),
     /// Ask the server that `serve` with the same config and overrides would run whether it
-    /// is up (GET /livez on its own port); exits 0 if so. For container healthchecks.
-    Health(ServeArgs),
+    /// is up (GET /livez on its own port; with --ready, /readyz); exits 0 if so. For
+    /// container healthchecks and probes.
+    Health(HealthArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -119,6 +120,15 @@ struct ServeArgs {
     auth: Option<AuthMode>,
     #[command(flatten)]
     backend: BackendArg,
+}
+
+#[derive(Debug, Args)]
+struct HealthArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// Ask whether it is ready (every model loaded: /readyz) rather than up (/livez).
+    #[arg(long)]
+    ready: bool,
 }
 
 #[derive(Debug, Args)]
@@ -377,12 +387,15 @@ fn serve_config(args: ServeArgs) -> Result<Config, String> {
     Ok(config)
 }
 
-/// `GET /livez` on the address the server listens on (an unspecified bind, 0.0.0.0 or ::,
-/// is asked on loopback); `/livez` needs no key.
-fn health(args: ServeArgs) -> Result<(), String> {
+/// `GET /livez` (or `/readyz`) on the address the server listens on (an unspecified bind,
+/// 0.0.0.0 or ::, is asked on loopback); neither needs a key. Over TLS when `[server.tls]` is set: the
+/// probe trusts exactly the certificate the config names, and where the server requires
+/// client certificates it presents `[remote.tls]`'s, else the server's own.
+fn health(args: HealthArgs) -> Result<(), String> {
     use std::io::{Read, Write};
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
-    let config = serve_config(args)?;
+    let config = serve_config(args.serve)?;
+    let path = if args.ready { "/readyz" } else { "/livez" };
     let (host, port) = (config.server.host.as_str(), config.server.port);
     if port == 0 {
         return Err("[server] port is 0 (a free port picked at start): give a fixed port".into());
@@ -397,31 +410,56 @@ fn health(args: ServeArgs) -> Result<(), String> {
             .next()
             .ok_or_else(|| format!("{host}: no address"))?,
     };
+    let scheme = if config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{address}{path}");
     let timeout = std::time::Duration::from_secs(2);
-    let mut stream = TcpStream::connect_timeout(&address, timeout)
-        .map_err(|e| format!("http://{address}/livez: {e}"))?;
-    stream
-        .set_read_timeout(Some(timeout))
+    let tcp = TcpStream::connect_timeout(&address, timeout).map_err(|e| format!("{url}: {e}"))?;
+    tcp.set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
+    let mut stream: Box<dyn ReadWrite> = match &config.server.tls {
+        Some(server) => {
+            let client = match (&config.remote.tls, &server.client_ca) {
+                (Some(remote), _) if remote.cert.is_some() => {
+                    remote.cert.as_deref().zip(remote.key.as_deref())
+                }
+                (_, Some(_)) => Some((server.cert.as_path(), server.key.as_path())),
+                _ => None,
+            };
+            let settings = crate::tls::probe_config(server, client)?;
+            let connection =
+                rustls::ClientConnection::new(std::sync::Arc::new(settings), address.ip().into())
+                    .map_err(|e| format!("{url}: {e}"))?;
+            Box::new(rustls::StreamOwned::new(connection, tcp))
+        }
+        None => Box::new(tcp),
+    };
     let host_header = match address.ip() {
         IpAddr::V6(ip) => format!("[{ip}]:{port}"),
         IpAddr::V4(ip) => format!("{ip}:{port}"),
     };
     write!(
         stream,
-        "GET /livez HTTP/1.1\r\nhost: {host_header}\r\nconnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nhost: {host_header}\r\nconnection: close\r\n\r\n"
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| format!("{url}: {e}"))?;
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     let status = answer.lines().next().unwrap_or("no answer");
     if status.starts_with("HTTP/1.1 200") {
-        println!("http://{address}/livez: {status}");
+        println!("{url}: {status}");
         Ok(())
     } else {
-        Err(format!("http://{address}/livez: {status}"))
+        Err(format!("{url}: {status}"))
     }
 }
+
+/// A plain or a TLS connection, for the probe.
+trait ReadWrite: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
 
 fn init_weights(args: InitWeightsArgs) -> Result<(), String> {
     let started = Instant::now();

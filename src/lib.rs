@@ -12,4 +12,5 @@ pub mod http;
 pub mod loadtest;
 pub mod models;
 pub mod telemetry;
+pub mod tls;
 pub mod work;

@@ -54,10 +54,13 @@ const NO_DEADLINE: Duration = Duration::from_secs(24 * 3600);
 /// How long a call waits before asking a full node again, when it gives no `Retry-After`.
 const ROOM_RETRY: Duration = Duration::from_millis(200);
 
+/// How often a call made before the first probes are done looks again.
+const PROBE_WAIT: Duration = Duration::from_millis(20);
+
 /// One replica of a remote model, as the graph node sees it.
 #[derive(Debug)]
 pub struct Replica {
-    /// Its base URL, `http://host:port`.
+    /// Its base URL, `http://host:port` or `https://host:port`.
     pub url: String,
     /// Calls sent to it and not yet answered: where the next call goes.
     pub in_flight: AtomicUsize,
@@ -65,6 +68,16 @@ pub struct Replica {
     pub ready: AtomicBool,
     /// Calls it answered, for spreading ties between replicas and for `/v1/models`.
     pub served: AtomicU64,
+    /// Why it is not ready (its last failed probe or call), so that a call finding no ready
+    /// replica can say why: a refused connection, an untrusted certificate, a status.
+    why_down: Mutex<Option<String>>,
+}
+
+impl Replica {
+    fn mark_down(&self, why: String) {
+        self.ready.store(false, Ordering::Release);
+        *self.why_down.lock().expect("why_down lock") = Some(why);
+    }
 }
 
 /// A remote model's replicas and the hop's counters; shared with the HTTP side (readiness,
@@ -79,6 +92,8 @@ pub struct Replicas {
     pub errors: Mutex<BTreeMap<&'static str, u64>>,
     /// The model as its node describes it (its `GET /v1/models` entry), once one answered.
     pub details: Mutex<Option<Value>>,
+    /// Every replica has been probed once: before that, "not ready" means "not asked yet".
+    probed: AtomicBool,
 }
 
 impl Replicas {
@@ -92,11 +107,13 @@ impl Replicas {
                     in_flight: AtomicUsize::new(0),
                     ready: AtomicBool::new(false),
                     served: AtomicU64::new(0),
+                    why_down: Mutex::new(Some("not probed yet".into())),
                 })
                 .collect(),
             latency: Histogram::new(SECONDS),
             errors: Mutex::new(BTreeMap::new()),
             details: Mutex::new(None),
+            probed: AtomicBool::new(false),
         }
     }
 
@@ -144,6 +161,18 @@ impl Replicas {
             .collect::<Vec<_>>()
             .join(", ")
     }
+
+    /// Why each replica is down, for the message when none is ready.
+    fn why_down(&self) -> String {
+        self.replicas
+            .iter()
+            .filter_map(|r| {
+                let why = r.why_down.lock().expect("why_down lock");
+                why.as_ref().map(|why| format!("{}: {why}", r.url))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 /// Counts a call in flight on a replica for as long as it lives.
@@ -176,15 +205,15 @@ impl RemoteModel {
         if let Some(key) = &settings.node_key {
             client = client.bearer_auth(key.expose());
         }
-        let client = client
-            .connector(
-                awc::Connector::new()
-                    .timeout(Duration::from_millis(settings.connect_timeout_ms))
-                    // A bounded lifetime, so replicas added behind a Service get calls too.
-                    .conn_lifetime(Duration::from_secs(30)),
-            )
-            .disable_timeout()
-            .finish();
+        let connector = awc::Connector::new()
+            .timeout(Duration::from_millis(settings.connect_timeout_ms))
+            // A bounded lifetime, so replicas added behind a Service get calls too.
+            .conn_lifetime(Duration::from_secs(30));
+        let connector = match &settings.client_tls {
+            Some(tls) => connector.rustls_0_23(tls.clone()),
+            None => connector,
+        };
+        let client = client.connector(connector).disable_timeout().finish();
         let hop = Hop {
             client,
             replicas,
@@ -257,7 +286,13 @@ impl Hop {
                     .timeout(self.read_timeout.min(interval.max(Duration::from_secs(1))))
                     .send()
                     .await;
-                let ready = answer.is_ok_and(|r| r.status().is_success());
+                let why_down = match answer {
+                    Ok(response) if response.status().is_success() => None,
+                    Ok(response) => Some(format!("/readyz answered {}", response.status())),
+                    Err(error) => Some(error.to_string()),
+                };
+                let ready = why_down.is_none();
+                *replica.why_down.lock().expect("why_down lock") = why_down;
                 let was = replica.ready.swap(ready, Ordering::AcqRel);
                 if ready != was {
                     tracing::info!(model = %self.replicas.model, url = %replica.url, ready, "replica state changed");
@@ -273,6 +308,7 @@ impl Hop {
                     self.fetch_details(&replica.url).await;
                 }
             }
+            self.replicas.probed.store(true, Ordering::Release);
             actix::clock::sleep(interval).await;
         }
     }
@@ -312,9 +348,18 @@ impl Hop {
             if context.cancel.is_cancelled() {
                 return Err(ActorError::Cancelled);
             }
+            // A call in the first moments after start waits for the first probes, so it
+            // meets the replicas as they are (and why one is down) rather than unasked.
+            while !self.replicas.probed.load(Ordering::Acquire) {
+                wait_or_cancel(PROBE_WAIT, &context.cancel).await;
+                if context.cancel.is_cancelled() {
+                    return Err(ActorError::Cancelled);
+                }
+            }
             let Some(index) = self.replicas.pick(avoid) else {
                 let urls = self.replicas.urls();
-                return Err(self.unreachable(&urls, "no replica is ready"));
+                let why = self.replicas.why_down();
+                return Err(self.unreachable(&urls, format!("no replica is ready ({why})")));
             };
             let replica = &self.replicas.replicas[index];
             let started = Instant::now();
@@ -341,7 +386,7 @@ impl Hop {
                     wait_or_cancel(wait, &context.cancel).await;
                 }
                 Attempt::Retryable(error) => {
-                    replica.ready.store(false, Ordering::Release);
+                    replica.mark_down(error.to_string());
                     tracing::warn!(model = %self.replicas.model, url = %replica.url, %error, "replica failed; skipped until it is ready again");
                     if retried || !self.replicas.any_ready() {
                         return Err(error);

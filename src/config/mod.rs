@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod graphs;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 
@@ -67,6 +68,8 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// Graph requests whose traces `GET /v1/traces` keeps (0 keeps none).
     pub traces_kept: usize,
+    /// HTTPS instead of HTTP on the listener; absent is plain HTTP.
+    pub tls: Option<tls::ServerTls>,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +80,7 @@ impl Default for ServerConfig {
             workers: 0,
             shutdown_grace_secs: 30,
             traces_kept: 200,
+            tls: None,
         }
     }
 }
@@ -129,6 +133,12 @@ pub struct RemoteConfig {
     /// filled in at start, never from the file.
     #[serde(skip)]
     pub node_key: Option<auth::Secret>,
+    /// How `https://` model nodes are checked (required when any url is https).
+    pub tls: Option<tls::RemoteTls>,
+    /// `tls` read into the hop's rustls settings, filled in at start (so a bad file stops
+    /// the start, naming it), never from the file.
+    #[serde(skip)]
+    pub client_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Default for RemoteConfig {
@@ -138,6 +148,8 @@ impl Default for RemoteConfig {
             read_timeout_ms: 30_000,
             health_interval_ms: 1000,
             node_key: None,
+            tls: None,
+            client_tls: None,
         }
     }
 }
@@ -302,7 +314,7 @@ impl TryFrom<ModelEntry> for ModelConfig {
         if let ModelSource::Remote(urls) = &source {
             if let Some(bad) = urls.iter().find(|u| !is_base_url(u)) {
                 return Err(format!(
-                    "models {name:?}: url {bad:?} must be http://host:port, with no path"
+                    "models {name:?}: url {bad:?} must be http://host:port or https://host:port, with no path"
                 ));
             }
         }
@@ -351,9 +363,10 @@ impl TryFrom<ModelEntry> for ModelConfig {
     }
 }
 
-/// `http://host:port` (or `http://host`), nothing after.
+/// `http(s)://host:port` (or `http(s)://host`), nothing after.
 fn is_base_url(url: &str) -> bool {
     url.strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
         .is_some_and(|rest| !rest.is_empty() && !rest.contains(['/', '?', '#', ' ']))
 }
 
@@ -430,6 +443,8 @@ impl Config {
         ]
         .into_iter()
         .flatten()
+        .chain(config.server.tls.iter_mut().flat_map(|t| t.paths_mut()))
+        .chain(config.remote.tls.iter_mut().flat_map(|t| t.paths_mut()))
         {
             if path.is_relative() {
                 *path = base.join(&*path);
@@ -516,6 +531,22 @@ impl Config {
                 "models: a graph has exactly one role = \"classifier\"; this config has more"
                     .into(),
             ));
+        }
+        let https_model = self.models.iter().find(|m| {
+            matches!(&m.source, ModelSource::Remote(urls) if urls.iter().any(|u| u.starts_with("https://")))
+        });
+        if let (Some(model), None) = (https_model, &self.remote.tls) {
+            return Err(invalid(format!(
+                "models {:?}: an https:// url needs [remote.tls] ca = \"<CA bundle, PEM>\" to check the node's certificate",
+                model.name
+            )));
+        }
+        if let Some(tls) = &self.remote.tls {
+            if tls.cert.is_some() != tls.key.is_some() {
+                return Err(invalid(
+                    "remote.tls: a client certificate needs both cert and key".into(),
+                ));
+            }
         }
         if !self.runs_graph() {
             if let Some(remote) = self.models.iter().find(|m| m.path().is_none()) {

@@ -1,13 +1,15 @@
 //! Noticing that a client has gone, which actix-web does not tell handlers (actix-web
 //! #3462, #3029): each connection keeps a duplicate of its socket, and a request's
-//! watcher peeks at it until the request ends. A peer that closed its side reads as
-//! end-of-file; the watcher then cancels the request, and the engines drop its work.
+//! watcher polls it until the request ends. A peer that closed its side (end of stream,
+//! plain or under TLS) is seen; the watcher then cancels the request, and the engines drop
+//! its work.
 
 use std::any::Any;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_tls::accept::rustls_0_23::TlsStream;
 use actix_web::dev::Extensions;
 use actix_web::rt::net::TcpStream;
 use actix_web::HttpRequest;
@@ -21,9 +23,14 @@ const POLL: Duration = Duration::from_millis(20);
 #[derive(Clone)]
 struct PeerSocket(Arc<OwnedFd>);
 
-/// `HttpServer::on_connect` hook: remembers each TCP connection's socket.
+/// `HttpServer::on_connect` hook: remembers each TCP connection's socket, under TLS too.
 pub fn remember_socket(connection: &dyn Any, data: &mut Extensions) {
-    if let Some(stream) = connection.downcast_ref::<TcpStream>() {
+    let tcp = connection.downcast_ref::<TcpStream>().or_else(|| {
+        connection
+            .downcast_ref::<TlsStream<TcpStream>>()
+            .map(|tls| tls.get_ref().0)
+    });
+    if let Some(stream) = tcp {
         // SAFETY: `dup` returns a new descriptor we own (or -1, which we skip).
         let fd = unsafe { libc::dup(stream.as_raw_fd()) };
         if fd >= 0 {
@@ -61,28 +68,16 @@ impl Drop for WatchGuard {
     }
 }
 
-/// Whether the peer has closed the connection: a non-blocking peek reads end-of-file
-/// (or fails with anything but "nothing to read yet").
+/// Whether the peer has closed the connection: the socket reports the peer's end of
+/// stream (`POLLRDHUP`, seen even with unread bytes before it, such as a TLS close alert),
+/// a hang-up or an error.
 fn peer_closed(socket: &OwnedFd) -> bool {
-    let mut byte = 0u8;
-    // SAFETY: a one-byte peek into a valid buffer on a descriptor we own.
-    let n = unsafe {
-        libc::recv(
-            socket.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
+    let mut poll = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
     };
-    match n {
-        0 => true,
-        n if n > 0 => false,
-        _ => {
-            let error = std::io::Error::last_os_error();
-            !matches!(
-                error.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-            )
-        }
-    }
+    // SAFETY: one valid pollfd on a descriptor we own; a zero timeout never blocks.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    ready > 0 && poll.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }

@@ -44,6 +44,9 @@ async fn run(mut config: Config) -> Result<(), String> {
     let origins = web::Data::new(origin::Origins::from_config(&config));
     let fairness = web::Data::new(fairness::Fairness::from_config(&config));
     config.remote.node_key = auth::node_key(&config)?;
+    if let Some(settings) = &config.remote.tls {
+        config.remote.client_tls = Some(std::sync::Arc::new(crate::tls::client_config(settings)?));
+    }
     let device = backend::select(config.backend);
     tracing::info!(
         backend = device.backend,
@@ -90,16 +93,23 @@ async fn run(mut config: Config) -> Result<(), String> {
     .on_connect(disconnect::remember_socket)
     .workers(workers)
     .disable_signals()
-    .shutdown_timeout(config.server.shutdown_grace_secs)
-    .bind((config.server.host.as_str(), config.server.port))
-    .map_err(|e| {
+    .shutdown_timeout(config.server.shutdown_grace_secs);
+    let address = (config.server.host.as_str(), config.server.port);
+    let (server, scheme) = match &config.server.tls {
+        Some(settings) => (
+            server.bind_rustls_0_23(address, crate::tls::server_config(settings)?),
+            "https",
+        ),
+        None => (server.bind(address), "http"),
+    };
+    let server = server.map_err(|e| {
         format!(
             "cannot listen on {}:{}: {e}",
             config.server.host, config.server.port
         )
     })?;
     for addr in server.addrs() {
-        tracing::info!(%addr, "listening on http://{addr}");
+        tracing::info!(%addr, "listening on {scheme}://{addr}");
     }
     let server = server.run();
     let handle = server.handle();

@@ -47,6 +47,7 @@ mod partition;
 mod sampling;
 mod split_graph;
 mod streaming;
+mod tls;
 mod tokenizers;
 mod traces;
 mod wgpu_parity;

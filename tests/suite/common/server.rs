@@ -20,7 +20,7 @@ pub const SLOT_HOLDING_BODY: &str =
 
 pub struct TestServer {
     child: Child,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://…` with `[server.tls]`.
     pub base: String,
     /// Every line the server logged so far, and a signal for each new one.
     logs: Arc<(Mutex<Vec<String>>, Condvar)>,
@@ -62,6 +62,7 @@ pub fn serve_refuses(config: &Path, args: &[&str]) -> String {
         .env("NO_COLOR", "1")
         .env_remove("INFERGRAPH_API_KEYS")
         .env_remove("INFERGRAPH_NODE_KEY")
+        .env_remove("INFERGRAPH_ADMIN_KEYS")
         .env_remove("INFERGRAPH_AUTH")
         .output()
         .unwrap();
@@ -128,7 +129,12 @@ impl TestServer {
 
     /// As `start_toml` on any free port, with `env` set for the server (keys, for one).
     pub fn start_with_env(env: &[(&str, &str)], models: &str, extra: &str) -> Self {
-        Self::launch(&[], "127.0.0.1", 0, models, extra, env)
+        Self::start_with_env_on(0, env, models, extra)
+    }
+
+    /// As `start_with_env`, on `port`.
+    pub fn start_with_env_on(port: u16, env: &[(&str, &str)], models: &str, extra: &str) -> Self {
+        Self::launch(&[], "127.0.0.1", port, models, extra, env)
     }
 
     fn launch(
@@ -160,6 +166,7 @@ impl TestServer {
             .env_remove("INFERGRAPH_PORT")
             .env_remove("INFERGRAPH_API_KEYS")
             .env_remove("INFERGRAPH_NODE_KEY")
+            .env_remove("INFERGRAPH_ADMIN_KEYS")
             .env_remove("INFERGRAPH_AUTH")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -183,10 +190,11 @@ impl TestServer {
             _dir: dir,
         };
         let listening = server
-            .wait_for_log("listening on http://", START_TIMEOUT)
+            .wait_for_log("listening on ", START_TIMEOUT)
             .expect("the server logs its address");
-        let addr = listening.split("listening on http://").nth(1).unwrap();
-        server.base = format!("http://{}", addr.split_whitespace().next().unwrap());
+        // `http://ADDR` or `https://ADDR`, as the server says.
+        let url = listening.split("listening on ").nth(1).unwrap();
+        server.base = url.split_whitespace().next().unwrap().to_string();
         server
             .wait_for_log("ready: every model is loaded", START_TIMEOUT)
             .expect("the server becomes ready");
