@@ -3,8 +3,10 @@
 //! INVARIANTS:
 //! - The middleware wraps the whole `App`, so it runs before routing: a route added later,
 //!   the websocket, `/docs` and paths that match nothing are all behind it without doing
-//!   anything. Only `PUBLIC` (and `/metrics` when `[auth] public_metrics`) pass without a
-//!   key, matched as exact paths, so no spelling of another route can pass as public.
+//!   anything. Only `PUBLIC`, `GET`/`HEAD /` (the page, which carries no data and must load
+//!   for a browser to ask for a key; everything it then fetches needs one) and `/metrics`
+//!   when `[auth] public_metrics` pass without a key, matched as exact paths, so no spelling
+//!   of another route can pass as public.
 //! - Keys are held only as SHA-256 digests and compared in constant time against every
 //!   accepted digest (no early exit), so neither a timing nor a memory dump gives a key away.
 //!   A key is never logged; a refusal is counted by reason only.
@@ -30,7 +32,7 @@ use std::time::Duration;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::{header, StatusCode};
+use actix_web::http::{header, Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage, ResponseError};
 use sha2::{Digest, Sha256};
@@ -44,6 +46,10 @@ use crate::telemetry::metrics::Exposition;
 
 /// Routes that answer without a key: probes, which kubelets send without credentials.
 pub const PUBLIC: [&str; 3] = ["/livez", "/readyz", "/healthz"];
+
+/// The page, public for GET and HEAD only: it holds no data, and a browser must load it
+/// without a key for it to ask for one.
+const PAGE: &str = "/";
 
 /// How often the key files are re-read, so a rotated key takes effect within a second.
 const RELOAD_EVERY: Duration = Duration::from_millis(250);
@@ -284,14 +290,17 @@ impl Auth {
 
     fn public_list(&self) -> Vec<&'static str> {
         let mut list = PUBLIC.to_vec();
+        list.push("/ (the page: GET and HEAD)");
         if self.public_metrics {
             list.push("/metrics");
         }
         list
     }
 
-    fn is_public(&self, path: &str) -> bool {
-        PUBLIC.contains(&path) || (self.public_metrics && path == "/metrics")
+    fn is_public(&self, method: &Method, path: &str) -> bool {
+        PUBLIC.contains(&path)
+            || (self.public_metrics && path == "/metrics")
+            || (path == PAGE && (method == Method::GET || method == Method::HEAD))
     }
 
     /// Who `key` belongs to, if it is accepted, and whether it is an admin key.
@@ -439,7 +448,7 @@ pub async fn require_key(
         .app_data::<web::Data<Auth>>()
         .cloned()
         .expect("serve registers Auth");
-    if !auth.enabled() || auth.is_public(request.path()) {
+    if !auth.enabled() || auth.is_public(request.method(), request.path()) {
         return Ok(next.call(request).await?.map_into_left_body());
     }
     match auth.check(&request) {

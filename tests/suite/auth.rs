@@ -22,12 +22,22 @@ const NODE_KEY: &str = "n-node-abcdef0123";
 /// The routes that answer without a key (`/metrics` only when `[auth] public_metrics`).
 const PUBLIC: [&str; 3] = ["/livez", "/readyz", "/healthz"];
 
+/// The page at `/` answers these without a key (it holds no data, and asks for the key);
+/// its other methods are refused like any route's.
+const PAGE_METHODS: [&str; 2] = ["GET", "HEAD"];
+
+fn is_public(method: &str, path: &str) -> bool {
+    PUBLIC.contains(&path) || (path == "/" && PAGE_METHODS.contains(&method))
+}
+
 /// Every method a client might send, so a route's other methods are walked too.
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"];
 
 /// Paths no route serves, and spellings of public paths that must not pass as public.
-const UNROUTED: [&str; 6] = [
+const UNROUTED: [&str; 8] = [
     "/nope",
+    "//",
+    "/index.html",
     "/v1/nope",
     "/livez/",
     "/LIVEZ",
@@ -125,8 +135,9 @@ async fn walked_paths(server: &TestServer, key: &str) -> Vec<String> {
         .collect()
 }
 
-/// Walks every path with every method: with each key in `refused`, only `PUBLIC` answers (and
-/// the rest is a 401 in the API's error shape); with `good`, nothing is refused for its key.
+/// Walks every path with every method: with each key in `refused`, only `PUBLIC` and the
+/// page's GET and HEAD answer (and the rest is a 401 in the API's error shape); with `good`,
+/// nothing is refused for its key.
 /// Nothing answers 5xx either way.
 async fn walk(server: &TestServer, good: &str, refused: &[Option<&str>]) {
     let paths = walked_paths(server, good).await;
@@ -135,7 +146,7 @@ async fn walk(server: &TestServer, good: &str, refused: &[Option<&str>]) {
             for key in refused {
                 let answer = call(server, method, path, *key).await;
                 let what = format!("{method} {path} with key {key:?}");
-                if PUBLIC.contains(&path.as_str()) {
+                if is_public(method, path) {
                     assert_ne!(answer.status, 401, "{what}: a public route");
                     if method == "GET" {
                         assert_eq!(answer.status, 200, "{what}");
