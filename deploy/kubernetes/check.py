@@ -1,8 +1,9 @@
 """Checks what a Kubernetes schema cannot, on one rendered overlay (kubectl kustomize output).
 
-    python3 check.py RENDERED.yaml BACKEND      # BACKEND: the overlay's, cpu or wgpu
+    python3 check.py RENDERED.yaml BACKEND [tls]   # BACKEND: the overlay's, cpu or wgpu
 
-- every Deployment: startup, readiness (/readyz) and liveness (/livez) probes; runs as
+- every Deployment: startup, readiness (/readyz) and liveness (/livez) probes, each with one
+  handler: an httpGet, or an exec of `infergraph health` (`--ready` for /readyz); runs as
   non-root with a read-only root filesystem, no privilege escalation, all capabilities
   dropped; CPU and memory requests and limits, none left a placeholder;
 - terminationGracePeriodSeconds > preStop sleep + `[server] shutdown_grace_secs` of the
@@ -19,7 +20,14 @@
   every node its node key from files on mounted Secret volumes (never a ConfigMap, never a
   literal env value), the graph node's node key from the same Secret key as the model nodes';
 - NetworkPolicy: every model node's pods are selected by one whose ingress admits only the
-  graph node's pods and namespaces (Prometheus), on the server's port.
+  graph node's pods and namespaces (Prometheus), on the server's port;
+- TLS: every file of `[server.tls]` and `[remote.tls]` is an item of a mounted Secret; an
+  httpGet probe uses `scheme: HTTPS` exactly when the server has [server.tls], and none is
+  used where the server requires client certificates (`client_ca`: the kubelet has none);
+  the graph node's url to each model node is https:// exactly when that node has
+  [server.tls], with [remote.tls] `ca`, and with its `cert` and `key` where the node has a
+  `client_ca`. With `tls`: every model node has [server.tls] with a `client_ca`, and every
+  url is https://.
 Exits 1 with one line per failure.
 """
 
@@ -41,11 +49,26 @@ def selects(selector, labels):
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
+def probe_target(p):
+    """(handler, path, scheme) of a probe: ("httpGet", path, "HTTP"|"HTTPS"), ("exec", the
+    path `infergraph health` asks, None), or the handler alone when it is neither."""
+    handlers = [h for h in ("httpGet", "exec", "tcpSocket", "grpc") if h in p]
+    if len(handlers) != 1:
+        return (handlers, None, None)
+    if "httpGet" in p:
+        return ("httpGet", p["httpGet"].get("path"), p["httpGet"].get("scheme", "HTTP"))
+    if "exec" in p:
+        cmd = p["exec"].get("command", [])
+        if cmd[:2] == ["infergraph", "health"] and set(cmd[2:]) <= {"--ready"}:
+            return ("exec", "/readyz" if "--ready" in cmd else "/livez", None)
+    return (handlers[0], None, None)
+
+
 def quantity_placeholder(value):
     return not re.fullmatch(r"[0-9.]+(m|Ki|Mi|Gi|Ti|k|M|G|T)?", str(value))
 
 
-def main(path, backend):
+def main(path, backend, require_tls=False):
     docs = [d for d in yaml.safe_load_all(open(path)) if d]
     by_kind = {}
     for d in docs:
@@ -56,6 +79,7 @@ def main(path, backend):
     hpas = by_kind.get("HorizontalPodAutoscaler", [])
     served = {}  # Deployment name -> (pod labels, {model name: role}, container port)
     node_keys = {}  # Deployment name -> (Secret, key) of its node key file
+    listeners = {}  # Deployment name -> its [server.tls] (None: plain HTTP)
     policies = by_kind.get("NetworkPolicy", [])
     graph_configs = []
 
@@ -76,12 +100,19 @@ def main(path, backend):
             fail(f"{name}: allowPrivilegeEscalation is not false")
         if "ALL" not in sc.get("capabilities", {}).get("drop", []):
             fail(f"{name}: capabilities are not all dropped")
+        probes = {}  # probe -> probe_target
         for probe, want in (("startupProbe", None), ("readinessProbe", "/readyz"),
                             ("livenessProbe", "/livez")):
             p = c.get(probe)
             if not p:
                 fail(f"{name}: no {probe}")
-            elif want and p.get("httpGet", {}).get("path") != want:
+                continue
+            probes[probe] = target = probe_target(p)
+            if isinstance(target[0], list):
+                fail(f"{name}: {probe} has {len(target[0])} handlers {target[0]}, expected 1")
+            elif target[0] not in ("httpGet", "exec"):
+                fail(f"{name}: {probe} is neither an httpGet nor `infergraph health [--ready]`")
+            elif want and target[1] != want:
                 fail(f"{name}: {probe} is not on {want}")
         res = c.get("resources", {})
         for side in ("requests", "limits"):
@@ -152,6 +183,23 @@ def main(path, backend):
                 for item in sec.get("items", []):
                     secret_files[f"{mount_path.rstrip('/')}/{item['path']}"] = (sec["name"], item["key"])
 
+        server_tls = server.get("tls")
+        remote_tls = config.get("remote", {}).get("tls")
+        listeners[name] = server_tls
+        for section, tls in (("server.tls", server_tls), ("remote.tls", remote_tls)):
+            for key, file in (tls or {}).items():
+                if file not in secret_files:
+                    fail(f"{name}: [{section}] {key} {file} is no item of a mounted Secret")
+        for probe, (handler, _, scheme) in probes.items():
+            if handler != "httpGet":
+                continue
+            if scheme != ("HTTPS" if server_tls else "HTTP"):
+                fail(f"{name}: {probe} is {scheme}, the server "
+                     f"{'has' if server_tls else 'has no'} [server.tls]")
+            if server_tls and server_tls.get("client_ca"):
+                fail(f"{name}: {probe} is an httpGet, but the server requires a client "
+                     "certificate ([server.tls] client_ca), which the kubelet cannot present")
+
         models = config.get("models", [])
         local = [m for m in models if "path" in m]
         remote = [m for m in models if "url" in m or "urls" in m]
@@ -172,8 +220,10 @@ def main(path, backend):
         node_keys[name] = secret_files.get(auth.get("node_key_file"))
 
         if is_graph:
-            graph_configs.append((name, remote))
+            graph_configs.append((name, remote, remote_tls))
         else:
+            if require_tls and not (server_tls or {}).get("client_ca"):
+                fail(f"{name}: a model node without [server.tls] client_ca")
             if len(models) != 1 or remote:
                 fail(f"{name}: a model node should hold exactly one local model")
             if "replicas" in dep["spec"]:
@@ -215,7 +265,7 @@ def main(path, backend):
 
     if len(graph_configs) != 1:
         fail(f"{len(graph_configs)} graph nodes, expected 1")
-    for name, remote in graph_configs:
+    for name, remote, remote_tls in graph_configs:
         for m in remote:
             for url in m.get("urls", [m.get("url")]):
                 u = urlsplit(url)
@@ -223,7 +273,8 @@ def main(path, backend):
                 if not svc:
                     fail(f"{name}: {m['name']} url {url}: no Service {u.hostname}")
                     continue
-                sp = [p for p in svc[0]["spec"]["ports"] if p["port"] == (u.port or 80)]
+                default_port = 443 if u.scheme == "https" else 80
+                sp = [p for p in svc[0]["spec"]["ports"] if p["port"] == (u.port or default_port)]
                 if not sp:
                     fail(f"{name}: {m['name']} url {url}: Service has no port {u.port}")
                 backing = [d for d, (labels, models, _) in served.items()
@@ -231,12 +282,25 @@ def main(path, backend):
                 if not any(served[d][1].get(m["name"]) == m["role"] for d in backing):
                     fail(f"{name}: {url} serves no {m['role']} {m['name']} "
                          f"(Deployments behind it: {backing})")
+                if u.scheme == "https" and not (remote_tls or {}).get("ca"):
+                    fail(f"{name}: {url} is https, but no [remote.tls] ca")
+                if require_tls and u.scheme != "https":
+                    fail(f"{name}: {url} is not https")
+                for d in backing:
+                    tls = listeners.get(d)
+                    if (u.scheme == "https") != bool(tls):
+                        fail(f"{name}: {url} is {u.scheme}, but {d} "
+                             f"{'has' if tls else 'has no'} [server.tls]")
+                    if tls and tls.get("client_ca") and not (
+                            (remote_tls or {}).get("cert") and (remote_tls or {}).get("key")):
+                        fail(f"{name}: {d} requires a client certificate, but [remote.tls] "
+                             "has no cert and key")
 
     if len(set(node_keys.values())) > 1:
         fail(f"the nodes read their node keys from different Secrets: {node_keys}")
-    graph_labels = [served[g][0] for g, _ in graph_configs if g in served]
+    graph_labels = [served[g][0] for g, _, _ in graph_configs if g in served]
     for name, (labels, models, port) in served.items():
-        if any(g == name for g, _ in graph_configs):
+        if any(g == name for g, _, _ in graph_configs):
             continue
         guarding = [p for p in policies
                     if selects(p["spec"]["podSelector"].get("matchLabels"), labels)
@@ -264,6 +328,6 @@ def main(path, backend):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4) or sys.argv[3:] not in ([], ["tls"]):
         sys.exit(__doc__)
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(sys.argv[1], sys.argv[2], require_tls=sys.argv[3:] == ["tls"]))

@@ -2,14 +2,17 @@
 # Renders every kustomization under deploy/kubernetes and validates it; exits non-zero on
 # any error. Run from anywhere: `deploy/kubernetes/validate.sh` (CI and a Rust test do).
 #
-#  1. `kubectl kustomize` (or `kustomize build`) renders overlays/* and model-loader/*;
+#  1. `kubectl kustomize` (or `kustomize build`) renders overlays/* and model-loader/*
+#     (components/* only through the overlays that use them);
 #  2. kubernetes-validate checks every object against the Kubernetes OpenAPI schema, in
 #     strict mode (an unknown or misspelt field is an error), for each version in
 #     K8S_VERSIONS. An object whose kind has no schema (a CRD) is an error too: the
 #     overlays hold only core kinds (the HPAs are autoscaling/v2, not a KEDA
 #     ScaledObject), and extras/ (a PodMonitor CRD, Helm values) is not rendered here;
 #  3. check.py checks, on each overlay, what no schema can (probes, drain timing against
-#     the node's config.toml, PDBs, HPAs, the graph node's urls against the Services).
+#     the node's config.toml, PDBs, HPAs, the graph node's urls against the Services, TLS
+#     files from Secrets and each url's scheme against the node's listener); on
+#     overlays/tls also that every hop to a model node is mutual TLS.
 #
 # Needs python3 and kubectl (or kustomize); installs the pinned kubernetes-validate when
 # it is missing. KEEP_RENDERED=DIR keeps the rendered YAML there.
@@ -62,13 +65,20 @@ for dir in "${targets[@]}"; do
       failed=1
     fi
   done
+  # By the overlay's name: overlays/gpu (and any overlays/*gpu*) runs wgpu, the others cpu;
+  # overlays/tls (and any overlays/*tls*, e.g. a gpu one with components/tls) must make
+  # every hop to a model node mutual TLS.
   case "$dir" in
-    overlays/gpu) backend=wgpu ;;
+    overlays/*gpu*) backend=wgpu ;;
     overlays/*) backend=cpu ;;
     *) backend= ;;
   esac
+  case "$dir" in
+    overlays/*tls*) tls=tls ;;
+    *) tls= ;;
+  esac
   if [ -n "$backend" ]; then
-    python3 check.py "$file" "$backend" >"$file.check" || failed=1
+    python3 check.py "$file" "$backend" ${tls:+"$tls"} >"$file.check" || failed=1
     sed "s#$out/##g" "$file.check"
   fi
   if [ "$failed" -eq 0 ]; then
