@@ -297,7 +297,8 @@ impl Auth {
         list
     }
 
-    fn is_public(&self, method: &Method, path: &str) -> bool {
+    /// Whether `method path` answers without a key.
+    pub fn is_public(&self, method: &Method, path: &str) -> bool {
         PUBLIC.contains(&path)
             || (self.public_metrics && path == "/metrics")
             || (path == PAGE && (method == Method::GET || method == Method::HEAD))
@@ -493,7 +494,7 @@ pub async fn require_key(
 }
 
 /// Whether `path` (as the router matches it) is one only admin keys may read.
-fn admin_only(path: &str) -> bool {
+pub fn admin_only(path: &str) -> bool {
     path == "/v1/traces" || path.starts_with("/v1/traces/")
 }
 

@@ -2,11 +2,13 @@
 //! page that renders it; and `GET /`, a page to try the graph. The pages are embedded in the
 //! binary and load nothing from elsewhere.
 
+use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 use utoipa::OpenApi;
 
 use super::api::NOT_BLANK_PATTERN;
+use super::auth::{admin_only, Auth};
 use super::handlers::{MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_TOP_K};
 use super::state::AppState;
 use crate::config::{Config, Role};
@@ -55,8 +57,51 @@ pub struct ApiDoc;
 
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "This OpenAPI document", content_type = "application/json", body = Object)))]
-pub async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(document(&state.config, &chat_models(&state)))
+pub async fn openapi_json(state: web::Data<AppState>, auth: web::Data<Auth>) -> HttpResponse {
+    let mut doc = document(&state.config, &chat_models(&state));
+    if auth.enabled() {
+        require_keys(&mut doc, &auth);
+    }
+    HttpResponse::Ok().json(doc)
+}
+
+/// With keys on: the two ways to send one, required by every operation but the public
+/// ones, each of which documents the 401 a missing or refused key gets (and the traces the
+/// 403 a key that is not an admin's gets).
+fn require_keys(doc: &mut Value, auth: &Auth) {
+    doc["components"]["securitySchemes"] = json!({
+        "bearer": {"type": "http", "scheme": "bearer",
+                   "description": "An API key (on a model node: its node key)"},
+        "api_key": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+    });
+    doc["security"] = json!([{"bearer": []}, {"api_key": []}]);
+    let error = |description: &str| {
+        json!({
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        })
+    };
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, operations) in paths {
+        let Some(operations) = operations.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in operations {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).ok();
+            if method.is_some_and(|m| auth.is_public(&m, path)) {
+                operation["security"] = json!([]);
+                continue;
+            }
+            let mut refused = error("No key, or one this server does not accept");
+            refused["headers"] = json!({"WWW-Authenticate": {"schema": {"const": "Bearer"}}});
+            operation["responses"]["401"] = refused;
+            if admin_only(path.split('{').next().unwrap_or(path)) {
+                operation["responses"]["403"] = error("A key that is not an admin's");
+            }
+        }
+    }
 }
 
 /// The generators that can chat: those with a chat template once the models are loaded

@@ -13,7 +13,7 @@
 # (default: a temporary directory, printed).
 #
 # Environment: PYTHON (the interpreter with schemathesis 4.32.5; default python3), ST_SEED,
-# ST_MAX_EXAMPLES, ST_TIME_LIMIT, ST_REPORT_DIR.
+# ST_MAX_EXAMPLES, ST_TIME_LIMIT, ST_REPORT_DIR, ST_API_KEY (the key to send, if any).
 set -euo pipefail
 
 BASE="${1:?usage: $0 BASE_URL (e.g. http://127.0.0.1:3917)}"
@@ -62,6 +62,11 @@ args=(
 )
 if [[ -n "${ST_MAX_EXAMPLES:-}" ]]; then
     args+=(--max-examples "$ST_MAX_EXAMPLES")
+fi
+# A server with keys on: every request carries this one (and the `ignored_auth` check sends
+# some without it, expecting the 401 the document promises).
+if [[ -n "${ST_API_KEY:-}" ]]; then
+    args+=(--header "Authorization: Bearer $ST_API_KEY")
 fi
 
 echo "contract: schemathesis $version, seed $SEED, limit ${TIME_LIMIT}s, target $BASE"

@@ -12,17 +12,27 @@ use common::server::{demo_models, TestServer};
 /// messages than a generated case carries.
 const LIMITS: &str = "[limits]\nmax_input_chars = 64\nmax_input_tokens = 2048\nmax_new_tokens = 8\nrequest_timeout_ms = 20000\n";
 
+/// A user's key (not an admin's: the traces' 403 is part of the contract too).
+const KEY: &str = "k-contract-0123456789";
+
 #[test]
-fn schemathesis_with_every_check_finds_no_fault() {
+fn schemathesis_with_every_check_and_a_key_finds_no_fault() {
     // An embedder too, so that its routes have a model to take, and the real SmolLM2, so
     // that the chat routes have a generator with a chat template.
     let mut models = demo_models();
     models.push(("minilm", common::fixture("minilm-tiny"), "embedder"));
     models.push(common::real_smollm2());
-    let server = TestServer::start(&models, LIMITS);
+    // With keys on, as a server reachable beyond loopback runs: every request carries the
+    // key, and the `ignored_auth` check sends some without it, expecting the documented 401.
+    let server = TestServer::start_with_env(
+        &[("INFERGRAPH_API_KEYS", KEY)],
+        &common::server::models_toml(&models),
+        LIMITS,
+    );
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contract/run.sh");
     let output = std::process::Command::new("bash")
         .args([script, &server.base])
+        .env("ST_API_KEY", KEY)
         .output()
         .expect("bash runs");
     let report = format!(
