@@ -9,17 +9,23 @@
 pub mod api;
 pub mod auth;
 mod chat;
+mod completion;
 mod disconnect;
 mod embeddings;
 pub mod error;
 mod exposure;
 pub mod fairness;
+mod graph_calls;
 pub mod handlers;
 mod metrics;
+mod model_calls;
 mod model_routes;
 mod openai;
 mod openapi;
 mod origin;
+mod request;
+pub mod routes;
+mod sse;
 pub mod state;
 pub mod stream;
 
@@ -87,7 +93,7 @@ async fn run(mut config: Config) -> Result<(), String> {
                 .wrap(middleware::from_fn(metrics::record_http))
                 .wrap(middleware::from_fn(echo_request_id))
                 .wrap(TracingLogger::<RequestSpan>::new())
-                .configure(handlers::routes)
+                .configure(routes::routes)
         }
     })
     .on_connect(disconnect::remember_socket)

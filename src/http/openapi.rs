@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use utoipa::OpenApi;
 
 use super::api::NOT_BLANK_PATTERN;
-use super::handlers::{MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_TOP_K};
+use super::request::{MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_TOP_K};
 use super::state::AppState;
 use crate::config::{Config, Role};
 
