@@ -7,10 +7,12 @@ use utoipa::ToSchema;
 
 use crate::models::FinishReason;
 
-/// What every input text must be (`/openapi.json` states it as a pattern): not empty and
-/// not only white space, as Rust's `char::is_whitespace` has it.
-pub const NOT_BLANK_PATTERN: &str =
-    r"[^\t\n\x0B\f\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]";
+/// What every input text must hold (`/openapi.json` states it as a pattern): a character
+/// that is neither white space (Rust's `char::is_whitespace`) nor a control character
+/// (`char::is_control`). A text of those alone may have no tokens at all: SmolLM2's
+/// vocabulary, as Hugging Face ships it, has none for six of the C0 controls.
+pub const TEXT_PATTERN: &str =
+    r"[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]";
 
 /// An optional integer field that also takes an integral number written as a float
 /// (`2.0`), as JSON Schema's `integer` does.
@@ -37,7 +39,8 @@ where
 /// `POST /generate_score`: the BentoML example's current API.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct GenerateScoreRequest {
-    /// Not empty nor only whitespace; at most `limits.max_input_chars` characters.
+    /// Not only white space and control characters; at most `limits.max_input_chars`
+    /// characters.
     pub original_sentence: String,
 }
 
@@ -56,7 +59,8 @@ pub struct GeneratedScore {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerationRequest {
-    /// Not empty nor only whitespace; at most `limits.max_input_chars` characters.
+    /// Not only white space and control characters; at most `limits.max_input_chars`
+    /// characters.
     pub text: String,
     /// Tokens to add to the prompt. With `max_length` too, whichever ends the generation
     /// first applies.

@@ -39,7 +39,6 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
-use super::fairness::Client;
 use crate::config::auth::{AuthMode, Secret};
 use crate::config::Config;
 use crate::telemetry::metrics::Exposition;
@@ -68,6 +67,28 @@ type KeyDigest = [u8; 32];
 
 fn digest(key: &str) -> KeyDigest {
     Sha256::digest(key.as_bytes()).into()
+}
+
+/// Who a request comes from, as the key check found it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Client {
+    /// A user's API key, by the first bytes of its digest in hex.
+    Key(String),
+    /// A graph node, by the node key: never limited.
+    Node,
+    /// No key: the peer's address.
+    Address(IpAddr),
+}
+
+impl Client {
+    /// How `/metrics` names it.
+    pub fn label(&self) -> &str {
+        match self {
+            Self::Key(label) => label,
+            Self::Node => "node",
+            Self::Address(_) => "address",
+        }
+    }
 }
 
 /// Keys from the environment (fixed for the process's life) and from a file (re-read).

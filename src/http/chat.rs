@@ -1,6 +1,7 @@
 //! `POST /v1/chat/completions`: OpenAI's chat API over the generators that have a chat
 //! template, so the official OpenAI clients (and what is built on them) can chat with the
-//! server; and the conversation checks the per-model chat routes share with it.
+//! server. (The conversation checks it shares with the per-model chat routes are in
+//! `model_calls.rs`.)
 //!
 //! TEMPLATES: a conversation is rendered with the model's own template (its folder's or
 //! file's), never one from the request: a `chat_template` field is refused, since a template
@@ -21,16 +22,16 @@ use tokio::sync::mpsc;
 
 use super::api::{
     ChatAnswer, ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk,
-    ChatCompletionRequest, ChatContent, ChatDelta, ChatRequestMessage, CompletionUsage,
-    ContentPart, GenerationRequest, RequestErrors,
+    ChatCompletionRequest, ChatDelta, CompletionUsage, GenerationRequest, RequestErrors,
 };
+use super::completion::{check_sampling, finish_reason, record, usage, Frame, Sampling};
 use super::error::ApiError;
-use super::handlers::{call_context, generation_params, read_json, TRACE_ID_HEADER};
-use super::model_routes::{check_room, find_generator, GenerationCall};
-use super::openai::{check_sampling, finish_reason, record, usage, Frame, Sampling};
+use super::model_calls::{
+    check_messages, check_room, conversation, find_generator, require_chat_template, GenerationCall,
+};
+use super::request::{call_context, generation_params, read_json, TRACE_ID_HEADER};
+use super::sse::event_stream;
 use super::state::AppState;
-use super::stream::event_stream;
-use crate::models::chat::ChatMessage;
 use crate::models::Prompt;
 
 /// Every field `ChatCompletionRequest` reads; anything else is refused by name.
@@ -266,135 +267,6 @@ fn parse(body: Map<String, Value>) -> Result<ChatCompletionRequest, ApiError> {
         },
     )?;
     Ok(request)
-}
-
-/// Checks `messages` as sent, so that a refusal names the message and what is wrong with
-/// it (a role we do not take, an image part), which serde's messages cannot. What passes
-/// deserializes as `ChatRequestMessage`s; a missing list is left to serde to name.
-pub(super) fn check_messages(messages: Option<&Value>) -> Result<(), ApiError> {
-    let invalid = |message: String| Err(ApiError::Validation(message));
-    let Some(messages) = messages else {
-        return Ok(());
-    };
-    let Some(list) = messages.as_array() else {
-        return invalid("messages: must be a list of {role, content} messages".into());
-    };
-    if list.is_empty() {
-        return invalid("messages: must not be empty".into());
-    }
-    for (i, message) in list.iter().enumerate() {
-        let Some(message) = message.as_object() else {
-            return invalid(format!("messages[{i}]: must be a {{role, content}} object"));
-        };
-        match message.get("role").and_then(Value::as_str) {
-            Some("system" | "user" | "assistant") => {}
-            Some(role) => {
-                return invalid(format!(
-                    "messages[{i}].role: {role:?} is not supported; the roles are system, user and assistant"
-                ))
-            }
-            None => return invalid(format!("messages[{i}].role: must be a string")),
-        }
-        let unknown: Vec<&str> = message
-            .keys()
-            .map(String::as_str)
-            .filter(|key| !["role", "content"].contains(key))
-            .collect();
-        if !unknown.is_empty() {
-            return invalid(format!(
-                "messages[{i}]: unknown fields: {}",
-                unknown.join(", ")
-            ));
-        }
-        let parts = match message.get("content") {
-            Some(Value::String(_)) => continue,
-            Some(Value::Array(parts)) => parts,
-            _ => {
-                return invalid(format!(
-                    "messages[{i}].content: must be a string or a list of text parts"
-                ))
-            }
-        };
-        for (j, part) in parts.iter().enumerate() {
-            let text_part =
-                part.as_object().is_some_and(|p| p.len() == 2) && part["text"].is_string();
-            match part.get("type").and_then(Value::as_str) {
-                Some("text") if text_part => {}
-                Some(kind) if kind != "text" => {
-                    return invalid(format!(
-                        "messages[{i}].content[{j}]: {kind:?} parts are not supported; only text"
-                    ))
-                }
-                _ => {
-                    return invalid(format!(
-                        "messages[{i}].content[{j}]: a text part is {{\"type\": \"text\", \"text\": \"..\"}}"
-                    ))
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The conversation the template renders: each text (a message's content, or each of its
-/// parts) within `limits.max_input_chars`. (Its rendered length is bounded in tokens, by
-/// `limits.max_input_tokens`, as any prompt's.)
-pub(super) fn conversation(
-    state: &AppState,
-    messages: &[ChatRequestMessage],
-) -> Result<Vec<ChatMessage>, ApiError> {
-    if messages.is_empty() {
-        return Err(ApiError::Validation("messages: must not be empty".into()));
-    }
-    let limit = state.config.limits.max_input_chars;
-    let check = |field: String, text: &str| {
-        let chars = text.chars().count();
-        if chars > limit {
-            return Err(ApiError::Validation(format!(
-                "{field}: {chars} characters; the limit is {limit}"
-            )));
-        }
-        Ok(())
-    };
-    for (i, message) in messages.iter().enumerate() {
-        match &message.content {
-            ChatContent::Text(text) => check(format!("messages[{i}].content"), text)?,
-            ChatContent::Parts(parts) => {
-                for (j, ContentPart::Text { text }) in parts.iter().enumerate() {
-                    check(format!("messages[{i}].content[{j}].text"), text)?;
-                }
-            }
-        }
-    }
-    Ok(messages
-        .iter()
-        .map(|m| ChatMessage {
-            role: m.role.as_str().into(),
-            content: m.content.text(),
-        })
-        .collect())
-}
-
-/// A 422 naming `model` when it has no chat template: a local model as it loaded, a remote
-/// one as its node described it (once one answered; its node checks again anyway).
-pub(super) fn require_chat_template(state: &AppState, model: &str) -> Result<(), ApiError> {
-    let graph = state.ready_graph()?;
-    let local = graph
-        .models
-        .iter()
-        .find(|m| m.name == model)
-        .map(|m| m.chat_template.is_some());
-    let remote = || {
-        let replicas = graph.remotes.iter().find(|r| r.model == model)?;
-        let details = replicas.details.lock().expect("details lock");
-        details.as_ref().map(|d| !d["chat_template"].is_null())
-    };
-    if local.or_else(remote) == Some(false) {
-        return Err(ApiError::NoChatTemplate {
-            model: model.to_string(),
-        });
-    }
-    Ok(())
 }
 
 /// What every chunk of one request shares.

@@ -19,8 +19,8 @@ use super::api::{
     EncodingFormat, RequestErrors,
 };
 use super::error::ApiError;
-use super::handlers::{call_context, read_json, validate_text, TRACE_ID_HEADER};
-use super::model_routes::{find_embedder, run_embeddings};
+use super::model_calls::{find_embedder, run_embeddings};
+use super::request::{call_context, read_json, validate_text, TRACE_ID_HEADER};
 use super::state::AppState;
 
 /// The most texts one request may carry.

@@ -25,31 +25,10 @@ use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 use actix_web::{web, Error, HttpMessage, ResponseError};
 
-use super::auth::PUBLIC;
+use super::auth::{Client, PUBLIC};
 use super::error::ApiError;
 use crate::config::Config;
 use crate::telemetry::metrics::Exposition;
-
-/// Who a request comes from, as the key check found it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Client {
-    /// A user's API key, by the first bytes of its digest in hex.
-    Key(String),
-    /// A graph node, by the node key: never limited.
-    Node,
-    /// No key: the peer's address.
-    Address(IpAddr),
-}
-
-impl Client {
-    fn label(&self) -> &str {
-        match self {
-            Self::Key(label) => label,
-            Self::Node => "node",
-            Self::Address(_) => "address",
-        }
-    }
-}
 
 /// Requests in flight per client, and what was admitted and refused.
 pub struct Fairness {

@@ -5,23 +5,45 @@
 //! `/readyz` and new graph requests answer 503, in-flight requests get
 //! `server.shutdown_grace_secs` to finish, and `serve` returns. A model that fails to load
 //! stops the server with that error.
+//!
+//! LAYERS: imports between these modules point down only, never up or across.
+//! - Plumbing, below the routes: `api` (the types), `error`, `state`, `disconnect`,
+//!   `exposure`, the middlewares `auth`, `origin` and `fairness`; and what the routes share:
+//!   `request` (reading and checking bodies, the call context, trace ids, generation
+//!   parameters), `sse` (event-stream responses), `graph_calls` (running a graph),
+//!   `model_calls` (calling one model) and `completion` (what `/v1/completions` and
+//!   `/v1/chat/completions` share). Plumbing points at plumbing only, without a circle.
+//! - Routes: `handlers` (the graph, model list, engine, trace and health routes), `stream`,
+//!   `model_routes`, `openai`, `chat`, `embeddings`, `metrics`. A route points at plumbing
+//!   only, never at another route.
+//! - `openapi`: the document, gathering the routes' `#[utoipa::path]`s.
+//! - `routes`: the table of every path and its handler; the only module that points at
+//!   `openapi`.
+//!
+//! `tests::imports_point_down` checks this on the source.
 
 pub mod api;
 pub mod auth;
 mod chat;
+mod completion;
 mod disconnect;
 mod embeddings;
 pub mod error;
 mod exposure;
 pub mod fairness;
-pub mod handlers;
+mod graph_calls;
+mod handlers;
 mod metrics;
+mod model_calls;
 mod model_routes;
 mod openai;
 mod openapi;
 mod origin;
+mod request;
+pub mod routes;
+mod sse;
 pub mod state;
-pub mod stream;
+mod stream;
 
 use actix_web::{middleware, web, App, HttpServer};
 use tracing_actix_web::TracingLogger;
@@ -87,7 +109,7 @@ async fn run(mut config: Config) -> Result<(), String> {
                 .wrap(middleware::from_fn(metrics::record_http))
                 .wrap(middleware::from_fn(echo_request_id))
                 .wrap(TracingLogger::<RequestSpan>::new())
-                .configure(handlers::routes)
+                .configure(routes::routes)
         }
     })
     .on_connect(disconnect::remember_socket)
@@ -166,4 +188,155 @@ async fn stop_on_signal(state: web::Data<AppState>, handle: actix_web::dev::Serv
         "shutting down: finishing in-flight requests"
     );
     handle.stop(true).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// Below the routes (see the module doc).
+    const PLUMBING: [&str; 13] = [
+        "api",
+        "error",
+        "state",
+        "disconnect",
+        "exposure",
+        "auth",
+        "origin",
+        "fairness",
+        "request",
+        "sse",
+        "graph_calls",
+        "model_calls",
+        "completion",
+    ];
+    const ROUTES: [&str; 7] = [
+        "handlers",
+        "stream",
+        "model_routes",
+        "openai",
+        "chat",
+        "embeddings",
+        "metrics",
+    ];
+    /// Plumbing 0, routes 1, `openapi` 2, `routes` 3; `None` for a module in no layer.
+    fn layer(module: &str) -> Option<u8> {
+        match module {
+            _ if PLUMBING.contains(&module) => Some(0),
+            _ if ROUTES.contains(&module) => Some(1),
+            "openapi" => Some(2),
+            "routes" => Some(3),
+            _ => None,
+        }
+    }
+
+    /// Each module of src/http (but this one) and the siblings it names as `super::x` or in
+    /// `super::{x, ..}`. A module's `mod tests`, whose `super` is the module itself, is left
+    /// out.
+    fn imports() -> BTreeMap<String, BTreeSet<String>> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
+        let mut sources = BTreeMap::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let module = path.file_stem().unwrap().to_str().unwrap().to_string();
+            if path.extension().is_some_and(|e| e == "rs") && module != "mod" {
+                sources.insert(module, std::fs::read_to_string(&path).unwrap());
+            }
+        }
+        let modules: BTreeSet<String> = sources.keys().cloned().collect();
+        sources
+            .iter()
+            .map(|(module, source)| {
+                let code = source.split("\nmod tests").next().unwrap();
+                let named = code
+                    .match_indices("super::")
+                    .flat_map(|(at, _)| heads(&code[at + "super::".len()..]))
+                    .filter(|name| modules.contains(*name))
+                    .map(str::to_string)
+                    .collect();
+                (module.clone(), named)
+            })
+            .collect()
+    }
+
+    /// The names `rest` starts with, after a `super::`: `x` of `x::..`, or each item's
+    /// first name in a `{x::{..}, y, ..}` group.
+    fn heads(rest: &str) -> Vec<&str> {
+        fn head(item: &str) -> &str {
+            let item = item.trim_start();
+            let end = item
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(item.len());
+            &item[..end]
+        }
+        let Some(group) = rest.strip_prefix('{') else {
+            return vec![head(rest)];
+        };
+        let (mut names, mut start, mut depth) = (Vec::new(), 0, 0);
+        for (i, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth > 0 => depth -= 1,
+                ',' | '}' if depth == 0 => {
+                    names.push(head(&group[start..i]));
+                    start = i + 1;
+                    if c == '}' {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        names
+    }
+
+    /// A circle of imports, as the modules along it, if there is one.
+    fn circle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+        fn visit(
+            module: &str,
+            graph: &BTreeMap<String, BTreeSet<String>>,
+            path: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+        ) -> Option<Vec<String>> {
+            if let Some(at) = path.iter().position(|m| m == module) {
+                let mut circle = path[at..].to_vec();
+                circle.push(module.to_string());
+                return Some(circle);
+            }
+            if !done.insert(module.to_string()) {
+                return None;
+            }
+            path.push(module.to_string());
+            for next in &graph[module] {
+                if let Some(circle) = visit(next, graph, path, done) {
+                    return Some(circle);
+                }
+            }
+            path.pop();
+            None
+        }
+        let mut done = BTreeSet::new();
+        graph
+            .keys()
+            .find_map(|module| visit(module, graph, &mut Vec::new(), &mut done))
+    }
+
+    #[test]
+    fn imports_point_down() {
+        let graph = imports();
+        assert!(
+            graph["stream"].contains("graph_calls"),
+            "the parse finds imports"
+        );
+        for (module, named) in &graph {
+            let Some(from) = layer(module) else {
+                panic!("src/http/{module}.rs is in no layer: add it to the module doc and here");
+            };
+            for to in named {
+                let down = layer(to).is_some_and(|to| to < from || to == 0 && from == 0);
+                assert!(down, "{module} points at {to}: imports point down only");
+            }
+        }
+        assert_eq!(circle(&graph), None, "a circle of imports");
+    }
 }

@@ -1,7 +1,7 @@
 //! The per-model API: `POST /v1/models/{name}/generate`, `/generate/stream`, `/chat`,
 //! `/chat/stream`, `/classify` and `/embed`, one model on its own. (`/v1/completions` in
 //! `openai.rs`, `/v1/chat/completions` in `chat.rs` and `/v1/embeddings` in `embeddings.rs`
-//! are built on the same calls.)
+//! are built on the same calls, in `model_calls.rs`.)
 //!
 //! SHARING: a model route sends its work to the same actor, and so to the same engine and
 //! queue, as the graph does: a model's `engine.queue_capacity` bounds both.
@@ -14,8 +14,7 @@
 //! dropped, or `limits.request_timeout_ms` passing (504) cancels the request's work: a
 //! queued generation never starts, a running one leaves the batch within one decode step.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::future::try_join_all;
@@ -25,18 +24,20 @@ use tokio::sync::mpsc;
 use super::api::{
     ChatGenerationRequest, ClassifyRequest, ClassifyResponse, ClassifyResult, EmbedRequest,
     EmbedResponse, EmbedResult, GenerationRequest, LabelScore, ModelGenerateResponse,
-    ModelStreamEvent, ModelTimings, RequestErrors,
+    ModelStreamEvent, RequestErrors,
 };
-use super::chat::{check_messages, conversation, require_chat_template};
 use super::error::ApiError;
-use super::handlers::{call_context, generation_params, read_json, validate_text, TRACE_ID_HEADER};
+use super::model_calls::{
+    check_messages, check_room, conversation, find_classifier, find_embedder, find_generator,
+    generation_attributes, require_chat_template, run_embeddings, timings, within_deadline,
+    GenerationCall,
+};
+use super::request::{call_context, generation_params, read_json, validate_text, TRACE_ID_HEADER};
+use super::sse::event_stream;
 use super::state::AppState;
-use super::stream::event_stream;
-use crate::actors::{CallContext, Classify, Embed, Embedded, Generate, Generated};
-use crate::engine::generation::TokenEvent;
-use crate::graph::loader::ModelHandle;
+use crate::actors::{Classify, Generate, Generated};
 use crate::graph::Named;
-use crate::models::{Generation, GenerationParams, Prompt};
+use crate::models::{GenerationParams, Prompt};
 use crate::telemetry::traces::model_trace;
 use crate::work::WorkSpan;
 
@@ -357,49 +358,6 @@ pub(super) async fn embed(
         }))
 }
 
-/// Embeds `texts` on `embedder` (they batch with other requests' texts) before the deadline,
-/// and keeps the request's trace; the embeddings in order, and the trace's id.
-pub(super) async fn run_embeddings(
-    state: &AppState,
-    embedder: &Named<Embed>,
-    texts: Vec<String>,
-    context: &CallContext,
-    begun: Instant,
-) -> Result<(Vec<Embedded>, String), ApiError> {
-    let calls = texts.into_iter().map(|text| {
-        let send = embedder.addr.send(Embed {
-            text,
-            context: context.clone(),
-        });
-        let model = embedder.name.clone();
-        async move {
-            send.await
-                .map_err(|_| ApiError::Model(format!("model {model:?} is not running")))?
-                .map_err(ApiError::from)
-        }
-    });
-    let embedded = within_deadline(context, try_join_all(calls)).await?;
-    let calls: Vec<_> = embedded
-        .iter()
-        .map(|e| {
-            let attributes = json!({
-                "model": embedder.name,
-                "input_tokens": e.embedding.input_ids.len(),
-            });
-            (e.span, attributes)
-        })
-        .collect();
-    let trace = model_trace(
-        &context.request_id,
-        &context.trace_id,
-        begun,
-        Instant::now(),
-        "embed",
-        &calls,
-    );
-    Ok((embedded, state.record_trace(trace)))
-}
-
 /// The texts of a classify or embed request: exactly one of `text` and `texts`, each valid.
 fn request_texts(
     state: &AppState,
@@ -428,73 +386,6 @@ fn request_texts(
         validate_text(state, &format!("texts[{i}]"), text)?;
     }
     Ok(texts)
-}
-
-/// One generation a request asks of a generator.
-pub(super) struct GenerationCall {
-    pub prompt: Prompt,
-    pub params: GenerationParams,
-    /// The request's ids, deadline and cancellation.
-    pub context: CallContext,
-}
-
-impl GenerationCall {
-    /// Runs it on `generator` before the deadline; a full queue is a 429 at once.
-    pub async fn run(
-        self,
-        generator: &Named<Generate>,
-        tokens: Option<mpsc::UnboundedSender<TokenEvent>>,
-    ) -> Result<Generated, ApiError> {
-        let context = self.context;
-        let deadline = context.clone();
-        let send = generator.addr.send(Generate {
-            prompt: self.prompt,
-            params: self.params,
-            events: tokens,
-            context,
-        });
-        let model = generator.name.clone();
-        within_deadline(&deadline, async move {
-            send.await
-                .map_err(|_| ApiError::Model(format!("model {model:?} is not running")))?
-                .map_err(ApiError::from)
-        })
-        .await
-    }
-
-    /// As `run`, passing each token to `on_token` as it is generated; every token comes
-    /// before this returns.
-    pub async fn run_streaming(
-        self,
-        generator: &Named<Generate>,
-        mut on_token: impl FnMut(TokenEvent),
-    ) -> Result<Generated, ApiError> {
-        let (tokens, mut relay) = mpsc::unbounded_channel();
-        let run = self.run(generator, Some(tokens));
-        tokio::pin!(run);
-        let result = loop {
-            tokio::select! {
-                Some(token) = relay.recv() => on_token(token),
-                result = &mut run => break result,
-            }
-        };
-        // The engine sends a request's tokens before its answer: what is left is buffered.
-        while let Ok(token) = relay.try_recv() {
-            on_token(token);
-        }
-        result
-    }
-}
-
-/// `work`, or a 504 once the call's deadline has passed (dropping `work`).
-async fn within_deadline<T>(
-    context: &CallContext,
-    work: impl Future<Output = Result<T, ApiError>>,
-) -> Result<T, ApiError> {
-    let budget = context.remaining().unwrap_or(Duration::MAX);
-    tokio::time::timeout(budget, work)
-        .await
-        .map_err(|_| ApiError::Timeout(context.timeout_ms))?
 }
 
 /// Keeps the generation's trace and shapes the answer.
@@ -528,103 +419,4 @@ fn generation_answer(
         token_ids: g.new_token_ids.clone(),
         timings: timings(&[generated.span], begun),
     }
-}
-
-/// A `generate` span's attributes, as the graph's trace has them.
-pub(super) fn generation_attributes(model: &str, g: &Generation) -> serde_json::Value {
-    json!({
-        "model": model,
-        "prompt_tokens": g.prompt_ids.len(),
-        "generated_tokens": g.new_token_ids.len(),
-        "finish_reason": g.finish_reason,
-    })
-}
-
-/// Queue time until the first forward, compute from there to the last answer.
-pub(super) fn timings(spans: &[WorkSpan], begun: Instant) -> ModelTimings {
-    let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
-    let first = |f: fn(&WorkSpan) -> Instant| spans.iter().map(f).min().unwrap_or(begun);
-    let (queued, started) = (first(|s| s.queued), first(|s| s.started));
-    let finished = spans.iter().map(|s| s.finished).max().unwrap_or(begun);
-    ModelTimings {
-        queue_ms: ms(started.saturating_duration_since(queued)),
-        compute_ms: ms(finished.saturating_duration_since(started)),
-        total_ms: ms(begun.elapsed()),
-    }
-}
-
-/// The model called `name`, if the server is ready: 503 while loading or draining, 404
-/// naming the models there are.
-fn find_model<'a>(state: &'a AppState, name: &str) -> Result<ModelHandle<'a>, ApiError> {
-    let graph = state.ready_graph()?;
-    graph.model(name).ok_or_else(|| ApiError::ModelNotFound {
-        name: name.to_string(),
-        available: graph
-            .model_names()
-            .into_iter()
-            .map(str::to_string)
-            .collect(),
-    })
-}
-
-/// The generator called `name`; a classifier is a 422 on `route`.
-pub(super) fn find_generator(
-    state: &AppState,
-    name: &str,
-    route: &'static str,
-) -> Result<Named<Generate>, ApiError> {
-    match find_model(state, name)? {
-        ModelHandle::Generator(generator, _) => Ok(generator.clone()),
-        ModelHandle::Classifier(..) => Err(ApiError::WrongRole {
-            model: name.to_string(),
-            role: "classifier",
-            route,
-            needs: "generator",
-        }),
-        ModelHandle::Embedder(..) => Err(ApiError::WrongRole {
-            model: name.to_string(),
-            role: "embedder",
-            route,
-            needs: "generator",
-        }),
-    }
-}
-
-/// The embedder called `name`; a generator or a classifier is a 422 on `route`.
-pub(super) fn find_embedder(
-    state: &AppState,
-    name: &str,
-    route: &'static str,
-) -> Result<Named<Embed>, ApiError> {
-    let role = match find_model(state, name)? {
-        ModelHandle::Embedder(embedder, _) => return Ok(embedder.clone()),
-        ModelHandle::Generator(..) => "generator",
-        ModelHandle::Classifier(..) => "classifier",
-    };
-    Err(ApiError::WrongRole {
-        model: name.to_string(),
-        role,
-        route,
-        needs: "embedder",
-    })
-}
-
-/// The classifier called `name`; a generator is a 422.
-fn find_classifier(state: &AppState, name: &str) -> Result<Named<Classify>, ApiError> {
-    let role = match find_model(state, name)? {
-        ModelHandle::Classifier(classifier, _) => return Ok(classifier.clone()),
-        ModelHandle::Generator(..) => "generator",
-        ModelHandle::Embedder(..) => "embedder",
-    };
-    Err(ApiError::WrongRole {
-        model: name.to_string(),
-        role,
-        route: "/v1/models/{name}/classify",
-        needs: "classifier",
-    })
-}
-
-/// A 429 when model `name`'s queue is full right now.
-pub(super) fn check_room(state: &AppState, name: &str) -> Result<(), ApiError> {
-    Ok(find_model(state, name)?.check_room()?)
 }

@@ -7,9 +7,9 @@ use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 use utoipa::OpenApi;
 
-use super::api::NOT_BLANK_PATTERN;
+use super::api::TEXT_PATTERN;
 use super::auth::{admin_only, Auth};
-use super::handlers::{MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_TOP_K};
+use super::request::{MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_TOP_K};
 use super::state::AppState;
 use crate::config::{Config, Role};
 
@@ -144,7 +144,7 @@ pub fn document(config: &Config, chat_models: &[String]) -> Value {
         "type": "string",
         "minLength": 1,
         "maxLength": limits.max_input_chars,
-        "pattern": NOT_BLANK_PATTERN,
+        "pattern": TEXT_PATTERN,
     });
     let schemas = &mut doc["components"]["schemas"];
     for (schema, field) in [

@@ -19,10 +19,11 @@ use tokio::sync::mpsc;
 
 use super::api::{GenerationRequest, RequestErrors, StreamEvent};
 use super::error::ApiError;
-use super::handlers::{
-    admit, call_context, check_capacity, execute, failure_report, find_graph, generation_params,
-    graph_answer, read_graph_request,
+use super::graph_calls::{
+    admit, check_capacity, execute, failure_report, find_graph, graph_answer, read_graph_request,
 };
+use super::request::{call_context, generation_params};
+use super::sse::event_stream;
 use super::state::AppState;
 use crate::actors::CallContext;
 use crate::engine::{CancelOnDrop, CancelToken};
@@ -89,28 +90,6 @@ async fn graph_sse(
             serde_json::to_string(event).expect("events serialize")
         )
     }))
-}
-
-/// A `text/event-stream` response writing each of `events` as `frame` renders it, until the
-/// sender is gone. `guards` live as long as the body: dropping it (the client is gone)
-/// drops them.
-pub(super) fn event_stream<E: 'static, G: 'static>(
-    events: mpsc::UnboundedReceiver<E>,
-    guards: G,
-    frame: fn(&E) -> String,
-) -> HttpResponse {
-    let body =
-        futures_util::stream::unfold((events, guards), move |(mut events, guards)| async move {
-            let event = events.recv().await?;
-            Some((
-                Ok::<_, actix_web::Error>(web::Bytes::from(frame(&event))),
-                (events, guards),
-            ))
-        });
-    HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("cache-control", "no-cache"))
-        .streaming(body)
 }
 
 /// `GET /v1/graph/ws`: upgrade, then serve any number of requests over the connection.

@@ -111,7 +111,7 @@ async fn call(server: &TestServer, method: &str, path: &str, key: Option<&str>) 
 /// The paths to walk: the router's own list (so a new route is walked without editing this
 /// test), checked against `/openapi.json`, plus paths no route serves.
 async fn walked_paths(server: &TestServer, key: &str) -> Vec<String> {
-    let routes = infergraph::http::handlers::paths();
+    let routes = infergraph::http::routes::paths();
     let answer = call(server, "GET", "/openapi.json", Some(key)).await;
     assert_eq!(answer.status, 200);
     let documented: BTreeSet<&str> = answer.body["paths"]

@@ -117,6 +117,15 @@ async fn every_kind_of_bad_input_gets_its_status_and_a_json_error() {
             "validation",
         ),
         (
+            // A tokenizer may have no token for any of these (SmolLM2 has none for \u{6}).
+            "text of control characters only",
+            "/v1/graph",
+            JSON,
+            graph_json(json!({"text": "\u{6}\u{14} \u{96}"})),
+            422,
+            "validation",
+        ),
+        (
             "empty body",
             "/classify_generated_texts",
             TEXT,

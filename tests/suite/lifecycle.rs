@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::{test as http_test, web, App};
 use common::server::{demo_models, serve_refuses, TestServer};
 use infergraph::config::Config;
-use infergraph::http::handlers;
+use infergraph::http::routes;
 use infergraph::http::state::{AppState, Phase};
 use serde_json::{json, Value};
 
@@ -24,7 +24,7 @@ async fn call(
     state: web::Data<AppState>,
     request: http_test::TestRequest,
 ) -> (u16, Option<String>, Value) {
-    let app = http_test::init_service(App::new().app_data(state).configure(handlers::routes)).await;
+    let app = http_test::init_service(App::new().app_data(state).configure(routes::routes)).await;
     let response = http_test::call_service(&app, request.to_request()).await;
     let status = response.status().as_u16();
     let retry_after = response

@@ -153,19 +153,19 @@ fn the_tls_overlay_reaches_every_model_node_over_mutual_tls_from_the_secret() {
                 "{name}: [remote.tls] ca"
             );
             assert_eq!(
-                remote.cert.as_deref().and_then(|f| mounted(f)),
+                remote.cert.as_deref().and_then(&mounted),
                 Some("tls.crt"),
                 "{name}: [remote.tls] cert"
             );
             assert_eq!(
-                remote.key.as_deref().and_then(|f| mounted(f)),
+                remote.key.as_deref().and_then(&mounted),
                 Some("tls.key"),
                 "{name}: [remote.tls] key"
             );
             graphs.push(config);
         } else {
             assert_eq!(
-                server.client_ca.as_deref().and_then(|f| mounted(f)),
+                server.client_ca.as_deref().and_then(mounted),
                 Some("ca.crt"),
                 "{name}: a model node requires client certificates signed by the CA"
             );
