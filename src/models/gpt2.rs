@@ -2,19 +2,25 @@
 //!
 //! Module and field names mirror Hugging Face's (`h.0.attn.c_attn`), so weight keys map
 //! one to one. It is driven as every causal LM is (`causal_lm::CausalLm`: `logits_all`,
-//! `prefill`, `decode`), over the shared cache and attention of `kv_cache`.
+//! `prefill`, `decode`), over the shared cache and attention of `kv_cache`. A decode step on
+//! the CPU runs on host buffers (`Block::decode_on_host`), as the Llama family's does.
 
 use std::path::Path;
 
-use burn::nn::{Embedding, LayerNorm};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::nn::LayerNorm;
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::Deserialize;
 
 use super::activation::{gelu_erf, gelu_tanh};
 use super::causal_lm::{CausalLm, LmDescription};
 use super::dense::Dense;
 use super::error::ModelError;
-use super::kv_cache::{cached_attention, Heads, KvCache, LayerCache, StepMask};
+use super::kernels::activation as host_activation;
+use super::kv_cache::{
+    cached_attention, cached_attention_on_host, decodes_on_host, Heads, KvCache, LayerCache,
+    StepMask,
+};
+use super::norm::HostLayerNorm;
 use super::weights::WeightFile;
 
 /// The fields of a Hugging Face GPT-2 `config.json` that shape the computation.
@@ -115,6 +121,13 @@ impl Activation {
             Self::GeluErf => gelu_erf(x),
         }
     }
+
+    fn apply_on_host(self, x: &mut [f32]) {
+        match self {
+            Self::GeluTanh => host_activation::gelu_tanh(x),
+            Self::GeluErf => host_activation::gelu_erf(x),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -135,10 +148,24 @@ struct Mlp {
 
 #[derive(Debug)]
 struct Block {
-    ln_1: LayerNorm,
+    ln_1: Norm,
     attn: Attention,
-    ln_2: LayerNorm,
+    ln_2: Norm,
     mlp: Mlp,
+}
+
+/// A LayerNorm for burn's steps, and its host copy for decode steps on the host.
+#[derive(Debug)]
+struct Norm {
+    tensor: LayerNorm,
+    host: HostLayerNorm,
+}
+
+impl Norm {
+    fn new(tensor: LayerNorm, eps: f64) -> Self {
+        let host = HostLayerNorm::of(&tensor, eps);
+        Self { tensor, host }
+    }
 }
 
 /// A GPT-2 transformer with its (usually tied) language-model head.
@@ -148,9 +175,11 @@ pub struct Gpt2LmHeadModel {
     description: LmDescription,
     /// Token embeddings `[vocab, n_embd]`, looked up by row, and the LM head when tied.
     wte: Dense,
-    wpe: Embedding,
+    /// Position embeddings `[n_positions, n_embd]`, on the host: a step gathers its rows
+    /// there (and uploads them, on wgpu), a few kB.
+    wpe: Vec<f32>,
     h: Vec<Block>,
-    ln_f: LayerNorm,
+    ln_f: Norm,
     /// `[vocab, n_embd]` head when the checkpoint does not tie it to `wte`.
     lm_head: Option<Dense>,
     device: Device,
@@ -180,14 +209,14 @@ impl Gpt2LmHeadModel {
                 scale /= (i + 1) as f64;
             }
             h.push(Block {
-                ln_1: weights.layer_norm(&format!("{p}.ln_1"), c, eps)?,
+                ln_1: Norm::new(weights.layer_norm(&format!("{p}.ln_1"), c, eps)?, eps),
                 attn: Attention {
                     c_attn: weights.conv1d(&format!("{p}.attn.c_attn"), c, 3 * c)?,
                     c_proj: weights.conv1d(&format!("{p}.attn.c_proj"), c, c)?,
                     n_head: config.n_head,
                     scale,
                 },
-                ln_2: weights.layer_norm(&format!("{p}.ln_2"), c, eps)?,
+                ln_2: Norm::new(weights.layer_norm(&format!("{p}.ln_2"), c, eps)?, eps),
                 mlp: Mlp {
                     c_fc: weights.conv1d(&format!("{p}.mlp.c_fc"), c, config.inner_dim())?,
                     c_proj: weights.conv1d(&format!("{p}.mlp.c_proj"), config.inner_dim(), c)?,
@@ -196,8 +225,8 @@ impl Gpt2LmHeadModel {
             });
         }
         let wte = weights.tied_embedding("wte.weight", config.vocab_size, c)?;
-        let wpe = weights.embedding("wpe", config.n_positions, c)?;
-        let ln_f = weights.layer_norm("ln_f", c, eps)?;
+        let wpe = weights.values("wpe.weight", &[config.n_positions, c])?;
+        let ln_f = Norm::new(weights.layer_norm("ln_f", c, eps)?, eps);
         let lm_head = if config.tie_word_embeddings {
             None
         } else {
@@ -257,14 +286,31 @@ impl CausalLm for Gpt2LmHeadModel {
         let positions = cache.begin_step(valid, self.config.n_positions)?;
         let (mask, layers) = cache.step(t, None, &self.device);
         let flat_ids: Vec<u32> = ids.iter().flatten().copied().collect();
-        let positions =
-            Tensor::<2, Int>::from_data(TensorData::new(positions, [b, t]), &self.device);
         let c = self.config.n_embd;
-        let mut x = self.wte.rows(&flat_ids).reshape([b, t, c]) + self.wpe.forward(positions);
+        let position_rows: Vec<f32> = positions
+            .iter()
+            .flat_map(|&p| &self.wpe[p as usize * c..][..c])
+            .copied()
+            .collect();
+        if decodes_on_host(&self.device, t, mask.past()) {
+            let mut x = self.wte.rows_on_host(&flat_ids);
+            x.iter_mut().zip(&position_rows).for_each(|(x, p)| *x += p);
+            for (block, layer_cache) in self.h.iter().zip(layers) {
+                block.decode_on_host(&mut x, b, &mask, layer_cache);
+            }
+            self.ln_f.host.normalize_rows(&mut x);
+            return Ok(Tensor::from_data(
+                TensorData::new(x, [b, 1, c]),
+                &self.device,
+            ));
+        }
+        let position_rows =
+            Tensor::<3>::from_data(TensorData::new(position_rows, [b, t, c]), &self.device);
+        let mut x = self.wte.rows(&flat_ids).reshape([b, t, c]) + position_rows;
         for (block, layer_cache) in self.h.iter().zip(layers) {
             x = block.forward(x, &mask, layer_cache);
         }
-        Ok(self.ln_f.forward(x))
+        Ok(self.ln_f.tensor.forward(x))
     }
 
     fn embeddings(&self) -> &Dense {
@@ -285,22 +331,50 @@ impl CausalLm for Gpt2LmHeadModel {
 
 impl Block {
     fn forward(&self, x: Tensor<3>, mask: &StepMask, cache: &mut Option<LayerCache>) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), mask, cache);
-        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+        let x = x.clone() + self.attn.forward(self.ln_1.tensor.forward(x), mask, cache);
+        x.clone() + self.mlp.forward(self.ln_2.tensor.forward(x))
+    }
+
+    /// `forward` for a decode step on the host (`kv_cache::decodes_on_host`): `x` is
+    /// `[B, n_embd]`. The same operations in the same order, without burn's per-op cost,
+    /// which a one-token step of a small model is mostly made of.
+    fn decode_on_host(
+        &self,
+        x: &mut [f32],
+        b: usize,
+        mask: &StepMask,
+        cache: &mut Option<LayerCache>,
+    ) {
+        let mut h = x.to_vec();
+        self.ln_1.host.normalize_rows(&mut h);
+        let attn = &self.attn;
+        let qkv = attn.c_attn.forward_rows(&h, b);
+        let attended = cached_attention_on_host(&qkv, b, attn.heads(), attn.scale, cache, mask);
+        let projected = attn.c_proj.forward_rows(&attended, b);
+        x.iter_mut().zip(&projected).for_each(|(x, a)| *x += a);
+        h.copy_from_slice(x);
+        self.ln_2.host.normalize_rows(&mut h);
+        let mut inner = self.mlp.c_fc.forward_rows(&h, b);
+        self.mlp.act.apply_on_host(&mut inner);
+        let down = self.mlp.c_proj.forward_rows(&inner, b);
+        x.iter_mut().zip(&down).for_each(|(x, d)| *x += d);
     }
 }
 
 impl Attention {
-    fn forward(&self, x: Tensor<3>, mask: &StepMask, cache: &mut Option<LayerCache>) -> Tensor<3> {
-        let qkv = self.c_attn.forward(x);
-        let head_dim = qkv.dims()[2] / 3 / self.n_head;
-        let heads = Heads {
+    /// Every head attends with its own keys and values (no grouped-query attention).
+    fn heads(&self) -> Heads {
+        Heads {
             query: self.n_head,
             key_value: self.n_head,
-            dim: head_dim,
-        };
+            dim: self.c_proj.in_features() / self.n_head,
+        }
+    }
+
+    fn forward(&self, x: Tensor<3>, mask: &StepMask, cache: &mut Option<LayerCache>) -> Tensor<3> {
+        let qkv = self.c_attn.forward(x);
         self.c_proj
-            .forward(cached_attention(qkv, heads, self.scale, cache, mask))
+            .forward(cached_attention(qkv, self.heads(), self.scale, cache, mask))
     }
 }
 

@@ -108,7 +108,11 @@ fn a_graph_may_reach_its_models_by_url_or_replica_urls() {
             "exactly one of path, url, urls",
         ),
         ("urls = []", "exactly one of path, url, urls"),
-        ("url = \"https://a:1\"", "must be http://host:port"),
+        ("url = \"https://a:1\"", "needs [remote.tls] ca"),
+        (
+            "url = \"ftp://a:1\"",
+            "must be http://host:port or https://host:port",
+        ),
         ("url = \"http://a:1/v1\"", "must be http://host:port"),
     ] {
         let text = GRAPH.replace("path = \"weights/g\"", entry);

@@ -63,7 +63,7 @@ async fn every_refusal_has_its_status_error_type_and_message() {
             json!({"text": "  \n"}),
             422,
             "validation",
-            "text: must not be empty",
+            "text: must hold a character other than white space",
         ),
         (
             "/v1/models/gpt2/generate",
@@ -126,7 +126,7 @@ async fn every_refusal_has_its_status_error_type_and_message() {
             json!({"texts": ["fine", " "]}),
             422,
             "validation",
-            "texts[1]: must not be empty",
+            "texts[1]: must hold a character other than white space",
         ),
         (
             "/v1/models/bert-base-uncased/classify",
