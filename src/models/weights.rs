@@ -370,7 +370,7 @@ impl WeightFile {
                         &stored,
                         d_in,
                         |values, rows| PackedLinear::pack_f32(values, d_in, rows, layout, dtype),
-                        PackedLinear::append_columns,
+                        PackedLinear::concat_columns,
                     )?
                 }
                 None => {
@@ -458,7 +458,7 @@ impl WeightFile {
                             stored,
                             d_in,
                             pack,
-                            PackedLinear::append_columns,
+                            PackedLinear::concat_columns,
                         )?
                     } else {
                         pack(&self.values(weight, stored)?, d_out)
@@ -469,7 +469,7 @@ impl WeightFile {
                 let quantize =
                     |values: &[f32], rows| Q4Linear::quantize(values, d_in, rows, layout);
                 let q4 = if layout == SourceLayout::OutIn {
-                    self.packed_in_runs(weight, stored, d_in, quantize, Q4Linear::append_columns)?
+                    self.packed_in_runs(weight, stored, d_in, quantize, Q4Linear::concat_columns)?
                 } else {
                     quantize(&self.values(weight, stored)?, d_out)
                 };
@@ -490,7 +490,7 @@ impl WeightFile {
         stored: &[usize],
         d_in: usize,
         pack: impl Fn(&[f32], usize) -> P,
-        append: impl Fn(&mut P, P),
+        join: impl Fn(Vec<P>) -> P,
     ) -> Result<P, ModelError> {
         /// A multiple of both kernels' tile widths (8 and 16 columns).
         const RUN_ROWS: usize = 4096;
@@ -505,23 +505,18 @@ impl WeightFile {
         };
         let row_bytes = raw.len() / d_out;
         let mut values = vec![0f32; RUN_ROWS.min(d_out) * d_in];
-        let mut joined: Option<P> = None;
+        let mut parts = Vec::new();
         for start in (0..d_out).step_by(RUN_ROWS) {
             let rows = RUN_ROWS.min(d_out - start);
             let run = &mut values[..rows * d_in];
             let bytes = &raw[start * row_bytes..][..rows * row_bytes];
             quants::dequantize(ty, bytes, run);
-            let part = pack(run, rows);
-            // Appended at once, so the packed weight is never held twice (runs and whole).
-            match &mut joined {
-                Some(joined) => append(joined, part),
-                None => joined = Some(part),
-            }
+            parts.push(pack(run, rows));
             // Converted: its pages need not wait for the whole tensor to be handed back.
             drop_pages(bytes);
         }
         self.release(weight);
-        Ok(joined.expect("a tensor has at least one row"))
+        Ok(join(parts))
     }
 
     pub fn tensor<const D: usize>(

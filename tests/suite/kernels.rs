@@ -389,24 +389,17 @@ fn weights_packed_in_runs_of_columns_and_joined_equal_one_packing() {
     let split = 16 * k; // whole tiles of both kernels before the last run
     for dtype in DTYPES {
         let whole = PackedLinear::pack_f32(&w, k, n, SourceLayout::OutIn, dtype);
-        let mut joined = PackedLinear::pack_f32(&w[..split], k, 16, SourceLayout::OutIn, dtype);
-        joined.append_columns(PackedLinear::pack_f32(
-            &w[split..],
-            k,
-            n - 16,
-            SourceLayout::OutIn,
-            dtype,
-        ));
+        let joined = PackedLinear::concat_columns(vec![
+            PackedLinear::pack_f32(&w[..split], k, 16, SourceLayout::OutIn, dtype),
+            PackedLinear::pack_f32(&w[split..], k, n - 16, SourceLayout::OutIn, dtype),
+        ]);
         assert!(joined == whole, "{dtype}");
     }
     let whole = Q4Linear::quantize(&w, k, n, SourceLayout::OutIn);
-    let mut joined = Q4Linear::quantize(&w[..split], k, 16, SourceLayout::OutIn);
-    joined.append_columns(Q4Linear::quantize(
-        &w[split..],
-        k,
-        n - 16,
-        SourceLayout::OutIn,
-    ));
+    let joined = Q4Linear::concat_columns(vec![
+        Q4Linear::quantize(&w[..split], k, 16, SourceLayout::OutIn),
+        Q4Linear::quantize(&w[split..], k, n - 16, SourceLayout::OutIn),
+    ]);
     assert!(joined == whole);
     for activations in [Activations::F32, Activations::Int8] {
         let (mut a, mut b) = (vec![0f32; m * n], vec![0f32; m * n]);

@@ -437,27 +437,38 @@ impl PackedLinear {
         unsafe { std::slice::from_raw_parts_mut(self.data.as_mut_ptr().cast::<T>(), len) }
     }
 
-    /// Puts `part`'s matrix to the right of this one (`n` grows by its): how a large weight is
-    /// packed a run of output columns at a time, each run appended as soon as it is packed,
-    /// so no more than one run is ever held twice. Both have the same `k` and dtype, and
-    /// this one whole tiles (`n` a multiple of 8) that fill whole lines, so the tiles, scales
-    /// and column sums just follow one another.
-    pub fn append_columns(&mut self, part: PackedLinear) {
-        assert!(
-            part.k == self.k && part.dtype == self.dtype,
-            "parts must match"
-        );
-        assert!(
-            self.n.is_multiple_of(8) && Self::joins_columns(self.k, self.dtype),
-            "whole tiles and lines before the appended part"
-        );
-        self.n += part.n;
-        self.data.extend(part.data);
-        self.scales.extend(part.scales);
-        self.col_sums.extend(part.col_sums);
+    /// The matrices of `parts` side by side (`n` the sum of theirs): how a large weight is
+    /// packed a run of output columns at a time. Every part has the same `k` and dtype, and
+    /// every part but the last whole tiles (`n` a multiple of 8) that fill whole lines, so the
+    /// tiles, scales and column sums just follow one another.
+    pub fn concat_columns(parts: Vec<PackedLinear>) -> PackedLinear {
+        let first = parts.first().expect("at least one part");
+        let (k, dtype) = (first.k, first.dtype);
+        let tile_bytes = 8 * TileLayout::of(dtype, k).depth * dtype.elem_bytes();
+        let last = parts.len() - 1;
+        let mut joined = PackedLinear {
+            data: Vec::with_capacity(parts.iter().map(|p| p.data.len()).sum()),
+            scales: Vec::new(),
+            col_sums: Vec::new(),
+            k,
+            n: 0,
+            dtype,
+        };
+        for (i, part) in parts.into_iter().enumerate() {
+            assert!(part.k == k && part.dtype == dtype, "parts must match");
+            assert!(
+                i == last || (part.n.is_multiple_of(8) && tile_bytes.is_multiple_of(64)),
+                "whole tiles and lines before the last part"
+            );
+            joined.n += part.n;
+            joined.data.extend(part.data);
+            joined.scales.extend(part.scales);
+            joined.col_sums.extend(part.col_sums);
+        }
+        joined
     }
 
-    /// Whether parts of this `k` and `dtype` can be joined by `append_columns`.
+    /// Whether parts of this `k` and `dtype` can be joined by `concat_columns`.
     pub fn joins_columns(k: usize, dtype: Dtype) -> bool {
         (8 * TileLayout::of(dtype, k).depth * dtype.elem_bytes()).is_multiple_of(64)
     }

@@ -428,18 +428,25 @@ impl Q4Linear {
     }
 
     /// Number of inputs (rows of `W`, columns of `x`).
-    /// Puts `part`'s matrix to the right of this one (`n` grows by its): how a large weight is
-    /// packed a run of output columns at a time, each run appended as soon as it is packed.
-    /// Both have the same `k`, and this one a whole number of tiles (`n` a multiple of 16),
-    /// so the tiles just follow one another.
-    pub fn append_columns(&mut self, part: Q4Linear) {
-        assert_eq!(part.k, self.k, "parts must have the same inputs");
-        assert!(
-            self.n.is_multiple_of(TILE),
-            "whole tiles before the appended part"
-        );
-        self.n += part.n;
-        self.data.extend(part.data);
+    /// The matrices of `parts` side by side (`n` the sum of theirs): how a large weight is
+    /// packed a run of output columns at a time. Every part has the same `k`, and every part
+    /// but the last a whole number of tiles (`n` a multiple of 16), so the tiles just follow
+    /// one another.
+    pub fn concat_columns(parts: Vec<Q4Linear>) -> Q4Linear {
+        let k = parts.first().expect("at least one part").k;
+        let mut data = Vec::with_capacity(parts.iter().map(|p| p.data.len()).sum());
+        let mut n = 0;
+        let last = parts.len() - 1;
+        for (i, part) in parts.into_iter().enumerate() {
+            assert_eq!(part.k, k, "parts must have the same inputs");
+            assert!(
+                i == last || part.n.is_multiple_of(TILE),
+                "whole tiles before the last part"
+            );
+            n += part.n;
+            data.extend(part.data);
+        }
+        Q4Linear { data, k, n }
     }
 
     pub fn k(&self) -> usize {
