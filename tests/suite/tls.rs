@@ -275,7 +275,8 @@ async fn over_mutual_tls_a_model_node_serves_the_split_graph_and_refuses_users_a
 }
 
 #[actix_web::test]
-async fn a_graph_node_that_does_not_trust_the_nodes_certificate_gets_a_fast_named_503() {
+async fn a_graph_node_that_does_not_trust_the_nodes_certificate_gets_a_fast_named_503_until_its_ca_file_does(
+) {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new(dir.path(), "cluster-ca");
     let node = tls_model_node(&ca.issue("node"), &ca.ca_file());
@@ -303,6 +304,22 @@ async fn a_graph_node_that_does_not_trust_the_nodes_certificate_gets_a_fast_name
         "{:?}",
         started.elapsed()
     );
+
+    // The graph node's CA file rewritten to the cluster's (renamed into place): the hop
+    // trusts the node from then on, with no restart.
+    let staged = dir.path().join("staged-ca.pem");
+    std::fs::copy(ca.ca_file(), &staged).unwrap();
+    std::fs::rename(&staged, other.ca_file()).unwrap();
+    common::wait_until("the hop trusts the new CA", Duration::from_secs(15), || {
+        graph.is_ready()
+    });
+    let (code, body) = call(
+        &graph,
+        "/v1/models/gpt2/generate",
+        &json!({"text": "I have an idea!", "max_new_tokens": 2}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
 }
 
 #[test]
