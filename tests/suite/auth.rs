@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use awc::http::Method;
 use common::prometheus;
-use common::server::{fixture_models, header, models_toml, serve_refuses, TestServer};
+use common::server::{
+    fixture_models, fixtures_with_gpt2_at, gpt2_alone, header, models_toml, serve_refuses,
+    TestServer,
+};
 use serde_json::{json, Value};
 
 const GOOD: &str = "k-good-0123456789";
@@ -417,29 +420,16 @@ fn a_server_on_a_non_loopback_address_without_keys_refuses_to_start_and_says_how
 
 /// A model node for `gpt2` alone, which accepts `NODE_KEY` (and no user's key).
 fn keyed_model_node() -> TestServer {
-    let models: Vec<_> = fixture_models()
-        .into_iter()
-        .filter(|m| m.0 == "gpt2")
-        .collect();
     TestServer::start_with_env(
         &[("INFERGRAPH_NODE_KEY", NODE_KEY)],
-        &models_toml(&models),
+        &gpt2_alone(),
         "[limits]\nmax_new_tokens = 1000\n",
     )
 }
 
 /// A graph node on the fixtures whose `gpt2` is `node`'s, sending `node_key` on each hop.
 fn graph_node_of(node: &TestServer, node_key: Option<&str>) -> TestServer {
-    let toml: String = fixture_models()
-        .into_iter()
-        .map(|(name, path, role)| match name {
-            "gpt2" => format!(
-                "\n[[models]]\nname = \"gpt2\"\nurls = [{:?}]\nrole = \"generator\"\n",
-                node.base
-            ),
-            _ => models_toml(&[(name, path, role)]),
-        })
-        .collect();
+    let toml = fixtures_with_gpt2_at(&node.base);
     let mut env = vec![("INFERGRAPH_API_KEYS", GOOD)];
     env.extend(node_key.map(|key| ("INFERGRAPH_NODE_KEY", key)));
     TestServer::start_with_env(

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::server::{fixture_models, free_port, models_toml, serve_refuses, TestServer};
+use common::server::{fixtures_with_gpt2_at, free_port, gpt2_alone, serve_refuses, TestServer};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -136,14 +136,6 @@ fn status(answer: &str) -> u16 {
         .unwrap_or(0)
 }
 
-fn gpt2_alone() -> String {
-    let models: Vec<_> = fixture_models()
-        .into_iter()
-        .filter(|m| m.0 == "gpt2")
-        .collect();
-    models_toml(&models)
-}
-
 fn server_tls(cert: &Path, key: &Path, client_ca: Option<&Path>) -> String {
     let mut toml = format!("[server.tls]\ncert = {cert:?}\nkey = {key:?}\n");
     if let Some(ca) = client_ca {
@@ -170,16 +162,7 @@ fn graph_node_of(
     client: &(PathBuf, PathBuf),
     node_key: Option<&str>,
 ) -> TestServer {
-    let models: String = fixture_models()
-        .into_iter()
-        .map(|(name, path, role)| match name {
-            "gpt2" => format!(
-                "\n[[models]]\nname = \"gpt2\"\nurls = [{:?}]\nrole = \"generator\"\n",
-                node.base
-            ),
-            _ => models_toml(&[(name, path, role)]),
-        })
-        .collect();
+    let models = fixtures_with_gpt2_at(&node.base);
     let mut env = vec![("INFERGRAPH_API_KEYS", USER_KEY)];
     env.extend(node_key.map(|key| ("INFERGRAPH_NODE_KEY", key)));
     let (cert, key) = client;
@@ -434,13 +417,7 @@ fn a_bad_certificate_file_or_an_https_node_without_a_ca_stops_the_start_naming_i
         "{stderr}"
     );
 
-    let models: String = fixture_models()
-        .into_iter()
-        .map(|(name, path, role)| match name {
-            "gpt2" => "\n[[models]]\nname = \"gpt2\"\nurl = \"https://127.0.0.1:9\"\nrole = \"generator\"\n".to_string(),
-            _ => models_toml(&[(name, path, role)]),
-        })
-        .collect();
+    let models = fixtures_with_gpt2_at("https://127.0.0.1:9");
     std::fs::write(&config, format!("[server]\nport = 0\n{models}")).unwrap();
     let stderr = serve_refuses(&config, &[]);
     assert!(stderr.contains("[remote.tls] ca"), "{stderr}");

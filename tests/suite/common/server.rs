@@ -52,6 +52,28 @@ pub fn models_toml(models: &[ModelEntry]) -> String {
         .collect()
 }
 
+/// `[[models]]` TOML for the fixture models, with `gpt2` served by the model node at `url`.
+pub fn fixtures_with_gpt2_at(url: &str) -> String {
+    fixture_models()
+        .into_iter()
+        .map(|(name, path, role)| match name {
+            "gpt2" => {
+                format!("\n[[models]]\nname = \"gpt2\"\nurls = [{url:?}]\nrole = \"generator\"\n")
+            }
+            _ => models_toml(&[(name, path, role)]),
+        })
+        .collect()
+}
+
+/// `[[models]]` TOML for the fixture `gpt2` alone: a model node's.
+pub fn gpt2_alone() -> String {
+    let models: Vec<_> = fixture_models()
+        .into_iter()
+        .filter(|m| m.0 == "gpt2")
+        .collect();
+    models_toml(&models)
+}
+
 /// A port nobody listens on now, for a server that must come back on the same one.
 /// Runs `infergraph serve --config CONFIG` (plus `args`) on a config it must refuse at start,
 /// and returns what it wrote to stderr.
