@@ -46,15 +46,10 @@ pub fn server_config(tls: &ServerTls) -> Result<ServerConfig, String> {
         .map_err(|e| e.to_string())?;
     let builder = match &tls.client_ca {
         Some(ca) => builder.with_client_cert_verifier(Arc::new(ClientCaVerifier {
-            roots: Watched::new(vec![ca.clone()], {
+            roots: watch_roots(ca, {
                 let provider = provider.clone();
-                move |files| {
-                    WebPkiClientVerifier::builder_with_provider(
-                        Arc::new(read_roots(&files[0])?),
-                        provider.clone(),
-                    )
-                    .build()
-                    .map_err(|e| format!("{}: {e}", files[0].display()))
+                move |roots| {
+                    WebPkiClientVerifier::builder_with_provider(roots, provider.clone()).build()
                 }
             })?,
             signatures: Signatures(provider.clone()),
@@ -70,15 +65,10 @@ pub fn server_config(tls: &ServerTls) -> Result<ServerConfig, String> {
 pub fn client_config(tls: &RemoteTls) -> Result<ClientConfig, String> {
     let provider = provider();
     let verifier = NodeVerifier {
-        roots: Watched::new(vec![tls.ca.clone()], {
+        roots: watch_roots(&tls.ca, {
             let provider = provider.clone();
-            move |files| {
-                WebPkiServerVerifier::builder_with_provider(
-                    Arc::new(read_roots(&files[0])?),
-                    provider.clone(),
-                )
-                .build()
-                .map_err(|e| format!("{}: {e}", files[0].display()))
+            move |roots| {
+                WebPkiServerVerifier::builder_with_provider(roots, provider.clone()).build()
             }
         })?,
         signatures: Signatures(provider.clone()),
@@ -146,6 +136,16 @@ fn read_roots(path: &Path) -> Result<RootCertStore, String> {
             .map_err(|e| format!("{}: not a usable CA certificate: {e}", path.display()))?;
     }
     Ok(roots)
+}
+
+/// A verifier built from the CA bundle `ca`, and built again whenever the file changes.
+fn watch_roots<T, E: fmt::Display>(
+    ca: &Path,
+    build: impl Fn(Arc<RootCertStore>) -> Result<T, E> + Send + Sync + 'static,
+) -> Result<Watched<T>, String> {
+    Watched::new(vec![ca.to_path_buf()], move |files| {
+        build(Arc::new(read_roots(&files[0])?)).map_err(|e| format!("{}: {e}", files[0].display()))
+    })
 }
 
 /// A certificate chain and its private key, checked to belong together.
