@@ -57,10 +57,7 @@ pub(super) async fn generate(
 ) -> Result<HttpResponse, ApiError> {
     let begun = Instant::now();
     let generator = find_generator(&state, &name, "/v1/models/{name}/generate")?;
-    let request: GenerationRequest = read_json(&state, &req, payload).await?;
-    let params = generation_params(&state, &request)?;
-    validate_text(&state, "text", &request.text)?;
-    let prompt = Prompt::Text(request.text);
+    let (prompt, params) = read_text(&state, &req, payload).await?;
     answer_generation(&state, &req, &generator, prompt, params, begun).await
 }
 
@@ -80,10 +77,7 @@ pub(super) async fn generate_stream(
 ) -> Result<HttpResponse, ApiError> {
     let begun = Instant::now();
     let generator = find_generator(&state, &name, "/v1/models/{name}/generate/stream")?;
-    let request: GenerationRequest = read_json(&state, &req, payload).await?;
-    let params = generation_params(&state, &request)?;
-    validate_text(&state, "text", &request.text)?;
-    let prompt = Prompt::Text(request.text);
+    let (prompt, params) = read_text(&state, &req, payload).await?;
     stream_generation(state, &req, generator, prompt, params, begun)
 }
 
@@ -122,6 +116,18 @@ pub(super) async fn chat_stream(
     let generator = find_generator(&state, &name, "/v1/models/{name}/chat/stream")?;
     let (prompt, params) = read_chat(&state, &req, &generator.name, payload).await?;
     stream_generation(state, &req, generator, prompt, params, begun)
+}
+
+/// A generate request's text and parameters, checked.
+async fn read_text(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<(Prompt, GenerationParams), ApiError> {
+    let request: GenerationRequest = read_json(state, req, payload).await?;
+    let params = generation_params(state, &request)?;
+    validate_text(state, "text", &request.text)?;
+    Ok((Prompt::Text(request.text), params))
 }
 
 /// A chat request's conversation and parameters, checked; a model without a template is

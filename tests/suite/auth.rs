@@ -369,18 +369,8 @@ async fn the_official_openai_client_works_with_the_key_and_raises_authentication
         &models_toml(&fixture_models()),
         "",
     );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai/auth_check.py");
-    let output = std::process::Command::new("python3")
-        .args([script, &server.base, "gpt2", GOOD])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "the openai auth check failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let stdout = common::openai_check("auth_check.py", &[&server.base, "gpt2", GOOD]);
+    let report: Value = serde_json::from_slice(&stdout).unwrap();
     assert_eq!(report["refusals"], 6);
 }
 

@@ -32,18 +32,8 @@ fn data_lines(body: &str) -> Vec<&str> {
 #[actix_web::test]
 async fn the_official_openai_client_asks_the_real_smollm2_and_hears_paris_plain_and_streamed() {
     let server = TestServer::start(&[real_smollm2()], "");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai/chat_check.py");
-    let output = std::process::Command::new("python3")
-        .args([script, &server.base, "smollm2", QUESTION])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "the openai chat check failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let stdout = common::openai_check("chat_check.py", &[&server.base, "smollm2", QUESTION]);
+    let seen: Value = serde_json::from_slice(&stdout).unwrap();
     let usage = json!({
         "prompt_tokens": PROMPT_TOKENS,
         "completion_tokens": ANSWER_TOKENS,

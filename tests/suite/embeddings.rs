@@ -232,21 +232,13 @@ async fn the_official_openai_client_gets_all_minilm_l6_v2s_embeddings_as_base64_
     let mut models = fixture_models();
     models.push(("all-minilm-l6-v2", dir, "embedder"));
     let server = TestServer::start(&models, "");
-    let root = env!("CARGO_MANIFEST_DIR");
-    let output = std::process::Command::new("python3")
-        .args([
-            &format!("{root}/tests/openai/embeddings_check.py"),
-            &server.base,
-            "all-minilm-l6-v2",
-            &format!("{root}/tests/fixtures/real/all-minilm-l6-v2/golden.json"),
-        ])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "the openai embeddings check failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let golden = format!(
+        "{}/tests/fixtures/real/all-minilm-l6-v2/golden.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    common::openai_check(
+        "embeddings_check.py",
+        &[&server.base, "all-minilm-l6-v2", &golden],
     );
 }
 

@@ -9,17 +9,7 @@ use serde_json::{json, Value};
 #[actix_web::test]
 async fn the_official_openai_client_gets_what_the_native_route_answers() {
     let server = TestServer::start(&fixture_models(), "");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai/client_check.py");
-    let output = std::process::Command::new("python3")
-        .args([script, &server.base, "gpt2"])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "the openai client check failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::openai_check("client_check.py", &[&server.base, "gpt2"]);
 }
 
 /// The `data:` payloads of an SSE body.

@@ -27,6 +27,26 @@ pub fn real_smollm2() -> server::ModelEntry {
     ("smollm2", file, "generator")
 }
 
+/// Runs `tests/openai/{script}` (the official `openai` client, installed by `.ci/run`) with
+/// `args`; fails the test with its output unless it succeeds, and returns its stdout.
+pub fn openai_check(script: &str, args: &[&str]) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/openai")
+        .join(script);
+    let output = std::process::Command::new("python3")
+        .arg(path)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/models")
