@@ -7,7 +7,7 @@
 //! | f16 | 1.5e-3 (6.1e-4) | 1.5e-3 (1.2e-3) | 5e-4 (9.4e-5) |
 //! | bf16 | 1e-2 (4.1e-3) | 1.5e-2 (9.7e-3) | 3e-3 (8.5e-4) |
 //! | int8 (per-channel) | 3e-2 (1.5e-2) | 4e-2 (2.7e-2) | 1e-2 (3.5e-3) |
-//! | w8a8 (int8 weights per channel, activations per row) | 3e-2 (1.7e-2) | 6e-2 (4.5e-2) | 1e-2 (4.5e-3) |
+//! | w8a8 (int8 weights per channel, activations per row, asymmetric) | 3e-2 (2.2e-2) | 4e-2 (3.3e-2) | 1e-2 (8.6e-3) |
 //! | q4 (4-bit blocks of 32, f32 activations) | 0.35 (0.26) | 0.5 (0.37) | 0.1 (6.3e-2) |
 //! | w4a8 (q4's weights, activations int8 per block of 32) | 0.35 (0.25) | 0.5 (0.38) | 0.1 (6.6e-2) |
 //!
@@ -16,7 +16,11 @@
 //! random weights are ten times larger than trained ones (initializer_range 0.2) and
 //! qwen2-tiny's rows are 16 wide, so one int8 scale covers few, large values. Keeping the LM
 //! head or `down_proj` (SwiGLU's outlier-prone input) out of w8a8 was tried: neither moved
-//! the maximum by more than 10 %, so nothing was kept. 4 bits cost these random weights far
+//! the maximum by more than 10 %, so nothing was kept. Asymmetric activations (256 steps
+//! over each row's own range, where the symmetric `max |x| / 127` had 255 over twice its
+//! larger side) took the fixtures' relative RMS error down 5–15 % and the Llama-family
+//! maximum from 4.5e-2 to 3.3e-2 (qwen3-tiny; the others under GPT-2's 3e-2), and the real
+//! all-MiniLM-L6-v2's cosine error from 1.7e-2 to 5.6e-3 (embedder_parity). 4 bits cost these random weights far
 //! more than they cost a trained model: on the real SmolLM2-135M-Instruct (gguf_real) q4
 //! stays within 0.63 of f32's logits and keeps every input's top-5 and first token.
 //! (every fixture GPT-2 on every golden input, every position's logits; the BERT fixture on
@@ -28,7 +32,7 @@
 //! | f16 | 1e-3 (2.5e-4) | 5e-4 (0: its own weights) | 5e-4 (1.5e-4) |
 //! | bf16 | 1.5e-2 (5.0e-3) | 1e-3 (1.2e-4) | 1e-2 (3.3e-3) |
 //! | int8 | 5e-2 (1.8e-2) | 3e-3 (3.0e-4) | 3e-2 (1.1e-2) |
-//! | w8a8 | 5e-2 (1.9e-2) | 3e-3 (8.9e-4) | 3e-2 (1.3e-2) |
+//! | w8a8 | 5e-2 (2.6e-2) | 3e-3 (5.9e-4) | 3e-2 (1.3e-2) |
 //! | q4 | 0.25 (0.16) | 2e-2 (1.1e-2) | 0.25 (0.17) |
 //! | w4a8 | 0.25 (0.16) | 2e-2 (1.1e-2) | 0.25 (0.17) |
 //!
@@ -47,7 +51,7 @@ const BOUNDS: [(Dtype, f32, f32, f32); 6] = [
     (Dtype::F16, 1.5e-3, 5e-4, 1.5e-3),
     (Dtype::Bf16, 1e-2, 3e-3, 1.5e-2),
     (Dtype::Int8, 3e-2, 1e-2, 4e-2),
-    (Dtype::W8a8, 3e-2, 1e-2, 6e-2),
+    (Dtype::W8a8, 3e-2, 1e-2, 4e-2),
     (Dtype::Q4, 0.35, 0.1, 0.5),
     (Dtype::W4a8, 0.35, 0.1, 0.5),
 ];

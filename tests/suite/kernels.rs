@@ -7,7 +7,7 @@
 //!   sums) bit for bit.
 //!
 //! w8a8's stored-weight reference also takes the activations as the kernel quantizes them
-//! (per row, `round(x · 127 / max |x|)`).
+//! (per row, asymmetric: 256 steps over the row's range widened to hold 0).
 
 use half::{bf16, f16};
 use infergraph::models::kernels::{Dtype, KernelPath, PackedLinear, SourceLayout};
@@ -108,18 +108,22 @@ fn tol(d: Dtype) -> f64 {
     }
 }
 
-/// `x` as w8a8 sees it: each row rounded to multiples of `max |x| / 127`.
+/// `x` as w8a8 sees it: each row rounded to multiples of `s = (max(hi, 0) − min(lo, 0)) / 255`
+/// counted from its zero point `round(−min(lo, 0) / s)`, clamped to the 256 codes.
 fn quantized_rows(x: &[f32], k: usize) -> Vec<f32> {
     x.chunks_exact(k)
         .flat_map(|row| {
-            let max = row.iter().fold(0f32, |m, &v| m.max(v.abs()));
-            let (inverse, scale) = if max > 0.0 {
-                (127.0 / max, max / 127.0)
+            let lo = row.iter().fold(0f32, |m, &v| m.min(v));
+            let hi = row.iter().fold(0f32, |m, &v| m.max(v));
+            let (inverse, scale) = if hi > lo {
+                (255.0 / (hi - lo), (hi - lo) / 255.0)
             } else {
                 (0.0, 0.0)
             };
-            row.iter()
-                .map(move |&v| (v * inverse).round_ties_even().clamp(-127.0, 127.0) * scale)
+            let zero = (-lo * inverse).round_ties_even();
+            row.iter().map(move |&v| {
+                (((v * inverse).round_ties_even() + zero).clamp(0.0, 255.0) - zero) * scale
+            })
         })
         .collect()
 }

@@ -3,7 +3,7 @@
 //! [`PackedLinear`] holds a weight matrix `W` (`k` inputs × `n` outputs) in one of five storage
 //! formats ([`Dtype`]) and computes `out[m, n] = x[m, k] · W (+ bias)`. With f32, f16, bf16 and
 //! int8 the activations stay `f32` and **the sums are `f32`**: only the weights are low
-//! precision. `W8a8` alone also quantizes the activations (per row, at each call) and sums
+//! precision. `W8a8` alone also quantizes the activations (per row, asymmetric, at each call) and sums
 //! exactly in `i32`.
 //!
 //! # Invariants
@@ -16,7 +16,7 @@
 //!   scale `s_j = max_kk |W[kk][j]| / 127` (0 for an all-zero column); the scale is applied once
 //!   per output, at the store. `W8a8` stores the same `q`, with `k` padded to a multiple of 4
 //!   by zero weights and each tile as `[kk / 4][c][kk % 4]` ([`TileLayout`]), plus each
-//!   column's `Σ q` for taking out the activations' +128.
+//!   column's `Σ q` for taking out the activations' zero point.
 //! * **Threads.** [`PackedLinear::matmul`] splits the output-column tiles into about
 //!   4 contiguous chunks per thread of rayon's *current* pool (so the caller's
 //!   `ThreadPool::install` decides), each chunk writing disjoint output columns. Packing also uses
@@ -177,7 +177,7 @@ pub struct PackedLinear {
     /// pad = 0).
     scales: Vec<f32>,
     /// `W8a8` only: `Σ_kk q[kk][j]` per output column (padded like `scales`), which takes out
-    /// the +128 that makes the activations unsigned for the dot-product instructions.
+    /// each row's zero point (the activations are unsigned for the dot-product instructions).
     col_sums: Vec<i32>,
     k: usize,
     n: usize,
@@ -587,16 +587,21 @@ impl PackedLinear {
         out: &mut [f32],
     ) {
         let depth = TileLayout::of(self.dtype, self.k).depth;
-        let (mut xq, mut row_scales) = XQ.with(Cell::take);
+        let (mut xq, mut row_scales, mut row_zeros) = XQ.with(Cell::take);
+        // The padding's bytes meet zero weights: any value adds nothing.
         xq.clear();
-        xq.resize(m * depth, 128);
+        xq.resize(m * depth, 0);
         row_scales.clear();
+        row_zeros.clear();
         for (row, dst) in x.chunks_exact(self.k).zip(xq.chunks_exact_mut(depth)) {
-            row_scales.push(quantize_row(row, dst));
+            let (scale, zero) = quantize_row(row, dst);
+            row_scales.push(scale);
+            row_zeros.push(zero);
         }
         let job = Job {
             xq: xq.as_ptr(),
             row_scales: row_scales.as_ptr(),
+            row_zeros: row_zeros.as_ptr(),
             col_sums: self.col_sums.as_ptr(),
             depth,
             ..self.job(bias, out)
@@ -612,7 +617,7 @@ impl PackedLinear {
             }
             portable_w8a8(&job, self.elems_ref(), mr, ta..tb, row0);
         });
-        XQ.with(|c| c.set((xq, row_scales)));
+        XQ.with(|c| c.set((xq, row_scales, row_zeros)));
     }
 
     /// The fields of a call's [`Job`] that come from the weight (activations unset).
@@ -628,6 +633,7 @@ impl PackedLinear {
             pf: PREFETCH,
             xq: std::ptr::null(),
             row_scales: std::ptr::null(),
+            row_zeros: std::ptr::null(),
             col_sums: std::ptr::null(),
             depth: 0,
         }
@@ -727,13 +733,18 @@ thread_local! {
     /// Reusable buffer for the interleaved activations of the SIMD path.
     static XT: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     /// Reusable buffers for `W8a8`'s quantized activations and their row scales.
-    static XQ: Cell<(Vec<u8>, Vec<f32>)> = const { Cell::new((Vec::new(), Vec::new())) };
+    static XQ: Cell<(Vec<u8>, Vec<f32>, Vec<i32>)> =
+        const { Cell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
-/// Quantizes `row` into `dst` as `q + 128` with `q = round(x / s)` in `[-127, 127]` and
-/// `s = max |x| / 127` (returned; 0 for an all-zero row). Unsigned, because the dot-product
-/// instructions take one operand unsigned; the weights' column sums take the 128 back out.
-fn quantize_row(row: &[f32], dst: &mut [u8]) -> f32 {
+/// Quantizes `row` into `dst` as `u = round(x / s) + z` in `[0, 255]`, over the row's own range
+/// widened to hold 0: `s = (max(hi, 0) − min(lo, 0)) / 255` and the zero point
+/// `z = round(−min(lo, 0) / s)`, so that 0 is exact and `x ≈ s·(u − z)`. Returns `(s, z)`
+/// (`(0, 0)` for an all-zero row). Asymmetric, as ONNX Runtime's dynamic quantization is: a
+/// row whose values lean to one side (SwiGLU's, a norm's with a large gain) gets up to twice
+/// the resolution of a symmetric `max |x| / 127`. Unsigned, because the dot-product
+/// instructions take one operand unsigned; the weights' column sums take `z` back out.
+fn quantize_row(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
     #[cfg(target_arch = "x86_64")]
     if detected() == Simd::Avx2 {
         // SAFETY: avx2 was detected.
@@ -746,12 +757,12 @@ fn quantize_row(row: &[f32], dst: &mut [u8]) -> f32 {
 /// IEEE operations, so the same bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn quantize_row_avx2(row: &[f32], dst: &mut [u8]) -> f32 {
+unsafe fn quantize_row_avx2(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
     quantize_row_each(row, dst)
 }
 
 #[inline(always)]
-fn quantize_row_each(row: &[f32], dst: &mut [u8]) -> f32 {
+fn quantize_row_each(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
     // Adding and subtracting 1.5·2²³ rounds to nearest (even) without a libm call.
     const ROUND: f32 = 12_582_912.0;
     // The largest |x| by its bits: for |x| they order as the values do, infinities and NaNs
@@ -759,31 +770,40 @@ fn quantize_row_each(row: &[f32], dst: &mut [u8]) -> f32 {
     let max_bits = row
         .iter()
         .fold(0u32, |m, &v| m.max(v.to_bits() & 0x7fff_ffff));
-    let finite = max_bits < f32::INFINITY.to_bits();
-    let max = f32::from_bits(max_bits);
-    if max == 0.0 || !finite {
+    if max_bits >= f32::INFINITY.to_bits() {
         // A non-finite row has no scale: NaN makes its outputs NaN, as f32 products would.
-        dst.fill(128);
-        return if finite { 0.0 } else { f32::NAN };
+        dst.fill(0);
+        return (f32::NAN, 0);
     }
-    let inverse = 127.0 / max;
+    // Finite from here, so plain comparisons order every value (and vectorise).
+    let (lo, hi) = row.iter().fold((0.0f32, 0.0f32), |(lo, hi), &v| {
+        (if v < lo { v } else { lo }, if v > hi { v } else { hi })
+    });
+    if hi == lo {
+        dst.fill(0);
+        return (0.0, 0);
+    }
+    let scale = (hi - lo) / 255.0;
+    let inverse = 255.0 / (hi - lo);
+    let zero = ((-lo * inverse + ROUND) - ROUND).clamp(0.0, 255.0);
     for (d, &v) in dst.iter_mut().zip(row) {
-        let q = ((v * inverse + ROUND) - ROUND).clamp(-127.0, 127.0);
-        // SAFETY: q is finite (the row is) and within i32 after the clamp. A plain `as` would
+        let u = ((v * inverse + ROUND) - ROUND + zero).clamp(0.0, 255.0);
+        // SAFETY: u is finite (the row is) and within i32 after the clamp. A plain `as` would
         // add a per-element NaN/saturation check that keeps the loop from vectorising.
-        *d = (unsafe { q.to_int_unchecked::<i32>() } + 128) as u8;
+        *d = unsafe { u.to_int_unchecked::<i32>() } as u8;
     }
-    max / 127.0
+    // SAFETY: as above.
+    (scale, unsafe { zero.to_int_unchecked::<i32>() })
 }
 
-/// `W8a8`'s output `(row r, column j)` from its exact integer sum: `(Σ u·q − 128·Σ q)` is
-/// `Σ x_q·q`, scaled by the row's and the column's scales, plus the bias. The SIMD kernel
+/// `W8a8`'s output `(row r, column j)` from its exact integer sum: `(Σ u·q − z·Σ q)` is
+/// `Σ (u − z)·q`, scaled by the row's and the column's scales, plus the bias. The SIMD kernel
 /// does the same operations in the same order, so both agree bit for bit.
 #[inline(always)]
 fn w8a8_output(job: &Job, r: usize, j: usize, sum: i32) -> f32 {
     // SAFETY: r < m and j < n (callers), inside the buffers `job` describes.
     unsafe {
-        let exact = sum - 128 * *job.col_sums.add(j);
+        let exact = sum - *job.row_zeros.add(r) * *job.col_sums.add(j);
         let v = exact as f32 * (*job.row_scales.add(r) * *job.scales.add(j));
         if job.bias.is_null() {
             v
@@ -862,10 +882,11 @@ struct Job {
     n: usize,
     /// Prefetch distance in bytes for row blocks of 1–2 and of 3–6 rows (0 = off).
     pf: [usize; 2],
-    /// `W8a8` only (null otherwise): the quantized activations `[m, depth]` (`q + 128`),
-    /// their per-row scales, and the weights' column sums.
+    /// `W8a8` only (null otherwise): the quantized activations `[m, depth]` (`u`), their
+    /// per-row scales and zero points, and the weights' column sums.
     xq: *const u8,
     row_scales: *const f32,
+    row_zeros: *const i32,
     col_sums: *const i32,
     /// `W8a8`: k rounded up to 4, the length of a quantized row and a tile's depth.
     depth: usize,

@@ -88,10 +88,12 @@ unsafe fn kernel<const MR: usize, const T: usize>(job: &Job, tile0: usize, row0:
             let c0 = (tile0 + t) * 8;
             let valid = (n - c0).min(8);
             // Padding columns have scale 0, column sum 0 and (below) bias 0.
-            let offset = _mm256_slli_epi32::<7>(_mm256_loadu_si256(job.col_sums.add(c0).cast()));
+            let col_sums = _mm256_loadu_si256(job.col_sums.add(c0).cast());
             let scales = _mm256_loadu_ps(job.scales.add(c0));
             let bias = (!job.bias.is_null()).then(|| load_first(job.bias.add(c0), valid));
             for r in 0..MR {
+                let zero = _mm256_set1_epi32(*job.row_zeros.add(row0 + r));
+                let offset = _mm256_mullo_epi32(col_sums, zero);
                 let exact = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r][t], offset));
                 let scale = _mm256_mul_ps(_mm256_set1_ps(*job.row_scales.add(row0 + r)), scales);
                 let mut v = _mm256_mul_ps(exact, scale);
