@@ -4,7 +4,8 @@
 //! * against the f32 reference of the original weights, relative RMS error
 //!   `‖y − ref‖₂ / ‖ref‖₂`: f32 2e-6, f16 1e-3, bf16 1e-2, int8 2e-2, w8a8 3e-2;
 //! * SIMD vs portable path: `|a − b| <= 1e-5 · Σ_k |x·w|` per element; for w8a8 (integer
-//!   sums) bit for bit.
+//!   sums) bit for bit. Where AVX-512 is detected, the AVX2 kernels (`KernelPath::Avx2`) are
+//!   checked against the reference too.
 //!
 //! w8a8's stored-weight reference also takes the activations as the kernel quantizes them
 //! (per row, asymmetric: 256 steps over the row's range widened to hold 0).
@@ -171,6 +172,10 @@ fn check_shape(k: usize, n: usize, ms: &[usize]) {
                         &aq,
                         1e-5,
                     );
+                    // The kernels of machines without AVX-512, where AVX-512 ones run by default.
+                    let mut y2 = vec![f32::NAN; m * n];
+                    p.matmul_with(KernelPath::Avx2, x, m, b, &mut y2);
+                    assert_close(&format!("{what} AVX2 vs f64 ref"), &y2, &rq, &aq, 1e-5);
                     let mut yp = vec![f32::NAN; m * n];
                     p.matmul_with(KernelPath::Portable, x, m, b, &mut yp);
                     assert_close(&format!("{what} portable vs f64 ref"), &yp, &rq, &aq, 1e-5);
@@ -351,7 +356,12 @@ fn results_independent_of_thread_count() {
 fn zero_rows_and_path_name() {
     let p = PackedLinear::pack_f32(&[1.0; 6], 2, 3, SourceLayout::InOut, Dtype::F16);
     p.matmul(&[], 0, None, &mut []);
-    let paths = ["avx2+fma+f16c+avx512vnni", "avx2+fma+f16c", "portable"];
+    let paths = [
+        "avx2+fma+f16c+avx512f+avx512vnni",
+        "avx2+fma+f16c+avx512f",
+        "avx2+fma+f16c",
+        "portable",
+    ];
     assert!(paths.contains(&infergraph::models::kernels::simd_path()));
     println!("simd path: {}", infergraph::models::kernels::simd_path());
 }

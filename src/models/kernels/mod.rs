@@ -48,6 +48,8 @@ pub mod activation;
 pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod q4;
 #[cfg(target_arch = "x86_64")]
 mod vnni;
@@ -98,6 +100,10 @@ impl TileLayout {
 pub enum KernelPath {
     /// The best path found by run-time detection (what [`PackedLinear::matmul`] uses).
     Auto,
+    /// No AVX-512 even where it was detected (so that tests cover the AVX2 kernels on any
+    /// machine): the AVX2 kernels, `W8a8`'s portable one compiled for AVX2, the portable
+    /// kernels where AVX2 is missing.
+    Avx2,
     /// The portable scalar kernel, whatever the CPU supports.
     Portable,
 }
@@ -125,6 +131,20 @@ fn detected() -> Simd {
     })
 }
 
+/// Whether the dense dtypes' kernels for 3 rows and more run on AVX-512 (`avx512.rs`: 16
+/// columns an FMA) rather than AVX2. Checked once, cached.
+fn wide_kernels() -> bool {
+    static WIDE: OnceLock<bool> = OnceLock::new();
+    *WIDE.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            detected() == Simd::Avx2 && is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
+}
+
 /// Whether `W8a8`'s integer dot products run on AVX-512 VNNI here (`vpdpbusd` on 256-bit
 /// registers, which needs AVX-512 VL too); else on a portable kernel, exact too, but slower
 /// than `Int8`'s. Checked once, cached.
@@ -143,13 +163,14 @@ pub fn integer_dot_products() -> bool {
     })
 }
 
-/// Name of the kernels that run-time detection picked: `"avx2+fma+f16c"` (with
-/// `"+avx512vnni"` for w8a8 where present) or `"portable"`.
+/// Name of the kernels that run-time detection picked: `"avx2+fma+f16c"` (with `"+avx512f"`
+/// for 3 rows and more, and `"+avx512vnni"` for w8a8, where present) or `"portable"`.
 pub fn simd_path() -> &'static str {
-    match (detected(), integer_dot_products()) {
-        (Simd::Avx2, true) => "avx2+fma+f16c+avx512vnni",
-        (Simd::Avx2, false) => "avx2+fma+f16c",
-        (Simd::Portable, _) => "portable",
+    match (detected(), wide_kernels(), integer_dot_products()) {
+        (Simd::Avx2, true, true) => "avx2+fma+f16c+avx512f+avx512vnni",
+        (Simd::Avx2, true, false) => "avx2+fma+f16c+avx512f",
+        (Simd::Avx2, false, _) => "avx2+fma+f16c",
+        (Simd::Portable, ..) => "portable",
     }
 }
 
@@ -158,11 +179,16 @@ pub fn simd_path() -> &'static str {
 /// prefetch pays off at 3 rows and more (f32/f16 at 8 rows about 25 % faster than without).
 const PREFETCH: [usize; 2] = [256, 8192];
 
-/// Rows per block from 6 rows on (batch-6–8 decode steps, prefill, BERT). 6 rows × 2 tiles is
-/// 12 accumulators fed by 2 weight loads and 6 broadcasts per k step. The 8 rows × 1 tile it
-/// replaced needed 9 loads for 8 FMAs: it took 1.1–1.6× the time at 6 rows and up to 1.3× at
-/// 8 (A/B in one process, every dtype), and 1.1–1.4× for a 128-token GPT-2 prefill.
+/// Rows per block from 6 rows on (batch-6–8 decode steps, prefill, BERT) in the AVX2 and
+/// VNNI kernels. 6 rows × 2 tiles is 12 accumulators fed by 2 weight loads and 6 broadcasts
+/// per k step. The 8 rows × 1 tile it replaced needed 9 loads for 8 FMAs: it took 1.1–1.6×
+/// the time at 6 rows and up to 1.3× at 8 (A/B in one process, every dtype), and 1.1–1.4×
+/// for a 128-token GPT-2 prefill.
 const BLOCK_ROWS: usize = 6;
+
+/// Rows per block in the AVX-512 kernels: their 32 registers hold 8 rows × 3 tile pairs, so a
+/// batch-8 decode step reads its weights in one pass.
+const WIDE_BLOCK_ROWS: usize = 8;
 
 /// One cache line of packed storage; gives the buffer 64-byte alignment.
 #[repr(C, align(64))]
@@ -531,8 +557,9 @@ impl PackedLinear {
         if self.dtype == Dtype::W8a8 {
             return self.matmul_w8a8(path, x, m, bias, out);
         }
-        let simd = path == KernelPath::Auto && detected() == Simd::Avx2;
-        let block_rows = m.min(BLOCK_ROWS);
+        let simd = path != KernelPath::Portable && detected() == Simd::Avx2;
+        let wide = simd && path == KernelPath::Auto && wide_kernels();
+        let block_rows = m.min(if wide { WIDE_BLOCK_ROWS } else { BLOCK_ROWS });
         // The SIMD kernels read each row block of x interleaved as [kk][mr] (one pointer,
         // constant offsets). The buffer is kept per thread; a nested call simply gets a fresh one.
         let mut xt = Vec::new();
@@ -559,13 +586,18 @@ impl PackedLinear {
             },
             ..self.job(bias, out)
         };
-        self.for_each_block(m, |mr, ta, tb, row0| {
+        self.for_each_block(m, block_rows, |mr, ta, tb, row0| {
             if simd {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: avx2, fma and f16c were detected; `job` describes valid buffers
-                // of the sizes asserted above, and blocks write disjoint columns.
+                // SAFETY: avx2, fma and f16c (and for `wide`, avx512f) were detected; `job`
+                // describes valid buffers of the sizes asserted above, with `x` interleaved per
+                // block of `block_rows`, and blocks write disjoint columns.
                 unsafe {
-                    avx2::block(&job, self.dtype, mr, ta, tb, row0)
+                    if wide && mr >= 3 {
+                        avx512::block(&job, self.dtype, mr, ta, tb, row0)
+                    } else {
+                        avx2::block(&job, self.dtype, mr, ta, tb, row0)
+                    }
                 }
             } else {
                 self.portable_block(&job, x, mr, ta, tb, row0);
@@ -607,7 +639,7 @@ impl PackedLinear {
             ..self.job(bias, out)
         };
         let vnni = path == KernelPath::Auto && integer_dot_products();
-        self.for_each_block(m, |mr, ta, tb, row0| {
+        self.for_each_block(m, m.min(BLOCK_ROWS), |mr, ta, tb, row0| {
             #[cfg(target_arch = "x86_64")]
             if vnni {
                 // SAFETY: avx512f, avx512vl and avx512vnni were detected; `job` describes
@@ -639,11 +671,15 @@ impl PackedLinear {
         }
     }
 
-    /// Calls `block(mr, ta, tb, row0)` for every block of up to `BLOCK_ROWS` rows and every
+    /// Calls `block(mr, ta, tb, row0)` for every block of up to `block_rows` rows and every
     /// run of tiles, with the output-column tiles split in about 4 chunks per thread of the
     /// current pool.
-    fn for_each_block(&self, m: usize, block: impl Fn(usize, usize, usize, usize) + Sync) {
-        let block_rows = m.min(BLOCK_ROWS);
+    fn for_each_block(
+        &self,
+        m: usize,
+        block_rows: usize,
+        block: impl Fn(usize, usize, usize, usize) + Sync,
+    ) {
         let tiles = self.n.div_ceil(8);
         let threads = rayon::current_num_threads();
         let chunk = if threads <= 1 {

@@ -148,7 +148,7 @@ impl F32Kernel {
     fn of(path: KernelPath) -> Self {
         match (path, detected()) {
             (KernelPath::Auto, Simd { avx512: true, .. }) => F32Kernel::Avx512,
-            (KernelPath::Auto, Simd { avx2: true, .. }) => F32Kernel::Avx2,
+            (KernelPath::Auto | KernelPath::Avx2, Simd { avx2: true, .. }) => F32Kernel::Avx2,
             _ => F32Kernel::Portable,
         }
     }
