@@ -2,7 +2,8 @@
 //! a share of this machine's FMA peak, measured in the same run.
 //!
 //! Run with `cargo bench --bench kernels` (`-- --quick` for fewer repetitions, `-- --dtype
-//! f32,int8` for a subset). Rows 1 and 8 are decode steps (bound by reading the weights),
+//! f32,int8` for a subset, `-- --kernels avx2` for the AVX2 kernels where AVX-512 ones would
+//! run, as on a CPU without AVX-512). Rows 1 and 8 are decode steps (bound by reading the weights),
 //! 40 and 128 are a BERT forward and a prefill (bound by arithmetic): the peak says how much
 //! of the machine the many-row products use.
 //!
@@ -13,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use infergraph::engine::pool::run_in_own_pool;
-use infergraph::models::kernels::{self, PackedLinear, SourceLayout};
+use infergraph::models::kernels::{self, KernelPath, PackedLinear, SourceLayout};
 
 mod common;
 
@@ -42,10 +43,15 @@ fn main() {
         kernels::Dtype::W8a8,
     ]);
     let repeats = if quick { 7 } else { 25 };
+    let path = match common::value_of("--kernels").as_deref() {
+        None | Some("auto") => KernelPath::Auto,
+        Some("avx2") => KernelPath::Avx2,
+        Some(other) => panic!("--kernels: auto or avx2, not {other}"),
+    };
     run_in_own_pool("bench", || {
-        let peak = fma_peak_gmacs();
+        let (peak, lanes) = fma_peak_gmacs();
         println!(
-            "CPU kernels: {}; {} threads; FMA peak {peak:.1} GMAC/s (independent 8-lane FMAs on every thread); {repeats} repeats, median",
+            "CPU kernels: {} ({path:?}); {} threads; FMA peak {peak:.1} GMAC/s (independent {lanes}-lane FMAs on every thread); {repeats} repeats, median",
             kernels::simd_path(),
             rayon::current_num_threads(),
         );
@@ -64,10 +70,10 @@ fn main() {
                 for m in ROWS {
                     let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.1).collect();
                     let mut out = vec![0f32; m * n];
-                    let warm = median(repeats, || packed.matmul(&x, m, None, &mut out));
+                    let warm = median(repeats, || packed.matmul_with(path, &x, m, None, &mut out));
                     let mut next = 0;
                     let cold = median(repeats.max(copies.len()), || {
-                        copies[next % copies.len()].matmul(&x, m, None, &mut out);
+                        copies[next % copies.len()].matmul_with(path, &x, m, None, &mut out);
                         next += 1;
                     });
                     let rate = |t: Duration| (m * k * n) as f64 / t.as_secs_f64() / 1e9;
@@ -87,27 +93,42 @@ fn main() {
 }
 
 /// Multiply-adds per second the current pool's threads reach together with nothing but
-/// independent FMAs in registers: the ceiling a compute-bound kernel is measured against.
-fn fma_peak_gmacs() -> f64 {
+/// independent FMAs of the widest vectors here in registers, and those vectors' lanes: the
+/// ceiling a compute-bound kernel is measured against.
+fn fma_peak_gmacs() -> (f64, usize) {
     let threads = rayon::current_num_threads();
-    let per_thread = 200_000_000usize;
+    let per_thread = 400_000_000usize;
     let start = Instant::now();
-    let spent: Vec<Duration> = rayon::broadcast(|_| {
+    let spent: Vec<(Duration, usize)> = rayon::broadcast(|_| {
         let t = Instant::now();
-        std::hint::black_box(fma_chains(per_thread));
-        t.elapsed()
+        let lanes = std::hint::black_box(fma_chains(per_thread)).1;
+        (t.elapsed(), lanes)
     });
-    let elapsed = spent.into_iter().max().unwrap_or(start.elapsed());
-    (threads * per_thread) as f64 / elapsed.as_secs_f64() / 1e9
+    let lanes = spent.first().map_or(1, |s| s.1);
+    let elapsed = spent
+        .into_iter()
+        .map(|s| s.0)
+        .max()
+        .unwrap_or(start.elapsed());
+    (
+        (threads * per_thread) as f64 / elapsed.as_secs_f64() / 1e9,
+        lanes,
+    )
 }
 
 /// Runs about `macs` f32 multiply-adds as 10 independent chains (enough to cover the FMA
-/// latency on both pipes) and returns a value that depends on all of them.
-fn fma_chains(macs: usize) -> f32 {
+/// latency on both pipes) of the widest vectors here; returns a value that depends on all of
+/// them, and the lanes a vector has.
+fn fma_chains(macs: usize) -> (f32, usize) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        // SAFETY: avx512f was just detected.
+        return (unsafe { fma_chains_avx512(macs) }, 16);
+    }
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         // SAFETY: avx2 and fma were just detected.
-        return unsafe { fma_chains_avx2(macs) };
+        return (unsafe { fma_chains_avx2(macs) }, 8);
     }
     let mut acc = [1f32; 10];
     for _ in 0..macs / 10 {
@@ -115,7 +136,25 @@ fn fma_chains(macs: usize) -> f32 {
             *a = a.mul_add(1.000_000_1, 1e-7);
         }
     }
-    acc.iter().sum()
+    (acc.iter().sum(), 1)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_chains_avx512(macs: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let (x, y) = (_mm512_set1_ps(1.000_000_1), _mm512_set1_ps(1e-7));
+    let mut acc = [_mm512_set1_ps(1.0); 10];
+    for _ in 0..macs / 160 {
+        for a in &mut acc {
+            *a = _mm512_fmadd_ps(*a, x, y);
+        }
+    }
+    let mut sum = _mm512_setzero_ps();
+    for a in acc {
+        sum = _mm512_add_ps(sum, a);
+    }
+    _mm512_reduce_add_ps(sum)
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -79,7 +79,8 @@ pub fn dtype_given() -> bool {
     value_of("--dtype").is_some()
 }
 
-fn value_of(flag: &str) -> Option<String> {
+/// The value after `flag` on the command line.
+pub fn value_of(flag: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone())
 }

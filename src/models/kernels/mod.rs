@@ -586,7 +586,9 @@ impl PackedLinear {
             },
             ..self.job(bias, out)
         };
-        self.for_each_block(m, block_rows, |mr, ta, tb, row0| {
+        // The AVX-512 kernels take 6 tiles a call, the others 4 (1-2 rows) or 2.
+        let step = if wide { 6 } else { 4 };
+        self.for_each_block(m, block_rows, step, |mr, ta, tb, row0| {
             if simd {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: avx2, fma and f16c (and for `wide`, avx512f) were detected; `job`
@@ -639,7 +641,7 @@ impl PackedLinear {
             ..self.job(bias, out)
         };
         let vnni = path == KernelPath::Auto && integer_dot_products();
-        self.for_each_block(m, m.min(BLOCK_ROWS), |mr, ta, tb, row0| {
+        self.for_each_block(m, m.min(BLOCK_ROWS), 4, |mr, ta, tb, row0| {
             #[cfg(target_arch = "x86_64")]
             if vnni {
                 // SAFETY: avx512f, avx512vl and avx512vnni were detected; `job` describes
@@ -673,11 +675,13 @@ impl PackedLinear {
 
     /// Calls `block(mr, ta, tb, row0)` for every block of up to `block_rows` rows and every
     /// run of tiles, with the output-column tiles split in about 4 chunks per thread of the
-    /// current pool.
+    /// current pool. Chunks and groups are whole multiples of `step`, the tiles a kernel
+    /// call covers, where they can be.
     fn for_each_block(
         &self,
         m: usize,
         block_rows: usize,
+        step: usize,
         block: impl Fn(usize, usize, usize, usize) + Sync,
     ) {
         let tiles = self.n.div_ceil(8);
@@ -685,15 +689,15 @@ impl PackedLinear {
         let chunk = if threads <= 1 {
             tiles
         } else {
-            tiles.div_ceil(4 * threads).next_multiple_of(4)
+            tiles.div_ceil(4 * threads).next_multiple_of(step)
         };
-        // Several row blocks: all of them run over a group of 4-8 tiles (about 256 KiB) while it
-        // is in L2.
+        // Several row blocks: all of them run over a group of 1-2 steps of tiles (about
+        // 256 KiB) while it is in L2.
         let tile_bytes = 8 * TileLayout::of(self.dtype, self.k).depth * self.dtype.elem_bytes();
         let group = if block_rows == m {
             chunk
         } else {
-            (262_144 / tile_bytes).clamp(4, 8)
+            (262_144 / tile_bytes).clamp(step, 2 * step) / step * step
         };
         let run_chunk = |ci: usize| {
             let (t0, t1) = (ci * chunk, ((ci + 1) * chunk).min(tiles));
