@@ -302,14 +302,21 @@ struct Fit {
 impl Fit {
     /// The nearest codes to `vals` for the f16 pair `(d, m)` (all 0 when `d` is 0).
     fn of(vals: &[f32], d: f16, m: f16) -> Self {
+        // Adding and subtracting 1.5·2²³ rounds to nearest without `f32::round`'s libm call:
+        // with it, three fits a block took loading gpt2-medium in 4 bits from 3.2 s to 8.4 s;
+        // without it, and with no per-code saturation check, to 3.4–4.3 s.
+        const ROUND: f32 = 12_582_912.0;
         let (df, mf) = (d.to_f32(), m.to_f32());
+        let inverse = if df > 0.0 { 1.0 / df } else { 0.0 };
         let mut q = [0u8; QK];
         let mut error = 0.0;
         for (q, &v) in q.iter_mut().zip(vals) {
-            if df > 0.0 {
-                *q = ((v - mf) / df).round().clamp(0.0, 15.0) as u8;
-            }
-            let e = df * f32::from(*q) + mf - v;
+            // `max` and `min` return the number when the other side is NaN: `code` is an
+            // integer in 0..=15 whatever `v` is.
+            let code = (((v - mf) * inverse + ROUND) - ROUND).max(0.0).min(15.0);
+            // SAFETY: see above; a plain `as` adds a saturation check that keeps the loop scalar.
+            *q = unsafe { code.to_int_unchecked::<u8>() };
+            let e = df * code + mf - v;
             error += e * e;
         }
         Self { q, d, m, error }
@@ -320,14 +327,16 @@ impl Fit {
 /// do not determine it (all equal) or the fit is not a positive, finite, f16-range scale.
 fn least_squares(vals: &[f32], q: &[u8; QK]) -> Option<(f32, f32)> {
     let n = vals.len() as f64;
-    let (mut sq, mut sqq, mut sv, mut sqv) = (0f64, 0f64, 0f64, 0f64);
+    // The codes' sums are small integers, exact in f32; the values' sums are widened at the end.
+    let (mut sq, mut sqq, mut sv, mut sqv) = (0f32, 0f32, 0f32, 0f32);
     for (&v, &q) in vals.iter().zip(q) {
-        let (v, q) = (f64::from(v), f64::from(q));
+        let q = f32::from(q);
         sq += q;
         sqq += q * q;
         sv += v;
         sqv += q * v;
     }
+    let (sq, sqq, sv, sqv) = (f64::from(sq), f64::from(sqq), f64::from(sv), f64::from(sqv));
     let det = n * sqq - sq * sq;
     if det <= 0.0 {
         return None;
