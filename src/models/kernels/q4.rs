@@ -311,8 +311,9 @@ impl Fit {
         let mut q = [0u8; QK];
         let mut error = 0.0;
         for (q, &v) in q.iter_mut().zip(vals) {
-            // `max` and `min` return the number when the other side is NaN: `code` is an
-            // integer in 0..=15 whatever `v` is.
+            // `max` and `min` return the number when the other side is NaN (`clamp` would keep
+            // the NaN): `code` is an integer in 0..=15 whatever `v` is.
+            #[allow(clippy::manual_clamp)]
             let code = (((v - mf) * inverse + ROUND) - ROUND).max(0.0).min(15.0);
             // SAFETY: see above; a plain `as` adds a saturation check that keeps the loop scalar.
             *q = unsafe { code.to_int_unchecked::<u8>() };
