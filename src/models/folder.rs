@@ -24,7 +24,7 @@ use super::gpt2::{Gpt2Config, Gpt2LmHeadModel};
 use super::llama::{LlamaConfig, LlamaForCausalLm};
 use super::roberta::{self, RobertaConfig};
 use super::tokenizer::TextTokenizer;
-use super::weights::WeightFile;
+use super::weights::{return_freed_heap, WeightFile};
 
 /// A model read from a folder: a generator, a classifier or an embedder (boxed: all are large).
 #[derive(Debug)]
@@ -307,6 +307,8 @@ fn load_gguf_generator(
     let eos = token_ids(&config, "eos_token_id", path)?;
     let llama = LlamaConfig::from_json(&config, path)?;
     let weights = WeightFile::open_gguf(file, device)?.with_dtype(dtype)?;
+    // The file's metadata is dropped now; its pages go back before the weights come in.
+    return_freed_heap();
     let model: Box<dyn CausalLm> = Box::new(LlamaForCausalLm::load(llama, weights, device)?);
     Ok(Generator::new(
         path.to_path_buf(),

@@ -362,17 +362,14 @@ impl WeightFile {
             };
             let packed = match packed {
                 Some(packed) => packed,
-                None if layout == SourceLayout::OutIn
-                    && PackedLinear::joins_columns(d_in, dtype) =>
-                {
-                    self.packed_in_runs(
-                        weight,
-                        &stored,
-                        d_in,
-                        |values, rows| PackedLinear::pack_f32(values, d_in, rows, layout, dtype),
-                        PackedLinear::concat_columns,
-                    )?
-                }
+                None if layout == SourceLayout::OutIn => self.packed_in_runs(
+                    weight,
+                    &stored,
+                    d_in,
+                    |values, rows| PackedLinear::pack_f32(values, d_in, rows, layout, dtype),
+                    || PackedLinear::zeroed(d_in, d_out, dtype),
+                    PackedLinear::fill_columns,
+                )?,
                 None => {
                     let values = self.values(weight, &stored)?;
                     PackedLinear::pack_f32(&values, d_in, d_out, layout, dtype)
@@ -451,25 +448,31 @@ impl WeightFile {
                 };
                 let pack =
                     |values: &[f32], rows| PackedLinear::pack_f32(values, d_in, rows, layout, int8);
-                Kernel::Linear(
-                    if layout == SourceLayout::OutIn && PackedLinear::joins_columns(d_in, int8) {
-                        self.packed_in_runs(
-                            weight,
-                            stored,
-                            d_in,
-                            pack,
-                            PackedLinear::concat_columns,
-                        )?
-                    } else {
-                        pack(&self.values(weight, stored)?, d_out)
-                    },
-                )
+                Kernel::Linear(if layout == SourceLayout::OutIn {
+                    self.packed_in_runs(
+                        weight,
+                        stored,
+                        d_in,
+                        pack,
+                        || PackedLinear::zeroed(d_in, d_out, int8),
+                        PackedLinear::fill_columns,
+                    )?
+                } else {
+                    pack(&self.values(weight, stored)?, d_out)
+                })
             }
             _ => {
                 let quantize =
                     |values: &[f32], rows| Q4Linear::quantize(values, d_in, rows, layout);
                 let q4 = if layout == SourceLayout::OutIn {
-                    self.packed_in_runs(weight, stored, d_in, quantize, Q4Linear::concat_columns)?
+                    self.packed_in_runs(
+                        weight,
+                        stored,
+                        d_in,
+                        quantize,
+                        || Q4Linear::zeroed(d_in, d_out),
+                        Q4Linear::fill_columns,
+                    )?
                 } else {
                     quantize(&self.values(weight, stored)?, d_out)
                 };
@@ -480,20 +483,25 @@ impl WeightFile {
         Ok(Dense::packed(kernel, bias, &self.device))
     }
 
-    /// An `[out, in]` weight packed `RUN_ROWS` output rows at a time (`pack(values, rows)`),
-    /// the runs joined (`join`): converting a large tensor (a vocabulary's embedding) never
-    /// holds it whole in f32, so loading peaks near the packed size. Rows a GGUF permuted are
-    /// read whole (q/k, small).
+    /// An `[out, in]` weight packed `RUN_ROWS` output rows at a time into `empty()`, a zeroed
+    /// matrix of its size (`fill(&mut matrix, first row, values)`): converting a large tensor
+    /// (a vocabulary's embedding) never holds it whole in f32 nor its runs beside the result,
+    /// so loading peaks near the packed size plus one run. Rows a GGUF permuted are read whole
+    /// (q/k, small: `pack(values, rows)`).
     fn packed_in_runs<P>(
         &mut self,
         weight: &str,
         stored: &[usize],
         d_in: usize,
         pack: impl Fn(&[f32], usize) -> P,
-        join: impl Fn(Vec<P>) -> P,
+        empty: impl FnOnce() -> P,
+        fill: impl Fn(&mut P, usize, &[f32]),
     ) -> Result<P, ModelError> {
-        /// A multiple of both kernels' tile widths (8 and 16 columns).
-        const RUN_ROWS: usize = 4096;
+        /// A multiple of both kernels' tile widths (8 and 16 columns), small enough that a
+        /// run's f32 values stay a few MB (4096 rows of a 576-wide embedding were 9.4 MB, a
+        /// third of SmolLM2-135M's load-time overhead), large enough that packing a run still
+        /// spreads over the threads.
+        const RUN_ROWS: usize = 1024;
         let d_out = stored[0];
         let (entry, raw) = self.take(weight, stored)?;
         let ty = match entry.stored {
@@ -505,18 +513,18 @@ impl WeightFile {
         };
         let row_bytes = raw.len() / d_out;
         let mut values = vec![0f32; RUN_ROWS.min(d_out) * d_in];
-        let mut parts = Vec::new();
+        let mut packed = empty();
         for start in (0..d_out).step_by(RUN_ROWS) {
             let rows = RUN_ROWS.min(d_out - start);
             let run = &mut values[..rows * d_in];
             let bytes = &raw[start * row_bytes..][..rows * row_bytes];
             quants::dequantize(ty, bytes, run);
-            parts.push(pack(run, rows));
+            fill(&mut packed, start, run);
             // Converted: its pages need not wait for the whole tensor to be handed back.
             drop_pages(bytes);
         }
         self.release(weight);
-        Ok(join(parts))
+        Ok(packed)
     }
 
     pub fn tensor<const D: usize>(
@@ -599,6 +607,18 @@ impl WeightFile {
                 tensors: unexpected,
             })
         }
+    }
+}
+
+/// Hands the heap's free pages back to the system (glibc; elsewhere nothing): what a loader
+/// parsed and dropped (a GGUF's metadata, its vocabulary's tens of thousands of small strings)
+/// leaves free pages between live allocations that glibc keeps until trimmed, and they would
+/// sit under the weights' peak.
+pub(crate) fn return_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; any thread may call it.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

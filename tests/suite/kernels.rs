@@ -394,7 +394,7 @@ fn accuracy_report() {
 /// packed whole: the same weights, the same products, bit for bit (how the loader converts a
 /// vocabulary's embedding without an f32 copy of it).
 #[test]
-fn weights_packed_in_runs_of_columns_and_joined_equal_one_packing() {
+fn weights_packed_a_run_of_columns_at_a_time_equal_one_packing() {
     use infergraph::models::kernels::q4::{Activations, Q4Linear};
     let (k, n, m) = (64, 37, 3);
     let mut rng = Rng(7);
@@ -403,22 +403,20 @@ fn weights_packed_in_runs_of_columns_and_joined_equal_one_packing() {
     let split = 16 * k; // whole tiles of both kernels before the last run
     for dtype in DTYPES {
         let whole = PackedLinear::pack_f32(&w, k, n, SourceLayout::OutIn, dtype);
-        let joined = PackedLinear::concat_columns(vec![
-            PackedLinear::pack_f32(&w[..split], k, 16, SourceLayout::OutIn, dtype),
-            PackedLinear::pack_f32(&w[split..], k, n - 16, SourceLayout::OutIn, dtype),
-        ]);
-        assert!(joined == whole, "{dtype}");
+        let mut runs = PackedLinear::zeroed(k, n, dtype);
+        runs.fill_columns(16, &w[split..]);
+        runs.fill_columns(0, &w[..split]);
+        assert!(runs == whole, "{dtype}");
     }
     let whole = Q4Linear::quantize(&w, k, n, SourceLayout::OutIn);
-    let joined = Q4Linear::concat_columns(vec![
-        Q4Linear::quantize(&w[..split], k, 16, SourceLayout::OutIn),
-        Q4Linear::quantize(&w[split..], k, n - 16, SourceLayout::OutIn),
-    ]);
-    assert!(joined == whole);
+    let mut runs = Q4Linear::zeroed(k, n);
+    runs.fill_columns(16, &w[split..]);
+    runs.fill_columns(0, &w[..split]);
+    assert!(runs == whole);
     for activations in [Activations::F32, Activations::Int8] {
         let (mut a, mut b) = (vec![0f32; m * n], vec![0f32; m * n]);
         whole.matmul(activations, &x, m, None, &mut a);
-        joined.matmul(activations, &x, m, None, &mut b);
+        runs.matmul(activations, &x, m, None, &mut b);
         assert_eq!(a, b);
     }
 }

@@ -382,39 +382,59 @@ impl PackedLinear {
         to_f32: impl Fn(T) -> f32 + Sync + Copy,
         bits: impl Fn(T) -> u16 + Sync + Copy,
     ) -> Self {
-        assert!(k > 0 && n > 0, "empty weight matrix");
         assert_eq!(w.len(), k * n, "weight length must be k * n");
+        let mut p = Self::zeroed(k, n, dtype);
+        p.pack_columns(0, w, n, layout, src, to_f32, bits);
+        p
+    }
+
+    /// Packs `w`, the weights of output columns `j0..j0 + n` (`k` inputs × `n` outputs in
+    /// `layout`), into their tiles (`j0` a multiple of 8), scales and column sums.
+    #[allow(clippy::too_many_arguments)]
+    fn pack_columns<T: Copy + Sync>(
+        &mut self,
+        j0: usize,
+        w: &[T],
+        n: usize,
+        layout: SourceLayout,
+        src: Src,
+        to_f32: impl Fn(T) -> f32 + Sync + Copy,
+        bits: impl Fn(T) -> u16 + Sync + Copy,
+    ) {
+        let (k, dtype) = (self.k, self.dtype);
         let tiles = TileLayout::of(dtype, k);
-        let elems = n.next_multiple_of(8) * tiles.depth;
-        let lines = (elems * dtype.elem_bytes()).div_ceil(64);
-        let mut p = PackedLinear {
-            data: vec![Line([0; 64]); lines],
-            scales: Vec::new(),
-            col_sums: Vec::new(),
-            k,
-            n,
-            dtype,
-        };
+        let span = j0 * tiles.depth..(j0 + n.next_multiple_of(8)) * tiles.depth;
         match dtype {
-            Dtype::F32 => pack_into(w, k, n, layout, (p.elems_mut(), tiles), |v, _| to_f32(v)),
+            Dtype::F32 => {
+                let dst = &mut self.elems_mut()[span];
+                pack_into(w, k, n, layout, (dst, tiles), |v, _| to_f32(v))
+            }
             Dtype::F16 if src == Src::F16 => {
-                pack_into(w, k, n, layout, (p.elems_mut(), tiles), |v, _| bits(v))
+                let dst = &mut self.elems_mut()[span];
+                pack_into(w, k, n, layout, (dst, tiles), |v, _| bits(v))
             }
-            Dtype::F16 => pack_into(w, k, n, layout, (p.elems_mut(), tiles), |v, _| {
-                f16::from_f32(to_f32(v)).to_bits()
-            }),
+            Dtype::F16 => {
+                let dst = &mut self.elems_mut()[span];
+                pack_into(w, k, n, layout, (dst, tiles), |v, _| {
+                    f16::from_f32(to_f32(v)).to_bits()
+                })
+            }
             Dtype::Bf16 if src == Src::Bf16 => {
-                pack_into(w, k, n, layout, (p.elems_mut(), tiles), |v, _| bits(v))
+                let dst = &mut self.elems_mut()[span];
+                pack_into(w, k, n, layout, (dst, tiles), |v, _| bits(v))
             }
-            Dtype::Bf16 => pack_into(w, k, n, layout, (p.elems_mut(), tiles), |v, _| {
-                bf16::from_f32(to_f32(v)).to_bits()
-            }),
+            Dtype::Bf16 => {
+                let dst = &mut self.elems_mut()[span];
+                pack_into(w, k, n, layout, (dst, tiles), |v, _| {
+                    bf16::from_f32(to_f32(v)).to_bits()
+                })
+            }
             Dtype::Int8 | Dtype::W8a8 => {
                 let mut scales = col_absmax(w, k, n, layout, to_f32);
                 scales.iter_mut().for_each(|s| *s /= 127.0);
-                scales.resize(n.next_multiple_of(8), 0.0);
                 let sc = &scales;
-                pack_into(w, k, n, layout, (p.elems_mut::<i8>(), tiles), |v, j| {
+                let dst = &mut self.elems_mut::<i8>()[span.clone()];
+                pack_into(w, k, n, layout, (dst, tiles), |v, j| {
                     let s = sc[j];
                     if s > 0.0 {
                         round_half_away(to_f32(v) / s).clamp(-127, 127) as i8
@@ -422,10 +442,9 @@ impl PackedLinear {
                         0
                     }
                 });
-                p.scales = scales;
+                self.scales[j0..][..n].copy_from_slice(&scales);
                 if dtype == Dtype::W8a8 {
-                    p.col_sums = p
-                        .elems_ref::<i8>()
+                    let sums = self.elems_ref::<i8>()[span]
                         .par_chunks(8 * tiles.depth)
                         .flat_map_iter(|t| {
                             let sums = t.chunks_exact(32).fold([0i32; 8], |mut sums, group| {
@@ -436,12 +455,12 @@ impl PackedLinear {
                             });
                             sums.into_iter()
                         })
-                        .collect();
+                        .collect::<Vec<_>>();
+                    self.col_sums[j0..][..sums.len()].copy_from_slice(&sums);
                 }
             }
             Dtype::Q4 | Dtype::W4a8 => unreachable!("{FOUR_BIT}"),
         }
-        p
     }
 
     /// Number of packed elements (the tiles' depth × `n` padded to a multiple of 8).
@@ -463,40 +482,53 @@ impl PackedLinear {
         unsafe { std::slice::from_raw_parts_mut(self.data.as_mut_ptr().cast::<T>(), len) }
     }
 
-    /// The matrices of `parts` side by side (`n` the sum of theirs): how a large weight is
-    /// packed a run of output columns at a time. Every part has the same `k` and dtype, and
-    /// every part but the last whole tiles (`n` a multiple of 8) that fill whole lines, so the
-    /// tiles, scales and column sums just follow one another.
-    pub fn concat_columns(parts: Vec<PackedLinear>) -> PackedLinear {
-        let first = parts.first().expect("at least one part");
-        let (k, dtype) = (first.k, first.dtype);
-        let tile_bytes = 8 * TileLayout::of(dtype, k).depth * dtype.elem_bytes();
-        let last = parts.len() - 1;
-        let mut joined = PackedLinear {
-            data: Vec::with_capacity(parts.iter().map(|p| p.data.len()).sum()),
-            scales: Vec::new(),
-            col_sums: Vec::new(),
+    /// An all-zero `k × n` matrix in `dtype`, to be packed a run of output columns at a time by
+    /// [`fill_columns`](Self::fill_columns): how a large weight (a vocabulary's embedding) is
+    /// packed without ever holding it whole in f32, nor its runs beside the result. The
+    /// buffer comes zeroed from the allocator, so its pages count only once written.
+    pub fn zeroed(k: usize, n: usize, dtype: Dtype) -> Self {
+        assert!(k > 0 && n > 0, "empty weight matrix");
+        assert!(dtype.four_bit_activations().is_none(), "{FOUR_BIT}");
+        let tiles = TileLayout::of(dtype, k);
+        let elems = n.next_multiple_of(8) * tiles.depth;
+        let quantized = matches!(dtype, Dtype::Int8 | Dtype::W8a8);
+        Self {
+            data: vec![Line([0; 64]); (elems * dtype.elem_bytes()).div_ceil(64)],
+            scales: if quantized {
+                vec![0.0; n.next_multiple_of(8)]
+            } else {
+                Vec::new()
+            },
+            col_sums: if dtype == Dtype::W8a8 {
+                vec![0; n.next_multiple_of(8)]
+            } else {
+                Vec::new()
+            },
             k,
-            n: 0,
+            n,
             dtype,
-        };
-        for (i, part) in parts.into_iter().enumerate() {
-            assert!(part.k == k && part.dtype == dtype, "parts must match");
-            assert!(
-                i == last || (part.n.is_multiple_of(8) && tile_bytes.is_multiple_of(64)),
-                "whole tiles and lines before the last part"
-            );
-            joined.n += part.n;
-            joined.data.extend(part.data);
-            joined.scales.extend(part.scales);
-            joined.col_sums.extend(part.col_sums);
         }
-        joined
     }
 
-    /// Whether parts of this `k` and `dtype` can be joined by `concat_columns`.
-    pub fn joins_columns(k: usize, dtype: Dtype) -> bool {
-        (8 * TileLayout::of(dtype, k).depth * dtype.elem_bytes()).is_multiple_of(64)
+    /// Packs output columns `j0..j0 + cols` from `values`, their `[cols, k]` weights (an
+    /// `OutIn` run), exactly as [`pack_f32`](Self::pack_f32) of the whole matrix would (every
+    /// column's scale is its own), straight into place. Panics unless `j0` is a multiple of 8
+    /// and the run fits.
+    pub fn fill_columns(&mut self, j0: usize, values: &[f32]) {
+        let cols = values.len() / self.k;
+        assert!(
+            j0.is_multiple_of(8) && j0 + cols <= self.n && values.len() == cols * self.k,
+            "a run of whole tiles inside the matrix"
+        );
+        self.pack_columns(
+            j0,
+            values,
+            cols,
+            SourceLayout::OutIn,
+            Src::F32,
+            |v| v,
+            |v| v.to_bits() as u16,
+        );
     }
 
     /// Number of inputs (rows of `W`, columns of `x`).

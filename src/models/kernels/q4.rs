@@ -500,25 +500,33 @@ impl Q4Linear {
     }
 
     /// Number of inputs (rows of `W`, columns of `x`).
-    /// The matrices of `parts` side by side (`n` the sum of theirs): how a large weight is
-    /// packed a run of output columns at a time. Every part has the same `k`, and every part
-    /// but the last a whole number of tiles (`n` a multiple of 16), so the tiles just follow
-    /// one another.
-    pub fn concat_columns(parts: Vec<Q4Linear>) -> Q4Linear {
-        let k = parts.first().expect("at least one part").k;
-        let mut data = Vec::with_capacity(parts.iter().map(|p| p.data.len()).sum());
-        let mut n = 0;
-        let last = parts.len() - 1;
-        for (i, part) in parts.into_iter().enumerate() {
-            assert_eq!(part.k, k, "parts must have the same inputs");
-            assert!(
-                i == last || part.n.is_multiple_of(TILE),
-                "whole tiles before the last part"
-            );
-            n += part.n;
-            data.extend(part.data);
+    /// An all-zero `k × n` matrix, to be quantized a run of output columns at a time by
+    /// [`fill_columns`](Self::fill_columns) (as `PackedLinear::zeroed`: a large weight never
+    /// whole in f32, nor its runs beside the result).
+    pub fn zeroed(k: usize, n: usize) -> Self {
+        assert!(k > 0 && n > 0, "empty weight matrix");
+        let (kb, tiles) = (k.div_ceil(QK), n.div_ceil(TILE));
+        Q4Linear {
+            data: vec![Line([0; 64]); tiles * kb * CELL / 64],
+            k,
+            n,
         }
-        Q4Linear { data, k, n }
+    }
+
+    /// Quantizes output columns `j0..j0 + cols` from `values`, their `[cols, k]` weights (an
+    /// `OutIn` run), exactly as [`quantize`](Self::quantize) of the whole matrix would.
+    /// Panics unless `j0` is a multiple of 16 and the run fits.
+    pub fn fill_columns(&mut self, j0: usize, values: &[f32]) {
+        let cols = values.len() / self.k;
+        assert!(
+            j0.is_multiple_of(TILE) && j0 + cols <= self.n && values.len() == cols * self.k,
+            "a run of whole tiles inside the matrix"
+        );
+        let run = Self::quantize(values, self.k, cols, SourceLayout::OutIn);
+        let cells = self.k.div_ceil(QK) * CELL;
+        let at = j0 / TILE * cells;
+        let bytes = run.bytes_ref();
+        self.bytes_mut()[at..][..bytes.len()].copy_from_slice(bytes);
     }
 
     pub fn k(&self) -> usize {
