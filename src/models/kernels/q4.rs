@@ -441,7 +441,16 @@ impl Q4Linear {
     pub fn quantize(w: &[f32], k: usize, n: usize, layout: SourceLayout) -> Self {
         assert!(k > 0 && n > 0, "empty weight matrix");
         assert_eq!(w.len(), k * n, "weight length must be k * n");
-        Self::build(k, n, |t, b, block| {
+        let mut p = Self::zeroed(k, n);
+        p.quantize_columns(0, w, n, layout);
+        p
+    }
+
+    /// Quantizes `w`, the weights of output columns `j0..j0 + n` (`k` inputs × `n` outputs in
+    /// `layout`; `j0` a multiple of 16), into their tiles.
+    fn quantize_columns(&mut self, j0: usize, w: &[f32], n: usize, layout: SourceLayout) {
+        let k = self.k;
+        self.fill_tiles(j0 / TILE, n.div_ceil(TILE), |t, b, block| {
             let (c0, cols) = (TILE * t, (n - TILE * t).min(TILE));
             let (k0, len) = (QK * b, (k - QK * b).min(QK));
             // Gathered column by column; an `InOut` row gives 16 columns in one stretch.
@@ -463,20 +472,27 @@ impl Q4Linear {
             for (c, col) in vals.iter().enumerate().take(cols) {
                 (block.q[c], block.d[c], block.m[c]) = quantize_block(&col[..len]);
             }
-        })
+        });
     }
 
-    /// Allocates the cells and fills them tile by tile in the current pool:
-    /// `fill(tile, block, &mut Block)` sets the real columns of a zeroed [`Block`].
+    /// Allocates the cells and fills them tile by tile in the current pool (`fill_tiles`).
     fn build(k: usize, n: usize, fill: impl Fn(usize, usize, &mut Block) + Sync) -> Self {
-        let (kb, tiles) = (k.div_ceil(QK), n.div_ceil(TILE));
-        let mut p = Q4Linear {
-            data: vec![Line([0; 64]); tiles * kb * CELL / 64],
-            k,
-            n,
-        };
-        p.bytes_mut()
-            .par_chunks_mut(kb * CELL)
+        let mut p = Self::zeroed(k, n);
+        p.fill_tiles(0, n.div_ceil(TILE), fill);
+        p
+    }
+
+    /// Fills `count` tiles from tile `t0` in the current pool: `fill(tile - t0, block, &mut
+    /// Block)` sets the real columns of a zeroed [`Block`].
+    fn fill_tiles(
+        &mut self,
+        t0: usize,
+        count: usize,
+        fill: impl Fn(usize, usize, &mut Block) + Sync,
+    ) {
+        let tile_bytes = self.k.div_ceil(QK) * CELL;
+        self.bytes_mut()[t0 * tile_bytes..][..count * tile_bytes]
+            .par_chunks_mut(tile_bytes)
             .enumerate()
             .for_each(|(t, tile)| {
                 for (b, cell) in tile.chunks_exact_mut(CELL).enumerate() {
@@ -485,7 +501,6 @@ impl Q4Linear {
                     block.write(cell);
                 }
             });
-        p
     }
 
     fn bytes_ref(&self) -> &[u8] {
@@ -522,11 +537,7 @@ impl Q4Linear {
             j0.is_multiple_of(TILE) && j0 + cols <= self.n && values.len() == cols * self.k,
             "a run of whole tiles inside the matrix"
         );
-        let run = Self::quantize(values, self.k, cols, SourceLayout::OutIn);
-        let cells = self.k.div_ceil(QK) * CELL;
-        let at = j0 / TILE * cells;
-        let bytes = run.bytes_ref();
-        self.bytes_mut()[at..][..bytes.len()].copy_from_slice(bytes);
+        self.quantize_columns(j0, values, cols, SourceLayout::OutIn);
     }
 
     pub fn k(&self) -> usize {
