@@ -10,7 +10,8 @@
 use super::{Dtype, Job};
 use std::arch::x86_64::*;
 
-const fn elem_bytes(d: u8) -> usize {
+/// Bytes a packed weight takes for dtype code `D` (also the AVX-512 kernels' codes).
+pub(super) const fn elem_bytes(d: u8) -> usize {
     match d {
         0 => 4,
         1 | 2 => 2,

@@ -14,19 +14,12 @@
 // Index loops over the small const-sized register arrays read better than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
+use super::avx2::elem_bytes;
 use super::{Dtype, Job};
 use std::arch::x86_64::*;
 
 /// Tile pairs a kernel call covers (the remainder runs in smaller calls).
 const NP: usize = 3;
-
-const fn elem_bytes(d: u8) -> usize {
-    match d {
-        0 => 4,
-        1 | 2 => 2,
-        _ => 1,
-    }
-}
 
 /// Computes rows `row0..row0+mr` (`mr` in 3..=8) for tiles `ta..tb`. One or two rows stay
 /// with the AVX2 kernels, whose two accumulator sets for one row hide the FMA latency.
