@@ -498,9 +498,9 @@ impl WeightFile {
         fill: impl Fn(&mut P, usize, &[f32]),
     ) -> Result<P, ModelError> {
         /// A multiple of both kernels' tile widths (8 and 16 columns), small enough that a
-        /// run's f32 values stay a few MB (4096 rows of a 576-wide embedding were 9.4 MB, a
-        /// third of SmolLM2-135M's load-time overhead), large enough that packing a run still
-        /// spreads over the threads.
+        /// run's f32 values stay a few MB (4096 rows of a 576-wide embedding were 9.4 MB at
+        /// SmolLM2-135M's load-time peak), large enough that packing a run still spreads over
+        /// the threads.
         const RUN_ROWS: usize = 1024;
         let d_out = stored[0];
         let (entry, raw) = self.take(weight, stored)?;

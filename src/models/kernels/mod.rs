@@ -21,15 +21,19 @@
 //!   4 contiguous chunks per thread of rayon's *current* pool (so the caller's
 //!   `ThreadPool::install` decides), each chunk writing disjoint output columns. Packing also uses
 //!   the current pool. Nothing is allocated per call apart from rayon's job bookkeeping.
-//! * **Weight traffic.** For `m ≤ 5` the weights are read once per call, in one block of `m`
-//!   rows. From 6 rows on, `m` is processed in blocks of 6 rows *inside* each group of 4–8
-//!   tiles (~256 KiB), so the re-reads of a group hit L2.
+//! * **Weight traffic.** For `m` up to the block size (6 rows, 8 with the AVX-512 kernels) the
+//!   weights are read once per call, in one block of `m` rows. Past it, `m` is processed in
+//!   blocks *inside* each group of 4–8 tiles (6–12 with AVX-512; ~256 KiB), so the re-reads of
+//!   a group hit L2.
 //! * **SIMD path.** On x86-64 with `avx2`, `fma` and `f16c` detected at run time (checked once,
 //!   cached) a register-blocked AVX2 kernel is used for every dtype: rows 1–2 × 4 tiles,
 //!   3–6 × 2 tiles (1 row uses two accumulator sets, even/odd `k`), with one software prefetch
 //!   per weight stream per cache line (256 B ahead for 1–2 rows, 8 KiB for 3–6). For `m > 1`
 //!   it first copies `x` into a per-thread buffer interleaved as `[kk][row]` per row block
-//!   (`m·k` floats, reused across calls). Otherwise (or with
+//!   (`m·k` floats, reused across calls). Where `avx512f` is detected too, blocks of 3 rows and
+//!   more run the AVX-512 kernels instead (`avx512.rs`: two tiles a 512-bit register, up to
+//!   8 rows × 3 tile pairs), summing each lane in the same order as the AVX2 multi-row kernel
+//!   ([`KernelPath::Avx2`] keeps the AVX2 ones). Otherwise (or with
 //!   [`KernelPath::Portable`]) a scalar kernel over the same tiles is used; it sums over `k`
 //!   sequentially per column, so results differ from the SIMD path only by rounding (FMA,
 //!   even/odd split). Results do not depend on the number of threads. See [`simd_path`].
@@ -484,8 +488,7 @@ impl PackedLinear {
 
     /// An all-zero `k × n` matrix in `dtype`, to be packed a run of output columns at a time by
     /// [`fill_columns`](Self::fill_columns): how a large weight (a vocabulary's embedding) is
-    /// packed without ever holding it whole in f32, nor its runs beside the result. The
-    /// buffer comes zeroed from the allocator, so its pages count only once written.
+    /// packed without ever holding it whole in f32, nor its runs beside the result.
     pub fn zeroed(k: usize, n: usize, dtype: Dtype) -> Self {
         assert!(k > 0 && n > 0, "empty weight matrix");
         assert!(dtype.four_bit_activations().is_none(), "{FOUR_BIT}");
