@@ -277,26 +277,22 @@ fn pooling_belongs_to_embedders_and_embedders_are_served_where_they_are_named() 
 #[test]
 fn loadtest_model_drives_an_embedder_in_process_and_over_http() {
     let run = |args: &[&str]| -> Value {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_infergraph"))
-            .arg("loadtest")
-            .args(args)
-            .args([
-                "--json",
-                "--model",
-                "minilm",
-                "--requests",
-                "8",
-                "--concurrency",
-                "4",
-            ])
-            .output()
-            .expect("the binary runs");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
+        let stdout = common::run_ok(
+            "loadtest",
+            std::process::Command::new(env!("CARGO_BIN_EXE_infergraph"))
+                .arg("loadtest")
+                .args(args)
+                .args([
+                    "--json",
+                    "--model",
+                    "minilm",
+                    "--requests",
+                    "8",
+                    "--concurrency",
+                    "4",
+                ]),
         );
-        serde_json::from_slice(&output.stdout).expect("one JSON report")
+        serde_json::from_slice(&stdout).expect("one JSON report")
     };
     let minilm_load = |report: &Value| -> f64 {
         report["actors"]

@@ -19,18 +19,14 @@ fn loadtest_with_key(key: Option<&str>, args: &[&str]) -> Value {
     if let Some(key) = key {
         command.env("INFERGRAPH_API_KEY", key);
     }
-    let output = command
-        .arg("loadtest")
-        .args(args)
-        .args(["--json", "--max-new-tokens", "6"])
-        .output()
-        .expect("the binary runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = common::run_ok(
+        "loadtest",
+        command
+            .arg("loadtest")
+            .args(args)
+            .args(["--json", "--max-new-tokens", "6"]),
     );
-    serde_json::from_slice(&output.stdout).expect("one JSON report")
+    serde_json::from_slice(&stdout).expect("one JSON report")
 }
 
 /// Every model of the fixture graph, as the report lists its actors.

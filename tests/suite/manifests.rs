@@ -15,15 +15,9 @@ fn deploy() -> PathBuf {
 
 #[test]
 fn every_overlay_renders_and_validates_in_strict_mode() {
-    let output = std::process::Command::new("bash")
-        .arg(deploy().join("validate.sh"))
-        .output()
-        .expect("bash runs");
-    assert!(
-        output.status.success(),
-        "validate.sh failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    crate::common::run_ok(
+        "validate.sh",
+        std::process::Command::new("bash").arg(deploy().join("validate.sh")),
     );
 }
 
@@ -51,24 +45,19 @@ fn every_node_config_parses_and_the_graph_reaches_every_model_node() {
 /// The objects `kubectl kustomize` (or `kustomize build`) renders from `dir`, as JSON (by
 /// python3's yaml, which validate.sh needs too).
 fn render(dir: &Path) -> Vec<Value> {
-    let output = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(
-            r#"set -euo pipefail
+    let stdout = crate::common::run_ok(
+        &format!("rendering {}", dir.display()),
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg(
+                r#"set -euo pipefail
             if command -v kubectl >/dev/null; then kubectl kustomize "$1"; else kustomize build "$1"; fi |
               python3 -c 'import json, sys, yaml; json.dump([d for d in yaml.safe_load_all(sys.stdin) if d], sys.stdout)'"#,
-        )
-        .arg("render")
-        .arg(dir)
-        .output()
-        .expect("bash runs");
-    assert!(
-        output.status.success(),
-        "rendering {} failed:\n{}",
-        dir.display(),
-        String::from_utf8_lossy(&output.stderr)
+            )
+            .arg("render")
+            .arg(dir),
     );
-    serde_json::from_slice(&output.stdout).unwrap()
+    serde_json::from_slice(&stdout).unwrap()
 }
 
 /// overlays/tls: every model is reached over https://, every node listens with

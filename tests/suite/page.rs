@@ -28,21 +28,16 @@ fn run_page(
     let artifacts = root.join("target/e2e");
     std::fs::create_dir_all(&artifacts).unwrap();
     let screenshot = artifacts.join(screenshot);
-    let output = Command::new("node")
-        .current_dir(&e2e)
-        .args(["page.mjs", &server.base, screenshot.to_str().unwrap()])
-        .args(extra)
-        .env_remove("PAGE_KEY")
-        .envs(key.map(|key| ("PAGE_KEY", key)))
-        .output()
-        .expect("node runs");
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = common::run_ok(
+        "page.mjs",
+        Command::new("node")
+            .current_dir(&e2e)
+            .args(["page.mjs", &server.base, screenshot.to_str().unwrap()])
+            .args(extra)
+            .env_remove("PAGE_KEY")
+            .envs(key.map(|key| ("PAGE_KEY", key))),
     );
-    let report = serde_json::from_slice(&output.stdout).expect("the script's JSON report");
+    let report = serde_json::from_slice(&stdout).expect("the script's JSON report");
     (report, screenshot)
 }
 

@@ -33,14 +33,21 @@ pub fn openai_check(script: &str, args: &[&str]) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/openai")
         .join(script);
-    let output = std::process::Command::new("python3")
-        .arg(path)
-        .args(args)
+    run_ok(
+        script,
+        std::process::Command::new("python3").arg(path).args(args),
+    )
+}
+
+/// Runs `command`; fails the test naming `what`, with the command's output, unless it
+/// succeeds, and returns its stdout.
+pub fn run_ok(what: &str, command: &mut std::process::Command) -> Vec<u8> {
+    let output = command
         .output()
-        .expect("python3 runs");
+        .unwrap_or_else(|e| panic!("{what} does not start: {e}"));
     assert!(
         output.status.success(),
-        "{script} failed:\n{}{}",
+        "{what} failed:\n{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
