@@ -1,9 +1,11 @@
 //! 4-bit weights (GGUF Q4_0 / Q4_1, or quantized at load) and their matmul kernels.
 //!
 //! [`Q4Linear`] holds a weight matrix `W` (`k` inputs × `n` outputs) as blocks of 32 consecutive
-//! inputs of one output column: 32 codes `q ∈ 0..=15` and an f16 scale `d` and offset `m`, the
-//! weight being `w = d·q + m` (Q4_1; Q4_0's `d·(q − 8)` is stored with `m = −8·d`, exact in
-//! f16). It computes `out[m, n] = x[m, k] · W (+ bias)` with f32 activations
+//! inputs of one output column: 32 codes `q ∈ 0..=15` and an f16 scale `d`, with either an f16
+//! offset `m` stored beside it (GGUF's Q4_1 and K-quant blocks, [`Scales::Offset`], `w = d·q +
+//! m`: 5 bits a weight) or none (GGUF's Q4_0 and blocks quantized at load,
+//! [`Scales::Symmetric`], `w = d·(q − 8)`, which the kernels run as `m = −8·d`, exact in f32:
+//! 4.5 bits a weight). It computes `out[m, n] = x[m, k] · W (+ bias)` with f32 activations
 //! ([`Activations::F32`], the correctness path) or activations quantized to int8 per block of
 //! 32 ([`Activations::Int8`], the speed path).
 //!
@@ -12,15 +14,16 @@
 //! * **Layout.** Output columns are grouped in tiles of 16 (`TILE`); `n` is padded up with
 //!   zero columns (`d = m = 0`, codes 0) and `k` up to a multiple of 32 (padding codes 0; the
 //!   activations are zero-padded, so a padded input contributes exactly 0 whatever its weight).
-//!   Tile `t`'s blocks are contiguous, `kb = ⌈k/32⌉` cells of 320 bytes (five cache lines) each,
-//!   cell `(t, b)` at byte `(t·kb + b)·320` of a 64-byte-aligned buffer:
-//!   - lines 0–3, the codes: byte `64·L + 4·c + i` (column `16t + c`, `L < 4`, `i < 4`) holds
-//!     input `32b + 4L + i` in its low nibble and input `32b + 16 + 4L + i` in its high nibble.
-//!     So one 64-byte load gives, after a mask and a shift, two registers of
-//!     `[column][4 consecutive inputs]` bytes: the unsigned operand of `vpdpbusd`.
-//!   - line 4: the 16 columns' `d` (f16, bytes 0–31) then their `m` (f16, bytes 32–63).
-//!
-//!   That is 5 bits a weight, as GGUF's Q4_1 (Q4_0's 4.5 bits grow by the stored `m`).
+//!   Tile `t`'s `kb = ⌈k/32⌉` blocks lie in one stretch of whole cache lines of a 64-byte-aligned
+//!   buffer ([`Geometry`]). A block's codes are four lines, in which byte `64·L + 4·c + i`
+//!   (column `16t + c`, `L < 4`, `i < 4`) holds input `32b + 4L + i` in its low nibble and input
+//!   `32b + 16 + 4L + i` in its high nibble: one 64-byte load gives, after a mask and a shift,
+//!   two registers of `[column][4 consecutive inputs]` bytes, the unsigned operand of
+//!   `vpdpbusd`. Its scales are the 16 columns' `d` (f16, 32 bytes), then with `Offset` their `m`
+//!   (32 bytes more).
+//!   - `Offset`: block `b` is a cell of five lines at `320·b` in the tile, its scales line last.
+//!   - `Symmetric`: the tile's codes first (`256·b`), then the blocks' `d` (`256·kb + 32·b`),
+//!     then padding to a whole line.
 //! * **Results.** [`Q4Linear::weight`] is exactly `f32(d)·q + f32(m)` (`d·q` is exact in f32).
 //!   `F32` sums `x·w` in f32 with these weights; the SIMD and portable kernels differ only by
 //!   rounding (summing order, FMA). `Int8` quantizes each row of `x` per block of 32 inputs to
@@ -67,10 +70,12 @@ mod vnni;
 const TILE: usize = 16;
 /// Inputs per quantization block.
 const QK: usize = 32;
-/// Bytes of one cell (a tile's block): four lines of codes, one line of `d` and `m`.
+/// Bytes of one block's codes (four lines).
+const CODES: usize = 256;
+/// Bytes of an `Offset` cell: a block's codes, then a line of `d` and `m`.
 const CELL: usize = 320;
-/// Offset of the `d` values inside a cell (the `m` values follow, 32 bytes later).
-const DM: usize = 256;
+/// Bytes of a block's 16 `d` values (the `m` values, where stored, follow).
+const SCALES: usize = 32;
 /// Rows per block: `Int8` (8 rows × 16 columns of i32 and f32 sums plus the 8 code registers
 /// fit AVX-512's 32 registers), `F32` on AVX-512 or portable (4 rows × 16 columns of 4 partial
 /// sums) and on AVX2 (3 rows × 8 columns of 4 partial sums, in 16 registers).
@@ -90,6 +95,61 @@ pub enum Activations {
     /// exact integer dot products per block, an f32 epilogue per block (see the module docs).
     /// The same bits on every path.
     Int8,
+}
+
+/// How a matrix stores its blocks' scales (module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scales {
+    /// `d` and an offset `m` per block: GGUF's Q4_1, and the K-quants' blocks.
+    Offset,
+    /// `d` alone, `w = d·(q − 8)`: GGUF's Q4_0, and what [`Q4Linear::quantize`] makes.
+    Symmetric,
+}
+
+/// Where a tile's blocks lie for `kb` blocks a column (module docs): every kernel addresses
+/// the buffer through this, so both [`Scales`] run on the same kernels.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    /// Bytes from one block's codes to the next's.
+    code_stride: usize,
+    /// Offset of block 0's `d` values in the tile, and bytes from one block's to the next's.
+    scale_start: usize,
+    scale_stride: usize,
+    /// Bytes of a tile, whole cache lines.
+    tile_bytes: usize,
+    /// Whether `m` is stored (after `d`); otherwise it is `−8·d`.
+    offsets: bool,
+}
+
+impl Geometry {
+    fn of(scales: Scales, kb: usize) -> Self {
+        match scales {
+            Scales::Offset => Geometry {
+                code_stride: CELL,
+                scale_start: CODES,
+                scale_stride: CELL,
+                tile_bytes: kb * CELL,
+                offsets: true,
+            },
+            Scales::Symmetric => Geometry {
+                code_stride: CODES,
+                scale_start: kb * CODES,
+                scale_stride: SCALES,
+                tile_bytes: (kb * (CODES + SCALES)).next_multiple_of(64),
+                offsets: false,
+            },
+        }
+    }
+
+    /// Offset of block `b`'s codes in its tile.
+    fn codes(&self, b: usize) -> usize {
+        b * self.code_stride
+    }
+
+    /// Offset of block `b`'s `d` values in its tile.
+    fn scales(&self, b: usize) -> usize {
+        self.scale_start + b * self.scale_stride
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,6 +225,8 @@ pub struct Q4Linear {
     data: Vec<Line>,
     k: usize,
     n: usize,
+    /// Whether the blocks store an offset; decides the layout ([`Geometry`]).
+    scales: Scales,
 }
 
 impl std::fmt::Debug for Q4Linear {
@@ -172,12 +234,14 @@ impl std::fmt::Debug for Q4Linear {
         f.debug_struct("Q4Linear")
             .field("k", &self.k)
             .field("n", &self.n)
+            .field("scales", &self.scales)
             .field("bytes", &self.bytes())
             .finish()
     }
 }
 
-/// One tile's block before it is written into a cell: codes per column, `d` and `m` as f16 bits.
+/// One tile's block before it is written into the buffer: codes per column, `d` and `m` as f16
+/// bits (with `Symmetric` scales `m` is `−8·d` and not stored).
 struct Block {
     q: [[u8; QK]; TILE],
     d: [u16; TILE],
@@ -191,21 +255,25 @@ impl Block {
         m: [0; TILE],
     };
 
-    fn write(&self, cell: &mut [u8]) {
+    /// Writes block `b` into `tile`.
+    fn write(&self, tile: &mut [u8], geometry: &Geometry, b: usize) {
+        let (codes, scales) = (geometry.codes(b), geometry.scales(b));
         for c in 0..TILE {
             for kin in 0..QK / 2 {
-                let byte = 64 * (kin / 4) + 4 * c + kin % 4;
-                cell[byte] = self.q[c][kin] | (self.q[c][kin + QK / 2] << 4);
+                let byte = codes + 64 * (kin / 4) + 4 * c + kin % 4;
+                tile[byte] = self.q[c][kin] | (self.q[c][kin + QK / 2] << 4);
             }
-            cell[DM + 2 * c..][..2].copy_from_slice(&self.d[c].to_le_bytes());
-            cell[DM + 32 + 2 * c..][..2].copy_from_slice(&self.m[c].to_le_bytes());
+            tile[scales + 2 * c..][..2].copy_from_slice(&self.d[c].to_le_bytes());
+            if geometry.offsets {
+                tile[scales + SCALES + 2 * c..][..2].copy_from_slice(&self.m[c].to_le_bytes());
+            }
         }
     }
 }
 
-/// Code of input `kin` (< 32) of column `c` in `cell`.
-fn code(cell: &[u8], kin: usize, c: usize) -> u8 {
-    let byte = cell[64 * ((kin % 16) / 4) + 4 * c + kin % 4];
+/// Code of input `kin` (< 32) of column `c` in a block's `codes`.
+fn code(codes: &[u8], kin: usize, c: usize) -> u8 {
+    let byte = codes[64 * ((kin % 16) / 4) + 4 * c + kin % 4];
     if kin < 16 {
         byte & 15
     } else {
@@ -213,10 +281,10 @@ fn code(cell: &[u8], kin: usize, c: usize) -> u8 {
     }
 }
 
-/// All codes of `cell` as `[column][input]`.
-fn unpack(cell: &[u8]) -> [[u8; QK]; TILE] {
+/// All of a block's `codes` as `[column][input]`.
+fn unpack(codes: &[u8]) -> [[u8; QK]; TILE] {
     let mut q = [[0; QK]; TILE];
-    for (l, line) in cell[..DM].chunks_exact(64).enumerate() {
+    for (l, line) in codes[..CODES].chunks_exact(64).enumerate() {
         for (q, quad) in q.iter_mut().zip(line.chunks_exact(4)) {
             for (i, &byte) in quad.iter().enumerate() {
                 q[4 * l + i] = byte & 15;
@@ -227,125 +295,98 @@ fn unpack(cell: &[u8]) -> [[u8; QK]; TILE] {
     q
 }
 
-/// `d` and `m` of column `c` in `cell`, as f32.
-fn scale_offset(cell: &[u8], c: usize) -> (f32, f32) {
-    let h = |at: usize| f16::from_bits(u16::from_le_bytes([cell[at], cell[at + 1]])).to_f32();
-    (h(DM + 2 * c), h(DM + 32 + 2 * c))
+/// `d` and `m` of column `c` of block `b` in `tile`, as f32.
+fn scale_offset(tile: &[u8], geometry: &Geometry, b: usize, c: usize) -> (f32, f32) {
+    let h = |at: usize| f16::from_bits(u16::from_le_bytes([tile[at], tile[at + 1]])).to_f32();
+    let at = geometry.scales(b) + 2 * c;
+    let d = h(at);
+    (
+        d,
+        if geometry.offsets {
+            h(at + SCALES)
+        } else {
+            -8.0 * d
+        },
+    )
 }
 
-/// The nearest f16 to `x` on the side of `down` (toward −∞) or up (toward +∞).
-fn f16_directed(x: f32, down: bool) -> f16 {
-    let h = f16::from_f32(x);
-    let v = h.to_f32();
-    if (down && v <= x) || (!down && v >= x) {
-        return h;
-    }
-    let bits = h.to_bits();
-    // One ulp toward the wanted side: the magnitude grows when that side is h's own sign.
-    let negative = bits & 0x8000 != 0;
-    f16::from_bits(match (down, negative, bits & 0x7fff == 0) {
-        (true, false, true) => 0x8001,
-        (false, true, true) => 0x0001,
-        (true, false, false) | (false, true, false) => bits - 1,
-        (true, true, _) | (false, false, _) => bits + 1,
-    })
-}
-
-/// Quantizes up to 32 values Q4_1-style into `(codes, d bits, m bits)`, `w ≈ d·q + m`.
+/// Quantizes up to 32 values Q4_0-style into `(codes, d bits)`, `w ≈ d·(q − 8)`.
 ///
-/// It starts from the block's range: `m` is `min` rounded *down* to f16 and `d` is
-/// `(max − m)/15` rounded *up* to f16 (and nudged up until `m + 15·d ≥ max` holds in f32), so
-/// every value lies in `[m, m + 15·d]` and its code, `round((w − m)/d)`, is within `d/2` of it.
-/// Then `(d, m)` are refitted to those codes by least squares and the codes chosen again, up to
+/// It starts as llama.cpp's `quantize_row_q4_0_ref`: the value of largest magnitude, `v_max`,
+/// takes level −8, `d = v_max / −8` (rounded to f16 *before* the codes are chosen), so every
+/// value is within `|d|/2` of a level or, on the far side, at most `|d|` past the last one.
+/// Then `d` is refitted to those codes by least squares and the codes chosen again, up to
 /// [`REFITS`] times, each fit kept only while it lowers the block's squared error (measured
-/// with the f16 values stored): a range's ends are usually lone values, and spending the 16
-/// levels on the bulk of the block instead cuts its RMS error (fitting each code's line, as
-/// llama.cpp's K-quants do).
-fn quantize_block(vals: &[f32]) -> ([u8; QK], u16, u16) {
-    let (lo, hi) = vals
+/// with the f16 scale stored): the largest value is usually a lone one, and spending the 16
+/// levels on the bulk of the block instead cuts its RMS error.
+fn quantize_block(vals: &[f32]) -> ([u8; QK], u16) {
+    let largest = vals
         .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
-    let m16 = f16_directed(lo, true);
-    let m = m16.to_f32();
-    let mut d16 = f16_directed((hi - m) / 15.0, false);
-    while m + 15.0 * d16.to_f32() < hi {
-        d16 = f16::from_bits(d16.to_bits() + 1);
-    }
-    let mut best = Fit::of(vals, d16, m16);
+        .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+    let mut best = Fit::of(vals, f16::from_f32(largest / -8.0));
     for _ in 0..REFITS {
-        let Some((d, m)) = least_squares(vals, &best.q) else {
+        let Some(d) = least_squares(vals, &best.q) else {
             break;
         };
-        let refit = Fit::of(vals, f16::from_f32(d), f16::from_f32(m));
+        let refit = Fit::of(vals, f16::from_f32(d));
         if refit.error >= best.error {
             break;
         }
         best = refit;
     }
-    (best.q, best.d.to_bits(), best.m.to_bits())
+    (best.q, best.d.to_bits())
 }
 
-/// Least-squares refits of a block's `(d, m)` to its codes ([`quantize_block`]). Two took the
-/// generator fixtures' relative RMS logit error in q4 down 2–15 % (tests/suite/dtypes.rs).
+/// Least-squares refits of a block's `d` to its codes ([`quantize_block`]): on random
+/// Gaussian blocks two take the RMS error 3 % under the start's.
 const REFITS: usize = 2;
 
-/// One choice of a block's `(d, m)`, its codes and their squared error.
+/// One choice of a block's `d`, its codes and their squared error.
 struct Fit {
     q: [u8; QK],
     d: f16,
-    m: f16,
     error: f32,
 }
 
 impl Fit {
-    /// The nearest codes to `vals` for the f16 pair `(d, m)` (all 0 when `d` is 0).
-    fn of(vals: &[f32], d: f16, m: f16) -> Self {
+    /// The nearest codes to `vals` for the f16 scale `d` (all 8, the level 0, when `d` is 0).
+    fn of(vals: &[f32], d: f16) -> Self {
         // Adding and subtracting 1.5·2²³ rounds to nearest without `f32::round`'s libm call:
-        // with it, three fits a block took loading gpt2-medium in 4 bits from 3.2 s to 8.4 s;
-        // without it, and with no per-code saturation check, to 3.4–4.3 s.
+        // with it, three fits a block took loading gpt2-medium in 4 bits from 3.2 s to 8.4 s.
         const ROUND: f32 = 12_582_912.0;
-        let (df, mf) = (d.to_f32(), m.to_f32());
-        let inverse = if df > 0.0 { 1.0 / df } else { 0.0 };
+        let df = d.to_f32();
+        let inverse = if df != 0.0 { 1.0 / df } else { 0.0 };
         let mut q = [0u8; QK];
         let mut error = 0.0;
         for (q, &v) in q.iter_mut().zip(vals) {
             // `max` and `min` return the number when the other side is NaN (`clamp` would keep
             // the NaN): `code` is an integer in 0..=15 whatever `v` is.
             #[allow(clippy::manual_clamp)]
-            let code = (((v - mf) * inverse + ROUND) - ROUND).max(0.0).min(15.0);
+            let code = ((v * inverse + ROUND) - ROUND + 8.0).max(0.0).min(15.0);
             // SAFETY: see above; a plain `as` adds a saturation check that keeps the loop scalar.
             *q = unsafe { code.to_int_unchecked::<u8>() };
-            let e = df * code + mf - v;
+            let e = df * (code - 8.0) - v;
             error += e * e;
         }
-        Self { q, d, m, error }
+        Self { q, d, error }
     }
 }
 
-/// The `(d, m)` minimising `Σ (d·q + m − v)²` over the block's codes, or `None` when the codes
-/// do not determine it (all equal) or the fit is not a positive, finite, f16-range scale.
-fn least_squares(vals: &[f32], q: &[u8; QK]) -> Option<(f32, f32)> {
-    let n = vals.len() as f64;
-    // The codes' sums are small integers, exact in f32; the values' sums are widened at the end.
-    let (mut sq, mut sqq, mut sv, mut sqv) = (0f32, 0f32, 0f32, 0f32);
+/// The `d` minimising `Σ (d·(q − 8) − v)²` over the block's codes, or `None` when the codes are
+/// all 8 or the fit is not a finite scale whose `−8·d` stays in f16 range.
+fn least_squares(vals: &[f32], q: &[u8; QK]) -> Option<f32> {
+    // The codes' sums are small integers, exact in f32; the values' sum is widened at the end.
+    let (mut sqq, mut sqv) = (0f32, 0f32);
     for (&v, &q) in vals.iter().zip(q) {
-        let q = f32::from(q);
-        sq += q;
+        let q = f32::from(q) - 8.0;
         sqq += q * q;
-        sv += v;
         sqv += q * v;
     }
-    let (sq, sqq, sv, sqv) = (f64::from(sq), f64::from(sqq), f64::from(sv), f64::from(sqv));
-    let det = n * sqq - sq * sq;
-    if det <= 0.0 {
+    if sqq == 0.0 {
         return None;
     }
-    let d = (n * sqv - sq * sv) / det;
-    let m = (sv - d * sq) / n;
-    let in_range = |x: f64| x.is_finite() && x.abs() < f64::from(f16::MAX);
-    (d > 0.0 && in_range(d) && in_range(m)).then_some((d as f32, m as f32))
+    let d = f64::from(sqv) / f64::from(sqq);
+    (d.is_finite() && 8.0 * d.abs() < f64::from(f16::MAX)).then_some(d as f32)
 }
 
 /// A GGUF 4-bit block format.
@@ -404,18 +445,18 @@ impl Q4Linear {
                 seen[r] = true;
             }
         }
-        Self::build(k, n, |t, b, block| {
+        let scales = match format {
+            Gguf::Q4_0 => Scales::Symmetric,
+            Gguf::Q4_1 => Scales::Offset,
+        };
+        Self::build(k, n, scales, |t, b, block| {
             for c in 0..(n - TILE * t).min(TILE) {
                 let j = TILE * t + c;
                 let row = row_order.map_or(j, |o| o[j]);
                 let src = &bytes[(row * kb + b) * block_bytes..][..block_bytes];
                 let d = u16::from_le_bytes([src[0], src[1]]);
                 let (m, qs) = match format {
-                    // −8·d is exact in f16 (a power-of-two scaling) short of overflow.
-                    Gguf::Q4_0 => (
-                        f16::from_f32(-8.0 * f16::from_bits(d).to_f32()).to_bits(),
-                        &src[2..],
-                    ),
+                    Gguf::Q4_0 => (0, &src[2..]),
                     Gguf::Q4_1 => (u16::from_le_bytes([src[2], src[3]]), &src[4..]),
                 };
                 for (i, &byte) in qs.iter().enumerate() {
@@ -429,12 +470,10 @@ impl Q4Linear {
     }
 
     /// Quantizes an f32 matrix (`k` inputs × `n` outputs, in `layout`) per block of 32 inputs of
-    /// one column: from llama.cpp's `quantize_row_q4_1_ref` (offset = the block's minimum,
-    /// scale = range / 15, but with `m` and `d` rounded to f16 *before* the codes are chosen),
-    /// then refitted by least squares while that lowers the block's squared error (see
-    /// `quantize_block`): never more error than the range's own `(d, m)`, whose every weight is
-    /// within `d/2`. A last block shorter than 32 (k not a multiple of 32) takes its fit from
-    /// its real inputs; its padding contributes exactly 0.
+    /// one column into `Symmetric` blocks (4.5 bits a weight): from llama.cpp's
+    /// `quantize_row_q4_0_ref`, then refitted by least squares while that lowers the block's
+    /// squared error (see `quantize_block`). A last block shorter than 32 (k not a multiple of
+    /// 32) takes its fit from its real inputs; its padding contributes exactly 0.
     /// Weights must be finite and within f16 range.
     ///
     /// Panics if `k == 0`, `n == 0` or `w.len() != k * n`.
@@ -470,14 +509,19 @@ impl Q4Linear {
                 }
             }
             for (c, col) in vals.iter().enumerate().take(cols) {
-                (block.q[c], block.d[c], block.m[c]) = quantize_block(&col[..len]);
+                (block.q[c], block.d[c]) = quantize_block(&col[..len]);
             }
         });
     }
 
-    /// Allocates the cells and fills them tile by tile in the current pool (`fill_tiles`).
-    fn build(k: usize, n: usize, fill: impl Fn(usize, usize, &mut Block) + Sync) -> Self {
-        let mut p = Self::zeroed(k, n);
+    /// Allocates the tiles and fills them one by one in the current pool (`fill_tiles`).
+    fn build(
+        k: usize,
+        n: usize,
+        scales: Scales,
+        fill: impl Fn(usize, usize, &mut Block) + Sync,
+    ) -> Self {
+        let mut p = Self::empty(k, n, scales);
         p.fill_tiles(0, n.div_ceil(TILE), fill);
         p
     }
@@ -490,15 +534,16 @@ impl Q4Linear {
         count: usize,
         fill: impl Fn(usize, usize, &mut Block) + Sync,
     ) {
-        let tile_bytes = self.k.div_ceil(QK) * CELL;
+        let (geometry, kb) = (self.geometry(), self.k.div_ceil(QK));
+        let tile_bytes = geometry.tile_bytes;
         self.bytes_mut()[t0 * tile_bytes..][..count * tile_bytes]
             .par_chunks_mut(tile_bytes)
             .enumerate()
             .for_each(|(t, tile)| {
-                for (b, cell) in tile.chunks_exact_mut(CELL).enumerate() {
+                for b in 0..kb {
                     let mut block = Block::ZERO;
                     fill(t, b, &mut block);
-                    block.write(cell);
+                    block.write(tile, &geometry, b);
                 }
             });
     }
@@ -514,18 +559,26 @@ impl Q4Linear {
         unsafe { std::slice::from_raw_parts_mut(self.data.as_mut_ptr().cast(), len) }
     }
 
-    /// Number of inputs (rows of `W`, columns of `x`).
     /// An all-zero `k × n` matrix, to be quantized a run of output columns at a time by
     /// [`fill_columns`](Self::fill_columns) (as `PackedLinear::zeroed`: a large weight never
     /// whole in f32, nor its runs beside the result).
     pub fn zeroed(k: usize, n: usize) -> Self {
+        Self::empty(k, n, Scales::Symmetric)
+    }
+
+    fn empty(k: usize, n: usize, scales: Scales) -> Self {
         assert!(k > 0 && n > 0, "empty weight matrix");
-        let (kb, tiles) = (k.div_ceil(QK), n.div_ceil(TILE));
+        let geometry = Geometry::of(scales, k.div_ceil(QK));
         Q4Linear {
-            data: vec![Line([0; 64]); tiles * kb * CELL / 64],
+            data: vec![Line([0; 64]); n.div_ceil(TILE) * geometry.tile_bytes / 64],
             k,
             n,
+            scales,
         }
+    }
+
+    fn geometry(&self) -> Geometry {
+        Geometry::of(self.scales, self.k.div_ceil(QK))
     }
 
     /// Quantizes output columns `j0..j0 + cols` from `values`, their `[cols, k]` weights (an
@@ -540,6 +593,7 @@ impl Q4Linear {
         self.quantize_columns(j0, values, cols, SourceLayout::OutIn);
     }
 
+    /// Number of inputs (rows of `W`, columns of `x`).
     pub fn k(&self) -> usize {
         self.k
     }
@@ -550,18 +604,24 @@ impl Q4Linear {
     }
 
     /// Bytes of storage: codes, scales and offsets, including the padding of `n` to 16
-    /// columns and of `k` to 32 inputs.
+    /// columns, of `k` to 32 inputs and of each tile to whole cache lines.
     pub fn bytes(&self) -> usize {
         self.data.len() * 64
     }
 
-    /// Stored weight `(kk, j)` dequantized to f32: exactly `f32(d)·q + f32(m)`.
+    /// How the blocks store their scales.
+    pub fn scales(&self) -> Scales {
+        self.scales
+    }
+
+    /// Stored weight `(kk, j)` dequantized to f32: exactly `f32(d)·q + f32(m)` (`m = −8·d`
+    /// for `Symmetric` blocks).
     pub fn weight(&self, kk: usize, j: usize) -> f32 {
         assert!(kk < self.k && j < self.n);
-        let kb = self.k.div_ceil(QK);
-        let cell = &self.bytes_ref()[((j / TILE) * kb + kk / QK) * CELL..][..CELL];
-        let (d, m) = scale_offset(cell, j % TILE);
-        d * f32::from(code(cell, kk % QK, j % TILE)) + m
+        let geometry = self.geometry();
+        let tile = &self.bytes_ref()[(j / TILE) * geometry.tile_bytes..][..geometry.tile_bytes];
+        let (d, m) = scale_offset(tile, &geometry, kk / QK, j % TILE);
+        d * f32::from(code(&tile[geometry.codes(kk / QK)..], kk % QK, j % TILE)) + m
     }
 
     /// `out[m, n] = x[m, k] · W (+ bias)` with the kernels chosen by run-time detection.
@@ -692,8 +752,10 @@ impl Q4Linear {
 
     /// The fields of a call's [`Job`] that come from the weight (activations unset).
     fn job(&self, bias: Option<&[f32]>, out: &mut [f32]) -> Job {
+        let geometry = self.geometry();
         Job {
             w: self.data.as_ptr().cast(),
+            geometry,
             k: self.k,
             kb: self.k.div_ceil(QK),
             n: self.n,
@@ -704,6 +766,7 @@ impl Q4Linear {
             dx: std::ptr::null(),
             sx: std::ptr::null(),
             pf: PREFETCH,
+            pf_scales: PREFETCH * geometry.scale_stride / geometry.code_stride,
         }
     }
 
@@ -728,7 +791,7 @@ impl Q4Linear {
         let group = if block_rows == m {
             chunk
         } else {
-            (262_144 / (self.k.div_ceil(QK) * CELL)).clamp(2, 32)
+            (262_144 / self.geometry().tile_bytes).clamp(2, 32)
         };
         let run_chunk = |ci: usize| {
             let (t0, t1) = (ci * chunk, ((ci + 1) * chunk).min(tiles));
@@ -814,8 +877,10 @@ fn quantize_row_each(row: &[f32], xq: &mut [i8], dx: &mut [f32], sx: &mut [f32])
 
 /// Raw description of one matmul call shared by all chunks.
 struct Job {
-    /// The cells (layout in the module docs).
+    /// The tiles (layout in the module docs).
     w: *const u8,
+    /// Where each tile's blocks lie in `w`.
+    geometry: Geometry,
     k: usize,
     /// Blocks per column, `⌈k/32⌉`.
     kb: usize,
@@ -829,8 +894,10 @@ struct Job {
     xq: *const i8,
     dx: *const f32,
     sx: *const f32,
-    /// Software prefetch distance in bytes (0 = off).
+    /// Software prefetch distance in bytes (0 = off) ahead of the codes, and the same number of
+    /// blocks ahead of the scales.
     pf: usize,
+    pf_scales: usize,
 }
 
 // SAFETY: the pointers are only read, except `out`, to which every chunk writes a disjoint set of
@@ -861,15 +928,14 @@ impl Job {
 
 /// The portable `F32` kernel: rows `row0..row0+mr` of `x`, sequential f32 sums per output.
 fn portable_f32(job: &Job, w: &[u8], x: &[f32], mr: usize, tiles: Range<usize>, row0: usize) {
-    let (k, kb) = (job.k, job.kb);
+    let (k, kb, geometry) = (job.k, job.kb, &job.geometry);
     for t in tiles {
+        let tile = &w[t * geometry.tile_bytes..][..geometry.tile_bytes];
         let mut acc = [[0f32; TILE]; BLOCK_ROWS_F32];
-        for (b, cell) in w[t * kb * CELL..][..kb * CELL]
-            .chunks_exact(CELL)
-            .enumerate()
-        {
-            let q = unpack(cell);
-            let dm: [(f32, f32); TILE] = std::array::from_fn(|c| scale_offset(cell, c));
+        for b in 0..kb {
+            let q = unpack(&tile[geometry.codes(b)..]);
+            let dm: [(f32, f32); TILE] =
+                std::array::from_fn(|c| scale_offset(tile, geometry, b, c));
             let wb: [[f32; TILE]; QK] = std::array::from_fn(|kin| {
                 std::array::from_fn(|c| dm[c].0 * f32::from(q[c][kin]) + dm[c].1)
             });
@@ -918,14 +984,14 @@ fn portable_int8_each(job: &Job, w: &[u8], mr: usize, tiles: Range<usize>, row0:
             std::slice::from_raw_parts(job.sx.add(row0 * kb), mr * kb),
         )
     };
+    let geometry = &job.geometry;
     for t in tiles {
+        let tile = &w[t * geometry.tile_bytes..][..geometry.tile_bytes];
         let mut acc = [[0f32; TILE]; BLOCK_ROWS_INT8];
-        for (b, cell) in w[t * kb * CELL..][..kb * CELL]
-            .chunks_exact(CELL)
-            .enumerate()
-        {
-            let q = unpack(cell);
-            let dm: [(f32, f32); TILE] = std::array::from_fn(|c| scale_offset(cell, c));
+        for b in 0..kb {
+            let q = unpack(&tile[geometry.codes(b)..]);
+            let dm: [(f32, f32); TILE] =
+                std::array::from_fn(|c| scale_offset(tile, geometry, b, c));
             for (r, a) in acc[..mr].iter_mut().enumerate() {
                 let x = &xq[(r * kb + b) * QK..][..QK];
                 let (d_x, s_x) = (dx[r * kb + b], sx[r * kb + b]);
@@ -1056,7 +1122,15 @@ mod tests {
                 } else {
                     Q4Linear::from_q4_0(&bytes, k, n, row_order)
                 };
-                assert_eq!(w.bytes(), n.div_ceil(TILE) * (k / QK) * CELL);
+                // 4.5 bits a weight for Q4_0, 5 for Q4_1, each tile padded to whole lines.
+                let (scales, block_bytes) = if q4_1 {
+                    (Scales::Offset, 320)
+                } else {
+                    (Scales::Symmetric, 288)
+                };
+                assert_eq!(w.scales(), scales);
+                let tile_bytes = (k / QK * block_bytes).next_multiple_of(64);
+                assert_eq!(w.bytes(), n.div_ceil(TILE) * tile_bytes);
                 for j in 0..n {
                     let row = row_order.map_or(j, |o| o[j]);
                     for kk in 0..k {
@@ -1092,39 +1166,50 @@ mod tests {
         let a = Q4Linear::quantize(&w_in, k, n, SourceLayout::InOut);
         let b = Q4Linear::quantize(&w_out, k, n, SourceLayout::OutIn);
         assert!(a == b, "the source layout must not matter");
-        let kb = k.div_ceil(QK);
+        assert_eq!(a.scales(), Scales::Symmetric);
+        let (kb, geometry) = (k.div_ceil(QK), a.geometry());
         let bytes = a.bytes_ref();
         for j in 0..n.next_multiple_of(TILE) {
+            let tile = &bytes[(j / TILE) * geometry.tile_bytes..][..geometry.tile_bytes];
             for blk in 0..kb {
-                let cell = &bytes[((j / TILE) * kb + blk) * CELL..][..CELL];
-                let (d, m) = scale_offset(cell, j % TILE);
-                let (mut error, mut lo, mut hi, mut len) = (0f32, f32::MAX, f32::MIN, 0);
-                for kin in 0..QK {
-                    let kk = blk * QK + kin;
-                    if j >= n || kk >= k {
-                        // Padding: codes 0 (and for a padding column, d = m = 0).
-                        assert_eq!(code(cell, kin, j % TILE), 0);
-                        if j >= n {
-                            assert_eq!((d, m), (0.0, 0.0));
-                        }
-                        continue;
+                let (d, m) = scale_offset(tile, &geometry, blk, j % TILE);
+                assert_eq!(m, -8.0 * d);
+                let codes = &tile[geometry.codes(blk)..];
+                let real: Vec<f32> = (blk * QK..k.min(blk * QK + QK))
+                    .filter(|_| j < n)
+                    .map(|kk| w_in[kk * n + j])
+                    .collect();
+                for kin in real.len()..QK {
+                    // Padding: codes 0 (for a padding column, d = 0 too).
+                    assert_eq!(code(codes, kin, j % TILE), 0);
+                    if j >= n {
+                        assert_eq!(d, 0.0);
                     }
-                    let v = w_in[kk * n + j];
-                    error += (a.weight(kk, j) - v).powi(2);
-                    (lo, hi, len) = (lo.min(v), hi.max(v), len + 1);
                 }
-                if len == 0 {
+                if real.is_empty() {
                     continue;
                 }
-                // The range's own step (m rounded down, d up, to f16) keeps every weight within
-                // d/2; the refits only ever lower the block's squared error below that. A
-                // constant block has d ≈ 0: its error is m's f16 rounding alone.
-                let step = (hi - lo + lo.abs() / 512.0) / 15.0 * (1.0 + 1.0 / 256.0);
-                let half = (step / 2.0).max(lo.abs() / 1024.0);
-                let bound = len as f32 * half * half * 1.001;
+                // The start (the largest magnitude at level −8, d rounded to f16) keeps each
+                // weight within |d|/2 of a level, or on the far side at most |d| past level 7;
+                // the refits only ever lower the block's squared error below that.
+                let largest = real.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let d0 = largest / 8.0 * (1.0 + 1.0 / 1024.0);
+                let allowed: f32 = real
+                    .iter()
+                    .map(|v| {
+                        (d0 / 2.0)
+                            .max(v.abs() - 7.0 * d0 / (1.0 + 1.0 / 512.0))
+                            .powi(2)
+                    })
+                    .sum();
+                let error: f32 = real
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (a.weight(blk * QK + i, j) - v).powi(2))
+                    .sum();
                 assert!(
-                    error <= bound,
-                    "block {blk} of {j}: {error} > {bound} (d {d})"
+                    error <= allowed * 1.001,
+                    "block {blk} of {j}: {error} > {allowed} (d {d})"
                 );
             }
         }
@@ -1192,37 +1277,75 @@ mod tests {
         let mut rng = Rng(4);
         for (k, n) in [(96, 37), (70, 45), (160, 300)] {
             let w = Q4Linear::quantize(&rng.vec(k * n), k, n, SourceLayout::InOut);
-            let bias = rng.vec(n);
-            for m in 1..=13 {
-                let mut x = rng.vec(m * k);
-                // An all-zero block and a large outlier.
-                x[..QK.min(k)].fill(0.0);
-                x[k - 1] = 40.0;
-                for bias in [None, Some(bias.as_slice())] {
-                    let auto = run(&w, KernelPath::Auto, Activations::Int8, &x, m, bias);
-                    let portable = run(&w, KernelPath::Portable, Activations::Int8, &x, m, bias);
-                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(&auto), bits(&portable), "k {k} n {n} m {m}");
-                    // |x − d_x·q_x| ≤ d_x/2 = max|x_block| / 254 for each input, so the error is
-                    // at most Σ_blocks (max|x_block| / 254)·Σ_block |w|, plus f32 rounding.
-                    let (want, mag) = reference(&w, &x, m, bias);
-                    for r in 0..m {
-                        for j in 0..n {
-                            let mut bound = 0f64;
-                            for blk in x[r * k..(r + 1) * k].chunks(QK).enumerate() {
-                                let amax = blk.1.iter().fold(0f32, |a, v| a.max(v.abs()));
-                                let sw: f64 = (0..blk.1.len())
-                                    .map(|i| f64::from(w.weight(blk.0 * QK + i, j).abs()))
-                                    .sum();
-                                bound += f64::from(amax) / 254.0 * sw;
+            let offset = (k % QK == 0)
+                .then(|| Q4Linear::from_q4_1(&gguf_bytes(&mut rng, true, k, n), k, n, None));
+            for w in std::iter::once(w).chain(offset) {
+                let bias = rng.vec(n);
+                for m in 1..=13 {
+                    let mut x = rng.vec(m * k);
+                    // An all-zero block and a large outlier.
+                    x[..QK.min(k)].fill(0.0);
+                    x[k - 1] = 40.0;
+                    for bias in [None, Some(bias.as_slice())] {
+                        let auto = run(&w, KernelPath::Auto, Activations::Int8, &x, m, bias);
+                        let portable =
+                            run(&w, KernelPath::Portable, Activations::Int8, &x, m, bias);
+                        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&auto), bits(&portable), "k {k} n {n} m {m}");
+                        // |x − d_x·q_x| ≤ d_x/2 = max|x_block| / 254 for each input, so the error is
+                        // at most Σ_blocks (max|x_block| / 254)·Σ_block |w|, plus f32 rounding.
+                        let (want, mag) = reference(&w, &x, m, bias);
+                        for r in 0..m {
+                            for j in 0..n {
+                                let mut bound = 0f64;
+                                for blk in x[r * k..(r + 1) * k].chunks(QK).enumerate() {
+                                    let amax = blk.1.iter().fold(0f32, |a, v| a.max(v.abs()));
+                                    let sw: f64 = (0..blk.1.len())
+                                        .map(|i| f64::from(w.weight(blk.0 * QK + i, j).abs()))
+                                        .sum();
+                                    bound += f64::from(amax) / 254.0 * sw;
+                                }
+                                let i = r * n + j;
+                                let err = (f64::from(auto[i]) - want[i]).abs();
+                                assert!(
+                                    err <= bound * 1.001 + 1e-5 * mag[i] + 1e-6,
+                                    "[{r}, {j}] {err} > {bound}"
+                                );
                             }
-                            let i = r * n + j;
-                            let err = (f64::from(auto[i]) - want[i]).abs();
-                            assert!(
-                                err <= bound * 1.001 + 1e-5 * mag[i] + 1e-6,
-                                "[{r}, {j}] {err} > {bound}"
-                            );
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn symmetric_blocks_run_as_offset_blocks_with_m_minus_8_d() {
+        // The same Q4_0 weights stored with m = −8·d as Q4_1 blocks (exact in f16): every path
+        // gives the same bits from both layouts, for k with an odd number of blocks too.
+        let mut rng = Rng(8);
+        for (k, n) in [(96, 37), (160, 300)] {
+            let q4_0 = gguf_bytes(&mut rng, false, k, n);
+            let mut q4_1 = Vec::new();
+            for block in q4_0.chunks_exact(18) {
+                let d = f16::from_bits(u16::from_le_bytes([block[0], block[1]]));
+                q4_1.extend(&block[..2]);
+                q4_1.extend(f16::from_f32(-8.0 * d.to_f32()).to_bits().to_le_bytes());
+                q4_1.extend(&block[2..]);
+            }
+            let symmetric = Q4Linear::from_q4_0(&q4_0, k, n, None);
+            let offset = Q4Linear::from_q4_1(&q4_1, k, n, None);
+            assert!(symmetric.bytes() < offset.bytes());
+            let bias = rng.vec(n);
+            for m in [1, 2, 3, 4, 5, 8, 9] {
+                let x = rng.vec(m * k);
+                for act in [Activations::F32, Activations::Int8] {
+                    for path in [KernelPath::Auto, KernelPath::Avx2, KernelPath::Portable] {
+                        let on = |w: &Q4Linear| {
+                            let out = run(w, path, act, &x, m, Some(&bias));
+                            out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                        };
+                        assert_eq!(on(&symmetric), on(&offset), "{act:?} {path:?} m {m}");
                     }
                 }
             }

@@ -11,7 +11,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::super::avx2::{load_first, store_first};
-use super::{Job, CELL, DM, QK, TILE};
+use super::{Job, QK, SCALES, TILE};
 use std::arch::x86_64::*;
 use std::ops::Range;
 
@@ -46,7 +46,7 @@ unsafe fn run<const MR: usize, const H: usize>(job: &Job, tiles: Range<usize>, r
 #[inline(never)]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn kernel<const MR: usize, const H: usize>(job: &Job, t: usize, h0: usize, row0: usize) {
-    let kb = job.kb;
+    let (kb, geometry) = (job.kb, &job.geometry);
     let row_floats = 2 * QK * kb;
     let mut acc = [[_mm256_setzero_ps(); 8]; MR];
     // Even columns to the low half, odd ones to the high half: then an in-lane broadcast of
@@ -56,22 +56,28 @@ unsafe fn kernel<const MR: usize, const H: usize>(job: &Job, t: usize, h0: usize
     // SAFETY: tile t and rows row0..row0+MR exist (guaranteed by the caller), so every cell and
     // activation read is in bounds; prefetches never fault.
     unsafe {
-        let w0 = job.w.add(t * kb * CELL);
+        let tile = job.w.add(t * geometry.tile_bytes);
         let x0 = job.x.add(row0 * row_floats);
         for b in 0..kb {
-            let cell = w0.add(b * CELL);
+            let (cell, scales) = (tile.add(geometry.codes(b)), tile.add(geometry.scales(b)));
             if job.pf != 0 && h0 == 0 {
-                for line in 0..CELL / 64 {
+                for line in 0..4 {
                     _mm_prefetch::<_MM_HINT_T0>(cell.wrapping_add(job.pf + 64 * line).cast());
                 }
+                _mm_prefetch::<_MM_HINT_T0>(scales.wrapping_add(job.pf_scales).cast());
             }
             let xb = x0.add(2 * QK * b);
             for i in 0..H {
                 let h = h0 + i;
-                let d8 = _mm256_cvtph_ps(_mm_loadu_si128(cell.add(DM + 16 * h).cast()));
+                let d8 = _mm256_cvtph_ps(_mm_loadu_si128(scales.add(16 * h).cast()));
                 let d8 = _mm256_permutevar8x32_ps(d8, evens_odds);
-                let m8 = _mm256_cvtph_ps(_mm_loadu_si128(cell.add(DM + 32 + 16 * h).cast()));
-                let m8 = _mm256_permutevar8x32_ps(m8, evens_odds);
+                // A `Symmetric` block's `m` is −8·d, exact.
+                let m8 = if geometry.offsets {
+                    let m8 = _mm256_cvtph_ps(_mm_loadu_si128(scales.add(SCALES + 16 * h).cast()));
+                    _mm256_permutevar8x32_ps(m8, evens_odds)
+                } else {
+                    _mm256_mul_ps(d8, _mm256_set1_ps(-8.0))
+                };
                 for p in 0..4 {
                     let (d, m) = match p {
                         0 => (_mm256_permute_ps::<0x00>(d8), _mm256_permute_ps::<0x00>(m8)),

@@ -11,7 +11,7 @@
 // Index loops over the small const-sized register arrays read better than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
-use super::{Job, CELL, DM, QK, TILE};
+use super::{Job, QK, SCALES, TILE};
 use std::arch::x86_64::*;
 use std::ops::Range;
 
@@ -48,7 +48,7 @@ unsafe fn run<const MR: usize>(job: &Job, tiles: Range<usize>, row0: usize) {
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
 unsafe fn kernel<const MR: usize>(job: &Job, t: usize, row0: usize) {
-    let kb = job.kb;
+    let (kb, geometry) = (job.kb, &job.geometry);
     let row_floats = COPIES * QK * kb;
     let mut acc = [[_mm512_setzero_ps(); 4]; MR];
     // Lane j of 128-bit lane group g ← column 4j + g: then an in-lane broadcast of element j
@@ -58,16 +58,23 @@ unsafe fn kernel<const MR: usize>(job: &Job, t: usize, row0: usize) {
     // SAFETY: tile t and rows row0..row0+MR exist (guaranteed by the caller), so
     // every cell and activation read is in bounds; prefetches never fault.
     unsafe {
+        let tile = job.w.add(t * geometry.tile_bytes);
         for b in 0..kb {
             let xb = job.x.add(row0 * row_floats + COPIES * QK * b);
-            let cell = job.w.add((t * kb + b) * CELL);
+            let (cell, scales) = (tile.add(geometry.codes(b)), tile.add(geometry.scales(b)));
             if job.pf != 0 {
-                for line in 0..CELL / 64 {
+                for line in 0..4 {
                     _mm_prefetch::<_MM_HINT_T0>(cell.wrapping_add(job.pf + 64 * line).cast());
                 }
+                _mm_prefetch::<_MM_HINT_T0>(scales.wrapping_add(job.pf_scales).cast());
             }
-            let d16 = _mm512_cvtph_ps(_mm256_loadu_si256(cell.add(DM).cast()));
-            let m16 = _mm512_cvtph_ps(_mm256_loadu_si256(cell.add(DM + 32).cast()));
+            let d16 = _mm512_cvtph_ps(_mm256_loadu_si256(scales.cast()));
+            // A `Symmetric` block's `m` is −8·d, exact.
+            let m16 = if geometry.offsets {
+                _mm512_cvtph_ps(_mm256_loadu_si256(scales.add(SCALES).cast()))
+            } else {
+                _mm512_mul_ps(d16, _mm512_set1_ps(-8.0))
+            };
             let (d16, m16) = (
                 _mm512_permutexvar_ps(transpose, d16),
                 _mm512_permutexvar_ps(transpose, m16),

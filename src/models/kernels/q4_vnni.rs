@@ -5,12 +5,13 @@
 //!
 //! Per cell, the 4 code lines become 8 registers (a mask and a shift each) shared by the `MR`
 //! rows; each row then takes 8 `vpdpbusd` and the f32 epilogue of its block. 8 rows: 8 code
-//! registers, 8 accumulators, `d`, `m` and the row's block sums fit the 32 registers.
+//! registers, 8 accumulators, `d`, `m` and the row's block sums fit the 32 registers. A
+//! `Symmetric` block's `m` is `−8·d`, one multiply (exact) instead of a load.
 
 // Index loops over the small const-sized register arrays read better than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
-use super::{Job, CELL, DM, QK, TILE};
+use super::{Job, QK, SCALES, TILE};
 use std::arch::x86_64::*;
 use std::ops::Range;
 
@@ -47,21 +48,27 @@ unsafe fn run<const MR: usize>(job: &Job, tiles: Range<usize>, row0: usize) {
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx512vnni")]
 unsafe fn kernel<const MR: usize>(job: &Job, t: usize, row0: usize) {
-    let kb = job.kb;
+    let (kb, geometry) = (job.kb, &job.geometry);
     let mut acc = [_mm512_setzero_ps(); MR];
     let nibble = _mm512_set1_epi8(15);
     // SAFETY: tile t and rows row0..row0+MR exist (guaranteed by the caller), so
     // every cell and activation read is in bounds; prefetches never fault.
     unsafe {
+        let tile = job.w.add(t * geometry.tile_bytes);
         for b in 0..kb {
-            let cell = job.w.add((t * kb + b) * CELL);
+            let (cell, scales) = (tile.add(geometry.codes(b)), tile.add(geometry.scales(b)));
             if job.pf != 0 {
-                for line in 0..CELL / 64 {
+                for line in 0..4 {
                     _mm_prefetch::<_MM_HINT_T0>(cell.wrapping_add(job.pf + 64 * line).cast());
                 }
+                _mm_prefetch::<_MM_HINT_T0>(scales.wrapping_add(job.pf_scales).cast());
             }
-            let d = _mm512_cvtph_ps(_mm256_loadu_si256(cell.add(DM).cast()));
-            let m = _mm512_cvtph_ps(_mm256_loadu_si256(cell.add(DM + 32).cast()));
+            let d = _mm512_cvtph_ps(_mm256_loadu_si256(scales.cast()));
+            let m = if geometry.offsets {
+                _mm512_cvtph_ps(_mm256_loadu_si256(scales.add(SCALES).cast()))
+            } else {
+                _mm512_mul_ps(d, _mm512_set1_ps(-8.0))
+            };
             // q[g]: the codes of inputs 4g..4g+4 of the block, `[column][input]`.
             let mut q = [_mm512_setzero_si512(); 8];
             for line in 0..4 {
