@@ -22,8 +22,8 @@
 //!   `vpdpbusd`. Its scales are the 16 columns' `d` (f16, 32 bytes), then with `Offset` their `m`
 //!   (32 bytes more).
 //!   - `Offset`: block `b` is a cell of five lines at `320·b` in the tile, its scales line last.
-//!   - `Symmetric`: the tile's codes first (`256·b`), then the blocks' `d` (`256·kb + 32·b`),
-//!     then padding to a whole line.
+//!   - `Symmetric`: blocks `2g` and `2g + 1` are a group of nine lines at `576·g`: their codes,
+//!     then one line of both blocks' `d` (an odd `kb` leaves the last group half empty).
 //! * **Results.** [`Q4Linear::weight`] is exactly `f32(d)·q + f32(m)` (`d·q` is exact in f32).
 //!   `F32` sums `x·w` in f32 with these weights; the SIMD and portable kernels differ only by
 //!   rounding (summing order, FMA). `Int8` quantizes each row of `x` per block of 32 inputs to
@@ -72,8 +72,6 @@ const TILE: usize = 16;
 const QK: usize = 32;
 /// Bytes of one block's codes (four lines).
 const CODES: usize = 256;
-/// Bytes of an `Offset` cell: a block's codes, then a line of `d` and `m`.
-const CELL: usize = 320;
 /// Bytes of a block's 16 `d` values (the `m` values, where stored, follow).
 const SCALES: usize = 32;
 /// Rows per block: `Int8` (8 rows × 16 columns of i32 and f32 sums plus the 8 code registers
@@ -106,16 +104,17 @@ pub enum Scales {
     Symmetric,
 }
 
-/// Where a tile's blocks lie for `kb` blocks a column (module docs): every kernel addresses
-/// the buffer through this, so both [`Scales`] run on the same kernels.
+/// Where a tile's blocks lie (module docs): every kernel addresses the buffer through this,
+/// so both [`Scales`] run on the same kernels. Blocks come in groups, each group's codes then
+/// its scales, so that a tile is one stream of cache lines.
 #[derive(Clone, Copy, Debug)]
 struct Geometry {
-    /// Bytes from one block's codes to the next's.
-    code_stride: usize,
-    /// Offset of block 0's `d` values in the tile, and bytes from one block's to the next's.
-    scale_start: usize,
-    scale_stride: usize,
-    /// Bytes of a tile, whole cache lines.
+    /// log2 of the blocks in a group: 0 (`Offset`: codes and `d`, `m` fill five lines) or 1
+    /// (`Symmetric`: two blocks' codes and their `d` fill nine lines).
+    group_shift: u32,
+    /// Bytes of a group.
+    group_bytes: usize,
+    /// Bytes of a tile, whole groups.
     tile_bytes: usize,
     /// Whether `m` is stored (after `d`); otherwise it is `−8·d`.
     offsets: bool,
@@ -123,32 +122,30 @@ struct Geometry {
 
 impl Geometry {
     fn of(scales: Scales, kb: usize) -> Self {
-        match scales {
-            Scales::Offset => Geometry {
-                code_stride: CELL,
-                scale_start: CODES,
-                scale_stride: CELL,
-                tile_bytes: kb * CELL,
-                offsets: true,
-            },
-            Scales::Symmetric => Geometry {
-                code_stride: CODES,
-                scale_start: kb * CODES,
-                scale_stride: SCALES,
-                tile_bytes: (kb * (CODES + SCALES)).next_multiple_of(64),
-                offsets: false,
-            },
+        let (group_shift, offsets) = match scales {
+            Scales::Offset => (0, true),
+            Scales::Symmetric => (1, false),
+        };
+        let group = 1 << group_shift;
+        let group_bytes = group * CODES + if offsets { 2 * SCALES } else { group * SCALES };
+        Geometry {
+            group_shift,
+            group_bytes,
+            tile_bytes: kb.div_ceil(group) * group_bytes,
+            offsets,
         }
     }
 
     /// Offset of block `b`'s codes in its tile.
     fn codes(&self, b: usize) -> usize {
-        b * self.code_stride
+        let within = b & ((1 << self.group_shift) - 1);
+        (b >> self.group_shift) * self.group_bytes + within * CODES
     }
 
     /// Offset of block `b`'s `d` values in its tile.
     fn scales(&self, b: usize) -> usize {
-        self.scale_start + b * self.scale_stride
+        let within = b & ((1 << self.group_shift) - 1);
+        (b >> self.group_shift) * self.group_bytes + (CODES << self.group_shift) + within * SCALES
     }
 }
 
@@ -766,7 +763,6 @@ impl Q4Linear {
             dx: std::ptr::null(),
             sx: std::ptr::null(),
             pf: PREFETCH,
-            pf_scales: PREFETCH * geometry.scale_stride / geometry.code_stride,
         }
     }
 
@@ -894,10 +890,8 @@ struct Job {
     xq: *const i8,
     dx: *const f32,
     sx: *const f32,
-    /// Software prefetch distance in bytes (0 = off) ahead of the codes, and the same number of
-    /// blocks ahead of the scales.
+    /// Software prefetch distance in bytes (0 = off).
     pf: usize,
-    pf_scales: usize,
 }
 
 // SAFETY: the pointers are only read, except `out`, to which every chunk writes a disjoint set of
@@ -1122,14 +1116,14 @@ mod tests {
                 } else {
                     Q4Linear::from_q4_0(&bytes, k, n, row_order)
                 };
-                // 4.5 bits a weight for Q4_0, 5 for Q4_1, each tile padded to whole lines.
-                let (scales, block_bytes) = if q4_1 {
-                    (Scales::Offset, 320)
+                // 5 bits a weight for Q4_1; 4.5 for Q4_0, in pairs of blocks (k = 96 has 3
+                // blocks a column, the last pair half empty).
+                let (scales, tile_bytes) = if q4_1 {
+                    (Scales::Offset, 3 * 320)
                 } else {
-                    (Scales::Symmetric, 288)
+                    (Scales::Symmetric, 2 * 576)
                 };
                 assert_eq!(w.scales(), scales);
-                let tile_bytes = (k / QK * block_bytes).next_multiple_of(64);
                 assert_eq!(w.bytes(), n.div_ceil(TILE) * tile_bytes);
                 for j in 0..n {
                     let row = row_order.map_or(j, |o| o[j]);
@@ -1324,7 +1318,7 @@ mod tests {
         // The same Q4_0 weights stored with m = −8·d as Q4_1 blocks (exact in f16): every path
         // gives the same bits from both layouts, for k with an odd number of blocks too.
         let mut rng = Rng(8);
-        for (k, n) in [(96, 37), (160, 300)] {
+        for (k, n) in [(96, 37), (128, 300)] {
             let q4_0 = gguf_bytes(&mut rng, false, k, n);
             let mut q4_1 = Vec::new();
             for block in q4_0.chunks_exact(18) {
@@ -1335,7 +1329,6 @@ mod tests {
             }
             let symmetric = Q4Linear::from_q4_0(&q4_0, k, n, None);
             let offset = Q4Linear::from_q4_1(&q4_1, k, n, None);
-            assert!(symmetric.bytes() < offset.bytes());
             let bias = rng.vec(n);
             for m in [1, 2, 3, 4, 5, 8, 9] {
                 let x = rng.vec(m * k);

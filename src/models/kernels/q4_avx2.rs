@@ -64,7 +64,7 @@ unsafe fn kernel<const MR: usize, const H: usize>(job: &Job, t: usize, h0: usize
                 for line in 0..4 {
                     _mm_prefetch::<_MM_HINT_T0>(cell.wrapping_add(job.pf + 64 * line).cast());
                 }
-                _mm_prefetch::<_MM_HINT_T0>(scales.wrapping_add(job.pf_scales).cast());
+                _mm_prefetch::<_MM_HINT_T0>(scales.wrapping_add(job.pf).cast());
             }
             let xb = x0.add(2 * QK * b);
             for i in 0..H {

@@ -66,7 +66,7 @@ unsafe fn kernel<const MR: usize>(job: &Job, t: usize, row0: usize) {
                 for line in 0..4 {
                     _mm_prefetch::<_MM_HINT_T0>(cell.wrapping_add(job.pf + 64 * line).cast());
                 }
-                _mm_prefetch::<_MM_HINT_T0>(scales.wrapping_add(job.pf_scales).cast());
+                _mm_prefetch::<_MM_HINT_T0>(scales.wrapping_add(job.pf).cast());
             }
             let d16 = _mm512_cvtph_ps(_mm256_loadu_si256(scales.cast()));
             // A `Symmetric` block's `m` is −8·d, exact.
