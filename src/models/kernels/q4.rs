@@ -38,8 +38,9 @@
 //!   the first time on a thread, its reusable activation buffers.
 //! * **Weight traffic.** One block of up to 8 (`Int8`), 4 (`F32`; 3 on AVX2) rows reads the
 //!   weights once; more rows run block after block inside groups of tiles of about 256 KiB, so
-//!   that the re-reads hit L2. A kernel call covers one tile (16 columns) and a row block, the
-//!   whole depth, with one software prefetch per cache line `PREFETCH` bytes ahead.
+//!   that the re-reads hit L2. A kernel call covers one tile (16 columns; four at one or two
+//!   rows on VNNI, so that four streams of weights are in flight) and a row block, the whole
+//!   depth, with one software prefetch per cache line `PREFETCH` bytes ahead.
 //! * **SIMD paths**, detected at run time (checked once, cached, see [`simd_path`]): `F32` on
 //!   AVX-512 F where present, else on AVX2 + FMA + F16C (the two give the same bits); `Int8` on
 //!   AVX-512 F + VL + VNNI (512-bit `vpdpbusd`: twice the multiply-adds per cycle of the 256-bit

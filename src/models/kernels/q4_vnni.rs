@@ -38,82 +38,104 @@ pub(super) unsafe fn block(job: &Job, mr: usize, tiles: Range<usize>, row0: usiz
 
 #[target_feature(enable = "avx512f,avx512vnni")]
 unsafe fn run<const MR: usize>(job: &Job, tiles: Range<usize>, row0: usize) {
-    for t in tiles {
-        // SAFETY: forwarded from `block`; t is one of its tiles.
-        unsafe { kernel::<MR>(job, t, row0) };
+    let mut t = tiles.start;
+    // SAFETY: forwarded from `block`; every kernel call stays inside `tiles`.
+    unsafe {
+        // One or two rows leave registers for four tiles at once: four streams of weights in
+        // flight instead of one, which is what a batch-1 step waits on.
+        if MR <= 2 {
+            while t + WIDE <= tiles.end {
+                kernel::<MR, WIDE>(job, t, row0);
+                t += WIDE;
+            }
+        }
+        while t < tiles.end {
+            kernel::<MR, 1>(job, t, row0);
+            t += 1;
+        }
     }
 }
 
-/// `MR` rows of tile `t` from row `row0`, the full depth.
+/// Tiles one call covers at one or two rows.
+const WIDE: usize = 4;
+
+/// `MR` rows of tiles `t0..t0 + T` from row `row0`, the full depth. Each tile's sums take the
+/// same operations in the same order whatever `T` is.
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn kernel<const MR: usize>(job: &Job, t: usize, row0: usize) {
+unsafe fn kernel<const MR: usize, const T: usize>(job: &Job, t0: usize, row0: usize) {
     let (kb, geometry) = (job.kb, &job.geometry);
-    let mut acc = [_mm512_setzero_ps(); MR];
+    let mut acc = [[_mm512_setzero_ps(); T]; MR];
     let nibble = _mm512_set1_epi8(15);
-    // SAFETY: tile t and rows row0..row0+MR exist (guaranteed by the caller), so
+    // SAFETY: tiles t0..t0+T and rows row0..row0+MR exist (guaranteed by the caller), so
     // every cell and activation read is in bounds; prefetches never fault.
     unsafe {
-        let tile = job.w.add(t * geometry.tile_bytes);
+        let tile0 = job.w.add(t0 * geometry.tile_bytes);
         for b in 0..kb {
-            let (cell, scales) = (tile.add(geometry.codes(b)), tile.add(geometry.scales(b)));
-            if job.pf != 0 {
-                for line in 0..4 {
-                    _mm_prefetch::<_MM_HINT_T0>(cell.wrapping_add(job.pf + 64 * line).cast());
+            for u in 0..T {
+                let tile = tile0.add(u * geometry.tile_bytes);
+                let (cell, scales) = (tile.add(geometry.codes(b)), tile.add(geometry.scales(b)));
+                if job.pf != 0 {
+                    for line in 0..4 {
+                        _mm_prefetch::<_MM_HINT_T0>(cell.wrapping_add(job.pf + 64 * line).cast());
+                    }
+                    _mm_prefetch::<_MM_HINT_T0>(scales.wrapping_add(job.pf).cast());
                 }
-                _mm_prefetch::<_MM_HINT_T0>(scales.wrapping_add(job.pf).cast());
-            }
-            let d = _mm512_cvtph_ps(_mm256_loadu_si256(scales.cast()));
-            let m = if geometry.offsets {
-                _mm512_cvtph_ps(_mm256_loadu_si256(scales.add(SCALES).cast()))
-            } else {
-                _mm512_mul_ps(d, _mm512_set1_ps(-8.0))
-            };
-            // q[g]: the codes of inputs 4g..4g+4 of the block, `[column][input]`.
-            let mut q = [_mm512_setzero_si512(); 8];
-            for line in 0..4 {
-                let v = _mm512_loadu_si512(cell.add(64 * line).cast());
-                q[line] = _mm512_and_si512(v, nibble);
-                // Shifting 32-bit lanes moves each byte's high nibble down; the mask drops
-                // what came from the byte above.
-                q[4 + line] = _mm512_and_si512(_mm512_srli_epi32::<4>(v), nibble);
-            }
-            for r in 0..MR {
-                let at = (row0 + r) * kb + b;
-                let x = job.xq.add(at * QK);
-                // Few rows: two chains hide vpdpbusd's latency (the sums are exact, so the
-                // split does not change them).
-                let chains = if MR <= 2 { 2 } else { 1 };
-                let mut s = [_mm512_setzero_si512(); 2];
-                for g in 0..8 {
-                    let xg = _mm512_set1_epi32(x.add(4 * g).cast::<i32>().read_unaligned());
-                    s[g % chains] = _mm512_dpbusd_epi32(s[g % chains], q[g], xg);
-                }
-                let dot = if chains == 2 {
-                    _mm512_add_epi32(s[0], s[1])
+                let d = _mm512_cvtph_ps(_mm256_loadu_si256(scales.cast()));
+                let m = if geometry.offsets {
+                    _mm512_cvtph_ps(_mm256_loadu_si256(scales.add(SCALES).cast()))
                 } else {
-                    s[0]
+                    _mm512_mul_ps(d, _mm512_set1_ps(-8.0))
                 };
-                let p = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(*job.dx.add(at)));
-                acc[r] = _mm512_fmadd_ps(d, p, acc[r]);
-                acc[r] = _mm512_fmadd_ps(m, _mm512_set1_ps(*job.sx.add(at)), acc[r]);
+                // q[g]: the codes of inputs 4g..4g+4 of the block, `[column][input]`.
+                let mut q = [_mm512_setzero_si512(); 8];
+                for line in 0..4 {
+                    let v = _mm512_loadu_si512(cell.add(64 * line).cast());
+                    q[line] = _mm512_and_si512(v, nibble);
+                    // Shifting 32-bit lanes moves each byte's high nibble down; the mask drops
+                    // what came from the byte above.
+                    q[4 + line] = _mm512_and_si512(_mm512_srli_epi32::<4>(v), nibble);
+                }
+                for r in 0..MR {
+                    let at = (row0 + r) * kb + b;
+                    let x = job.xq.add(at * QK);
+                    // Few rows: two chains hide vpdpbusd's latency (the sums are exact, so the
+                    // split does not change them).
+                    let chains = if MR <= 2 { 2 } else { 1 };
+                    let mut s = [_mm512_setzero_si512(); 2];
+                    for g in 0..8 {
+                        let xg = _mm512_set1_epi32(x.add(4 * g).cast::<i32>().read_unaligned());
+                        s[g % chains] = _mm512_dpbusd_epi32(s[g % chains], q[g], xg);
+                    }
+                    let dot = if chains == 2 {
+                        _mm512_add_epi32(s[0], s[1])
+                    } else {
+                        s[0]
+                    };
+                    let p = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(*job.dx.add(at)));
+                    acc[r][u] = _mm512_fmadd_ps(d, p, acc[r][u]);
+                    acc[r][u] = _mm512_fmadd_ps(m, _mm512_set1_ps(*job.sx.add(at)), acc[r][u]);
+                }
             }
         }
         let n = job.n;
-        let c0 = t * TILE;
-        // Only the tile's real columns are read from `bias` and written to `out`.
-        let valid: __mmask16 = if n - c0 >= TILE {
-            0xffff
-        } else {
-            (1 << (n - c0)) - 1
-        };
-        let bias = (!job.bias.is_null()).then(|| _mm512_maskz_loadu_ps(valid, job.bias.add(c0)));
-        for r in 0..MR {
-            let mut v = acc[r];
-            if let Some(bias) = bias {
-                v = _mm512_add_ps(v, bias);
+        for u in 0..T {
+            let c0 = (t0 + u) * TILE;
+            // Only the tile's real columns are read from `bias` and written to `out`.
+            let valid: __mmask16 = if n - c0 >= TILE {
+                0xffff
+            } else {
+                (1 << (n - c0)) - 1
+            };
+            let bias =
+                (!job.bias.is_null()).then(|| _mm512_maskz_loadu_ps(valid, job.bias.add(c0)));
+            for r in 0..MR {
+                let mut v = acc[r][u];
+                if let Some(bias) = bias {
+                    v = _mm512_add_ps(v, bias);
+                }
+                _mm512_mask_storeu_ps(job.out.add((row0 + r) * n + c0), valid, v);
             }
-            _mm512_mask_storeu_ps(job.out.add((row0 + r) * n + c0), valid, v);
         }
     }
 }
