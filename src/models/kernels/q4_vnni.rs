@@ -4,8 +4,9 @@
 //! requires avx512f and avx512vnni at run time.
 //!
 //! Per cell, the 4 code lines become 8 registers (a mask and a shift each) shared by the `MR`
-//! rows; each row then takes 8 `vpdpbusd` and the f32 epilogue of its block. 8 rows: 8 code
-//! registers, 8 accumulators, `d`, `m` and the row's block sums fit the 32 registers. A
+//! rows; the rows' 8 `vpdpbusd` each go group of inputs by group across the rows (independent
+//! chains), then each row takes the f32 epilogue of its block. 8 rows: 8 code registers, 8
+//! block sums, 8 accumulators, `d` and `m` fit the 32 registers. A
 //! `Symmetric` block's `m` is `−8·d`, one multiply (exact) instead of a load.
 
 // Index loops over the small const-sized register arrays read better than zipped iterators.
@@ -96,21 +97,25 @@ unsafe fn kernel<const MR: usize, const T: usize>(job: &Job, t0: usize, row0: us
                     // what came from the byte above.
                     q[4 + line] = _mm512_and_si512(_mm512_srli_epi32::<4>(v), nibble);
                 }
+                // The rows' sums side by side, each group of inputs across all rows in turn:
+                // `MR` independent vpdpbusd chains (two a row at one or two rows) keep the unit
+                // busy where one row's chain of 8 waits on its latency. The sums are exact, so
+                // neither the order nor the split changes them.
+                let chains = if MR <= 2 { 2 } else { 1 };
+                let mut s = [[_mm512_setzero_si512(); 2]; MR];
+                for g in 0..8 {
+                    for r in 0..MR {
+                        let x = job.xq.add(((row0 + r) * kb + b) * QK + 4 * g);
+                        let xg = _mm512_set1_epi32(x.cast::<i32>().read_unaligned());
+                        s[r][g % chains] = _mm512_dpbusd_epi32(s[r][g % chains], q[g], xg);
+                    }
+                }
                 for r in 0..MR {
                     let at = (row0 + r) * kb + b;
-                    let x = job.xq.add(at * QK);
-                    // Few rows: two chains hide vpdpbusd's latency (the sums are exact, so the
-                    // split does not change them).
-                    let chains = if MR <= 2 { 2 } else { 1 };
-                    let mut s = [_mm512_setzero_si512(); 2];
-                    for g in 0..8 {
-                        let xg = _mm512_set1_epi32(x.add(4 * g).cast::<i32>().read_unaligned());
-                        s[g % chains] = _mm512_dpbusd_epi32(s[g % chains], q[g], xg);
-                    }
                     let dot = if chains == 2 {
-                        _mm512_add_epi32(s[0], s[1])
+                        _mm512_add_epi32(s[r][0], s[r][1])
                     } else {
-                        s[0]
+                        s[r][0]
                     };
                     let p = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(*job.dx.add(at)));
                     acc[r][u] = _mm512_fmadd_ps(d, p, acc[r][u]);
