@@ -373,7 +373,7 @@ impl Fit {
 /// The `d` minimising `Σ (d·(q − 8) − v)²` over the block's codes, or `None` when the codes are
 /// all 8 or the fit is not a finite scale whose `−8·d` stays in f16 range.
 fn least_squares(vals: &[f32], q: &[u8; QK]) -> Option<f32> {
-    // The codes' sums are small integers, exact in f32; the values' sum is widened at the end.
+    // Σ(q − 8)² is a small integer, exact in f32; Σ(q − 8)·v is widened for the division.
     let (mut sqq, mut sqv) = (0f32, 0f32);
     for (&v, &q) in vals.iter().zip(q) {
         let q = f32::from(q) - 8.0;
