@@ -900,6 +900,27 @@ struct Job {
 unsafe impl Sync for Job {}
 
 impl Job {
+    /// Where block `b` of tile `t` keeps its codes and its `d` values; with `prefetch`, the
+    /// block `pf` bytes further on (four lines of codes and its scales) is asked for first.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn block(&self, t: usize, b: usize, prefetch: bool) -> (*const u8, *const u8) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let tile = self.w.wrapping_add(t * self.geometry.tile_bytes);
+        let codes = tile.wrapping_add(self.geometry.codes(b));
+        let scales = tile.wrapping_add(self.geometry.scales(b));
+        if prefetch && self.pf != 0 {
+            // SAFETY: SSE is part of x86-64, and a prefetch never faults, whatever the address.
+            unsafe {
+                for line in 0..4 {
+                    _mm_prefetch::<_MM_HINT_T0>(codes.wrapping_add(self.pf + 64 * line).cast());
+                }
+                _mm_prefetch::<_MM_HINT_T0>(scales.wrapping_add(self.pf).cast());
+            }
+        }
+        (codes, scales)
+    }
+
     /// Writes `acc + bias` for row `r` and the valid columns of tile `t`.
     ///
     /// # Safety

@@ -56,16 +56,10 @@ unsafe fn kernel<const MR: usize, const H: usize>(job: &Job, t: usize, h0: usize
     // SAFETY: tile t and rows row0..row0+MR exist (guaranteed by the caller), so every cell and
     // activation read is in bounds; prefetches never fault.
     unsafe {
-        let tile = job.w.add(t * geometry.tile_bytes);
         let x0 = job.x.add(row0 * row_floats);
         for b in 0..kb {
-            let (cell, scales) = (tile.add(geometry.codes(b)), tile.add(geometry.scales(b)));
-            if job.pf != 0 && h0 == 0 {
-                for line in 0..4 {
-                    _mm_prefetch::<_MM_HINT_T0>(cell.wrapping_add(job.pf + 64 * line).cast());
-                }
-                _mm_prefetch::<_MM_HINT_T0>(scales.wrapping_add(job.pf).cast());
-            }
+            // One prefetch a block: the call of the tile's first half asks for it.
+            let (cell, scales) = job.block(t, b, h0 == 0);
             let xb = x0.add(2 * QK * b);
             for i in 0..H {
                 let h = h0 + i;

@@ -36,6 +36,26 @@ pub(super) unsafe fn block(job: &Job, mr: usize, tiles: Range<usize>, row0: usiz
     }
 }
 
+/// The 16 columns' `d` and `m` of a block whose `d` values start at `scales`: the stored `m`
+/// with `offsets`, else `−8·d` (exact).
+///
+/// # Safety
+/// The CPU must support avx512f; `scales` must point into a [`Job`]'s weights.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn scales_offsets(scales: *const u8, offsets: bool) -> (__m512, __m512) {
+    // SAFETY: forwarded from the caller; a block's `m` values follow its `d` values.
+    unsafe {
+        let d = _mm512_cvtph_ps(_mm256_loadu_si256(scales.cast()));
+        let m = if offsets {
+            _mm512_cvtph_ps(_mm256_loadu_si256(scales.add(SCALES).cast()))
+        } else {
+            _mm512_mul_ps(d, _mm512_set1_ps(-8.0))
+        };
+        (d, m)
+    }
+}
+
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
 unsafe fn run<const MR: usize>(job: &Job, tiles: Range<usize>, row0: usize) {
     for t in tiles {
@@ -48,7 +68,7 @@ unsafe fn run<const MR: usize>(job: &Job, tiles: Range<usize>, row0: usize) {
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
 unsafe fn kernel<const MR: usize>(job: &Job, t: usize, row0: usize) {
-    let (kb, geometry) = (job.kb, &job.geometry);
+    let kb = job.kb;
     let row_floats = COPIES * QK * kb;
     let mut acc = [[_mm512_setzero_ps(); 4]; MR];
     // Lane j of 128-bit lane group g ← column 4j + g: then an in-lane broadcast of element j
@@ -58,23 +78,10 @@ unsafe fn kernel<const MR: usize>(job: &Job, t: usize, row0: usize) {
     // SAFETY: tile t and rows row0..row0+MR exist (guaranteed by the caller), so
     // every cell and activation read is in bounds; prefetches never fault.
     unsafe {
-        let tile = job.w.add(t * geometry.tile_bytes);
         for b in 0..kb {
             let xb = job.x.add(row0 * row_floats + COPIES * QK * b);
-            let (cell, scales) = (tile.add(geometry.codes(b)), tile.add(geometry.scales(b)));
-            if job.pf != 0 {
-                for line in 0..4 {
-                    _mm_prefetch::<_MM_HINT_T0>(cell.wrapping_add(job.pf + 64 * line).cast());
-                }
-                _mm_prefetch::<_MM_HINT_T0>(scales.wrapping_add(job.pf).cast());
-            }
-            let d16 = _mm512_cvtph_ps(_mm256_loadu_si256(scales.cast()));
-            // A `Symmetric` block's `m` is −8·d, exact.
-            let m16 = if geometry.offsets {
-                _mm512_cvtph_ps(_mm256_loadu_si256(scales.add(SCALES).cast()))
-            } else {
-                _mm512_mul_ps(d16, _mm512_set1_ps(-8.0))
-            };
+            let (cell, scales) = job.block(t, b, true);
+            let (d16, m16) = scales_offsets(scales, job.geometry.offsets);
             let (d16, m16) = (
                 _mm512_permutexvar_ps(transpose, d16),
                 _mm512_permutexvar_ps(transpose, m16),

@@ -12,7 +12,8 @@
 // Index loops over the small const-sized register arrays read better than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
-use super::{Job, QK, SCALES, TILE};
+use super::avx512::scales_offsets;
+use super::{Job, QK, TILE};
 use std::arch::x86_64::*;
 use std::ops::Range;
 
@@ -65,29 +66,16 @@ const WIDE: usize = 4;
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx512vnni")]
 unsafe fn kernel<const MR: usize, const T: usize>(job: &Job, t0: usize, row0: usize) {
-    let (kb, geometry) = (job.kb, &job.geometry);
+    let kb = job.kb;
     let mut acc = [[_mm512_setzero_ps(); T]; MR];
     let nibble = _mm512_set1_epi8(15);
     // SAFETY: tiles t0..t0+T and rows row0..row0+MR exist (guaranteed by the caller), so
     // every cell and activation read is in bounds; prefetches never fault.
     unsafe {
-        let tile0 = job.w.add(t0 * geometry.tile_bytes);
         for b in 0..kb {
             for u in 0..T {
-                let tile = tile0.add(u * geometry.tile_bytes);
-                let (cell, scales) = (tile.add(geometry.codes(b)), tile.add(geometry.scales(b)));
-                if job.pf != 0 {
-                    for line in 0..4 {
-                        _mm_prefetch::<_MM_HINT_T0>(cell.wrapping_add(job.pf + 64 * line).cast());
-                    }
-                    _mm_prefetch::<_MM_HINT_T0>(scales.wrapping_add(job.pf).cast());
-                }
-                let d = _mm512_cvtph_ps(_mm256_loadu_si256(scales.cast()));
-                let m = if geometry.offsets {
-                    _mm512_cvtph_ps(_mm256_loadu_si256(scales.add(SCALES).cast()))
-                } else {
-                    _mm512_mul_ps(d, _mm512_set1_ps(-8.0))
-                };
+                let (cell, scales) = job.block(t0 + u, b, true);
+                let (d, m) = scales_offsets(scales, job.geometry.offsets);
                 // q[g]: the codes of inputs 4g..4g+4 of the block, `[column][input]`.
                 let mut q = [_mm512_setzero_si512(); 8];
                 for line in 0..4 {
