@@ -318,9 +318,14 @@ fn scale_offset(tile: &[u8], geometry: &Geometry, b: usize, c: usize) -> (f32, f
 /// with the f16 scale stored): the largest value is usually a lone one, and spending the 16
 /// levels on the bulk of the block instead cuts its RMS error.
 fn quantize_block(vals: &[f32]) -> ([u8; QK], u16) {
+    // The first value of the largest magnitude (its sign decides `d`'s), found without a
+    // chain of dependent selects.
+    let magnitude = vals.iter().fold(0f32, |m, &v| m.max(v.abs()));
     let largest = vals
         .iter()
-        .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+        .copied()
+        .find(|v| magnitude > 0.0 && v.abs() == magnitude)
+        .unwrap_or(0.0);
     let mut best = Fit::of(vals, f16::from_f32(largest / -8.0));
     for _ in 0..REFITS {
         let Some(d) = least_squares(vals, &best.q) else {
@@ -334,6 +339,9 @@ fn quantize_block(vals: &[f32]) -> ([u8; QK], u16) {
     }
     (best.q, best.d.to_bits())
 }
+
+/// Independent partial sums in a block's loops (one 256-bit register of f32).
+const LANES: usize = 8;
 
 /// Least-squares refits of a block's `d` to its codes ([`quantize_block`]): on random
 /// Gaussian blocks two take the RMS error 3 % under the start's.
@@ -355,18 +363,26 @@ impl Fit {
         let df = d.to_f32();
         let inverse = if df != 0.0 { 1.0 / df } else { 0.0 };
         let mut q = [0u8; QK];
-        let mut error = 0.0;
-        for (q, &v) in q.iter_mut().zip(vals) {
-            // `max` and `min` return the number when the other side is NaN (`clamp` would keep
-            // the NaN): `code` is an integer in 0..=15 whatever `v` is.
-            #[allow(clippy::manual_clamp)]
-            let code = ((v * inverse + ROUND) - ROUND + 8.0).max(0.0).min(15.0);
-            // SAFETY: see above; a plain `as` adds a saturation check that keeps the loop scalar.
-            *q = unsafe { code.to_int_unchecked::<u8>() };
-            let e = df * (code - 8.0) - v;
-            error += e * e;
+        // Squared errors summed in LANES independent sums, so that the loop vectorises.
+        let mut errors = [0f32; LANES];
+        for (qs, vs) in q.chunks_mut(LANES).zip(vals.chunks(LANES)) {
+            for ((q, &v), error) in qs.iter_mut().zip(vs).zip(&mut errors) {
+                // `max` and `min` return the number when the other side is NaN (`clamp` would
+                // keep the NaN): `code` is an integer in 0..=15 whatever `v` is.
+                #[allow(clippy::manual_clamp)]
+                let code = ((v * inverse + ROUND) - ROUND + 8.0).max(0.0).min(15.0);
+                // SAFETY: see above; a plain `as` adds a saturation check that keeps the loop
+                // scalar.
+                *q = unsafe { code.to_int_unchecked::<u8>() };
+                let e = df * (code - 8.0) - v;
+                *error += e * e;
+            }
         }
-        Self { q, d, error }
+        Self {
+            q,
+            d,
+            error: errors.iter().sum(),
+        }
     }
 }
 
@@ -374,12 +390,15 @@ impl Fit {
 /// all 8 or the fit is not a finite scale whose `−8·d` stays in f16 range.
 fn least_squares(vals: &[f32], q: &[u8; QK]) -> Option<f32> {
     // Σ(q − 8)² is a small integer, exact in f32; Σ(q − 8)·v is widened for the division.
-    let (mut sqq, mut sqv) = (0f32, 0f32);
-    for (&v, &q) in vals.iter().zip(q) {
-        let q = f32::from(q) - 8.0;
-        sqq += q * q;
-        sqv += q * v;
+    let (mut sqqs, mut sqvs) = ([0f32; LANES], [0f32; LANES]);
+    for (vs, qs) in vals.chunks(LANES).zip(q.chunks(LANES)) {
+        for (((&v, &q), sqq), sqv) in vs.iter().zip(qs).zip(&mut sqqs).zip(&mut sqvs) {
+            let q = f32::from(q) - 8.0;
+            *sqq += q * q;
+            *sqv += q * v;
+        }
     }
+    let (sqq, sqv): (f32, f32) = (sqqs.iter().sum(), sqvs.iter().sum());
     if sqq == 0.0 {
         return None;
     }
