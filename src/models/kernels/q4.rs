@@ -137,16 +137,22 @@ impl Geometry {
         }
     }
 
-    /// Offset of block `b`'s codes in its tile.
-    fn codes(&self, b: usize) -> usize {
-        let within = b & ((1 << self.group_shift) - 1);
-        (b >> self.group_shift) * self.group_bytes + within * CODES
+    /// Offset of block `b`'s group in its tile, and `b`'s place in the group.
+    fn group(&self, b: usize) -> (usize, usize) {
+        let place = b & ((1 << self.group_shift) - 1);
+        ((b >> self.group_shift) * self.group_bytes, place)
     }
 
-    /// Offset of block `b`'s `d` values in its tile.
+    /// Offset of block `b`'s codes in its tile.
+    fn codes(&self, b: usize) -> usize {
+        let (group, place) = self.group(b);
+        group + place * CODES
+    }
+
+    /// Offset of block `b`'s `d` values in its tile: after all the group's codes.
     fn scales(&self, b: usize) -> usize {
-        let within = b & ((1 << self.group_shift) - 1);
-        (b >> self.group_shift) * self.group_bytes + (CODES << self.group_shift) + within * SCALES
+        let (group, place) = self.group(b);
+        group + (CODES << self.group_shift) + place * SCALES
     }
 }
 
@@ -1370,6 +1376,10 @@ mod tests {
             }
             let symmetric = Q4Linear::from_q4_0(&q4_0, k, n, None);
             let offset = Q4Linear::from_q4_1(&q4_1, k, n, None);
+            // Pairs of blocks: 4.5 bits a weight where a column's blocks pair up.
+            if (k / QK).is_multiple_of(2) {
+                assert!(symmetric.bytes() < offset.bytes());
+            }
             let bias = rng.vec(n);
             for m in [1, 2, 3, 4, 5, 8, 9] {
                 let x = rng.vec(m * k);
