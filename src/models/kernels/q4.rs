@@ -38,9 +38,10 @@
 //!   the first time on a thread, its reusable activation buffers.
 //! * **Weight traffic.** One block of up to 8 (`Int8`), 4 (`F32`; 3 on AVX2) rows reads the
 //!   weights once; more rows run block after block inside groups of tiles of about 256 KiB, so
-//!   that the re-reads hit L2. A kernel call covers one tile (16 columns; four at one or two
-//!   rows on VNNI, so that four streams of weights are in flight) and a row block, the whole
-//!   depth, with one software prefetch per cache line `PREFETCH` bytes ahead.
+//!   that the re-reads hit L2. A kernel call covers one tile (16 columns; on VNNI eight at one
+//!   row and four at two, so that as many streams of weights are in flight) and a row block,
+//!   the whole depth, with one software prefetch per cache line `PREFETCH` bytes ahead in its
+//!   stream: near a tile's end, into the start of the tile that stream reads next.
 //! * **SIMD paths**, detected at run time (checked once, cached, see [`simd_path`]): `F32` on
 //!   AVX-512 F where present, else on AVX2 + FMA + F16C (the two give the same bits); `Int8` on
 //!   AVX-512 F + VL + VNNI (512-bit `vpdpbusd`: twice the multiply-adds per cycle of the 256-bit
@@ -926,21 +927,29 @@ unsafe impl Sync for Job {}
 
 impl Job {
     /// Where block `b` of tile `t` keeps its codes and its `d` values; with `prefetch`, the
-    /// block `pf` bytes further on (four lines of codes and its scales) is asked for first.
+    /// block `pf` bytes further on in the stream (four lines of codes and its scales) is asked
+    /// for first. A stream that reads every `stride`-th tile (a call covering `stride` tiles)
+    /// goes on past the tile's end at the start of tile `t + stride`, not `t + 1`, which
+    /// another stream of the call is reading already.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    fn block(&self, t: usize, b: usize, prefetch: bool) -> (*const u8, *const u8) {
+    fn block(&self, t: usize, b: usize, prefetch: bool, stride: usize) -> (*const u8, *const u8) {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let tile = self.w.wrapping_add(t * self.geometry.tile_bytes);
+        let tile_bytes = self.geometry.tile_bytes;
+        let tile = self.w.wrapping_add(t * tile_bytes);
         let codes = tile.wrapping_add(self.geometry.codes(b));
         let scales = tile.wrapping_add(self.geometry.scales(b));
         if prefetch && self.pf != 0 {
+            let mut ahead = self.pf;
+            if self.geometry.codes(b) + ahead >= tile_bytes {
+                ahead += (stride - 1) * tile_bytes;
+            }
             // SAFETY: SSE is part of x86-64, and a prefetch never faults, whatever the address.
             unsafe {
                 for line in 0..4 {
-                    _mm_prefetch::<_MM_HINT_T0>(codes.wrapping_add(self.pf + 64 * line).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(codes.wrapping_add(ahead + 64 * line).cast());
                 }
-                _mm_prefetch::<_MM_HINT_T0>(scales.wrapping_add(self.pf).cast());
+                _mm_prefetch::<_MM_HINT_T0>(scales.wrapping_add(ahead).cast());
             }
         }
         (codes, scales)
@@ -1355,6 +1364,39 @@ mod tests {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn calls_of_every_tile_width_give_the_portable_bits() {
+        // One thread runs all 13 tiles as one chunk: at one row a call of eight tiles, one of
+        // four and one of one; at two rows three calls of four and one of one.
+        let mut rng = Rng(9);
+        let one_thread = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        for k in [96, 128] {
+            let n = 12 * TILE + 13;
+            let symmetric = Q4Linear::quantize(&rng.vec(k * n), k, n, SourceLayout::OutIn);
+            let offset = Q4Linear::from_q4_1(&gguf_bytes(&mut rng, true, k, n), k, n, None);
+            let bias = rng.vec(n);
+            for w in [symmetric, offset] {
+                for m in 1..=3 {
+                    let x = rng.vec(m * k);
+                    let on = |path| {
+                        let out = one_thread
+                            .install(|| run(&w, path, Activations::Int8, &x, m, Some(&bias)));
+                        out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                    };
+                    assert_eq!(
+                        on(KernelPath::Auto),
+                        on(KernelPath::Portable),
+                        "k {k} m {m} {:?}",
+                        w.scales()
+                    );
                 }
             }
         }

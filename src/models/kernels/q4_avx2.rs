@@ -59,7 +59,7 @@ unsafe fn kernel<const MR: usize, const H: usize>(job: &Job, t: usize, h0: usize
         let x0 = job.x.add(row0 * row_floats);
         for b in 0..kb {
             // One prefetch a block: the call of the tile's first half asks for it.
-            let (cell, scales) = job.block(t, b, h0 == 0);
+            let (cell, scales) = job.block(t, b, h0 == 0, 1);
             let xb = x0.add(2 * QK * b);
             for i in 0..H {
                 let h = h0 + i;

@@ -80,7 +80,7 @@ unsafe fn kernel<const MR: usize>(job: &Job, t: usize, row0: usize) {
     unsafe {
         for b in 0..kb {
             let xb = job.x.add(row0 * row_floats + COPIES * QK * b);
-            let (cell, scales) = job.block(t, b, true);
+            let (cell, scales) = job.block(t, b, true, 1);
             let (d16, m16) = scales_offsets(scales, job.geometry.offsets);
             let (d16, m16) = (
                 _mm512_permutexvar_ps(transpose, d16),

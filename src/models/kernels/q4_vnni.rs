@@ -43,12 +43,18 @@ unsafe fn run<const MR: usize>(job: &Job, tiles: Range<usize>, row0: usize) {
     let mut t = tiles.start;
     // SAFETY: forwarded from `block`; every kernel call stays inside `tiles`.
     unsafe {
-        // One or two rows leave registers for four tiles at once: four streams of weights in
-        // flight instead of one, which is what a batch-1 step waits on.
+        // One row leaves registers for eight tiles at once, two rows for four: that many
+        // streams of weights in flight instead of one, which is what a batch-1 step waits on.
+        if MR == 1 {
+            while t + TILES_AT_ONE_ROW <= tiles.end {
+                kernel::<1, TILES_AT_ONE_ROW>(job, t, row0);
+                t += TILES_AT_ONE_ROW;
+            }
+        }
         if MR <= 2 {
-            while t + WIDE <= tiles.end {
-                kernel::<MR, WIDE>(job, t, row0);
-                t += WIDE;
+            while t + TILES_AT_TWO_ROWS <= tiles.end {
+                kernel::<MR, TILES_AT_TWO_ROWS>(job, t, row0);
+                t += TILES_AT_TWO_ROWS;
             }
         }
         while t < tiles.end {
@@ -58,8 +64,10 @@ unsafe fn run<const MR: usize>(job: &Job, tiles: Range<usize>, row0: usize) {
     }
 }
 
-/// Tiles one call covers at one or two rows.
-const WIDE: usize = 4;
+/// Tiles one call covers at one row (the rest of a run, fewer than these, four at a time).
+const TILES_AT_ONE_ROW: usize = 8;
+/// Tiles one call covers at two rows.
+const TILES_AT_TWO_ROWS: usize = 4;
 
 /// `MR` rows of tiles `t0..t0 + T` from row `row0`, the full depth. Each tile's sums take the
 /// same operations in the same order whatever `T` is.
@@ -74,7 +82,7 @@ unsafe fn kernel<const MR: usize, const T: usize>(job: &Job, t0: usize, row0: us
     unsafe {
         for b in 0..kb {
             for u in 0..T {
-                let (cell, scales) = job.block(t0 + u, b, true);
+                let (cell, scales) = job.block(t0 + u, b, true, T);
                 let (d, m) = scales_offsets(scales, job.geometry.offsets);
                 // q[g]: the codes of inputs 4g..4g+4 of the block, `[column][input]`.
                 let mut q = [_mm512_setzero_si512(); 8];
