@@ -38,9 +38,9 @@
 //!   the first time on a thread, its reusable activation buffers.
 //! * **Weight traffic.** One block of up to 8 (`Int8`), 4 (`F32`; 3 on AVX2) rows reads the
 //!   weights once; more rows run block after block inside groups of tiles of about 256 KiB, so
-//!   that the re-reads hit L2. A kernel call covers one tile (16 columns; on VNNI eight at one
-//!   row and four at two, so that as many streams of weights are in flight) and a row block,
-//!   the whole depth, with one software prefetch per cache line `PREFETCH` bytes ahead in its
+//!   that the re-reads hit L2. A kernel call covers one tile (16 columns; four at one or two
+//!   rows on VNNI, so that four streams of weights are in flight) and a row block, the whole
+//!   depth, with one software prefetch per cache line `PREFETCH` bytes ahead in its
 //!   stream: near a tile's end, into the start of the tile that stream reads next.
 //! * **SIMD paths**, detected at run time (checked once, cached, see [`simd_path`]): `F32` on
 //!   AVX-512 F where present, else on AVX2 + FMA + F16C (the two give the same bits); `Int8` on
@@ -899,6 +899,7 @@ fn quantize_row_each(row: &[f32], xq: &mut [i8], dx: &mut [f32], sx: &mut [f32])
 }
 
 /// Raw description of one matmul call shared by all chunks.
+#[derive(Clone, Copy)]
 struct Job {
     /// The tiles (layout in the module docs).
     w: *const u8,
@@ -1371,8 +1372,8 @@ mod tests {
 
     #[test]
     fn calls_of_every_tile_width_give_the_portable_bits() {
-        // One thread runs all 13 tiles as one chunk: at one row a call of eight tiles, one of
-        // four and one of one; at two rows three calls of four and one of one.
+        // One thread runs all 13 tiles as one chunk: at one or two rows three calls of four
+        // tiles, then one of one; at three rows thirteen of one.
         let mut rng = Rng(9);
         let one_thread = rayon::ThreadPoolBuilder::new()
             .num_threads(1)

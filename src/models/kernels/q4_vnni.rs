@@ -43,37 +43,51 @@ unsafe fn run<const MR: usize>(job: &Job, tiles: Range<usize>, row0: usize) {
     let mut t = tiles.start;
     // SAFETY: forwarded from `block`; every kernel call stays inside `tiles`.
     unsafe {
-        // One row leaves registers for eight tiles at once, two rows for four: that many
-        // streams of weights in flight instead of one, which is what a batch-1 step waits on.
-        if MR == 1 {
-            while t + TILES_AT_ONE_ROW <= tiles.end {
-                kernel::<1, TILES_AT_ONE_ROW>(job, t, row0);
-                t += TILES_AT_ONE_ROW;
-            }
-        }
+        // One or two rows leave registers for four tiles at once: four streams of weights in
+        // flight instead of one, which is what a batch-1 step waits on. (Eight tiles at one
+        // row spilled their sums to the stack and ran no faster.)
         if MR <= 2 {
-            while t + TILES_AT_TWO_ROWS <= tiles.end {
-                kernel::<MR, TILES_AT_TWO_ROWS>(job, t, row0);
-                t += TILES_AT_TWO_ROWS;
+            while t + WIDE <= tiles.end {
+                layout::<MR, WIDE>(job, t, row0);
+                t += WIDE;
             }
         }
         while t < tiles.end {
-            kernel::<MR, 1>(job, t, row0);
+            layout::<MR, 1>(job, t, row0);
             t += 1;
         }
     }
 }
 
-/// Tiles one call covers at one row (the rest of a run, fewer than these, four at a time).
-const TILES_AT_ONE_ROW: usize = 8;
-/// Tiles one call covers at two rows.
-const TILES_AT_TWO_ROWS: usize = 4;
+/// Tiles one call covers at one or two rows.
+const WIDE: usize = 4;
 
-/// `MR` rows of tiles `t0..t0 + T` from row `row0`, the full depth. Each tile's sums take the
-/// same operations in the same order whatever `T` is.
+/// [`kernel`] for the matrix's layout, a constant there: its loop has no branch on it.
+#[inline(always)]
+unsafe fn layout<const MR: usize, const T: usize>(job: &Job, t0: usize, row0: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        if job.geometry.offsets {
+            kernel::<MR, T, true>(job, t0, row0)
+        } else {
+            kernel::<MR, T, false>(job, t0, row0)
+        }
+    }
+}
+
+/// `MR` rows of tiles `t0..t0 + T` from row `row0`, the full depth, for a matrix whose blocks
+/// store their offsets or not (`OFFSETS`). Each tile's sums take the same operations in the
+/// same order whatever `T` is.
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn kernel<const MR: usize, const T: usize>(job: &Job, t0: usize, row0: usize) {
+unsafe fn kernel<const MR: usize, const T: usize, const OFFSETS: bool>(
+    job: &Job,
+    t0: usize,
+    row0: usize,
+) {
+    // A copy in this frame, which nothing else can write: its fields stay in registers
+    // across the prefetches instead of being read again for every tile and block.
+    let job = *job;
     let kb = job.kb;
     let mut acc = [[_mm512_setzero_ps(); T]; MR];
     let nibble = _mm512_set1_epi8(15);
@@ -83,7 +97,7 @@ unsafe fn kernel<const MR: usize, const T: usize>(job: &Job, t0: usize, row0: us
         for b in 0..kb {
             for u in 0..T {
                 let (cell, scales) = job.block(t0 + u, b, true, T);
-                let (d, m) = scales_offsets(scales, job.geometry.offsets);
+                let (d, m) = scales_offsets(scales, OFFSETS);
                 // q[g]: the codes of inputs 4g..4g+4 of the block, `[column][input]`.
                 let mut q = [_mm512_setzero_si512(); 8];
                 for line in 0..4 {
