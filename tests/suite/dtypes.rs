@@ -118,9 +118,7 @@ fn generator_logits_stay_within_each_dtypes_bound_of_f32() {
                 let ids = u32s(&input["input_ids"]);
                 let reference = all_logits(&f32_model, &ids);
                 let logits = all_logits(&model, &ids);
-                let range = reference.iter().copied().fold(f32::MIN, f32::max)
-                    - reference.iter().copied().fold(f32::MAX, f32::min);
-                let relative = max_abs_diff(&logits, &reference) / range;
+                let relative = max_diff_over_range(&logits, &reference);
                 println!("{name} {dtype}: max |Δlogit| / range = {relative:.2e}");
                 assert!(relative < bound, "{name} {dtype}: {relative} ≥ {bound}");
             }
@@ -332,8 +330,6 @@ fn f16_on_wgpu_stays_within_its_bound_or_is_refused_by_name() {
     let ids = u32s(&golden_inputs(name)[0]["input_ids"]);
     let expected = last_logits(reference.model(), &ids);
     let got = last_logits(generator.model(), &ids);
-    let range = expected.iter().copied().fold(f32::MIN, f32::max)
-        - expected.iter().copied().fold(f32::MAX, f32::min);
-    let relative = max_abs_diff(&got, &expected) / range;
+    let relative = max_diff_over_range(&got, &expected);
     assert!(relative < BOUNDS[0].1, "wgpu f16: {relative}");
 }

@@ -177,9 +177,7 @@ fn measure(dtype: Dtype) -> Measured {
         let ids = u32s(&input["input_ids"]);
         let logits = last_logits(generator.model(), &ids);
         let golden = real_last_logits(i);
-        let range = golden.iter().copied().fold(f32::MIN, f32::max)
-            - golden.iter().copied().fold(f32::MAX, f32::min);
-        let relative = max_abs_diff(&logits, &golden) / range;
+        let relative = max_diff_over_range(&logits, &golden);
         measured.max_relative_error = measured.max_relative_error.max(relative);
         let mut order: Vec<usize> = (0..logits.len()).collect();
         order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));

@@ -938,11 +938,12 @@ impl Job {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         let tile_bytes = self.geometry.tile_bytes;
         let tile = self.w.wrapping_add(t * tile_bytes);
-        let codes = tile.wrapping_add(self.geometry.codes(b));
+        let codes_offset = self.geometry.codes(b);
+        let codes = tile.wrapping_add(codes_offset);
         let scales = tile.wrapping_add(self.geometry.scales(b));
         if prefetch && self.pf != 0 {
             let mut ahead = self.pf;
-            if self.geometry.codes(b) + ahead >= tile_bytes {
+            if codes_offset + ahead >= tile_bytes {
                 ahead += (stride - 1) * tile_bytes;
             }
             // SAFETY: SSE is part of x86-64, and a prefetch never faults, whatever the address.

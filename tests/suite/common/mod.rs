@@ -109,6 +109,14 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// The largest `|got − reference|` as a share of `reference`'s range (largest − smallest):
+/// how logit errors are compared across models whose logits spread differently.
+pub fn max_diff_over_range(got: &[f32], reference: &[f32]) -> f32 {
+    let range = reference.iter().copied().fold(f32::MIN, f32::max)
+        - reference.iter().copied().fold(f32::MAX, f32::min);
+    max_abs_diff(got, reference) / range
+}
+
 pub fn logsumexp(row: &[f32]) -> f32 {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     max + row
