@@ -4,8 +4,8 @@
 //! inputs of one output column: 32 codes `q ∈ 0..=15` and an f16 scale `d`, with either an f16
 //! offset `m` stored beside it (GGUF's Q4_1 and K-quant blocks, [`Scales::Offset`], `w = d·q +
 //! m`: 5 bits a weight) or none (GGUF's Q4_0 and blocks quantized at load,
-//! [`Scales::Symmetric`], `w = d·(q − 8)`, which the kernels run as `m = −8·d`, exact in f32:
-//! 4.5 bits a weight). It computes `out[m, n] = x[m, k] · W (+ bias)` with f32 activations
+//! [`Scales::Symmetric`], `w = d·(q − 8)`: 4.5 bits a weight; the `F32` kernels run it as
+//! `m = −8·d`, exact in f32, the `Int8` ones fold the `−8` into their integer sums). It computes `out[m, n] = x[m, k] · W (+ bias)` with f32 activations
 //! ([`Activations::F32`], the correctness path) or activations quantized to int8 per block of
 //! 32 ([`Activations::Int8`], the speed path).
 //!
@@ -27,10 +27,12 @@
 //! * **Results.** [`Q4Linear::weight`] is exactly `f32(d)·q + f32(m)` (`d·q` is exact in f32).
 //!   `F32` sums `x·w` in f32 with these weights; the SIMD and portable kernels differ only by
 //!   rounding (summing order, FMA). `Int8` quantizes each row of `x` per block of 32 inputs to
-//!   `q_x = round(x / d_x)` with `d_x = max |x| / 127` (round half to even), keeps
-//!   `s_x = d_x·Σq_x`, sums `Σ q·q_x` exactly in i32 and accumulates, block by block,
-//!   `acc = fma(d, Σq·q_x · d_x, acc)` then `acc = fma(m, s_x, acc)`, then adds the bias. The
-//!   VNNI and portable kernels perform exactly these f32 operations in this order: same bits.
+//!   `q_x = round(x / d_x)` with `d_x = max |x| / 127` (round half to even), keeps `Σq_x` and
+//!   `s_x = d_x·Σq_x`, and sums each block exactly in i32: `Σ q·q_x` with `Offset` blocks,
+//!   `Σ (q − 8)·q_x = Σ q·q_x − 8·Σq_x` with `Symmetric` ones (|sum| < 2²², exact as an f32).
+//!   It accumulates, block by block, `acc = fma(d, f32(sum)·d_x, acc)`, with `Offset` blocks
+//!   then `acc = fma(m, s_x, acc)`, then adds the bias. The VNNI and portable kernels perform
+//!   exactly these operations in this order: same bits.
 //! * **Threads.** The output tiles are split into about 4 contiguous chunks per thread of
 //!   rayon's *current* pool (so the caller's `ThreadPool::install` decides); every output is
 //!   computed by the same operations whatever the chunking, so results do not depend on the
@@ -40,7 +42,7 @@
 //!   weights once; more rows run block after block inside groups of tiles of about 256 KiB, so
 //!   that the re-reads hit L2. A kernel call covers one tile (16 columns; four at one or two
 //!   rows on VNNI, so that four streams of weights are in flight) and a row block, the whole
-//!   depth, with one software prefetch per cache line `PREFETCH` bytes ahead in its
+//!   depth, with one software prefetch into L2 per cache line `PREFETCH` bytes ahead in its
 //!   stream: near a tile's end, into the start of the tile that stream reads next.
 //! * **SIMD paths**, detected at run time (checked once, cached, see [`simd_path`]): `F32` on
 //!   AVX-512 F where present, else on AVX2 + FMA + F16C (the two give the same bits); `Int8` on
@@ -82,8 +84,10 @@ const SCALES: usize = 32;
 const BLOCK_ROWS_INT8: usize = 8;
 const BLOCK_ROWS_F32: usize = 4;
 const BLOCK_ROWS_F32_AVX2: usize = 3;
-/// Software prefetch distance ahead of each tile's stream, in bytes (0 = off).
-const PREFETCH: usize = 1280;
+/// Software prefetch distance ahead of each tile's stream, in bytes (0 = off). The prefetches
+/// go to L2 (`T1`): into L1 they held its few miss buffers, and one thread read at most ~11
+/// GB/s, where w8a8's kernel reads ~19.
+const PREFETCH: usize = 2560;
 
 /// How the activations enter the matmul.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -739,25 +743,30 @@ impl Q4Linear {
         out: &mut [f32],
     ) {
         let kb = self.k.div_ceil(QK);
-        let (mut xq, mut dx, mut sx) = XQ.with(Cell::take);
+        let (mut xq, mut dx, mut sx, mut qs) = XQ.with(Cell::take);
         xq.clear();
         xq.resize(m * kb * QK, 0);
         dx.clear();
         dx.resize(m * kb, 0.0);
         sx.clear();
         sx.resize(m * kb, 0.0);
+        qs.clear();
+        qs.resize(m * kb, 0);
         for (r, row) in x.chunks_exact(self.k).enumerate() {
+            let blocks = r * kb..(r + 1) * kb;
             quantize_row(
                 row,
                 &mut xq[r * kb * QK..][..kb * QK],
-                &mut dx[r * kb..][..kb],
-                &mut sx[r * kb..][..kb],
+                &mut dx[blocks.clone()],
+                &mut sx[blocks.clone()],
+                &mut qs[blocks],
             );
         }
         let job = Job {
             xq: xq.as_ptr(),
             dx: dx.as_ptr(),
             sx: sx.as_ptr(),
+            qs: qs.as_ptr(),
             ..self.job(bias, out)
         };
         let vnni = path == KernelPath::Auto && detected().vnni;
@@ -771,7 +780,7 @@ impl Q4Linear {
             }
             portable_int8(&job, self.bytes_ref(), mr, tiles, row0);
         });
-        XQ.with(|c| c.set((xq, dx, sx)));
+        XQ.with(|c| c.set((xq, dx, sx, qs)));
     }
 
     /// The fields of a call's [`Job`] that come from the weight (activations unset).
@@ -789,6 +798,7 @@ impl Q4Linear {
             xq: std::ptr::null(),
             dx: std::ptr::null(),
             sx: std::ptr::null(),
+            qs: std::ptr::null(),
             pf: PREFETCH,
         }
     }
@@ -837,36 +847,45 @@ impl Q4Linear {
 thread_local! {
     /// Reusable buffer for the AVX2 `F32` kernel's padded, quad-doubled activations.
     static XD: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-    /// Reusable buffers for `Int8`'s quantized activations, block scales and block sums.
+    /// Reusable buffers for `Int8`'s quantized activations, block scales, scaled block sums
+    /// and integer block sums.
     #[allow(clippy::type_complexity)]
-    static XQ: Cell<(Vec<i8>, Vec<f32>, Vec<f32>)> =
-        const { Cell::new((Vec::new(), Vec::new(), Vec::new())) };
+    static XQ: Cell<(Vec<i8>, Vec<f32>, Vec<f32>, Vec<i32>)> =
+        const { Cell::new((Vec::new(), Vec::new(), Vec::new(), Vec::new())) };
 }
 
 /// Quantizes one row of activations per block of 32 (the last block zero-padded): codes into
-/// `xq`, the block scales `d_x = max |x| / 127` into `dx` and `s_x = d_x·Σq_x` into `sx`.
-fn quantize_row(row: &[f32], xq: &mut [i8], dx: &mut [f32], sx: &mut [f32]) {
+/// `xq`, the block scales `d_x = max |x| / 127` into `dx`, `s_x = d_x·Σq_x` into `sx` and
+/// `Σq_x` into `qs`.
+fn quantize_row(row: &[f32], xq: &mut [i8], dx: &mut [f32], sx: &mut [f32], qs: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]
     if detected().avx2 {
         // SAFETY: avx2 was detected.
-        return unsafe { quantize_row_avx2(row, xq, dx, sx) };
+        return unsafe { quantize_row_avx2(row, xq, dx, sx, qs) };
     }
-    quantize_row_each(row, xq, dx, sx)
+    quantize_row_each(row, xq, dx, sx, qs)
 }
 
 /// The same loop compiled for AVX2: the same IEEE operations, so the same bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn quantize_row_avx2(row: &[f32], xq: &mut [i8], dx: &mut [f32], sx: &mut [f32]) {
-    quantize_row_each(row, xq, dx, sx)
+unsafe fn quantize_row_avx2(
+    row: &[f32],
+    xq: &mut [i8],
+    dx: &mut [f32],
+    sx: &mut [f32],
+    qs: &mut [i32],
+) {
+    quantize_row_each(row, xq, dx, sx, qs)
 }
 
 #[inline(always)]
-fn quantize_row_each(row: &[f32], xq: &mut [i8], dx: &mut [f32], sx: &mut [f32]) {
+fn quantize_row_each(row: &[f32], xq: &mut [i8], dx: &mut [f32], sx: &mut [f32], qs: &mut [i32]) {
     // Adding and subtracting 1.5·2²³ rounds to nearest (even) without a libm call.
     const ROUND: f32 = 12_582_912.0;
     let blocks = row.chunks(QK).zip(xq.chunks_exact_mut(QK));
-    for ((src, dst), (d, s)) in blocks.zip(dx.iter_mut().zip(sx.iter_mut())) {
+    let sums = dx.iter_mut().zip(sx.iter_mut()).zip(qs.iter_mut());
+    for ((src, dst), ((d, s), q_sum)) in blocks.zip(sums) {
         // The largest |x| by its bits: for |x| they order as the values do, infinities and NaNs
         // above every finite value, and an integer max vectorises where a float fold would not.
         let max_bits = src
@@ -874,6 +893,7 @@ fn quantize_row_each(row: &[f32], xq: &mut [i8], dx: &mut [f32], sx: &mut [f32])
             .fold(0u32, |m, &v| m.max(v.to_bits() & 0x7fff_ffff));
         let max = f32::from_bits(max_bits);
         dst.fill(0);
+        *q_sum = 0;
         if max_bits >= f32::INFINITY.to_bits() {
             // No scale: NaN makes the outputs NaN, as f32 products would.
             (*d, *s) = (f32::NAN, f32::NAN);
@@ -895,6 +915,7 @@ fn quantize_row_each(row: &[f32], xq: &mut [i8], dx: &mut [f32], sx: &mut [f32])
         }
         *d = max / 127.0;
         *s = *d * sum as f32;
+        *q_sum = sum;
     }
 }
 
@@ -914,10 +935,12 @@ struct Job {
     bias: *const f32,
     /// AVX2 `F32` only: rows of `2·32·kb` floats, each group of 4 inputs twice.
     x: *const f32,
-    /// `Int8` only: quantized rows of `32·kb` codes, and per row `kb` block scales and sums.
+    /// `Int8` only: quantized rows of `32·kb` codes, and per row `kb` block scales, scaled sums
+    /// (for `Offset` blocks' `m`) and integer sums (for `Symmetric` blocks' `−8`).
     xq: *const i8,
     dx: *const f32,
     sx: *const f32,
+    qs: *const i32,
     /// Software prefetch distance in bytes (0 = off).
     pf: usize,
 }
@@ -935,7 +958,7 @@ impl Job {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn block(&self, t: usize, b: usize, prefetch: bool, stride: usize) -> (*const u8, *const u8) {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
         let tile_bytes = self.geometry.tile_bytes;
         let tile = self.w.wrapping_add(t * tile_bytes);
         let codes_offset = self.geometry.codes(b);
@@ -949,9 +972,9 @@ impl Job {
             // SAFETY: SSE is part of x86-64, and a prefetch never faults, whatever the address.
             unsafe {
                 for line in 0..4 {
-                    _mm_prefetch::<_MM_HINT_T0>(codes.wrapping_add(ahead + 64 * line).cast());
+                    _mm_prefetch::<_MM_HINT_T1>(codes.wrapping_add(ahead + 64 * line).cast());
                 }
-                _mm_prefetch::<_MM_HINT_T0>(scales.wrapping_add(ahead).cast());
+                _mm_prefetch::<_MM_HINT_T1>(scales.wrapping_add(ahead).cast());
             }
         }
         (codes, scales)
@@ -1027,13 +1050,14 @@ unsafe fn portable_int8_avx2(job: &Job, w: &[u8], mr: usize, tiles: Range<usize>
 #[inline(always)]
 fn portable_int8_each(job: &Job, w: &[u8], mr: usize, tiles: Range<usize>, row0: usize) {
     let kb = job.kb;
-    // SAFETY: `xq`, `dx` and `sx` hold `m` rows of `32·kb`, `kb` and `kb` values, and rows
+    // SAFETY: `xq` holds `m` rows of `32·kb` values, `dx`, `sx` and `qs` of `kb`, and rows
     // row0..row0+mr exist.
-    let (xq, dx, sx) = unsafe {
+    let (xq, dx, sx, qs) = unsafe {
         (
             std::slice::from_raw_parts(job.xq.add(row0 * kb * QK), mr * kb * QK),
             std::slice::from_raw_parts(job.dx.add(row0 * kb), mr * kb),
             std::slice::from_raw_parts(job.sx.add(row0 * kb), mr * kb),
+            std::slice::from_raw_parts(job.qs.add(row0 * kb), mr * kb),
         )
     };
     let geometry = &job.geometry;
@@ -1045,16 +1069,19 @@ fn portable_int8_each(job: &Job, w: &[u8], mr: usize, tiles: Range<usize>, row0:
             let dm: [(f32, f32); TILE] =
                 std::array::from_fn(|c| scale_offset(tile, geometry, b, c));
             for (r, a) in acc[..mr].iter_mut().enumerate() {
-                let x = &xq[(r * kb + b) * QK..][..QK];
-                let (d_x, s_x) = (dx[r * kb + b], sx[r * kb + b]);
+                let at = r * kb + b;
+                let x = &xq[at * QK..][..QK];
+                // `Σ (q − 8)·q_x`: the `Symmetric` offset folded into the exact sum.
+                let start = if geometry.offsets { 0 } else { -8 * qs[at] };
                 for ((a, q), &(d, m)) in a.iter_mut().zip(&q).zip(&dm) {
-                    let dot: i32 = q
+                    let sum = q
                         .iter()
                         .zip(x)
-                        .map(|(&q, &x)| i32::from(q) * i32::from(x))
-                        .sum();
-                    *a = d.mul_add(dot as f32 * d_x, *a);
-                    *a = m.mul_add(s_x, *a);
+                        .fold(start, |s, (&q, &x)| s + i32::from(q) * i32::from(x));
+                    *a = d.mul_add(sum as f32 * dx[at], *a);
+                    if geometry.offsets {
+                        *a = m.mul_add(sx[at], *a);
+                    }
                 }
             }
         }
@@ -1406,8 +1433,10 @@ mod tests {
 
     #[test]
     fn symmetric_blocks_run_as_offset_blocks_with_m_minus_8_d() {
-        // The same Q4_0 weights stored with m = −8·d as Q4_1 blocks (exact in f16): every path
-        // gives the same bits from both layouts, for k with an odd number of blocks too.
+        // The same Q4_0 weights stored with m = −8·d as Q4_1 blocks (exact in f16), for k with
+        // an odd number of blocks too: `F32` gives the same bits from both layouts on every
+        // path; `Int8` folds the `−8` into the integer sums, which rounds once where `m·s_x`
+        // rounds twice, so the two agree to rounding.
         let mut rng = Rng(8);
         for (k, n) in [(96, 37), (128, 300)] {
             let q4_0 = gguf_bytes(&mut rng, false, k, n);
@@ -1427,13 +1456,21 @@ mod tests {
             let bias = rng.vec(n);
             for m in [1, 2, 3, 4, 5, 8, 9] {
                 let x = rng.vec(m * k);
-                for act in [Activations::F32, Activations::Int8] {
-                    for path in [KernelPath::Auto, KernelPath::Avx2, KernelPath::Portable] {
-                        let on = |w: &Q4Linear| {
-                            let out = run(w, path, act, &x, m, Some(&bias));
-                            out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-                        };
-                        assert_eq!(on(&symmetric), on(&offset), "{act:?} {path:?} m {m}");
+                for path in [KernelPath::Auto, KernelPath::Avx2, KernelPath::Portable] {
+                    let on = |w: &Q4Linear, act| run(w, path, act, &x, m, Some(&bias));
+                    let bits = |v: Vec<f32>| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    let f32s = [&symmetric, &offset].map(|w| bits(on(w, Activations::F32)));
+                    assert_eq!(f32s[0], f32s[1], "F32 {path:?} m {m}");
+                    let (folded, unfolded) = (
+                        on(&symmetric, Activations::Int8),
+                        on(&offset, Activations::Int8),
+                    );
+                    let largest = unfolded.iter().fold(0f32, |a, v| a.max(v.abs()));
+                    for (a, b) in folded.iter().zip(&unfolded) {
+                        assert!(
+                            (a - b).abs() <= 1e-5 * largest,
+                            "Int8 {path:?} m {m}: {a} {b}"
+                        );
                     }
                 }
             }
