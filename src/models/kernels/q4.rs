@@ -29,7 +29,7 @@
 //!   rounding (summing order, FMA). `Int8` quantizes each row of `x` per block of 32 inputs to
 //!   `q_x = round(x / d_x)` with `d_x = max |x| / 127` (round half to even), keeps `Σq_x` and
 //!   `s_x = d_x·Σq_x`, and sums each block exactly in i32: `Σ q·q_x` with `Offset` blocks,
-//!   `Σ (q − 8)·q_x = Σ q·q_x − 8·Σq_x` with `Symmetric` ones (|sum| < 2²², exact as an f32).
+//!   `Σ (q − 8)·q_x = Σ q·q_x − 8·Σq_x` with `Symmetric` ones (|sum| < 2¹⁶, exact as an f32).
 //!   It accumulates, block by block, `acc = fma(d, f32(sum)·d_x, acc)`, with `Offset` blocks
 //!   then `acc = fma(m, s_x, acc)`, then adds the bias. The VNNI and portable kernels perform
 //!   exactly these operations in this order: same bits.

@@ -8,10 +8,10 @@
 //! chains), then each row takes the f32 epilogue of its block. 8 rows: 8 code registers, 8
 //! block sums, 8 accumulators, `d` and `m` fit the 32 registers.
 //!
-//! Each sum starts from the bits of the f32 1.5·2²³ (plus `−8·Σq_x` for a `Symmetric` block):
-//! an exact sum `s` (|s| < 2²²) then reads as the f32 1.5·2²³ + s, and one subtraction gives
-//! `f32(s)`, the bits `cvtdq2ps` would give. That subtraction may run on either vector port,
-//! where the conversion, the shifts and `vpdpbusd` all wait for the same one.
+//! On these cores 512-bit `vpdpbusd`, `vmulps` and the FMAs share one port (the masks, shifts
+//! and conversions run beside them), so at 3 to 8 rows that port is what a block waits on: 8
+//! `vpdpbusd` a row, then its epilogue's multiply and FMA, and with `Offset` blocks one FMA
+//! more. A `Symmetric` block's sums start at `−8·Σq_x` instead, which costs no FMA.
 
 // Index loops over the small const-sized register arrays read better than zipped iterators.
 #![allow(clippy::needless_range_loop)]
@@ -66,10 +66,6 @@ unsafe fn run<const MR: usize>(job: &Job, tiles: Range<usize>, row0: usize) {
 /// Tiles one call covers at one or two rows.
 const WIDE: usize = 4;
 
-/// 1.5·2²³, and its bits as an i32 (module docs).
-const MAGIC: f32 = 12_582_912.0;
-const MAGIC_BITS: i32 = 0x4B40_0000;
-
 /// [`kernel`] for the matrix's layout, a constant there: its loop has no branch on it.
 #[inline(always)]
 unsafe fn layout<const MR: usize, const T: usize>(job: &Job, t0: usize, row0: usize) {
@@ -123,12 +119,9 @@ unsafe fn kernel<const MR: usize, const T: usize, const OFFSETS: bool>(
                 let mut s = [[_mm512_setzero_si512(); 2]; MR];
                 for r in 0..MR {
                     let at = (row0 + r) * kb + b;
-                    let start = if OFFSETS {
-                        MAGIC_BITS
-                    } else {
-                        MAGIC_BITS - 8 * *job.qs.add(at)
-                    };
-                    s[r][0] = _mm512_set1_epi32(start);
+                    if !OFFSETS {
+                        s[r][0] = _mm512_set1_epi32(-8 * *job.qs.add(at));
+                    }
                 }
                 for g in 0..8 {
                     for r in 0..MR {
@@ -144,8 +137,7 @@ unsafe fn kernel<const MR: usize, const T: usize, const OFFSETS: bool>(
                     } else {
                         s[r][0]
                     };
-                    let exact = _mm512_sub_ps(_mm512_castsi512_ps(dot), _mm512_set1_ps(MAGIC));
-                    let p = _mm512_mul_ps(exact, _mm512_set1_ps(*job.dx.add(at)));
+                    let p = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(*job.dx.add(at)));
                     acc[r][u] = _mm512_fmadd_ps(d, p, acc[r][u]);
                     if OFFSETS {
                         let s_x = _mm512_set1_ps(*job.sx.add(at));
