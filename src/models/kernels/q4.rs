@@ -42,8 +42,9 @@
 //!   weights once; more rows run block after block inside groups of tiles of about 256 KiB, so
 //!   that the re-reads hit L2. A kernel call covers one tile (16 columns; four at one or two
 //!   rows on VNNI, so that four streams of weights are in flight) and a row block, the whole
-//!   depth, with one software prefetch into L2 per cache line `PREFETCH` bytes ahead in its
-//!   stream: near a tile's end, into the start of the tile that stream reads next.
+//!   depth, with software prefetches per cache line of its stream, `PREFETCH` bytes ahead
+//!   into L2 and `PREFETCH_L1` into L1: near a tile's end, into the start of the tile that
+//!   stream reads next.
 //! * **SIMD paths**, detected at run time (checked once, cached, see [`simd_path`]): `F32` on
 //!   AVX-512 F where present, else on AVX2 + FMA + F16C (the two give the same bits); `Int8` on
 //!   AVX-512 F + VL + VNNI (512-bit `vpdpbusd`: twice the multiply-adds per cycle of the 256-bit
@@ -84,10 +85,12 @@ const SCALES: usize = 32;
 const BLOCK_ROWS_INT8: usize = 8;
 const BLOCK_ROWS_F32: usize = 4;
 const BLOCK_ROWS_F32_AVX2: usize = 3;
-/// Software prefetch distance ahead of each tile's stream, in bytes (0 = off). The prefetches
-/// go to L2 (`T1`): into L1 they held its few miss buffers, and one thread read at most ~11
-/// GB/s, where w8a8's kernel reads ~19.
+/// Software prefetch distance ahead of each tile's stream, in bytes (0 = off): the far
+/// prefetches fill L2 (`T1`), and a near one, `PREFETCH_L1` ahead, moves the codes on into L1.
+/// One far prefetch into L1 held L1's few miss buffers: one thread read ~11 GB/s, where
+/// w8a8's kernel reads ~19; with both it reads ~22–25.
 const PREFETCH: usize = 2560;
+const PREFETCH_L1: usize = 576;
 
 /// How the activations enter the matmul.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -952,29 +955,36 @@ unsafe impl Sync for Job {}
 impl Job {
     /// Where block `b` of tile `t` keeps its codes and its `d` values; with `prefetch`, the
     /// block `pf` bytes further on in the stream (four lines of codes and its scales) is asked
-    /// for first. A stream that reads every `stride`-th tile (a call covering `stride` tiles)
+    /// for into L2 first, and the codes `PREFETCH_L1` bytes on into L1. A stream that reads every `stride`-th tile (a call covering `stride` tiles)
     /// goes on past the tile's end at the start of tile `t + stride`, not `t + 1`, which
     /// another stream of the call is reading already.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn block(&self, t: usize, b: usize, prefetch: bool, stride: usize) -> (*const u8, *const u8) {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0, _MM_HINT_T1};
         let tile_bytes = self.geometry.tile_bytes;
         let tile = self.w.wrapping_add(t * tile_bytes);
         let codes_offset = self.geometry.codes(b);
         let codes = tile.wrapping_add(codes_offset);
         let scales = tile.wrapping_add(self.geometry.scales(b));
         if prefetch && self.pf != 0 {
-            let mut ahead = self.pf;
-            if codes_offset + ahead >= tile_bytes {
-                ahead += (stride - 1) * tile_bytes;
-            }
+            let ahead = |distance: usize| {
+                if codes_offset + distance >= tile_bytes {
+                    distance + (stride - 1) * tile_bytes
+                } else {
+                    distance
+                }
+            };
+            let (far, near) = (ahead(self.pf), ahead(PREFETCH_L1));
             // SAFETY: SSE is part of x86-64, and a prefetch never faults, whatever the address.
             unsafe {
                 for line in 0..4 {
-                    _mm_prefetch::<_MM_HINT_T1>(codes.wrapping_add(ahead + 64 * line).cast());
+                    _mm_prefetch::<_MM_HINT_T1>(codes.wrapping_add(far + 64 * line).cast());
                 }
-                _mm_prefetch::<_MM_HINT_T1>(scales.wrapping_add(ahead).cast());
+                _mm_prefetch::<_MM_HINT_T1>(scales.wrapping_add(far).cast());
+                for line in 0..4 {
+                    _mm_prefetch::<_MM_HINT_T0>(codes.wrapping_add(near + 64 * line).cast());
+                }
             }
         }
         (codes, scales)
