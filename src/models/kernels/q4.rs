@@ -5,9 +5,10 @@
 //! offset `m` stored beside it (GGUF's Q4_1 and K-quant blocks, [`Scales::Offset`], `w = d·q +
 //! m`: 5 bits a weight) or none (GGUF's Q4_0 and blocks quantized at load,
 //! [`Scales::Symmetric`], `w = d·(q − 8)`: 4.5 bits a weight; the `F32` kernels run it as
-//! `m = −8·d`, exact in f32, the `Int8` ones fold the `−8` into their integer sums). It computes `out[m, n] = x[m, k] · W (+ bias)` with f32 activations
-//! ([`Activations::F32`], the correctness path) or activations quantized to int8 per block of
-//! 32 ([`Activations::Int8`], the speed path).
+//! `m = −8·d`, exact in f32, the `Int8` ones fold the `−8` into their integer sums). It
+//! computes `out[m, n] = x[m, k] · W (+ bias)` with f32 activations ([`Activations::F32`], the
+//! correctness path) or activations quantized to int8 per block of 32 ([`Activations::Int8`],
+//! the speed path).
 //!
 //! # Invariants
 //!
@@ -955,9 +956,10 @@ unsafe impl Sync for Job {}
 impl Job {
     /// Where block `b` of tile `t` keeps its codes and its `d` values; with `prefetch`, the
     /// block `pf` bytes further on in the stream (four lines of codes and its scales) is asked
-    /// for into L2 first, and the codes `PREFETCH_L1` bytes on into L1. A stream that reads every `stride`-th tile (a call covering `stride` tiles)
-    /// goes on past the tile's end at the start of tile `t + stride`, not `t + 1`, which
-    /// another stream of the call is reading already.
+    /// for into L2 first, and the codes `PREFETCH_L1` bytes on into L1. A stream that reads
+    /// every `stride`-th tile (a call covering `stride` tiles) goes on past the tile's end at
+    /// the start of tile `t + stride`, not `t + 1`, which another stream of the call is
+    /// reading already.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn block(&self, t: usize, b: usize, prefetch: bool, stride: usize) -> (*const u8, *const u8) {

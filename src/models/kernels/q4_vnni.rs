@@ -117,10 +117,9 @@ unsafe fn kernel<const MR: usize, const T: usize, const OFFSETS: bool>(
                 // neither the order nor the split changes them.
                 let chains = if MR <= 2 { 2 } else { 1 };
                 let mut s = [[_mm512_setzero_si512(); 2]; MR];
-                for r in 0..MR {
-                    let at = (row0 + r) * kb + b;
-                    if !OFFSETS {
-                        s[r][0] = _mm512_set1_epi32(-8 * *job.qs.add(at));
+                if !OFFSETS {
+                    for r in 0..MR {
+                        s[r][0] = _mm512_set1_epi32(-8 * *job.qs.add((row0 + r) * kb + b));
                     }
                 }
                 for g in 0..8 {
