@@ -8,10 +8,11 @@
 //! chains), then each row takes the f32 epilogue of its block. 8 rows: 8 code registers, 8
 //! block sums, 8 accumulators, `d` and `m` fit the 32 registers.
 //!
-//! On these cores 512-bit `vpdpbusd`, `vmulps` and the FMAs share one port (the masks, shifts
-//! and conversions run beside them), so at 3 to 8 rows that port is what a block waits on: 8
-//! `vpdpbusd` a row, then its epilogue's multiply and FMA, and with `Offset` blocks one FMA
-//! more. A `Symmetric` block's sums start at `−8·Σq_x` instead, which costs no FMA.
+//! At 3 to 8 rows a block waits on the units that run `vpdpbusd`, which the epilogue's
+//! multiply and FMAs share (measured on AMD Zen 4, where the masks, shifts and conversions run
+//! beside them; Intel's AVX-512 cores put the FMAs on the same port too): 8 `vpdpbusd` a row,
+//! then its multiply and FMA, and with `Offset` blocks one FMA more. A `Symmetric` block's sums
+//! start at `−8·Σq_x` instead, which costs no FMA.
 
 // Index loops over the small const-sized register arrays read better than zipped iterators.
 #![allow(clippy::needless_range_loop)]
