@@ -747,30 +747,13 @@ impl Q4Linear {
         out: &mut [f32],
     ) {
         let kb = self.k.div_ceil(QK);
-        let (mut xq, mut dx, mut sx, mut qs) = XQ.with(Cell::take);
-        xq.clear();
-        xq.resize(m * kb * QK, 0);
-        dx.clear();
-        dx.resize(m * kb, 0.0);
-        sx.clear();
-        sx.resize(m * kb, 0.0);
-        qs.clear();
-        qs.resize(m * kb, 0);
-        for (r, row) in x.chunks_exact(self.k).enumerate() {
-            let blocks = r * kb..(r + 1) * kb;
-            quantize_row(
-                row,
-                &mut xq[r * kb * QK..][..kb * QK],
-                &mut dx[blocks.clone()],
-                &mut sx[blocks.clone()],
-                &mut qs[blocks],
-            );
-        }
+        let mut rows = XQ.with(Cell::take);
+        rows.quantize(x, self.k, kb);
         let job = Job {
-            xq: xq.as_ptr(),
-            dx: dx.as_ptr(),
-            sx: sx.as_ptr(),
-            qs: qs.as_ptr(),
+            xq: rows.xq.as_ptr(),
+            dx: rows.dx.as_ptr(),
+            sx: rows.sx.as_ptr(),
+            qs: rows.qs.as_ptr(),
             ..self.job(bias, out)
         };
         let vnni = path == KernelPath::Auto && detected().vnni;
@@ -784,7 +767,7 @@ impl Q4Linear {
             }
             portable_int8(&job, self.bytes_ref(), mr, tiles, row0);
         });
-        XQ.with(|c| c.set((xq, dx, sx, qs)));
+        XQ.with(|c| c.set(rows));
     }
 
     /// The fields of a call's [`Job`] that come from the weight (activations unset).
@@ -851,11 +834,52 @@ impl Q4Linear {
 thread_local! {
     /// Reusable buffer for the AVX2 `F32` kernel's padded, quad-doubled activations.
     static XD: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-    /// Reusable buffers for `Int8`'s quantized activations, block scales, scaled block sums
-    /// and integer block sums.
-    #[allow(clippy::type_complexity)]
-    static XQ: Cell<(Vec<i8>, Vec<f32>, Vec<f32>, Vec<i32>)> =
-        const { Cell::new((Vec::new(), Vec::new(), Vec::new(), Vec::new())) };
+    /// Reusable buffers for `Int8`'s quantized activations.
+    static XQ: Cell<QuantizedRows> = const { Cell::new(QuantizedRows::EMPTY) };
+}
+
+/// `Int8`'s activations, quantized per row and block of 32 inputs (module docs).
+#[derive(Default)]
+struct QuantizedRows {
+    /// The codes `q_x`, `32·kb` a row.
+    xq: Vec<i8>,
+    /// Each block's scale `d_x`.
+    dx: Vec<f32>,
+    /// Each block's `s_x = d_x·Σq_x`, for `Offset` blocks' `m`: kept, not derived, so that
+    /// the kernels spend no multiply on it.
+    sx: Vec<f32>,
+    /// Each block's `Σq_x`, for `Symmetric` blocks' `−8`.
+    qs: Vec<i32>,
+}
+
+impl QuantizedRows {
+    const EMPTY: Self = QuantizedRows {
+        xq: Vec::new(),
+        dx: Vec::new(),
+        sx: Vec::new(),
+        qs: Vec::new(),
+    };
+
+    /// Quantizes the rows of `x` (`k` inputs, `kb` blocks each), reusing the buffers.
+    fn quantize(&mut self, x: &[f32], k: usize, kb: usize) {
+        let blocks = x.len() / k * kb;
+        self.xq.clear();
+        self.xq.resize(blocks * QK, 0);
+        self.dx.clear();
+        self.dx.resize(blocks, 0.0);
+        self.sx.clear();
+        self.sx.resize(blocks, 0.0);
+        self.qs.clear();
+        self.qs.resize(blocks, 0);
+        let rows = x.chunks_exact(k).zip(self.xq.chunks_exact_mut(kb * QK));
+        let sums = self
+            .dx
+            .chunks_exact_mut(kb)
+            .zip(self.sx.chunks_exact_mut(kb));
+        for ((row, xq), ((dx, sx), qs)) in rows.zip(sums.zip(self.qs.chunks_exact_mut(kb))) {
+            quantize_row(row, xq, dx, sx, qs);
+        }
+    }
 }
 
 /// Quantizes one row of activations per block of 32 (the last block zero-padded): codes into
