@@ -5,6 +5,14 @@
 //! These loops have no calls and no branches, so LLVM vectorises them (8 lanes where AVX2 is
 //! detected at run time, else SSE2).
 //! Both paths run the same operations without fused multiply-adds, so they agree bit for bit.
+//! Each value's result depends on that value alone, so splitting a large slice across threads
+//! changes no bit.
+
+use super::PARALLEL_ELEMENTS;
+use rayon::prelude::*;
+
+/// Values per parallel piece: a few microseconds of work, a multiple of every vector width.
+const CHUNK: usize = 4096;
 
 /// `x · σ(2·√(2/π)·(x + 0.044715·x³))`, which is transformers' `gelu_new`
 /// (`0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, since `0.5·(1 + tanh(u)) = σ(2u)`).
@@ -14,6 +22,10 @@ pub fn gelu_tanh(values: &mut [f32]) {
 
 /// `gate = silu(gate) · up` (SwiGLU's product), `silu(x) = x·σ(x)`.
 pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    if gate.len() >= PARALLEL_ELEMENTS {
+        (gate.par_chunks_mut(CHUNK).zip(up.par_chunks(CHUNK))).for_each(|(g, u)| silu_mul(g, u));
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if super::detected() == super::Simd::Avx2 {
         // SAFETY: avx2 was detected.
@@ -54,8 +66,14 @@ fn gelu_erf_one(x: f32) -> f32 {
 }
 
 /// `v = f(v)` for every value, compiled for AVX2 when it was detected (`f` is inlined into
-/// either loop, so both vectorise).
-fn map_in_place(values: &mut [f32], f: impl Fn(f32) -> f32) {
+/// either loop, so both vectorise); a large slice in chunks across the current pool.
+fn map_in_place(values: &mut [f32], f: impl Fn(f32) -> f32 + Copy + Send + Sync) {
+    if values.len() >= PARALLEL_ELEMENTS {
+        values
+            .par_chunks_mut(CHUNK)
+            .for_each(|chunk| map_in_place(chunk, f));
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if super::detected() == super::Simd::Avx2 {
         // SAFETY: avx2 was detected.
@@ -194,15 +212,27 @@ mod tests {
     }
 
     #[test]
-    fn the_vectorised_and_portable_loops_agree_bit_for_bit() {
-        let xs: Vec<f32> = (0..1031).map(|i| (i as f32 - 515.0) * 0.0123).collect();
-        let (mut a, mut b) = (xs.clone(), xs.clone());
-        gelu_tanh(&mut a);
-        map_each(&mut b, gelu_tanh_one);
-        assert_eq!(a, b);
-        let (mut a, mut b) = (xs.clone(), xs);
-        gelu_erf(&mut a);
-        map_each(&mut b, gelu_erf_one);
-        assert_eq!(a, b);
+    fn the_vectorised_parallel_and_portable_loops_agree_bit_for_bit() {
+        // The second length is split across a pool of three threads.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for len in [1031, 3 * PARALLEL_ELEMENTS + 7] {
+            let xs: Vec<f32> = (0..len).map(|i| (i as f32 - 515.0) * 0.0123).collect();
+            let (mut a, mut b) = (xs.clone(), xs.clone());
+            pool.install(|| gelu_tanh(&mut a));
+            map_each(&mut b, gelu_tanh_one);
+            assert_eq!(a, b, "{len}");
+            let (mut a, mut b) = (xs.clone(), xs.clone());
+            pool.install(|| gelu_erf(&mut a));
+            map_each(&mut b, gelu_erf_one);
+            assert_eq!(a, b, "{len}");
+            let up: Vec<f32> = xs.iter().map(|x| 1.0 - x).collect();
+            let (mut a, mut b) = (xs.clone(), xs);
+            pool.install(|| silu_mul(&mut a, &up));
+            silu_mul_each(&mut b, &up);
+            assert_eq!(a, b, "{len}");
+        }
     }
 }

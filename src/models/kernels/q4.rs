@@ -871,13 +871,18 @@ impl QuantizedRows {
         self.sx.resize(blocks, 0.0);
         self.qs.clear();
         self.qs.resize(blocks, 0);
-        let rows = x.chunks_exact(k).zip(self.xq.chunks_exact_mut(kb * QK));
-        let sums = self
-            .dx
-            .chunks_exact_mut(kb)
-            .zip(self.sx.chunks_exact_mut(kb));
-        for ((row, xq), ((dx, sx), qs)) in rows.zip(sums.zip(self.qs.chunks_exact_mut(kb))) {
-            quantize_row(row, xq, dx, sx, qs);
+        if x.len() < super::PARALLEL_ELEMENTS {
+            let rows = x.chunks_exact(k).zip(self.xq.chunks_exact_mut(kb * QK));
+            let sums = (self.dx.chunks_exact_mut(kb)).zip(self.sx.chunks_exact_mut(kb));
+            rows.zip(sums.zip(self.qs.chunks_exact_mut(kb)))
+                .for_each(|((row, xq), ((dx, sx), qs))| quantize_row(row, xq, dx, sx, qs));
+        } else {
+            let rows = x
+                .par_chunks_exact(k)
+                .zip(self.xq.par_chunks_exact_mut(kb * QK));
+            let sums = (self.dx.par_chunks_exact_mut(kb)).zip(self.sx.par_chunks_exact_mut(kb));
+            rows.zip(sums.zip(self.qs.par_chunks_exact_mut(kb)))
+                .for_each(|((row, xq), ((dx, sx), qs))| quantize_row(row, xq, dx, sx, qs));
         }
     }
 }
@@ -1520,7 +1525,8 @@ mod tests {
         let bytes = gguf_bytes(&mut rng, true, k, n);
         let w = Q4Linear::from_q4_1(&bytes, k, n, None);
         let bias = rng.vec(n);
-        for m in [1, 2, 5, 8, 13] {
+        // 90 rows are quantized across the pool's threads (`Int8`), fewer on the calling one.
+        for m in [1, 2, 5, 8, 13, 90] {
             let x = rng.vec(m * k);
             for act in [Activations::F32, Activations::Int8] {
                 for path in [KernelPath::Auto, KernelPath::Portable] {
