@@ -860,28 +860,25 @@ impl QuantizedRows {
         qs: Vec::new(),
     };
 
-    /// Quantizes the rows of `x` (`k` inputs, `kb` blocks each), reusing the buffers.
+    /// Quantizes the rows of `x` (`k` inputs, `kb` blocks each), reusing the buffers: every
+    /// value of the first `rows·kb` blocks is written (padding codes as 0), whatever was there.
     fn quantize(&mut self, x: &[f32], k: usize, kb: usize) {
         let blocks = x.len() / k * kb;
-        self.xq.clear();
-        self.xq.resize(blocks * QK, 0);
-        self.dx.clear();
-        self.dx.resize(blocks, 0.0);
-        self.sx.clear();
-        self.sx.resize(blocks, 0.0);
-        self.qs.clear();
-        self.qs.resize(blocks, 0);
+        let xq = super::reused(&mut self.xq, blocks * QK);
+        let (dx, sx) = (
+            super::reused(&mut self.dx, blocks),
+            super::reused(&mut self.sx, blocks),
+        );
+        let qs = super::reused(&mut self.qs, blocks);
         if x.len() < super::PARALLEL_ELEMENTS {
-            let rows = x.chunks_exact(k).zip(self.xq.chunks_exact_mut(kb * QK));
-            let sums = (self.dx.chunks_exact_mut(kb)).zip(self.sx.chunks_exact_mut(kb));
-            rows.zip(sums.zip(self.qs.chunks_exact_mut(kb)))
+            let rows = x.chunks_exact(k).zip(xq.chunks_exact_mut(kb * QK));
+            let sums = (dx.chunks_exact_mut(kb)).zip(sx.chunks_exact_mut(kb));
+            rows.zip(sums.zip(qs.chunks_exact_mut(kb)))
                 .for_each(|((row, xq), ((dx, sx), qs))| quantize_row(row, xq, dx, sx, qs));
         } else {
-            let rows = x
-                .par_chunks_exact(k)
-                .zip(self.xq.par_chunks_exact_mut(kb * QK));
-            let sums = (self.dx.par_chunks_exact_mut(kb)).zip(self.sx.par_chunks_exact_mut(kb));
-            rows.zip(sums.zip(self.qs.par_chunks_exact_mut(kb)))
+            let rows = x.par_chunks_exact(k).zip(xq.par_chunks_exact_mut(kb * QK));
+            let sums = (dx.par_chunks_exact_mut(kb)).zip(sx.par_chunks_exact_mut(kb));
+            rows.zip(sums.zip(qs.par_chunks_exact_mut(kb)))
                 .for_each(|((row, xq), ((dx, sx), qs))| quantize_row(row, xq, dx, sx, qs));
         }
     }
