@@ -16,7 +16,7 @@
 
 use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
 
-use super::kernels::q4::{Activations, Q4Linear};
+use super::kernels::q4::{self, Activations, Q4Linear};
 use super::kernels::PackedLinear;
 
 /// `x · Wᵀ + b` over the last dimension.
@@ -184,6 +184,35 @@ impl Dense {
             }
         }
         out
+    }
+
+    /// [`forward_rows`](Self::forward_rows) of several layers over the same `x` (a layer's q,
+    /// k and v projections; its gate and up): w4a8 layers run as one product
+    /// (`q4::matmul_many`: `x` quantized once, one parallel pass), any other dtype one call
+    /// each. The same results either way.
+    pub fn forward_rows_fused<const N: usize>(
+        layers: [&Dense; N],
+        x: &[f32],
+        rows: usize,
+    ) -> [Vec<f32>; N] {
+        let packed = layers.map(|layer| match &layer.weight {
+            Weight::Packed {
+                weight: Kernel::Q4(w, Activations::Int8),
+                bias,
+                ..
+            } => Some((w, bias.as_deref())),
+            _ => None,
+        });
+        if !packed.iter().all(Option::is_some) {
+            return layers.map(|layer| layer.forward_rows(x, rows));
+        }
+        let packed = packed.map(|p| p.expect("every layer is w4a8"));
+        let mut outs = packed.map(|(w, _)| vec![0.0f32; rows * w.n()]);
+        let mut parts = outs.iter_mut();
+        let parts =
+            packed.map(|(w, bias)| (w, bias, parts.next().expect("one out each").as_mut_slice()));
+        q4::matmul_many(Activations::Int8, x, rows, parts);
+        outs
     }
 
     /// Rows `ids` of the weight (`[ids.len(), in]`, f32): a tied embedding's lookup.

@@ -574,8 +574,8 @@ impl DecoderLayer {
         h.copy_from_slice(x);
         self.post_attention_layernorm.normalize_rows(&mut h);
         let mlp = &self.mlp;
-        let mut gate = mlp.gate_proj.forward_rows(&h, b);
-        silu_mul(&mut gate, &mlp.up_proj.forward_rows(&h, b));
+        let [mut gate, up] = Dense::forward_rows_fused([&mlp.gate_proj, &mlp.up_proj], &h, b);
+        silu_mul(&mut gate, &up);
         let down = mlp.down_proj.forward_rows(&gate, b);
         x.iter_mut().zip(&down).for_each(|(x, d)| *x += d);
     }
@@ -596,9 +596,8 @@ impl Attention {
             key_value,
             dim,
         } = self.heads;
-        let mut q = self.q_proj.forward_rows(h, b);
-        let mut k = self.k_proj.forward_rows(h, b);
-        let v = self.v_proj.forward_rows(h, b);
+        let [mut q, mut k, v] =
+            Dense::forward_rows_fused([&self.q_proj, &self.k_proj, &self.v_proj], h, b);
         if let (Some(q_norm), Some(k_norm)) = (&self.q_norm, &self.k_norm) {
             q_norm.normalize_rows(&mut q);
             k_norm.normalize_rows(&mut k);

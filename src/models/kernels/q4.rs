@@ -746,28 +746,7 @@ impl Q4Linear {
         bias: Option<&[f32]>,
         out: &mut [f32],
     ) {
-        let kb = self.k.div_ceil(QK);
-        let mut rows = XQ.with(Cell::take);
-        rows.quantize(x, self.k, kb);
-        let job = Job {
-            xq: rows.xq.as_ptr(),
-            dx: rows.dx.as_ptr(),
-            sx: rows.sx.as_ptr(),
-            qs: rows.qs.as_ptr(),
-            ..self.job(bias, out)
-        };
-        let vnni = path == KernelPath::Auto && detected().vnni;
-        self.for_each_block(m, BLOCK_ROWS_INT8, |mr, tiles, row0| {
-            #[cfg(target_arch = "x86_64")]
-            if vnni {
-                // SAFETY: avx512f, avx512vl and avx512vnni were detected; `job` describes
-                // valid buffers, and blocks write disjoint columns.
-                unsafe { vnni::block(&job, mr, tiles, row0) };
-                return;
-            }
-            portable_int8(&job, self.bytes_ref(), mr, tiles, row0);
-        });
-        XQ.with(|c| c.set(rows));
+        matmul_many_int8(path, x, m, [(self, bias, out)]);
     }
 
     /// The fields of a call's [`Job`] that come from the weight (activations unset).
@@ -798,35 +777,162 @@ impl Q4Linear {
         block_rows: usize,
         block: impl Fn(usize, Range<usize>, usize) + Sync,
     ) {
+        let split = Split::of(self, m, block_rows);
+        match split.chunks {
+            1 => split.run(0, &block),
+            chunks => (0..chunks)
+                .into_par_iter()
+                .for_each(|ci| split.run(ci, &block)),
+        }
+    }
+}
+
+/// One matrix of a fused product: the weight, its bias and its output (`[m, n]`, overwritten).
+pub type Product<'a> = (&'a Q4Linear, Option<&'a [f32]>, &'a mut [f32]);
+
+/// `out_i = x · W_i (+ bias_i)` for `N` matrices of the same depth `k` (a layer's q, k and v
+/// projections, or its gate and up), each `out_i` row-major `[m, n_i]`, with the kernels chosen
+/// by run-time detection. With `Int8` activations `x` is quantized once and every matrix's
+/// chunks share one parallel pass: separate calls would each quantize `x` again and wait for
+/// the pool twice (a dispatch and a join), which on small matrices (SmolLM2's are 576 wide)
+/// is a fair share of a batch-1 step. `F32` activations run one [`Q4Linear::matmul`] each.
+/// Either way each output gets the same bits as from its own call.
+///
+/// Panics if the matrices' `k` differ, or on the shapes [`Q4Linear::matmul`] rejects.
+pub fn matmul_many<const N: usize>(
+    activations: Activations,
+    x: &[f32],
+    m: usize,
+    parts: [Product<'_>; N],
+) {
+    matmul_many_with(KernelPath::Auto, activations, x, m, parts)
+}
+
+/// [`matmul_many`] with an explicit kernel choice (used to test the portable path).
+pub fn matmul_many_with<const N: usize>(
+    path: KernelPath,
+    activations: Activations,
+    x: &[f32],
+    m: usize,
+    parts: [Product<'_>; N],
+) {
+    let Some(k) = parts.first().map(|(w, ..)| w.k) else {
+        return;
+    };
+    for (w, bias, out) in &parts {
+        assert_eq!(w.k, k, "fused matrices must share k");
+        if !super::check_matmul([w.k, w.n], x, m, *bias, out) {
+            return;
+        }
+    }
+    match activations {
+        Activations::F32 => {
+            for (w, bias, out) in parts {
+                w.matmul_f32(F32Kernel::of(path), x, m, bias, out);
+            }
+        }
+        Activations::Int8 => matmul_many_int8(path, x, m, parts),
+    }
+}
+
+/// The `Int8` product of [`matmul_many_with`], shapes checked: one quantization of `x`, then
+/// every matrix's chunks in one parallel pass.
+fn matmul_many_int8<const N: usize>(
+    path: KernelPath,
+    x: &[f32],
+    m: usize,
+    parts: [Product<'_>; N],
+) {
+    let Some(k) = parts.first().map(|(w, ..)| w.k) else {
+        return;
+    };
+    let kb = k.div_ceil(QK);
+    let mut rows = XQ.with(Cell::take);
+    rows.quantize(x, k, kb);
+    let calls = parts.map(|(w, bias, out)| {
+        let job = Job {
+            xq: rows.xq.as_ptr(),
+            dx: rows.dx.as_ptr(),
+            sx: rows.sx.as_ptr(),
+            qs: rows.qs.as_ptr(),
+            ..w.job(bias, out)
+        };
+        (w, job, Split::of(w, m, BLOCK_ROWS_INT8))
+    });
+    let vnni = path == KernelPath::Auto && detected().vnni;
+    let run_chunk = |mut ci: usize| {
+        // The chunks of all calls are numbered one after another.
+        for (w, job, split) in &calls {
+            if ci < split.chunks {
+                split.run(ci, &|mr, tiles, row0| {
+                    #[cfg(target_arch = "x86_64")]
+                    if vnni {
+                        // SAFETY: avx512f, avx512vl and avx512vnni were detected; `job`
+                        // describes valid buffers, and blocks write disjoint columns.
+                        unsafe { vnni::block(job, mr, tiles, row0) };
+                        return;
+                    }
+                    portable_int8(job, w.bytes_ref(), mr, tiles, row0);
+                });
+                return;
+            }
+            ci -= split.chunks;
+        }
+    };
+    match calls.iter().map(|(.., split)| split.chunks).sum() {
+        1 => run_chunk(0),
+        chunks => (0..chunks).into_par_iter().for_each(run_chunk),
+    }
+    XQ.with(|c| c.set(rows));
+}
+
+/// How one product's output tiles split into parallel chunks (about 4 per thread of rayon's
+/// current pool) and its rows into blocks of up to `block_rows`.
+struct Split {
+    tiles: usize,
+    /// Tiles per chunk.
+    chunk: usize,
+    chunks: usize,
+    /// Tiles every row block runs over before the next group: a whole chunk when one block
+    /// holds all rows, else about 256 KiB, so that the re-reads hit L2.
+    group: usize,
+    m: usize,
+    block_rows: usize,
+}
+
+impl Split {
+    fn of(w: &Q4Linear, m: usize, block_rows: usize) -> Self {
         let block_rows = m.min(block_rows);
-        let tiles = self.n.div_ceil(TILE);
+        let tiles = w.n.div_ceil(TILE);
         let threads = rayon::current_num_threads();
         let chunk = if threads <= 1 {
             tiles
         } else {
             tiles.div_ceil(4 * threads)
         };
-        // Several row blocks: all of them run over a group of tiles (about 256 KiB) while it is
-        // in L2.
         let group = if block_rows == m {
             chunk
         } else {
-            (262_144 / self.geometry().tile_bytes).clamp(2, 32)
+            (262_144 / w.geometry().tile_bytes).clamp(2, 32)
         };
-        let run_chunk = |ci: usize| {
-            let (t0, t1) = (ci * chunk, ((ci + 1) * chunk).min(tiles));
-            for g in (t0..t1).step_by(group) {
-                let ge = (g + group).min(t1);
-                for r in (0..m).step_by(block_rows) {
-                    block((m - r).min(block_rows), g..ge, r);
-                }
+        Split {
+            tiles,
+            chunk,
+            chunks: tiles.div_ceil(chunk),
+            group,
+            m,
+            block_rows,
+        }
+    }
+
+    /// Calls `block(mr, tiles, row0)` for every row block and group of tiles of chunk `ci`.
+    fn run(&self, ci: usize, block: &impl Fn(usize, Range<usize>, usize)) {
+        let (t0, t1) = (ci * self.chunk, ((ci + 1) * self.chunk).min(self.tiles));
+        for g in (t0..t1).step_by(self.group) {
+            let ge = (g + self.group).min(t1);
+            for r in (0..self.m).step_by(self.block_rows) {
+                block((self.m - r).min(self.block_rows), g..ge, r);
             }
-        };
-        let chunks = tiles.div_ceil(chunk);
-        if chunks == 1 {
-            run_chunk(0);
-        } else {
-            (0..chunks).into_par_iter().for_each(run_chunk);
         }
     }
 }
@@ -1540,6 +1646,48 @@ mod tests {
                         .collect();
                     assert_eq!(outs[0], outs[1], "{act:?} {path:?} m {m}");
                     assert_eq!(outs[0], outs[2], "{act:?} {path:?} m {m}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fused_products_give_each_matrix_the_bits_of_its_own_call() {
+        let mut rng = Rng(8);
+        let k = 160;
+        let ws = [
+            Q4Linear::from_q4_0(&gguf_bytes(&mut rng, false, k, 40), k, 40, None),
+            Q4Linear::from_q4_1(&gguf_bytes(&mut rng, true, k, 72), k, 72, None),
+            Q4Linear::quantize(&rng.vec(k * 200), k, 200, SourceLayout::OutIn),
+        ];
+        let bias = rng.vec(72);
+        // 8 and 11 rows run in row blocks over groups of tiles; 120 rows quantize in parallel.
+        for m in [1, 2, 8, 11, 120] {
+            let x = rng.vec(m * k);
+            for act in [Activations::F32, Activations::Int8] {
+                for path in [KernelPath::Auto, KernelPath::Portable] {
+                    let own = [
+                        run(&ws[0], path, act, &x, m, None),
+                        run(&ws[1], path, act, &x, m, Some(&bias)),
+                        run(&ws[2], path, act, &x, m, None),
+                    ];
+                    let mut fused = ws.each_ref().map(|w| vec![f32::NAN; m * w.n()]);
+                    let [a, b, c] = &mut fused;
+                    matmul_many_with(
+                        path,
+                        act,
+                        &x,
+                        m,
+                        [
+                            (&ws[0], None, a),
+                            (&ws[1], Some(&bias), b),
+                            (&ws[2], None, c),
+                        ],
+                    );
+                    for (i, (own, fused)) in own.iter().zip(&fused).enumerate() {
+                        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(own), bits(fused), "matrix {i} {act:?} {path:?} m {m}");
+                    }
                 }
             }
         }
