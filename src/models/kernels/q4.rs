@@ -37,8 +37,10 @@
 //! * **Threads.** The output tiles are split into about 4 contiguous chunks per thread of
 //!   rayon's *current* pool (so the caller's `ThreadPool::install` decides); every output is
 //!   computed by the same operations whatever the chunking, so results do not depend on the
-//!   number of threads. Nothing is allocated per call apart from rayon's job bookkeeping and,
-//!   the first time on a thread, its reusable activation buffers.
+//!   number of threads. [`matmul_many`] numbers the chunks of several matrices one after
+//!   another and runs them in one parallel pass, with the same per-output operations. Nothing
+//!   is allocated per call apart from rayon's job bookkeeping and, the first time on a thread,
+//!   its reusable activation buffers.
 //! * **Weight traffic.** One block of up to 8 (`Int8`), 4 (`F32`; 3 on AVX2) rows reads the
 //!   weights once; more rows run block after block inside groups of tiles of about 256 KiB, so
 //!   that the re-reads hit L2. A kernel call covers one tile (16 columns; four at one or two
