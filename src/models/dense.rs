@@ -17,7 +17,7 @@
 use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
 
 use super::kernels::q4::{self, Activations, Q4Linear};
-use super::kernels::PackedLinear;
+use super::kernels::{self, PackedLinear};
 
 /// `x · Wᵀ + b` over the last dimension.
 #[derive(Debug)]
@@ -187,31 +187,59 @@ impl Dense {
     }
 
     /// [`forward_rows`](Self::forward_rows) of several layers over the same `x` (a layer's q,
-    /// k and v projections; its gate and up): w4a8 layers run as one product
-    /// (`q4::matmul_many`: `x` quantized once, one parallel pass), any other dtype one call
-    /// each. The same results either way.
+    /// k and v projections; its gate and up). Layers packed alike (one dtype, the same `in`)
+    /// run as one product (`kernels::matmul_many`, `q4::matmul_many`: `x` prepared once, one
+    /// parallel pass); others one call each. The same results either way.
     pub fn forward_rows_fused<const N: usize>(
         layers: [&Dense; N],
         x: &[f32],
         rows: usize,
     ) -> [Vec<f32>; N] {
         let packed = layers.map(|layer| match &layer.weight {
-            Weight::Packed {
-                weight: Kernel::Q4(w, Activations::Int8),
-                bias,
-                ..
-            } => Some((w, bias.as_deref())),
-            _ => None,
+            Weight::Packed { weight, bias, .. } => Some((weight, bias.as_deref())),
+            Weight::Tensor { .. } => None,
         });
-        if !packed.iter().all(Option::is_some) {
+        let alike = |a: &Kernel, b: &Kernel| match (a, b) {
+            (Kernel::Linear(a), Kernel::Linear(b)) => a.dtype() == b.dtype() && a.k() == b.k(),
+            (Kernel::Q4(a, x), Kernel::Q4(b, y)) => x == y && a.k() == b.k(),
+            _ => false,
+        };
+        let first = packed.first().copied().flatten().map(|(w, _)| w);
+        let fusable = first.is_some_and(|first| {
+            packed
+                .iter()
+                .all(|p| p.is_some_and(|(w, _)| alike(first, w)))
+        });
+        let (Some(first), true) = (first, fusable) else {
             return layers.map(|layer| layer.forward_rows(x, rows));
-        }
-        let packed = packed.map(|p| p.expect("every layer is w4a8"));
+        };
+        let packed = packed.map(|p| p.expect("every layer is packed"));
         let mut outs = packed.map(|(w, _)| vec![0.0f32; rows * w.n()]);
-        let mut parts = outs.iter_mut();
-        let parts =
-            packed.map(|(w, bias)| (w, bias, parts.next().expect("one out each").as_mut_slice()));
-        q4::matmul_many(Activations::Int8, x, rows, parts);
+        let mut free = outs.iter_mut();
+        let mut out = || free.next().expect("one output a layer").as_mut_slice();
+        match first {
+            Kernel::Linear(_) => kernels::matmul_many(
+                x,
+                rows,
+                packed.map(|(w, bias)| {
+                    let Kernel::Linear(w) = w else {
+                        unreachable!("the layers are alike")
+                    };
+                    (w, bias, out())
+                }),
+            ),
+            Kernel::Q4(_, activations) => q4::matmul_many(
+                *activations,
+                x,
+                rows,
+                packed.map(|(w, bias)| {
+                    let Kernel::Q4(w, _) = w else {
+                        unreachable!("the layers are alike")
+                    };
+                    (w, bias, out())
+                }),
+            ),
+        }
         outs
     }
 

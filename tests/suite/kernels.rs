@@ -11,7 +11,9 @@
 //! (per row, asymmetric: 256 steps over the row's range widened to hold 0).
 
 use half::{bf16, f16};
-use infergraph::models::kernels::{Dtype, KernelPath, PackedLinear, SourceLayout};
+use infergraph::models::kernels::{
+    matmul_many_with, Dtype, KernelPath, PackedLinear, SourceLayout,
+};
 
 /// The dtypes `PackedLinear` holds (the 4-bit ones are `kernels::q4`'s, tested in `q4_kernels`).
 const DTYPES: [Dtype; 5] = [
@@ -351,6 +353,44 @@ fn results_independent_of_thread_count() {
             .collect();
         assert_eq!(outs[0], outs[1], "{dtype:?} m {m}");
         assert_eq!(outs[0], outs[2], "{dtype:?} m {m}");
+    }
+}
+
+/// A layer's q, k and v (or gate and up) run as one product: each output has the bits of its
+/// own call, on every path, from one row to rows quantized in parallel.
+#[test]
+fn fused_products_give_each_matrix_the_bits_of_its_own_call() {
+    let k = 136;
+    let mut rng = Rng(12);
+    let shapes = [40, 24, 200];
+    let ws: Vec<Vec<f32>> = shapes.iter().map(|&n| rng.vec(k * n, 0.02)).collect();
+    let bias = rng.vec(24, 0.1);
+    for dtype in DTYPES {
+        let [a, b, c] = [0, 1, 2]
+            .map(|i| PackedLinear::pack_f32(&ws[i], k, shapes[i], SourceLayout::InOut, dtype));
+        for m in [1, 2, 5, 8, 17, 130] {
+            let x = rng.vec(m * k, 1.0);
+            for path in [KernelPath::Auto, KernelPath::Avx2, KernelPath::Portable] {
+                let own = |w: &PackedLinear, bias: Option<&[f32]>| {
+                    let mut y = vec![f32::NAN; m * w.n()];
+                    w.matmul_with(path, &x, m, bias, &mut y);
+                    y
+                };
+                let want = [own(&a, None), own(&b, Some(&bias)), own(&c, None)];
+                let mut got = shapes.map(|n| vec![f32::NAN; m * n]);
+                let [ya, yb, yc] = &mut got;
+                matmul_many_with(
+                    path,
+                    &x,
+                    m,
+                    [(&a, None, ya), (&b, Some(&bias), yb), (&c, None, yc)],
+                );
+                for (i, (want, got)) in want.iter().zip(&got).enumerate() {
+                    let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(want), bits(got), "{dtype:?} {path:?} m {m} matrix {i}");
+                }
+            }
+        }
     }
 }
 

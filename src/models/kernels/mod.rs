@@ -601,116 +601,7 @@ impl PackedLinear {
         bias: Option<&[f32]>,
         out: &mut [f32],
     ) {
-        let (k, n) = (self.k, self.n);
-        if !check_matmul([k, n], x, m, bias, out) {
-            return;
-        }
-        if self.dtype == Dtype::W8a8 {
-            return self.matmul_w8a8(path, x, m, bias, out);
-        }
-        let simd = path != KernelPath::Portable && detected() == Simd::Avx2;
-        let wide = simd && path == KernelPath::Auto && wide_kernels();
-        let block_rows = m.min(if wide { WIDE_BLOCK_ROWS } else { BLOCK_ROWS });
-        // The SIMD kernels read each row block of x interleaved as [kk][mr] (one pointer,
-        // constant offsets). The buffer is kept per thread; a nested call simply gets a fresh one.
-        let mut xt = Vec::new();
-        if simd && m > 1 {
-            xt = XT.with(Cell::take);
-            xt.clear();
-            xt.resize(m * k, 0.0);
-            // Row by row, reading contiguously (a strided `step_by` over x was 2–4 % of a BERT
-            // forward).
-            for (block, dst) in x.chunks(block_rows * k).zip(xt.chunks_mut(block_rows * k)) {
-                let mr = block.len() / k;
-                for (r, row) in block.chunks_exact(k).enumerate() {
-                    for (kk, &v) in row.iter().enumerate() {
-                        dst[kk * mr + r] = v;
-                    }
-                }
-            }
-        }
-        let job = Job {
-            x: if xt.is_empty() {
-                x.as_ptr()
-            } else {
-                xt.as_ptr()
-            },
-            ..self.job(bias, out)
-        };
-        // The AVX-512 kernels take 6 tiles a call, the others 4 (1-2 rows) or 2.
-        let step = if wide { 6 } else { 4 };
-        self.for_each_block(m, block_rows, step, |mr, ta, tb, row0| {
-            if simd {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: avx2, fma and f16c (and for `wide`, avx512f) were detected; `job`
-                // describes valid buffers of the sizes asserted above, with `x` interleaved per
-                // block of `block_rows`, and blocks write disjoint columns.
-                unsafe {
-                    if wide && mr >= 3 {
-                        avx512::block(&job, self.dtype, mr, ta, tb, row0)
-                    } else {
-                        avx2::block(&job, self.dtype, mr, ta, tb, row0)
-                    }
-                }
-            } else {
-                self.portable_block(&job, x, mr, ta, tb, row0);
-            }
-        });
-        if xt.capacity() > 0 {
-            XT.with(|c| c.set(xt));
-        }
-    }
-
-    /// `W8a8`: each row of `x` quantized to int8 with a scale of its own, then integer dot
-    /// products, exact in i32, scaled once per output.
-    fn matmul_w8a8(
-        &self,
-        path: KernelPath,
-        x: &[f32],
-        m: usize,
-        bias: Option<&[f32]>,
-        out: &mut [f32],
-    ) {
-        let depth = TileLayout::of(self.dtype, self.k).depth;
-        let (mut xq_buffer, mut scales_buffer, mut zeros_buffer) = XQ.with(Cell::take);
-        // Every row's codes, scale and zero are written below; the padding's bytes meet zero
-        // weights, so whatever an earlier call left there adds nothing.
-        let xq = reused(&mut xq_buffer, m * depth);
-        let row_scales = reused(&mut scales_buffer, m);
-        let row_zeros = reused(&mut zeros_buffer, m);
-        if x.len() < PARALLEL_ELEMENTS {
-            let rows = x.chunks_exact(self.k).zip(xq.chunks_exact_mut(depth));
-            let scales = row_scales.iter_mut().zip(row_zeros.iter_mut());
-            rows.zip(scales)
-                .for_each(|((row, dst), (scale, zero))| (*scale, *zero) = quantize_row(row, dst));
-        } else {
-            let rows = x
-                .par_chunks_exact(self.k)
-                .zip(xq.par_chunks_exact_mut(depth));
-            let scales = row_scales.par_iter_mut().zip(row_zeros.par_iter_mut());
-            rows.zip(scales)
-                .for_each(|((row, dst), (scale, zero))| (*scale, *zero) = quantize_row(row, dst));
-        }
-        let job = Job {
-            xq: xq.as_ptr(),
-            row_scales: row_scales.as_ptr(),
-            row_zeros: row_zeros.as_ptr(),
-            col_sums: self.col_sums.as_ptr(),
-            depth,
-            ..self.job(bias, out)
-        };
-        let vnni = path == KernelPath::Auto && integer_dot_products();
-        self.for_each_block(m, m.min(BLOCK_ROWS), 4, |mr, ta, tb, row0| {
-            #[cfg(target_arch = "x86_64")]
-            if vnni {
-                // SAFETY: avx512f, avx512vl and avx512vnni were detected; `job` describes
-                // valid buffers, and blocks write disjoint columns.
-                unsafe { vnni::block(&job, mr, ta, tb, row0) };
-                return;
-            }
-            portable_w8a8(&job, self.elems_ref(), mr, ta..tb, row0);
-        });
-        XQ.with(|c| c.set((xq_buffer, scales_buffer, zeros_buffer)));
+        matmul_many_with(path, x, m, [(self, bias, out)]);
     }
 
     /// The fields of a call's [`Job`] that come from the weight (activations unset).
@@ -732,47 +623,14 @@ impl PackedLinear {
         }
     }
 
-    /// Calls `block(mr, ta, tb, row0)` for every block of up to `block_rows` rows and every
-    /// run of tiles, with the output-column tiles split in about 4 chunks per thread of the
-    /// current pool. Chunks and groups are whole multiples of `step`, the tiles a kernel
-    /// call covers, where they can be.
-    fn for_each_block(
-        &self,
-        m: usize,
-        block_rows: usize,
-        step: usize,
-        block: impl Fn(usize, usize, usize, usize) + Sync,
-    ) {
-        let tiles = self.n.div_ceil(8);
-        let threads = rayon::current_num_threads();
-        let chunk = if threads <= 1 {
-            tiles
-        } else {
-            tiles.div_ceil(4 * threads).next_multiple_of(step)
-        };
-        // Several row blocks: all of them run over a group of 1-2 steps of tiles (about
-        // 256 KiB) while it is in L2.
+    /// How a product of `m` rows splits over the output-column tiles (of 8): chunks and
+    /// groups are whole multiples of `step`, the tiles a kernel call covers, where they can
+    /// be; several row blocks run over a group of 1-2 steps of tiles (about 256 KiB) while it
+    /// is in L2.
+    fn split(&self, m: usize, block_rows: usize, step: usize) -> Split {
         let tile_bytes = 8 * TileLayout::of(self.dtype, self.k).depth * self.dtype.elem_bytes();
-        let group = if block_rows == m {
-            chunk
-        } else {
-            (262_144 / tile_bytes).clamp(step, 2 * step) / step * step
-        };
-        let run_chunk = |ci: usize| {
-            let (t0, t1) = (ci * chunk, ((ci + 1) * chunk).min(tiles));
-            for g in (t0..t1).step_by(group) {
-                let ge = (g + group).min(t1);
-                for r in (0..m).step_by(block_rows) {
-                    block((m - r).min(block_rows), g, ge, r);
-                }
-            }
-        };
-        let chunks = tiles.div_ceil(chunk);
-        if chunks == 1 {
-            run_chunk(0);
-        } else {
-            (0..chunks).into_par_iter().for_each(run_chunk);
-        }
+        let group = (262_144 / tile_bytes).clamp(step, 2 * step) / step * step;
+        Split::new(self.n.div_ceil(8), m, block_rows, step, group)
     }
 
     fn portable_block(&self, job: &Job, x: &[f32], mr: usize, ta: usize, tb: usize, row0: usize) {
@@ -808,6 +666,224 @@ impl PackedLinear {
             Dtype::W8a8 => unreachable!("w8a8 runs in matmul_w8a8"),
             Dtype::Q4 | Dtype::W4a8 => unreachable!("{FOUR_BIT}"),
         }
+    }
+}
+
+/// One matrix of a fused product: the weight, its bias and its output (`[m, n]`, overwritten).
+pub type Product<'a> = (&'a PackedLinear, Option<&'a [f32]>, &'a mut [f32]);
+
+/// `out_i = x · W_i (+ bias_i)` for `N` matrices of one dtype and depth `k` (a layer's q, k
+/// and v projections; its gate and up), with the kernels chosen by run-time detection. `x` is
+/// prepared once (interleaved for the SIMD kernels, quantized for `W8a8`) and every matrix's
+/// chunks share one parallel pass, where separate calls would each prepare it and wait for
+/// the pool. Each output gets the bits of its own [`PackedLinear::matmul`].
+///
+/// Panics if the matrices' dtypes or `k` differ, or on the shapes `matmul` rejects.
+pub fn matmul_many<const N: usize>(x: &[f32], m: usize, parts: [Product<'_>; N]) {
+    matmul_many_with(KernelPath::Auto, x, m, parts)
+}
+
+/// [`matmul_many`] with an explicit kernel choice (used to test the portable path).
+pub fn matmul_many_with<const N: usize>(
+    path: KernelPath,
+    x: &[f32],
+    m: usize,
+    parts: [Product<'_>; N],
+) {
+    let Some((first, ..)) = parts.first() else {
+        return;
+    };
+    let (k, dtype) = (first.k, first.dtype);
+    for (w, bias, out) in &parts {
+        assert!(
+            w.k == k && w.dtype == dtype,
+            "fused matrices must share k and dtype"
+        );
+        if !check_matmul([w.k, w.n], x, m, *bias, out) {
+            return;
+        }
+    }
+    if dtype == Dtype::W8a8 {
+        return matmul_w8a8(path, x, m, k, parts);
+    }
+    let simd = path != KernelPath::Portable && detected() == Simd::Avx2;
+    let wide = simd && path == KernelPath::Auto && wide_kernels();
+    let block_rows = m.min(if wide { WIDE_BLOCK_ROWS } else { BLOCK_ROWS });
+    // The SIMD kernels read each row block of x interleaved as [kk][mr] (one pointer,
+    // constant offsets). The buffer is kept per thread; a nested call simply gets a fresh one.
+    let mut xt = Vec::new();
+    if simd && m > 1 {
+        xt = XT.with(Cell::take);
+        xt.clear();
+        xt.resize(m * k, 0.0);
+        // Row by row, reading contiguously (a strided `step_by` over x was 2–4 % of a BERT
+        // forward).
+        for (block, dst) in x.chunks(block_rows * k).zip(xt.chunks_mut(block_rows * k)) {
+            let mr = block.len() / k;
+            for (r, row) in block.chunks_exact(k).enumerate() {
+                for (kk, &v) in row.iter().enumerate() {
+                    dst[kk * mr + r] = v;
+                }
+            }
+        }
+    }
+    let x_read = if xt.is_empty() {
+        x.as_ptr()
+    } else {
+        xt.as_ptr()
+    };
+    // The AVX-512 kernels take 6 tiles a call, the others 4 (1-2 rows) or 2.
+    let step = if wide { 6 } else { 4 };
+    let calls = parts.map(|(w, bias, out)| {
+        let job = Job {
+            x: x_read,
+            ..w.job(bias, out)
+        };
+        (w, job, w.split(m, block_rows, step))
+    });
+    run_chunks(calls.each_ref().map(|(.., split)| split.chunks), |i, ci| {
+        let (w, job, split) = &calls[i];
+        split.run(ci, |mr, tiles, row0| {
+            let (ta, tb) = (tiles.start, tiles.end);
+            if simd {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: avx2, fma and f16c (and for `wide`, avx512f) were detected; `job`
+                // describes valid buffers of the sizes asserted above, with `x` interleaved per
+                // block of `block_rows`, and blocks write disjoint columns.
+                unsafe {
+                    if wide && mr >= 3 {
+                        avx512::block(job, dtype, mr, ta, tb, row0)
+                    } else {
+                        avx2::block(job, dtype, mr, ta, tb, row0)
+                    }
+                }
+            } else {
+                w.portable_block(job, x, mr, ta, tb, row0);
+            }
+        });
+    });
+    if xt.capacity() > 0 {
+        XT.with(|c| c.set(xt));
+    }
+}
+
+/// `W8a8`'s part of [`matmul_many_with`], shapes checked: each row of `x` quantized to int8
+/// with a scale of its own (once for every matrix), then integer dot products, exact in i32,
+/// scaled once per output.
+fn matmul_w8a8<const N: usize>(
+    path: KernelPath,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    parts: [Product<'_>; N],
+) {
+    let depth = TileLayout::of(Dtype::W8a8, k).depth;
+    let (mut xq_buffer, mut scales_buffer, mut zeros_buffer) = XQ.with(Cell::take);
+    // Every row's codes, scale and zero are written below; the padding's bytes meet zero
+    // weights, so whatever an earlier call left there adds nothing.
+    let xq = reused(&mut xq_buffer, m * depth);
+    let row_scales = reused(&mut scales_buffer, m);
+    let row_zeros = reused(&mut zeros_buffer, m);
+    if x.len() < PARALLEL_ELEMENTS {
+        let rows = x.chunks_exact(k).zip(xq.chunks_exact_mut(depth));
+        let scales = row_scales.iter_mut().zip(row_zeros.iter_mut());
+        rows.zip(scales)
+            .for_each(|((row, dst), (scale, zero))| (*scale, *zero) = quantize_row(row, dst));
+    } else {
+        let rows = x.par_chunks_exact(k).zip(xq.par_chunks_exact_mut(depth));
+        let scales = row_scales.par_iter_mut().zip(row_zeros.par_iter_mut());
+        rows.zip(scales)
+            .for_each(|((row, dst), (scale, zero))| (*scale, *zero) = quantize_row(row, dst));
+    }
+    let calls = parts.map(|(w, bias, out)| {
+        let job = Job {
+            xq: xq.as_ptr(),
+            row_scales: row_scales.as_ptr(),
+            row_zeros: row_zeros.as_ptr(),
+            col_sums: w.col_sums.as_ptr(),
+            depth,
+            ..w.job(bias, out)
+        };
+        (w, job, w.split(m, m.min(BLOCK_ROWS), 4))
+    });
+    let vnni = path == KernelPath::Auto && integer_dot_products();
+    run_chunks(calls.each_ref().map(|(.., split)| split.chunks), |i, ci| {
+        let (w, job, split) = &calls[i];
+        split.run(ci, |mr, tiles, row0| {
+            #[cfg(target_arch = "x86_64")]
+            if vnni {
+                // SAFETY: avx512f, avx512vl and avx512vnni were detected; `job` describes
+                // valid buffers, and blocks write disjoint columns.
+                unsafe { vnni::block(job, mr, tiles.start, tiles.end, row0) };
+                return;
+            }
+            portable_w8a8(job, w.elems_ref(), mr, tiles, row0);
+        });
+    });
+    XQ.with(|c| c.set((xq_buffer, scales_buffer, zeros_buffer)));
+}
+
+/// How one product's output tiles split into parallel chunks (about 4 per thread of rayon's
+/// current pool) and its rows into blocks, for `PackedLinear`'s kernels and `q4`'s.
+struct Split {
+    tiles: usize,
+    /// Tiles per chunk.
+    chunk: usize,
+    chunks: usize,
+    /// Tiles every row block runs over before the next group: the whole chunk when one block
+    /// holds all rows.
+    group: usize,
+    m: usize,
+    block_rows: usize,
+}
+
+impl Split {
+    /// `tiles` split for `m` rows in blocks of up to `block_rows`, chunks rounded up to whole
+    /// `step`s, and `group` tiles a group when there are several row blocks.
+    fn new(tiles: usize, m: usize, block_rows: usize, step: usize, group: usize) -> Self {
+        let block_rows = m.min(block_rows);
+        let threads = rayon::current_num_threads();
+        let chunk = if threads <= 1 {
+            tiles
+        } else {
+            tiles.div_ceil(4 * threads).next_multiple_of(step)
+        };
+        Split {
+            tiles,
+            chunk,
+            chunks: tiles.div_ceil(chunk),
+            group: if block_rows == m { chunk } else { group },
+            m,
+            block_rows,
+        }
+    }
+
+    /// Calls `block(mr, tiles, row0)` for every row block and group of tiles of chunk `ci`.
+    fn run(&self, ci: usize, block: impl Fn(usize, std::ops::Range<usize>, usize)) {
+        let (t0, t1) = (ci * self.chunk, ((ci + 1) * self.chunk).min(self.tiles));
+        for g in (t0..t1).step_by(self.group) {
+            let ge = (g + self.group).min(t1);
+            for r in (0..self.m).step_by(self.block_rows) {
+                block((self.m - r).min(self.block_rows), g..ge, r);
+            }
+        }
+    }
+}
+
+/// Runs `chunk(i, ci)` for every chunk `ci < counts[i]` of every product `i`, numbered one
+/// after another, in one parallel pass over the current pool (inline when there is one).
+fn run_chunks<const N: usize>(counts: [usize; N], chunk: impl Fn(usize, usize) + Sync) {
+    let one = |mut ci: usize| {
+        for (i, &count) in counts.iter().enumerate() {
+            if ci < count {
+                return chunk(i, ci);
+            }
+            ci -= count;
+        }
+    };
+    match counts.iter().sum() {
+        1 => one(0),
+        total => (0..total).into_par_iter().for_each(one),
     }
 }
 

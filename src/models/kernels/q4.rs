@@ -57,7 +57,7 @@
 //!   either way). The SIMD `F32` kernels read `x` from a per-thread copy padded to whole blocks
 //!   with each group of 4 inputs repeated 2 (AVX2) or 4 (AVX-512) times.
 
-use super::{KernelPath, SourceLayout};
+use super::{run_chunks, KernelPath, SourceLayout, Split};
 use half::f16;
 use rayon::prelude::*;
 use std::cell::Cell;
@@ -779,13 +779,15 @@ impl Q4Linear {
         block_rows: usize,
         block: impl Fn(usize, Range<usize>, usize) + Sync,
     ) {
-        let split = Split::of(self, m, block_rows);
-        match split.chunks {
-            1 => split.run(0, &block),
-            chunks => (0..chunks)
-                .into_par_iter()
-                .for_each(|ci| split.run(ci, &block)),
-        }
+        let split = self.split(m, block_rows);
+        run_chunks([split.chunks], |_, ci| split.run(ci, &block));
+    }
+
+    /// How a product of `m` rows splits over the output tiles (module docs, "Threads" and
+    /// "Weight traffic"): several row blocks run over groups of about 256 KiB of tiles.
+    fn split(&self, m: usize, block_rows: usize) -> Split {
+        let group = (262_144 / self.geometry().tile_bytes).clamp(2, 32);
+        Split::new(self.n.div_ceil(TILE), m, block_rows, 1, group)
     }
 }
 
@@ -859,84 +861,23 @@ fn matmul_many_int8<const N: usize>(
             qs: rows.qs.as_ptr(),
             ..w.job(bias, out)
         };
-        (w, job, Split::of(w, m, BLOCK_ROWS_INT8))
+        (w, job, w.split(m, BLOCK_ROWS_INT8))
     });
     let vnni = path == KernelPath::Auto && detected().vnni;
-    let run_chunk = |mut ci: usize| {
-        // The chunks of all calls are numbered one after another.
-        for (w, job, split) in &calls {
-            if ci < split.chunks {
-                split.run(ci, &|mr, tiles, row0| {
-                    #[cfg(target_arch = "x86_64")]
-                    if vnni {
-                        // SAFETY: avx512f, avx512vl and avx512vnni were detected; `job`
-                        // describes valid buffers, and blocks write disjoint columns.
-                        unsafe { vnni::block(job, mr, tiles, row0) };
-                        return;
-                    }
-                    portable_int8(job, w.bytes_ref(), mr, tiles, row0);
-                });
+    run_chunks(calls.each_ref().map(|(.., split)| split.chunks), |i, ci| {
+        let (w, job, split) = &calls[i];
+        split.run(ci, |mr, tiles, row0| {
+            #[cfg(target_arch = "x86_64")]
+            if vnni {
+                // SAFETY: avx512f, avx512vl and avx512vnni were detected; `job` describes
+                // valid buffers, and blocks write disjoint columns.
+                unsafe { vnni::block(job, mr, tiles, row0) };
                 return;
             }
-            ci -= split.chunks;
-        }
-    };
-    match calls.iter().map(|(.., split)| split.chunks).sum() {
-        1 => run_chunk(0),
-        chunks => (0..chunks).into_par_iter().for_each(run_chunk),
-    }
+            portable_int8(job, w.bytes_ref(), mr, tiles, row0);
+        });
+    });
     XQ.with(|c| c.set(rows));
-}
-
-/// How one product's output tiles split into parallel chunks (about 4 per thread of rayon's
-/// current pool) and its rows into blocks of up to `block_rows`.
-struct Split {
-    tiles: usize,
-    /// Tiles per chunk.
-    chunk: usize,
-    chunks: usize,
-    /// Tiles every row block runs over before the next group: a whole chunk when one block
-    /// holds all rows, else about 256 KiB, so that the re-reads hit L2.
-    group: usize,
-    m: usize,
-    block_rows: usize,
-}
-
-impl Split {
-    fn of(w: &Q4Linear, m: usize, block_rows: usize) -> Self {
-        let block_rows = m.min(block_rows);
-        let tiles = w.n.div_ceil(TILE);
-        let threads = rayon::current_num_threads();
-        let chunk = if threads <= 1 {
-            tiles
-        } else {
-            tiles.div_ceil(4 * threads)
-        };
-        let group = if block_rows == m {
-            chunk
-        } else {
-            (262_144 / w.geometry().tile_bytes).clamp(2, 32)
-        };
-        Split {
-            tiles,
-            chunk,
-            chunks: tiles.div_ceil(chunk),
-            group,
-            m,
-            block_rows,
-        }
-    }
-
-    /// Calls `block(mr, tiles, row0)` for every row block and group of tiles of chunk `ci`.
-    fn run(&self, ci: usize, block: &impl Fn(usize, Range<usize>, usize)) {
-        let (t0, t1) = (ci * self.chunk, ((ci + 1) * self.chunk).min(self.tiles));
-        for g in (t0..t1).step_by(self.group) {
-            let ge = (g + self.group).min(t1);
-            for r in (0..self.m).step_by(self.block_rows) {
-                block((self.m - r).min(self.block_rows), g..ge, r);
-            }
-        }
-    }
 }
 
 thread_local! {
