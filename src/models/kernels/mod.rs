@@ -19,8 +19,10 @@
 //!   column's `Σ q` for taking out the activations' zero point.
 //! * **Threads.** [`PackedLinear::matmul`] splits the output-column tiles into about
 //!   4 contiguous chunks per thread of rayon's *current* pool (so the caller's
-//!   `ThreadPool::install` decides), each chunk writing disjoint output columns. Packing also uses
-//!   the current pool. Nothing is allocated per call apart from rayon's job bookkeeping.
+//!   `ThreadPool::install` decides), each chunk writing disjoint output columns; [`matmul_many`]
+//!   runs the chunks of several matrices over one `x` in one parallel pass (`Split`, shared
+//!   with `q4`). Packing also uses the current pool. Nothing is allocated per call apart from
+//!   rayon's job bookkeeping.
 //! * **Weight traffic.** For `m` up to the block size (6 rows, 8 with the AVX-512 kernels) the
 //!   weights are read once per call, in one block of `m` rows. Past it, `m` is processed in
 //!   blocks *inside* each group of 4–8 tiles (6–12 with AVX-512; ~256 KiB), so the re-reads of
