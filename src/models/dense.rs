@@ -204,16 +204,17 @@ impl Dense {
             (Kernel::Q4(a, x), Kernel::Q4(b, y)) => x == y && a.k() == b.k(),
             _ => false,
         };
-        let first = packed.first().copied().flatten().map(|(w, _)| w);
-        let fusable = first.is_some_and(|first| {
-            packed
+        let fusable = match packed.first() {
+            Some(Some((first, _))) => packed
                 .iter()
-                .all(|p| p.is_some_and(|(w, _)| alike(first, w)))
-        });
-        let (Some(first), true) = (first, fusable) else {
-            return layers.map(|layer| layer.forward_rows(x, rows));
+                .all(|p| p.is_some_and(|(w, _)| alike(first, w))),
+            _ => false,
         };
+        if !fusable {
+            return layers.map(|layer| layer.forward_rows(x, rows));
+        }
         let packed = packed.map(|p| p.expect("every layer is packed"));
+        let first = packed[0].0;
         let mut outs = packed.map(|(w, _)| vec![0.0f32; rows * w.n()]);
         let mut free = outs.iter_mut();
         let mut out = || free.next().expect("one output a layer").as_mut_slice();

@@ -828,13 +828,16 @@ fn matmul_w8a8<const N: usize>(
 /// How one product's output tiles split into parallel chunks (about 4 per thread of rayon's
 /// current pool) and its rows into blocks, for `PackedLinear`'s kernels and `q4`'s.
 struct Split {
+    /// Output tiles of the product: the last chunk stops here.
     tiles: usize,
     /// Tiles per chunk.
     chunk: usize,
+    /// How many chunks the tiles make: what a parallel pass iterates over.
     chunks: usize,
     /// Tiles every row block runs over before the next group: the whole chunk when one block
     /// holds all rows.
     group: usize,
+    /// Rows of the product, run in blocks of `block_rows` (the last one shorter).
     m: usize,
     block_rows: usize,
 }

@@ -748,7 +748,7 @@ impl Q4Linear {
         bias: Option<&[f32]>,
         out: &mut [f32],
     ) {
-        matmul_many_int8(path, x, m, [(self, bias, out)]);
+        matmul_many_int8(path, x, m, self.k, [(self, bias, out)]);
     }
 
     /// The fields of a call's [`Job`] that come from the weight (activations unset).
@@ -835,24 +835,21 @@ pub fn matmul_many_with<const N: usize>(
                 w.matmul_f32(F32Kernel::of(path), x, m, bias, out);
             }
         }
-        Activations::Int8 => matmul_many_int8(path, x, m, parts),
+        Activations::Int8 => matmul_many_int8(path, x, m, k, parts),
     }
 }
 
-/// The `Int8` product of [`matmul_many_with`], shapes checked: one quantization of `x`, then
-/// every matrix's chunks in one parallel pass.
+/// The `Int8` product of [`matmul_many_with`], shapes checked (every matrix `k` deep): one
+/// quantization of `x`, then every matrix's chunks in one parallel pass.
 fn matmul_many_int8<const N: usize>(
     path: KernelPath,
     x: &[f32],
     m: usize,
+    k: usize,
     parts: [Product<'_>; N],
 ) {
-    let Some(k) = parts.first().map(|(w, ..)| w.k) else {
-        return;
-    };
-    let kb = k.div_ceil(QK);
     let mut rows = XQ.with(Cell::take);
-    rows.quantize(x, k, kb);
+    rows.quantize(x, k);
     let calls = parts.map(|(w, bias, out)| {
         let job = Job {
             xq: rows.xq.as_ptr(),
@@ -909,9 +906,11 @@ impl QuantizedRows {
         qs: Vec::new(),
     };
 
-    /// Quantizes the rows of `x` (`k` inputs, `kb` blocks each), reusing the buffers: every
-    /// value of the first `rows·kb` blocks is written (padding codes as 0), whatever was there.
-    fn quantize(&mut self, x: &[f32], k: usize, kb: usize) {
+    /// Quantizes the rows of `x` (`k` inputs, `kb = ⌈k/32⌉` blocks each), reusing the buffers:
+    /// every value of the first `rows·kb` blocks is written (padding codes as 0), whatever was
+    /// there.
+    fn quantize(&mut self, x: &[f32], k: usize) {
+        let kb = k.div_ceil(QK);
         let blocks = x.len() / k * kb;
         let xq = super::reused(&mut self.xq, blocks * QK);
         let (dx, sx) = (
@@ -921,12 +920,12 @@ impl QuantizedRows {
         let qs = super::reused(&mut self.qs, blocks);
         if x.len() < super::PARALLEL_ELEMENTS {
             let rows = x.chunks_exact(k).zip(xq.chunks_exact_mut(kb * QK));
-            let sums = (dx.chunks_exact_mut(kb)).zip(sx.chunks_exact_mut(kb));
+            let sums = dx.chunks_exact_mut(kb).zip(sx.chunks_exact_mut(kb));
             rows.zip(sums.zip(qs.chunks_exact_mut(kb)))
                 .for_each(|((row, xq), ((dx, sx), qs))| quantize_row(row, xq, dx, sx, qs));
         } else {
             let rows = x.par_chunks_exact(k).zip(xq.par_chunks_exact_mut(kb * QK));
-            let sums = (dx.par_chunks_exact_mut(kb)).zip(sx.par_chunks_exact_mut(kb));
+            let sums = dx.par_chunks_exact_mut(kb).zip(sx.par_chunks_exact_mut(kb));
             rows.zip(sums.zip(qs.par_chunks_exact_mut(kb)))
                 .for_each(|((row, xq), ((dx, sx), qs))| quantize_row(row, xq, dx, sx, qs));
         }
