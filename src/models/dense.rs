@@ -122,6 +122,14 @@ impl Dense {
         }
     }
 
+    /// Outputs per row (`out`).
+    pub fn out_features(&self) -> usize {
+        match &self.weight {
+            Weight::Tensor { weight, .. } => weight.dims()[0],
+            Weight::Packed { weight, .. } => weight.n(),
+        }
+    }
+
     /// Bytes the weight takes in memory.
     pub fn weight_bytes(&self) -> usize {
         match &self.weight {
@@ -168,6 +176,36 @@ impl Dense {
         };
         dims[D - 1] = d_out;
         y.reshape(dims)
+    }
+
+    /// [`forward`](Self::forward) of several layers over the same `x` (an encoder layer's q, k
+    /// and v). Layers packed for the CPU kernels go through
+    /// [`forward_rows_fused`](Self::forward_rows_fused): `x` leaves burn once and is prepared
+    /// once for all of them. The same results as one `forward` each.
+    pub fn forward_fused<const N: usize, const D: usize>(
+        layers: [&Dense; N],
+        x: Tensor<D>,
+    ) -> [Tensor<D>; N] {
+        let all_packed = layers
+            .iter()
+            .all(|layer| matches!(layer.weight, Weight::Packed { .. }));
+        let device = match layers.first().map(|layer| &layer.weight) {
+            Some(Weight::Packed { device, .. }) if all_packed => device.clone(),
+            _ => return layers.map(|layer| layer.forward(x.clone())),
+        };
+        let dims = x.dims();
+        let rows = dims[..D - 1].iter().product();
+        let data = x.into_data();
+        let x = data.as_slice().expect("activations are f32");
+        let outs = Self::forward_rows_fused(layers, x, rows);
+        let mut outs = outs.into_iter();
+        layers.map(|layer| {
+            let d_out = layer.out_features();
+            let mut shape = dims;
+            shape[D - 1] = d_out;
+            let out = outs.next().expect("one output a layer");
+            Tensor::<2>::from_data(TensorData::new(out, [rows, d_out]), &device).reshape(shape)
+        })
     }
 
     /// `forward` on the host: `x` is `[rows, in]`, the result `[rows, out]`. Only for a layer
@@ -273,5 +311,68 @@ impl Dense {
             out.extend((0..k).map(|kk| weight.weight(kk, id as usize)));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Tensor, TensorData};
+
+    use super::{Dense, Kernel};
+    use crate::models::kernels::q4::{Activations, Q4Linear};
+    use crate::models::kernels::{PackedLinear, SourceLayout};
+    use crate::models::Dtype;
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    fn linear(k: usize, n: usize, dtype: Dtype, seed: u32, device: &Device) -> Dense {
+        let w = values(k * n, seed);
+        let packed = PackedLinear::pack_f32(&w, k, n, SourceLayout::InOut, dtype);
+        Dense::packed(Kernel::Linear(packed), Some(values(n, seed + 1)), device)
+    }
+
+    fn bits(t: Tensor<3>) -> (Vec<usize>, Vec<u32>) {
+        let dims = t.dims().to_vec();
+        let data = t.into_data();
+        let bits = data.as_slice::<f32>().unwrap().iter().map(|v| v.to_bits());
+        (dims, bits.collect())
+    }
+
+    #[test]
+    fn forward_fused_gives_each_layer_the_bits_of_its_own_forward() {
+        let device = Device::flex();
+        let k = 64;
+        let x = Tensor::<3>::from_data(TensorData::new(values(2 * 5 * k, 7), [2, 5, k]), &device);
+        let q4 = |n, seed| {
+            let w = values(k * n, seed);
+            let packed = Q4Linear::quantize(&w, k, n, SourceLayout::InOut);
+            Dense::packed(Kernel::Q4(packed, Activations::Int8), None, &device)
+        };
+        // Alike layers run as one product; a mixed set falls back to one call each.
+        let sets = [
+            [
+                linear(k, 48, Dtype::W8a8, 1, &device),
+                linear(k, 16, Dtype::W8a8, 3, &device),
+                linear(k, 16, Dtype::W8a8, 5, &device),
+            ],
+            [q4(48, 11), q4(16, 13), q4(16, 15)],
+            [
+                linear(k, 48, Dtype::F32, 21, &device),
+                q4(16, 23),
+                linear(k, 16, Dtype::W8a8, 25, &device),
+            ],
+        ];
+        for (set, layers) in sets.iter().enumerate() {
+            let layers = [&layers[0], &layers[1], &layers[2]];
+            let fused = Dense::forward_fused(layers, x.clone());
+            for (i, (layer, got)) in layers.iter().zip(fused).enumerate() {
+                let want = layer.forward(x.clone());
+                assert_eq!(bits(got), bits(want), "set {set}, layer {i}");
+            }
+        }
     }
 }

@@ -393,9 +393,13 @@ impl Layer {
         } else {
             x.clone()
         };
-        let q = split_heads(a.query.forward(queries.clone()), a.n_head);
-        let k = split_heads(a.key.forward(x.clone()), a.n_head);
-        let v = split_heads(a.value.forward(x), a.n_head);
+        let [q, k, v] = if first_only {
+            let [k, v] = Dense::forward_fused([&a.key, &a.value], x);
+            [a.query.forward(queries.clone()), k, v]
+        } else {
+            Dense::forward_fused([&a.query, &a.key, &a.value], x)
+        };
+        let [q, k, v] = [q, k, v].map(|t| split_heads(t, a.n_head));
         let context = merge_heads(attend(q, k, v, scale, bias));
         let x = self.attention_output.forward(context, queries);
         let hidden = gelu_erf(self.intermediate.forward(x.clone()));
