@@ -774,7 +774,8 @@ pub struct CompletionRequest {
     pub top_p: Option<f64>,
     #[serde(default, deserialize_with = "integral")]
     pub seed: Option<u64>,
-    /// Up to 4 strings; a choice ends once its text contains one.
+    /// Up to 4 strings; a choice ends once its text contains one, and its text stops before
+    /// it (as OpenAI's does).
     pub stop: Option<StopStrings>,
     /// Answer as Server-Sent Events (`data: {chunk}` lines, then `data: [DONE]`).
     pub stream: Option<bool>,
@@ -1027,7 +1028,8 @@ pub struct ChatCompletionRequest {
     pub top_p: Option<f64>,
     #[serde(default, deserialize_with = "integral")]
     pub seed: Option<u64>,
-    /// Up to 4 strings; the answer ends once it contains one.
+    /// Up to 4 strings; the answer ends once it contains one, and stops before it (as
+    /// OpenAI's does).
     pub stop: Option<StopStrings>,
     /// Answer as Server-Sent Events (`data: {chunk}` lines, then `data: [DONE]`).
     pub stream: Option<bool>,

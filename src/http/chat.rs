@@ -24,7 +24,9 @@ use super::api::{
     ChatAnswer, ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk,
     ChatCompletionRequest, ChatDelta, CompletionUsage, GenerationRequest, RequestErrors,
 };
-use super::completion::{check_sampling, finish_reason, record, usage, Frame, Sampling};
+use super::completion::{
+    before_stop, check_sampling, finish_reason, record, usage, Frame, Sampling, StopHold,
+};
 use super::error::ApiError;
 use super::model_calls::{
     check_messages, check_room, conversation, find_generator, require_chat_template, GenerationCall,
@@ -118,6 +120,7 @@ pub(super) async fn chat_completions(
             .map_or(0, |d| d.as_secs()),
         model: generator.name.clone(),
     };
+    let stops = params.stop.clone();
     let call = GenerationCall {
         prompt: Prompt::Chat(messages),
         params,
@@ -139,7 +142,7 @@ pub(super) async fn chat_completions(
                 index: 0,
                 message: ChatAnswer {
                     role: "assistant".into(),
-                    content: generated.generation.new_text,
+                    content: before_stop(&generated.generation.new_text, &stops).to_string(),
                 },
                 logprobs: None,
                 finish_reason: finish_reason(generated.generation.finish_reason).into(),
@@ -159,6 +162,7 @@ pub(super) async fn chat_completions(
         .unwrap_or(false);
     let (sink, frames) = mpsc::unbounded_channel();
     actix_web::rt::spawn(async move {
+        let mut hold = StopHold::new(stops);
         // OpenAI's first chunk names the speaker, with empty content.
         let opening = ChatDelta {
             role: Some("assistant".into()),
@@ -167,18 +171,19 @@ pub(super) async fn chat_completions(
         let _ = sink.send(Frame::Chunk(shape.chunk(opening, None)));
         let generated = call
             .run_streaming(&generator, |token| {
+                let text = hold.push(&token.text);
                 // A held-back partial character or the end-of-turn token adds nothing.
-                if !token.text.is_empty() {
-                    let delta = ChatDelta {
-                        role: None,
-                        content: Some(token.text),
-                    };
-                    let _ = sink.send(Frame::Chunk(shape.chunk(delta, None)));
+                if !text.is_empty() {
+                    let _ = sink.send(Frame::Chunk(shape.content(text)));
                 }
             })
             .await;
         match generated {
             Ok(generated) => {
+                let held = hold.finish();
+                if !held.is_empty() {
+                    let _ = sink.send(Frame::Chunk(shape.content(held)));
+                }
                 let reason = finish_reason(generated.generation.finish_reason);
                 let _ = sink.send(Frame::Chunk(
                     shape.chunk(ChatDelta::default(), Some(reason.into())),
@@ -285,6 +290,15 @@ impl Shape {
             finish_reason,
         };
         self.with(vec![choice], None)
+    }
+
+    /// A chunk of the answer's text.
+    fn content(&self, text: String) -> ChatCompletionChunk {
+        let delta = ChatDelta {
+            role: None,
+            content: Some(text),
+        };
+        self.chunk(delta, None)
     }
 
     /// `stream_options.include_usage`'s last chunk: no choices, the whole request's usage.

@@ -1,6 +1,6 @@
 //! What `/v1/completions` (`openai.rs`) and `/v1/chat/completions` (`chat.rs`) share: the
-//! sampling checks, the frames of a stream, OpenAI's finish reasons and usage, and the
-//! request's trace.
+//! sampling checks, the frames of a stream, OpenAI's finish reasons and usage, leaving stop
+//! strings out of the text, and the request's trace.
 
 use std::time::Instant;
 
@@ -83,6 +83,71 @@ pub(super) fn finish_reason(reason: FinishReason) -> &'static str {
     }
 }
 
+/// `text` up to the first of the `stops` in it (all of it when none is): OpenAI's answers
+/// leave out the stop string that ended them, and whatever its last token held past it.
+pub(super) fn before_stop<'a>(text: &'a str, stops: &[String]) -> &'a str {
+    let first = stops
+        .iter()
+        .filter_map(|stop| text.find(stop.as_str()))
+        .min();
+    &text[..first.unwrap_or(text.len())]
+}
+
+/// Streams a continuation as [`before_stop`] cuts it: text that may be the start of a stop
+/// string is held back until the next token's text shows whether it is.
+pub(super) struct StopHold {
+    stops: Vec<String>,
+    /// Received but not yet sent: the longest end of the text that begins some stop string.
+    held: String,
+    /// A stop string has been seen: nothing more is sent.
+    stopped: bool,
+}
+
+impl StopHold {
+    pub(super) fn new(stops: Vec<String>) -> Self {
+        Self {
+            stops,
+            held: String::new(),
+            stopped: false,
+        }
+    }
+
+    /// What of the text so far, ending with `text`, can be sent now.
+    pub(super) fn push(&mut self, text: &str) -> String {
+        if self.stopped {
+            return String::new();
+        }
+        self.held.push_str(text);
+        let cut = before_stop(&self.held, &self.stops).len();
+        if cut < self.held.len() {
+            self.stopped = true;
+            let sent = self.held[..cut].to_string();
+            self.held.clear();
+            return sent;
+        }
+        let kept = self
+            .stops
+            .iter()
+            .map(|stop| held_start(&self.held, stop))
+            .max()
+            .unwrap_or(0);
+        self.held.drain(..self.held.len() - kept).collect()
+    }
+
+    /// What is still held once the generation has ended without completing a stop string.
+    pub(super) fn finish(&mut self) -> String {
+        std::mem::take(&mut self.held)
+    }
+}
+
+/// The length of the longest end of `text` that is a proper start of `stop`.
+fn held_start(text: &str, stop: &str) -> usize {
+    (1..stop.len().min(text.len() + 1))
+        .rev()
+        .find(|&len| stop.is_char_boundary(len) && text.ends_with(&stop[..len]))
+        .unwrap_or(0)
+}
+
 pub(super) fn usage(generated: &[Generated]) -> CompletionUsage {
     let prompt_tokens = generated
         .iter()
@@ -120,4 +185,72 @@ pub(super) fn record(
         &calls,
     );
     state.record_trace(trace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{before_stop, StopHold};
+
+    fn stops(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// The pieces `StopHold` sends for `tokens`, then what `finish` flushes.
+    fn streamed(list: &[&str], tokens: &[&str]) -> (Vec<String>, String) {
+        let mut hold = StopHold::new(stops(list));
+        let sent = tokens.iter().map(|t| hold.push(t)).collect();
+        (sent, hold.finish())
+    }
+
+    #[test]
+    fn the_text_ends_before_the_first_stop_string_and_its_tokens_rest() {
+        let list = stops(&["Paris", "is"]);
+        assert_eq!(before_stop("The capital is Paris.", &list), "The capital ");
+        assert_eq!(
+            before_stop("No stop here", &stops(&["Rome"])),
+            "No stop here"
+        );
+        assert_eq!(before_stop("anything", &[]), "anything");
+    }
+
+    #[test]
+    fn a_stream_holds_what_may_begin_a_stop_string_and_never_sends_the_stop_string() {
+        let (sent, rest) = streamed(
+            &["France is Paris"],
+            &["The", " capital", " of", " France", " is", " Paris", "."],
+        );
+        assert_eq!(sent, ["The", " capital", " of", " ", "", "", ""]);
+        assert_eq!(rest, "");
+    }
+
+    #[test]
+    fn held_text_that_turns_out_not_to_be_a_stop_string_is_sent_in_full() {
+        let (sent, rest) = streamed(&["Paris!"], &["in", " Par", "is", "."]);
+        assert_eq!(sent, ["in", " ", "", "Paris."]);
+        assert_eq!(rest, "");
+        // The generation ended while text was held: finish sends it.
+        let (sent, rest) = streamed(&[".\n"], &["Paris", "."]);
+        assert_eq!(sent, ["Paris", ""]);
+        assert_eq!(rest, ".");
+    }
+
+    #[test]
+    fn streamed_pieces_join_to_the_cut_text_for_every_split_of_a_multibyte_text() {
+        let text = "Ça coûte 5 €, déjà payé.";
+        let list = stops(&["€,", "déjà", "zz"]);
+        let want = before_stop(text, &list);
+        let chars: Vec<(usize, char)> = text.char_indices().collect();
+        for width in 1..6 {
+            let tokens: Vec<&str> = chars
+                .chunks(width)
+                .map(|c| {
+                    let start = c[0].0;
+                    let end = start + c.iter().map(|(_, ch)| ch.len_utf8()).sum::<usize>();
+                    &text[start..end]
+                })
+                .collect();
+            let (sent, rest) = streamed(&["€,", "déjà", "zz"], &tokens);
+            assert_eq!(sent.concat() + &rest, want, "tokens of {width} characters");
+        }
+    }
 }

@@ -23,7 +23,9 @@ use super::api::{
     Completion, CompletionChoice, CompletionRequest, CompletionUsage, GenerationRequest,
     RequestErrors,
 };
-use super::completion::{check_sampling, finish_reason, record, usage, Frame, Sampling};
+use super::completion::{
+    before_stop, check_sampling, finish_reason, record, usage, Frame, Sampling, StopHold,
+};
 use super::error::ApiError;
 use super::model_calls::{find_generator, GenerationCall};
 use super::request::{call_context, generation_params, read_json, validate_text, TRACE_ID_HEADER};
@@ -118,6 +120,7 @@ pub(super) async fn completions(
             .map_or(0, |d| d.as_secs()),
         model: generator.name.clone(),
     };
+    let stops = params.stop.clone();
     let calls = prompts.into_iter().map(|text| GenerationCall {
         prompt: Prompt::Text(text),
         params: params.clone(),
@@ -131,7 +134,7 @@ pub(super) async fn completions(
             .iter()
             .enumerate()
             .map(|(index, g)| CompletionChoice {
-                text: g.generation.new_text.clone(),
+                text: before_stop(&g.generation.new_text, &stops).to_string(),
                 index,
                 logprobs: None,
                 finish_reason: Some(finish_reason(g.generation.finish_reason).into()),
@@ -152,6 +155,7 @@ pub(super) async fn completions(
     actix_web::rt::spawn(async move {
         let runs = calls.into_iter().enumerate().map(|(index, call)| {
             let (generator, sink, shape) = (&generator, sink.clone(), &shape);
+            let mut hold = StopHold::new(stops.clone());
             async move {
                 let chunk = |text: String, finish_reason: Option<String>| {
                     let choice = CompletionChoice {
@@ -164,11 +168,14 @@ pub(super) async fn completions(
                 };
                 let generated = call
                     .run_streaming(generator, |token| {
-                        let _ = sink.send(chunk(token.text, None));
+                        let text = hold.push(&token.text);
+                        if !text.is_empty() {
+                            let _ = sink.send(chunk(text, None));
+                        }
                     })
                     .await?;
                 let reason = finish_reason(generated.generation.finish_reason);
-                let _ = sink.send(chunk(String::new(), Some(reason.into())));
+                let _ = sink.send(chunk(hold.finish(), Some(reason.into())));
                 Ok::<_, ApiError>(generated)
             }
         });

@@ -6,7 +6,8 @@ Usage: client_check.py BASE_URL GENERATOR
 
 Every completion is compared with the native `POST /v1/models/{name}/generate` answer for
 the same prompt and parameters: the choice's text must be the native `continuation`, and
-`usage` must count the native `prompt_tokens` and `generated_tokens`. On success prints one
+`usage` must count the native `prompt_tokens` and `generated_tokens`; with a stop string the
+text is the greedy one cut before it, plain and streamed. On success prints one
 JSON line and exits 0; any mismatch raises (non-zero exit).
 """
 
@@ -118,6 +119,28 @@ expect(
     f"stream: finish reasons {finish}, expected [{greedy.choices[0].finish_reason!r}]",
 )
 
+# A stop string ends the choice and is left out of its text, plain and streamed, as on
+# OpenAI; a stop string whose start ends the text is held back, then sent in full.
+text = greedy.choices[0].text
+middle = text[len(text) // 2 : len(text) // 2 + 2]
+never = text[-2:] + "\u00a7never"
+stop_cases = [(middle, text[: text.find(middle)], "stop"), (never, text, "length")]
+stopped = {}
+for stop, want, reason in stop_cases:
+    plain = client.completions.create(model=MODEL, prompt=PROMPT, stop=[stop], **GREEDY)
+    got = plain.choices[0]
+    expect(got.text == want, f"stop {stop!r}: text {got.text!r}, expected {want!r}")
+    expect(got.finish_reason == reason, f"stop {stop!r}: finish_reason {got.finish_reason!r}")
+    pieces = [
+        c.text
+        for chunk in client.completions.create(
+            model=MODEL, prompt=PROMPT, stop=[stop], stream=True, **GREEDY
+        )
+        for c in chunk.choices
+    ]
+    expect("".join(pieces) == want, f"stop {stop!r}: streamed {pieces!r}, expected {want!r}")
+    stopped[stop] = got.text
+
 # Seeded sampling reproduces the native seeded sampling.
 sampled = client.completions.create(model=MODEL, prompt=PROMPT, **SAMPLED)
 check_against_native("sampled", sampled, [PROMPT], SAMPLED)
@@ -141,4 +164,5 @@ print(json.dumps({
     "sampled": sampled.choices[0].text,
     "list": [c.text for c in sorted(batch.choices, key=lambda c: c.index)],
     "refused_422": ["n=2", "logprobs=1"],
+    "stopped": stopped,
 }))

@@ -92,6 +92,43 @@ async fn a_streamed_chat_is_role_then_content_then_finish_then_usage_then_done_o
 }
 
 #[actix_web::test]
+async fn a_stop_string_ends_the_answer_and_is_left_out_of_it_plain_and_streamed() {
+    let server = TestServer::start(&[real_smollm2()], "");
+    // "France is Paris" spans three tokens: a stream must hold " France" and " is" back
+    // until " Paris" shows they begin the stop string. The answer ends with ".", the start
+    // of ".\n": held back, then sent once the end-of-turn token ends the answer.
+    let cases = [
+        ("France is Paris", "The capital of ", "stop"),
+        (".\n", ANSWER, "stop"),
+        ("Rome", ANSWER, "stop"),
+    ];
+    for (stop, want, reason) in cases {
+        let body = json!({"model": "smollm2", "messages": question(), "temperature": 0,
+            "stop": stop});
+        let (status, plain) = server.post_json("/v1/chat/completions", &body).await;
+        assert_eq!(status, 200, "{plain}");
+        let choice = &plain["choices"][0];
+        assert_eq!(choice["message"]["content"], want, "stop {stop:?}");
+        assert_eq!(choice["finish_reason"], reason, "stop {stop:?}");
+
+        let mut streamed = body.clone();
+        streamed["stream"] = json!(true);
+        let text = server.post_sse("/v1/chat/completions", &streamed).await;
+        let pieces: Vec<String> = data_lines(&text)
+            .into_iter()
+            .filter(|l| *l != "[DONE]")
+            .filter_map(|l| {
+                let chunk: Value = serde_json::from_str(l).unwrap();
+                let content = chunk["choices"][0]["delta"]["content"].as_str()?;
+                Some(content.to_string())
+            })
+            .collect();
+        // Held text sent too early would show here: the pieces join to the cut answer.
+        assert_eq!(pieces.concat(), want, "stop {stop:?}: {pieces:?}");
+    }
+}
+
+#[actix_web::test]
 async fn per_model_chat_answers_as_generate_does_with_the_answer_alone_and_streams_its_tokens() {
     let server = TestServer::start(&[real_smollm2()], "");
     let body = json!({"messages": question(), "max_new_tokens": 32});
