@@ -893,10 +893,12 @@ pub struct ChatRequestMessage {
     pub content: ChatContent,
 }
 
-/// Who wrote a message. (`developer`, `tool` and `function` are refused by name.)
+/// Who wrote a message. (`tool` and `function` are refused by name.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ChatRole {
+    /// Also `developer`, OpenAI's newer name for it: the templates know only `system`.
+    #[serde(alias = "developer")]
     System,
     User,
     Assistant,

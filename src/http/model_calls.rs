@@ -251,10 +251,10 @@ pub(super) fn check_messages(messages: Option<&Value>) -> Result<(), ApiError> {
             return invalid(format!("messages[{i}]: must be a {{role, content}} object"));
         };
         match message.get("role").and_then(Value::as_str) {
-            Some("system" | "user" | "assistant") => {}
+            Some("system" | "developer" | "user" | "assistant") => {}
             Some(role) => {
                 return invalid(format!(
-                    "messages[{i}].role: {role:?} is not supported; the roles are system, user and assistant"
+                    "messages[{i}].role: {role:?} is not supported; the roles are system (or developer), user and assistant"
                 ))
             }
             None => return invalid(format!("messages[{i}].role: must be a string")),

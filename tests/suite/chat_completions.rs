@@ -129,6 +129,36 @@ async fn a_stop_string_ends_the_answer_and_is_left_out_of_it_plain_and_streamed(
 }
 
 #[actix_web::test]
+async fn a_developer_message_is_rendered_as_the_system_message_it_replaces() {
+    let server = TestServer::start(&[real_smollm2()], "");
+    let ask = |role: &str| {
+        json!({"model": "smollm2", "temperature": 0, "max_tokens": 12, "messages": [
+            {"role": role, "content": "You are a pirate."},
+            {"role": "user", "content": "Say hello."},
+        ]})
+    };
+    let (status, system) = server
+        .post_json("/v1/chat/completions", &ask("system"))
+        .await;
+    assert_eq!(status, 200, "{system}");
+    let (status, developer) = server
+        .post_json("/v1/chat/completions", &ask("developer"))
+        .await;
+    assert_eq!(status, 200, "{developer}");
+    assert_eq!(developer["choices"], system["choices"]);
+    assert_eq!(developer["usage"], system["usage"]);
+    // Without its system turn the template adds SmolLM2's default one: another prompt.
+    let (_, default) = server
+        .post_json(
+            "/v1/chat/completions",
+            &json!({"model": "smollm2", "temperature": 0, "max_tokens": 12,
+                "messages": [{"role": "user", "content": "Say hello."}]}),
+        )
+        .await;
+    assert_ne!(default["usage"], system["usage"]);
+}
+
+#[actix_web::test]
 async fn per_model_chat_answers_as_generate_does_with_the_answer_alone_and_streams_its_tokens() {
     let server = TestServer::start(&[real_smollm2()], "");
     let body = json!({"messages": question(), "max_new_tokens": 32});
