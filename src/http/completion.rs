@@ -96,6 +96,7 @@ pub(super) fn before_stop<'a>(text: &'a str, stops: &[String]) -> &'a str {
 /// Streams a continuation as [`before_stop`] cuts it: text that may be the start of a stop
 /// string is held back until the next token's text shows whether it is.
 pub(super) struct StopHold {
+    /// The request's stop strings.
     stops: Vec<String>,
     /// Received but not yet sent: the longest end of the text that begins some stop string.
     held: String,
@@ -203,7 +204,7 @@ mod tests {
     }
 
     #[test]
-    fn the_text_ends_before_the_first_stop_string_and_its_tokens_rest() {
+    fn the_text_ends_before_the_first_stop_string_in_it() {
         let list = stops(&["Paris", "is"]);
         assert_eq!(before_stop("The capital is Paris.", &list), "The capital ");
         assert_eq!(
@@ -236,9 +237,9 @@ mod tests {
 
     #[test]
     fn streamed_pieces_join_to_the_cut_text_for_every_split_of_a_multibyte_text() {
+        const STOPS: [&str; 3] = ["€,", "déjà", "zz"];
         let text = "Ça coûte 5 €, déjà payé.";
-        let list = stops(&["€,", "déjà", "zz"]);
-        let want = before_stop(text, &list);
+        let want = before_stop(text, &stops(&STOPS));
         let chars: Vec<(usize, char)> = text.char_indices().collect();
         for width in 1..6 {
             let tokens: Vec<&str> = chars
@@ -249,7 +250,7 @@ mod tests {
                     &text[start..end]
                 })
                 .collect();
-            let (sent, rest) = streamed(&["€,", "déjà", "zz"], &tokens);
+            let (sent, rest) = streamed(&STOPS, &tokens);
             assert_eq!(sent.concat() + &rest, want, "tokens of {width} characters");
         }
     }
