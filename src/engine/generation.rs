@@ -249,6 +249,9 @@ impl Batcher {
             .iter()
             .map(|r| r.sequence.tokens().to_vec())
             .collect();
+        // A request's `n` choices share their prompt: it is prefilled once, and its logits and
+        // cache rows are copied to each of them.
+        let (prompts, prompt_of_row) = distinct(prompts);
         let model = self.generator.model();
         let injected = self.panic_on_prompt.as_deref();
         let fault = joining
@@ -260,7 +263,12 @@ impl Batcher {
                 panic!("injected fault: engine.panic_on_prompt");
             }
             let (logits, cache) = model.prefill(&prompts)?;
-            Ok((host_rows(logits), cache))
+            let logits = host_rows(logits);
+            if prompts.len() == prompt_of_row.len() {
+                return Ok((logits, cache));
+            }
+            let rows = prompt_of_row.iter().map(|&p| logits[p].clone()).collect();
+            Ok((rows, cache.retain(&prompt_of_row)))
         });
         match prefilled {
             Ok((logits, fresh)) => {
@@ -417,6 +425,23 @@ impl Batcher {
     }
 }
 
+/// The distinct prompts of `prompts`, in order of first appearance, and for each of
+/// `prompts` the index of its distinct prompt.
+fn distinct(prompts: Vec<Vec<u32>>) -> (Vec<Vec<u32>>, Vec<usize>) {
+    let mut unique: Vec<Vec<u32>> = Vec::new();
+    let of_row = prompts
+        .into_iter()
+        .map(|prompt| match unique.iter().position(|u| *u == prompt) {
+            Some(index) => index,
+            None => {
+                unique.push(prompt);
+                unique.len() - 1
+            }
+        })
+        .collect();
+    (unique, of_row)
+}
+
 /// Runs model work, turning both errors and panics into a message.
 pub(super) fn guarded<T>(work: impl FnOnce() -> Result<T, ModelError>) -> Result<T, String> {
     match catch_unwind(AssertUnwindSafe(work)) {
@@ -450,6 +475,14 @@ fn host_rows(logits: burn::tensor::Tensor<2>) -> Vec<Vec<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identical_prompts_are_prefilled_once_and_each_row_points_at_its_own() {
+        let prompts = vec![vec![1, 2], vec![3], vec![1, 2], vec![1, 2], vec![3, 4]];
+        let (unique, of_row) = distinct(prompts);
+        assert_eq!(unique, vec![vec![1, 2], vec![3], vec![3, 4]]);
+        assert_eq!(of_row, vec![0, 1, 0, 0, 2]);
+    }
 
     #[test]
     fn a_panic_in_model_work_becomes_an_error_message() {

@@ -753,7 +753,7 @@ pub struct EmbeddingsUsage {
 /// `POST /v1/completions`, OpenAI's legacy completions API, for the generators.
 ///
 /// Fields OpenAI defines that would change the output and are not implemented are refused
-/// (422) unless they have their neutral value: `n` and `best_of` above 1, `logprobs`,
+/// (422) unless they have their neutral value: `best_of` above 1, `logprobs`,
 /// `echo: true`, `suffix`, non-zero `frequency_penalty` / `presence_penalty`, `logit_bias`.
 /// Any other unknown field is refused too, by name.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -761,7 +761,7 @@ pub struct EmbeddingsUsage {
 pub struct CompletionRequest {
     /// A generator's name (`GET /v1/models`).
     pub model: String,
-    /// One prompt, or several, answered as one choice each (in order).
+    /// One prompt, or several, answered as `n` choices each (in order).
     pub prompt: Prompt,
     /// Tokens to add to each prompt (OpenAI's default, 16, when absent).
     #[schema(minimum = 1)]
@@ -780,8 +780,9 @@ pub struct CompletionRequest {
     /// Answer as Server-Sent Events (`data: {chunk}` lines, then `data: [DONE]`).
     pub stream: Option<bool>,
     pub stream_options: Option<StreamOptions>,
-    /// Only 1.
-    #[schema(minimum = 1, maximum = 1)]
+    /// Choices a prompt (1 when absent, at most 4), choice `j` sampled with `seed + j`.
+    /// Choice `i·n + j` is prompt i's choice j.
+    #[schema(minimum = 1, maximum = 4)]
     #[serde(default, deserialize_with = "integral")]
     pub n: Option<u32>,
     /// Only 1.
@@ -1001,7 +1002,7 @@ impl ChatGenerationRequest {
 /// template.
 ///
 /// Fields OpenAI defines that would change the output and are not implemented are refused
-/// (422) unless they have their neutral value: `n` above 1, `logprobs`, `top_logprobs`,
+/// (422) unless they have their neutral value: `logprobs`, `top_logprobs`,
 /// `response_format` other than text, `tools`, `tool_choice`, non-zero
 /// `frequency_penalty` / `presence_penalty`, `logit_bias`. A `chat_template` is refused (a
 /// template is code: only the model's or the config's is used), as is any other unknown
@@ -1036,8 +1037,8 @@ pub struct ChatCompletionRequest {
     /// Answer as Server-Sent Events (`data: {chunk}` lines, then `data: [DONE]`).
     pub stream: Option<bool>,
     pub stream_options: Option<StreamOptions>,
-    /// Only 1.
-    #[schema(minimum = 1, maximum = 1)]
+    /// Answers to give (1 when absent, at most 4), answer `j` sampled with `seed + j`.
+    #[schema(minimum = 1, maximum = 4)]
     #[serde(default, deserialize_with = "integral")]
     pub n: Option<u32>,
     /// Only `false`.

@@ -17,6 +17,7 @@
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::future::try_join_all;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
@@ -25,7 +26,8 @@ use super::api::{
     ChatCompletionRequest, ChatDelta, CompletionUsage, GenerationRequest, RequestErrors,
 };
 use super::completion::{
-    before_stop, check_sampling, finish_reason, record, usage, Frame, Sampling, StopHold,
+    before_stop, check_n, check_sampling, choice_params, finish_reason, record, usage, Frame,
+    Sampling, StopHold,
 };
 use super::error::ApiError;
 use super::model_calls::{
@@ -121,32 +123,37 @@ pub(super) async fn chat_completions(
         model: generator.name.clone(),
     };
     let stops = params.stop.clone();
-    let call = GenerationCall {
-        prompt: Prompt::Chat(messages),
-        params,
+    let n = request.n.unwrap_or(1) as usize;
+    let calls = (0..n).map(|choice| GenerationCall {
+        prompt: Prompt::Chat(messages.clone()),
+        params: choice_params(&params, choice),
         context: context.clone(),
-    };
+    });
 
     if !request.stream.unwrap_or(false) {
-        let generated = [call.run(&generator, None).await?];
+        let generated = try_join_all(calls.map(|call| call.run(&generator, None))).await?;
         let trace_id = record(&state, &context, &generator.name, begun, &generated);
-        let usage = usage(&generated);
-        let [generated] = generated;
-        let answer = ChatCompletion {
-            id: shape.id,
-            object: "chat.completion".into(),
-            created: shape.created,
-            model: shape.model,
-            usage,
-            choices: vec![ChatChoice {
-                index: 0,
+        let usage = usage(&generated, n);
+        let choices = generated
+            .into_iter()
+            .enumerate()
+            .map(|(index, generated)| ChatChoice {
+                index,
                 message: ChatAnswer {
                     role: "assistant".into(),
                     content: before_stop(&generated.generation.new_text, &stops).to_string(),
                 },
                 logprobs: None,
                 finish_reason: finish_reason(generated.generation.finish_reason).into(),
-            }],
+            })
+            .collect();
+        let answer = ChatCompletion {
+            id: shape.id,
+            object: "chat.completion".into(),
+            created: shape.created,
+            model: shape.model,
+            usage,
+            choices,
         };
         drop(guards);
         return Ok(HttpResponse::Ok()
@@ -160,38 +167,43 @@ pub(super) async fn chat_completions(
         .stream_options
         .and_then(|o| o.include_usage)
         .unwrap_or(false);
+    let calls: Vec<GenerationCall> = calls.collect();
     let (sink, frames) = mpsc::unbounded_channel();
     actix_web::rt::spawn(async move {
-        let mut hold = StopHold::new(stops);
-        // OpenAI's first chunk names the speaker, with empty content.
-        let opening = ChatDelta {
-            role: Some("assistant".into()),
-            content: Some(String::new()),
-        };
-        let _ = sink.send(Frame::Chunk(shape.chunk(opening, None)));
-        let generated = call
-            .run_streaming(&generator, |token| {
-                let text = hold.push(&token.text);
-                // A held-back partial character or the end-of-turn token adds nothing.
-                if !text.is_empty() {
-                    let _ = sink.send(Frame::Chunk(shape.content(text)));
-                }
-            })
-            .await;
-        match generated {
-            Ok(generated) => {
+        let runs = calls.into_iter().enumerate().map(|(index, call)| {
+            let (generator, sink, shape) = (&generator, sink.clone(), &shape);
+            let mut hold = StopHold::new(stops.clone());
+            async move {
+                // OpenAI's first chunk of a choice names the speaker, with empty content.
+                let opening = ChatDelta {
+                    role: Some("assistant".into()),
+                    content: Some(String::new()),
+                };
+                let _ = sink.send(Frame::Chunk(shape.chunk(index, opening, None)));
+                let generated = call
+                    .run_streaming(generator, |token| {
+                        let text = hold.push(&token.text);
+                        // A held-back partial character or the end-of-turn token adds nothing.
+                        if !text.is_empty() {
+                            let _ = sink.send(Frame::Chunk(shape.content(index, text)));
+                        }
+                    })
+                    .await?;
                 let held = hold.finish();
                 if !held.is_empty() {
-                    let _ = sink.send(Frame::Chunk(shape.content(held)));
+                    let _ = sink.send(Frame::Chunk(shape.content(index, held)));
                 }
                 let reason = finish_reason(generated.generation.finish_reason);
-                let _ = sink.send(Frame::Chunk(
-                    shape.chunk(ChatDelta::default(), Some(reason.into())),
-                ));
-                let generated = [generated];
+                let done = shape.chunk(index, ChatDelta::default(), Some(reason.into()));
+                let _ = sink.send(Frame::Chunk(done));
+                Ok::<_, ApiError>(generated)
+            }
+        });
+        match try_join_all(runs).await {
+            Ok(generated) => {
                 record(&state, &context, &shape.model, begun, &generated);
                 if include_usage {
-                    let _ = sink.send(Frame::Chunk(shape.usage_chunk(usage(&generated))));
+                    let _ = sink.send(Frame::Chunk(shape.usage_chunk(usage(&generated, n))));
                 }
                 let _ = sink.send(Frame::Done);
             }
@@ -234,10 +246,8 @@ fn parse(body: Map<String, Value>) -> Result<ChatCompletionRequest, ApiError> {
     check_messages(body.get("messages"))?;
     let request: ChatCompletionRequest = serde_json::from_value(Value::Object(body))
         .map_err(|e| ApiError::Validation(e.to_string()))?;
+    check_n(request.n)?;
     let mut unsupported = Vec::new();
-    if request.n.is_some_and(|n| n != 1) {
-        unsupported.push("n (only 1)");
-    }
     if request.logprobs == Some(true) {
         unsupported.push("logprobs (only false)");
     }
@@ -282,9 +292,14 @@ struct Shape {
 }
 
 impl Shape {
-    fn chunk(&self, delta: ChatDelta, finish_reason: Option<String>) -> ChatCompletionChunk {
+    fn chunk(
+        &self,
+        index: usize,
+        delta: ChatDelta,
+        finish_reason: Option<String>,
+    ) -> ChatCompletionChunk {
         let choice = ChatChunkChoice {
-            index: 0,
+            index,
             delta,
             logprobs: None,
             finish_reason,
@@ -292,13 +307,13 @@ impl Shape {
         self.with(vec![choice], None)
     }
 
-    /// A chunk of the answer's text.
-    fn content(&self, text: String) -> ChatCompletionChunk {
+    /// A chunk of choice `index`'s text.
+    fn content(&self, index: usize, text: String) -> ChatCompletionChunk {
         let delta = ChatDelta {
             role: None,
             content: Some(text),
         };
-        self.chunk(delta, None)
+        self.chunk(index, delta, None)
     }
 
     /// `stream_options.include_usage`'s last chunk: no choices, the whole request's usage.

@@ -11,7 +11,7 @@ use super::error::ApiError;
 use super::model_calls::generation_attributes;
 use super::state::AppState;
 use crate::actors::{CallContext, Generated};
-use crate::models::FinishReason;
+use crate::models::{FinishReason, GenerationParams};
 use crate::telemetry::traces::model_trace;
 
 /// The sampling fields both OpenAI routes take, as sent.
@@ -149,9 +149,36 @@ fn held_start(text: &str, stop: &str) -> usize {
         .unwrap_or(0)
 }
 
-pub(super) fn usage(generated: &[Generated]) -> CompletionUsage {
+/// The most choices a prompt may ask for (`n`): they share one prefill, but each decodes on
+/// its own, and a CPU server's requests should stay within its request timeout.
+pub(super) const MAX_N: usize = 4;
+
+/// Refuses an `n` outside 1..=[`MAX_N`].
+pub(super) fn check_n(n: Option<u32>) -> Result<(), ApiError> {
+    match n {
+        Some(n) if n == 0 || n as usize > MAX_N => Err(ApiError::Validation(format!(
+            "n: {n} choices; give 1 to {MAX_N}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The parameters of choice `choice` of a prompt's `n`: the request's, with its seed plus
+/// `choice`, so that sampled choices differ and each is reproducible (and choice 0 is what
+/// the request alone would give).
+pub(super) fn choice_params(params: &GenerationParams, choice: usize) -> GenerationParams {
+    let mut params = params.clone();
+    let seed = &mut params.sampling.seed;
+    *seed = seed.map(|s| s.wrapping_add(choice as u64));
+    params
+}
+
+/// The usage of `generated`, `n` choices a prompt in a row: each prompt counts once, as
+/// OpenAI counts it.
+pub(super) fn usage(generated: &[Generated], n: usize) -> CompletionUsage {
     let prompt_tokens = generated
         .iter()
+        .step_by(n.max(1))
         .map(|g| g.generation.prompt_ids.len())
         .sum();
     let completion_tokens = generated

@@ -24,7 +24,8 @@ use super::api::{
     RequestErrors,
 };
 use super::completion::{
-    before_stop, check_sampling, finish_reason, record, usage, Frame, Sampling, StopHold,
+    before_stop, check_n, check_sampling, choice_params, finish_reason, record, usage, Frame,
+    Sampling, StopHold,
 };
 use super::error::ApiError;
 use super::model_calls::{find_generator, GenerationCall};
@@ -57,6 +58,7 @@ const KNOWN_FIELDS: [&str; 18] = [
 
 /// OpenAI's default `max_tokens`.
 const DEFAULT_MAX_TOKENS: usize = 16;
+
 /// The most prompts one request may carry.
 const MAX_PROMPTS: usize = 16;
 
@@ -84,6 +86,7 @@ pub(super) async fn completions(
             prompts.len()
         )));
     }
+    let n = request.n.unwrap_or(1) as usize;
     for (i, prompt) in prompts.iter().enumerate() {
         validate_text(&state, &format!("prompt[{i}]"), prompt)?;
     }
@@ -121,9 +124,13 @@ pub(super) async fn completions(
         model: generator.name.clone(),
     };
     let stops = params.stop.clone();
-    let calls = prompts.into_iter().map(|text| GenerationCall {
+    // Choice `i·n + j` is prompt i's choice j, as OpenAI numbers them.
+    let calls = prompts
+        .into_iter()
+        .flat_map(|text| (0..n).map(move |choice| (text.clone(), choice)));
+    let calls = calls.map(|(text, choice)| GenerationCall {
         prompt: Prompt::Text(text),
-        params: params.clone(),
+        params: choice_params(&params, choice),
         context: context.clone(),
     });
 
@@ -143,7 +150,7 @@ pub(super) async fn completions(
         drop(guards);
         return Ok(HttpResponse::Ok()
             .insert_header((TRACE_ID_HEADER, trace_id))
-            .json(shape.completion(choices, Some(usage(&generated)))));
+            .json(shape.completion(choices, Some(usage(&generated, n)))));
     }
 
     let include_usage = request
@@ -183,7 +190,7 @@ pub(super) async fn completions(
             Ok(generated) => {
                 record(&state, &context, &shape.model, begun, &generated);
                 if include_usage {
-                    let last = shape.completion(Vec::new(), Some(usage(&generated)));
+                    let last = shape.completion(Vec::new(), Some(usage(&generated, n)));
                     let _ = sink.send(Frame::Chunk(last));
                 }
                 let _ = sink.send(Frame::Done);
@@ -222,10 +229,8 @@ fn parse(body: Map<String, Value>) -> Result<CompletionRequest, ApiError> {
     }
     let request: CompletionRequest = serde_json::from_value(Value::Object(body))
         .map_err(|e| ApiError::Validation(e.to_string()))?;
+    check_n(request.n)?;
     let mut unsupported = Vec::new();
-    if request.n.is_some_and(|n| n != 1) {
-        unsupported.push("n (only 1)");
-    }
     if request.best_of.is_some_and(|n| n != 1) {
         unsupported.push("best_of (only 1)");
     }

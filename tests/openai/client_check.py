@@ -150,8 +150,19 @@ batch = client.completions.create(model=MODEL, prompt=[PROMPT, OTHER_PROMPT], **
 expect(len(batch.choices) == 2, f"list: {len(batch.choices)} choices, expected 2")
 check_against_native("list", batch, [PROMPT, OTHER_PROMPT], GREEDY)
 
+# n choices: choice j is the native sampling with seed + j.
+several = client.completions.create(model=MODEL, prompt=PROMPT, n=2, **SAMPLED)
+expect(len(several.choices) == 2, f"n=2: {len(several.choices)} choices, expected 2")
+for choice in sorted(several.choices, key=lambda c: c.index):
+    params = dict(SAMPLED, seed=SAMPLED["seed"] + choice.index)
+    answer = native(PROMPT, params)
+    expect(
+        choice.text == answer["continuation"],
+        f"n=2: choice {choice.index} text {choice.text!r} != native {answer['continuation']!r}",
+    )
+
 # Parameters that would change the output but are not implemented are refused.
-expect_422("n=2", n=2)
+expect_422("best_of=2", best_of=2)
 expect_422("logprobs=1", logprobs=1)
 
 print(json.dumps({
@@ -163,6 +174,7 @@ print(json.dumps({
     "streamed_chunks": len(chunks),
     "sampled": sampled.choices[0].text,
     "list": [c.text for c in sorted(batch.choices, key=lambda c: c.index)],
-    "refused_422": ["n=2", "logprobs=1"],
+    "several": [c.text for c in sorted(several.choices, key=lambda c: c.index)],
+    "refused_422": ["best_of=2", "logprobs=1"],
     "stopped": stopped,
 }))

@@ -129,6 +129,51 @@ async fn a_stop_string_ends_the_answer_and_is_left_out_of_it_plain_and_streamed(
 }
 
 #[actix_web::test]
+async fn n_answers_come_numbered_plain_and_streamed_each_with_its_own_end() {
+    let server = TestServer::start(&[real_smollm2()], "");
+    let body = json!({"model": "smollm2", "messages": question(), "temperature": 0, "n": 2,
+        "stream_options": {"include_usage": true}});
+    let mut plain = body.clone();
+    plain.as_object_mut().unwrap().remove("stream_options");
+    let (status, answer) = server.post_json("/v1/chat/completions", &plain).await;
+    assert_eq!(status, 200, "{answer}");
+    for (index, choice) in answer["choices"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(choice["index"], index);
+        assert_eq!(
+            choice["message"]["content"], ANSWER,
+            "greedy: every answer the same"
+        );
+        assert_eq!(choice["finish_reason"], "stop");
+    }
+    assert_eq!(answer["choices"].as_array().unwrap().len(), 2);
+    // The conversation counts once.
+    assert_eq!(answer["usage"]["prompt_tokens"], PROMPT_TOKENS);
+    assert_eq!(answer["usage"]["completion_tokens"], 2 * ANSWER_TOKENS);
+
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let text = server.post_sse("/v1/chat/completions", &streamed).await;
+    let (mut roles, mut contents, mut ends) = ([0, 0], [String::new(), String::new()], [0, 0]);
+    let mut usage = Value::Null;
+    for line in data_lines(&text).into_iter().filter(|l| *l != "[DONE]") {
+        let chunk: Value = serde_json::from_str(line).unwrap();
+        if !chunk["usage"].is_null() {
+            usage = chunk["usage"].clone();
+        }
+        for choice in chunk["choices"].as_array().unwrap() {
+            let index = choice["index"].as_u64().unwrap() as usize;
+            roles[index] += usize::from(choice["delta"]["role"] == "assistant");
+            contents[index] += choice["delta"]["content"].as_str().unwrap_or_default();
+            ends[index] += usize::from(choice["finish_reason"] == "stop");
+        }
+    }
+    assert_eq!(roles, [1, 1], "one opening chunk an answer");
+    assert_eq!(contents, [ANSWER, ANSWER]);
+    assert_eq!(ends, [1, 1], "one finish chunk an answer");
+    assert_eq!(usage["completion_tokens"], 2 * ANSWER_TOKENS);
+}
+
+#[actix_web::test]
 async fn a_developer_message_is_rendered_as_the_system_message_it_replaces() {
     let server = TestServer::start(&[real_smollm2()], "");
     let ask = |role: &str| {
@@ -251,7 +296,7 @@ async fn what_chat_does_not_implement_or_know_gets_a_422_naming_it() {
     };
     let tool = json!([{"type": "function", "function": {"name": "f", "parameters": {}}}]);
     for (body, named) in [
-        (with(json!({"n": 2})), "n (only 1)"),
+        (with(json!({"n": 5})), "n: 5 choices; give 1 to 4"),
         (with(json!({"tools": tool})), "tools"),
         (with(json!({"tool_choice": "required"})), "tool_choice"),
         (with(json!({"logprobs": true})), "logprobs"),

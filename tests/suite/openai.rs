@@ -71,6 +71,59 @@ async fn a_streamed_completion_is_openai_chunks_then_done_and_equals_the_plain_o
 }
 
 #[actix_web::test]
+async fn n_choices_a_prompt_are_sampled_with_consecutive_seeds_and_numbered_prompt_by_prompt() {
+    let server = TestServer::start(&fixture_models(), "");
+    let prompts = ["Hello, my name is", "I have an idea!"];
+    let request = json!({"model": "gpt2", "prompt": prompts, "n": 3, "max_tokens": 6,
+        "temperature": 0.9, "seed": 11});
+    let (status, plain) = server.post_json("/v1/completions", &request).await;
+    assert_eq!(status, 200, "{plain}");
+    let choices = plain["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 6);
+    let (mut prompt_tokens, mut completion_tokens) = (0, 0);
+    for (i, prompt) in prompts.iter().enumerate() {
+        for j in 0..3 {
+            let native = json!({"text": prompt, "max_new_tokens": 6, "temperature": 0.9,
+                "seed": 11 + j});
+            let (status, want) = server.post_json("/v1/models/gpt2/generate", &native).await;
+            assert_eq!(status, 200, "{want}");
+            let choice = &choices[i * 3 + j as usize];
+            assert_eq!(choice["index"], i * 3 + j as usize);
+            assert_eq!(
+                choice["text"], want["continuation"],
+                "prompt {i}, choice {j}"
+            );
+            if j == 0 {
+                prompt_tokens += want["prompt_tokens"].as_u64().unwrap();
+            }
+            completion_tokens += want["generated_tokens"].as_u64().unwrap();
+        }
+    }
+    let texts: Vec<&Value> = choices.iter().map(|c| &c["text"]).collect();
+    assert_ne!(texts[0], texts[1], "another seed samples another text");
+    // Each prompt counts once, as OpenAI counts it.
+    assert_eq!(plain["usage"]["prompt_tokens"], prompt_tokens);
+    assert_eq!(plain["usage"]["completion_tokens"], completion_tokens);
+
+    let mut streamed = request.clone();
+    streamed["stream"] = json!(true);
+    let lines = data_lines(&server.post_sse("/v1/completions", &streamed).await);
+    let mut joined = vec![String::new(); 6];
+    for line in lines.iter().filter(|l| *l != "[DONE]") {
+        let chunk: Value = serde_json::from_str(line).unwrap();
+        for choice in chunk["choices"].as_array().unwrap() {
+            let index = choice["index"].as_u64().unwrap() as usize;
+            joined[index] += choice["text"].as_str().unwrap();
+        }
+    }
+    let want: Vec<&str> = choices
+        .iter()
+        .map(|c| c["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(joined, want);
+}
+
+#[actix_web::test]
 async fn what_is_not_implemented_or_unknown_gets_a_422_naming_it() {
     let server = TestServer::start(&fixture_models(), "[limits]\nmax_new_tokens = 16\n");
     let base = json!({"model": "gpt2", "prompt": "Hello"});
@@ -82,7 +135,8 @@ async fn what_is_not_implemented_or_unknown_gets_a_422_naming_it() {
         body
     };
     for (body, named) in [
-        (with(json!({"n": 2})), vec!["n (only 1)"]),
+        (with(json!({"n": 0})), vec!["n: 0 choices; give 1 to 4"]),
+        (with(json!({"n": 5})), vec!["n: 5 choices; give 1 to 4"]),
         (with(json!({"best_of": 3})), vec!["best_of"]),
         (
             with(json!({"logprobs": 1, "echo": true})),
