@@ -146,33 +146,25 @@ impl Dense {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let Weight::Tensor { weight, bias } = &self.weight else {
+            // A packed layer takes the host path, as several layers over one input do.
+            let [y] = Self::forward_fused([self], x);
+            return y;
+        };
         let mut dims = x.dims();
         let d_in = dims[D - 1];
         let rows = dims[..D - 1].iter().product();
         let x = x.reshape([rows, d_in]);
-        let (y, d_out) = match &self.weight {
-            Weight::Tensor { weight, bias } => {
-                let [d_out, _] = weight.dims();
-                let y = if weight.dtype() == DType::F32 {
-                    x.matmul(weight.clone().transpose())
-                } else {
-                    let x = x.cast(FloatDType::F16);
-                    x.matmul(weight.clone().transpose()).cast(FloatDType::F32)
-                };
-                let y = match bias {
-                    Some(bias) => y + bias.clone().unsqueeze::<2>(),
-                    None => y,
-                };
-                (y, d_out)
-            }
-            Weight::Packed { weight, device, .. } => {
-                let d_out = weight.n();
-                // Zero-copy when `x` has no other owner (the usual case: a fresh activation).
-                let data = x.into_data();
-                let out = self.forward_rows(data.as_slice().expect("activations are f32"), rows);
-                let y = Tensor::from_data(TensorData::new(out, [rows, d_out]), device);
-                (y, d_out)
-            }
+        let [d_out, _] = weight.dims();
+        let y = if weight.dtype() == DType::F32 {
+            x.matmul(weight.clone().transpose())
+        } else {
+            let x = x.cast(FloatDType::F16);
+            x.matmul(weight.clone().transpose()).cast(FloatDType::F32)
+        };
+        let y = match bias {
+            Some(bias) => y + bias.clone().unsqueeze::<2>(),
+            None => y,
         };
         dims[D - 1] = d_out;
         y.reshape(dims)
@@ -195,6 +187,7 @@ impl Dense {
         };
         let dims = x.dims();
         let rows = dims[..D - 1].iter().product();
+        // Zero-copy when `x` has no other owner (the usual case: a fresh activation).
         let data = x.into_data();
         let x = data.as_slice().expect("activations are f32");
         let outs = Self::forward_rows_fused(layers, x, rows);
