@@ -49,6 +49,7 @@ pub use super::dtype::Dtype;
 use rayon::prelude::*;
 use std::cell::Cell;
 use std::sync::OnceLock;
+use storage::WeightBuffer;
 
 pub mod activation;
 pub mod attention;
@@ -57,6 +58,7 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod q4;
+mod storage;
 #[cfg(target_arch = "x86_64")]
 mod vnni;
 
@@ -212,15 +214,10 @@ const BLOCK_ROWS: usize = 6;
 /// batch-8 decode step reads its weights in one pass.
 const WIDE_BLOCK_ROWS: usize = 8;
 
-/// One cache line of packed storage; gives the buffer 64-byte alignment.
-#[repr(C, align(64))]
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Line([u8; 64]);
-
 /// A weight matrix packed for [`PackedLinear::matmul`] (layout described in the crate docs).
 #[derive(Clone, PartialEq)]
 pub struct PackedLinear {
-    data: Vec<Line>,
+    data: WeightBuffer,
     /// Per-output-column scales, `Int8` and `W8a8` only (length `n` padded to a multiple of 8,
     /// pad = 0).
     scales: Vec<f32>,
@@ -501,7 +498,9 @@ impl PackedLinear {
         debug_assert_eq!(std::mem::size_of::<T>(), self.dtype.elem_bytes());
         let len = self.elems();
         // SAFETY: as in `elems_ref`, and we hold `&mut self`.
-        unsafe { std::slice::from_raw_parts_mut(self.data.as_mut_ptr().cast::<T>(), len) }
+        unsafe {
+            std::slice::from_raw_parts_mut(self.data.as_bytes_mut().as_mut_ptr().cast::<T>(), len)
+        }
     }
 
     /// An all-zero `k × n` matrix in `dtype`, to be packed a run of output columns at a time by
@@ -514,7 +513,7 @@ impl PackedLinear {
         let elems = n.next_multiple_of(8) * tiles.depth;
         let quantized = matches!(dtype, Dtype::Int8 | Dtype::W8a8);
         Self {
-            data: vec![Line([0; 64]); (elems * dtype.elem_bytes()).div_ceil(64)],
+            data: WeightBuffer::zeroed(elems * dtype.elem_bytes()),
             scales: if quantized {
                 vec![0.0; n.next_multiple_of(8)]
             } else {

@@ -57,6 +57,7 @@
 //!   either way). The SIMD `F32` kernels read `x` from a per-thread copy padded to whole blocks
 //!   with each group of 4 inputs repeated 2 (AVX2) or 4 (AVX-512) times.
 
+use super::storage::WeightBuffer;
 use super::{run_chunks, KernelPath, SourceLayout, Split};
 use half::f16;
 use rayon::prelude::*;
@@ -229,15 +230,10 @@ impl F32Kernel {
     }
 }
 
-/// One cache line of storage; gives the buffer 64-byte alignment.
-#[repr(C, align(64))]
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Line([u8; 64]);
-
 /// A 4-bit weight matrix (layout in the module docs).
 #[derive(Clone, PartialEq)]
 pub struct Q4Linear {
-    data: Vec<Line>,
+    data: WeightBuffer,
     k: usize,
     n: usize,
     /// Whether the blocks store an offset; decides the layout ([`Geometry`]).
@@ -583,14 +579,11 @@ impl Q4Linear {
     }
 
     fn bytes_ref(&self) -> &[u8] {
-        // SAFETY: `data` is a contiguous array of plain 64-byte lines.
-        unsafe { std::slice::from_raw_parts(self.data.as_ptr().cast(), self.data.len() * 64) }
+        self.data.as_bytes()
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
-        let len = self.data.len() * 64;
-        // SAFETY: as in `bytes_ref`, and we hold `&mut self`.
-        unsafe { std::slice::from_raw_parts_mut(self.data.as_mut_ptr().cast(), len) }
+        self.data.as_bytes_mut()
     }
 
     /// An all-zero `k × n` matrix, to be quantized a run of output columns at a time by
@@ -604,7 +597,7 @@ impl Q4Linear {
         assert!(k > 0 && n > 0, "empty weight matrix");
         let geometry = Geometry::of(scales, k.div_ceil(QK));
         Q4Linear {
-            data: vec![Line([0; 64]); n.div_ceil(TILE) * geometry.tile_bytes / 64],
+            data: WeightBuffer::zeroed(n.div_ceil(TILE) * geometry.tile_bytes),
             k,
             n,
             scales,
@@ -640,7 +633,7 @@ impl Q4Linear {
     /// Bytes of storage: codes, scales and offsets, including the padding of `n` to 16
     /// columns, of `k` to 32 inputs and of each tile to whole cache lines.
     pub fn bytes(&self) -> usize {
-        self.data.len() * 64
+        self.data.len()
     }
 
     /// How the blocks store their scales.
