@@ -868,7 +868,7 @@ pub struct Completion {
 pub struct CompletionChoice {
     /// The continuation (in a stream chunk: what this chunk adds to it).
     pub text: String,
-    /// The prompt's position in `prompt`.
+    /// `i·n + j` for choice `j` of the `i`th prompt in `prompt`.
     pub index: usize,
     /// Always null: log-probabilities are not implemented.
     #[schema(value_type = Option<Object>)]
@@ -1004,7 +1004,7 @@ impl ChatGenerationRequest {
 /// Fields OpenAI defines that would change the output and are not implemented are refused
 /// (422) unless they have their neutral value: `logprobs`, `top_logprobs`,
 /// `response_format` other than text, `tools`, `tool_choice`, non-zero
-/// `frequency_penalty` / `presence_penalty`, `logit_bias`. A `chat_template` is refused (a
+/// `frequency_penalty` / `presence_penalty`, `logit_bias`, `store`, `service_tier`. A `chat_template` is refused (a
 /// template is code: only the model's or the config's is used), as is any other unknown
 /// field, by name.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -1069,6 +1069,14 @@ pub struct ChatCompletionRequest {
     pub logit_bias: Option<serde_json::Map<String, serde_json::Value>>,
     /// Accepted; it does not change the output.
     pub user: Option<String>,
+    /// Only `false`: no answer is stored.
+    pub store: Option<bool>,
+    /// Up to 16 string values (keys up to 64 characters, values up to 512), as OpenAI
+    /// takes; kept nowhere, as OpenAI keeps them only with `store`.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Only `"auto"` or `"default"`: there is one tier.
+    pub service_tier: Option<String>,
 }
 
 /// `POST /v1/chat/completions`' answer, as OpenAI shapes it.
@@ -1087,7 +1095,7 @@ pub struct ChatCompletion {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ChatChoice {
-    /// Always 0 (one choice).
+    /// The answer's number, from 0 to `n − 1`.
     pub index: usize,
     pub message: ChatAnswer,
     /// Always null: log-probabilities are not implemented.

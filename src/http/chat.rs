@@ -39,7 +39,7 @@ use super::state::AppState;
 use crate::models::Prompt;
 
 /// Every field `ChatCompletionRequest` reads; anything else is refused by name.
-const KNOWN_FIELDS: [&str; 21] = [
+const KNOWN_FIELDS: [&str; 24] = [
     "model",
     "messages",
     "max_tokens",
@@ -61,7 +61,15 @@ const KNOWN_FIELDS: [&str; 21] = [
     "presence_penalty",
     "logit_bias",
     "user",
+    "store",
+    "metadata",
+    "service_tier",
 ];
+
+/// OpenAI's limits on `metadata`, which is checked as OpenAI checks it though nothing keeps it.
+pub(super) const MAX_METADATA_PAIRS: usize = 16;
+pub(super) const MAX_METADATA_KEY_CHARS: usize = 64;
+pub(super) const MAX_METADATA_VALUE_CHARS: usize = 512;
 
 /// OpenAI-compatible chat with a generator, through its own chat template.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = ChatCompletionRequest,
@@ -247,6 +255,7 @@ fn parse(body: Map<String, Value>) -> Result<ChatCompletionRequest, ApiError> {
     let request: ChatCompletionRequest = serde_json::from_value(Value::Object(body))
         .map_err(|e| ApiError::Validation(e.to_string()))?;
     check_n(request.n)?;
+    check_metadata(request.metadata.as_ref())?;
     let mut unsupported = Vec::new();
     if request.logprobs == Some(true) {
         unsupported.push("logprobs (only false)");
@@ -261,6 +270,16 @@ fn parse(body: Map<String, Value>) -> Result<ChatCompletionRequest, ApiError> {
         .is_some_and(|f| !f.is_null() && *f != text_format)
     {
         unsupported.push("response_format (only {\"type\": \"text\"})");
+    }
+    if request.store == Some(true) {
+        unsupported.push("store (only false: no answer is stored)");
+    }
+    if request
+        .service_tier
+        .as_deref()
+        .is_some_and(|tier| !matches!(tier, "auto" | "default"))
+    {
+        unsupported.push("service_tier (only \"auto\" or \"default\")");
     }
     if request.tools.as_ref().is_some_and(|t| !t.is_empty()) {
         unsupported.push("tools (only empty)");
@@ -335,4 +354,31 @@ impl Shape {
             usage,
         }
     }
+}
+
+/// `metadata` within OpenAI's limits: string values only.
+fn check_metadata(metadata: Option<&Map<String, Value>>) -> Result<(), ApiError> {
+    let Some(metadata) = metadata else {
+        return Ok(());
+    };
+    if metadata.len() > MAX_METADATA_PAIRS {
+        return Err(ApiError::Validation(format!(
+            "metadata: at most {MAX_METADATA_PAIRS} pairs"
+        )));
+    }
+    for (key, value) in metadata {
+        let Some(value) = value.as_str() else {
+            return Err(ApiError::Validation(format!(
+                "metadata: {key:?} must have a string value"
+            )));
+        };
+        if key.chars().count() > MAX_METADATA_KEY_CHARS
+            || value.chars().count() > MAX_METADATA_VALUE_CHARS
+        {
+            return Err(ApiError::Validation(format!(
+                "metadata: {key:?} is over {MAX_METADATA_KEY_CHARS} characters or its value over {MAX_METADATA_VALUE_CHARS}"
+            )));
+        }
+    }
+    Ok(())
 }

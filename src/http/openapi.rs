@@ -9,6 +9,7 @@ use utoipa::OpenApi;
 
 use super::api::TEXT_PATTERN;
 use super::auth::{admin_only, Auth};
+use super::chat::{MAX_METADATA_KEY_CHARS, MAX_METADATA_PAIRS, MAX_METADATA_VALUE_CHARS};
 use super::request::{MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_TOP_K};
 use super::state::AppState;
 use crate::config::{Config, Role};
@@ -241,6 +242,11 @@ pub fn document(config: &Config, chat_models: &[String]) -> Value {
         chat[field]["maximum"] = json!(limits.max_new_tokens);
     }
     chat["logprobs"] = json!({"enum": [false, null]});
+    chat["store"] = json!({"enum": [false, null]});
+    chat["service_tier"] = json!({"enum": ["auto", "default", null]});
+    chat["metadata"] = json!({"type": ["object", "null"], "maxProperties": MAX_METADATA_PAIRS,
+        "propertyNames": {"maxLength": MAX_METADATA_KEY_CHARS},
+        "additionalProperties": {"type": "string", "maxLength": MAX_METADATA_VALUE_CHARS}});
     chat["response_format"] = json!({"oneOf": [
         {"type": "null"},
         {"type": "object", "required": ["type"], "additionalProperties": false,

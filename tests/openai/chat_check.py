@@ -4,7 +4,8 @@
 Usage: chat_check.py BASE_URL MODEL QUESTION
   e.g. chat_check.py http://127.0.0.1:3917 smollm2 "What is the capital of France?"
 
-Asks QUESTION (one user message, greedy) plainly and streamed with
+Asks QUESTION (one user message, greedy) plainly (with `store=False`,
+`service_tier="auto"` and `metadata`, which change nothing) and streamed with
 `stream_options={"include_usage": True}`, and prints one JSON line with what the client
 read: the plain answer's text, finish_reason and usage; the streamed chunks' texts joined,
 the first delta's role, the finish reasons, and the last chunk's choices and usage. The
@@ -29,7 +30,15 @@ def counts(usage):
     return {k: getattr(usage, k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
 
 
-plain = client.chat.completions.create(model=MODEL, messages=messages, temperature=0)
+# With the neutral values of fields that newer SDKs and apps send by default.
+plain = client.chat.completions.create(
+    model=MODEL,
+    messages=messages,
+    temperature=0,
+    store=False,
+    service_tier="auto",
+    metadata={"check": "chat_check.py"},
+)
 choice = plain.choices[0]
 
 chunks = list(

@@ -300,6 +300,16 @@ async fn what_chat_does_not_implement_or_know_gets_a_422_naming_it() {
         (with(json!({"tools": tool})), "tools"),
         (with(json!({"tool_choice": "required"})), "tool_choice"),
         (with(json!({"logprobs": true})), "logprobs"),
+        (with(json!({"store": true})), "store (only false"),
+        (with(json!({"service_tier": "flex"})), "service_tier"),
+        (
+            with(json!({"metadata": {"k": "v".repeat(513)}})),
+            "metadata: \"k\" is over",
+        ),
+        (
+            with(json!({"metadata": {"k": 1}})),
+            "metadata: \"k\" must have a string value",
+        ),
         (
             with(json!({"response_format": {"type": "json_object"}})),
             "response_format",
@@ -346,6 +356,7 @@ async fn what_chat_does_not_implement_or_know_gets_a_422_naming_it() {
         json!({"n": 1, "logprobs": false, "tools": [], "tool_choice": "none",
         "response_format": {"type": "text"}, "frequency_penalty": 0, "presence_penalty": 0,
         "logit_bias": {}, "user": "me", "temperature": 0, "max_completion_tokens": 3,
+        "store": false, "service_tier": "auto", "metadata": {"run": "nightly"},
         "messages": [{"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
                      {"role": "user", "content": "Hi"}]}),
     );
