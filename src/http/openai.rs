@@ -6,8 +6,8 @@
 //! fields are refused by name. Nothing is silently ignored. As OpenAI does, `temperature`
 //! defaults to 1 (sampled) and `max_tokens` to 16 (or `limits.max_new_tokens`, if lower).
 //!
-//! Each prompt of a list is one generation on the model's engine, run at once (they batch
-//! together) and answered as one choice each; the first failure fails the request and
+//! Each prompt of a list is `n` generations on the model's engine, run at once (they batch
+//! together) and answered as `n` choices each; the first failure fails the request and
 //! cancels the rest. Error bodies keep the server's envelope (`{"error", "error_type"}`);
 //! an error during a stream is a `data: {"error": {"message", "type"}}` chunk, with no
 //! `[DONE]` after it.
