@@ -37,7 +37,7 @@ const CHUNK: usize = 32 * HUGE_PAGE;
 /// one never leaves most of a chunk behind it unused.
 const OWN_MAPPING: usize = CHUNK / 4;
 
-/// Buffers keep 64-byte alignment (the kernels' cache-line loads) inside a chunk.
+/// Buffers are whole 64-byte lines, aligned to them (the kernels' cache-line loads).
 const ALIGN: usize = 64;
 
 /// One anonymous mapping; unmapped on drop.
@@ -150,8 +150,10 @@ unsafe impl Send for WeightBuffer {}
 unsafe impl Sync for WeightBuffer {}
 
 impl WeightBuffer {
-    /// `len` zeroed bytes.
+    /// `len` zeroed bytes, rounded up to whole 64-byte lines: the kernels' loads read whole
+    /// lines, so a buffer's last line must be its own.
     pub(super) fn zeroed(len: usize) -> WeightBuffer {
+        let len = len.next_multiple_of(ALIGN);
         if len > OWN_MAPPING {
             let mapping = Arc::new(Mapping::new(len));
             mapping.ask_huge_pages(0, mapping.len);
@@ -171,14 +173,14 @@ impl WeightBuffer {
                 .upgrade()
                 .filter(|_| chunk.used + len <= CHUNK)?;
             let offset = chunk.used;
-            chunk.used = (offset + len).next_multiple_of(ALIGN);
+            chunk.used = offset + len;
             Some((mapping, offset))
         });
         let (mapping, offset) = found.unwrap_or_else(|| {
             let mapping = Arc::new(Mapping::new(CHUNK));
             open.push(OpenChunk {
                 mapping: Arc::downgrade(&mapping),
-                used: len.next_multiple_of(ALIGN),
+                used: len,
             });
             (mapping, 0)
         });
@@ -234,10 +236,11 @@ mod tests {
     #[test]
     fn buffers_are_zeroed_aligned_and_disjoint_whether_cut_from_a_chunk_or_mapped_alone() {
         let sizes = [64, 100, 4096, 3 << 20, OWN_MAPPING + 1, 1, CHUNK / 5];
+        let lines = |len: usize| len.next_multiple_of(64);
         let mut buffers: Vec<WeightBuffer> =
             sizes.iter().map(|&len| WeightBuffer::zeroed(len)).collect();
         for (i, buffer) in buffers.iter_mut().enumerate() {
-            assert_eq!(buffer.len(), sizes[i]);
+            assert_eq!(buffer.len(), lines(sizes[i]));
             assert_eq!(buffer.as_ptr() as usize % ALIGN, 0);
             assert!(buffer.as_bytes().iter().all(|&b| b == 0));
             buffer.as_bytes_mut().fill(i as u8 + 1);
