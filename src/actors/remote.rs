@@ -503,6 +503,9 @@ impl Hop {
                                         index: event["index"].as_u64().unwrap_or(0) as usize,
                                         token_id: event["token_id"].as_u64().unwrap_or(0) as u32,
                                         text: event["text"].as_str().unwrap_or("").to_string(),
+                                        logprob: serde_json::from_value(event["logprob"].clone())
+                                            .ok()
+                                            .flatten(),
                                     });
                                 }
                             }
@@ -631,6 +634,9 @@ impl Hop {
                 text: text("generated"),
                 new_text: text("continuation"),
                 finish_reason,
+                logprobs: serde_json::from_value(done["logprobs"].clone())
+                    .ok()
+                    .flatten(),
             },
             span: work_span(queued, &done["timings"]),
         })
@@ -720,6 +726,7 @@ fn generation_body(prompt: &Prompt, params: &GenerationParams) -> Value {
         ("top_k", sampling.top_k.map(|k| json!(k))),
         ("top_p", sampling.top_p.map(|p| json!(p))),
         ("seed", sampling.seed.map(|s| json!(s))),
+        ("logprobs", params.logprobs.map(|n| json!(n))),
         (
             "stop",
             (!params.stop.is_empty()).then(|| json!(params.stop)),

@@ -13,6 +13,7 @@ use super::cancel::CancelToken;
 use super::pool::{self, StartGate};
 use crate::models::generator::Sequence;
 use crate::models::kv_cache::KvCache;
+use crate::models::logprobs::TokenLogprob;
 use crate::models::tokenizer::TextTokenizer;
 use crate::models::{Generation, GenerationParams, Generator, ModelError, Prompt};
 use crate::work::{ActorError, WorkSpan};
@@ -29,6 +30,8 @@ pub struct TokenEvent {
     pub index: usize,
     pub token_id: u32,
     pub text: String,
+    /// The token's log-probability, when the request asked for them.
+    pub logprob: Option<TokenLogprob>,
 }
 
 /// Where a streaming request's token events go.
@@ -164,8 +167,10 @@ impl Row {
         } else {
             self.sequence.text_so_far()
         };
+        let index = new.len() - 1;
         let _ = events.send(TokenEvent {
-            index: new.len() - 1,
+            index,
+            logprob: self.sequence.logprob(index, tokenizer).ok().flatten(),
             token_id: *new.last().expect("a new token"),
             text: text
                 .get(self.streamed_bytes..)

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::models::logprobs::TokenLogprob;
 use crate::models::FinishReason;
 
 /// What every input text must hold (`/openapi.json` states it as a pattern): a character
@@ -91,6 +92,11 @@ pub struct GenerationRequest {
     pub seed: Option<u64>,
     /// Up to 4 strings; a generation ends once its continuation contains one.
     pub stop: Option<Vec<String>>,
+    /// Model routes only: report each new token's log-probability under the model (raw
+    /// logits, before sampling's changes) with this many most likely alternatives (0 to 20).
+    #[schema(minimum = 0, maximum = 20)]
+    #[serde(default, deserialize_with = "integral")]
+    pub logprobs: Option<usize>,
 }
 
 /// The answer of `POST /v1/graph` (the default graph) and `POST /v1/graphs/{name}`.
@@ -587,6 +593,9 @@ pub struct ModelGenerateResponse {
     pub generated_tokens: usize,
     /// The continuation's token ids.
     pub token_ids: Vec<u32>,
+    /// Each new token's log-probability, when the request gave `logprobs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<TokenLogprob>>,
     pub timings: ModelTimings,
 }
 
@@ -601,6 +610,9 @@ pub enum ModelStreamEvent {
         token_id: u32,
         /// What the token adds to the continuation; never a broken UTF-8 character.
         text: String,
+        /// The token's log-probability, when the request gave `logprobs`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        logprob: Option<TokenLogprob>,
     },
     /// Exactly what `POST /v1/models/{name}/generate` answers.
     Done(ModelGenerateResponse),
@@ -753,8 +765,7 @@ pub struct EmbeddingsUsage {
 /// `POST /v1/completions`, OpenAI's legacy completions API, for the generators.
 ///
 /// Fields OpenAI defines that would change the output and are not implemented are refused
-/// (422) unless they have their neutral value: `best_of` above 1, `logprobs`,
-/// `echo: true`, `suffix`, non-zero `frequency_penalty` / `presence_penalty`, `logit_bias`.
+/// (422) unless they have their neutral value: `best_of` above 1, `echo: true`, `suffix`, non-zero `frequency_penalty` / `presence_penalty`, `logit_bias`.
 /// Any other unknown field is refused too, by name.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -791,9 +802,11 @@ pub struct CompletionRequest {
     pub best_of: Option<u32>,
     /// Only `false`.
     pub echo: Option<bool>,
-    /// Only `null`.
-    #[schema(value_type = Option<Object>)]
-    pub logprobs: Option<serde_json::Value>,
+    /// Report each token's log-probability with this many most likely alternatives (0 to
+    /// 5, OpenAI's range).
+    #[schema(minimum = 0, maximum = 5)]
+    #[serde(default, deserialize_with = "integral")]
+    pub logprobs: Option<usize>,
     /// Only `null` or empty.
     pub suffix: Option<String>,
     /// Only 0.
@@ -870,12 +883,27 @@ pub struct CompletionChoice {
     pub text: String,
     /// `i·n + j` for choice `j` of the `i`th prompt in `prompt`.
     pub index: usize,
-    /// Always null: log-probabilities are not implemented.
-    #[schema(value_type = Option<Object>)]
-    pub logprobs: Option<serde_json::Value>,
+    /// With the request's `logprobs`: the choice's tokens (in a stream chunk: the chunk's);
+    /// else null.
+    pub logprobs: Option<CompletionLogprobs>,
     /// `stop` (end of sequence or a stop string) or `length`; null in a stream chunk
     /// until the choice's last.
     pub finish_reason: Option<String>,
+}
+
+/// OpenAI's completions `logprobs`: one entry per generated token in each list, stop
+/// strings' tokens included. Log-probabilities are the model's own (raw logits, before
+/// temperature and top-p).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CompletionLogprobs {
+    /// Each token decoded on its own.
+    pub tokens: Vec<String>,
+    pub token_logprobs: Vec<f32>,
+    /// Each position's most likely tokens, by text (of two ids with one text, the likelier).
+    pub top_logprobs: Vec<std::collections::BTreeMap<String, f32>>,
+    /// Where each token's text starts, in characters, in the prompt followed by the tokens'
+    /// texts (OpenAI counts from the prompt's start).
+    pub text_offset: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -978,6 +1006,10 @@ pub struct ChatGenerationRequest {
     pub seed: Option<u64>,
     /// Up to 4 strings; the answer ends once it contains one.
     pub stop: Option<Vec<String>>,
+    /// As `/generate`'s.
+    #[schema(minimum = 0, maximum = 20)]
+    #[serde(default, deserialize_with = "integral")]
+    pub logprobs: Option<usize>,
 }
 
 impl ChatGenerationRequest {
@@ -994,6 +1026,7 @@ impl ChatGenerationRequest {
             repetition_penalty: self.repetition_penalty,
             seed: self.seed,
             stop: self.stop.clone(),
+            logprobs: self.logprobs,
         }
     }
 }
@@ -1002,8 +1035,7 @@ impl ChatGenerationRequest {
 /// template.
 ///
 /// Fields OpenAI defines that would change the output and are not implemented are refused
-/// (422) unless they have their neutral value: `logprobs`, `top_logprobs`,
-/// `response_format` other than text, `tools`, `tool_choice`, non-zero
+/// (422) unless they have their neutral value: `response_format` other than text, `tools`, `tool_choice`, non-zero
 /// `frequency_penalty` / `presence_penalty`, `logit_bias`, `store`, `service_tier`. A `chat_template` is refused (a
 /// template is code: only the model's or the config's is used), as is any other unknown
 /// field, by name.
@@ -1041,12 +1073,13 @@ pub struct ChatCompletionRequest {
     #[schema(minimum = 1, maximum = 4)]
     #[serde(default, deserialize_with = "integral")]
     pub n: Option<u32>,
-    /// Only `false`.
+    /// Report each answer token's log-probability (the model's own: raw logits, before
+    /// temperature and top-p).
     pub logprobs: Option<bool>,
-    /// Only 0.
-    #[schema(minimum = 0, maximum = 0)]
+    /// With `logprobs: true`: this many most likely alternatives per token (0 to 20).
+    #[schema(minimum = 0, maximum = 20)]
     #[serde(default, deserialize_with = "integral")]
-    pub top_logprobs: Option<u32>,
+    pub top_logprobs: Option<usize>,
     /// Only `{"type": "text"}`.
     #[schema(value_type = Option<Object>)]
     pub response_format: Option<serde_json::Value>,
@@ -1098,11 +1131,35 @@ pub struct ChatChoice {
     /// The answer's number, from 0 to `n − 1`.
     pub index: usize,
     pub message: ChatAnswer,
-    /// Always null: log-probabilities are not implemented.
-    #[schema(value_type = Option<Object>)]
-    pub logprobs: Option<serde_json::Value>,
+    /// With the request's `logprobs: true`: one entry per answer token; else null.
+    pub logprobs: Option<ChatLogprobs>,
     /// `stop` (the model ended its turn, or a stop string) or `length`.
     pub finish_reason: String,
+}
+
+/// OpenAI's chat `logprobs`: one entry per answer token, stop strings' and the end-of-turn
+/// token's included.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChatLogprobs {
+    pub content: Vec<ChatTokenLogprob>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChatTokenLogprob {
+    /// The token decoded on its own (a piece of a character split over tokens is U+FFFD).
+    pub token: String,
+    pub logprob: f32,
+    /// `token`'s UTF-8 bytes.
+    pub bytes: Vec<u8>,
+    /// The most likely tokens at this position, most likely first.
+    pub top_logprobs: Vec<ChatTopLogprob>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChatTopLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
 }
 
 /// The assistant's answer.
@@ -1132,9 +1189,8 @@ pub struct ChatCompletionChunk {
 pub struct ChatChunkChoice {
     pub index: usize,
     pub delta: ChatDelta,
-    /// Always null.
-    #[schema(value_type = Option<Object>)]
-    pub logprobs: Option<serde_json::Value>,
+    /// With the request's `logprobs: true`, the tokens of this chunk; else null.
+    pub logprobs: Option<ChatLogprobs>,
     /// Null until the choice's last chunk: `stop` or `length`.
     pub finish_reason: Option<String>,
 }

@@ -23,11 +23,12 @@ use tokio::sync::mpsc;
 
 use super::api::{
     ChatAnswer, ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk,
-    ChatCompletionRequest, ChatDelta, CompletionUsage, GenerationRequest, RequestErrors,
+    ChatCompletionRequest, ChatDelta, ChatLogprobs, CompletionUsage, GenerationRequest,
+    RequestErrors,
 };
 use super::completion::{
-    before_stop, check_n, check_sampling, choice_params, finish_reason, record, usage, Frame,
-    Sampling, StopHold,
+    before_stop, chat_logprobs, check_n, check_sampling, choice_params, finish_reason, record,
+    usage, Frame, Sampling, StopHold,
 };
 use super::error::ApiError;
 use super::model_calls::{
@@ -36,6 +37,7 @@ use super::model_calls::{
 use super::request::{call_context, generation_params, read_json, TRACE_ID_HEADER};
 use super::sse::event_stream;
 use super::state::AppState;
+use crate::models::logprobs::MAX_TOP_LOGPROBS;
 use crate::models::Prompt;
 
 /// Every field `ChatCompletionRequest` reads; anything else is refused by name.
@@ -120,6 +122,7 @@ pub(super) async fn chat_completions(
             repetition_penalty: None,
             seed: request.seed,
             stop: request.stop.clone().map(|s| s.into_vec()),
+            logprobs: (request.logprobs == Some(true)).then(|| request.top_logprobs.unwrap_or(0)),
         },
     )?;
     let (context, guards) = call_context(&state, &req);
@@ -151,7 +154,7 @@ pub(super) async fn chat_completions(
                     role: "assistant".into(),
                     content: before_stop(&generated.generation.new_text, &stops).to_string(),
                 },
-                logprobs: None,
+                logprobs: generated.generation.logprobs.as_deref().map(chat_logprobs),
                 finish_reason: finish_reason(generated.generation.finish_reason).into(),
             })
             .collect();
@@ -187,22 +190,26 @@ pub(super) async fn chat_completions(
                     role: Some("assistant".into()),
                     content: Some(String::new()),
                 };
-                let _ = sink.send(Frame::Chunk(shape.chunk(index, opening, None)));
+                let _ = sink.send(Frame::Chunk(shape.chunk(index, opening, None, None)));
                 let generated = call
                     .run_streaming(generator, |token| {
                         let text = hold.push(&token.text);
-                        // A held-back partial character or the end-of-turn token adds nothing.
-                        if !text.is_empty() {
-                            let _ = sink.send(Frame::Chunk(shape.content(index, text)));
+                        // A held-back partial character or the end-of-turn token adds no
+                        // text, but its log-probability still goes out.
+                        let logprobs = token
+                            .logprob
+                            .map(|logprob| chat_logprobs(std::slice::from_ref(&logprob)));
+                        if !text.is_empty() || logprobs.is_some() {
+                            let _ = sink.send(Frame::Chunk(shape.content(index, text, logprobs)));
                         }
                     })
                     .await?;
                 let held = hold.finish();
                 if !held.is_empty() {
-                    let _ = sink.send(Frame::Chunk(shape.content(index, held)));
+                    let _ = sink.send(Frame::Chunk(shape.content(index, held, None)));
                 }
                 let reason = finish_reason(generated.generation.finish_reason);
-                let done = shape.chunk(index, ChatDelta::default(), Some(reason.into()));
+                let done = shape.chunk(index, ChatDelta::default(), None, Some(reason.into()));
                 let _ = sink.send(Frame::Chunk(done));
                 Ok::<_, ApiError>(generated)
             }
@@ -256,13 +263,19 @@ fn parse(body: Map<String, Value>) -> Result<ChatCompletionRequest, ApiError> {
         .map_err(|e| ApiError::Validation(e.to_string()))?;
     check_n(request.n)?;
     check_metadata(request.metadata.as_ref())?;
+    if let Some(n) = request.top_logprobs {
+        if request.logprobs != Some(true) {
+            return Err(ApiError::Validation(
+                "top_logprobs: only with logprobs: true".into(),
+            ));
+        }
+        if n > MAX_TOP_LOGPROBS {
+            return Err(ApiError::Validation(format!(
+                "top_logprobs: {n} is out of range 0..={MAX_TOP_LOGPROBS}"
+            )));
+        }
+    }
     let mut unsupported = Vec::new();
-    if request.logprobs == Some(true) {
-        unsupported.push("logprobs (only false)");
-    }
-    if request.top_logprobs.is_some_and(|n| n != 0) {
-        unsupported.push("top_logprobs (only 0)");
-    }
     let text_format = serde_json::json!({"type": "text"});
     if request
         .response_format
@@ -315,24 +328,30 @@ impl Shape {
         &self,
         index: usize,
         delta: ChatDelta,
+        logprobs: Option<ChatLogprobs>,
         finish_reason: Option<String>,
     ) -> ChatCompletionChunk {
         let choice = ChatChunkChoice {
             index,
             delta,
-            logprobs: None,
+            logprobs,
             finish_reason,
         };
         self.with(vec![choice], None)
     }
 
-    /// A chunk of choice `index`'s text.
-    fn content(&self, index: usize, text: String) -> ChatCompletionChunk {
+    /// A chunk of choice `index`'s text, and the log-probabilities of the token it came with.
+    fn content(
+        &self,
+        index: usize,
+        text: String,
+        logprobs: Option<ChatLogprobs>,
+    ) -> ChatCompletionChunk {
         let delta = ChatDelta {
             role: None,
             content: Some(text),
         };
-        self.chunk(index, delta, None)
+        self.chunk(index, delta, logprobs, None)
     }
 
     /// `stream_options.include_usage`'s last chunk: no choices, the whole request's usage.

@@ -1,16 +1,19 @@
 //! What `/v1/completions` (`openai.rs`) and `/v1/chat/completions` (`chat.rs`) share: the
-//! sampling checks, the frames of a stream, OpenAI's finish reasons and usage, leaving stop
-//! strings out of the text, and the request's trace.
+//! sampling checks, the frames of a stream, OpenAI's finish reasons, usage and log-probability
+//! shapes, leaving stop strings out of the text, and the request's trace.
 
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
-use super::api::CompletionUsage;
+use super::api::{
+    ChatLogprobs, ChatTokenLogprob, ChatTopLogprob, CompletionLogprobs, CompletionUsage,
+};
 use super::error::ApiError;
 use super::model_calls::generation_attributes;
 use super::state::AppState;
 use crate::actors::{CallContext, Generated};
+use crate::models::logprobs::TokenLogprob;
 use crate::models::{FinishReason, GenerationParams};
 use crate::telemetry::traces::model_trace;
 
@@ -171,6 +174,59 @@ pub(super) fn choice_params(params: &GenerationParams, choice: usize) -> Generat
     let seed = &mut params.sampling.seed;
     *seed = seed.map(|s| s.wrapping_add(choice as u64));
     params
+}
+
+/// Tokens' log-probabilities as `/v1/completions` shows them; the first token's text starts
+/// `offset` characters in (the prompt's length, then each earlier token's).
+pub(super) fn completion_logprobs(tokens: &[TokenLogprob], offset: usize) -> CompletionLogprobs {
+    let mut at = offset;
+    let text_offset = tokens
+        .iter()
+        .map(|t| {
+            let start = at;
+            at += t.token.chars().count();
+            start
+        })
+        .collect();
+    CompletionLogprobs {
+        tokens: tokens.iter().map(|t| t.token.clone()).collect(),
+        token_logprobs: tokens.iter().map(|t| t.logprob).collect(),
+        top_logprobs: tokens
+            .iter()
+            .map(|t| {
+                let mut top = std::collections::BTreeMap::new();
+                // Most likely first, so a text two ids share keeps the likelier's number.
+                for alt in &t.top_logprobs {
+                    top.entry(alt.token.clone()).or_insert(alt.logprob);
+                }
+                top
+            })
+            .collect(),
+        text_offset,
+    }
+}
+
+/// Tokens' log-probabilities as `/v1/chat/completions` shows them.
+pub(super) fn chat_logprobs(tokens: &[TokenLogprob]) -> ChatLogprobs {
+    ChatLogprobs {
+        content: tokens
+            .iter()
+            .map(|t| ChatTokenLogprob {
+                token: t.token.clone(),
+                logprob: t.logprob,
+                bytes: t.token.as_bytes().to_vec(),
+                top_logprobs: t
+                    .top_logprobs
+                    .iter()
+                    .map(|alt| ChatTopLogprob {
+                        token: alt.token.clone(),
+                        logprob: alt.logprob,
+                        bytes: alt.token.as_bytes().to_vec(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
 }
 
 /// The usage of `generated`, `n` choices a prompt in a row: each prompt counts once, as

@@ -13,7 +13,7 @@ use super::api::{
     StepReport, StepSpan, StepTiming,
 };
 use super::error::ApiError;
-use super::request::{generation_params, read_json, validate_text};
+use super::request::{graph_params, read_json, validate_text};
 use super::state::AppState;
 use crate::config::graphs::{Action, GraphSpec};
 use crate::graph::trace::graph_trace;
@@ -31,7 +31,7 @@ pub(super) async fn read_graph_request(
 ) -> Result<(GenerationRequest, GenerationParams), ApiError> {
     find_graph(state, graph)?;
     let request: GenerationRequest = read_json(state, req, payload).await?;
-    let params = generation_params(state, &request)?;
+    let params = graph_params(state, &request)?;
     Ok((request, params))
 }
 

@@ -202,6 +202,7 @@ fn stream_generation(
                     index: token.index,
                     token_id: token.token_id,
                     text: token.text,
+                    logprob: token.logprob,
                 });
             })
             .await;
@@ -423,6 +424,7 @@ fn generation_answer(
         prompt_tokens: g.prompt_ids.len(),
         generated_tokens: g.new_token_ids.len(),
         token_ids: g.new_token_ids.clone(),
+        logprobs: g.logprobs.clone(),
         timings: timings(&[generated.span], begun),
     }
 }

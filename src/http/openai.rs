@@ -24,8 +24,8 @@ use super::api::{
     RequestErrors,
 };
 use super::completion::{
-    before_stop, check_n, check_sampling, choice_params, finish_reason, record, usage, Frame,
-    Sampling, StopHold,
+    before_stop, check_n, check_sampling, choice_params, completion_logprobs, finish_reason,
+    record, usage, Frame, Sampling, StopHold,
 };
 use super::error::ApiError;
 use super::model_calls::{find_generator, GenerationCall};
@@ -61,6 +61,9 @@ const DEFAULT_MAX_TOKENS: usize = 16;
 
 /// The most prompts one request may carry.
 const MAX_PROMPTS: usize = 16;
+
+/// The most alternatives `logprobs` may ask for (OpenAI's limit on this route).
+const MAX_LOGPROBS: usize = 5;
 
 /// OpenAI-compatible text completion with a generator.
 #[utoipa::path(post, path = "/v1/completions", tag = "openai", request_body = CompletionRequest,
@@ -107,6 +110,7 @@ pub(super) async fn completions(
             repetition_penalty: None,
             seed: request.seed,
             stop: request.stop.clone().map(|s| s.into_vec()),
+            logprobs: request.logprobs,
         },
     )
     // Named as the client named them.
@@ -124,6 +128,11 @@ pub(super) async fn completions(
         model: generator.name.clone(),
     };
     let stops = params.stop.clone();
+    // Where each choice's first token starts in `text_offset`: after its prompt.
+    let offsets: Vec<usize> = prompts
+        .iter()
+        .flat_map(|text| std::iter::repeat_n(text.chars().count(), n))
+        .collect();
     // Choice `i·n + j` is prompt i's choice j, as OpenAI numbers them.
     let calls = prompts
         .into_iter()
@@ -143,7 +152,11 @@ pub(super) async fn completions(
             .map(|(index, g)| CompletionChoice {
                 text: before_stop(&g.generation.new_text, &stops).to_string(),
                 index,
-                logprobs: None,
+                logprobs: g
+                    .generation
+                    .logprobs
+                    .as_deref()
+                    .map(|tokens| completion_logprobs(tokens, offsets[index])),
                 finish_reason: Some(finish_reason(g.generation.finish_reason).into()),
             })
             .collect();
@@ -163,12 +176,13 @@ pub(super) async fn completions(
         let runs = calls.into_iter().enumerate().map(|(index, call)| {
             let (generator, sink, shape) = (&generator, sink.clone(), &shape);
             let mut hold = StopHold::new(stops.clone());
+            let mut offset = offsets[index];
             async move {
-                let chunk = |text: String, finish_reason: Option<String>| {
+                let chunk = |text: String, logprobs, finish_reason: Option<String>| {
                     let choice = CompletionChoice {
                         text,
                         index,
-                        logprobs: None,
+                        logprobs,
                         finish_reason,
                     };
                     Frame::Chunk(shape.completion(vec![choice], None))
@@ -176,13 +190,20 @@ pub(super) async fn completions(
                 let generated = call
                     .run_streaming(generator, |token| {
                         let text = hold.push(&token.text);
-                        if !text.is_empty() {
-                            let _ = sink.send(chunk(text, None));
+                        // A token's log-probability goes out with it even when its text is
+                        // held back.
+                        let logprobs = token.logprob.map(|logprob| {
+                            let shown = completion_logprobs(std::slice::from_ref(&logprob), offset);
+                            offset += logprob.token.chars().count();
+                            shown
+                        });
+                        if !text.is_empty() || logprobs.is_some() {
+                            let _ = sink.send(chunk(text, logprobs, None));
                         }
                     })
                     .await?;
                 let reason = finish_reason(generated.generation.finish_reason);
-                let _ = sink.send(chunk(hold.finish(), Some(reason.into())));
+                let _ = sink.send(chunk(hold.finish(), None, Some(reason.into())));
                 Ok::<_, ApiError>(generated)
             }
         });
@@ -230,15 +251,17 @@ fn parse(body: Map<String, Value>) -> Result<CompletionRequest, ApiError> {
     let request: CompletionRequest = serde_json::from_value(Value::Object(body))
         .map_err(|e| ApiError::Validation(e.to_string()))?;
     check_n(request.n)?;
+    if let Some(n) = request.logprobs.filter(|&n| n > MAX_LOGPROBS) {
+        return Err(ApiError::Validation(format!(
+            "logprobs: {n} is out of range 0..={MAX_LOGPROBS}"
+        )));
+    }
     let mut unsupported = Vec::new();
     if request.best_of.is_some_and(|n| n != 1) {
         unsupported.push("best_of (only 1)");
     }
     if request.echo == Some(true) {
         unsupported.push("echo (only false)");
-    }
-    if request.logprobs.is_some() {
-        unsupported.push("logprobs (only null)");
     }
     if request.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
         unsupported.push("suffix (only null or empty)");

@@ -209,10 +209,16 @@ pub fn document(config: &Config, chat_models: &[String]) -> Value {
     schemas["GenerationRequest"]["properties"]["seed"] = seed.clone();
     schemas["CompletionRequest"]["properties"]["seed"] = seed.clone();
     schemas["StopStrings"]["oneOf"] = json!([stop["items"], stop]);
+    // A graph's answer has no place for log-probabilities: the graph routes take the model
+    // routes' body less `logprobs`.
+    let mut graph_request = schemas["GenerationRequest"].clone();
+    if let Some(properties) = graph_request["properties"].as_object_mut() {
+        properties.remove("logprobs");
+    }
+    schemas["GraphRequest"] = graph_request;
     // The neutral values the server takes of OpenAI fields it does not implement.
     let completion = &mut schemas["CompletionRequest"]["properties"];
     completion["echo"] = json!({"enum": [false, null]});
-    completion["logprobs"] = json!({"type": "null"});
     completion["suffix"] = json!({"type": ["string", "null"], "maxLength": 0});
     completion["logit_bias"] = json!({"type": ["object", "null"], "maxProperties": 0});
     completion["model"]["enum"] = json!(names(config, Role::Generator));
@@ -241,7 +247,6 @@ pub fn document(config: &Config, chat_models: &[String]) -> Value {
     for field in ["max_tokens", "max_completion_tokens"] {
         chat[field]["maximum"] = json!(limits.max_new_tokens);
     }
-    chat["logprobs"] = json!({"enum": [false, null]});
     chat["store"] = json!({"enum": [false, null]});
     chat["service_tier"] = json!({"enum": ["auto", "default", null]});
     chat["metadata"] = json!({"type": ["object", "null"], "maxProperties": MAX_METADATA_PAIRS,
@@ -255,8 +260,22 @@ pub fn document(config: &Config, chat_models: &[String]) -> Value {
     chat["tools"] = json!({"type": ["array", "null"], "maxItems": 0});
     chat["tool_choice"] = json!({"enum": ["none", null]});
     chat["logit_bias"] = json!({"type": ["object", "null"], "maxProperties": 0});
+    // `top_logprobs` only with `logprobs: true`, as OpenAI has it.
+    schemas["ChatCompletionRequest"]["if"] =
+        json!({"required": ["top_logprobs"], "properties": {"top_logprobs": {"type": "integer"}}});
+    schemas["ChatCompletionRequest"]["then"] =
+        json!({"required": ["logprobs"], "properties": {"logprobs": {"const": true}}});
     doc["paths"]["/classify_generated_texts"]["post"]["requestBody"]["content"]["text/plain"]
         ["schema"] = text;
+    for path in [
+        "/v1/graph",
+        "/v1/graphs/{name}",
+        "/v1/graph/stream",
+        "/v1/graphs/{name}/stream",
+    ] {
+        doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"] =
+            json!({"$ref": "#/components/schemas/GraphRequest"});
+    }
 
     // Each per-model route takes the names of the models of its role.
     for (path, role) in [

@@ -16,6 +16,7 @@ use super::state::AppState;
 use crate::actors::remote::DEADLINE_HEADER;
 use crate::actors::CallContext;
 use crate::engine::{CancelOnDrop, CancelToken};
+use crate::models::logprobs::MAX_TOP_LOGPROBS;
 use crate::models::sampling::SamplingParams;
 use crate::models::GenerationParams;
 use crate::telemetry::{RequestId, TraceId};
@@ -184,7 +185,28 @@ pub(super) fn generation_params(
         }
         params.stop = stop.clone();
     }
+    if let Some(n) = request.logprobs.filter(|&n| n > MAX_TOP_LOGPROBS) {
+        return Err(ApiError::Validation(format!(
+            "logprobs: {n} is out of range 0..={MAX_TOP_LOGPROBS}"
+        )));
+    }
+    params.logprobs = request.logprobs;
     Ok(params)
+}
+
+/// A graph request's parameters: a model's, less `logprobs`, which a graph's answer has no
+/// place for.
+pub(super) fn graph_params(
+    state: &AppState,
+    request: &GenerationRequest,
+) -> Result<GenerationParams, ApiError> {
+    if request.logprobs.is_some() {
+        return Err(ApiError::Validation(
+            "logprobs: a graph does not report them; the model routes and the OpenAI routes do"
+                .into(),
+        ));
+    }
+    generation_params(state, request)
 }
 
 /// `value` as an `f32`; a positive value below `f32`'s range stays positive (the smallest

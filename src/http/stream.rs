@@ -22,7 +22,7 @@ use super::error::ApiError;
 use super::graph_calls::{
     admit, check_capacity, execute, failure_report, find_graph, graph_answer, read_graph_request,
 };
-use super::request::{call_context, generation_params};
+use super::request::{call_context, graph_params};
 use super::sse::event_stream;
 use super::state::AppState;
 use crate::actors::CallContext;
@@ -246,7 +246,7 @@ impl Connection {
             Err(e) => return self.refuse(Some(id), ApiError::Validation(e.to_string())),
         };
         let checked = find_graph(&self.state, graph.as_deref())
-            .and_then(|_| generation_params(&self.state, &request))
+            .and_then(|_| graph_params(&self.state, &request))
             .and_then(|params| Ok((params, admit(&self.state, graph.as_deref(), &request.text)?)));
         let (params, (coordinator, graph)) = match checked {
             Ok(checked) => checked,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::causal_lm::CausalLm;
 use super::chat::{ChatMessage, ChatTemplate};
 use super::error::ModelError;
+use super::logprobs::{Distribution, StepLogprobs, TokenLogprob};
 use super::sampling::{Sampler, SamplingParams};
 use super::tokenizer::TextTokenizer;
 
@@ -52,6 +53,9 @@ pub struct GenerationParams {
     /// Decode with the KV cache (the fast path) or recompute the whole sequence each step
     /// (the reference the cache is checked against).
     pub use_cache: bool,
+    /// Report each new token's log-probability with this many most likely alternatives
+    /// (`None`: report none).
+    pub logprobs: Option<usize>,
 }
 
 impl Default for GenerationParams {
@@ -64,6 +68,7 @@ impl Default for GenerationParams {
             sampling: SamplingParams::default(),
             stop: Vec::new(),
             use_cache: true,
+            logprobs: None,
         }
     }
 }
@@ -78,6 +83,9 @@ pub struct Generation {
     pub text: String,
     pub new_text: String,
     pub finish_reason: FinishReason,
+    /// Each new token's log-probability, when the parameters asked for them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<TokenLogprob>>,
 }
 
 /// A causal LM with its tokenizer and its end-of-sequence ids.
@@ -261,6 +269,8 @@ impl Generator {
             sampler: Sampler::new(params.sampling.clone()),
             text: IncrementalText::after_prompt(len),
             echo: true,
+            top_logprobs: params.logprobs,
+            logprobs: Vec::new(),
         })
     }
 }
@@ -284,6 +294,11 @@ pub struct Sequence {
     /// Whether the finished text starts with the prompt's (not for a conversation, whose
     /// rendered prompt is the template's markup, not the caller's words).
     echo: bool,
+    /// How many alternatives each new token's log-probability comes with; `None`: no
+    /// log-probabilities are kept.
+    top_logprobs: Option<usize>,
+    /// One per new token, while `top_logprobs` is set.
+    logprobs: Vec<StepLogprobs>,
 }
 
 impl Sequence {
@@ -318,9 +333,27 @@ impl Sequence {
         } else {
             &[]
         };
+        // The sampler rewrites the row (penalties, temperature), and the log-probabilities
+        // are the model's own.
+        let raw = self.top_logprobs.map(|top| (top, logits.to_vec()));
         let next = self.sampler.next_token(logits, &self.tokens, banned);
+        if let Some((top, raw)) = raw {
+            self.logprobs.push(Distribution::of(&raw).step(next, top));
+        }
         self.tokens.push(next);
         next
+    }
+
+    /// New token `index`'s log-probability, if the parameters asked for them.
+    pub fn logprob(
+        &self,
+        index: usize,
+        tokenizer: &TextTokenizer,
+    ) -> Result<Option<TokenLogprob>, ModelError> {
+        self.logprobs
+            .get(index)
+            .map(|step| step.decoded(tokenizer))
+            .transpose()
     }
 
     /// Brings the decoded text up to the newest token, then says why the sequence is done, if
@@ -367,6 +400,15 @@ impl Sequence {
         finish_reason: FinishReason,
     ) -> Result<Generation, ModelError> {
         let new_text = self.continuation_text(tokenizer)?;
+        let logprobs = match self.top_logprobs {
+            Some(_) => Some(
+                self.logprobs
+                    .iter()
+                    .map(|step| step.decoded(tokenizer))
+                    .collect::<Result<_, _>>()?,
+            ),
+            None => None,
+        };
         Ok(Generation {
             text: if self.echo {
                 tokenizer.decode(&self.tokens)?
@@ -377,6 +419,7 @@ impl Sequence {
             prompt_ids: self.prompt_ids().to_vec(),
             new_token_ids: self.new_tokens().to_vec(),
             finish_reason,
+            logprobs,
         })
     }
 }

@@ -28,6 +28,7 @@ pub mod gpt2;
 pub mod kernels;
 pub mod kv_cache;
 pub mod llama;
+pub mod logprobs;
 pub mod norm;
 pub mod roberta;
 pub mod rotary;

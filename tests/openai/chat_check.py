@@ -5,7 +5,7 @@ Usage: chat_check.py BASE_URL MODEL QUESTION
   e.g. chat_check.py http://127.0.0.1:3917 smollm2 "What is the capital of France?"
 
 Asks QUESTION (one user message, greedy) plainly (with `store=False`,
-`service_tier="auto"` and `metadata`, which change nothing) and streamed with
+`service_tier="auto"` and `metadata`, which change nothing), with `logprobs`, and streamed with
 `stream_options={"include_usage": True}`, and prints one JSON line with what the client
 read: the plain answer's text, finish_reason and usage; the streamed chunks' texts joined,
 the first delta's role, the finish reasons, and the last chunk's choices and usage. The
@@ -51,6 +51,10 @@ chunks = list(
     )
 )
 with_choices = [c for c in chunks if c.choices]
+
+scored = client.chat.completions.create(
+    model=MODEL, messages=messages, temperature=0, logprobs=True, top_logprobs=2
+).choices[0].logprobs.content
 last = chunks[-1]
 
 print(json.dumps({
@@ -69,4 +73,7 @@ print(json.dumps({
     "usage_on_other_chunks": [c.usage for c in chunks[:-1] if c.usage is not None],
     "last_choices": [c.model_dump() for c in last.choices],
     "last_usage": counts(last.usage),
+    "logprob_tokens": [t.token for t in scored],
+    "logprobs": [t.logprob for t in scored],
+    "top_logprobs": [[(a.token, a.logprob) for a in t.top_logprobs] for t in scored],
 }))

@@ -36,7 +36,9 @@ def expect(condition, message):
 def native(prompt, params):
     """The native generation for `prompt` with the completion's parameters."""
     body = {"text": prompt, "max_new_tokens": params["max_tokens"]}
-    body.update({k: v for k, v in params.items() if k in ("temperature", "top_p", "seed", "stop")})
+    body.update(
+        {k: v for k, v in params.items() if k in ("temperature", "top_p", "seed", "stop", "logprobs")}
+    )
     request = urllib.request.Request(
         f"{BASE}/v1/models/{MODEL}/generate",
         data=json.dumps(body).encode(),
@@ -161,9 +163,42 @@ for choice in sorted(several.choices, key=lambda c: c.index):
         f"n=2: choice {choice.index} text {choice.text!r} != native {answer['continuation']!r}",
     )
 
-# Parameters that would change the output but are not implemented are refused.
+# Log-probabilities: the native route's numbers, in OpenAI's shape, plain and streamed.
+WITH_LOGPROBS = dict(GREEDY, logprobs=2)
+scored = client.completions.create(model=MODEL, prompt=PROMPT, **WITH_LOGPROBS).choices[0].logprobs
+reference = native(PROMPT, WITH_LOGPROBS)["logprobs"]
+expect(scored.tokens == [t["token"] for t in reference], f"logprobs tokens {scored.tokens}")
+expect(
+    scored.token_logprobs == [t["logprob"] for t in reference],
+    f"token_logprobs {scored.token_logprobs} != native {[t['logprob'] for t in reference]}",
+)
+expect(
+    scored.top_logprobs == [{a["token"]: a["logprob"] for a in t["top_logprobs"]} for t in reference],
+    f"top_logprobs {scored.top_logprobs}",
+)
+lengths = [len(t) for t in scored.tokens]
+expect(
+    scored.text_offset == [len(PROMPT) + sum(lengths[:i]) for i in range(len(lengths))],
+    f"text_offset {scored.text_offset}",
+)
+streamed_logprobs = [
+    c.choices[0].logprobs
+    for c in client.completions.create(model=MODEL, prompt=PROMPT, stream=True, **WITH_LOGPROBS)
+    if c.choices and c.choices[0].logprobs is not None
+]
+expect(
+    sum((l.token_logprobs for l in streamed_logprobs), []) == scored.token_logprobs,
+    "streamed token_logprobs differ from the plain ones",
+)
+expect(
+    [o for l in streamed_logprobs for o in l.text_offset] == scored.text_offset,
+    "streamed text_offset differs from the plain one",
+)
+
+# Parameters that would change the output but are not implemented are refused, as are
+# values out of OpenAI's range.
 expect_422("best_of=2", best_of=2)
-expect_422("logprobs=1", logprobs=1)
+expect_422("logprobs=6", logprobs=6)
 
 print(json.dumps({
     "ok": True,
@@ -175,6 +210,7 @@ print(json.dumps({
     "sampled": sampled.choices[0].text,
     "list": [c.text for c in sorted(batch.choices, key=lambda c: c.index)],
     "several": [c.text for c in sorted(several.choices, key=lambda c: c.index)],
-    "refused_422": ["best_of=2", "logprobs=1"],
+    "logprobs": scored.token_logprobs,
+    "refused_422": ["best_of=2", "logprobs=6"],
     "stopped": stopped,
 }))

@@ -55,6 +55,23 @@ async fn the_official_openai_client_asks_the_real_smollm2_and_hears_paris_plain_
     assert_eq!(seen["usage_on_other_chunks"], json!([]));
     assert_eq!(seen["last_choices"], json!([]));
     assert_eq!(seen["last_usage"], usage);
+
+    // One entry per answer token, the end-of-turn token too; greedy, so each is its
+    // position's most likely.
+    let tokens: Vec<&str> = seen["logprob_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(tokens.len() as u64, ANSWER_TOKENS);
+    assert!(tokens.concat().starts_with(ANSWER), "{tokens:?}");
+    for (i, logprob) in seen["logprobs"].as_array().unwrap().iter().enumerate() {
+        let top = &seen["top_logprobs"][i];
+        assert_eq!(top.as_array().unwrap().len(), 2);
+        assert_eq!(top[0], json!([tokens[i], logprob]), "token {i}");
+        assert!(logprob.as_f64().unwrap() <= 0.0);
+    }
 }
 
 #[actix_web::test]
@@ -299,7 +316,14 @@ async fn what_chat_does_not_implement_or_know_gets_a_422_naming_it() {
         (with(json!({"n": 5})), "n: 5 choices; give 1 to 4"),
         (with(json!({"tools": tool})), "tools"),
         (with(json!({"tool_choice": "required"})), "tool_choice"),
-        (with(json!({"logprobs": true})), "logprobs"),
+        (
+            with(json!({"top_logprobs": 2})),
+            "top_logprobs: only with logprobs: true",
+        ),
+        (
+            with(json!({"logprobs": true, "top_logprobs": 21})),
+            "top_logprobs: 21 is out of range 0..=20",
+        ),
         (with(json!({"store": true})), "store (only false"),
         (with(json!({"service_tier": "flex"})), "service_tier"),
         (

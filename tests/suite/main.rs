@@ -34,6 +34,7 @@ mod llama_parity;
 mod llama_server;
 mod loader_errors;
 mod loadtest;
+mod logprobs;
 mod manifests;
 mod metrics;
 mod model_route_errors;

@@ -1,0 +1,212 @@
+//! Log-probabilities of generated tokens: transformers' numbers on the model routes, the same
+//! streamed, across a hop from a graph node, and in OpenAI's chat shape; graphs refuse them.
+
+use std::time::Duration;
+
+use crate::common;
+
+use common::server::TestServer;
+use serde_json::{json, Value};
+
+/// gpt2-tiny-a, whose golden holds transformers' last-position logits for its prompts.
+const FIXTURE: &str = "gpt2-tiny-a";
+
+fn gpt2() -> TestServer {
+    TestServer::start(&[("gpt2", common::fixture(FIXTURE), "generator")], "")
+}
+
+/// The `data:` payloads of an SSE body that are JSON.
+fn data(body: &str) -> Vec<Value> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect()
+}
+
+#[actix_web::test]
+async fn the_first_tokens_logprobs_are_transformers_log_softmax_with_its_top_five() {
+    let server = gpt2();
+    for input in common::golden_inputs(FIXTURE) {
+        let forward = &input["forward"];
+        let body = json!({"text": input["text"], "max_new_tokens": 3, "logprobs": 5});
+        let (status, answer) = server.post_json("/v1/models/gpt2/generate", &body).await;
+        assert_eq!(status, 200, "{answer}");
+        let logprobs = answer["logprobs"].as_array().unwrap();
+        assert_eq!(logprobs.len(), 3);
+        let log_sum = forward["last_logits_logsumexp"].as_f64().unwrap();
+        let first = &logprobs[0];
+        let top = first["top_logprobs"].as_array().unwrap();
+        for (i, (id, value)) in forward["last_logits_top5_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(forward["last_logits_top5_values"].as_array().unwrap())
+            .enumerate()
+        {
+            assert_eq!(top[i]["token_id"], *id, "{}", input["text"]);
+            let expected = value.as_f64().unwrap() - log_sum;
+            let got = top[i]["logprob"].as_f64().unwrap();
+            assert!((got - expected).abs() < 1e-4, "{got} vs {expected}");
+        }
+        // Greedy: every chosen token is its position's most likely, with that number.
+        for (entry, id) in logprobs.iter().zip(answer["token_ids"].as_array().unwrap()) {
+            assert_eq!(entry["token_id"], *id);
+            assert_eq!(entry["top_logprobs"][0]["token_id"], *id);
+            assert_eq!(entry["logprob"], entry["top_logprobs"][0]["logprob"]);
+            let probability: f64 = entry["top_logprobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["logprob"].as_f64().unwrap().exp())
+                .sum();
+            assert!(probability <= 1.0 + 1e-5, "{probability}");
+        }
+    }
+}
+
+#[actix_web::test]
+async fn sampling_does_not_change_the_numbers_and_streams_carry_the_same_ones() {
+    let server = gpt2();
+    let greedy = json!({"text": "I have an idea!", "max_new_tokens": 4, "logprobs": 2});
+    let (_, plain) = server.post_json("/v1/models/gpt2/generate", &greedy).await;
+    let events = data(
+        &server
+            .post_sse("/v1/models/gpt2/generate/stream", &greedy)
+            .await,
+    );
+    let streamed: Vec<Value> = events
+        .iter()
+        .filter(|e| e["type"] == "token")
+        .map(|e| e["logprob"].clone())
+        .collect();
+    assert_eq!(Value::from(streamed), plain["logprobs"]);
+    let done = events.iter().find(|e| e["type"] == "done").unwrap();
+    assert_eq!(done["logprobs"], plain["logprobs"]);
+
+    // A hot, seeded sample: the first position's distribution is the model's, whatever the
+    // temperature picks from it.
+    let sampled = json!({"text": "I have an idea!", "max_new_tokens": 4, "logprobs": 2,
+        "temperature": 1.7, "seed": 3});
+    let (_, hot) = server.post_json("/v1/models/gpt2/generate", &sampled).await;
+    assert_eq!(
+        hot["logprobs"][0]["top_logprobs"],
+        plain["logprobs"][0]["top_logprobs"]
+    );
+    // Without the field there is none.
+    let (_, none) = server
+        .post_json(
+            "/v1/models/gpt2/generate",
+            &json!({"text": "I have an idea!", "max_new_tokens": 2}),
+        )
+        .await;
+    assert!(none.get("logprobs").is_none(), "{none}");
+}
+
+#[actix_web::test]
+async fn a_graph_refuses_them_and_a_model_route_bounds_them() {
+    let server = TestServer::start(&common::server::fixture_models(), "");
+    for (path, body, named) in [
+        (
+            "/v1/graph",
+            json!({"text": "Hello", "logprobs": 1}),
+            "logprobs: a graph does not report them",
+        ),
+        (
+            "/v1/models/gpt2/generate",
+            json!({"text": "Hello", "logprobs": 21}),
+            "logprobs: 21 is out of range 0..=20",
+        ),
+    ] {
+        let (status, answer) = server.post_json(path, &body).await;
+        assert_eq!(status, 422, "{path}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(named),
+            "{path}: {answer}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_model_on_another_node_reports_what_the_node_reports() {
+    let node = gpt2();
+    let models = format!(
+        "\n[[models]]\nname = \"gpt2\"\nurl = \"{}\"\nrole = \"generator\"\n\n[[models]]\nname = \"bert\"\npath = {:?}\nrole = \"classifier\"\n",
+        node.base,
+        common::fixture("bert-tiny"),
+    );
+    let graph = TestServer::start_toml(0, &models, "");
+    common::wait_until("the node is ready", Duration::from_secs(30), || {
+        graph.is_ready()
+    });
+    let body = json!({"text": "I have an idea!", "max_new_tokens": 3, "logprobs": 3});
+    let (_, direct) = node.post_json("/v1/models/gpt2/generate", &body).await;
+    let (status, hop) = graph.post_json("/v1/models/gpt2/generate", &body).await;
+    assert_eq!(status, 200, "{hop}");
+    assert_eq!(hop["logprobs"], direct["logprobs"]);
+    let events = data(
+        &graph
+            .post_sse("/v1/models/gpt2/generate/stream", &body)
+            .await,
+    );
+    let streamed: Vec<Value> = events
+        .iter()
+        .filter(|e| e["type"] == "token")
+        .map(|e| e["logprob"].clone())
+        .collect();
+    assert_eq!(Value::from(streamed), direct["logprobs"]);
+}
+
+#[actix_web::test]
+async fn chat_completions_show_the_chat_routes_numbers_in_openais_shape_plain_and_streamed() {
+    let server = TestServer::start(&[("llama", common::fixture("llama-tiny"), "generator")], "");
+    let messages = json!([{"role": "user", "content": "Hi"}]);
+    let (_, native) = server
+        .post_json(
+            "/v1/models/llama/chat",
+            &json!({"messages": messages, "max_new_tokens": 4, "logprobs": 2}),
+        )
+        .await;
+    let native = native["logprobs"].as_array().unwrap().clone();
+    let request = json!({"model": "llama", "messages": messages, "max_tokens": 4,
+        "temperature": 0, "logprobs": true, "top_logprobs": 2});
+    let (status, answer) = server.post_json("/v1/chat/completions", &request).await;
+    assert_eq!(status, 200, "{answer}");
+    let content = answer["choices"][0]["logprobs"]["content"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(content.len(), native.len());
+    for (shown, own) in content.iter().zip(&native) {
+        assert_eq!(shown["token"], own["token"]);
+        assert_eq!(shown["logprob"], own["logprob"]);
+        let bytes: Vec<u8> = own["token"].as_str().unwrap().bytes().collect();
+        assert_eq!(shown["bytes"], json!(bytes));
+        let top = |entries: &Value| -> Vec<(Value, Value)> {
+            entries
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| (e["token"].clone(), e["logprob"].clone()))
+                .collect()
+        };
+        assert_eq!(top(&shown["top_logprobs"]), top(&own["top_logprobs"]));
+    }
+    let mut stream = request.clone();
+    stream["stream"] = json!(true);
+    let chunks = data(&server.post_sse("/v1/chat/completions", &stream).await);
+    let streamed: Vec<Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["logprobs"]["content"].as_array())
+        .flatten()
+        .cloned()
+        .collect();
+    assert_eq!(streamed, content);
+    // Without `logprobs` the field is null, as OpenAI sends it.
+    let (_, plain) = server
+        .post_json(
+            "/v1/chat/completions",
+            &json!({"model": "llama", "messages": messages, "max_tokens": 2}),
+        )
+        .await;
+    assert!(plain["choices"][0]["logprobs"].is_null(), "{plain}");
+}
