@@ -637,6 +637,9 @@ impl Hop {
                 logprobs: serde_json::from_value(done["logprobs"].clone())
                     .ok()
                     .flatten(),
+                prompt_logprobs: serde_json::from_value(done["prompt_logprobs"].clone())
+                    .ok()
+                    .flatten(),
             },
             span: work_span(queued, &done["timings"]),
         })
@@ -727,6 +730,10 @@ fn generation_body(prompt: &Prompt, params: &GenerationParams) -> Value {
         ("top_p", sampling.top_p.map(|p| json!(p))),
         ("seed", sampling.seed.map(|s| json!(s))),
         ("logprobs", params.logprobs.map(|n| json!(n))),
+        (
+            "prompt_logprobs",
+            params.prompt_logprobs.then_some(json!(true)),
+        ),
         (
             "stop",
             (!params.stop.is_empty()).then(|| json!(params.stop)),

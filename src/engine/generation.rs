@@ -226,7 +226,9 @@ impl Batcher {
                 .generator
                 .encode_prompt(&job.prompt)
                 .and_then(|ids| self.generator.sequence(ids, &job.params))
-                .map(|sequence| sequence.answering(&job.prompt));
+                .map(|sequence| sequence.answering(&job.prompt))
+                .map_err(ActorError::from)
+                .and_then(|sequence| self.score_prompt(sequence, &job.params));
             match sequence {
                 Ok(sequence) => joining.push(Row {
                     prompt: job.prompt,
@@ -243,7 +245,7 @@ impl Batcher {
                 }),
                 Err(error) => {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                    let _ = job.reply.send(Err(error.into()));
+                    let _ = job.reply.send(Err(error));
                 }
             }
         }
@@ -304,6 +306,33 @@ impl Batcher {
                 self.stats.restarts.fetch_add(1, Ordering::Relaxed);
                 self.fail(joining, &message)
             }
+        }
+    }
+
+    /// Scores `sequence`'s prompt when `params` ask for it; a model that fails or panics
+    /// doing so fails this request alone.
+    fn score_prompt(
+        &self,
+        mut sequence: Sequence,
+        params: &GenerationParams,
+    ) -> Result<Sequence, ActorError> {
+        let Some(top) = params.logprobs.filter(|_| params.prompt_logprobs) else {
+            return Ok(sequence);
+        };
+        let scored = catch_unwind(AssertUnwindSafe(|| {
+            self.generator.score_prompt(sequence.prompt_ids(), top)
+        }));
+        match scored {
+            Ok(Ok(scored)) => {
+                sequence.set_prompt_logprobs(scored);
+                Ok(sequence)
+            }
+            // A prompt too long to score is the caller's to fix.
+            Ok(Err(error)) => Err(error.into()),
+            Err(payload) => Err(ActorError::Failed {
+                model: self.name.clone(),
+                message: panic_message(payload.as_ref()),
+            }),
         }
     }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::models::logprobs::TokenLogprob;
+use crate::models::logprobs::{PromptLogprobs, TokenLogprob};
 use crate::models::FinishReason;
 
 /// What every input text must hold (`/openapi.json` states it as a pattern): a character
@@ -97,6 +97,9 @@ pub struct GenerationRequest {
     #[schema(minimum = 0, maximum = 20)]
     #[serde(default, deserialize_with = "integral")]
     pub logprobs: Option<usize>,
+    /// Model routes only, with `logprobs`: report the prompt's tokens' too (a prompt of at
+    /// most 512 tokens).
+    pub prompt_logprobs: Option<bool>,
 }
 
 /// The answer of `POST /v1/graph` (the default graph) and `POST /v1/graphs/{name}`.
@@ -596,6 +599,9 @@ pub struct ModelGenerateResponse {
     /// Each new token's log-probability, when the request gave `logprobs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<Vec<TokenLogprob>>,
+    /// The prompt's tokens', when the request gave `prompt_logprobs: true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_logprobs: Option<PromptLogprobs>,
     pub timings: ModelTimings,
 }
 
@@ -615,7 +621,8 @@ pub enum ModelStreamEvent {
         logprob: Option<TokenLogprob>,
     },
     /// Exactly what `POST /v1/models/{name}/generate` answers.
-    Done(ModelGenerateResponse),
+    /// Boxed: with log-probabilities it outweighs a token by far.
+    Done(Box<ModelGenerateResponse>),
     Error {
         error: String,
         error_type: String,
@@ -765,7 +772,8 @@ pub struct EmbeddingsUsage {
 /// `POST /v1/completions`, OpenAI's legacy completions API, for the generators.
 ///
 /// Fields OpenAI defines that would change the output and are not implemented are refused
-/// (422) unless they have their neutral value: `best_of` above 1, `echo: true`, `suffix`, non-zero `frequency_penalty` / `presence_penalty`, `logit_bias`.
+/// (422) unless they have their neutral value: `best_of` above 1, `suffix`, non-zero
+/// `frequency_penalty` / `presence_penalty`, `logit_bias`.
 /// Any other unknown field is refused too, by name.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -800,7 +808,8 @@ pub struct CompletionRequest {
     #[schema(minimum = 1, maximum = 1)]
     #[serde(default, deserialize_with = "integral")]
     pub best_of: Option<u32>,
-    /// Only `false`.
+    /// Each choice's text starts with its prompt, and with `logprobs` its log-probabilities
+    /// start with the prompt's tokens' (a prompt of at most 512 tokens). Not with `stream`.
     pub echo: Option<bool>,
     /// Report each token's log-probability with this many most likely alternatives (0 to
     /// 5, OpenAI's range).
@@ -891,18 +900,21 @@ pub struct CompletionChoice {
     pub finish_reason: Option<String>,
 }
 
-/// OpenAI's completions `logprobs`: one entry per generated token in each list, stop
-/// strings' tokens included. Log-probabilities are the model's own (raw logits, before
+/// OpenAI's completions `logprobs`: one entry per token in each list (with `echo` the
+/// prompt's first), stop strings' tokens included. Log-probabilities are the model's own (raw logits, before
 /// temperature and top-p).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CompletionLogprobs {
     /// Each token decoded on its own.
     pub tokens: Vec<String>,
-    pub token_logprobs: Vec<f32>,
-    /// Each position's most likely tokens, by text (of two ids with one text, the likelier).
-    pub top_logprobs: Vec<std::collections::BTreeMap<String, f32>>,
+    /// Null for a prompt's first token (with `echo`), which nothing before it scores.
+    pub token_logprobs: Vec<Option<f32>>,
+    /// Each position's most likely tokens, by text (of two ids with one text, the likelier);
+    /// null where `token_logprobs` is.
+    pub top_logprobs: Vec<Option<std::collections::BTreeMap<String, f32>>>,
     /// Where each token's text starts, in characters, in the prompt followed by the tokens'
-    /// texts (OpenAI counts from the prompt's start).
+    /// texts (OpenAI counts from the prompt's start; with `echo` the prompt's tokens come
+    /// first, from 0).
     pub text_offset: Vec<usize>,
 }
 
@@ -1027,6 +1039,7 @@ impl ChatGenerationRequest {
             seed: self.seed,
             stop: self.stop.clone(),
             logprobs: self.logprobs,
+            prompt_logprobs: None,
         }
     }
 }

@@ -123,6 +123,7 @@ pub(super) async fn chat_completions(
             seed: request.seed,
             stop: request.stop.clone().map(|s| s.into_vec()),
             logprobs: (request.logprobs == Some(true)).then(|| request.top_logprobs.unwrap_or(0)),
+            prompt_logprobs: None,
         },
     )?;
     let (context, guards) = call_context(&state, &req);

@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::model_calls::generation_attributes;
 use super::state::AppState;
 use crate::actors::{CallContext, Generated};
-use crate::models::logprobs::TokenLogprob;
+use crate::models::logprobs::{PromptLogprobs, TokenLogprob};
 use crate::models::{FinishReason, GenerationParams};
 use crate::telemetry::traces::model_trace;
 
@@ -176,34 +176,55 @@ pub(super) fn choice_params(params: &GenerationParams, choice: usize) -> Generat
     params
 }
 
-/// Tokens' log-probabilities as `/v1/completions` shows them; the first token's text starts
-/// `offset` characters in (the prompt's length, then each earlier token's).
-pub(super) fn completion_logprobs(tokens: &[TokenLogprob], offset: usize) -> CompletionLogprobs {
-    let mut at = offset;
-    let text_offset = tokens
+/// Tokens' log-probabilities as `/v1/completions` shows them: with `echo`, the prompt's
+/// first (its first token unscored, as OpenAI shows it). The first token's text starts
+/// `offset` characters in (0 with `echo`, else the prompt's length), each later one after the
+/// earlier ones' texts.
+pub(super) fn completion_logprobs(
+    echo: Option<&PromptLogprobs>,
+    tokens: &[TokenLogprob],
+    offset: usize,
+) -> CompletionLogprobs {
+    let top = |t: &TokenLogprob| {
+        let mut top = std::collections::BTreeMap::new();
+        // Most likely first, so a text two ids share keeps the likelier's number.
+        for alt in &t.top_logprobs {
+            top.entry(alt.token.clone()).or_insert(alt.logprob);
+        }
+        top
+    };
+    let scored = echo
+        .map(|prompt| prompt.tokens.as_slice())
+        .unwrap_or_default()
         .iter()
-        .map(|t| {
+        .chain(tokens)
+        .map(|t| (t.token.clone(), Some(t.logprob), Some(top(t))));
+    let entries: Vec<(String, Option<f32>, _)> = echo
+        .map(|prompt| (prompt.first_token.clone(), None, None))
+        .into_iter()
+        .chain(scored)
+        .collect();
+    let mut at = offset;
+    let text_offset = entries
+        .iter()
+        .map(|(token, ..)| {
             let start = at;
-            at += t.token.chars().count();
+            at += token.chars().count();
             start
         })
         .collect();
-    CompletionLogprobs {
-        tokens: tokens.iter().map(|t| t.token.clone()).collect(),
-        token_logprobs: tokens.iter().map(|t| t.logprob).collect(),
-        top_logprobs: tokens
-            .iter()
-            .map(|t| {
-                let mut top = std::collections::BTreeMap::new();
-                // Most likely first, so a text two ids share keeps the likelier's number.
-                for alt in &t.top_logprobs {
-                    top.entry(alt.token.clone()).or_insert(alt.logprob);
-                }
-                top
-            })
-            .collect(),
+    let mut shown = CompletionLogprobs {
+        tokens: Vec::with_capacity(entries.len()),
+        token_logprobs: Vec::with_capacity(entries.len()),
+        top_logprobs: Vec::with_capacity(entries.len()),
         text_offset,
+    };
+    for (token, logprob, top) in entries {
+        shown.tokens.push(token);
+        shown.token_logprobs.push(logprob);
+        shown.top_logprobs.push(top);
     }
+    shown
 }
 
 /// Tokens' log-probabilities as `/v1/chat/completions` shows them.

@@ -207,13 +207,13 @@ fn stream_generation(
             })
             .await;
         let last = match generated {
-            Ok(generated) => ModelStreamEvent::Done(generation_answer(
+            Ok(generated) => ModelStreamEvent::Done(Box::new(generation_answer(
                 &state,
                 (id, &trace_id),
                 &generator.name,
                 &generated,
                 begun,
-            )),
+            ))),
             Err(error) => ModelStreamEvent::Error {
                 error: error.to_string(),
                 error_type: error.error_type().to_string(),
@@ -425,6 +425,7 @@ fn generation_answer(
         generated_tokens: g.new_token_ids.len(),
         token_ids: g.new_token_ids.clone(),
         logprobs: g.logprobs.clone(),
+        prompt_logprobs: g.prompt_logprobs.clone(),
         timings: timings(&[generated.span], begun),
     }
 }

@@ -90,6 +90,7 @@ pub(super) async fn completions(
         )));
     }
     let n = request.n.unwrap_or(1) as usize;
+    let echo = request.echo == Some(true);
     for (i, prompt) in prompts.iter().enumerate() {
         validate_text(&state, &format!("prompt[{i}]"), prompt)?;
     }
@@ -111,6 +112,7 @@ pub(super) async fn completions(
             seed: request.seed,
             stop: request.stop.clone().map(|s| s.into_vec()),
             logprobs: request.logprobs,
+            prompt_logprobs: Some(echo && request.logprobs.is_some()),
         },
     )
     // Named as the client named them.
@@ -128,10 +130,14 @@ pub(super) async fn completions(
         model: generator.name.clone(),
     };
     let stops = params.stop.clone();
-    // Where each choice's first token starts in `text_offset`: after its prompt.
-    let offsets: Vec<usize> = prompts
+    // Each choice's prompt, for `echo` and for where its first token starts in `text_offset`.
+    let choice_prompts: Vec<String> = prompts
         .iter()
-        .flat_map(|text| std::iter::repeat_n(text.chars().count(), n))
+        .flat_map(|text| std::iter::repeat_n(text.clone(), n))
+        .collect();
+    let offsets: Vec<usize> = choice_prompts
+        .iter()
+        .map(|text| text.chars().count())
         .collect();
     // Choice `i·n + j` is prompt i's choice j, as OpenAI numbers them.
     let calls = prompts
@@ -150,13 +156,20 @@ pub(super) async fn completions(
             .iter()
             .enumerate()
             .map(|(index, g)| CompletionChoice {
-                text: before_stop(&g.generation.new_text, &stops).to_string(),
+                text: {
+                    let text = before_stop(&g.generation.new_text, &stops);
+                    if echo {
+                        format!("{}{text}", choice_prompts[index])
+                    } else {
+                        text.to_string()
+                    }
+                },
                 index,
-                logprobs: g
-                    .generation
-                    .logprobs
-                    .as_deref()
-                    .map(|tokens| completion_logprobs(tokens, offsets[index])),
+                logprobs: g.generation.logprobs.as_deref().map(|tokens| {
+                    let prompt = g.generation.prompt_logprobs.as_ref().filter(|_| echo);
+                    let offset = if echo { 0 } else { offsets[index] };
+                    completion_logprobs(prompt, tokens, offset)
+                }),
                 finish_reason: Some(finish_reason(g.generation.finish_reason).into()),
             })
             .collect();
@@ -193,7 +206,8 @@ pub(super) async fn completions(
                         // A token's log-probability goes out with it even when its text is
                         // held back.
                         let logprobs = token.logprob.map(|logprob| {
-                            let shown = completion_logprobs(std::slice::from_ref(&logprob), offset);
+                            let shown =
+                                completion_logprobs(None, std::slice::from_ref(&logprob), offset);
                             offset += logprob.token.chars().count();
                             shown
                         });
@@ -260,8 +274,8 @@ fn parse(body: Map<String, Value>) -> Result<CompletionRequest, ApiError> {
     if request.best_of.is_some_and(|n| n != 1) {
         unsupported.push("best_of (only 1)");
     }
-    if request.echo == Some(true) {
-        unsupported.push("echo (only false)");
+    if request.echo == Some(true) && request.stream == Some(true) {
+        unsupported.push("echo with stream (only one of them)");
     }
     if request.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
         unsupported.push("suffix (only null or empty)");

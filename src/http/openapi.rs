@@ -214,11 +214,16 @@ pub fn document(config: &Config, chat_models: &[String]) -> Value {
     let mut graph_request = schemas["GenerationRequest"].clone();
     if let Some(properties) = graph_request["properties"].as_object_mut() {
         properties.remove("logprobs");
+        properties.remove("prompt_logprobs");
     }
     schemas["GraphRequest"] = graph_request;
+    // `prompt_logprobs: true` only with `logprobs`.
+    schemas["GenerationRequest"]["if"] = json!({"required": ["prompt_logprobs"],
+        "properties": {"prompt_logprobs": {"const": true}}});
+    schemas["GenerationRequest"]["then"] =
+        json!({"required": ["logprobs"], "properties": {"logprobs": {"type": "integer"}}});
     // The neutral values the server takes of OpenAI fields it does not implement.
     let completion = &mut schemas["CompletionRequest"]["properties"];
-    completion["echo"] = json!({"enum": [false, null]});
     completion["suffix"] = json!({"type": ["string", "null"], "maxLength": 0});
     completion["logit_bias"] = json!({"type": ["object", "null"], "maxProperties": 0});
     completion["model"]["enum"] = json!(names(config, Role::Generator));
@@ -260,6 +265,10 @@ pub fn document(config: &Config, chat_models: &[String]) -> Value {
     chat["tools"] = json!({"type": ["array", "null"], "maxItems": 0});
     chat["tool_choice"] = json!({"enum": ["none", null]});
     chat["logit_bias"] = json!({"type": ["object", "null"], "maxProperties": 0});
+    // `echo` not with `stream`.
+    schemas["CompletionRequest"]["if"] =
+        json!({"required": ["stream"], "properties": {"stream": {"const": true}}});
+    schemas["CompletionRequest"]["then"] = json!({"properties": {"echo": {"enum": [false, null]}}});
     // `top_logprobs` only with `logprobs: true`, as OpenAI has it.
     schemas["ChatCompletionRequest"]["if"] =
         json!({"required": ["top_logprobs"], "properties": {"top_logprobs": {"type": "integer"}}});

@@ -191,6 +191,12 @@ pub(super) fn generation_params(
         )));
     }
     params.logprobs = request.logprobs;
+    params.prompt_logprobs = request.prompt_logprobs == Some(true);
+    if params.prompt_logprobs && params.logprobs.is_none() {
+        return Err(ApiError::Validation(
+            "prompt_logprobs: only with logprobs".into(),
+        ));
+    }
     Ok(params)
 }
 
@@ -200,7 +206,7 @@ pub(super) fn graph_params(
     state: &AppState,
     request: &GenerationRequest,
 ) -> Result<GenerationParams, ApiError> {
-    if request.logprobs.is_some() {
+    if request.logprobs.is_some() || request.prompt_logprobs.is_some() {
         return Err(ApiError::Validation(
             "logprobs: a graph does not report them; the model routes and the OpenAI routes do"
                 .into(),

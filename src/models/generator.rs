@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::causal_lm::CausalLm;
 use super::chat::{ChatMessage, ChatTemplate};
 use super::error::ModelError;
-use super::logprobs::{Distribution, StepLogprobs, TokenLogprob};
+use super::logprobs::{
+    Distribution, PromptLogprobs, StepLogprobs, TokenLogprob, MAX_SCORED_PROMPT_TOKENS,
+};
 use super::sampling::{Sampler, SamplingParams};
 use super::tokenizer::TextTokenizer;
 
@@ -56,6 +58,8 @@ pub struct GenerationParams {
     /// Report each new token's log-probability with this many most likely alternatives
     /// (`None`: report none).
     pub logprobs: Option<usize>,
+    /// With `logprobs`, report the prompt's tokens' too (OpenAI's `echo`).
+    pub prompt_logprobs: bool,
 }
 
 impl Default for GenerationParams {
@@ -69,6 +73,7 @@ impl Default for GenerationParams {
             stop: Vec::new(),
             use_cache: true,
             logprobs: None,
+            prompt_logprobs: false,
         }
     }
 }
@@ -86,6 +91,9 @@ pub struct Generation {
     /// Each new token's log-probability, when the parameters asked for them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<Vec<TokenLogprob>>,
+    /// The prompt's, when the parameters asked for them too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_logprobs: Option<PromptLogprobs>,
 }
 
 /// A causal LM with its tokenizer and its end-of-sequence ids.
@@ -165,8 +173,11 @@ impl Generator {
         params: &GenerationParams,
     ) -> Result<Generation, ModelError> {
         let prompt_ids = self.tokenizer.encode(prompt, None)?.ids;
-        let (sequence, reason) =
-            self.run_alone(self.sequence(prompt_ids, params)?, params.use_cache)?;
+        let mut sequence = self.sequence(prompt_ids, params)?;
+        if let Some(top) = params.logprobs.filter(|_| params.prompt_logprobs) {
+            sequence.set_prompt_logprobs(self.score_prompt(sequence.prompt_ids(), top)?);
+        }
+        let (sequence, reason) = self.run_alone(sequence, params.use_cache)?;
         sequence.into_generation(&self.tokenizer, reason)
     }
 
@@ -228,6 +239,38 @@ impl Generator {
         }
     }
 
+    /// Scores each of `ids`' tokens after the first on the tokens before it, with `top`
+    /// alternatives: a forward over the whole prompt apart from the prefill, whose cache
+    /// keeps the last position's logits alone.
+    pub fn score_prompt(&self, ids: &[u32], top: usize) -> Result<PromptLogprobs, ModelError> {
+        if ids.len() > MAX_SCORED_PROMPT_TOKENS {
+            return Err(ModelError::InvalidInput(format!(
+                "the prompt is {} tokens long; at most {MAX_SCORED_PROMPT_TOKENS} are scored",
+                ids.len()
+            )));
+        }
+        let logits = self.model.logits_all(ids)?;
+        let [_, vocab] = logits.dims();
+        let values = logits
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("logits are f32");
+        let tokens = ids
+            .windows(2)
+            .zip(values.chunks_exact(vocab))
+            .map(|(pair, before)| {
+                Distribution::of(before)
+                    .step(pair[1], top)
+                    .decoded(&self.tokenizer)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(PromptLogprobs {
+            first_token_id: ids[0],
+            first_token: self.tokenizer.decode(&ids[..1])?,
+            tokens,
+        })
+    }
+
     /// Checks `prompt_ids` against the model's context and the request's limits, and sets
     /// the sequence up to be continued.
     pub fn sequence(
@@ -271,6 +314,7 @@ impl Generator {
             echo: true,
             top_logprobs: params.logprobs,
             logprobs: Vec::new(),
+            prompt_logprobs: None,
         })
     }
 }
@@ -299,6 +343,8 @@ pub struct Sequence {
     top_logprobs: Option<usize>,
     /// One per new token, while `top_logprobs` is set.
     logprobs: Vec<StepLogprobs>,
+    /// The prompt's, once scored ([`Generator::score_prompt`]).
+    prompt_logprobs: Option<PromptLogprobs>,
 }
 
 impl Sequence {
@@ -342,6 +388,11 @@ impl Sequence {
         }
         self.tokens.push(next);
         next
+    }
+
+    /// Keeps the prompt's log-probabilities for the finished generation.
+    pub fn set_prompt_logprobs(&mut self, scored: PromptLogprobs) {
+        self.prompt_logprobs = Some(scored);
     }
 
     /// New token `index`'s log-probability, if the parameters asked for them.
@@ -420,6 +471,7 @@ impl Sequence {
             new_token_ids: self.new_tokens().to_vec(),
             finish_reason,
             logprobs,
+            prompt_logprobs: self.prompt_logprobs,
         })
     }
 }

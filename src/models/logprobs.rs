@@ -34,6 +34,20 @@ pub struct TopLogprob {
     pub logprob: f32,
 }
 
+/// A prompt's tokens' log-probabilities. Nothing before the first token scores it, so it
+/// comes apart, decoded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PromptLogprobs {
+    pub first_token_id: u32,
+    pub first_token: String,
+    /// The prompt's other tokens, each under the logits of the position before it.
+    pub tokens: Vec<TokenLogprob>,
+}
+
+/// The longest prompt whose tokens are scored: scoring holds every position's logits at
+/// once (512 positions of a 152k vocabulary are 311 MB).
+pub const MAX_SCORED_PROMPT_TOKENS: usize = 512;
+
 /// What a sequence keeps of one step: ids and numbers; the texts are decoded when asked for.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct StepLogprobs {

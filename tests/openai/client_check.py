@@ -195,6 +195,19 @@ expect(
     "streamed text_offset differs from the plain one",
 )
 
+# lm-evaluation-harness's loglikelihood request: the prompt echoed and scored, then one token.
+echoed = client.completions.create(
+    model=MODEL, prompt=PROMPT, echo=True, logprobs=1, max_tokens=1, temperature=0
+)
+scores = echoed.choices[0].logprobs
+expect(echoed.choices[0].text.startswith(PROMPT), f"echo: {echoed.choices[0].text!r}")
+expect(scores.token_logprobs[0] is None, "echo: the first prompt token is scored")
+expect(
+    len(scores.tokens) == echoed.usage.prompt_tokens + 1,
+    f"echo: {len(scores.tokens)} tokens for {echoed.usage.prompt_tokens} + 1",
+)
+expect(all(lp <= 0 for lp in scores.token_logprobs[1:]), "echo: a positive log-probability")
+
 # Parameters that would change the output but are not implemented are refused, as are
 # values out of OpenAI's range.
 expect_422("best_of=2", best_of=2)

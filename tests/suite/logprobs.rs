@@ -23,6 +23,22 @@ fn data(body: &str) -> Vec<Value> {
         .collect()
 }
 
+/// `/generate/stream`'s events for `body`: the tokens' `logprob`s as one list, and `done`.
+async fn streamed_logprobs(server: &TestServer, body: &Value) -> (Value, Value) {
+    let events = data(
+        &server
+            .post_sse("/v1/models/gpt2/generate/stream", body)
+            .await,
+    );
+    let tokens: Vec<Value> = events
+        .iter()
+        .filter(|e| e["type"] == "token")
+        .map(|e| e["logprob"].clone())
+        .collect();
+    let done = events.iter().find(|e| e["type"] == "done").unwrap().clone();
+    (Value::from(tokens), done)
+}
+
 #[actix_web::test]
 async fn the_first_tokens_logprobs_are_transformers_log_softmax_with_its_top_five() {
     let server = gpt2();
@@ -69,18 +85,8 @@ async fn sampling_does_not_change_the_numbers_and_streams_carry_the_same_ones() 
     let server = gpt2();
     let greedy = json!({"text": "I have an idea!", "max_new_tokens": 4, "logprobs": 2});
     let (_, plain) = server.post_json("/v1/models/gpt2/generate", &greedy).await;
-    let events = data(
-        &server
-            .post_sse("/v1/models/gpt2/generate/stream", &greedy)
-            .await,
-    );
-    let streamed: Vec<Value> = events
-        .iter()
-        .filter(|e| e["type"] == "token")
-        .map(|e| e["logprob"].clone())
-        .collect();
-    assert_eq!(Value::from(streamed), plain["logprobs"]);
-    let done = events.iter().find(|e| e["type"] == "done").unwrap();
+    let (streamed, done) = streamed_logprobs(&server, &greedy).await;
+    assert_eq!(streamed, plain["logprobs"]);
     assert_eq!(done["logprobs"], plain["logprobs"]);
 
     // A hot, seeded sample: the first position's distribution is the model's, whatever the
@@ -103,6 +109,98 @@ async fn sampling_does_not_change_the_numbers_and_streams_carry_the_same_ones() 
 }
 
 #[actix_web::test]
+async fn a_scored_prompt_gives_its_continuation_the_numbers_its_generation_gave() {
+    let server = gpt2();
+    let input = &common::golden_inputs(FIXTURE)[0];
+    let text = input["text"].as_str().unwrap();
+    let (_, generated) = server
+        .post_json(
+            "/v1/models/gpt2/generate",
+            &json!({"text": text, "max_new_tokens": 3, "logprobs": 2}),
+        )
+        .await;
+    // The prompt and its continuation as one prompt: its last three tokens are scored on
+    // the same positions the generation chose them at (one forward without a cache there,
+    // a prefill and cached steps here).
+    let whole = generated["generated"].as_str().unwrap();
+    let (status, scored) = server
+        .post_json(
+            "/v1/models/gpt2/generate",
+            &json!({"text": whole, "max_new_tokens": 1, "logprobs": 2, "prompt_logprobs": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{scored}");
+    let prompt = &scored["prompt_logprobs"];
+    let ids = input["input_ids"].as_array().unwrap();
+    assert_eq!(prompt["first_token_id"], ids[0]);
+    let tokens = prompt["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), ids.len() - 1 + 3);
+    // Each prompt position's most likely next token is transformers' argmax there.
+    let argmax = input["forward"]["per_position_argmax"].as_array().unwrap();
+    for (i, entry) in tokens.iter().take(ids.len() - 1).enumerate() {
+        assert_eq!(entry["token_id"], ids[i + 1]);
+        assert_eq!(entry["top_logprobs"][0]["token_id"], argmax[i]);
+    }
+    for (entry, own) in tokens[ids.len() - 1..]
+        .iter()
+        .zip(generated["logprobs"].as_array().unwrap())
+    {
+        assert_eq!(entry["token_id"], own["token_id"]);
+        let (a, b) = (
+            entry["logprob"].as_f64().unwrap(),
+            own["logprob"].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    }
+}
+
+#[actix_web::test]
+async fn echo_answers_the_prompt_and_its_scores_first_as_an_evaluation_harness_asks() {
+    let server = gpt2();
+    let prompt = "I have an idea!";
+    // lm-evaluation-harness's loglikelihood request.
+    let request = json!({"model": "gpt2", "prompt": prompt, "echo": true, "logprobs": 1,
+        "max_tokens": 1, "temperature": 0});
+    let (status, answer) = server.post_json("/v1/completions", &request).await;
+    assert_eq!(status, 200, "{answer}");
+    let choice = &answer["choices"][0];
+    assert!(choice["text"].as_str().unwrap().starts_with(prompt));
+    let logprobs = &choice["logprobs"];
+    let prompt_tokens = answer["usage"]["prompt_tokens"].as_u64().unwrap() as usize;
+    assert_eq!(
+        logprobs["tokens"].as_array().unwrap().len(),
+        prompt_tokens + 1
+    );
+    assert!(logprobs["token_logprobs"][0].is_null());
+    assert!(logprobs["top_logprobs"][0].is_null());
+    assert_eq!(logprobs["text_offset"][0], 0);
+    let tokens: String = logprobs["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(tokens, choice["text"].as_str().unwrap());
+    let (_, native) = server
+        .post_json(
+            "/v1/models/gpt2/generate",
+            &json!({"text": prompt, "max_new_tokens": 1, "logprobs": 1, "prompt_logprobs": true}),
+        )
+        .await;
+    let expected: Vec<Value> = native["prompt_logprobs"]["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(native["logprobs"].as_array().unwrap())
+        .map(|t| t["logprob"].clone())
+        .collect();
+    assert_eq!(
+        logprobs["token_logprobs"].as_array().unwrap()[1..],
+        expected[..]
+    );
+}
+
+#[actix_web::test]
 async fn a_graph_refuses_them_and_a_model_route_bounds_them() {
     let server = TestServer::start(&common::server::fixture_models(), "");
     for (path, body, named) in [
@@ -112,9 +210,19 @@ async fn a_graph_refuses_them_and_a_model_route_bounds_them() {
             "logprobs: a graph does not report them",
         ),
         (
+            "/v1/graph",
+            json!({"text": "Hello", "logprobs": 1, "prompt_logprobs": true}),
+            "logprobs: a graph does not report them",
+        ),
+        (
             "/v1/models/gpt2/generate",
             json!({"text": "Hello", "logprobs": 21}),
             "logprobs: 21 is out of range 0..=20",
+        ),
+        (
+            "/v1/models/gpt2/generate",
+            json!({"text": "Hello", "prompt_logprobs": true}),
+            "prompt_logprobs: only with logprobs",
         ),
     ] {
         let (status, answer) = server.post_json(path, &body).await;
@@ -124,6 +232,31 @@ async fn a_graph_refuses_them_and_a_model_route_bounds_them() {
             "{path}: {answer}"
         );
     }
+}
+
+/// Scoring holds every position's logits at once, so it stops at 512 prompt tokens, before
+/// any model work (a model with a longer context and a limit above 512 let such a prompt in).
+#[actix_web::test]
+async fn a_prompt_over_512_tokens_gets_a_422_for_its_scores_naming_the_limit() {
+    let server = TestServer::start(
+        &[common::real_smollm2()],
+        "[limits]\nmax_input_tokens = 1024\n",
+    );
+    let text = "Hello ".repeat(600);
+    let (status, answer) = server
+        .post_json(
+            "/v1/models/smollm2/generate",
+            &json!({"text": text, "max_new_tokens": 1, "logprobs": 0, "prompt_logprobs": true}),
+        )
+        .await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("the prompt is 601 tokens long; at most 512 are scored"),
+        "{answer}"
+    );
 }
 
 #[actix_web::test]
@@ -138,22 +271,17 @@ async fn a_model_on_another_node_reports_what_the_node_reports() {
     common::wait_until("the node is ready", Duration::from_secs(30), || {
         graph.is_ready()
     });
-    let body = json!({"text": "I have an idea!", "max_new_tokens": 3, "logprobs": 3});
+    let body = json!({"text": "I have an idea!", "max_new_tokens": 3, "logprobs": 3,
+        "prompt_logprobs": true});
     let (_, direct) = node.post_json("/v1/models/gpt2/generate", &body).await;
     let (status, hop) = graph.post_json("/v1/models/gpt2/generate", &body).await;
     assert_eq!(status, 200, "{hop}");
     assert_eq!(hop["logprobs"], direct["logprobs"]);
-    let events = data(
-        &graph
-            .post_sse("/v1/models/gpt2/generate/stream", &body)
-            .await,
-    );
-    let streamed: Vec<Value> = events
-        .iter()
-        .filter(|e| e["type"] == "token")
-        .map(|e| e["logprob"].clone())
-        .collect();
-    assert_eq!(Value::from(streamed), direct["logprobs"]);
+    assert_eq!(hop["prompt_logprobs"], direct["prompt_logprobs"]);
+    assert!(direct["prompt_logprobs"]["tokens"].is_array(), "{direct}");
+    let (streamed, done) = streamed_logprobs(&graph, &body).await;
+    assert_eq!(streamed, direct["logprobs"]);
+    assert_eq!(done["logprobs"], direct["logprobs"]);
 }
 
 #[actix_web::test]

@@ -138,7 +138,10 @@ async fn what_is_not_implemented_or_unknown_gets_a_422_naming_it() {
         (with(json!({"n": 0})), vec!["n: 0 choices; give 1 to 4"]),
         (with(json!({"n": 5})), vec!["n: 5 choices; give 1 to 4"]),
         (with(json!({"best_of": 3})), vec!["best_of"]),
-        (with(json!({"echo": true})), vec!["echo"]),
+        (
+            with(json!({"echo": true, "stream": true})),
+            vec!["echo with stream"],
+        ),
         (
             with(json!({"logprobs": 6})),
             vec!["logprobs: 6 is out of range 0..=5"],
