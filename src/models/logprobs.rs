@@ -1,7 +1,7 @@
 //! Log-probabilities of generated tokens, as OpenAI's `logprobs` reports them.
 //!
 //! Invariants:
-//! * They are the model's own: a log-softmax of the raw logits (in f64), before temperature,
+//! * They are the model's own: a log-softmax of the raw logits, before temperature,
 //!   repetition penalty, top-k, top-p or the ban on an early end-of-sequence, so a sampled
 //!   and a greedy request report the same numbers for the same token.
 //! * `top_logprobs` lists the `top` most likely tokens, most likely first, a lower id first
@@ -64,11 +64,17 @@ pub(crate) struct Distribution<'a> {
 
 impl<'a> Distribution<'a> {
     pub(crate) fn of(logits: &'a [f32]) -> Self {
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        // `exp` in f32, each run of 256 terms summed in f32, the runs in f64: with f64
+        // exponentials, Qwen2.5's 152k-token vocabulary cost ~1.7 ms a decoded token (on a
+        // 12 ms step), with these 0.2–1.0 ms.
+        let sum: f64 = logits
+            .chunks(256)
+            .map(|run| run.iter().map(|&l| (l - max).exp()).sum::<f32>() as f64)
+            .sum();
         Distribution {
             logits,
-            log_sum: max + sum.ln(),
+            log_sum: max as f64 + sum.ln(),
         }
     }
 
@@ -131,11 +137,16 @@ mod tests {
         let step = Distribution::of(&logits).step(2, 3);
         let norm: f64 = logits.iter().map(|&l| (l as f64).exp()).sum::<f64>().ln();
         let expected = |l: f32| (l as f64 - norm) as f32;
-        assert_eq!(step.chosen, (2, expected(2.0)));
-        assert_eq!(
-            step.top,
-            vec![(1, expected(3.0)), (3, expected(3.0)), (2, expected(2.0))]
-        );
+        let close = |(id, got): (u32, f32), (want_id, want): (u32, f32)| {
+            assert_eq!(id, want_id);
+            assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        };
+        close(step.chosen, (2, expected(2.0)));
+        let want = [(1, expected(3.0)), (3, expected(3.0)), (2, expected(2.0))];
+        assert_eq!(step.top.len(), want.len());
+        for (&got, want) in step.top.iter().zip(want) {
+            close(got, want);
+        }
         let total: f64 = logits.iter().map(|&l| (expected(l) as f64).exp()).sum();
         assert!((total - 1.0).abs() < 1e-6);
     }
