@@ -316,7 +316,7 @@ impl Batcher {
         mut sequence: Sequence,
         params: &GenerationParams,
     ) -> Result<Sequence, ActorError> {
-        let Some(top) = params.logprobs.filter(|_| params.prompt_logprobs) else {
+        let Some(top) = params.prompt_scoring() else {
             return Ok(sequence);
         };
         let scored = catch_unwind(AssertUnwindSafe(|| {

@@ -185,44 +185,31 @@ pub(super) fn completion_logprobs(
     tokens: &[TokenLogprob],
     offset: usize,
 ) -> CompletionLogprobs {
-    let top = |t: &TokenLogprob| {
+    let mut shown = CompletionLogprobs {
+        tokens: Vec::new(),
+        token_logprobs: Vec::new(),
+        top_logprobs: Vec::new(),
+        text_offset: Vec::new(),
+    };
+    let mut at = offset;
+    let mut push = |token: &str, logprob, top| {
+        shown.tokens.push(token.to_string());
+        shown.token_logprobs.push(logprob);
+        shown.top_logprobs.push(top);
+        shown.text_offset.push(at);
+        at += token.chars().count();
+    };
+    if let Some(prompt) = echo {
+        push(&prompt.first_token, None, None);
+    }
+    let prompt_tokens = echo.map_or(&[][..], |prompt| &prompt.tokens);
+    for t in prompt_tokens.iter().chain(tokens) {
         let mut top = std::collections::BTreeMap::new();
         // Most likely first, so a text two ids share keeps the likelier's number.
         for alt in &t.top_logprobs {
             top.entry(alt.token.clone()).or_insert(alt.logprob);
         }
-        top
-    };
-    let scored = echo
-        .map(|prompt| prompt.tokens.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .chain(tokens)
-        .map(|t| (t.token.clone(), Some(t.logprob), Some(top(t))));
-    let entries: Vec<(String, Option<f32>, _)> = echo
-        .map(|prompt| (prompt.first_token.clone(), None, None))
-        .into_iter()
-        .chain(scored)
-        .collect();
-    let mut at = offset;
-    let text_offset = entries
-        .iter()
-        .map(|(token, ..)| {
-            let start = at;
-            at += token.chars().count();
-            start
-        })
-        .collect();
-    let mut shown = CompletionLogprobs {
-        tokens: Vec::with_capacity(entries.len()),
-        token_logprobs: Vec::with_capacity(entries.len()),
-        top_logprobs: Vec::with_capacity(entries.len()),
-        text_offset,
-    };
-    for (token, logprob, top) in entries {
-        shown.tokens.push(token);
-        shown.token_logprobs.push(logprob);
-        shown.top_logprobs.push(top);
+        push(&t.token, Some(t.logprob), Some(top));
     }
     shown
 }

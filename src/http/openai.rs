@@ -130,18 +130,9 @@ pub(super) async fn completions(
         model: generator.name.clone(),
     };
     let stops = params.stop.clone();
-    // Each choice's prompt, for `echo` and for where its first token starts in `text_offset`.
-    let choice_prompts: Vec<String> = prompts
-        .iter()
-        .flat_map(|text| std::iter::repeat_n(text.clone(), n))
-        .collect();
-    let offsets: Vec<usize> = choice_prompts
-        .iter()
-        .map(|text| text.chars().count())
-        .collect();
     // Choice `i·n + j` is prompt i's choice j, as OpenAI numbers them.
     let calls = prompts
-        .into_iter()
+        .iter()
         .flat_map(|text| (0..n).map(move |choice| (text.clone(), choice)));
     let calls = calls.map(|(text, choice)| GenerationCall {
         prompt: Prompt::Text(text),
@@ -159,16 +150,20 @@ pub(super) async fn completions(
                 text: {
                     let text = before_stop(&g.generation.new_text, &stops);
                     if echo {
-                        format!("{}{text}", choice_prompts[index])
+                        format!("{}{text}", prompts[index / n])
                     } else {
                         text.to_string()
                     }
                 },
                 index,
+                // With `echo` the prompt was scored, and offsets count from its start.
                 logprobs: g.generation.logprobs.as_deref().map(|tokens| {
-                    let prompt = g.generation.prompt_logprobs.as_ref().filter(|_| echo);
-                    let offset = if echo { 0 } else { offsets[index] };
-                    completion_logprobs(prompt, tokens, offset)
+                    let offset = if echo {
+                        0
+                    } else {
+                        prompts[index / n].chars().count()
+                    };
+                    completion_logprobs(g.generation.prompt_logprobs.as_ref(), tokens, offset)
                 }),
                 finish_reason: Some(finish_reason(g.generation.finish_reason).into()),
             })
@@ -189,7 +184,7 @@ pub(super) async fn completions(
         let runs = calls.into_iter().enumerate().map(|(index, call)| {
             let (generator, sink, shape) = (&generator, sink.clone(), &shape);
             let mut hold = StopHold::new(stops.clone());
-            let mut offset = offsets[index];
+            let mut offset = prompts[index / n].chars().count();
             async move {
                 let chunk = |text: String, logprobs, finish_reason: Option<String>| {
                     let choice = CompletionChoice {

@@ -62,6 +62,13 @@ pub struct GenerationParams {
     pub prompt_logprobs: bool,
 }
 
+impl GenerationParams {
+    /// How many alternatives the prompt's scores come with, when it is to be scored.
+    pub fn prompt_scoring(&self) -> Option<usize> {
+        self.logprobs.filter(|_| self.prompt_logprobs)
+    }
+}
+
 impl Default for GenerationParams {
     fn default() -> Self {
         Self {
@@ -174,7 +181,7 @@ impl Generator {
     ) -> Result<Generation, ModelError> {
         let prompt_ids = self.tokenizer.encode(prompt, None)?.ids;
         let mut sequence = self.sequence(prompt_ids, params)?;
-        if let Some(top) = params.logprobs.filter(|_| params.prompt_logprobs) {
+        if let Some(top) = params.prompt_scoring() {
             sequence.set_prompt_logprobs(self.score_prompt(sequence.prompt_ids(), top)?);
         }
         let (sequence, reason) = self.run_alone(sequence, params.use_cache)?;
