@@ -97,8 +97,8 @@ pub struct GenerationRequest {
     #[schema(minimum = 0, maximum = 20)]
     #[serde(default, deserialize_with = "integral")]
     pub logprobs: Option<usize>,
-    /// Model routes only, with `logprobs`: report the prompt's tokens' too (a prompt of at
-    /// most 512 tokens).
+    /// Model routes only, with `logprobs`: report the prompt's tokens' too, each under the
+    /// logits of the position before it.
     pub prompt_logprobs: Option<bool>,
 }
 
@@ -809,7 +809,7 @@ pub struct CompletionRequest {
     #[serde(default, deserialize_with = "integral")]
     pub best_of: Option<u32>,
     /// Each choice's text starts with its prompt, and with `logprobs` its log-probabilities
-    /// start with the prompt's tokens' (a prompt of at most 512 tokens). Not with `stream`.
+    /// start with the prompt's tokens' (the first one's null). Not with `stream`.
     pub echo: Option<bool>,
     /// Report each token's log-probability with this many most likely alternatives (0 to
     /// 5, OpenAI's range).

@@ -173,6 +173,9 @@ pub(super) fn choice_params(params: &GenerationParams, choice: usize) -> Generat
     let mut params = params.clone();
     let seed = &mut params.sampling.seed;
     *seed = seed.map(|s| s.wrapping_add(choice as u64));
+    // A prompt's scores are the same for each of its choices: its first choice alone pays
+    // the forward that scores it.
+    params.prompt_logprobs &= choice == 0;
     params
 }
 

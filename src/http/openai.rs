@@ -163,7 +163,9 @@ pub(super) async fn completions(
                     } else {
                         prompts[index / n].chars().count()
                     };
-                    completion_logprobs(g.generation.prompt_logprobs.as_ref(), tokens, offset)
+                    // Only a prompt's first choice scored it (`choice_params`).
+                    let scored = &generated[index / n * n].generation.prompt_logprobs;
+                    completion_logprobs(scored.as_ref(), tokens, offset)
                 }),
                 finish_reason: Some(finish_reason(g.generation.finish_reason).into()),
             })

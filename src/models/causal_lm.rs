@@ -82,13 +82,21 @@ pub trait CausalLm: std::fmt::Debug + Send + Sync {
             .map_or_else(|| self.lm_head().dtype(), |dense| dense.dtype())
     }
 
-    /// Logits at every position of `ids`, `[T, vocab]`, in one forward without a cache.
-    fn logits_all(&self, ids: &[u32]) -> Result<Tensor<2>, ModelError> {
+    /// The final hidden states at every position of `ids`, `[T, hidden]`, in one forward
+    /// without a cache. The caller applies the LM head to the positions it needs, as many at
+    /// a time as it can hold (a position's logits are a whole vocabulary).
+    fn hidden_all(&self, ids: &[u32]) -> Result<Tensor<2>, ModelError> {
         check_vocabulary(self.description(), [ids])?;
         let mut cache = self.new_cache(1);
         let hidden = self.forward(&[ids.to_vec()], &[vec![true; ids.len()]], &mut cache)?;
         let [_, t, c] = hidden.dims();
-        Ok(self.lm_head().forward(hidden.reshape([t, c])))
+        Ok(hidden.reshape([t, c]))
+    }
+
+    /// Logits at every position of `ids`, `[T, vocab]`, in one forward without a cache: a
+    /// short prompt's, as the parity tests compare them with transformers'.
+    fn logits_all(&self, ids: &[u32]) -> Result<Tensor<2>, ModelError> {
+        Ok(self.lm_head().forward(self.hidden_all(ids)?))
     }
 
     /// Runs a batch of prompts (left-padded to a common length) and returns the logits of

@@ -9,7 +9,7 @@ use super::causal_lm::CausalLm;
 use super::chat::{ChatMessage, ChatTemplate};
 use super::error::ModelError;
 use super::logprobs::{
-    Distribution, PromptLogprobs, StepLogprobs, TokenLogprob, MAX_SCORED_PROMPT_TOKENS,
+    Distribution, PromptLogprobs, StepLogprobs, TokenLogprob, SCORED_POSITIONS_AT_ONCE,
 };
 use super::sampling::{Sampler, SamplingParams};
 use super::tokenizer::TextTokenizer;
@@ -237,9 +237,9 @@ impl Generator {
                 }
                 Some(cache) => self.model.decode(&[sequence.last_token()], cache)?,
                 None => {
-                    let all = self.model.logits_all(&sequence.tokens)?;
-                    let [t, v] = all.dims();
-                    all.slice([t - 1..t, 0..v])
+                    let hidden = self.model.hidden_all(&sequence.tokens)?;
+                    let [t, c] = hidden.dims();
+                    self.model.lm_head().forward(hidden.slice([t - 1..t, 0..c]))
                 }
             };
             sequence.choose(&mut row_values(logits));
@@ -248,29 +248,34 @@ impl Generator {
 
     /// Scores each of `ids`' tokens after the first on the tokens before it, with `top`
     /// alternatives: a forward over the whole prompt apart from the prefill, whose cache
-    /// keeps the last position's logits alone.
+    /// keeps the last position's logits alone. The LM head runs on `SCORED_POSITIONS_AT_ONCE`
+    /// positions at a time, so a prompt as long as the context holds that many positions'
+    /// logits, not all of them.
     pub fn score_prompt(&self, ids: &[u32], top: usize) -> Result<PromptLogprobs, ModelError> {
-        if ids.len() > MAX_SCORED_PROMPT_TOKENS {
-            return Err(ModelError::InvalidInput(format!(
-                "the prompt is {} tokens long; at most {MAX_SCORED_PROMPT_TOKENS} are scored",
-                ids.len()
-            )));
+        if ids.is_empty() {
+            return Err(ModelError::InvalidInput("the prompt has no tokens".into()));
         }
-        let logits = self.model.logits_all(ids)?;
-        let [_, vocab] = logits.dims();
-        let values = logits
-            .into_data()
-            .try_into_vec::<f32>()
-            .expect("logits are f32");
-        let tokens = ids
-            .windows(2)
-            .zip(values.chunks_exact(vocab))
-            .map(|(pair, before)| {
-                Distribution::of(before)
-                    .step(pair[1], top)
-                    .decoded(&self.tokenizer)
-            })
-            .collect::<Result<_, _>>()?;
+        let hidden = self.model.hidden_all(ids)?;
+        let [_, width] = hidden.dims();
+        // The last position scores nothing of the prompt.
+        let scored = ids.len() - 1;
+        let mut tokens = Vec::with_capacity(scored);
+        for start in (0..scored).step_by(SCORED_POSITIONS_AT_ONCE) {
+            let end = (start + SCORED_POSITIONS_AT_ONCE).min(scored);
+            let logits = self
+                .model
+                .lm_head()
+                .forward(hidden.clone().slice([start..end, 0..width]));
+            let [_, vocab] = logits.dims();
+            let values = logits
+                .into_data()
+                .try_into_vec::<f32>()
+                .expect("logits are f32");
+            for (position, before) in (start..end).zip(values.chunks_exact(vocab)) {
+                let step = Distribution::of(before).step(ids[position + 1], top);
+                tokens.push(step.decoded(&self.tokenizer)?);
+            }
+        }
         Ok(PromptLogprobs {
             first_token_id: ids[0],
             first_token: self.tokenizer.decode(&ids[..1])?,

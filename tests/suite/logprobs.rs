@@ -198,6 +198,17 @@ async fn echo_answers_the_prompt_and_its_scores_first_as_an_evaluation_harness_a
         logprobs["token_logprobs"].as_array().unwrap()[1..],
         expected[..]
     );
+    // Each of a prompt's choices starts with its scores (its first choice alone scored it).
+    let mut two = request.clone();
+    two["n"] = json!(2);
+    let (status, answer) = server.post_json("/v1/completions", &two).await;
+    assert_eq!(status, 200, "{answer}");
+    for choice in answer["choices"].as_array().unwrap() {
+        assert_eq!(
+            choice["logprobs"]["token_logprobs"].as_array().unwrap()[..prompt_tokens],
+            logprobs["token_logprobs"].as_array().unwrap()[..prompt_tokens]
+        );
+    }
 }
 
 #[actix_web::test]
@@ -234,29 +245,81 @@ async fn a_graph_refuses_them_and_a_model_route_bounds_them() {
     }
 }
 
-/// Scoring holds every position's logits at once, so it stops at 512 prompt tokens, before
-/// any model work (a model with a longer context and a limit above 512 let such a prompt in).
+/// The `prompt_logprobs` entries' numbers, as `/v1/models/qwen/generate` answers them.
+fn scored_numbers(answer: &Value) -> Vec<(u64, f64)> {
+    answer["prompt_logprobs"]["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["token_id"].as_u64().unwrap(),
+                t["logprob"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Scoring runs the LM head on 64 positions at a time; qwen2-tiny's context (128) holds a
+/// prompt that needs two runs. Its scores are those of its prefixes (a causal model's
+/// position sees only what comes before it) and, at the end, those its own generation gave.
 #[actix_web::test]
-async fn a_prompt_over_512_tokens_gets_a_422_for_its_scores_naming_the_limit() {
-    let server = TestServer::start(
-        &[common::real_smollm2()],
-        "[limits]\nmax_input_tokens = 1024\n",
-    );
-    let text = "Hello ".repeat(600);
-    let (status, answer) = server
+async fn a_prompt_longer_than_one_run_of_the_lm_head_is_scored_as_its_prefixes_and_generation_score_it(
+) {
+    let server = TestServer::start(&[("qwen", common::fixture("qwen2-tiny"), "generator")], "");
+    // 96 words, 97 tokens; a prefix of the words is a prefix of the ids (a word is a token
+    // here but for "barley").
+    let words: Vec<&str> = "the quick brown fox jumps over a lazy dog while seven old men play \
+        chess under green trees near quiet river banks and children run past small houses with \
+        red roofs before evening rain falls across wide open fields where farmers gather wheat \
+        corn and barley into large wooden barns then rest beside warm fires telling long \
+        stories about distant mountains deep forests cold winters bright summers strange \
+        travelers lost ships hidden treasure and songs that nobody remembers except one grey \
+        owl sitting high above the sleeping village watching stars move slowly through the \
+        night sky"
+        .split_whitespace()
+        .collect();
+    let score = |text: String| {
+        let server = &server;
+        async move {
+            let body = json!({"text": text, "max_new_tokens": 1, "logprobs": 2,
+                "prompt_logprobs": true});
+            let (status, answer) = server.post_json("/v1/models/qwen/generate", &body).await;
+            assert_eq!(status, 200, "{answer}");
+            answer
+        }
+    };
+    let (status, generated) = server
         .post_json(
-            "/v1/models/smollm2/generate",
-            &json!({"text": text, "max_new_tokens": 1, "logprobs": 0, "prompt_logprobs": true}),
+            "/v1/models/qwen/generate",
+            &json!({"text": words.join(" "), "max_new_tokens": 3, "logprobs": 2,
+                "temperature": 0}),
         )
         .await;
-    assert_eq!(status, 422, "{answer}");
-    assert!(
-        answer["error"]
-            .as_str()
-            .unwrap()
-            .contains("the prompt is 601 tokens long; at most 512 are scored"),
-        "{answer}"
-    );
+    assert_eq!(status, 200, "{generated}");
+    let whole = scored_numbers(&score(generated["generated"].as_str().unwrap().into()).await);
+    assert!(whole.len() > 64 + 3, "{} scored tokens", whole.len());
+    let close = |(id_a, a): (u64, f64), (id_b, b): (u64, f64)| {
+        assert_eq!(id_a, id_b);
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    };
+    for (entry, own) in whole[whole.len() - 3..]
+        .iter()
+        .zip(generated["logprobs"].as_array().unwrap())
+    {
+        let own = (
+            own["token_id"].as_u64().unwrap(),
+            own["logprob"].as_f64().unwrap(),
+        );
+        close(*entry, own);
+    }
+    // 64 words are 65 tokens, whose 64 scored positions are one run; 65 words need two.
+    for cut in [64, 65, 80] {
+        let prefix = scored_numbers(&score(words[..cut].join(" ")).await);
+        for (a, b) in prefix.iter().zip(&whole) {
+            close(*a, *b);
+        }
+    }
 }
 
 #[actix_web::test]
