@@ -2,8 +2,8 @@
 //!
 //! Module and field names mirror Hugging Face's (`h.0.attn.c_attn`), so weight keys map
 //! one to one. It is driven as every causal LM is (`causal_lm::CausalLm`: `logits_all`,
-//! `prefill`, `decode`), over the shared cache and attention of `kv_cache`. A decode step on
-//! the CPU runs on host buffers (`Block::decode_on_host`), as the Llama family's does.
+//! `prefill`, `decode`), over the shared cache and attention of `kv_cache`. On the CPU every
+//! step runs on host buffers (`Block::forward_on_host`), as the Llama family's does.
 
 use std::path::Path;
 
@@ -17,8 +17,7 @@ use super::dense::Dense;
 use super::error::ModelError;
 use super::kernels::activation as host_activation;
 use super::kv_cache::{
-    cached_attention, cached_attention_on_host, decodes_on_host, Heads, KvCache, LayerCache,
-    StepMask,
+    cached_attention, cached_attention_on_host, runs_on_host, Heads, KvCache, LayerCache, StepMask,
 };
 use super::norm::HostLayerNorm;
 use super::weights::WeightFile;
@@ -292,15 +291,15 @@ impl CausalLm for Gpt2LmHeadModel {
             .flat_map(|&p| &self.wpe[p as usize * c..][..c])
             .copied()
             .collect();
-        if decodes_on_host(&self.device, t, mask.past()) {
+        if runs_on_host(&self.device) {
             let mut x = self.wte.rows_on_host(&flat_ids);
             x.iter_mut().zip(&position_rows).for_each(|(x, p)| *x += p);
             for (block, layer_cache) in self.h.iter().zip(layers) {
-                block.decode_on_host(&mut x, b, &mask, layer_cache);
+                block.forward_on_host(&mut x, b * t, &mask, layer_cache);
             }
             self.ln_f.host.normalize_rows(&mut x);
             return Ok(Tensor::from_data(
-                TensorData::new(x, [b, 1, c]),
+                TensorData::new(x, [b, t, c]),
                 &self.device,
             ));
         }
@@ -335,28 +334,28 @@ impl Block {
         x.clone() + self.mlp.forward(self.ln_2.tensor.forward(x))
     }
 
-    /// `forward` for a decode step on the host (`kv_cache::decodes_on_host`): `x` is
-    /// `[B, n_embd]`. The same operations in the same order, without burn's per-op cost,
-    /// which a one-token step of a small model is mostly made of.
-    fn decode_on_host(
+    /// `forward` on the host (`kv_cache::runs_on_host`): `x` is `[rows, n_embd]`, a row per
+    /// token. The same operations in the same order, without burn's per-op cost, which a
+    /// one-token step of a small model is mostly made of.
+    fn forward_on_host(
         &self,
         x: &mut [f32],
-        b: usize,
+        rows: usize,
         mask: &StepMask,
         cache: &mut Option<LayerCache>,
     ) {
         let mut h = x.to_vec();
         self.ln_1.host.normalize_rows(&mut h);
         let attn = &self.attn;
-        let qkv = attn.c_attn.forward_rows(&h, b);
-        let attended = cached_attention_on_host(&qkv, b, attn.heads(), attn.scale, cache, mask);
-        let projected = attn.c_proj.forward_rows(&attended, b);
+        let qkv = attn.c_attn.forward_rows(&h, rows);
+        let attended = cached_attention_on_host(&qkv, attn.heads(), attn.scale, cache, mask);
+        let projected = attn.c_proj.forward_rows(&attended, rows);
         x.iter_mut().zip(&projected).for_each(|(x, a)| *x += a);
         h.copy_from_slice(x);
         self.ln_2.host.normalize_rows(&mut h);
-        let mut inner = self.mlp.c_fc.forward_rows(&h, b);
+        let mut inner = self.mlp.c_fc.forward_rows(&h, rows);
         self.mlp.act.apply_on_host(&mut inner);
-        let down = self.mlp.c_proj.forward_rows(&inner, b);
+        let down = self.mlp.c_proj.forward_rows(&inner, rows);
         x.iter_mut().zip(&down).for_each(|(x, d)| *x += d);
     }
 }

@@ -12,13 +12,14 @@
 //! * **Windows.** A sliding window (Mistral) is a mask over real-token positions: key `j` is
 //!   visible to query `i` iff `j <= i` and `i - j < window`; nothing is evicted.
 
-use std::borrow::Cow;
-
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::attention::{attend, attention_bias, merge_heads, split_heads};
 use super::error::ModelError;
-use super::kernels::{self, attention::CacheShape};
+use super::kernels::{
+    self,
+    attention::{CacheShape, Visibility},
+};
 
 /// Keys and values of one layer, `[B, H, capacity, D]`, of which the first `KvCache::len()`
 /// key positions are filled.
@@ -37,13 +38,12 @@ impl LayerCache {
     /// per `GROWTH` decode steps, and at most `GROWTH - 1` positions sit unused.
     const GROWTH: usize = 16;
 
-    /// Empty buffers shaped like `k` (`[B, H, _, D]`) with room for `needed` positions.
-    fn with_room(k: &Tensor<4>, needed: usize) -> Self {
-        let [b, h, _, d] = k.dims();
+    /// Empty `[B, H, _, D]` buffers with room for `needed` positions.
+    fn with_room([b, h, d]: [usize; 3], needed: usize, device: &Device) -> Self {
         let shape = [b, h, needed.next_multiple_of(Self::GROWTH), d];
         Self {
-            k: Tensor::zeros(shape, &k.device()),
-            v: Tensor::zeros(shape, &k.device()),
+            k: Tensor::zeros(shape, device),
+            v: Tensor::zeros(shape, device),
         }
     }
 
@@ -62,7 +62,8 @@ impl LayerCache {
         if needed <= self.capacity() {
             return self;
         }
-        Self::with_room(&self.k, needed).write(0, self.filled(len))
+        let [b, h, _, d] = self.k.dims();
+        Self::with_room([b, h, d], needed, &self.k.device()).write(0, self.filled(len))
     }
 
     fn write(self, at: usize, (k, v): (Tensor<4>, Tensor<4>)) -> Self {
@@ -282,24 +283,27 @@ fn step_mask<'a>(
             })
             .collect()
     };
-    let visible = match window {
-        Some(window) if decodes_on_host(device, t, past) => Cow::Owned(
-            (0..batch)
-                .map(|row| {
+    let host = runs_on_host(device);
+    // The host reads each query's first visible key; a window's start moves with the query.
+    let first_visible = if host {
+        (0..batch)
+            .map(|row| match window {
+                None => vec![0; t],
+                Some(window) => {
                     let positions = key_positions(row);
-                    let query = positions[s - 1];
-                    key_valid[row]
-                        .iter()
-                        .zip(&positions)
-                        .map(|(&v, &p)| v && query - p < window)
+                    (past..s)
+                        .map(|query| {
+                            let at = positions[query];
+                            positions[..=query].partition_point(|&p| at - p >= window)
+                        })
                         .collect()
-                })
-                .collect(),
-        ),
-        _ => Cow::Borrowed(key_valid),
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
     };
-    let needs_bias = !decodes_on_host(device, t, past)
-        && (t > 1 || window.is_some() || key_valid.iter().flatten().any(|v| !v));
+    let needs_bias = !host && (t > 1 || window.is_some() || key_valid.iter().flatten().any(|v| !v));
     let bias = needs_bias.then(|| {
         let positions: Vec<Vec<usize>> = (0..batch).map(key_positions).collect();
         attention_bias(
@@ -315,33 +319,30 @@ fn step_mask<'a>(
     });
     StepMask {
         bias,
-        visible,
+        key_valid,
+        first_visible,
         past,
     }
 }
 
-/// Whether attention runs on the host: a decode step on flex (one new token over `past > 0`
-/// cached keys), in place in the cache. Prefill and wgpu attend in burn.
-pub(crate) fn decodes_on_host(device: &Device, t: usize, past: usize) -> bool {
-    t == 1 && past > 0 && *device == Device::flex()
+/// Whether a step runs on host buffers: on flex every step, prompt or decode, runs its dense
+/// layers on the CPU kernels and its attention in place in the cache (`cached_attention_on_host`).
+/// wgpu runs in burn (`cached_attention`).
+pub(crate) fn runs_on_host(device: &Device) -> bool {
+    *device == Device::flex()
 }
 
 /// Which keys each query of a step may see, in the two forms the attention paths read.
 pub(crate) struct StepMask<'a> {
     /// `[B, 1, T, S]`, added to the scores; `None` when every key is visible, or when the
-    /// host attends (`decodes_on_host`).
+    /// step runs on the host (`runs_on_host`).
     bias: Option<Tensor<4>>,
-    /// Per row, per key position: whether the step's query sees it (the host's decode step).
-    visible: Cow<'a, [Vec<bool>]>,
+    /// Per row, per key position: whether it holds a real token (the host's mask).
+    key_valid: &'a [Vec<bool>],
+    /// Per row, per query: the first key position it sees (the host's; empty for burn).
+    first_visible: Vec<Vec<usize>>,
     /// Key positions cached before this step.
     past: usize,
-}
-
-impl StepMask<'_> {
-    /// Key positions cached before this step.
-    pub(crate) fn past(&self) -> usize {
-        self.past
-    }
 }
 
 /// How a layer's queries, keys and values are laid out in its heads.
@@ -353,9 +354,10 @@ pub(crate) struct Heads {
     pub dim: usize,
 }
 
-/// Causal self-attention of one layer over its cache: `qkv` is `[B, T, (Hq + 2·Hkv)·D]`
-/// (queries, keys, values side by side, positions already encoded), the step's keys and
-/// values are appended to `cache`; returns `[B, T, Hq·D]`, the heads merged.
+/// Causal self-attention of one layer over its cache, in burn (wgpu): `qkv` is
+/// `[B, T, (Hq + 2·Hkv)·D]` (queries, keys, values side by side, positions already encoded),
+/// the step's keys and values are appended to `cache`; returns `[B, T, Hq·D]`, the heads
+/// merged.
 pub(crate) fn cached_attention(
     qkv: Tensor<3>,
     heads: Heads,
@@ -366,18 +368,14 @@ pub(crate) fn cached_attention(
     let [b, t, _] = qkv.dims();
     let past = mask.past;
     let (qc, c) = (heads.query * heads.dim, heads.key_value * heads.dim);
-    if decodes_on_host(&qkv.device(), t, past) {
-        let layer = cache.take().expect("a decode step has a cache");
-        let (attended, layer) = decode_on_host(qkv, heads, layer, mask, scale);
-        *cache = Some(layer);
-        return attended;
-    }
     let q = split_heads(qkv.clone().slice([0..b, 0..t, 0..qc]), heads.query);
     let k = split_heads(qkv.clone().slice([0..b, 0..t, qc..qc + c]), heads.key_value);
     let v = split_heads(qkv.slice([0..b, 0..t, qc + c..qc + 2 * c]), heads.key_value);
     let layer = cache
         .take()
-        .unwrap_or_else(|| LayerCache::with_room(&k, past + t))
+        .unwrap_or_else(|| {
+            LayerCache::with_room([b, heads.key_value, heads.dim], past + t, &k.device())
+        })
         .append(past, k, v);
     let (k, v) = layer.filled(past + t);
     *cache = Some(layer);
@@ -400,67 +398,28 @@ fn repeat_heads(x: Tensor<4>, group: usize) -> Tensor<4> {
         .reshape([b, h * group, s, d])
 }
 
-/// One decode step's attention on the host, the step's key and value written at position
-/// `past` of `layer`; returns `[B, 1, Hq·D]` and the cache.
-fn decode_on_host(
-    qkv: Tensor<3>,
-    heads: Heads,
-    layer: LayerCache,
-    mask: &StepMask,
-    scale: f64,
-) -> (Tensor<3>, LayerCache) {
-    let [b, _, _] = qkv.dims();
-    let device = qkv.device();
-    // Zero-copy: a fresh output.
-    let qkv = qkv.into_data();
-    let (attended, layer) = decode_rows(
-        qkv.as_slice().expect("activations are f32"),
-        b,
-        heads,
-        layer,
-        mask,
-        scale,
-    );
-    let width = heads.query * heads.dim;
-    let attended = Tensor::from_data(TensorData::new(attended, [b, 1, width]), &device);
-    (attended, layer)
-}
-
-/// `cached_attention` for a decode step (`decodes_on_host`) whose `qkv` (`[B, (Hq + 2·Hkv)·D]`)
-/// is already on the host: returns `[B, Hq·D]`.
+/// `cached_attention` on the host (`runs_on_host`): `qkv` is `[B·T, (Hq + 2·Hkv)·D]`, the
+/// step's `T` tokens of each row in turn; returns `[B·T, Hq·D]`.
 pub(crate) fn cached_attention_on_host(
     qkv: &[f32],
-    b: usize,
     heads: Heads,
     scale: f64,
     cache: &mut Option<LayerCache>,
     mask: &StepMask,
 ) -> Vec<f32> {
-    let layer = cache.take().expect("a decode step has a cache");
-    let (attended, layer) = decode_rows(qkv, b, heads, layer, mask, scale);
-    *cache = Some(layer);
-    attended
-}
-
-/// The host's decode attention over `qkv` (`[B, (Hq + 2·Hkv)·D]`), the step's key and value
-/// written at position `past` of `layer`; returns `[B, Hq·D]` and the cache.
-fn decode_rows(
-    qkv: &[f32],
-    b: usize,
-    heads: Heads,
-    layer: LayerCache,
-    mask: &StepMask,
-    scale: f64,
-) -> (Vec<f32>, LayerCache) {
-    let device = layer.k.device();
+    let b = mask.key_valid.len();
+    let t = mask.first_visible.first().map_or(0, Vec::len);
     let past = mask.past;
-    let layer = layer.reserve(past, past + 1);
+    let device = Device::flex();
+    let layer = match cache.take() {
+        Some(layer) => layer.reserve(past, past + t),
+        None => LayerCache::with_room([b, heads.key_value, heads.dim], past + t, &device),
+    };
     let [_, _, capacity, _] = layer.k.dims();
     // Zero-copy each: a cache with a single owner.
     let (mut keys, mut values) = (layer.k.into_data(), layer.v.into_data());
-    let width = heads.query * heads.dim;
-    let mut attended = vec![0.0f32; b * width];
-    kernels::attention::decode_attention(
+    let mut attended = vec![0.0f32; b * t * heads.query * heads.dim];
+    kernels::attention::cached_attention(
         qkv,
         keys.as_mut_slice().expect("the cache is f32"),
         values.as_mut_slice().expect("the cache is f32"),
@@ -472,13 +431,16 @@ fn decode_rows(
             head_dim: heads.dim,
         },
         past,
-        &mask.visible,
+        &Visibility {
+            key_valid: mask.key_valid,
+            first_visible: &mask.first_visible,
+        },
         scale as f32,
         &mut attended,
     );
-    let layer = LayerCache {
+    *cache = Some(LayerCache {
         k: Tensor::from_data(keys, &device),
         v: Tensor::from_data(values, &device),
-    };
-    (attended, layer)
+    });
+    attended
 }

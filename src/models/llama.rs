@@ -16,11 +16,12 @@
 //!   cached once each (see `kv_cache`).
 //! * **Head.** With `tie_word_embeddings` the LM head is `embed_tokens` (a `lm_head.weight`
 //!   saved anyway is skipped); without, `lm_head.weight` must be there.
-//! * **Decode steps on the host.** On flex a decode step (one token a row, a cache behind it)
-//!   runs each layer on host buffers: the dense layers' kernels, the norms, rotary, SwiGLU
-//!   and the residual adds as plain loops, the attention on the cache in place. The same
-//!   operations as the burn path, whose per-op overhead was about a fifth of a small model's
-//!   batch-1 step; prefill stays on burn.
+//! * **Steps on the host.** On flex every step (a prompt, or a decode step's one token a
+//!   row) runs each layer on host buffers, a row per token: the dense layers' kernels, the
+//!   norms, rotary, SwiGLU and the residual adds as plain loops, the attention on the cache
+//!   in place. The same operations as the burn path (wgpu's), whose per-op overhead was
+//!   about a fifth of a small model's batch-1 step, and whose prompt attention scored every
+//!   masked key.
 
 use std::path::Path;
 
@@ -33,8 +34,7 @@ use super::dense::Dense;
 use super::error::ModelError;
 use super::kernels::activation::silu_mul;
 use super::kv_cache::{
-    cached_attention, cached_attention_on_host, decodes_on_host, Heads, KvCache, LayerCache,
-    StepMask,
+    cached_attention, cached_attention_on_host, runs_on_host, Heads, KvCache, LayerCache, StepMask,
 };
 use super::norm::RmsNorm;
 use super::rotary::{HostRotation, RopeScaling, Rotary, RotaryTables};
@@ -490,15 +490,15 @@ impl CausalLm for LlamaForCausalLm {
         let (mask, layers) = cache.step(t, self.sliding_window, &self.device);
         let flat_ids: Vec<u32> = ids.iter().flatten().copied().collect();
         let c = self.config.hidden_size;
-        if decodes_on_host(&self.device, t, mask.past()) {
+        if runs_on_host(&self.device) {
             let rotation = self.rotary.host_tables(&positions);
             let mut x = self.embed_tokens.rows_on_host(&flat_ids);
             for (layer, layer_cache) in self.layers.iter().zip(layers) {
-                layer.decode_on_host(&mut x, b, &rotation, &mask, layer_cache);
+                layer.forward_on_host(&mut x, b * t, &rotation, &mask, layer_cache);
             }
             self.norm.normalize_rows(&mut x);
             return Ok(Tensor::from_data(
-                TensorData::new(x, [b, 1, c]),
+                TensorData::new(x, [b, t, c]),
                 &self.device,
             ));
         }
@@ -558,35 +558,37 @@ impl DecoderLayer {
         x + mlp
     }
 
-    /// `forward` for a decode step on the host (module docs): `x` is `[B, hidden]`.
-    fn decode_on_host(
+    /// `forward` on the host (module docs): `x` is `[rows, hidden]`, a row per token.
+    fn forward_on_host(
         &self,
         x: &mut [f32],
-        b: usize,
+        rows: usize,
         rotation: &HostRotation,
         mask: &StepMask,
         cache: &mut Option<LayerCache>,
     ) {
         let mut h = x.to_vec();
         self.input_layernorm.normalize_rows(&mut h);
-        let attended = self.self_attn.decode_on_host(&h, b, rotation, mask, cache);
+        let attended = self
+            .self_attn
+            .forward_on_host(&h, rows, rotation, mask, cache);
         x.iter_mut().zip(&attended).for_each(|(x, a)| *x += a);
         h.copy_from_slice(x);
         self.post_attention_layernorm.normalize_rows(&mut h);
         let mlp = &self.mlp;
-        let [mut gate, up] = Dense::forward_rows_fused([&mlp.gate_proj, &mlp.up_proj], &h, b);
+        let [mut gate, up] = Dense::forward_rows_fused([&mlp.gate_proj, &mlp.up_proj], &h, rows);
         silu_mul(&mut gate, &up);
-        let down = mlp.down_proj.forward_rows(&gate, b);
+        let down = mlp.down_proj.forward_rows(&gate, rows);
         x.iter_mut().zip(&down).for_each(|(x, d)| *x += d);
     }
 }
 
 impl Attention {
-    /// `forward` for a decode step on the host: `h` is `[B, hidden]`, normalised.
-    fn decode_on_host(
+    /// `forward` on the host: `h` is `[rows, hidden]`, normalised.
+    fn forward_on_host(
         &self,
         h: &[f32],
-        b: usize,
+        rows: usize,
         rotation: &HostRotation,
         mask: &StepMask,
         cache: &mut Option<LayerCache>,
@@ -597,7 +599,7 @@ impl Attention {
             dim,
         } = self.heads;
         let [mut q, mut k, v] =
-            Dense::forward_rows_fused([&self.q_proj, &self.k_proj, &self.v_proj], h, b);
+            Dense::forward_rows_fused([&self.q_proj, &self.k_proj, &self.v_proj], h, rows);
         if let (Some(q_norm), Some(k_norm)) = (&self.q_norm, &self.k_norm) {
             q_norm.normalize_rows(&mut q);
             k_norm.normalize_rows(&mut k);
@@ -615,8 +617,8 @@ impl Attention {
             qkv.extend_from_slice(k);
             qkv.extend_from_slice(v);
         }
-        let attended = cached_attention_on_host(&qkv, b, self.heads, self.scale, cache, mask);
-        self.o_proj.forward_rows(&attended, b)
+        let attended = cached_attention_on_host(&qkv, self.heads, self.scale, cache, mask);
+        self.o_proj.forward_rows(&attended, rows)
     }
 
     fn forward(

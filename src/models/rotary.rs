@@ -100,7 +100,7 @@ impl Rotary {
 }
 
 impl Rotary {
-    /// The rotation of a decode step computed on the host: one position a row.
+    /// The rotation of a step on the host: one position a row (a token).
     pub fn host_tables(&self, positions: &[i64]) -> HostRotation {
         let d = 2 * self.inv_freq.len();
         let (mut cos, mut sin) = (Vec::with_capacity(positions.len() * d), Vec::new());
@@ -116,7 +116,7 @@ impl Rotary {
     }
 }
 
-/// `RotaryTables` on the host for a decode step, `[B, D]` each.
+/// `RotaryTables` on the host, `[rows, D]` each.
 pub struct HostRotation {
     cos: Vec<f32>,
     sin: Vec<f32>,
@@ -124,7 +124,7 @@ pub struct HostRotation {
 }
 
 impl HostRotation {
-    /// `RotaryTables::apply` in place on `x`, `[B, H, D]` (one token a row).
+    /// `RotaryTables::apply` in place on `x`, `[rows, H, D]` (one token a row).
     pub fn apply(&self, x: &mut [f32], heads: usize) {
         let (d, half) = (self.d, self.d / 2);
         for (row, (cos, sin)) in x

@@ -1,27 +1,34 @@
-//! One decode step's attention for a whole batch, on the host (the CPU backend's path).
+//! A step's attention for a whole batch on the host (the CPU backend's path): a decode
+//! step's one query per row, or a prompt's every query.
 //!
 //! Why: in burn a decode step's attention is about fifteen ops per layer (the q/k/v views,
 //! two `slice_assign`s into the cache, one-row matmuls per head over a strided cache, a
 //! softmax in several passes with a libm `exp` per score, the heads' merge copy), each with
-//! its allocation and pass over memory, for a few thousand multiply-adds per head.
-//! Here each head is one pass over its cached keys and one over its values.
+//! its allocation and pass over memory, for a few thousand multiply-adds per head. A prompt's
+//! attention in burn scores every key for every query, masked ones included, and holds the
+//! `[B, H, T, S]` scores several times over: at 2,000 tokens Qwen2.5-0.5B spent most of its
+//! prefill there. Here each `(row, query, head)` is one pass over the keys it may see and one
+//! over their values.
 //!
 //! # Invariants
 //!
-//! * **Layout.** `qkv` is `[B, (Hq + 2·H)·D]`, each row `q | k | v` with the heads contiguous
-//!   inside each (GPT-2's fused `c_attn` output; a Llama-family model's projections side by
-//!   side). The caches hold the `H` key/value heads, `[B, H, capacity, D]` row-major; the
-//!   step's keys and values are written at position `at`, and keys `0..=at` are attended.
-//!   `out` is `[B, Hq·D]`, the heads merged, ready for the output projection.
+//! * **Layout.** `qkv` is `[B, T, (Hq + 2·H)·D]`, each row `q | k | v` with the heads
+//!   contiguous inside each (GPT-2's fused `c_attn` output; a Llama-family model's projections
+//!   side by side). The caches hold the `H` key/value heads, `[B, H, capacity, D]` row-major;
+//!   the step's keys and values are written at positions `past..past + T`, and query `i` sees
+//!   keys `first_visible[b][i]..=past + i`. `out` is `[B, T, Hq·D]`, the heads merged, ready
+//!   for the output projection.
 //! * **Grouped-query attention.** `Hq` is a multiple of `H`: query head `h` reads key/value
 //!   head `h / (Hq / H)` where it lies in the cache, never a per-head copy.
 //! * **Masking.** A key with `key_valid[b][s] == false` (left padding) gets no weight, exactly
-//!   as the `f32::MIN` bias of the burn path gives it (`exp` of it underflows to 0). The step's
-//!   own key is always valid, so no row is left without keys.
-//! * **Threads.** Heads are split over rayon's current pool; each writes its own `D` outputs.
-//!   Results do not depend on the number of threads.
-//! * **SIMD.** The same loops compiled with AVX2 where detected, else portable; no fused
-//!   multiply-adds, so both paths agree bit for bit.
+//!   as the `f32::MIN` bias of the burn path gives it (`exp` of it underflows to 0). A query
+//!   that sees no key (a left-padding position of a prompt) gets zeros; its output is never
+//!   read, and zeros keep its keys and values finite in the cache.
+//! * **Threads.** Queries and heads are split over rayon's current pool; each writes its own
+//!   `D` outputs. Results do not depend on the number of threads.
+//! * **SIMD.** A decode step's loops are compiled with AVX2 where detected, else portable;
+//!   no fused multiply-adds, so both agree bit for bit. A prompt's two products per block
+//!   and head run in `gemm`, which picks its kernels as it does under burn's matmuls.
 
 use rayon::prelude::*;
 
@@ -62,16 +69,25 @@ impl CacheShape {
     }
 }
 
-/// Writes the step's keys and values (from `qkv`) at position `at` of `keys` and `values`,
-/// then `out = softmax(q·kᵀ·scale)·v` per row and head over keys `0..=at`.
+/// Which keys a step's queries see: `key_valid[b]` for each key position (`past + T` of
+/// them; false = left padding), and `first_visible[b][i]`, the first key position query `i`
+/// sees (a sliding window's start; 0 without one). Query `i` never sees past `past + i`.
+pub struct Visibility<'a> {
+    pub key_valid: &'a [Vec<bool>],
+    pub first_visible: &'a [Vec<usize>],
+}
+
+/// Writes the step's `T` keys and values (from `qkv`) at positions `past..past + T` of `keys`
+/// and `values`, then `out = softmax(q·kᵀ·scale)·v` per row, query and head over the keys
+/// each query sees.
 #[allow(clippy::too_many_arguments)]
-pub fn decode_attention(
+pub fn cached_attention(
     qkv: &[f32],
     keys: &mut [f32],
     values: &mut [f32],
     shape: CacheShape,
-    at: usize,
-    key_valid: &[Vec<bool>],
+    past: usize,
+    visibility: &Visibility,
     scale: f32,
     out: &mut [f32],
 ) {
@@ -81,47 +97,254 @@ pub fn decode_attention(
         shape.query_width(),
         shape.row_width(),
     );
-    assert!(at < shape.capacity, "no room at key position {at}");
     assert!(shape.heads > 0 && shape.query_heads.is_multiple_of(shape.heads));
-    assert_eq!(qkv.len(), shape.batch * w);
+    assert!(shape.batch > 0 && qkv.len().is_multiple_of(shape.batch * w));
+    let t = qkv.len() / (shape.batch * w);
+    assert!(
+        past + t <= shape.capacity,
+        "no room for key positions {past}..{}",
+        past + t
+    );
     assert_eq!(keys.len(), shape.batch * shape.heads * shape.capacity * d);
     assert_eq!(values.len(), keys.len());
-    assert_eq!(out.len(), shape.batch * qc);
-    assert!(key_valid.iter().all(|row| row.len() > at && row[at]));
-    for (row, qkv_row) in qkv.chunks_exact(w).enumerate() {
+    assert_eq!(out.len(), shape.batch * t * qc);
+    let Visibility {
+        key_valid,
+        first_visible,
+    } = *visibility;
+    assert!(key_valid.iter().all(|row| row.len() >= past + t));
+    assert!(first_visible.iter().all(|row| row.len() == t));
+    for (step, qkv_row) in qkv.chunks_exact(w).enumerate() {
+        let (row, i) = (step / t, step % t);
         for head in 0..shape.heads {
-            let to = shape.at(row, head, at);
+            let to = shape.at(row, head, past + i);
             let from = qc + head * d;
             keys[to..to + d].copy_from_slice(&qkv_row[from..from + d]);
             values[to..to + d].copy_from_slice(&qkv_row[c + from..c + from + d]);
         }
     }
     let (keys, values) = (&*keys, &*values);
+    if t > 1 {
+        let step = Step {
+            qkv,
+            keys,
+            values,
+            shape,
+            past,
+            t,
+            visibility,
+            scale,
+        };
+        return step.attend_in_blocks(out);
+    }
     let group = shape.query_heads / shape.heads;
-    // A head's work is a few thousand multiply-adds: hand them out a few at a time.
+    // A decode step's head is a few thousand multiply-adds: hand them out a few at a time.
     out.par_chunks_mut(d)
         .enumerate()
         .with_min_len(4)
-        .for_each_init(Vec::new, |scores, (i, out)| {
-            let (row, head) = (i / shape.query_heads, i % shape.query_heads);
-            let q = &qkv[row * w + head * d..][..d];
-            let first = shape.at(row, head / group, 0);
-            let span = first..first + (at + 1) * d;
+        .for_each_init(Vec::new, |scores, (index, out)| {
+            let (step, head) = (index / shape.query_heads, index % shape.query_heads);
+            let (row, i) = (step / t, step % t);
+            let q = &qkv[step * w + head * d..][..d];
+            let (first, last) = (first_visible[row][i], past + i);
+            let start = shape.at(row, head / group, first);
+            let span = start..start + (last + 1 - first) * d;
             let head = Head {
                 q,
                 keys: &keys[span.clone()],
                 values: &values[span],
-                valid: &key_valid[row][..=at],
+                valid: &key_valid[row][first..=last],
                 scale,
             };
             head.attend(scores, out);
         });
 }
 
+/// Queries a prompt's block holds: a score row is at most a context's keys, and a block's
+/// scores (32 rows of 4,096 keys: 512 KiB) stay in the core's cache.
+const QUERY_BLOCK: usize = 32;
+
+/// A step of several queries per row, once its keys and values are in the caches.
+struct Step<'a> {
+    qkv: &'a [f32],
+    keys: &'a [f32],
+    values: &'a [f32],
+    shape: CacheShape,
+    past: usize,
+    t: usize,
+    visibility: &'a Visibility<'a>,
+    scale: f32,
+}
+
+impl Step<'_> {
+    /// Each row's queries in blocks of `QUERY_BLOCK`, in parallel: per block and head, the
+    /// scores of the keys its queries see as one product (`gemm`, as burn's matmuls), each
+    /// query's softmax over its own keys, and the weighted values as another product. A block
+    /// scores the keys up to its last query's, so at most `QUERY_BLOCK - 1` scores a query are
+    /// computed to be masked, against the `T - 1 - i` of a whole-prompt product.
+    fn attend_in_blocks(&self, out: &mut [f32]) {
+        let qc = self.shape.query_width();
+        out.par_chunks_mut(self.t * qc)
+            .enumerate()
+            .for_each(|(row, out_row)| {
+                out_row
+                    .par_chunks_mut(QUERY_BLOCK * qc)
+                    .enumerate()
+                    .for_each_init(Vec::new, |scores, (block, out)| {
+                        let first = block * QUERY_BLOCK;
+                        for head in 0..self.shape.query_heads {
+                            self.attend_block(row, head, first, scores, out);
+                        }
+                    })
+            });
+    }
+
+    /// Queries `first..` (as many as `out`, `[n, Hq·D]`, holds) of `row` and query `head`.
+    fn attend_block(
+        &self,
+        row: usize,
+        head: usize,
+        first: usize,
+        scores: &mut Vec<f32>,
+        out: &mut [f32],
+    ) {
+        let shape = self.shape;
+        let (d, qc, w) = (shape.head_dim, shape.query_width(), shape.row_width());
+        let n = out.len() / qc;
+        let first_visible = &self.visibility.first_visible[row][first..first + n];
+        // The window's start only moves forward with the query.
+        let (lo, hi) = (first_visible[0], self.past + first + n - 1);
+        let keys = hi + 1 - lo;
+        let at = shape.at(row, head / (shape.query_heads / shape.heads), lo);
+        scores.clear();
+        scores.resize(n * keys, 0.0);
+        let q = &self.qkv[(row * self.t + first) * w + head * d..];
+        // SAFETY: every pointer, stride and extent lies within its slice: `n` queries `w`
+        // apart from `q`, `keys` cache rows of `d` from `at` (`hi` < capacity), `n · keys`
+        // scores, and `n` output rows `qc` apart, `d` wide, from this head's column.
+        unsafe {
+            gemm::gemm(
+                n,
+                keys,
+                d,
+                scores.as_mut_ptr(),
+                1,
+                keys as isize,
+                false,
+                q.as_ptr(),
+                1,
+                w as isize,
+                self.keys[at..].as_ptr(),
+                d as isize,
+                1,
+                0.0,
+                self.scale,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        let valid = &self.visibility.key_valid[row][lo..=hi];
+        for (i, row_scores) in scores.chunks_exact_mut(keys).enumerate() {
+            // Query `first + i` sees keys `first_visible[i]..=past + first + i`.
+            let seen = first_visible[i] - lo..keys - (n - 1 - i);
+            softmax_in_place(row_scores, valid, seen);
+        }
+        // SAFETY: as above; the values' rows lie where the keys' do.
+        unsafe {
+            gemm::gemm(
+                n,
+                d,
+                keys,
+                out[head * d..].as_mut_ptr(),
+                1,
+                qc as isize,
+                false,
+                scores.as_ptr(),
+                1,
+                keys as isize,
+                self.values[at..].as_ptr(),
+                1,
+                d as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    }
+}
+
+/// `scores` become softmax weights over the valid keys in `seen`, and 0 elsewhere (all 0
+/// where no key is seen: a padding query, whose output is then zeros).
+fn softmax_in_place(scores: &mut [f32], valid: &[bool], seen: std::ops::Range<usize>) {
+    #[cfg(target_arch = "x86_64")]
+    if super::detected() == super::Simd::Avx2 {
+        // SAFETY: avx2 was detected.
+        unsafe { softmax_avx2(scores, valid, seen) };
+        return;
+    }
+    softmax_each(scores, valid, seen);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn softmax_avx2(scores: &mut [f32], valid: &[bool], seen: std::ops::Range<usize>) {
+    softmax_each(scores, valid, seen);
+}
+
+#[inline(always)]
+fn softmax_each(scores: &mut [f32], valid: &[bool], seen: std::ops::Range<usize>) {
+    let (scores_seen, valid) = (&mut scores[seen.clone()], &valid[seen.clone()]);
+    // Eight lanes for each reduction and a select after each computation, so that the
+    // loops vectorise: a single running max or sum is a chain of dependent instructions,
+    // one a key, and a branch on each key's flag keeps the loop scalar.
+    let masked = |s: f32, v: bool, otherwise: f32| if v { s } else { otherwise };
+    let mut maxes = [f32::NEG_INFINITY; 8];
+    let (s8, v8) = (scores_seen.chunks_exact(8), valid.chunks_exact(8));
+    for (&s, &v) in s8.remainder().iter().zip(v8.remainder()) {
+        maxes[0] = maxes[0].max(masked(s, v, f32::NEG_INFINITY));
+    }
+    for (s, v) in s8.zip(v8) {
+        for l in 0..8 {
+            maxes[l] = maxes[l].max(masked(s[l], v[l], f32::NEG_INFINITY));
+        }
+    }
+    let max = maxes.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let mut sums = [0.0f32; 8];
+    let tail = scores_seen.len() / 8 * 8;
+    for (s, v) in scores_seen[..tail]
+        .chunks_exact_mut(8)
+        .zip(valid.chunks_exact(8))
+    {
+        for l in 0..8 {
+            // `exp` clamps, so an unseen key's huge score is finite before it is dropped.
+            s[l] = masked(exp(s[l] - max), v[l], 0.0);
+            sums[l] += s[l];
+        }
+    }
+    for (s, &v) in scores_seen[tail..].iter_mut().zip(&valid[tail..]) {
+        *s = masked(exp(*s - max), v, 0.0);
+        sums[0] += *s;
+    }
+    let sum: f32 = sums.iter().sum();
+    if sum > 0.0 {
+        let inverse = 1.0 / sum;
+        for s in scores_seen.iter_mut() {
+            *s *= inverse;
+        }
+    }
+    scores[..seen.start].fill(0.0);
+    scores[seen.end..].fill(0.0);
+}
+
 /// One `(row, head)`: its query and its slice of the caches.
 struct Head<'a> {
     q: &'a [f32],
-    /// Keys `0..=at`, `D` floats each.
+    /// The keys the query may see, `D` floats each.
     keys: &'a [f32],
     values: &'a [f32],
     valid: &'a [bool],
@@ -169,6 +392,10 @@ impl Head<'_> {
             sum += *s;
         }
         out.fill(0.0);
+        if sum == 0.0 {
+            // No key to see (a padding query): zeros, where `1 / sum` would make NaNs.
+            return;
+        }
         for (&weight, value) in scores.iter().zip(self.values.chunks_exact(d)) {
             for (o, &v) in out.iter_mut().zip(value) {
                 *o += weight * v;
@@ -204,15 +431,16 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 mod tests {
     use super::*;
 
-    /// The reference: the step's key and value appended, then softmax over the valid keys in
-    /// f64.
+    /// The reference: the step's keys and values appended, then each query's softmax over
+    /// the keys it sees, in f64.
+    #[allow(clippy::too_many_arguments)]
     fn reference(
         qkv: &[f32],
         keys: &[f32],
         values: &[f32],
         shape: CacheShape,
-        at: usize,
-        key_valid: &[Vec<bool>],
+        past: usize,
+        visibility: &Visibility,
         scale: f32,
     ) -> Vec<f64> {
         let (d, c, qc, w) = (
@@ -221,45 +449,47 @@ mod tests {
             shape.query_width(),
             shape.row_width(),
         );
+        let t = qkv.len() / (shape.batch * w);
         let group = shape.query_heads / shape.heads;
-        let mut out = vec![0.0f64; shape.batch * qc];
+        let mut out = vec![0.0f64; shape.batch * t * qc];
         for row in 0..shape.batch {
-            let r = &qkv[row * w..(row + 1) * w];
-            for query_head in 0..shape.query_heads {
-                let head = query_head / group;
-                let q = &r[query_head * d..(query_head + 1) * d];
-                let key = |s: usize| -> &[f32] {
-                    if s == at {
-                        &r[qc + head * d..qc + (head + 1) * d]
-                    } else {
-                        &keys[shape.at(row, head, s)..][..d]
-                    }
-                };
-                let value = |s: usize| -> &[f32] {
-                    if s == at {
-                        &r[qc + c + head * d..qc + c + (head + 1) * d]
-                    } else {
-                        &values[shape.at(row, head, s)..][..d]
-                    }
-                };
-                let valid: Vec<usize> = (0..=at).filter(|&s| key_valid[row][s]).collect();
-                let scores: Vec<f64> = valid
-                    .iter()
-                    .map(|&s| {
-                        let k = key(s);
-                        q.iter()
-                            .zip(k)
-                            .map(|(&a, &b)| a as f64 * b as f64)
-                            .sum::<f64>()
-                            * scale as f64
-                    })
-                    .collect();
-                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-                let sum: f64 = weights.iter().sum();
-                for (&s, w) in valid.iter().zip(&weights) {
-                    for (j, &v) in value(s).iter().enumerate() {
-                        out[row * qc + query_head * d + j] += w / sum * v as f64;
+            for i in 0..t {
+                let r = &qkv[(row * t + i) * w..][..w];
+                for query_head in 0..shape.query_heads {
+                    let head = query_head / group;
+                    let q = &r[query_head * d..(query_head + 1) * d];
+                    // Key `s` and value `s`: the cache's, or a step's row's.
+                    let cached = |s: usize, offset: usize, cache: &'_ [f32]| -> Vec<f32> {
+                        if s >= past {
+                            let from = &qkv[(row * t + s - past) * w + offset + head * d..];
+                            from[..d].to_vec()
+                        } else {
+                            cache[shape.at(row, head, s)..][..d].to_vec()
+                        }
+                    };
+                    let first = visibility.first_visible[row][i];
+                    let seen: Vec<usize> = (first..=past + i)
+                        .filter(|&s| visibility.key_valid[row][s])
+                        .collect();
+                    let scores: Vec<f64> = seen
+                        .iter()
+                        .map(|&s| {
+                            let k = cached(s, qc, keys);
+                            q.iter()
+                                .zip(&k)
+                                .map(|(&a, &b)| a as f64 * b as f64)
+                                .sum::<f64>()
+                                * scale as f64
+                        })
+                        .collect();
+                    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let sum: f64 = weights.iter().sum();
+                    let at = (row * t + i) * qc + query_head * d;
+                    for (&s, w) in seen.iter().zip(&weights) {
+                        for (j, v) in cached(s, qc + c, values).into_iter().enumerate() {
+                            out[at + j] += w / sum * v as f64;
+                        }
                     }
                 }
             }
@@ -276,22 +506,37 @@ mod tests {
             .collect()
     }
 
-    fn case(shape: CacheShape, at: usize, key_valid: &[Vec<bool>]) -> (Vec<f32>, Vec<f64>) {
-        let qkv = values(shape.batch * shape.row_width(), 7);
+    /// Runs `t` queries after `past` cached positions and compares them with the reference.
+    fn assert_matches_reference(shape: CacheShape, past: usize, visibility: &Visibility) {
+        let t = visibility.first_visible[0].len();
+        let qkv = values(shape.batch * t * shape.row_width(), 7);
         let cache = shape.batch * shape.heads * shape.capacity * shape.head_dim;
         let (mut keys, mut vals) = (values(cache, 11), values(cache, 13));
         let scale = 1.0 / (shape.head_dim as f32).sqrt();
-        let want = reference(&qkv, &keys, &vals, shape, at, key_valid, scale);
-        let mut out = vec![f32::NAN; shape.batch * shape.query_width()];
-        decode_attention(
-            &qkv, &mut keys, &mut vals, shape, at, key_valid, scale, &mut out,
+        let want = reference(&qkv, &keys, &vals, shape, past, visibility, scale);
+        let mut got = vec![f32::NAN; shape.batch * t * shape.query_width()];
+        cached_attention(
+            &qkv, &mut keys, &mut vals, shape, past, visibility, scale, &mut got,
         );
-        (out, want)
+        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                "{i}: {g} vs {w}"
+            );
+        }
+    }
+
+    /// Row 0 has two padding keys and two keys no query sees, row 1 none.
+    fn two_rows_of_nine() -> Vec<Vec<bool>> {
+        vec![
+            [false, false, true, true, true, true, true, false, false].to_vec(),
+            vec![true; 9],
+        ]
     }
 
     #[test]
-    fn matches_softmax_attention_in_f64_with_left_padding_masked() {
-        // Row 0 has two padding keys, row 1 none; head_dim 12 exercises the tail of `dot`.
+    fn a_decode_step_matches_softmax_attention_in_f64_with_left_padding_masked() {
+        // head_dim 12 exercises the tail of `dot`.
         let shape = CacheShape {
             batch: 2,
             query_heads: 3,
@@ -299,7 +544,12 @@ mod tests {
             capacity: 9,
             head_dim: 12,
         };
-        assert_matches_reference(shape);
+        let key_valid = two_rows_of_nine();
+        let visibility = Visibility {
+            key_valid: &key_valid,
+            first_visible: &[vec![0], vec![0]],
+        };
+        assert_matches_reference(shape, 6, &visibility);
     }
 
     #[test]
@@ -312,22 +562,90 @@ mod tests {
             capacity: 9,
             head_dim: 12,
         };
-        assert_matches_reference(shape);
+        let key_valid = two_rows_of_nine();
+        let visibility = Visibility {
+            key_valid: &key_valid,
+            first_visible: &[vec![0], vec![0]],
+        };
+        assert_matches_reference(shape, 6, &visibility);
     }
 
-    fn assert_matches_reference(shape: CacheShape) {
-        let at = 6;
+    #[test]
+    fn a_prompts_queries_see_the_keys_up_to_their_own_and_padding_queries_get_zeros() {
+        let shape = CacheShape {
+            batch: 2,
+            query_heads: 4,
+            heads: 2,
+            capacity: 7,
+            head_dim: 8,
+        };
+        // Row 0 is a shorter prompt, left-padded by two.
         let key_valid = vec![
-            [false, false, true, true, true, true, true, false, false].to_vec(),
+            [false, false, true, true, true, true, true].to_vec(),
+            vec![true; 7],
+        ];
+        let visibility = Visibility {
+            key_valid: &key_valid,
+            first_visible: &[vec![0; 7], vec![0; 7]],
+        };
+        assert_matches_reference(shape, 0, &visibility);
+        let qkv = values(2 * 7 * shape.row_width(), 5);
+        let (mut keys, mut vals) = (vec![0.0; 2 * 2 * 7 * 8], vec![0.0; 2 * 2 * 7 * 8]);
+        let mut out = vec![f32::NAN; 2 * 7 * 32];
+        cached_attention(
+            &qkv,
+            &mut keys,
+            &mut vals,
+            shape,
+            0,
+            &visibility,
+            1.0,
+            &mut out,
+        );
+        assert!(out[..2 * 32].iter().all(|&x| x == 0.0));
+        assert!(out.iter().all(|x| x.is_finite()));
+    }
+
+    #[test]
+    fn queries_after_a_cache_and_inside_a_window_see_only_their_window() {
+        let shape = CacheShape {
+            batch: 2,
+            query_heads: 2,
+            heads: 1,
+            capacity: 9,
+            head_dim: 8,
+        };
+        // Three queries after six cached positions (row 0's first two padding), each seeing
+        // from its own first position on.
+        let key_valid = vec![
+            [false, false, true, true, true, true, true, true, true].to_vec(),
             vec![true; 9],
         ];
-        let (got, want) = case(shape, at, &key_valid);
-        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-            assert!(
-                (g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()),
-                "{i}: {g} vs {w}"
-            );
-        }
+        let visibility = Visibility {
+            key_valid: &key_valid,
+            first_visible: &[vec![4, 4, 4], vec![3, 4, 5]],
+        };
+        assert_matches_reference(shape, 6, &visibility);
+    }
+
+    #[test]
+    fn a_long_prompts_blocks_of_queries_match_the_reference_across_padding_and_a_window() {
+        let shape = CacheShape {
+            batch: 2,
+            query_heads: 4,
+            heads: 2,
+            capacity: 80,
+            head_dim: 16,
+        };
+        let t = 2 * QUERY_BLOCK + 7;
+        // Row 0 is left-padded by five; row 1 sees a window of 20 keys.
+        let key_valid: Vec<Vec<bool>> = vec![(0..t).map(|s| s >= 5).collect(), vec![true; t]];
+        let first_visible = vec![vec![0; t], (0..t).map(|i| i.saturating_sub(19)).collect()];
+        let visibility = Visibility {
+            key_valid: &key_valid,
+            first_visible: &first_visible,
+        };
+        assert_matches_reference(shape, 0, &visibility);
     }
 
     #[test]
@@ -344,8 +662,20 @@ mod tests {
         let (mut keys, mut vals) = (vec![0.0; 2 * 2 * 4 * 8], vec![0.0; 2 * 2 * 4 * 8]);
         let mut out = vec![0.0; shape.batch * c];
         let key_valid = vec![vec![true; 4]; 2];
-        decode_attention(
-            &qkv, &mut keys, &mut vals, shape, 2, &key_valid, 1.0, &mut out,
+        let first_visible = vec![vec![0]; 2];
+        let visibility = Visibility {
+            key_valid: &key_valid,
+            first_visible: &first_visible,
+        };
+        cached_attention(
+            &qkv,
+            &mut keys,
+            &mut vals,
+            shape,
+            2,
+            &visibility,
+            1.0,
+            &mut out,
         );
         for row in 0..2 {
             for head in 0..2 {
@@ -355,10 +685,21 @@ mod tests {
                 assert_eq!(vals[at..at + d], qkv[q + 2 * c..q + 2 * c + d]);
             }
         }
-        // With only the step's key valid, a head's output is exactly its value.
-        let only_last = vec![[false, false, true, false].to_vec(); 2];
-        decode_attention(
-            &qkv, &mut keys, &mut vals, shape, 2, &only_last, 1.0, &mut out,
+        // With only the step's key visible, a head's output is exactly its value.
+        let first_visible = vec![vec![2]; 2];
+        let visibility = Visibility {
+            key_valid: &key_valid,
+            first_visible: &first_visible,
+        };
+        cached_attention(
+            &qkv,
+            &mut keys,
+            &mut vals,
+            shape,
+            2,
+            &visibility,
+            1.0,
+            &mut out,
         );
         for row in 0..2 {
             let v = row * 3 * c + 2 * c;
