@@ -28,7 +28,7 @@
 //!   `D` outputs. Results do not depend on the number of threads.
 //! * **SIMD.** A decode step's loops are compiled with AVX2 where detected, else portable;
 //!   no fused multiply-adds, so both agree bit for bit. A prompt's two products per block
-//!   and head run in `gemm`, which picks its kernels as it does under burn's matmuls.
+//!   and key/value head run in `gemm`, which picks its kernels as it does under burn's matmuls.
 
 use rayon::prelude::*;
 
@@ -160,9 +160,10 @@ pub fn cached_attention(
         });
 }
 
-/// Queries a prompt's block holds: a score row is at most a context's keys, and a block's
-/// scores (32 rows of 4,096 keys: 512 KiB) stay in the core's cache.
-const QUERY_BLOCK: usize = 32;
+/// Rows of queries one product scores: a block's queries times its group's query heads (a
+/// group shares its keys, so they are scored as one product). 64 score rows of a 4,096-key
+/// context are 1 MiB, about a core's L2.
+const SCORED_ROWS: usize = 64;
 
 /// A step of several queries per row, once its keys and values are in the caches.
 struct Step<'a> {
@@ -176,64 +177,90 @@ struct Step<'a> {
     scale: f32,
 }
 
+/// One thread's buffers for a block: its group's queries, their scores, their outputs.
+#[derive(Default)]
+struct BlockBuffers {
+    queries: Vec<f32>,
+    scores: Vec<f32>,
+    attended: Vec<f32>,
+}
+
 impl Step<'_> {
-    /// Each row's queries in blocks of `QUERY_BLOCK`, in parallel: per block and head, the
-    /// scores of the keys its queries see as one product (`gemm`, as burn's matmuls), each
+    /// Each row's queries in blocks, in parallel: per block and key/value head, the scores of
+    /// the keys its group's queries see as one product (`gemm`, as burn's matmuls), each
     /// query's softmax over its own keys, and the weighted values as another product. A block
-    /// scores the keys up to its last query's, so at most `QUERY_BLOCK - 1` scores a query are
-    /// computed to be masked, against the `T - 1 - i` of a whole-prompt product.
+    /// scores the keys up to its last query's, so fewer than a block's queries' scores a
+    /// query are computed to be masked, against the `T - 1 - i` of a whole-prompt product.
     fn attend_in_blocks(&self, out: &mut [f32]) {
         let qc = self.shape.query_width();
+        let group = self.shape.query_heads / self.shape.heads;
+        let block = (SCORED_ROWS / group).max(8);
         out.par_chunks_mut(self.t * qc)
             .enumerate()
             .for_each(|(row, out_row)| {
                 out_row
-                    .par_chunks_mut(QUERY_BLOCK * qc)
+                    .par_chunks_mut(block * qc)
                     .enumerate()
-                    .for_each_init(Vec::new, |scores, (block, out)| {
-                        let first = block * QUERY_BLOCK;
-                        for head in 0..self.shape.query_heads {
-                            self.attend_block(row, head, first, scores, out);
+                    .for_each_init(BlockBuffers::default, |buffers, (index, out)| {
+                        for head in 0..self.shape.heads {
+                            self.attend_block(row, head, index * block, buffers, out);
                         }
                     })
             });
     }
 
-    /// Queries `first..` (as many as `out`, `[n, Hq·D]`, holds) of `row` and query `head`.
+    /// Queries `first..` (as many as `out`, `[n, Hq·D]`, holds) of `row`, in the query heads
+    /// of key/value head `head`.
     fn attend_block(
         &self,
         row: usize,
         head: usize,
         first: usize,
-        scores: &mut Vec<f32>,
+        buffers: &mut BlockBuffers,
         out: &mut [f32],
     ) {
         let shape = self.shape;
         let (d, qc, w) = (shape.head_dim, shape.query_width(), shape.row_width());
+        let group = shape.query_heads / shape.heads;
         let n = out.len() / qc;
+        let m = group * n;
         let first_visible = &self.visibility.first_visible[row][first..first + n];
         // The window's start only moves forward with the query.
         let (lo, hi) = (first_visible[0], self.past + first + n - 1);
         let keys = hi + 1 - lo;
-        let at = shape.at(row, head / (shape.query_heads / shape.heads), lo);
+        let at = shape.at(row, head, lo);
+        let BlockBuffers {
+            queries,
+            scores,
+            attended,
+        } = buffers;
+        // Score row `g·n + i` is query `first + i` of the group's query head `g`.
+        queries.clear();
+        for g in 0..group {
+            let column = (head * group + g) * d;
+            for i in 0..n {
+                queries
+                    .extend_from_slice(&self.qkv[(row * self.t + first + i) * w + column..][..d]);
+            }
+        }
         scores.clear();
-        scores.resize(n * keys, 0.0);
-        let q = &self.qkv[(row * self.t + first) * w + head * d..];
-        // SAFETY: every pointer, stride and extent lies within its slice: `n` queries `w`
-        // apart from `q`, `keys` cache rows of `d` from `at` (`hi` < capacity), `n · keys`
-        // scores, and `n` output rows `qc` apart, `d` wide, from this head's column.
+        scores.resize(m * keys, 0.0);
+        attended.clear();
+        attended.resize(m * d, 0.0);
+        // SAFETY: every pointer, stride and extent lies within its slice: `m` queries of `d`,
+        // `keys` cache rows of `d` from `at` (`hi` < capacity), `m · keys` scores.
         unsafe {
             gemm::gemm(
-                n,
+                m,
                 keys,
                 d,
                 scores.as_mut_ptr(),
                 1,
                 keys as isize,
                 false,
-                q.as_ptr(),
+                queries.as_ptr(),
                 1,
-                w as isize,
+                d as isize,
                 self.keys[at..].as_ptr(),
                 d as isize,
                 1,
@@ -246,20 +273,21 @@ impl Step<'_> {
             );
         }
         let valid = &self.visibility.key_valid[row][lo..=hi];
-        for (i, row_scores) in scores.chunks_exact_mut(keys).enumerate() {
+        for (r, row_scores) in scores.chunks_exact_mut(keys).enumerate() {
             // Query `first + i` sees keys `first_visible[i]..=past + first + i`.
+            let i = r % n;
             let seen = first_visible[i] - lo..keys - (n - 1 - i);
             softmax_in_place(row_scores, valid, seen);
         }
-        // SAFETY: as above; the values' rows lie where the keys' do.
+        // SAFETY: as above; the values' rows lie where the keys' do; `m · d` outputs.
         unsafe {
             gemm::gemm(
-                n,
+                m,
                 d,
                 keys,
-                out[head * d..].as_mut_ptr(),
+                attended.as_mut_ptr(),
                 1,
-                qc as isize,
+                d as isize,
                 false,
                 scores.as_ptr(),
                 1,
@@ -274,6 +302,10 @@ impl Step<'_> {
                 false,
                 gemm::Parallelism::None,
             );
+        }
+        for (r, head_out) in attended.chunks_exact(d).enumerate() {
+            let (g, i) = (r / n, r % n);
+            out[i * qc + (head * group + g) * d..][..d].copy_from_slice(head_out);
         }
     }
 }
@@ -634,10 +666,10 @@ mod tests {
             batch: 2,
             query_heads: 4,
             heads: 2,
-            capacity: 80,
+            capacity: 2 * SCORED_ROWS + 16,
             head_dim: 16,
         };
-        let t = 2 * QUERY_BLOCK + 7;
+        let t = 2 * SCORED_ROWS + 7;
         // Row 0 is left-padded by five; row 1 sees a window of 20 keys.
         let key_valid: Vec<Vec<bool>> = vec![(0..t).map(|s| s >= 5).collect(), vec![true; t]];
         let first_visible = vec![vec![0; t], (0..t).map(|i| i.saturating_sub(19)).collect()];
