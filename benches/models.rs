@@ -116,7 +116,9 @@ fn bench_generator(name: &str, generator: &Generator, repeats: usize) {
     // A realistic token mix, not a single repeated id.
     let prompt =
         |len: usize| -> Vec<u32> { (0..len as u32).map(|i| 464 + (i * 7919) % 40000).collect() };
-    for len in [8, 128] {
+    // A long prompt too (a document, a chat's history), where attention's share grows.
+    let context = model.description().context_length;
+    for len in [8, 128, 1024].into_iter().filter(|&len| len < context) {
         let p = prompt(len);
         let t = median(repeats, || {
             model
@@ -125,7 +127,13 @@ fn bench_generator(name: &str, generator: &Generator, repeats: usize) {
                 .0
                 .into_data();
         });
-        row(name, &format!("prefill, batch 1, {len} tokens"), t, "");
+        let per_second = len as f64 / t.as_secs_f64();
+        row(
+            name,
+            &format!("prefill, batch 1, {len} tokens"),
+            t,
+            &format!("{per_second:.0} tok/s"),
+        );
     }
     // A batch of 1 and a batch of 8, stepped in turn so that both see the same machine (these
     // machines are noisy, and the ratio of the two is the figure that matters). Each step is
