@@ -7,8 +7,9 @@
 //! its allocation and pass over memory, for a few thousand multiply-adds per head. A prompt's
 //! attention in burn scores every key for every query, masked ones included, and holds the
 //! `[B, H, T, S]` scores several times over: at 2,000 tokens Qwen2.5-0.5B spent most of its
-//! prefill there. Here each `(row, query, head)` is one pass over the keys it may see and one
-//! over their values.
+//! prefill there. Here a decode step's `(row, head)` is one pass over the keys it may see and
+//! one over their values, and a prompt's queries go in blocks (`Step`), each block's scores
+//! stopping at its last query's key.
 //!
 //! # Invariants
 //!
@@ -692,23 +693,19 @@ mod tests {
         let (c, d) = (shape.width(), shape.head_dim);
         let qkv = values(shape.batch * 3 * c, 3);
         let (mut keys, mut vals) = (vec![0.0; 2 * 2 * 4 * 8], vec![0.0; 2 * 2 * 4 * 8]);
-        let mut out = vec![0.0; shape.batch * c];
         let key_valid = vec![vec![true; 4]; 2];
-        let first_visible = vec![vec![0]; 2];
-        let visibility = Visibility {
-            key_valid: &key_valid,
-            first_visible: &first_visible,
+        // The step at position 2, each query seeing keys `first..=2`.
+        let step = |keys: &mut [f32], vals: &mut [f32], first: usize| {
+            let first_visible = vec![vec![first]; 2];
+            let visibility = Visibility {
+                key_valid: &key_valid,
+                first_visible: &first_visible,
+            };
+            let mut out = vec![0.0; shape.batch * c];
+            cached_attention(&qkv, keys, vals, shape, 2, &visibility, 1.0, &mut out);
+            out
         };
-        cached_attention(
-            &qkv,
-            &mut keys,
-            &mut vals,
-            shape,
-            2,
-            &visibility,
-            1.0,
-            &mut out,
-        );
+        step(&mut keys, &mut vals, 0);
         for row in 0..2 {
             for head in 0..2 {
                 let at = shape.at(row, head, 2);
@@ -718,21 +715,7 @@ mod tests {
             }
         }
         // With only the step's key visible, a head's output is exactly its value.
-        let first_visible = vec![vec![2]; 2];
-        let visibility = Visibility {
-            key_valid: &key_valid,
-            first_visible: &first_visible,
-        };
-        cached_attention(
-            &qkv,
-            &mut keys,
-            &mut vals,
-            shape,
-            2,
-            &visibility,
-            1.0,
-            &mut out,
-        );
+        let out = step(&mut keys, &mut vals, 2);
         for row in 0..2 {
             let v = row * 3 * c + 2 * c;
             assert_eq!(out[row * c..(row + 1) * c], qkv[v..v + c]);
