@@ -400,12 +400,18 @@ impl Hop {
     }
 
     async fn generate(&self, msg: Generate) -> Result<Generated, ActorError> {
-        let body = generation_body(&msg.prompt, &msg.params);
         // A conversation is rendered where the model and its template are: on the node.
-        let route = match msg.prompt {
-            Prompt::Text(_) => "generate",
-            Prompt::Chat(_) => "chat",
-        };
+        let route =
+            match msg.prompt {
+                Prompt::Text(_) => "generate",
+                Prompt::Chat(_) => "chat",
+                // A node's routes take text: its vocabulary is not this server's to check.
+                Prompt::Tokens(_) => return Err(ActorError::Model(ModelError::InvalidInput(
+                    "prompt: token ids need the model loaded on this server, not on a model node"
+                        .into(),
+                ))),
+            };
+        let body = generation_body(&msg.prompt, &msg.params);
         let path = format!("/v1/models/{}/{route}/stream", self.replicas.model);
         let context = &msg.context;
         let events = msg.events.as_ref();
@@ -747,6 +753,8 @@ fn generation_body(prompt: &Prompt, params: &GenerationParams) -> Value {
     match prompt {
         Prompt::Text(text) => body["text"] = json!(text),
         Prompt::Chat(messages) => body["messages"] = json!(messages),
+        // Refused before a body is made (`generate`).
+        Prompt::Tokens(_) => {}
     }
     body
 }

@@ -26,15 +26,19 @@ where
     let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
         return Ok(None);
     };
-    let whole = number.as_u64().or_else(|| {
-        let f = number.as_f64()?;
-        // 2^64: the first float past u64's range.
-        (f >= 0.0 && f.fract() == 0.0 && f < 18_446_744_073_709_551_616.0).then_some(f as u64)
-    });
-    whole
+    whole(&number)
         .and_then(|n| T::try_from(n).ok())
         .map(Some)
         .ok_or_else(|| D::Error::custom(format!("{number} is not a non-negative integer in range")))
+}
+
+/// `number` as a `u64`, if it is a whole one (`3.0` too, as JSON Schema's integers are).
+fn whole(number: &serde_json::Number) -> Option<u64> {
+    number.as_u64().or_else(|| {
+        let f = number.as_f64()?;
+        // 2^64: the first float past u64's range.
+        (f >= 0.0 && f.fract() == 0.0 && f < 18_446_744_073_709_551_616.0).then_some(f as u64)
+    })
 }
 
 /// `POST /generate_score`: the BentoML example's current API.
@@ -831,19 +835,45 @@ pub struct CompletionRequest {
     pub user: Option<String>,
 }
 
+/// A text, several, or token ids as the model's tokenizer gives them (one prompt's, or
+/// several prompts'), as an evaluation harness sends them.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Prompt {
     One(String),
     Many(Vec<String>),
+    Tokens(TokenIds),
+    ManyTokens(Vec<TokenIds>),
 }
 
 impl Prompt {
-    pub fn into_vec(self) -> Vec<String> {
+    pub fn into_prompts(self) -> Vec<crate::models::Prompt> {
+        use crate::models::Prompt::{Text, Tokens};
         match self {
-            Self::One(prompt) => vec![prompt],
-            Self::Many(prompts) => prompts,
+            Self::One(prompt) => vec![Text(prompt)],
+            Self::Many(prompts) => prompts.into_iter().map(Text).collect(),
+            Self::Tokens(ids) => vec![Tokens(ids.0)],
+            Self::ManyTokens(prompts) => prompts.into_iter().map(|ids| Tokens(ids.0)).collect(),
         }
+    }
+}
+
+/// One prompt's token ids; whole floats (`3.0`) count, as JSON Schema's integers do.
+#[derive(Debug, Clone, ToSchema)]
+pub struct TokenIds(pub Vec<u32>);
+
+impl<'de> Deserialize<'de> for TokenIds {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        Vec::<serde_json::Number>::deserialize(deserializer)?
+            .iter()
+            .map(|number| {
+                whole(number)
+                    .and_then(|id| u32::try_from(id).ok())
+                    .ok_or_else(|| D::Error::custom(format!("token id {number} is out of range")))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
     }
 }
 

@@ -339,6 +339,38 @@ pub(super) fn conversation(
         .collect())
 }
 
+/// A 422 for a token-id prompt that `model` cannot take, before any work starts (a stream's
+/// answer has begun by the time its engine would refuse it): none, more than
+/// `limits.max_input_tokens` or than the model's context leaves room for, or an id outside
+/// its vocabulary; or a model on a node, whose routes take text.
+pub(super) fn check_token_ids(
+    state: &AppState,
+    model: &str,
+    field: &str,
+    ids: &[u32],
+) -> Result<(), ApiError> {
+    let graph = state.ready_graph()?;
+    let Some(info) = graph.models.iter().find(|m| m.name == model) else {
+        return Err(ApiError::Validation(format!(
+            "{field}: token ids need the model loaded on this server, not on a model node"
+        )));
+    };
+    let longest = (info.context_length - 1).min(state.config.limits.max_input_tokens);
+    if ids.is_empty() || ids.len() > longest {
+        return Err(ApiError::Validation(format!(
+            "{field}: {} token ids; give 1 to {longest}",
+            ids.len()
+        )));
+    }
+    if let Some(id) = ids.iter().find(|&&id| id as usize >= info.vocab_size) {
+        return Err(ApiError::Validation(format!(
+            "{field}: token id {id} is not in the model's vocabulary (ids 0 to {})",
+            info.vocab_size - 1
+        )));
+    }
+    Ok(())
+}
+
 /// A 422 naming `model` when it has no chat template: a local model as it loaded, a remote
 /// one as its node described it (once one answered; its node checks again anyway).
 pub(super) fn require_chat_template(state: &AppState, model: &str) -> Result<(), ApiError> {

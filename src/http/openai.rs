@@ -28,11 +28,11 @@ use super::completion::{
     record, usage, Frame, Sampling, StopHold,
 };
 use super::error::ApiError;
-use super::model_calls::{find_generator, GenerationCall};
+use super::model_calls::{check_token_ids, find_generator, GenerationCall};
 use super::request::{call_context, generation_params, read_json, validate_text, TRACE_ID_HEADER};
 use super::sse::event_stream;
 use super::state::AppState;
-use crate::models::Prompt;
+use crate::models::{Generation, Prompt};
 
 /// Every field `CompletionRequest` reads; anything else is refused by name.
 const KNOWN_FIELDS: [&str; 18] = [
@@ -82,7 +82,7 @@ pub(super) async fn completions(
     let body: Map<String, Value> = read_json(&state, &req, payload).await?;
     let request = parse(body)?;
     let generator = find_generator(&state, &request.model, "/v1/completions")?;
-    let prompts = request.prompt.clone().into_vec();
+    let prompts = request.prompt.clone().into_prompts();
     if prompts.is_empty() || prompts.len() > MAX_PROMPTS {
         return Err(ApiError::Validation(format!(
             "prompt: {} prompts; give 1 to {MAX_PROMPTS}",
@@ -92,7 +92,13 @@ pub(super) async fn completions(
     let n = request.n.unwrap_or(1) as usize;
     let echo = request.echo == Some(true);
     for (i, prompt) in prompts.iter().enumerate() {
-        validate_text(&state, &format!("prompt[{i}]"), prompt)?;
+        let field = format!("prompt[{i}]");
+        match prompt {
+            Prompt::Text(text) => validate_text(&state, &field, text)?,
+            Prompt::Tokens(ids) => check_token_ids(&state, &generator.name, &field, ids)?,
+            // `into_prompts` makes texts and token ids only.
+            Prompt::Chat(_) => {}
+        }
     }
     let params = generation_params(
         &state,
@@ -133,9 +139,9 @@ pub(super) async fn completions(
     // Choice `i·n + j` is prompt i's choice j, as OpenAI numbers them.
     let calls = prompts
         .iter()
-        .flat_map(|text| (0..n).map(move |choice| (text.clone(), choice)));
-    let calls = calls.map(|(text, choice)| GenerationCall {
-        prompt: Prompt::Text(text),
+        .flat_map(|prompt| (0..n).map(move |choice| (prompt.clone(), choice)));
+    let calls = calls.map(|(prompt, choice)| GenerationCall {
+        prompt,
         params: choice_params(&params, choice),
         context: context.clone(),
     });
@@ -150,7 +156,7 @@ pub(super) async fn completions(
                 text: {
                     let text = before_stop(&g.generation.new_text, &stops);
                     if echo {
-                        format!("{}{text}", prompts[index / n])
+                        format!("{}{text}", prompt_text(&prompts[index / n], &g.generation))
                     } else {
                         text.to_string()
                     }
@@ -161,7 +167,9 @@ pub(super) async fn completions(
                     let offset = if echo {
                         0
                     } else {
-                        prompts[index / n].chars().count()
+                        prompt_text(&prompts[index / n], &g.generation)
+                            .chars()
+                            .count()
                     };
                     // Only a prompt's first choice scored it (`choice_params`).
                     let scored = &generated[index / n * n].generation.prompt_logprobs;
@@ -186,7 +194,12 @@ pub(super) async fn completions(
         let runs = calls.into_iter().enumerate().map(|(index, call)| {
             let (generator, sink, shape) = (&generator, sink.clone(), &shape);
             let mut hold = StopHold::new(stops.clone());
-            let mut offset = prompts[index / n].chars().count();
+            // A token-id prompt's text is known only at the end: its offsets count from the
+            // continuation's start.
+            let mut offset = match &prompts[index / n] {
+                Prompt::Text(text) => text.chars().count(),
+                _ => 0,
+            };
             async move {
                 let chunk = |text: String, logprobs, finish_reason: Option<String>| {
                     let choice = CompletionChoice {
@@ -248,16 +261,26 @@ fn parse(body: Map<String, Value>) -> Result<CompletionRequest, ApiError> {
             unknown.join(", ")
         )));
     }
-    for field in ["prompt", "stop"] {
-        let texts = |v: &Value| v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
-        match body.get(field) {
-            Some(v) if !(v.is_string() || texts(v) || (field == "stop" && v.is_null())) => {
-                return Err(ApiError::Validation(format!(
-                    "{field}: must be a string or a list of strings (token ids are not supported)"
-                )))
-            }
-            _ => {}
+    let texts = |v: &Value| v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
+    // Whole floats (`3.0`) are integers to JSON Schema; `TokenIds` takes them too.
+    let id = |v: &Value| v.is_u64() || v.as_f64().is_some_and(|f| f >= 0.0 && f.fract() == 0.0);
+    let ids = |v: &Value| v.as_array().is_some_and(|a| a.iter().all(id));
+    let id_lists = |v: &Value| v.as_array().is_some_and(|a| a.iter().all(ids));
+    match body.get("prompt") {
+        Some(v) if !(v.is_string() || texts(v) || ids(v) || id_lists(v)) => {
+            return Err(ApiError::Validation(
+                "prompt: must be a string, a list of strings, a list of token ids or a list of such lists".into(),
+            ))
         }
+        _ => {}
+    }
+    match body.get("stop") {
+        Some(v) if !(v.is_string() || texts(v) || v.is_null()) => {
+            return Err(ApiError::Validation(
+                "stop: must be a string or a list of strings".into(),
+            ))
+        }
+        _ => {}
     }
     let request: CompletionRequest = serde_json::from_value(Value::Object(body))
         .map_err(|e| ApiError::Validation(e.to_string()))?;
@@ -310,5 +333,17 @@ impl Shape {
             choices,
             usage,
         }
+    }
+}
+
+/// The text `prompt` reads as in a choice: the client's own, or a token-id prompt's decoded
+/// text (the generation's text, which starts with it, less the continuation).
+fn prompt_text<'a>(prompt: &'a Prompt, generation: &'a Generation) -> &'a str {
+    match prompt {
+        Prompt::Text(text) => text,
+        _ => generation
+            .text
+            .strip_suffix(generation.new_text.as_str())
+            .unwrap_or(&generation.text),
     }
 }

@@ -59,7 +59,11 @@ pub struct ApiDoc;
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "This OpenAPI document", content_type = "application/json", body = Object)))]
 pub async fn openapi_json(state: web::Data<AppState>, auth: web::Data<Auth>) -> HttpResponse {
-    let mut doc = document(&state.config, &chat_models(&state));
+    let mut doc = document(
+        &state.config,
+        &chat_models(&state),
+        &token_prompt_bounds(&state),
+    );
     if auth.enabled() {
         require_keys(&mut doc, &auth);
     }
@@ -132,13 +136,43 @@ fn chat_models(state: &AppState) -> Vec<String> {
     chat
 }
 
+/// What a generator takes as a token-id prompt (`model_calls::check_token_ids`).
+pub struct TokenPromptBounds {
+    /// One below its vocabulary's size.
+    pub max_id: usize,
+    /// What its context leaves room for, at most `limits.max_input_tokens`.
+    pub max_len: usize,
+}
+
+/// Each generator's bounds once the models are loaded: a local one's, `None` for a remote one
+/// (whose node takes text only).
+fn token_prompt_bounds(state: &AppState) -> Vec<(String, Option<TokenPromptBounds>)> {
+    let Some(graph) = state.graph() else {
+        return Vec::new();
+    };
+    let local = graph.models.iter().filter(|m| m.role == "generator");
+    let local = local.map(|m| {
+        let bounds = TokenPromptBounds {
+            max_id: m.vocab_size - 1,
+            max_len: (m.context_length - 1).min(state.config.limits.max_input_tokens),
+        };
+        (m.name.clone(), Some(bounds))
+    });
+    let remote = graph.remotes.iter().map(|r| (r.model.clone(), None));
+    local.chain(remote).collect()
+}
+
 /// The document, with what the types alone cannot say: this server's models and configured
 /// limits, the rules that join several fields, and what each event stream's `data` holds.
 /// Everything the schema allows, the server takes, short of a prompt too long in tokens
 /// (over `limits.max_input_tokens` or the model's `n_positions`), which only the tokenizer
 /// can tell (for a conversation: what its template renders). `chat_models` are the
-/// generators that can chat.
-pub fn document(config: &Config, chat_models: &[String]) -> Value {
+/// generators that can chat; `token_prompts` bound each generator's token-id prompts.
+pub fn document(
+    config: &Config,
+    chat_models: &[String],
+    token_prompts: &[(String, Option<TokenPromptBounds>)],
+) -> Value {
     let limits = &config.limits;
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
     let text = json!({
@@ -195,6 +229,39 @@ pub fn document(config: &Config, chat_models: &[String]) -> Value {
     prompt["oneOf"][1]["items"] = text.clone();
     prompt["oneOf"][1]["minItems"] = json!(1);
     prompt["oneOf"][1]["maxItems"] = json!(16);
+    // Token ids: one prompt's, or up to 16 prompts'; each model bounds them below.
+    let ids = |bounds: Option<&TokenPromptBounds>| {
+        let mut ids = json!({"type": "array", "minItems": 1,
+            "items": {"type": "integer", "minimum": 0}});
+        if let Some(bounds) = bounds {
+            ids["items"]["maximum"] = json!(bounds.max_id);
+            ids["maxItems"] = json!(bounds.max_len);
+        }
+        ids
+    };
+    let prompts = |one: Value| json!([one.clone(), {"type": "array", "items": one, "minItems": 1, "maxItems": 16}]);
+    let [one_prompt, several] = [prompt["oneOf"][0].clone(), prompt["oneOf"][1].clone()];
+    let unbounded = prompts(ids(None));
+    prompt["oneOf"][2] = unbounded[0].clone();
+    prompt["oneOf"][3] = unbounded[1].clone();
+    // Each generator's own: its vocabulary and context; a remote one's node takes text.
+    let per_model: Vec<Value> = token_prompts
+        .iter()
+        .map(|(name, bounds)| {
+            let mut accepted = vec![one_prompt.clone(), several.clone()];
+            if let Some(bounds) = bounds {
+                let ids = prompts(ids(Some(bounds)));
+                accepted.extend([ids[0].clone(), ids[1].clone()]);
+            }
+            json!({
+                "if": {"required": ["model"], "properties": {"model": {"const": name}}},
+                "then": {"properties": {"prompt": {"oneOf": accepted}}},
+            })
+        })
+        .collect();
+    if !per_model.is_empty() {
+        schemas["CompletionRequest"]["allOf"] = json!(per_model);
+    }
     let stop = json!({
         "type": "array",
         "maxItems": MAX_STOP_STRINGS,

@@ -35,6 +35,9 @@ pub enum Prompt {
     /// A conversation, rendered with the model's chat template, which writes every special
     /// token itself; the generation's text is the answer alone.
     Chat(Vec<ChatMessage>),
+    /// Token ids as the client's own tokenizer made them (an evaluation harness's), taken
+    /// as they are; the generation's text is their decoded text plus continuation.
+    Tokens(Vec<u32>),
 }
 
 /// How much to generate, and how to pick tokens.
@@ -195,6 +198,7 @@ impl Generator {
     pub fn encode_prompt(&self, prompt: &Prompt) -> Result<Vec<u32>, ModelError> {
         match prompt {
             Prompt::Text(text) => Ok(self.tokenizer.encode(text, None)?.ids),
+            Prompt::Tokens(ids) => Ok(ids.clone()),
             Prompt::Chat(messages) => {
                 let template = self.chat_template.as_ref().ok_or_else(|| {
                     ModelError::InvalidInput("cannot chat: the model has no chat template".into())
@@ -303,6 +307,14 @@ impl Generator {
                 "the prompt is {len} tokens long, which leaves no room under the model's {key} ({context})"
             )));
         }
+        // Checked here, for this request alone: a batch's forward refuses the whole batch.
+        let vocabulary = self.model.description().vocab_size;
+        if let Some(id) = prompt_ids.iter().find(|&&id| id as usize >= vocabulary) {
+            return Err(ModelError::InvalidInput(format!(
+                "token id {id} is not in the model's vocabulary (ids 0 to {})",
+                vocabulary - 1
+            )));
+        }
         if let Some(limit) = params.max_prompt_tokens.filter(|&l| len > l) {
             return Err(ModelError::InvalidInput(format!(
                 "the prompt is {len} tokens long; the limit is {limit}"
@@ -362,7 +374,7 @@ pub struct Sequence {
 impl Sequence {
     /// Set up to answer `prompt`: a conversation's text is the answer alone.
     pub fn answering(mut self, prompt: &Prompt) -> Self {
-        self.echo = matches!(prompt, Prompt::Text(_));
+        self.echo = !matches!(prompt, Prompt::Chat(_));
         self
     }
 

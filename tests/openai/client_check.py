@@ -208,6 +208,18 @@ expect(
 )
 expect(all(lp <= 0 for lp in scores.token_logprobs[1:]), "echo: a positive log-probability")
 
+# The same request tokenized on the client's side (the harness's default): the prompt as
+# token ids gets the same answer.
+prompt_ids = native(PROMPT, {"max_tokens": 1})["prompt_token_ids"]
+by_ids = client.completions.create(
+    model=MODEL, prompt=prompt_ids, echo=True, logprobs=1, max_tokens=1, temperature=0
+)
+expect(by_ids.choices[0].text == echoed.choices[0].text, f"token ids: {by_ids.choices[0].text!r}")
+expect(
+    by_ids.choices[0].logprobs.token_logprobs == scores.token_logprobs,
+    "token ids: other log-probabilities than the text's",
+)
+
 # Parameters that would change the output but are not implemented are refused, as are
 # values out of OpenAI's range.
 expect_422("best_of=2", best_of=2)

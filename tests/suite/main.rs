@@ -49,6 +49,7 @@ mod sampling;
 mod split_graph;
 mod streaming;
 mod tls;
+mod token_prompts;
 mod tokenizers;
 mod traces;
 mod wgpu_parity;

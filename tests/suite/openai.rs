@@ -164,7 +164,7 @@ async fn what_is_not_implemented_or_unknown_gets_a_422_naming_it() {
             vec!["max_tokens: 17 is out of range"],
         ),
         (with(json!({"temperature": 2.5})), vec!["temperature"]),
-        (with(json!({"prompt": [1, 2, 3]})), vec!["prompt"]),
+        (with(json!({"prompt": [1, "two"]})), vec!["prompt"]),
         (with(json!({"prompt": ["fine", ""]})), vec!["prompt[1]"]),
     ] {
         let (status, answer) = server.post_json("/v1/completions", &body).await;
