@@ -307,13 +307,12 @@ impl Generator {
                 "the prompt is {len} tokens long, which leaves no room under the model's {key} ({context})"
             )));
         }
-        // Checked here, for this request alone: a batch's forward refuses the whole batch.
-        let vocabulary = self.model.description().vocab_size;
-        if let Some(id) = prompt_ids.iter().find(|&&id| id as usize >= vocabulary) {
-            return Err(ModelError::InvalidInput(format!(
-                "token id {id} is not in the model's vocabulary (ids 0 to {})",
-                vocabulary - 1
-            )));
+        // Checked here, for this request alone: a batch's forward refuses the whole batch. A
+        // text's id outside the vocabulary is the checkpoint's fault (its tokenizer does not
+        // match it); a client's token ids are checked before they come here.
+        let vocab_size = self.model.description().vocab_size;
+        if let Some(&id) = prompt_ids.iter().find(|&&id| id as usize >= vocab_size) {
+            return Err(ModelError::TokenOutOfVocabulary { id, vocab_size });
         }
         if let Some(limit) = params.max_prompt_tokens.filter(|&l| len > l) {
             return Err(ModelError::InvalidInput(format!(
