@@ -2,10 +2,8 @@
 //! SmolLM2-135M-Instruct GGUF answering through its own template (with the official `openai`
 //! client, unchanged, and across a hop from a graph node), and what the routes refuse.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
 use crate::common;
+use std::path::{Path, PathBuf};
 
 use common::real_smollm2;
 use common::server::{models_toml, serve_refuses, ModelEntry, TestServer};
@@ -271,15 +269,7 @@ async fn per_model_chat_answers_as_generate_does_with_the_answer_alone_and_strea
 #[actix_web::test]
 async fn a_chat_through_a_graph_node_is_rendered_on_the_model_node_and_answers_the_same() {
     let node = TestServer::start(&[real_smollm2()], "");
-    let models = format!(
-        "\n[[models]]\nname = \"smollm2\"\nurl = \"{}\"\nrole = \"generator\"\n\n[[models]]\nname = \"bert\"\npath = {:?}\nrole = \"classifier\"\n",
-        node.base,
-        common::fixture("bert-tiny"),
-    );
-    let graph = TestServer::start_toml(0, &models, "");
-    common::wait_until("the node is ready", Duration::from_secs(30), || {
-        graph.is_ready()
-    });
+    let graph = common::graph_with_generator_on(&node, "smollm2");
     let body = json!({"model": "smollm2", "messages": question(), "temperature": 0});
     let (status, answer) = graph.post_json("/v1/chat/completions", &body).await;
     assert_eq!(status, 200, "{answer}");

@@ -1,8 +1,6 @@
 //! Log-probabilities of generated tokens: transformers' numbers on the model routes, the same
 //! streamed, across a hop from a graph node, and in OpenAI's chat shape; graphs refuse them.
 
-use std::time::Duration;
-
 use crate::common;
 
 use common::server::TestServer;
@@ -325,15 +323,7 @@ async fn a_prompt_longer_than_one_run_of_the_lm_head_is_scored_as_its_prefixes_a
 #[actix_web::test]
 async fn a_model_on_another_node_reports_what_the_node_reports() {
     let node = gpt2();
-    let models = format!(
-        "\n[[models]]\nname = \"gpt2\"\nurl = \"{}\"\nrole = \"generator\"\n\n[[models]]\nname = \"bert\"\npath = {:?}\nrole = \"classifier\"\n",
-        node.base,
-        common::fixture("bert-tiny"),
-    );
-    let graph = TestServer::start_toml(0, &models, "");
-    common::wait_until("the node is ready", Duration::from_secs(30), || {
-        graph.is_ready()
-    });
+    let graph = common::graph_with_generator_on(&node, "gpt2");
     let body = json!({"text": "I have an idea!", "max_new_tokens": 3, "logprobs": 3,
         "prompt_logprobs": true});
     let (_, direct) = node.post_json("/v1/models/gpt2/generate", &body).await;

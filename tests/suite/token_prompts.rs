@@ -3,8 +3,6 @@
 //! the vocabulary or past the context, or ids for a model on another node get a 422 naming
 //! them, streamed or not.
 
-use std::time::Duration;
-
 use crate::common;
 
 use common::server::TestServer;
@@ -109,15 +107,7 @@ async fn empty_out_of_vocabulary_or_too_long_ids_get_a_422_before_a_stream_start
 #[actix_web::test]
 async fn a_model_on_another_node_takes_text_only_and_says_so() {
     let node = gpt2();
-    let models = format!(
-        "\n[[models]]\nname = \"gpt2\"\nurl = \"{}\"\nrole = \"generator\"\n\n[[models]]\nname = \"bert\"\npath = {:?}\nrole = \"classifier\"\n",
-        node.base,
-        common::fixture("bert-tiny"),
-    );
-    let graph = TestServer::start_toml(0, &models, "");
-    common::wait_until("the node is ready", Duration::from_secs(30), || {
-        graph.is_ready()
-    });
+    let graph = common::graph_with_generator_on(&node, "gpt2");
     let body = json!({"model": "gpt2", "prompt": [464, 318], "max_tokens": 2});
     let (status, answer) = graph.post_json("/v1/completions", &body).await;
     assert_eq!(status, 422, "{answer}");

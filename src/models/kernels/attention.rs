@@ -567,13 +567,13 @@ mod tests {
         ]
     }
 
-    #[test]
-    fn a_decode_step_matches_softmax_attention_in_f64_with_left_padding_masked() {
-        // head_dim 12 exercises the tail of `dot`.
+    /// A decode step after six cached positions, over `two_rows_of_nine`'s keys; head_dim
+    /// 12 exercises the tail of `dot`.
+    fn assert_a_decode_step_matches_reference(query_heads: usize, heads: usize) {
         let shape = CacheShape {
             batch: 2,
-            query_heads: 3,
-            heads: 3,
+            query_heads,
+            heads,
             capacity: 9,
             head_dim: 12,
         };
@@ -586,21 +586,14 @@ mod tests {
     }
 
     #[test]
+    fn a_decode_step_matches_softmax_attention_in_f64_with_left_padding_masked() {
+        assert_a_decode_step_matches_reference(3, 3);
+    }
+
+    #[test]
     fn grouped_query_heads_read_their_groups_key_value_head() {
         // Six query heads over two key/value heads (groups of three), as Llama 3's GQA.
-        let shape = CacheShape {
-            batch: 2,
-            query_heads: 6,
-            heads: 2,
-            capacity: 9,
-            head_dim: 12,
-        };
-        let key_valid = two_rows_of_nine();
-        let visibility = Visibility {
-            key_valid: &key_valid,
-            first_visible: &[vec![0], vec![0]],
-        };
-        assert_matches_reference(shape, 6, &visibility);
+        assert_a_decode_step_matches_reference(6, 2);
     }
 
     #[test]

@@ -15,6 +15,23 @@ use serde_json::Value;
 pub const GPT2_FIXTURES: [&str; 3] = ["gpt2-tiny-a", "gpt2-tiny-b", "gpt2-tiny-c"];
 pub const LLAMA_FIXTURES: [&str; 4] = ["llama-tiny", "mistral-tiny", "qwen2-tiny", "qwen3-tiny"];
 
+/// A graph server whose generator `name` is served by `node` (another server) and whose
+/// classifier is bert-tiny, once the node has answered its probe.
+pub fn graph_with_generator_on(node: &server::TestServer, name: &str) -> server::TestServer {
+    let models = format!(
+        "\n[[models]]\nname = {name:?}\nurl = \"{}\"\nrole = \"generator\"\n\n[[models]]\nname = \"bert\"\npath = {:?}\nrole = \"classifier\"\n",
+        node.base,
+        fixture("bert-tiny"),
+    );
+    let graph = server::TestServer::start_toml(0, &models, "");
+    wait_until(
+        "the node is ready",
+        std::time::Duration::from_secs(30),
+        || graph.is_ready(),
+    );
+    graph
+}
+
 /// The real SmolLM2-135M-Instruct GGUF as the generator `smollm2`.
 pub fn real_smollm2() -> server::ModelEntry {
     let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
