@@ -401,16 +401,15 @@ impl Hop {
 
     async fn generate(&self, msg: Generate) -> Result<Generated, ActorError> {
         // A conversation is rendered where the model and its template are: on the node.
-        let route =
-            match msg.prompt {
-                Prompt::Text(_) => "generate",
-                Prompt::Chat(_) => "chat",
-                // A node's routes take text: its vocabulary is not this server's to check.
-                Prompt::Tokens(_) => return Err(ActorError::Model(ModelError::InvalidInput(
-                    "prompt: token ids need the model loaded on this server, not on a model node"
-                        .into(),
-                ))),
-            };
+        let route = match msg.prompt {
+            Prompt::Text(_) => "generate",
+            Prompt::Chat(_) => "chat",
+            // A node's routes take text: its vocabulary is not this server's to check.
+            Prompt::Tokens(_) => {
+                let refusal = "prompt: token ids need the model loaded on this server";
+                return Err(ActorError::Model(ModelError::InvalidInput(refusal.into())));
+            }
+        };
         let body = generation_body(&msg.prompt, &msg.params);
         let path = format!("/v1/models/{}/{route}/stream", self.replicas.model);
         let context = &msg.context;

@@ -327,7 +327,7 @@ impl Batcher {
                 sequence.set_prompt_logprobs(scored);
                 Ok(sequence)
             }
-            // A prompt too long to score is the caller's to fix.
+            // As any of the request's own errors (an id outside the vocabulary, say).
             Ok(Err(error)) => Err(error.into()),
             Err(payload) => Err(ActorError::Failed {
                 model: self.name.clone(),

@@ -33,7 +33,7 @@ where
 }
 
 /// `number` as a `u64`, if it is a whole one (`3.0` too, as JSON Schema's integers are).
-fn whole(number: &serde_json::Number) -> Option<u64> {
+pub(super) fn whole(number: &serde_json::Number) -> Option<u64> {
     number.as_u64().or_else(|| {
         let f = number.as_f64()?;
         // 2^64: the first float past u64's range.

@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::api::{
-    Completion, CompletionChoice, CompletionRequest, CompletionUsage, GenerationRequest,
+    whole, Completion, CompletionChoice, CompletionRequest, CompletionUsage, GenerationRequest,
     RequestErrors,
 };
 use super::completion::{
@@ -262,8 +262,8 @@ fn parse(body: Map<String, Value>) -> Result<CompletionRequest, ApiError> {
         )));
     }
     let texts = |v: &Value| v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
-    // Whole floats (`3.0`) are integers to JSON Schema; `TokenIds` takes them too.
-    let id = |v: &Value| v.is_u64() || v.as_f64().is_some_and(|f| f >= 0.0 && f.fract() == 0.0);
+    // As `TokenIds` reads them: whole floats (`3.0`) are integers to JSON Schema.
+    let id = |v: &Value| v.as_number().and_then(whole).is_some();
     let ids = |v: &Value| v.as_array().is_some_and(|a| a.iter().all(id));
     let id_lists = |v: &Value| v.as_array().is_some_and(|a| a.iter().all(ids));
     match body.get("prompt") {

@@ -239,7 +239,10 @@ pub fn document(
         }
         ids
     };
-    let prompts = |one: Value| json!([one.clone(), {"type": "array", "items": one, "minItems": 1, "maxItems": 16}]);
+    let prompts = |one: Value| {
+        let several = json!({"type": "array", "items": one, "minItems": 1, "maxItems": 16});
+        json!([one, several])
+    };
     let [one_prompt, several] = [prompt["oneOf"][0].clone(), prompt["oneOf"][1].clone()];
     let unbounded = prompts(ids(None));
     prompt["oneOf"][2] = unbounded[0].clone();
