@@ -91,7 +91,6 @@ fn main() {
     });
 }
 
-/// The sentences of sentence-transformers' documentation, cycled to fill a batch.
 /// The embedder's texts, one a line; `benches/sentence_transformers_anchor.py` times the same ones.
 const SENTENCES: &str = include_str!("embed_sentences.txt");
 
@@ -229,7 +228,7 @@ fn activations(model: &dyn CausalLm, batch: usize, dense: &Dense) -> Tensor<2> {
 }
 
 fn bench_classifier(name: &str, classifier: &Classifier, repeats: usize) {
-    for len in [40usize, 128] {
+    for len in [40usize, 128, 512] {
         let mut ids: Vec<u32> = (0..len as u32 - 2)
             .map(|i| 1000 + (i * 7919) % 29000)
             .collect();

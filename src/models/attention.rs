@@ -34,6 +34,20 @@ pub fn attend(
     softmax(scores, 3).matmul(v)
 }
 
+/// Rows of `parts` side by side: row `r` of the result is row `r` of each part in turn
+/// (separate q, k and v projections laid out as a fused one, as the host's attention reads
+/// them). `widths` are the parts' row widths.
+pub(crate) fn side_by_side<const N: usize>(parts: [&[f32]; N], widths: [usize; N]) -> Vec<f32> {
+    let rows = parts[0].len() / widths[0];
+    let mut out = Vec::with_capacity(rows * widths.iter().sum::<usize>());
+    for r in 0..rows {
+        for (part, &width) in parts.iter().zip(&widths) {
+            out.extend_from_slice(&part[r * width..][..width]);
+        }
+    }
+    out
+}
+
 /// An additive attention bias `[B, 1, T, S]` from a host-side rule `allowed(b, t, s)`.
 pub fn attention_bias(
     [b, t, s]: [usize; 3],

@@ -9,15 +9,23 @@
 //! `distilbert`) reads its own `config.json` into an `EncoderShape` and names its keys.
 //!
 //! A batch is right-padded and masked, so each row computes exactly as it would alone.
+//!
+//! On flex the layers run on host buffers (`Layer::forward_on_host`): the dense layers on the
+//! CPU kernels, the attention in `kernels::attention::bidirectional_attention`, norms and GELU
+//! as loops. wgpu runs them in burn (`Layer::forward`).
 
 use burn::nn::{Embedding, LayerNorm};
 use burn::tensor::activation::{relu, sigmoid, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::activation::gelu_erf;
-use super::attention::{attend, attention_bias, merge_heads, split_heads};
+use super::attention::{attend, attention_bias, merge_heads, side_by_side, split_heads};
 use super::dense::Dense;
 use super::error::ModelError;
+use super::kernels::activation::gelu_erf as gelu_erf_on_host;
+use super::kernels::attention::{bidirectional_attention, CacheShape};
+use super::kv_cache::runs_on_host;
+use super::norm::HostedLayerNorm;
 use super::weights::WeightFile;
 
 /// The sizes every family's config comes down to.
@@ -161,7 +169,7 @@ struct SelfAttention {
 #[derive(Debug)]
 struct Output {
     dense: Dense,
-    layer_norm: LayerNorm,
+    layer_norm: HostedLayerNorm,
 }
 
 #[derive(Debug)]
@@ -226,16 +234,18 @@ impl Encoder {
                 },
                 attention_output: Output {
                     dense: w.linear(&format!("{p}.{}", keys.attention_output), d, d)?,
-                    layer_norm: w.layer_norm(
-                        &format!("{p}.{}", keys.attention_layer_norm),
-                        d,
+                    layer_norm: HostedLayerNorm::new(
+                        w.layer_norm(&format!("{p}.{}", keys.attention_layer_norm), d, eps)?,
                         eps,
-                    )?,
+                    ),
                 },
                 intermediate: w.linear(&format!("{p}.{}", keys.intermediate), d, f)?,
                 output: Output {
                     dense: w.linear(&format!("{p}.{}", keys.output), f, d)?,
-                    layer_norm: w.layer_norm(&format!("{p}.{}", keys.output_layer_norm), d, eps)?,
+                    layer_norm: HostedLayerNorm::new(
+                        w.layer_norm(&format!("{p}.{}", keys.output_layer_norm), d, eps)?,
+                        eps,
+                    ),
                 },
             });
         }
@@ -342,6 +352,26 @@ impl Encoder {
         }
         let mut x = e.layer_norm.forward(x);
         let lengths: Vec<usize> = inputs.iter().map(|i| i.input_ids.len()).collect();
+        let last = self.layers.len() - 1;
+        if runs_on_host(&self.device) {
+            let key_valid: Vec<Vec<bool>> = lengths
+                .iter()
+                .map(|&l| (0..longest).map(|s| s < l).collect())
+                .collect();
+            let mut x = x
+                .into_data()
+                .try_into_vec::<f32>()
+                .expect("activations are f32");
+            for (i, layer) in self.layers.iter().enumerate() {
+                let first_only = i == last && rows == Rows::First;
+                x = layer.forward_on_host(&x, &key_valid, first_only);
+            }
+            let t = x.len() / (b * d);
+            return Ok(Tensor::from_data(
+                TensorData::new(x, [b, t, d]),
+                &self.device,
+            ));
+        }
         let bias = lengths.iter().any(|&l| l < longest).then(|| {
             attention_bias(
                 [b, 1, longest],
@@ -349,7 +379,6 @@ impl Encoder {
                 &self.device,
             )
         });
-        let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
             let first_only = i == last && rows == Rows::First;
             x = layer.forward(x, bias.as_ref(), first_only);
@@ -407,9 +436,65 @@ impl Layer {
     }
 }
 
+impl Layer {
+    /// `forward` on the host (`kv_cache::runs_on_host`): `x` is `[B·T, d]`, each row's `T`
+    /// positions in turn (`key_valid[b]` marking its real tokens); returns `[B·T, d]`, or
+    /// `[B, d]` with `first_only`.
+    fn forward_on_host(&self, x: &[f32], key_valid: &[Vec<bool>], first_only: bool) -> Vec<f32> {
+        let a = &self.self_attn;
+        let (b, t) = (key_valid.len(), key_valid[0].len());
+        let d = x.len() / (b * t);
+        let shape = CacheShape {
+            batch: b,
+            query_heads: a.n_head,
+            heads: a.n_head,
+            capacity: t,
+            head_dim: d / a.n_head,
+        };
+        let (qkv, residual) = if first_only {
+            // Every position's keys and values, the first position's query alone (the other
+            // positions' queries are never read: zeros).
+            let first: Vec<f32> = x
+                .chunks_exact(t * d)
+                .flat_map(|row| &row[..d])
+                .copied()
+                .collect();
+            let [k, v] = Dense::forward_rows_fused([&a.key, &a.value], x, b * t);
+            let mut q = vec![0.0f32; b * t * d];
+            let first_q = a.query.forward_rows(&first, b);
+            for (row, query) in q.chunks_exact_mut(t * d).zip(first_q.chunks_exact(d)) {
+                row[..d].copy_from_slice(query);
+            }
+            (side_by_side([&q, &k, &v], [d; 3]), first)
+        } else {
+            let [q, k, v] = Dense::forward_rows_fused([&a.query, &a.key, &a.value], x, b * t);
+            (side_by_side([&q, &k, &v], [d; 3]), x.to_vec())
+        };
+        let queries = if first_only { 1 } else { t };
+        let mut context = vec![0.0f32; b * queries * d];
+        let scale = 1.0 / (shape.head_dim as f32).sqrt();
+        bidirectional_attention(&qkv, shape, key_valid, queries, scale, &mut context);
+        let x = self.attention_output.forward_on_host(&context, &residual);
+        let mut hidden = self.intermediate.forward_rows(&x, b * queries);
+        gelu_erf_on_host(&mut hidden);
+        self.output.forward_on_host(&hidden, &x)
+    }
+}
+
 impl Output {
     fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        self.layer_norm.forward(self.dense.forward(x) + residual)
+        self.layer_norm
+            .tensor
+            .forward(self.dense.forward(x) + residual)
+    }
+
+    /// `forward` on the host: `x` is `[rows, in]`, `residual` `[rows, out]`.
+    fn forward_on_host(&self, x: &[f32], residual: &[f32]) -> Vec<f32> {
+        let rows = residual.len() / self.dense.out_features();
+        let mut out = self.dense.forward_rows(x, rows);
+        out.iter_mut().zip(residual).for_each(|(o, r)| *o += r);
+        self.layer_norm.host.normalize_rows(&mut out);
+        out
     }
 }
 

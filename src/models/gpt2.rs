@@ -7,7 +7,6 @@
 
 use std::path::Path;
 
-use burn::nn::LayerNorm;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Deserialize;
 
@@ -19,7 +18,7 @@ use super::kernels::activation as host_activation;
 use super::kv_cache::{
     cached_attention, cached_attention_on_host, runs_on_host, Heads, KvCache, LayerCache, StepMask,
 };
-use super::norm::HostLayerNorm;
+use super::norm::HostedLayerNorm;
 use super::weights::WeightFile;
 
 /// The fields of a Hugging Face GPT-2 `config.json` that shape the computation.
@@ -147,24 +146,10 @@ struct Mlp {
 
 #[derive(Debug)]
 struct Block {
-    ln_1: Norm,
+    ln_1: HostedLayerNorm,
     attn: Attention,
-    ln_2: Norm,
+    ln_2: HostedLayerNorm,
     mlp: Mlp,
-}
-
-/// A LayerNorm for burn's steps, and its host copy for decode steps on the host.
-#[derive(Debug)]
-struct Norm {
-    tensor: LayerNorm,
-    host: HostLayerNorm,
-}
-
-impl Norm {
-    fn new(tensor: LayerNorm, eps: f64) -> Self {
-        let host = HostLayerNorm::of(&tensor, eps);
-        Self { tensor, host }
-    }
 }
 
 /// A GPT-2 transformer with its (usually tied) language-model head.
@@ -178,7 +163,7 @@ pub struct Gpt2LmHeadModel {
     /// there (and uploads them, on wgpu), a few kB.
     wpe: Vec<f32>,
     h: Vec<Block>,
-    ln_f: Norm,
+    ln_f: HostedLayerNorm,
     /// `[vocab, n_embd]` head when the checkpoint does not tie it to `wte`.
     lm_head: Option<Dense>,
     device: Device,
@@ -208,14 +193,14 @@ impl Gpt2LmHeadModel {
                 scale /= (i + 1) as f64;
             }
             h.push(Block {
-                ln_1: Norm::new(weights.layer_norm(&format!("{p}.ln_1"), c, eps)?, eps),
+                ln_1: HostedLayerNorm::new(weights.layer_norm(&format!("{p}.ln_1"), c, eps)?, eps),
                 attn: Attention {
                     c_attn: weights.conv1d(&format!("{p}.attn.c_attn"), c, 3 * c)?,
                     c_proj: weights.conv1d(&format!("{p}.attn.c_proj"), c, c)?,
                     n_head: config.n_head,
                     scale,
                 },
-                ln_2: Norm::new(weights.layer_norm(&format!("{p}.ln_2"), c, eps)?, eps),
+                ln_2: HostedLayerNorm::new(weights.layer_norm(&format!("{p}.ln_2"), c, eps)?, eps),
                 mlp: Mlp {
                     c_fc: weights.conv1d(&format!("{p}.mlp.c_fc"), c, config.inner_dim())?,
                     c_proj: weights.conv1d(&format!("{p}.mlp.c_proj"), config.inner_dim(), c)?,
@@ -225,7 +210,7 @@ impl Gpt2LmHeadModel {
         }
         let wte = weights.tied_embedding("wte.weight", config.vocab_size, c)?;
         let wpe = weights.values("wpe.weight", &[config.n_positions, c])?;
-        let ln_f = Norm::new(weights.layer_norm("ln_f", c, eps)?, eps);
+        let ln_f = HostedLayerNorm::new(weights.layer_norm("ln_f", c, eps)?, eps);
         let lm_head = if config.tie_word_embeddings {
             None
         } else {

@@ -29,6 +29,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Deserialize;
 
+use super::attention::side_by_side;
 use super::causal_lm::{CausalLm, LmDescription};
 use super::dense::Dense;
 use super::error::ModelError;
@@ -606,17 +607,10 @@ impl Attention {
         }
         rotation.apply(&mut q, query);
         rotation.apply(&mut k, key_value);
-        // Queries, keys and values side by side per row, as the attention reads them.
-        let mut qkv = Vec::with_capacity(q.len() + k.len() + v.len());
-        for ((q, k), v) in q
-            .chunks_exact(query * dim)
-            .zip(k.chunks_exact(key_value * dim))
-            .zip(v.chunks_exact(key_value * dim))
-        {
-            qkv.extend_from_slice(q);
-            qkv.extend_from_slice(k);
-            qkv.extend_from_slice(v);
-        }
+        let qkv = side_by_side(
+            [&q, &k, &v],
+            [query * dim, key_value * dim, key_value * dim],
+        );
         let attended = cached_attention_on_host(&qkv, self.heads, self.scale, cache, mask);
         self.o_proj.forward_rows(&attended, rows)
     }

@@ -1,8 +1,37 @@
 //! Root-mean-square normalisation (`LlamaRMSNorm`): `x / sqrt(mean(x²) + eps) · weight`,
 //! over the last dimension, in f32 (the Llama family's norms, and Qwen3's per-head
-//! `q_norm`/`k_norm`); and layer normalisation of rows on the host, for GPT-2's decode steps.
+//! `q_norm`/`k_norm`); and layer normalisation of rows on the host, for the steps of GPT-2 and
+//! the encoders that run there.
 
 use burn::tensor::Tensor;
+use rayon::prelude::*;
+
+use super::kernels::PARALLEL_ELEMENTS;
+
+/// `normalize` on each row of `d` values: on rayon's pool when there are enough of them (a
+/// prompt's, an encoder input's), inline for a decode step's few.
+fn each_row(x: &mut [f32], d: usize, normalize: impl Fn(&mut [f32]) + Sync) {
+    if x.len() >= PARALLEL_ELEMENTS {
+        x.par_chunks_mut(d).with_min_len(8).for_each(&normalize);
+    } else {
+        x.chunks_exact_mut(d).for_each(&normalize);
+    }
+}
+
+/// `Σ f(v)` over `values` in eight lanes, so that the loop vectorises: one running sum is a
+/// chain of dependent additions.
+#[inline(always)]
+fn sum_in_lanes(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for chunk in chunks {
+        for l in 0..8 {
+            lanes[l] += f(chunk[l]);
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
 
 #[derive(Debug)]
 pub struct RmsNorm {
@@ -26,18 +55,18 @@ impl RmsNorm {
         }
     }
 
-    /// `forward` over rows of `d` values on the host, in place: the same operations in the
-    /// same order (the mean's sum aside, which is sequential here).
+    /// `forward` over rows of `d` values on the host, in place: the same operations (the
+    /// mean's sum in another order).
     pub fn normalize_rows(&self, x: &mut [f32]) {
         let d = self.host_weight.len();
         let eps = self.eps as f32;
-        for row in x.chunks_exact_mut(d) {
-            let mean_square = row.iter().map(|v| v * v).sum::<f32>() / d as f32;
+        each_row(x, d, |row| {
+            let mean_square = sum_in_lanes(row, |v| v * v) / d as f32;
             let inverse = 1.0 / (mean_square + eps).sqrt();
             for (v, w) in row.iter_mut().zip(&self.host_weight) {
                 *v = *v * inverse * w;
             }
-        }
+        });
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
@@ -47,9 +76,9 @@ impl RmsNorm {
     }
 }
 
-/// `nn.LayerNorm` over rows of `d` values on the host, for decode steps computed there:
+/// `nn.LayerNorm` over rows of `d` values on the host, for steps computed there:
 /// `(x − mean) / sqrt(var + eps) · gamma + beta`, the variance biased, as burn's `LayerNorm`
-/// computes it (the sums aside, which are sequential here).
+/// computes it (the sums in another order).
 #[derive(Debug)]
 pub struct HostLayerNorm {
     gamma: Vec<f32>,
@@ -74,13 +103,27 @@ impl HostLayerNorm {
 
     pub fn normalize_rows(&self, x: &mut [f32]) {
         let d = self.gamma.len();
-        for row in x.chunks_exact_mut(d) {
-            let mean = row.iter().sum::<f32>() / d as f32;
-            let variance = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+        each_row(x, d, |row| {
+            let mean = sum_in_lanes(row, |v| v) / d as f32;
+            let variance = sum_in_lanes(row, |v| (v - mean) * (v - mean)) / d as f32;
             let inverse = 1.0 / (variance + self.eps).sqrt();
             for ((v, g), b) in row.iter_mut().zip(&self.gamma).zip(&self.beta) {
                 *v = (*v - mean) * inverse * g + b;
             }
-        }
+        });
+    }
+}
+
+/// A LayerNorm for burn's steps (wgpu), and its host copy for the steps run on the host.
+#[derive(Debug)]
+pub struct HostedLayerNorm {
+    pub tensor: burn::nn::LayerNorm,
+    pub host: HostLayerNorm,
+}
+
+impl HostedLayerNorm {
+    pub fn new(tensor: burn::nn::LayerNorm, eps: f64) -> Self {
+        let host = HostLayerNorm::of(&tensor, eps);
+        Self { tensor, host }
     }
 }

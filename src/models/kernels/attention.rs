@@ -9,7 +9,9 @@
 //! `[B, H, T, S]` scores several times over: at 2,000 tokens Qwen2.5-0.5B spent most of its
 //! prefill there. Here a decode step's `(row, head)` is one pass over the keys it may see and
 //! one over their values, and a prompt's queries go in blocks (`Step`), each block's scores
-//! stopping at its last query's key.
+//! stopping at its last query's key. An encoder's layer ([`bidirectional_attention`]) runs
+//! the same blocks with every query seeing its row's every key: at 512 tokens burn's path
+//! took about 40 % of a BERT forward.
 //!
 //! # Invariants
 //!
@@ -25,8 +27,10 @@
 //!   as the `f32::MIN` bias of the burn path gives it (`exp` of it underflows to 0). A query
 //!   that sees no key (a left-padding position of a prompt) gets zeros; its output is never
 //!   read, and zeros keep its keys and values finite in the cache.
-//! * **Threads.** Queries and heads are split over rayon's current pool; each writes its own
-//!   `D` outputs. Results do not depend on the number of threads.
+//! * **Threads.** Queries and heads are split over rayon's current pool (a block of queries
+//!   per key/value head is a job of its own, so a short prompt's one block still spreads over
+//!   the threads); each writes its own outputs. Results do not depend on the number of
+//!   threads.
 //! * **SIMD.** A decode step's loops are compiled with AVX2 where detected, else portable;
 //!   no fused multiply-adds, so both agree bit for bit. A prompt's two products per block
 //!   and key/value head run in `gemm`, which picks its kernels as it does under burn's matmuls.
@@ -92,12 +96,7 @@ pub fn cached_attention(
     scale: f32,
     out: &mut [f32],
 ) {
-    let (d, c, qc, w) = (
-        shape.head_dim,
-        shape.width(),
-        shape.query_width(),
-        shape.row_width(),
-    );
+    let (d, qc, w) = (shape.head_dim, shape.query_width(), shape.row_width());
     assert!(shape.heads > 0 && shape.query_heads.is_multiple_of(shape.heads));
     assert!(shape.batch > 0 && qkv.len().is_multiple_of(shape.batch * w));
     let t = qkv.len() / (shape.batch * w);
@@ -115,15 +114,7 @@ pub fn cached_attention(
     } = *visibility;
     assert!(key_valid.iter().all(|row| row.len() >= past + t));
     assert!(first_visible.iter().all(|row| row.len() == t));
-    for (step, qkv_row) in qkv.chunks_exact(w).enumerate() {
-        let (row, i) = (step / t, step % t);
-        for head in 0..shape.heads {
-            let to = shape.at(row, head, past + i);
-            let from = qc + head * d;
-            keys[to..to + d].copy_from_slice(&qkv_row[from..from + d]);
-            values[to..to + d].copy_from_slice(&qkv_row[c + from..c + from + d]);
-        }
-    }
+    store_keys_values(qkv, keys, values, shape, past, t);
     let (keys, values) = (&*keys, &*values);
     if t > 1 {
         let step = Step {
@@ -133,6 +124,8 @@ pub fn cached_attention(
             shape,
             past,
             t,
+            queries: t,
+            causal: true,
             visibility,
             scale,
         };
@@ -161,6 +154,70 @@ pub fn cached_attention(
         });
 }
 
+/// An encoder layer's attention, nothing cached: the first `queries` positions of each row
+/// (all `T`, or the first alone where only it is read) over every key of the row that
+/// `key_valid[b]` marks (right padding is false). `qkv` is laid out as for
+/// [`cached_attention`], `shape.capacity` being `T`; `out` is `[B, queries, Hq·D]`.
+pub fn bidirectional_attention(
+    qkv: &[f32],
+    shape: CacheShape,
+    key_valid: &[Vec<bool>],
+    queries: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let (t, w) = (shape.capacity, shape.row_width());
+    assert!(shape.heads > 0 && shape.query_heads.is_multiple_of(shape.heads));
+    assert_eq!(qkv.len(), shape.batch * t * w);
+    assert!(key_valid.len() == shape.batch && key_valid.iter().all(|row| row.len() == t));
+    assert!((1..=t).contains(&queries));
+    assert_eq!(out.len(), shape.batch * queries * shape.query_width());
+    // The blocks read keys and values per head, as a cache holds them.
+    let mut keys = vec![0.0f32; shape.batch * shape.heads * t * shape.head_dim];
+    let mut values = keys.clone();
+    store_keys_values(qkv, &mut keys, &mut values, shape, 0, t);
+    let first_visible = vec![vec![0; queries]; shape.batch];
+    let visibility = Visibility {
+        key_valid,
+        first_visible: &first_visible,
+    };
+    Step {
+        qkv,
+        keys: &keys,
+        values: &values,
+        shape,
+        past: 0,
+        t,
+        queries,
+        causal: false,
+        visibility: &visibility,
+        scale,
+    }
+    .attend_in_blocks(out);
+}
+
+/// Copies each row's `t` keys and values from `qkv` to positions `past..past + t` of the
+/// caches.
+fn store_keys_values(
+    qkv: &[f32],
+    keys: &mut [f32],
+    values: &mut [f32],
+    shape: CacheShape,
+    past: usize,
+    t: usize,
+) {
+    let (d, c, qc) = (shape.head_dim, shape.width(), shape.query_width());
+    for (step, qkv_row) in qkv.chunks_exact(shape.row_width()).enumerate() {
+        let (row, i) = (step / t, step % t);
+        for head in 0..shape.heads {
+            let to = shape.at(row, head, past + i);
+            let from = qc + head * d;
+            keys[to..to + d].copy_from_slice(&qkv_row[from..from + d]);
+            values[to..to + d].copy_from_slice(&qkv_row[c + from..c + from + d]);
+        }
+    }
+}
+
 /// Rows of queries one product scores: a block's queries times its group's query heads (a
 /// group shares its keys, so they are scored as one product). 64 score rows of a 4,096-key
 /// context are 1 MiB, about a core's L2.
@@ -173,7 +230,14 @@ struct Step<'a> {
     values: &'a [f32],
     shape: CacheShape,
     past: usize,
+    /// Positions of each row in `qkv`.
     t: usize,
+    /// Queries computed per row: its first positions (`t`, or fewer for an encoder's last
+    /// layer).
+    queries: usize,
+    /// Whether query `i` stops at key `past + i` (a decoder's), or sees the step's every key
+    /// (an encoder's).
+    causal: bool,
     visibility: &'a Visibility<'a>,
     scale: f32,
 }
@@ -186,48 +250,70 @@ struct BlockBuffers {
     attended: Vec<f32>,
 }
 
+/// The step's output, written by the blocks' jobs in parallel: each job writes only its own
+/// queries' columns of its own heads, so no two jobs write the same element.
+struct SharedOut(*mut f32);
+
+// SAFETY: the jobs write disjoint elements (above), and `attend_in_blocks` holds the only
+// reference to the buffer until they have all finished.
+unsafe impl Sync for SharedOut {}
+
 impl Step<'_> {
     /// Each row's queries in blocks, in parallel: per block and key/value head, the scores of
     /// the keys its group's queries see as one product (`gemm`, as burn's matmuls), each
-    /// query's softmax over its own keys, and the weighted values as another product. A block
-    /// scores the keys up to its last query's, so fewer than a block's queries' scores a
+    /// query's softmax over its own keys, and the weighted values as another product. A causal
+    /// block scores the keys up to its last query's, so fewer than a block's queries' scores a
     /// query are computed to be masked, against the `T - 1 - i` of a whole-prompt product.
     fn attend_in_blocks(&self, out: &mut [f32]) {
-        let qc = self.shape.query_width();
-        let group = self.shape.query_heads / self.shape.heads;
+        let (d, qc) = (self.shape.head_dim, self.shape.query_width());
+        let (heads, group) = (self.shape.heads, self.shape.query_heads / self.shape.heads);
+        assert_eq!(out.len(), self.shape.batch * self.queries * qc);
         let block = (SCORED_ROWS / group).max(8);
-        out.par_chunks_mut(self.t * qc)
-            .enumerate()
-            .for_each(|(row, out_row)| {
-                out_row
-                    .par_chunks_mut(block * qc)
-                    .enumerate()
-                    .for_each_init(BlockBuffers::default, |buffers, (index, out)| {
-                        for head in 0..self.shape.heads {
-                            self.attend_block(row, head, index * block, buffers, out);
-                        }
-                    })
+        let blocks = self.queries.div_ceil(block);
+        let shared = SharedOut(out.as_mut_ptr());
+        let shared = &shared;
+        (0..self.shape.batch * blocks * heads)
+            .into_par_iter()
+            .for_each_init(BlockBuffers::default, |buffers, job| {
+                let (row, head) = (job / (blocks * heads), job % heads);
+                let first = job / heads % blocks * block;
+                let n = block.min(self.queries - first);
+                self.attend_block(row, head, first, n, buffers);
+                // Score row `g·n + i` is query `first + i` of the group's query head `g`.
+                for (r, head_out) in buffers.attended.chunks_exact(d).enumerate() {
+                    let (g, i) = (r / n, r % n);
+                    let at = (row * self.queries + first + i) * qc + (head * group + g) * d;
+                    // SAFETY: `at + d` ≤ `out.len()` (asserted above); no other job writes
+                    // query `first + i` of row `row` in query head `head · group + g`.
+                    unsafe { std::slice::from_raw_parts_mut(shared.0.add(at), d) }
+                        .copy_from_slice(head_out);
+                }
             });
     }
 
-    /// Queries `first..` (as many as `out`, `[n, Hq·D]`, holds) of `row`, in the query heads
-    /// of key/value head `head`.
+    /// Queries `first..first + n` of `row` in the query heads of key/value head `head`, into
+    /// `buffers.attended` (`[group · n, D]`, score row `g·n + i` being query `first + i` of
+    /// the group's query head `g`).
     fn attend_block(
         &self,
         row: usize,
         head: usize,
         first: usize,
+        n: usize,
         buffers: &mut BlockBuffers,
-        out: &mut [f32],
     ) {
         let shape = self.shape;
-        let (d, qc, w) = (shape.head_dim, shape.query_width(), shape.row_width());
+        let (d, w) = (shape.head_dim, shape.row_width());
         let group = shape.query_heads / shape.heads;
-        let n = out.len() / qc;
         let m = group * n;
         let first_visible = &self.visibility.first_visible[row][first..first + n];
         // The window's start only moves forward with the query.
-        let (lo, hi) = (first_visible[0], self.past + first + n - 1);
+        let lo = first_visible[0];
+        let hi = if self.causal {
+            self.past + first + n - 1
+        } else {
+            self.past + self.t - 1
+        };
         let keys = hi + 1 - lo;
         let at = shape.at(row, head, lo);
         let BlockBuffers {
@@ -235,7 +321,6 @@ impl Step<'_> {
             scores,
             attended,
         } = buffers;
-        // Score row `g·n + i` is query `first + i` of the group's query head `g`.
         queries.clear();
         for g in 0..group {
             let column = (head * group + g) * d;
@@ -275,10 +360,15 @@ impl Step<'_> {
         }
         let valid = &self.visibility.key_valid[row][lo..=hi];
         for (r, row_scores) in scores.chunks_exact_mut(keys).enumerate() {
-            // Query `first + i` sees keys `first_visible[i]..=past + first + i`.
+            // Query `first + i` sees keys `first_visible[i]..`, up to `past + first + i` when
+            // causal.
             let i = r % n;
-            let seen = first_visible[i] - lo..keys - (n - 1 - i);
-            softmax_in_place(row_scores, valid, seen);
+            let end = if self.causal {
+                keys - (n - 1 - i)
+            } else {
+                keys
+            };
+            softmax_in_place(row_scores, valid, first_visible[i] - lo..end);
         }
         // SAFETY: as above; the values' rows lie where the keys' do; `m · d` outputs.
         unsafe {
@@ -304,10 +394,6 @@ impl Step<'_> {
                 gemm::Parallelism::None,
             );
         }
-        for (r, head_out) in attended.chunks_exact(d).enumerate() {
-            let (g, i) = (r / n, r % n);
-            out[i * qc + (head * group + g) * d..][..d].copy_from_slice(head_out);
-        }
     }
 }
 
@@ -315,45 +401,58 @@ impl Step<'_> {
 /// where no key is seen: a padding query, whose output is then zeros).
 fn softmax_in_place(scores: &mut [f32], valid: &[bool], seen: std::ops::Range<usize>) {
     #[cfg(target_arch = "x86_64")]
+    if super::wide_kernels() {
+        // SAFETY: avx2 and avx512f were detected.
+        unsafe { softmax_avx512(scores, valid, seen) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if super::detected() == super::Simd::Avx2 {
         // SAFETY: avx2 was detected.
         unsafe { softmax_avx2(scores, valid, seen) };
         return;
     }
-    softmax_each(scores, valid, seen);
+    softmax_each::<8>(scores, valid, seen);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f")]
+unsafe fn softmax_avx512(scores: &mut [f32], valid: &[bool], seen: std::ops::Range<usize>) {
+    softmax_each::<16>(scores, valid, seen);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn softmax_avx2(scores: &mut [f32], valid: &[bool], seen: std::ops::Range<usize>) {
-    softmax_each(scores, valid, seen);
+    softmax_each::<8>(scores, valid, seen);
 }
 
+/// The softmax in `L` lanes, a register's width of f32 (AVX2's 8, AVX-512's 16).
 #[inline(always)]
-fn softmax_each(scores: &mut [f32], valid: &[bool], seen: std::ops::Range<usize>) {
+fn softmax_each<const L: usize>(scores: &mut [f32], valid: &[bool], seen: std::ops::Range<usize>) {
     let (scores_seen, valid) = (&mut scores[seen.clone()], &valid[seen.clone()]);
-    // Eight lanes for each reduction and a select after each computation, so that the
-    // loops vectorise: a single running max or sum is a chain of dependent instructions,
-    // one a key, and a branch on each key's flag keeps the loop scalar.
+    // `L` lanes for each reduction and a select after each computation, so that the loops
+    // vectorise: a single running max or sum is a chain of dependent instructions, one a
+    // key, and a branch on each key's flag keeps the loop scalar.
     let masked = |s: f32, v: bool, otherwise: f32| if v { s } else { otherwise };
-    let mut maxes = [f32::NEG_INFINITY; 8];
-    let (s8, v8) = (scores_seen.chunks_exact(8), valid.chunks_exact(8));
-    for (&s, &v) in s8.remainder().iter().zip(v8.remainder()) {
+    let mut maxes = [f32::NEG_INFINITY; L];
+    let (s_l, v_l) = (scores_seen.chunks_exact(L), valid.chunks_exact(L));
+    for (&s, &v) in s_l.remainder().iter().zip(v_l.remainder()) {
         maxes[0] = maxes[0].max(masked(s, v, f32::NEG_INFINITY));
     }
-    for (s, v) in s8.zip(v8) {
-        for l in 0..8 {
+    for (s, v) in s_l.zip(v_l) {
+        for l in 0..L {
             maxes[l] = maxes[l].max(masked(s[l], v[l], f32::NEG_INFINITY));
         }
     }
     let max = maxes.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    let mut sums = [0.0f32; 8];
-    let tail = scores_seen.len() / 8 * 8;
+    let mut sums = [0.0f32; L];
+    let tail = scores_seen.len() / L * L;
     for (s, v) in scores_seen[..tail]
-        .chunks_exact_mut(8)
-        .zip(valid.chunks_exact(8))
+        .chunks_exact_mut(L)
+        .zip(valid.chunks_exact(L))
     {
-        for l in 0..8 {
+        for l in 0..L {
             // `exp` clamps, so an unseen key's huge score is finite before it is dropped.
             s[l] = masked(exp(s[l] - max), v[l], 0.0);
             sums[l] += s[l];
@@ -464,8 +563,8 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 mod tests {
     use super::*;
 
-    /// The reference: the step's keys and values appended, then each query's softmax over
-    /// the keys it sees, in f64.
+    /// The reference: the step's keys and values appended, then each of the first `queries`
+    /// queries' softmax over the keys it sees (up to its own when `causal`), in f64.
     #[allow(clippy::too_many_arguments)]
     fn reference(
         qkv: &[f32],
@@ -474,6 +573,7 @@ mod tests {
         shape: CacheShape,
         past: usize,
         visibility: &Visibility,
+        (queries, causal): (usize, bool),
         scale: f32,
     ) -> Vec<f64> {
         let (d, c, qc, w) = (
@@ -484,9 +584,9 @@ mod tests {
         );
         let t = qkv.len() / (shape.batch * w);
         let group = shape.query_heads / shape.heads;
-        let mut out = vec![0.0f64; shape.batch * t * qc];
+        let mut out = vec![0.0f64; shape.batch * queries * qc];
         for row in 0..shape.batch {
-            for i in 0..t {
+            for i in 0..queries {
                 let r = &qkv[(row * t + i) * w..][..w];
                 for query_head in 0..shape.query_heads {
                     let head = query_head / group;
@@ -501,7 +601,8 @@ mod tests {
                         }
                     };
                     let first = visibility.first_visible[row][i];
-                    let seen: Vec<usize> = (first..=past + i)
+                    let last = if causal { past + i } else { past + t - 1 };
+                    let seen: Vec<usize> = (first..=last)
                         .filter(|&s| visibility.key_valid[row][s])
                         .collect();
                     let scores: Vec<f64> = seen
@@ -518,7 +619,7 @@ mod tests {
                     let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                     let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
                     let sum: f64 = weights.iter().sum();
-                    let at = (row * t + i) * qc + query_head * d;
+                    let at = (row * queries + i) * qc + query_head * d;
                     for (&s, w) in seen.iter().zip(&weights) {
                         for (j, v) in cached(s, qc + c, values).into_iter().enumerate() {
                             out[at + j] += w / sum * v as f64;
@@ -546,17 +647,75 @@ mod tests {
         let cache = shape.batch * shape.heads * shape.capacity * shape.head_dim;
         let (mut keys, mut vals) = (values(cache, 11), values(cache, 13));
         let scale = 1.0 / (shape.head_dim as f32).sqrt();
-        let want = reference(&qkv, &keys, &vals, shape, past, visibility, scale);
+        let want = reference(
+            &qkv,
+            &keys,
+            &vals,
+            shape,
+            past,
+            visibility,
+            (t, true),
+            scale,
+        );
         let mut got = vec![f32::NAN; shape.batch * t * shape.query_width()];
         cached_attention(
             &qkv, &mut keys, &mut vals, shape, past, visibility, scale, &mut got,
         );
-        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+        assert_close(&got, &want);
+    }
+
+    fn assert_close(got: &[f32], want: &[f64]) {
+        assert_eq!(got.len(), want.len());
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
             assert!(
                 (g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()),
                 "{i}: {g} vs {w}"
             );
         }
+    }
+
+    /// An encoder's layer over `t` positions (row 0 right-padded by three), its first
+    /// `queries` positions computed.
+    fn assert_bidirectional_matches_reference(t: usize, queries: usize) {
+        let shape = CacheShape {
+            batch: 2,
+            query_heads: 3,
+            heads: 3,
+            capacity: t,
+            head_dim: 16,
+        };
+        let key_valid = vec![(0..t).map(|s| s + 3 < t).collect(), vec![true; t]];
+        let first_visible = vec![vec![0; queries]; 2];
+        let visibility = Visibility {
+            key_valid: &key_valid,
+            first_visible: &first_visible,
+        };
+        let qkv = values(shape.batch * t * shape.row_width(), 17);
+        let scale = 0.25;
+        let want = reference(
+            &qkv,
+            &[],
+            &[],
+            shape,
+            0,
+            &visibility,
+            (queries, false),
+            scale,
+        );
+        let mut got = vec![f32::NAN; shape.batch * queries * shape.query_width()];
+        bidirectional_attention(&qkv, shape, &key_valid, queries, scale, &mut got);
+        assert_close(&got, &want);
+    }
+
+    #[test]
+    fn an_encoders_queries_see_every_valid_key_of_their_row_across_blocks() {
+        assert_bidirectional_matches_reference(2 * SCORED_ROWS + 5, 2 * SCORED_ROWS + 5);
+        assert_bidirectional_matches_reference(1, 1);
+    }
+
+    #[test]
+    fn an_encoders_first_query_alone_sees_the_whole_row() {
+        assert_bidirectional_matches_reference(9, 1);
     }
 
     /// Row 0 has two padding keys and two keys no query sees, row 1 none.
