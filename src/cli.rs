@@ -18,7 +18,7 @@ use crate::telemetry;
 #[command(
     name = "infergraph",
     version,
-    about = "An inference graph server: GPT-2 generators feeding a BERT classifier"
+    about = "An inference graph server: text generators feeding a classifier, over HTTP and websockets"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -29,7 +29,8 @@ pub struct Cli {
 enum Command {
     /// Serve the graph over HTTP.
     Serve(ServeArgs),
-    /// Continue a prompt with a GPT-2 model folder (greedy unless --temperature is set).
+    /// Continue a prompt with a generator: a GPT-2, Llama, Mistral, Qwen2 or Qwen3 folder, or a
+    /// GGUF file (greedy unless --temperature is set).
     Generate(GenerateArgs),
     /// Classify a text (or a text pair) with a BERT, RoBERTa, XLM-RoBERTa or DistilBERT folder.
     Classify(ClassifyArgs),
@@ -133,7 +134,7 @@ struct HealthArgs {
 
 #[derive(Debug, Args)]
 struct GenerateArgs {
-    /// A GPT-2 model folder.
+    /// A generator's model folder (Hugging Face layout) or GGUF file.
     #[arg(long)]
     model: PathBuf,
     #[arg(long)]

@@ -431,35 +431,41 @@ unsafe fn softmax_avx2(scores: &mut [f32], valid: &[bool], seen: std::ops::Range
 #[inline(always)]
 fn softmax_each<const L: usize>(scores: &mut [f32], valid: &[bool], seen: std::ops::Range<usize>) {
     let (scores_seen, valid) = (&mut scores[seen.clone()], &valid[seen.clone()]);
-    // `L` lanes for each reduction and a select after each computation, so that the loops
-    // vectorise: a single running max or sum is a chain of dependent instructions, one a
-    // key, and a branch on each key's flag keeps the loop scalar.
-    let masked = |s: f32, v: bool, otherwise: f32| if v { s } else { otherwise };
-    let mut maxes = [f32::NEG_INFINITY; L];
-    let (s_l, v_l) = (scores_seen.chunks_exact(L), valid.chunks_exact(L));
-    for (&s, &v) in s_l.remainder().iter().zip(v_l.remainder()) {
-        maxes[0] = maxes[0].max(masked(s, v, f32::NEG_INFINITY));
+    // One pass a step, each a plain loop over the scores, and `L` lanes for each reduction,
+    // so that every loop vectorises: a single running max or sum is a chain of dependent
+    // instructions, and reading the flags inside the reductions made LLVM gather.
+    for (s, &v) in scores_seen.iter_mut().zip(valid) {
+        *s = if v { *s } else { f32::NEG_INFINITY };
     }
-    for (s, v) in s_l.zip(v_l) {
+    let mut maxes = [f32::NEG_INFINITY; L];
+    let chunks = scores_seen.chunks_exact(L);
+    for &s in chunks.remainder() {
+        maxes[0] = maxes[0].max(s);
+    }
+    for chunk in chunks {
         for l in 0..L {
-            maxes[l] = maxes[l].max(masked(s[l], v[l], f32::NEG_INFINITY));
+            maxes[l] = maxes[l].max(chunk[l]);
         }
     }
     let max = maxes.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    // A masked key's weight is exactly 0 (`exp` clamps, so it alone would give 1.6e-38).
+    let weight = |s: f32| {
+        if s == f32::NEG_INFINITY {
+            0.0
+        } else {
+            exp(s - max)
+        }
+    };
     let mut sums = [0.0f32; L];
-    let tail = scores_seen.len() / L * L;
-    for (s, v) in scores_seen[..tail]
-        .chunks_exact_mut(L)
-        .zip(valid.chunks_exact(L))
-    {
+    let mut chunks = scores_seen.chunks_exact_mut(L);
+    for chunk in &mut chunks {
         for l in 0..L {
-            // `exp` clamps, so an unseen key's huge score is finite before it is dropped.
-            s[l] = masked(exp(s[l] - max), v[l], 0.0);
-            sums[l] += s[l];
+            chunk[l] = weight(chunk[l]);
+            sums[l] += chunk[l];
         }
     }
-    for (s, &v) in scores_seen[tail..].iter_mut().zip(&valid[tail..]) {
-        *s = masked(exp(*s - max), v, 0.0);
+    for s in chunks.into_remainder() {
+        *s = weight(*s);
         sums[0] += *s;
     }
     let sum: f32 = sums.iter().sum();
