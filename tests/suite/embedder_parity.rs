@@ -151,6 +151,25 @@ fn the_real_all_minilm_l6_v2_matches_sentence_transformers_within_1e_4() {
 }
 
 #[test]
+fn a_short_text_beside_a_256_token_one_embeds_as_it_does_alone() {
+    // The short text's padding keys span four blocks of the attention's queries.
+    let embedder = models::load_embedder_in(&real_minilm_dir(), &cpu(), Dtype::F32, None).unwrap();
+    let golden = real_golden();
+    let long = golden["long_input"]["text"].as_str().unwrap();
+    let short = golden["inputs"][0]["text"].as_str().unwrap();
+    let batch = embedder.embed_batch(&[short, long]).unwrap();
+    assert_eq!(batch[1].input_ids.len(), 256);
+    let alone = [
+        embedder.embed(short).unwrap(),
+        embedder.embed(long).unwrap(),
+    ];
+    for (together, alone) in batch.iter().zip(&alone) {
+        let delta = max_abs_diff(&together.embedding, &alone.embedding);
+        assert!(delta < 1e-6, "off by {delta}");
+    }
+}
+
+#[test]
 fn the_documented_all_minilm_l6_v2_cosines_hold_to_4_decimals() {
     let embedder = models::load_embedder_in(&real_minilm_dir(), &cpu(), Dtype::F32, None).unwrap();
     for (a, b, documented) in [
