@@ -228,25 +228,30 @@ fn activations(model: &dyn CausalLm, batch: usize, dense: &Dense) -> Tensor<2> {
 }
 
 fn bench_classifier(name: &str, classifier: &Classifier, repeats: usize) {
-    for len in [40usize, 128, 512] {
+    let input = |len: usize| {
         let mut ids: Vec<u32> = (0..len as u32 - 2)
             .map(|i| 1000 + (i * 7919) % 29000)
             .collect();
         ids.insert(0, 101);
         ids.push(102);
-        let input = EncoderInput {
+        EncoderInput {
             token_type_ids: vec![0; ids.len()],
             input_ids: ids,
-        };
-        let t = median(repeats, || {
-            classifier
-                .model()
-                .logits(std::slice::from_ref(&input))
-                .unwrap()
-                .into_data();
-        });
+        }
+    };
+    let forward = |inputs: &[EncoderInput]| {
+        median(repeats, || {
+            classifier.model().logits(inputs).unwrap().into_data();
+        })
+    };
+    for len in [40usize, 128, 512] {
+        let t = forward(&[input(len)]);
         row(name, &format!("forward, batch 1, {len} tokens"), t, "");
     }
+    // Inputs of mixed lengths, as a loaded server batches them: each costs its own length.
+    let mixed: Vec<EncoderInput> = [16, 40, 128, 512].map(input).into();
+    let t = forward(&mixed);
+    row(name, "forward, batch 4, 16 + 40 + 128 + 512 tokens", t, "");
 }
 
 fn row(model: &str, measure: &str, t: Duration, note: &str) {

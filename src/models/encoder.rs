@@ -354,19 +354,23 @@ impl Encoder {
         let lengths: Vec<usize> = inputs.iter().map(|i| i.input_ids.len()).collect();
         let last = self.layers.len() - 1;
         if runs_on_host(&self.device) {
-            let key_valid: Vec<Vec<bool>> = lengths
-                .iter()
-                .map(|&l| (0..longest).map(|s| s < l).collect())
-                .collect();
-            let mut x = x
+            let tokens = Tokens {
+                lengths: &lengths,
+                t: longest,
+            };
+            let padded = x
                 .into_data()
                 .try_into_vec::<f32>()
                 .expect("activations are f32");
+            let mut x = tokens.unpad(padded, d);
             for (i, layer) in self.layers.iter().enumerate() {
                 let first_only = i == last && rows == Rows::First;
-                x = layer.forward_on_host(&x, &key_valid, first_only);
+                x = layer.forward_on_host(x, &tokens, first_only);
             }
-            let t = x.len() / (b * d);
+            let (x, t) = match rows {
+                Rows::First => (x, 1),
+                Rows::All => (tokens.pad(x, d), longest),
+            };
             return Ok(Tensor::from_data(
                 TensorData::new(x, [b, t, d]),
                 &self.device,
@@ -436,46 +440,109 @@ impl Layer {
     }
 }
 
+/// The real tokens of a right-padded batch: input `b` holds the first `lengths[b]` of `t`
+/// positions. On the host the dense layers run on these rows alone, `[Σ lengths, width]`, so
+/// a short input beside a long one costs its own length, not the long one's.
+struct Tokens<'a> {
+    lengths: &'a [usize],
+    t: usize,
+}
+
+impl Tokens<'_> {
+    fn count(&self) -> usize {
+        self.lengths.iter().sum()
+    }
+
+    /// Each input's first row among the real tokens' rows.
+    fn starts(&self) -> impl Iterator<Item = usize> + '_ {
+        self.lengths.iter().scan(0, |start, &l| {
+            let first = *start;
+            *start += l;
+            Some(first)
+        })
+    }
+
+    fn padded(&self) -> bool {
+        self.lengths.iter().any(|&l| l < self.t)
+    }
+
+    /// `[B, t, width]` → the real tokens' rows (the same buffer when nothing is padded).
+    fn unpad(&self, padded: Vec<f32>, width: usize) -> Vec<f32> {
+        if !self.padded() {
+            return padded;
+        }
+        padded
+            .chunks_exact(self.t * width)
+            .zip(self.lengths)
+            .flat_map(|(input, &l)| &input[..l * width])
+            .copied()
+            .collect()
+    }
+
+    /// The real tokens' rows → `[B, t, width]`, padding rows zero (the same buffer when
+    /// nothing is padded).
+    fn pad(&self, rows: Vec<f32>, width: usize) -> Vec<f32> {
+        if !self.padded() {
+            return rows;
+        }
+        let mut padded = vec![0.0f32; self.lengths.len() * self.t * width];
+        for ((input, &l), first) in padded
+            .chunks_exact_mut(self.t * width)
+            .zip(self.lengths)
+            .zip(self.starts())
+        {
+            input[..l * width].copy_from_slice(&rows[first * width..(first + l) * width]);
+        }
+        padded
+    }
+}
+
 impl Layer {
-    /// `forward` on the host (`kv_cache::runs_on_host`): `x` is `[B·T, d]`, each row's `T`
-    /// positions in turn (`key_valid[b]` marking its real tokens); returns `[B·T, d]`, or
-    /// `[B, d]` with `first_only`.
-    fn forward_on_host(&self, x: &[f32], key_valid: &[Vec<bool>], first_only: bool) -> Vec<f32> {
+    /// `forward` on the host (`kv_cache::runs_on_host`) over the real tokens' rows `x`
+    /// (`[Σ lengths, d]`); returns the same rows, or each input's first alone (`[B, d]`) with
+    /// `first_only`.
+    fn forward_on_host(&self, x: Vec<f32>, tokens: &Tokens, first_only: bool) -> Vec<f32> {
         let a = &self.self_attn;
-        let (b, t) = (key_valid.len(), key_valid[0].len());
-        let d = x.len() / (b * t);
+        let (b, n) = (tokens.lengths.len(), tokens.count());
+        let d = x.len() / n;
         let shape = CacheShape {
             batch: b,
             query_heads: a.n_head,
             heads: a.n_head,
-            capacity: t,
+            capacity: tokens.t,
             head_dim: d / a.n_head,
         };
-        let (qkv, residual) = if first_only {
-            // Every position's keys and values, the first position's query alone (the other
-            // positions' queries are never read: zeros).
-            let first: Vec<f32> = x
-                .chunks_exact(t * d)
-                .flat_map(|row| &row[..d])
+        let ([q, k, v], residual) = if first_only {
+            // Every token's key and value, each input's first query alone (the other
+            // queries are never read: zeros).
+            let first: Vec<f32> = tokens
+                .starts()
+                .flat_map(|s| &x[s * d..(s + 1) * d])
                 .copied()
                 .collect();
-            let [k, v] = Dense::forward_rows_fused([&a.key, &a.value], x, b * t);
-            let mut q = vec![0.0f32; b * t * d];
+            let [k, v] = Dense::forward_rows_fused([&a.key, &a.value], &x, n);
+            let mut q = vec![0.0f32; n * d];
             let first_q = a.query.forward_rows(&first, b);
-            for (row, query) in q.chunks_exact_mut(t * d).zip(first_q.chunks_exact(d)) {
-                row[..d].copy_from_slice(query);
+            for (s, query) in tokens.starts().zip(first_q.chunks_exact(d)) {
+                q[s * d..(s + 1) * d].copy_from_slice(query);
             }
-            (side_by_side([&q, &k, &v], [d; 3]), first)
+            ([q, k, v], first)
         } else {
-            let [q, k, v] = Dense::forward_rows_fused([&a.query, &a.key, &a.value], x, b * t);
-            (side_by_side([&q, &k, &v], [d; 3]), x.to_vec())
+            let qkv = Dense::forward_rows_fused([&a.query, &a.key, &a.value], &x, n);
+            (qkv, x)
         };
-        let queries = if first_only { 1 } else { t };
+        let qkv = tokens.pad(side_by_side([&q, &k, &v], [d; 3]), 3 * d);
+        let queries = if first_only { 1 } else { tokens.t };
         let mut context = vec![0.0f32; b * queries * d];
         let scale = 1.0 / (shape.head_dim as f32).sqrt();
-        bidirectional_attention(&qkv, shape, key_valid, queries, scale, &mut context);
+        bidirectional_attention(&qkv, shape, tokens.lengths, queries, scale, &mut context);
+        let (context, rows) = if first_only {
+            (context, b)
+        } else {
+            (tokens.unpad(context, d), n)
+        };
         let x = self.attention_output.forward_on_host(&context, &residual);
-        let mut hidden = self.intermediate.forward_rows(&x, b * queries);
+        let mut hidden = self.intermediate.forward_rows(&x, rows);
         gelu_erf_on_host(&mut hidden);
         self.output.forward_on_host(&hidden, &x)
     }

@@ -125,7 +125,7 @@ pub fn cached_attention(
             past,
             t,
             queries: t,
-            causal: true,
+            reach: Reach::Causal,
             visibility,
             scale,
         };
@@ -154,14 +154,15 @@ pub fn cached_attention(
         });
 }
 
-/// An encoder layer's attention, nothing cached: the first `queries` positions of each row
-/// (all `T`, or the first alone where only it is read) over every key of the row that
-/// `key_valid[b]` marks (right padding is false). `qkv` is laid out as for
-/// [`cached_attention`], `shape.capacity` being `T`; `out` is `[B, queries, Hq·D]`.
+/// An encoder layer's attention, nothing cached: row `b`'s first `queries` positions (all
+/// `T`, or the first alone where only it is read) over its first `lengths[b]` keys (the row's
+/// real tokens; right padding follows them). A padding query is not computed: its output is
+/// zeros. `qkv` is laid out as for [`cached_attention`], `shape.capacity` being `T`; `out` is
+/// `[B, queries, Hq·D]`.
 pub fn bidirectional_attention(
     qkv: &[f32],
     shape: CacheShape,
-    key_valid: &[Vec<bool>],
+    lengths: &[usize],
     queries: usize,
     scale: f32,
     out: &mut [f32],
@@ -169,18 +170,21 @@ pub fn bidirectional_attention(
     let (t, w) = (shape.capacity, shape.row_width());
     assert!(shape.heads > 0 && shape.query_heads.is_multiple_of(shape.heads));
     assert_eq!(qkv.len(), shape.batch * t * w);
-    assert!(key_valid.len() == shape.batch && key_valid.iter().all(|row| row.len() == t));
+    assert!(lengths.len() == shape.batch && lengths.iter().all(|l| (1..=t).contains(l)));
     assert!((1..=t).contains(&queries));
     assert_eq!(out.len(), shape.batch * queries * shape.query_width());
     // The blocks read keys and values per head, as a cache holds them.
     let mut keys = vec![0.0f32; shape.batch * shape.heads * t * shape.head_dim];
     let mut values = keys.clone();
     store_keys_values(qkv, &mut keys, &mut values, shape, 0, t);
+    // Every key a query reaches is a real token's.
+    let key_valid = vec![vec![true; t]; shape.batch];
     let first_visible = vec![vec![0; queries]; shape.batch];
     let visibility = Visibility {
-        key_valid,
+        key_valid: &key_valid,
         first_visible: &first_visible,
     };
+    out.fill(0.0);
     Step {
         qkv,
         keys: &keys,
@@ -189,7 +193,7 @@ pub fn bidirectional_attention(
         past: 0,
         t,
         queries,
-        causal: false,
+        reach: Reach::Lengths(lengths),
         visibility: &visibility,
         scale,
     }
@@ -232,14 +236,31 @@ struct Step<'a> {
     past: usize,
     /// Positions of each row in `qkv`.
     t: usize,
-    /// Queries computed per row: its first positions (`t`, or fewer for an encoder's last
-    /// layer).
+    /// Queries per row: its first positions (`t`, or fewer for an encoder's last layer).
     queries: usize,
-    /// Whether query `i` stops at key `past + i` (a decoder's), or sees the step's every key
-    /// (an encoder's).
-    causal: bool,
+    reach: Reach<'a>,
     visibility: &'a Visibility<'a>,
     scale: f32,
+}
+
+/// How far a step's queries see, past their window's start.
+#[derive(Clone, Copy)]
+enum Reach<'a> {
+    /// Query `i` sees up to key `past + i` (a decoder's step).
+    Causal,
+    /// Row `b`'s queries see its first `lengths[b]` keys, and only those are computed (an
+    /// encoder's right-padded input).
+    Lengths(&'a [usize]),
+}
+
+impl Reach<'_> {
+    /// Queries of `row` to compute, of the step's `queries`.
+    fn queries(self, row: usize, queries: usize) -> usize {
+        match self {
+            Self::Causal => queries,
+            Self::Lengths(lengths) => queries.min(lengths[row]),
+        }
+    }
 }
 
 /// One thread's buffers for a block: its group's queries, their scores, their outputs.
@@ -277,7 +298,11 @@ impl Step<'_> {
             .for_each_init(BlockBuffers::default, |buffers, job| {
                 let (row, head) = (job / (blocks * heads), job % heads);
                 let first = job / heads % blocks * block;
-                let n = block.min(self.queries - first);
+                let queries = self.reach.queries(row, self.queries);
+                if first >= queries {
+                    return;
+                }
+                let n = block.min(queries - first);
                 self.attend_block(row, head, first, n, buffers);
                 // Score row `g·n + i` is query `first + i` of the group's query head `g`.
                 for (r, head_out) in buffers.attended.chunks_exact(d).enumerate() {
@@ -309,10 +334,9 @@ impl Step<'_> {
         let first_visible = &self.visibility.first_visible[row][first..first + n];
         // The window's start only moves forward with the query.
         let lo = first_visible[0];
-        let hi = if self.causal {
-            self.past + first + n - 1
-        } else {
-            self.past + self.t - 1
+        let hi = match self.reach {
+            Reach::Causal => self.past + first + n - 1,
+            Reach::Lengths(lengths) => self.past + lengths[row] - 1,
         };
         let keys = hi + 1 - lo;
         let at = shape.at(row, head, lo);
@@ -363,10 +387,9 @@ impl Step<'_> {
             // Query `first + i` sees keys `first_visible[i]..`, up to `past + first + i` when
             // causal.
             let i = r % n;
-            let end = if self.causal {
-                keys - (n - 1 - i)
-            } else {
-                keys
+            let end = match self.reach {
+                Reach::Causal => keys - (n - 1 - i),
+                Reach::Lengths(_) => keys,
             };
             softmax_in_place(row_scores, valid, first_visible[i] - lo..end);
         }
@@ -680,8 +703,8 @@ mod tests {
         }
     }
 
-    /// An encoder's layer over `t` positions (row 0 right-padded by three), its first
-    /// `queries` positions computed.
+    /// An encoder's layer over `t` positions (row 0 right-padded by three, when `t` > 3), its
+    /// first `queries` positions computed; row 0's padding queries give zeros.
     fn assert_bidirectional_matches_reference(t: usize, queries: usize) {
         let shape = CacheShape {
             batch: 2,
@@ -690,7 +713,11 @@ mod tests {
             capacity: t,
             head_dim: 16,
         };
-        let key_valid = vec![(0..t).map(|s| s + 3 < t).collect(), vec![true; t]];
+        let lengths = [if t > 3 { t - 3 } else { t }, t];
+        let key_valid: Vec<Vec<bool>> = lengths
+            .iter()
+            .map(|&l| (0..t).map(|s| s < l).collect())
+            .collect();
         let first_visible = vec![vec![0; queries]; 2];
         let visibility = Visibility {
             key_valid: &key_valid,
@@ -708,8 +735,11 @@ mod tests {
             (queries, false),
             scale,
         );
-        let mut got = vec![f32::NAN; shape.batch * queries * shape.query_width()];
-        bidirectional_attention(&qkv, shape, &key_valid, queries, scale, &mut got);
+        let mut want = want;
+        let qc = shape.query_width();
+        want[lengths[0].min(queries) * qc..queries * qc].fill(0.0);
+        let mut got = vec![f32::NAN; shape.batch * queries * qc];
+        bidirectional_attention(&qkv, shape, &lengths, queries, scale, &mut got);
         assert_close(&got, &want);
     }
 
