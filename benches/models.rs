@@ -134,6 +134,27 @@ fn bench_generator(name: &str, generator: &Generator, repeats: usize) {
             &format!("{per_second:.0} tok/s"),
         );
     }
+    // Prompts of mixed lengths arriving together, as a loaded server prefills them: each
+    // costs its own length.
+    let mixed: Vec<Vec<u32>> = [16, 40, 128, 512]
+        .into_iter()
+        .filter(|&len| len < context)
+        .map(prompt)
+        .collect();
+    let t = median(repeats, || {
+        model.prefill(&mixed).unwrap().0.into_data();
+    });
+    let lengths: Vec<String> = mixed.iter().map(|p| p.len().to_string()).collect();
+    row(
+        name,
+        &format!(
+            "prefill, batch {}, {} tokens",
+            mixed.len(),
+            lengths.join(" + ")
+        ),
+        t,
+        "",
+    );
     // A batch of 1 and a batch of 8, stepped in turn so that both see the same machine (these
     // machines are noisy, and the ratio of the two is the figure that matters). Each step is
     // the batch's next one, as in a running batch: from a 16–23-token context, one token

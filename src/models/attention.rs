@@ -34,6 +34,62 @@ pub fn attend(
     softmax(scores, 3).matmul(v)
 }
 
+/// Which rows of a step's `[B·T, width]` activations hold real tokens (padding's do not). On
+/// the host the dense layers run on the real rows alone, so that a short input batched with a
+/// long one costs its own length; the attention reads them back in their places.
+pub(crate) struct RealRows {
+    /// Per row of the step, whether it holds a real token.
+    real: Vec<bool>,
+    count: usize,
+}
+
+impl RealRows {
+    pub(crate) fn new(real: Vec<bool>) -> Self {
+        let count = real.iter().filter(|&&r| r).count();
+        Self { real, count }
+    }
+
+    /// Real rows of the step.
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
+    fn all(&self) -> bool {
+        self.count == self.real.len()
+    }
+
+    /// The real rows of `x` (`[B·T, width]`), in order: `x` itself when every row is real.
+    pub(crate) fn gather(&self, x: Vec<f32>, width: usize) -> Vec<f32> {
+        if self.all() {
+            return x;
+        }
+        x.chunks_exact(width)
+            .zip(&self.real)
+            .filter(|(_, &real)| real)
+            .flat_map(|(row, _)| row)
+            .copied()
+            .collect()
+    }
+
+    /// The real rows back in their places among all the step's rows, padding's rows zero:
+    /// `rows` itself when every row is real.
+    pub(crate) fn scatter(&self, rows: Vec<f32>, width: usize) -> Vec<f32> {
+        if self.all() {
+            return rows;
+        }
+        let mut out = vec![0.0f32; self.real.len() * width];
+        let mut from = rows.chunks_exact(width);
+        for (to, _) in out
+            .chunks_exact_mut(width)
+            .zip(&self.real)
+            .filter(|(_, &real)| real)
+        {
+            to.copy_from_slice(from.next().expect("one row a real token"));
+        }
+        out
+    }
+}
+
 /// Rows of `parts` side by side: row `r` of the result is row `r` of each part in turn
 /// (separate q, k and v projections laid out as a fused one, as the host's attention reads
 /// them). `widths` are the parts' row widths.

@@ -19,7 +19,7 @@ use burn::tensor::activation::{relu, sigmoid, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::activation::gelu_erf;
-use super::attention::{attend, attention_bias, merge_heads, side_by_side, split_heads};
+use super::attention::{attend, attention_bias, merge_heads, side_by_side, split_heads, RealRows};
 use super::dense::Dense;
 use super::error::ModelError;
 use super::kernels::activation::gelu_erf as gelu_erf_on_host;
@@ -354,22 +354,19 @@ impl Encoder {
         let lengths: Vec<usize> = inputs.iter().map(|i| i.input_ids.len()).collect();
         let last = self.layers.len() - 1;
         if runs_on_host(&self.device) {
-            let tokens = Tokens {
-                lengths: &lengths,
-                t: longest,
-            };
+            let tokens = Tokens::new(&lengths, longest);
             let padded = x
                 .into_data()
                 .try_into_vec::<f32>()
                 .expect("activations are f32");
-            let mut x = tokens.unpad(padded, d);
+            let mut x = tokens.rows.gather(padded, d);
             for (i, layer) in self.layers.iter().enumerate() {
                 let first_only = i == last && rows == Rows::First;
                 x = layer.forward_on_host(x, &tokens, first_only);
             }
             let (x, t) = match rows {
                 Rows::First => (x, 1),
-                Rows::All => (tokens.pad(x, d), longest),
+                Rows::All => (tokens.rows.scatter(x, d), longest),
             };
             return Ok(Tensor::from_data(
                 TensorData::new(x, [b, t, d]),
@@ -441,16 +438,21 @@ impl Layer {
 }
 
 /// The real tokens of a right-padded batch: input `b` holds the first `lengths[b]` of `t`
-/// positions. On the host the dense layers run on these rows alone, `[Σ lengths, width]`, so
-/// a short input beside a long one costs its own length, not the long one's.
+/// positions; `rows` picks them out of `[B·t, ·]` activations.
 struct Tokens<'a> {
     lengths: &'a [usize],
     t: usize,
+    rows: RealRows,
 }
 
-impl Tokens<'_> {
-    fn count(&self) -> usize {
-        self.lengths.iter().sum()
+impl<'a> Tokens<'a> {
+    fn new(lengths: &'a [usize], t: usize) -> Self {
+        let real = lengths.iter().flat_map(|&l| (0..t).map(move |s| s < l));
+        Self {
+            lengths,
+            t,
+            rows: RealRows::new(real.collect()),
+        }
     }
 
     /// Each input's first row among the real tokens' rows.
@@ -461,40 +463,6 @@ impl Tokens<'_> {
             Some(first)
         })
     }
-
-    fn padded(&self) -> bool {
-        self.lengths.iter().any(|&l| l < self.t)
-    }
-
-    /// `[B, t, width]` → the real tokens' rows (the same buffer when nothing is padded).
-    fn unpad(&self, padded: Vec<f32>, width: usize) -> Vec<f32> {
-        if !self.padded() {
-            return padded;
-        }
-        padded
-            .chunks_exact(self.t * width)
-            .zip(self.lengths)
-            .flat_map(|(input, &l)| &input[..l * width])
-            .copied()
-            .collect()
-    }
-
-    /// The real tokens' rows → `[B, t, width]`, padding rows zero (the same buffer when
-    /// nothing is padded).
-    fn pad(&self, rows: Vec<f32>, width: usize) -> Vec<f32> {
-        if !self.padded() {
-            return rows;
-        }
-        let mut padded = vec![0.0f32; self.lengths.len() * self.t * width];
-        for ((input, &l), first) in padded
-            .chunks_exact_mut(self.t * width)
-            .zip(self.lengths)
-            .zip(self.starts())
-        {
-            input[..l * width].copy_from_slice(&rows[first * width..(first + l) * width]);
-        }
-        padded
-    }
 }
 
 impl Layer {
@@ -503,7 +471,7 @@ impl Layer {
     /// `first_only`.
     fn forward_on_host(&self, x: Vec<f32>, tokens: &Tokens, first_only: bool) -> Vec<f32> {
         let a = &self.self_attn;
-        let (b, n) = (tokens.lengths.len(), tokens.count());
+        let (b, n) = (tokens.lengths.len(), tokens.rows.count());
         let d = x.len() / n;
         let shape = CacheShape {
             batch: b,
@@ -531,7 +499,9 @@ impl Layer {
             let qkv = Dense::forward_rows_fused([&a.query, &a.key, &a.value], &x, n);
             (qkv, x)
         };
-        let qkv = tokens.pad(side_by_side([&q, &k, &v], [d; 3]), 3 * d);
+        let qkv = tokens
+            .rows
+            .scatter(side_by_side([&q, &k, &v], [d; 3]), 3 * d);
         let queries = if first_only { 1 } else { tokens.t };
         let mut context = vec![0.0f32; b * queries * d];
         let scale = 1.0 / (shape.head_dim as f32).sqrt();
@@ -539,7 +509,7 @@ impl Layer {
         let (context, rows) = if first_only {
             (context, b)
         } else {
-            (tokens.unpad(context, d), n)
+            (tokens.rows.gather(context, d), n)
         };
         let x = self.attention_output.forward_on_host(&context, &residual);
         let mut hidden = self.intermediate.forward_rows(&x, rows);

@@ -11,6 +11,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::Deserialize;
 
 use super::activation::{gelu_erf, gelu_tanh};
+use super::attention::RealRows;
 use super::causal_lm::{CausalLm, LmDescription};
 use super::dense::Dense;
 use super::error::ModelError;
@@ -277,14 +278,16 @@ impl CausalLm for Gpt2LmHeadModel {
             .copied()
             .collect();
         if runs_on_host(&self.device) {
+            let real = RealRows::new(valid.iter().flatten().copied().collect());
             let mut x = self.wte.rows_on_host(&flat_ids);
             x.iter_mut().zip(&position_rows).for_each(|(x, p)| *x += p);
+            let mut x = real.gather(x, c);
             for (block, layer_cache) in self.h.iter().zip(layers) {
-                block.forward_on_host(&mut x, b * t, &mask, layer_cache);
+                block.forward_on_host(&mut x, &real, &mask, layer_cache);
             }
             self.ln_f.host.normalize_rows(&mut x);
             return Ok(Tensor::from_data(
-                TensorData::new(x, [b, t, c]),
+                TensorData::new(real.scatter(x, c), [b, t, c]),
                 &self.device,
             ));
         }
@@ -319,21 +322,24 @@ impl Block {
         x.clone() + self.mlp.forward(self.ln_2.tensor.forward(x))
     }
 
-    /// `forward` on the host (`kv_cache::runs_on_host`): `x` is `[rows, n_embd]`, a row per
-    /// token. The same operations in the same order, without burn's per-op cost, which a
-    /// one-token step of a small model is mostly made of.
+    /// `forward` on the host (`kv_cache::runs_on_host`): `x` is `[real.count(), n_embd]`, a
+    /// row per real token of the step. The same operations in the same order, without burn's
+    /// per-op cost, which a one-token step of a small model is mostly made of.
     fn forward_on_host(
         &self,
         x: &mut [f32],
-        rows: usize,
+        real: &RealRows,
         mask: &StepMask,
         cache: &mut Option<LayerCache>,
     ) {
+        let rows = real.count();
         let mut h = x.to_vec();
         self.ln_1.host.normalize_rows(&mut h);
         let attn = &self.attn;
         let qkv = attn.c_attn.forward_rows(&h, rows);
+        let qkv = real.scatter(qkv, attn.c_attn.out_features());
         let attended = cached_attention_on_host(&qkv, attn.heads(), attn.scale, cache, mask);
+        let attended = real.gather(attended, attn.c_proj.in_features());
         let projected = attn.c_proj.forward_rows(&attended, rows);
         x.iter_mut().zip(&projected).for_each(|(x, a)| *x += a);
         h.copy_from_slice(x);

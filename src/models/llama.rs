@@ -29,7 +29,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Deserialize;
 
-use super::attention::side_by_side;
+use super::attention::{side_by_side, RealRows};
 use super::causal_lm::{CausalLm, LmDescription};
 use super::dense::Dense;
 use super::error::ModelError;
@@ -493,13 +493,14 @@ impl CausalLm for LlamaForCausalLm {
         let c = self.config.hidden_size;
         if runs_on_host(&self.device) {
             let rotation = self.rotary.host_tables(&positions);
-            let mut x = self.embed_tokens.rows_on_host(&flat_ids);
+            let real = RealRows::new(valid.iter().flatten().copied().collect());
+            let mut x = real.gather(self.embed_tokens.rows_on_host(&flat_ids), c);
             for (layer, layer_cache) in self.layers.iter().zip(layers) {
-                layer.forward_on_host(&mut x, b * t, &rotation, &mask, layer_cache);
+                layer.forward_on_host(&mut x, &real, &rotation, &mask, layer_cache);
             }
             self.norm.normalize_rows(&mut x);
             return Ok(Tensor::from_data(
-                TensorData::new(x, [b, t, c]),
+                TensorData::new(real.scatter(x, c), [b, t, c]),
                 &self.device,
             ));
         }
@@ -563,16 +564,17 @@ impl DecoderLayer {
     fn forward_on_host(
         &self,
         x: &mut [f32],
-        rows: usize,
+        real: &RealRows,
         rotation: &HostRotation,
         mask: &StepMask,
         cache: &mut Option<LayerCache>,
     ) {
+        let rows = real.count();
         let mut h = x.to_vec();
         self.input_layernorm.normalize_rows(&mut h);
         let attended = self
             .self_attn
-            .forward_on_host(&h, rows, rotation, mask, cache);
+            .forward_on_host(&h, real, rotation, mask, cache);
         x.iter_mut().zip(&attended).for_each(|(x, a)| *x += a);
         h.copy_from_slice(x);
         self.post_attention_layernorm.normalize_rows(&mut h);
@@ -585,11 +587,12 @@ impl DecoderLayer {
 }
 
 impl Attention {
-    /// `forward` on the host: `h` is `[rows, hidden]`, normalised.
+    /// `forward` on the host: `h` is `[real.count(), hidden]`, the step's real tokens,
+    /// normalised.
     fn forward_on_host(
         &self,
         h: &[f32],
-        rows: usize,
+        real: &RealRows,
         rotation: &HostRotation,
         mask: &StepMask,
         cache: &mut Option<LayerCache>,
@@ -600,11 +603,14 @@ impl Attention {
             dim,
         } = self.heads;
         let [mut q, mut k, v] =
-            Dense::forward_rows_fused([&self.q_proj, &self.k_proj, &self.v_proj], h, rows);
+            Dense::forward_rows_fused([&self.q_proj, &self.k_proj, &self.v_proj], h, real.count());
         if let (Some(q_norm), Some(k_norm)) = (&self.q_norm, &self.k_norm) {
             q_norm.normalize_rows(&mut q);
             k_norm.normalize_rows(&mut k);
         }
+        // Back in the step's rows: the rotation and the attention read them by position.
+        let [mut q, mut k, v] = [(q, query), (k, key_value), (v, key_value)]
+            .map(|(part, heads)| real.scatter(part, heads * dim));
         rotation.apply(&mut q, query);
         rotation.apply(&mut k, key_value);
         let qkv = side_by_side(
@@ -612,7 +618,8 @@ impl Attention {
             [query * dim, key_value * dim, key_value * dim],
         );
         let attended = cached_attention_on_host(&qkv, self.heads, self.scale, cache, mask);
-        self.o_proj.forward_rows(&attended, rows)
+        self.o_proj
+            .forward_rows(&real.gather(attended, query * dim), real.count())
     }
 
     fn forward(
