@@ -11,8 +11,9 @@
 //! A batch is right-padded and masked, so each row computes exactly as it would alone.
 //!
 //! On flex the layers run on host buffers (`Layer::forward_on_host`): the dense layers on the
-//! CPU kernels, the attention in `kernels::attention::bidirectional_attention`, norms and GELU
-//! as loops. wgpu runs them in burn (`Layer::forward`).
+//! CPU kernels over the batch's real tokens alone (`Tokens`: a short input beside a long one
+//! costs its own length), the attention in `kernels::attention::bidirectional_attention`,
+//! norms and GELU as loops. wgpu runs them in burn (`Layer::forward`).
 
 use burn::nn::{Embedding, LayerNorm};
 use burn::tensor::activation::{relu, sigmoid, softmax};
