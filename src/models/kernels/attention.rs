@@ -19,21 +19,24 @@
 //!   contiguous inside each (GPT-2's fused `c_attn` output; a Llama-family model's projections
 //!   side by side). The caches hold the `H` key/value heads, `[B, H, capacity, D]` row-major;
 //!   the step's keys and values are written at positions `past..past + T`, and query `i` sees
-//!   keys `first_visible[b][i]..=past + i`. `out` is `[B, T, Hq·D]`, the heads merged, ready
-//!   for the output projection.
+//!   keys `first_visible[b][i]..=past + i` (an encoder's: its row's first `lengths[b]`).
+//!   `out` is `[B, T, Hq·D]`, the heads merged, ready for the output projection.
 //! * **Grouped-query attention.** `Hq` is a multiple of `H`: query head `h` reads key/value
 //!   head `h / (Hq / H)` where it lies in the cache, never a per-head copy.
 //! * **Masking.** A key with `key_valid[b][s] == false` (left padding) gets no weight, exactly
 //!   as the `f32::MIN` bias of the burn path gives it (`exp` of it underflows to 0). A query
-//!   that sees no key (a left-padding position of a prompt) gets zeros; its output is never
-//!   read, and zeros keep its keys and values finite in the cache.
+//!   that sees no key (a left-padding position of a prompt) gets zeros, as does an encoder's
+//!   padding query (not computed); their outputs are never read, and zeros keep the keys and
+//!   values finite in the cache.
 //! * **Threads.** Queries and heads are split over rayon's current pool (a block of queries
 //!   per key/value head is a job of its own, so a short prompt's one block still spreads over
 //!   the threads); each writes its own outputs. Results do not depend on the number of
 //!   threads.
 //! * **SIMD.** A decode step's loops are compiled with AVX2 where detected, else portable;
 //!   no fused multiply-adds, so both agree bit for bit. A prompt's two products per block
-//!   and key/value head run in `gemm`, which picks its kernels as it does under burn's matmuls.
+//!   and key/value head run in `gemm`, which picks its kernels as it does under burn's matmuls;
+//!   its softmax runs in 16 lanes where AVX-512 is detected, 8 elsewhere (the sums' order, and
+//!   so their last bits, differ between the two).
 
 use rayon::prelude::*;
 
