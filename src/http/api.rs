@@ -306,6 +306,24 @@ pub struct OpenAiModel {
     pub owned_by: String,
 }
 
+/// What a generator takes as a token-id prompt: checked by `model_calls::check_token_ids`,
+/// stated per model in the OpenAPI document.
+pub struct TokenPromptBounds {
+    /// One below its vocabulary's size.
+    pub max_id: usize,
+    /// What its context leaves room for, at most `limits.max_input_tokens`.
+    pub max_len: usize,
+}
+
+impl TokenPromptBounds {
+    pub fn of(model: &ModelInfo, max_input_tokens: usize) -> Self {
+        Self {
+            max_id: model.vocab_size - 1,
+            max_len: (model.context_length - 1).min(max_input_tokens),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ModelInfo {
     pub name: String,

@@ -11,7 +11,7 @@ use futures_util::future::try_join_all;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::api::{ChatContent, ChatRequestMessage, ContentPart, ModelTimings};
+use super::api::{ChatContent, ChatRequestMessage, ContentPart, ModelTimings, TokenPromptBounds};
 use super::error::ApiError;
 use super::state::AppState;
 use crate::actors::{CallContext, Classify, Embed, Embedded, Generate, Generated};
@@ -355,17 +355,18 @@ pub(super) fn check_token_ids(
             "{field}: token ids need the model loaded on this server, not on a model node"
         )));
     };
-    let longest = (info.context_length - 1).min(state.config.limits.max_input_tokens);
-    if ids.is_empty() || ids.len() > longest {
+    let bounds = TokenPromptBounds::of(info, state.config.limits.max_input_tokens);
+    if ids.is_empty() || ids.len() > bounds.max_len {
         return Err(ApiError::Validation(format!(
-            "{field}: {} token ids; give 1 to {longest}",
-            ids.len()
+            "{field}: {} token ids; give 1 to {}",
+            ids.len(),
+            bounds.max_len
         )));
     }
-    if let Some(id) = ids.iter().find(|&&id| id as usize >= info.vocab_size) {
+    if let Some(id) = ids.iter().find(|&&id| id as usize > bounds.max_id) {
         return Err(ApiError::Validation(format!(
             "{field}: token id {id} is not in the model's vocabulary (ids 0 to {})",
-            info.vocab_size - 1
+            bounds.max_id
         )));
     }
     Ok(())

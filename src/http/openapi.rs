@@ -7,7 +7,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 use utoipa::OpenApi;
 
-use super::api::TEXT_PATTERN;
+use super::api::{TokenPromptBounds, TEXT_PATTERN};
 use super::auth::{admin_only, Auth};
 use super::chat::{MAX_METADATA_KEY_CHARS, MAX_METADATA_PAIRS, MAX_METADATA_VALUE_CHARS};
 use super::request::{MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_TOP_K};
@@ -136,14 +136,6 @@ fn chat_models(state: &AppState) -> Vec<String> {
     chat
 }
 
-/// What a generator takes as a token-id prompt (`model_calls::check_token_ids`).
-pub struct TokenPromptBounds {
-    /// One below its vocabulary's size.
-    pub max_id: usize,
-    /// What its context leaves room for, at most `limits.max_input_tokens`.
-    pub max_len: usize,
-}
-
 /// Each generator's bounds once the models are loaded: a local one's, `None` for a remote one
 /// (whose node takes text only).
 fn token_prompt_bounds(state: &AppState) -> Vec<(String, Option<TokenPromptBounds>)> {
@@ -152,10 +144,7 @@ fn token_prompt_bounds(state: &AppState) -> Vec<(String, Option<TokenPromptBound
     };
     let local = graph.models.iter().filter(|m| m.role == "generator");
     let local = local.map(|m| {
-        let bounds = TokenPromptBounds {
-            max_id: m.vocab_size - 1,
-            max_len: (m.context_length - 1).min(state.config.limits.max_input_tokens),
-        };
+        let bounds = TokenPromptBounds::of(m, state.config.limits.max_input_tokens);
         (m.name.clone(), Some(bounds))
     });
     let remote = graph.remotes.iter().map(|r| (r.model.clone(), None));

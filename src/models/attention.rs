@@ -58,8 +58,9 @@ impl RealRows {
         self.count == self.real.len()
     }
 
-    /// The real rows of `x` (`[B·T, width]`), in order: `x` itself when every row is real.
-    pub(crate) fn gather(&self, x: Vec<f32>, width: usize) -> Vec<f32> {
+    /// The real rows of `x` (`[B·T, width]`: activations, or the step's ids with `width` 1),
+    /// in order: `x` itself when every row is real.
+    pub(crate) fn gather<T: Copy>(&self, x: Vec<T>, width: usize) -> Vec<T> {
         if self.all() {
             return x;
         }

@@ -279,9 +279,9 @@ impl CausalLm for Gpt2LmHeadModel {
             .collect();
         if runs_on_host(&self.device) {
             let real = RealRows::new(valid.iter().flatten().copied().collect());
-            let mut x = self.wte.rows_on_host(&flat_ids);
+            let mut x = self.wte.rows_on_host(&real.gather(flat_ids, 1));
+            let position_rows = real.gather(position_rows, c);
             x.iter_mut().zip(&position_rows).for_each(|(x, p)| *x += p);
-            let mut x = real.gather(x, c);
             for (block, layer_cache) in self.h.iter().zip(layers) {
                 block.forward_on_host(&mut x, &real, &mask, layer_cache);
             }

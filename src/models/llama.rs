@@ -494,7 +494,7 @@ impl CausalLm for LlamaForCausalLm {
         if runs_on_host(&self.device) {
             let rotation = self.rotary.host_tables(&positions);
             let real = RealRows::new(valid.iter().flatten().copied().collect());
-            let mut x = real.gather(self.embed_tokens.rows_on_host(&flat_ids), c);
+            let mut x = self.embed_tokens.rows_on_host(&real.gather(flat_ids, 1));
             for (layer, layer_cache) in self.layers.iter().zip(layers) {
                 layer.forward_on_host(&mut x, &real, &rotation, &mask, layer_cache);
             }
