@@ -153,6 +153,13 @@ struct GenerateArgs {
     top_p: Option<f32>,
     #[arg(long, default_value_t = 1.0)]
     repetition_penalty: f32,
+    /// OpenAI's presence penalty: lowers each generated token's logit once (-2 to 2).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    presence_penalty: f32,
+    /// OpenAI's frequency penalty: lowers a token's logit for each time it was generated (-2
+    /// to 2).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    frequency_penalty: f32,
     /// Seed of the sampling RNG, for reproducible samples.
     #[arg(long)]
     seed: Option<u64>,
@@ -246,6 +253,9 @@ fn run(cli: Cli) -> Result<(), String> {
                     top_k: args.top_k,
                     top_p: args.top_p,
                     repetition_penalty: args.repetition_penalty,
+                    presence_penalty: args.presence_penalty,
+                    frequency_penalty: args.frequency_penalty,
+                    logit_bias: Vec::new(),
                     seed: args.seed,
                 },
                 stop: args.stop,

@@ -734,6 +734,15 @@ fn generation_body(prompt: &Prompt, params: &GenerationParams) -> Value {
         ("top_k", sampling.top_k.map(|k| json!(k))),
         ("top_p", sampling.top_p.map(|p| json!(p))),
         ("seed", sampling.seed.map(|s| json!(s))),
+        // Only when set, so that a node of an earlier version still takes the body.
+        (
+            "presence_penalty",
+            (sampling.presence_penalty != 0.0).then(|| json!(sampling.presence_penalty)),
+        ),
+        (
+            "frequency_penalty",
+            (sampling.frequency_penalty != 0.0).then(|| json!(sampling.frequency_penalty)),
+        ),
         ("logprobs", params.logprobs.map(|n| json!(n))),
         (
             "prompt_logprobs",

@@ -439,6 +439,7 @@ impl<'a> StepRun<'a> {
                     .map(|(role, content)| ChatMessage {
                         role: role.into(),
                         content,
+                        name: None,
                     })
                     .collect(),
             ),

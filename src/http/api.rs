@@ -91,6 +91,14 @@ pub struct GenerationRequest {
     /// Above 1 discourages repeating any token of the sequence so far.
     #[schema(exclusive_minimum = 0, maximum = 100)]
     pub repetition_penalty: Option<f64>,
+    /// OpenAI's: lowers the logit of each token the continuation already holds by this much
+    /// (prompt tokens do not count). 0, the default, is none; below 0 favours repeats.
+    #[schema(minimum = -2, maximum = 2)]
+    pub presence_penalty: Option<f64>,
+    /// OpenAI's: lowers a token's logit by this much for each time the continuation holds
+    /// it. 0, the default, is none.
+    #[schema(minimum = -2, maximum = 2)]
+    pub frequency_penalty: Option<f64>,
     /// Makes a sampled result reproducible.
     #[serde(default, deserialize_with = "integral")]
     pub seed: Option<u64>,
@@ -794,8 +802,7 @@ pub struct EmbeddingsUsage {
 /// `POST /v1/completions`, OpenAI's legacy completions API, for the generators.
 ///
 /// Fields OpenAI defines that would change the output and are not implemented are refused
-/// (422) unless they have their neutral value: `best_of` above 1, `suffix`, non-zero
-/// `frequency_penalty` / `presence_penalty`, `logit_bias`.
+/// (422) unless they have their neutral value: `best_of` above 1, `suffix`.
 /// Any other unknown field is refused too, by name.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -840,13 +847,17 @@ pub struct CompletionRequest {
     pub logprobs: Option<usize>,
     /// Only `null` or empty.
     pub suffix: Option<String>,
-    /// Only 0.
-    #[schema(minimum = 0, maximum = 0)]
+    /// Lowers a token's logit by this much for each time the choice's text holds it (its
+    /// prompt does not count); 0 is none.
+    #[schema(minimum = -2, maximum = 2)]
     pub frequency_penalty: Option<f64>,
-    /// Only 0.
-    #[schema(minimum = 0, maximum = 0)]
+    /// Lowers the logit of each token the choice's text already holds by this much; 0 is
+    /// none.
+    #[schema(minimum = -2, maximum = 2)]
     pub presence_penalty: Option<f64>,
-    /// Only empty.
+    /// Token id (as a string: its decimal digits) to a bias from −100 to 100 added to its
+    /// logit before sampling, for a model loaded on this server (at most 1024 ids, each in
+    /// its vocabulary).
     #[schema(value_type = Option<Object>)]
     pub logit_bias: Option<serde_json::Map<String, serde_json::Value>>,
     /// Accepted; it does not change the output.
@@ -980,6 +991,9 @@ pub struct ChatRequestMessage {
     pub role: ChatRole,
     /// A text, or a list of text parts (joined with newlines, as vLLM joins them).
     pub content: ChatContent,
+    /// Who wrote it, one participant of several: 1 to 64 letters, digits, `_` or `-`.
+    /// Templates that know the field show it; most leave it out.
+    pub name: Option<String>,
 }
 
 /// Who wrote a message. (`tool` and `function` are refused by name.)
@@ -1062,6 +1076,12 @@ pub struct ChatGenerationRequest {
     pub top_p: Option<f64>,
     #[schema(exclusive_minimum = 0, maximum = 100)]
     pub repetition_penalty: Option<f64>,
+    /// As `/generate`'s: counts the answer's tokens.
+    #[schema(minimum = -2, maximum = 2)]
+    pub presence_penalty: Option<f64>,
+    /// As `/generate`'s: counts the answer's tokens.
+    #[schema(minimum = -2, maximum = 2)]
+    pub frequency_penalty: Option<f64>,
     #[serde(default, deserialize_with = "integral")]
     pub seed: Option<u64>,
     /// Up to 4 strings; the answer ends once it contains one.
@@ -1084,6 +1104,8 @@ impl ChatGenerationRequest {
             top_k: self.top_k,
             top_p: self.top_p,
             repetition_penalty: self.repetition_penalty,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
             seed: self.seed,
             stop: self.stop.clone(),
             logprobs: self.logprobs,
@@ -1096,10 +1118,9 @@ impl ChatGenerationRequest {
 /// template.
 ///
 /// Fields OpenAI defines that would change the output and are not implemented are refused
-/// (422) unless they have their neutral value: `response_format` other than text, `tools`, `tool_choice`, non-zero
-/// `frequency_penalty` / `presence_penalty`, `logit_bias`, `store`, `service_tier`. A `chat_template` is refused (a
-/// template is code: only the model's or the config's is used), as is any other unknown
-/// field, by name.
+/// (422) unless they have their neutral value: `response_format` other than text, `tools`,
+/// `tool_choice`, `store`, `service_tier`. A `chat_template` is refused (a template is code:
+/// only the model's or the config's is used), as is any other unknown field, by name.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatCompletionRequest {
@@ -1152,13 +1173,17 @@ pub struct ChatCompletionRequest {
     pub tool_choice: Option<serde_json::Value>,
     /// Accepted; without tools it does not change the output.
     pub parallel_tool_calls: Option<bool>,
-    /// Only 0.
-    #[schema(minimum = 0, maximum = 0)]
+    /// Lowers a token's logit by this much for each time the choice's text holds it (its
+    /// prompt does not count); 0 is none.
+    #[schema(minimum = -2, maximum = 2)]
     pub frequency_penalty: Option<f64>,
-    /// Only 0.
-    #[schema(minimum = 0, maximum = 0)]
+    /// Lowers the logit of each token the choice's text already holds by this much; 0 is
+    /// none.
+    #[schema(minimum = -2, maximum = 2)]
     pub presence_penalty: Option<f64>,
-    /// Only empty.
+    /// Token id (as a string: its decimal digits) to a bias from −100 to 100 added to its
+    /// logit before sampling, for a model loaded on this server (at most 1024 ids, each in
+    /// its vocabulary).
     #[schema(value_type = Option<Object>)]
     pub logit_bias: Option<serde_json::Map<String, serde_json::Value>>,
     /// Accepted; it does not change the output.
@@ -1264,4 +1289,26 @@ pub struct ChatDelta {
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole;
+
+    #[test]
+    fn a_whole_float_is_read_as_its_integer_up_to_u64s_range() {
+        let read = |json: &str| whole(&serde_json::from_str(json).unwrap());
+        // Past 2^51 a float's unit in the last place is 0.5 or more: one misread digit would
+        // make it fractional or another integer.
+        for json in ["4098739353796862.0", "9007199254740993.0", "3.0", "0.0"] {
+            let exact: u64 = json.trim_end_matches(".0").parse().unwrap();
+            // 2^53 + 1 has no f64: it reads as the nearest one, 2^53.
+            let nearest = exact as f64 as u64;
+            assert_eq!(read(json), Some(nearest), "{json}");
+        }
+        assert_eq!(read("18446744073709551615"), Some(u64::MAX));
+        for json in ["2.5", "-1", "-1.0", "18446744073709551616.0", "1e300"] {
+            assert_eq!(read(json), None, "{json}");
+        }
+    }
 }

@@ -27,8 +27,8 @@ use super::api::{
     RequestErrors,
 };
 use super::completion::{
-    before_stop, chat_logprobs, check_n, check_sampling, choice_params, finish_reason, record,
-    usage, Frame, Sampling, StopHold,
+    before_stop, chat_logprobs, check_n, check_sampling, choice_params, finish_reason, logit_bias,
+    record, usage, Frame, StopHold,
 };
 use super::error::ApiError;
 use super::model_calls::{
@@ -103,7 +103,7 @@ pub(super) async fn chat_completions(
             )));
         }
     }
-    let params = generation_params(
+    let mut params = generation_params(
         &state,
         &GenerationRequest {
             text: String::new(),
@@ -120,12 +120,15 @@ pub(super) async fn chat_completions(
             top_k: None,
             top_p: request.top_p,
             repetition_penalty: None,
+            presence_penalty: request.presence_penalty,
+            frequency_penalty: request.frequency_penalty,
             seed: request.seed,
             stop: request.stop.clone().map(|s| s.into_vec()),
             logprobs: (request.logprobs == Some(true)).then(|| request.top_logprobs.unwrap_or(0)),
             prompt_logprobs: None,
         },
     )?;
+    params.sampling.logit_bias = logit_bias(&state, &generator.name, request.logit_bias.as_ref())?;
     let (context, guards) = call_context(&state, &req);
     let shape = Shape {
         id: format!("chatcmpl-{}", context.request_id),
@@ -305,15 +308,7 @@ fn parse(body: Map<String, Value>) -> Result<ChatCompletionRequest, ApiError> {
     {
         unsupported.push("tool_choice (only \"none\")");
     }
-    check_sampling(
-        unsupported,
-        Sampling {
-            frequency_penalty: request.frequency_penalty,
-            presence_penalty: request.presence_penalty,
-            logit_bias: request.logit_bias.as_ref(),
-            temperature: request.temperature,
-        },
-    )?;
+    check_sampling(unsupported, request.temperature)?;
     Ok(request)
 }
 

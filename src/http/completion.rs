@@ -1,6 +1,6 @@
 //! What `/v1/completions` (`openai.rs`) and `/v1/chat/completions` (`chat.rs`) share: the
-//! sampling checks, the frames of a stream, OpenAI's finish reasons, usage and log-probability
-//! shapes, leaving stop strings out of the text, and the request's trace.
+//! sampling checks and the logit bias, the frames of a stream, OpenAI's finish reasons, usage
+//! and log-probability shapes, leaving stop strings out of the text, and the request's trace.
 
 use std::time::Instant;
 
@@ -10,43 +10,30 @@ use super::api::{
     ChatLogprobs, ChatTokenLogprob, ChatTopLogprob, CompletionLogprobs, CompletionUsage,
 };
 use super::error::ApiError;
-use super::model_calls::generation_attributes;
+use super::model_calls::{generation_attributes, local_token_bounds};
 use super::state::AppState;
 use crate::actors::{CallContext, Generated};
 use crate::models::logprobs::{PromptLogprobs, TokenLogprob};
+use crate::models::sampling::MAX_LOGIT_BIAS;
 use crate::models::{FinishReason, GenerationParams};
 use crate::telemetry::traces::model_trace;
 
-/// The sampling fields both OpenAI routes take, as sent.
-pub(super) struct Sampling<'a> {
-    pub frequency_penalty: Option<f64>,
-    pub presence_penalty: Option<f64>,
-    pub logit_bias: Option<&'a Map<String, Value>>,
-    pub temperature: Option<f64>,
-}
+/// Most tokens one request's `logit_bias` may name.
+pub(super) const MAX_LOGIT_BIAS_TOKENS: usize = 1024;
 
-/// Refuses, in one 422, `unsupported` (what the route found) and the sampling both OpenAI
-/// routes cannot honour (non-zero penalties, a logit bias); then checks the temperature.
+/// Refuses, in one 422, `unsupported` (what the route found); then checks the temperature
+/// against OpenAI's range.
 pub(super) fn check_sampling(
-    mut unsupported: Vec<&'static str>,
-    sampling: Sampling,
+    unsupported: Vec<&'static str>,
+    temperature: Option<f64>,
 ) -> Result<(), ApiError> {
-    if sampling.frequency_penalty.is_some_and(|p| p != 0.0) {
-        unsupported.push("frequency_penalty (only 0)");
-    }
-    if sampling.presence_penalty.is_some_and(|p| p != 0.0) {
-        unsupported.push("presence_penalty (only 0)");
-    }
-    if sampling.logit_bias.is_some_and(|b| !b.is_empty()) {
-        unsupported.push("logit_bias (only empty)");
-    }
     if !unsupported.is_empty() {
         return Err(ApiError::Validation(format!(
             "not implemented: {}",
             unsupported.join(", ")
         )));
     }
-    if let Some(t) = sampling.temperature {
+    if let Some(t) = temperature {
         if !(0.0..=2.0).contains(&t) {
             return Err(ApiError::Validation(format!(
                 "temperature: {t} is out of range 0..=2"
@@ -54,6 +41,52 @@ pub(super) fn check_sampling(
         }
     }
     Ok(())
+}
+
+/// `logit_bias` as sent, as the sampler takes it (sorted by token id). Only for `model` loaded
+/// on this server, whose vocabulary the ids must be in: each key a token id in decimal digits
+/// (no sign, no leading zero), each value a number from −100 to 100.
+pub(super) fn logit_bias(
+    state: &AppState,
+    model: &str,
+    sent: Option<&Map<String, Value>>,
+) -> Result<Vec<(u32, f32)>, ApiError> {
+    let Some(sent) = sent.filter(|bias| !bias.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    if sent.len() > MAX_LOGIT_BIAS_TOKENS {
+        return Err(ApiError::Validation(format!(
+            "logit_bias: {} tokens; at most {MAX_LOGIT_BIAS_TOKENS}",
+            sent.len()
+        )));
+    }
+    let max_id = local_token_bounds(state, model, "logit_bias")?.max_id;
+    let most = f64::from(MAX_LOGIT_BIAS);
+    let mut bias = sent
+        .iter()
+        .map(|(key, value)| {
+            let id = key
+                .parse::<u32>()
+                .ok()
+                .filter(|&id| id.to_string() == *key && id as usize <= max_id)
+                .ok_or_else(|| {
+                    ApiError::Validation(format!(
+                        "logit_bias: {key:?} is not a token id of the model's vocabulary (0 to {max_id})"
+                    ))
+                })?;
+            let value = value
+                .as_f64()
+                .filter(|v| (-most..=most).contains(v))
+                .ok_or_else(|| {
+                    ApiError::Validation(format!(
+                        "logit_bias: token {id}'s bias {value} is not a number from -{most} to {most}"
+                    ))
+                })?;
+            Ok((id, value as f32))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    bias.sort_unstable_by_key(|&(id, _)| id);
+    Ok(bias)
 }
 
 /// One `data:` line of a streamed completion (or chat completion).

@@ -232,6 +232,17 @@ pub(super) fn check_room(state: &AppState, name: &str) -> Result<(), ApiError> {
     Ok(find_model(state, name)?.check_room()?)
 }
 
+/// Longest `name` a message may carry, OpenAI's bound.
+pub(super) const MAX_NAME_CHARS: usize = 64;
+
+/// OpenAI's rule for a message's `name`: 1 to 64 ASCII letters, digits, `_` or `-`.
+fn is_participant_name(name: &str) -> bool {
+    (1..=MAX_NAME_CHARS).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// Checks `messages` as sent, so that a refusal names the message and what is wrong with
 /// it (a role we do not take, an image part), which serde's messages cannot. What passes
 /// deserializes as `ChatRequestMessage`s; a missing list is left to serde to name.
@@ -262,13 +273,20 @@ pub(super) fn check_messages(messages: Option<&Value>) -> Result<(), ApiError> {
         let unknown: Vec<&str> = message
             .keys()
             .map(String::as_str)
-            .filter(|key| !["role", "content"].contains(key))
+            .filter(|key| !["role", "content", "name"].contains(key))
             .collect();
         if !unknown.is_empty() {
             return invalid(format!(
                 "messages[{i}]: unknown fields: {}",
                 unknown.join(", ")
             ));
+        }
+        if let Some(name) = message.get("name") {
+            if !name.as_str().is_some_and(is_participant_name) {
+                return invalid(format!(
+                    "messages[{i}].name: {name} is not 1 to {MAX_NAME_CHARS} letters, digits, _ or -"
+                ));
+            }
         }
         let parts = match message.get("content") {
             Some(Value::String(_)) => continue,
@@ -335,8 +353,28 @@ pub(super) fn conversation(
         .map(|m| ChatMessage {
             role: m.role.as_str().into(),
             content: m.content.text(),
+            name: m.name.clone(),
         })
         .collect())
+}
+
+/// The token-id bounds of `model`, for `field`'s token ids: only a model loaded on this server
+/// has its vocabulary here (a model node's routes take text).
+pub(super) fn local_token_bounds(
+    state: &AppState,
+    model: &str,
+    field: &str,
+) -> Result<TokenPromptBounds, ApiError> {
+    let graph = state.ready_graph()?;
+    let Some(info) = graph.models.iter().find(|m| m.name == model) else {
+        return Err(ApiError::Validation(format!(
+            "{field}: token ids need the model loaded on this server, not on a model node"
+        )));
+    };
+    Ok(TokenPromptBounds::of(
+        info,
+        state.config.limits.max_input_tokens,
+    ))
 }
 
 /// A 422 for a token-id prompt that `model` cannot take, before any work starts (a stream's
@@ -349,13 +387,7 @@ pub(super) fn check_token_ids(
     field: &str,
     ids: &[u32],
 ) -> Result<(), ApiError> {
-    let graph = state.ready_graph()?;
-    let Some(info) = graph.models.iter().find(|m| m.name == model) else {
-        return Err(ApiError::Validation(format!(
-            "{field}: token ids need the model loaded on this server, not on a model node"
-        )));
-    };
-    let bounds = TokenPromptBounds::of(info, state.config.limits.max_input_tokens);
+    let bounds = local_token_bounds(state, model, field)?;
     if ids.is_empty() || ids.len() > bounds.max_len {
         return Err(ApiError::Validation(format!(
             "{field}: {} token ids; give 1 to {}",

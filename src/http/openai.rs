@@ -25,7 +25,7 @@ use super::api::{
 };
 use super::completion::{
     before_stop, check_n, check_sampling, choice_params, completion_logprobs, finish_reason,
-    record, usage, Frame, Sampling, StopHold,
+    logit_bias, record, usage, Frame, StopHold,
 };
 use super::error::ApiError;
 use super::model_calls::{check_token_ids, find_generator, GenerationCall};
@@ -100,7 +100,7 @@ pub(super) async fn completions(
             Prompt::Chat(_) => {}
         }
     }
-    let params = generation_params(
+    let mut params = generation_params(
         &state,
         &GenerationRequest {
             text: String::new(),
@@ -115,6 +115,8 @@ pub(super) async fn completions(
             top_k: None,
             top_p: request.top_p,
             repetition_penalty: None,
+            presence_penalty: request.presence_penalty,
+            frequency_penalty: request.frequency_penalty,
             seed: request.seed,
             stop: request.stop.clone().map(|s| s.into_vec()),
             logprobs: request.logprobs,
@@ -126,6 +128,7 @@ pub(super) async fn completions(
         ApiError::Validation(m) => ApiError::Validation(m.replace("max_new_tokens", "max_tokens")),
         other => other,
     })?;
+    params.sampling.logit_bias = logit_bias(&state, &generator.name, request.logit_bias.as_ref())?;
     let (context, guards) = call_context(&state, &req);
     let id = context.request_id.clone();
     let shape = Shape {
@@ -300,15 +303,7 @@ fn parse(body: Map<String, Value>) -> Result<CompletionRequest, ApiError> {
     if request.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
         unsupported.push("suffix (only null or empty)");
     }
-    check_sampling(
-        unsupported,
-        Sampling {
-            frequency_penalty: request.frequency_penalty,
-            presence_penalty: request.presence_penalty,
-            logit_bias: request.logit_bias.as_ref(),
-            temperature: request.temperature,
-        },
-    )?;
+    check_sampling(unsupported, request.temperature)?;
     Ok(request)
 }
 

@@ -10,9 +10,12 @@ use utoipa::OpenApi;
 use super::api::{TokenPromptBounds, TEXT_PATTERN};
 use super::auth::{admin_only, Auth};
 use super::chat::{MAX_METADATA_KEY_CHARS, MAX_METADATA_PAIRS, MAX_METADATA_VALUE_CHARS};
+use super::completion::MAX_LOGIT_BIAS_TOKENS;
+use super::model_calls::MAX_NAME_CHARS;
 use super::request::{MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_TOP_K};
 use super::state::AppState;
 use crate::config::{Config, Role};
+use crate::models::sampling::MAX_LOGIT_BIAS;
 
 use super::{chat, embeddings, handlers, metrics, model_routes, openai, stream};
 
@@ -151,6 +154,56 @@ fn token_prompt_bounds(state: &AppState) -> Vec<(String, Option<TokenPromptBound
     local.chain(remote).collect()
 }
 
+/// An OpenAI route's `logit_bias` with token ids up to `max_id`: at most
+/// [`MAX_LOGIT_BIAS_TOKENS`] of them, in decimal digits, each with a bias of at most 100 either
+/// way. `None`: none (a model on a node, whose vocabulary is not here).
+fn logit_bias(max_id: Option<usize>) -> Value {
+    let Some(max_id) = max_id else {
+        return json!({"type": ["object", "null"], "maxProperties": 0});
+    };
+    json!({
+        "type": ["object", "null"],
+        "maxProperties": MAX_LOGIT_BIAS_TOKENS,
+        "propertyNames": {"pattern": format!("^({})$", decimal_range(max_id))},
+        "additionalProperties": {
+            "type": "number",
+            "minimum": -MAX_LOGIT_BIAS,
+            "maximum": MAX_LOGIT_BIAS,
+        },
+    })
+}
+
+/// A regular expression (alternatives, no anchors) that matches exactly the decimal numerals
+/// of `0..=max`, without sign or leading zeros: the shorter numerals, then for each digit of
+/// `max` those that share the digits before it and have a smaller one there, then `max`.
+fn decimal_range(max: usize) -> String {
+    let digits: Vec<u8> = max.to_string().bytes().map(|b| b - b'0').collect();
+    let width = digits.len();
+    let mut alternatives = vec!["0".to_string()];
+    if width > 2 {
+        alternatives.push(format!("[1-9][0-9]{{0,{}}}", width - 2));
+    } else if width == 2 {
+        alternatives.push("[1-9]".to_string());
+    }
+    for (i, &digit) in digits.iter().enumerate() {
+        // The first digit is at least 1 (0 alone is counted above).
+        let low = u8::from(i == 0);
+        if digit > low {
+            let prefix: String = digits[..i].iter().map(|d| char::from(b'0' + d)).collect();
+            let rest = width - i - 1;
+            let tail = match rest {
+                0 => String::new(),
+                n => format!("[0-9]{{{n}}}"),
+            };
+            alternatives.push(format!("{prefix}[{low}-{}]{tail}", digit - 1));
+        }
+    }
+    if max > 0 {
+        alternatives.push(max.to_string());
+    }
+    alternatives.join("|")
+}
+
 /// The document, with what the types alone cannot say: this server's models and configured
 /// limits, the rules that join several fields, and what each event stream's `data` holds.
 /// Everything the schema allows, the server takes, short of a prompt too long in tokens
@@ -236,7 +289,8 @@ pub fn document(
     let unbounded = prompts(ids(None));
     prompt["oneOf"][2] = unbounded[0].clone();
     prompt["oneOf"][3] = unbounded[1].clone();
-    // Each generator's own: its vocabulary and context; a remote one's node takes text.
+    // Each generator's own: its vocabulary and context; a remote one's node takes text, and
+    // no logit bias.
     let per_model: Vec<Value> = token_prompts
         .iter()
         .map(|(name, bounds)| {
@@ -247,7 +301,10 @@ pub fn document(
             }
             json!({
                 "if": {"required": ["model"], "properties": {"model": {"const": name}}},
-                "then": {"properties": {"prompt": {"oneOf": accepted}}},
+                "then": {"properties": {
+                    "prompt": {"oneOf": accepted},
+                    "logit_bias": logit_bias(bounds.as_ref().map(|b| b.max_id)),
+                }},
             })
         })
         .collect();
@@ -284,7 +341,9 @@ pub fn document(
     // The neutral values the server takes of OpenAI fields it does not implement.
     let completion = &mut schemas["CompletionRequest"]["properties"];
     completion["suffix"] = json!({"type": ["string", "null"], "maxLength": 0});
-    completion["logit_bias"] = json!({"type": ["object", "null"], "maxProperties": 0});
+    // Any token id here; each model's own below.
+    let any_token = Some(u32::MAX as usize);
+    completion["logit_bias"] = logit_bias(any_token);
     completion["model"]["enum"] = json!(names(config, Role::Generator));
 
     // A conversation: each text within the input limit, only text parts, no fields but
@@ -298,6 +357,8 @@ pub fn document(
     });
     schemas["ChatContent"]["oneOf"][0] = content;
     schemas["ChatRequestMessage"]["additionalProperties"] = json!(false);
+    schemas["ChatRequestMessage"]["properties"]["name"] = json!({"type": "string",
+        "pattern": format!("^[A-Za-z0-9_-]{{1,{MAX_NAME_CHARS}}}$")});
     let chat = &mut schemas["ChatGenerationRequest"]["properties"];
     chat["max_new_tokens"]["maximum"] = json!(limits.max_new_tokens);
     chat["max_length"]["maximum"] = json!(limits.max_input_tokens + limits.max_new_tokens);
@@ -323,7 +384,20 @@ pub fn document(
     ]});
     chat["tools"] = json!({"type": ["array", "null"], "maxItems": 0});
     chat["tool_choice"] = json!({"enum": ["none", null]});
-    chat["logit_bias"] = json!({"type": ["object", "null"], "maxProperties": 0});
+    chat["logit_bias"] = logit_bias(any_token);
+    let per_chat_model: Vec<Value> = token_prompts
+        .iter()
+        .filter(|(name, _)| chat_models.contains(name))
+        .map(|(name, bounds)| {
+            json!({
+                "if": {"required": ["model"], "properties": {"model": {"const": name}}},
+                "then": {"properties": {"logit_bias": logit_bias(bounds.as_ref().map(|b| b.max_id))}},
+            })
+        })
+        .collect();
+    if !per_chat_model.is_empty() {
+        schemas["ChatCompletionRequest"]["allOf"] = json!(per_chat_model);
+    }
     // `echo` not with `stream`.
     schemas["CompletionRequest"]["if"] =
         json!({"required": ["stream"], "properties": {"stream": {"const": true}}});
@@ -443,4 +517,28 @@ pub async fn page() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(include_str!("../../assets/index.html"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal_range;
+
+    #[test]
+    fn a_decimal_range_matches_exactly_the_plain_numerals_up_to_its_bound() {
+        for max in [
+            0, 1, 9, 10, 11, 19, 99, 100, 101, 110, 999, 1000, 1024, 30521, 49151, 50256,
+        ] {
+            let pattern = regex::Regex::new(&format!("^({})$", decimal_range(max))).unwrap();
+            for n in 0..=2 * max + 20 {
+                assert_eq!(
+                    pattern.is_match(&n.to_string()),
+                    n <= max,
+                    "{n} against 0..={max}"
+                );
+            }
+            for other in ["", "00", "01", "-0", "+1", " 1", "1 ", "1.0", "1e2"] {
+                assert!(!pattern.is_match(other), "{other:?} against 0..={max}");
+            }
+        }
+    }
 }

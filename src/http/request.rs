@@ -17,7 +17,7 @@ use crate::actors::remote::DEADLINE_HEADER;
 use crate::actors::CallContext;
 use crate::engine::{CancelOnDrop, CancelToken};
 use crate::models::logprobs::MAX_TOP_LOGPROBS;
-use crate::models::sampling::SamplingParams;
+use crate::models::sampling::{SamplingParams, MAX_PENALTY};
 use crate::models::GenerationParams;
 use crate::telemetry::{RequestId, TraceId};
 
@@ -160,11 +160,25 @@ pub(super) fn generation_params(
             )));
         }
     }
+    for (name, value) in [
+        ("presence_penalty", request.presence_penalty),
+        ("frequency_penalty", request.frequency_penalty),
+    ] {
+        let most = f64::from(MAX_PENALTY);
+        if let Some(v) = value.filter(|v| !(-most..=most).contains(v)) {
+            return Err(ApiError::Validation(format!(
+                "{name}: {v} is out of range [-{most}, {most}]"
+            )));
+        }
+    }
     params.sampling = SamplingParams {
         temperature: narrow(request.temperature.unwrap_or(0.0)),
         top_k: request.top_k,
         top_p: request.top_p.map(narrow),
         repetition_penalty: narrow(request.repetition_penalty.unwrap_or(1.0)),
+        presence_penalty: request.presence_penalty.unwrap_or(0.0) as f32,
+        frequency_penalty: request.frequency_penalty.unwrap_or(0.0) as f32,
+        logit_bias: Vec::new(),
         seed: request.seed,
     };
     params.sampling.validate().map_err(ApiError::Validation)?;

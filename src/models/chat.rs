@@ -33,6 +33,11 @@ pub struct ChatMessage {
     /// `system`, `user` or `assistant`.
     pub role: String,
     pub content: String,
+    /// Who wrote it, as OpenAI's `name` (a participant of several): templates that know the
+    /// field show it (`message.name`), the others leave it out. Absent from the template's
+    /// message unless given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// Where a model's template was found (shown in `/v1/models`).

@@ -1,11 +1,15 @@
 //! Choosing the next token from a row of logits: greedy, or drawn with transformers' logits
 //! processors, in transformers' order: repetition penalty, EOS suppression (for
 //! `min_new_tokens`), temperature, top-k, top-p, then a draw from the request's own RNG.
+//! OpenAI's adjustments come first, as vLLM applies them: the logit bias, then (after the
+//! repetition penalty) the frequency and presence penalties, which count the generated
+//! tokens only (the sampler's own picks), not the prompt's.
 //!
 //! Candidates are kept as `(token id, value)` pairs through every sort and cut, so no
 //! truncation can lose track of which token a probability belongs to.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use super::rng::SplitMix64;
 
@@ -20,6 +24,16 @@ pub struct SamplingParams {
     pub top_p: Option<f32>,
     /// Above 1 discourages every token already in the sequence (prompt included).
     pub repetition_penalty: f32,
+    /// OpenAI's: subtracted from a token's logit once it has been generated (−2 to 2; 0 is
+    /// none, below 0 encourages repeats).
+    pub presence_penalty: f32,
+    /// OpenAI's: subtracted from a token's logit as many times as it has been generated (−2
+    /// to 2; 0 is none).
+    pub frequency_penalty: f32,
+    /// OpenAI's: added to these tokens' logits (−100 to 100: −100 in effect bans a token,
+    /// 100 all but forces it), sorted by id. Ids must be in the model's vocabulary (the
+    /// HTTP layer checks them; one past the logits is skipped here).
+    pub logit_bias: Vec<(u32, f32)>,
     /// Seeds this request's RNG, so a sampled result can be reproduced; drawn when absent.
     pub seed: Option<u64>,
 }
@@ -31,6 +45,9 @@ impl Default for SamplingParams {
             top_k: None,
             top_p: None,
             repetition_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            logit_bias: Vec::new(),
             seed: None,
         }
     }
@@ -62,6 +79,25 @@ impl SamplingParams {
                 self.repetition_penalty
             ));
         }
+        for (name, penalty) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
+            if !(-MAX_PENALTY..=MAX_PENALTY).contains(&penalty) {
+                return Err(format!(
+                    "{name}: {penalty} is out of range -{MAX_PENALTY}..={MAX_PENALTY} (0 is none)"
+                ));
+            }
+        }
+        if let Some((id, bias)) = self
+            .logit_bias
+            .iter()
+            .find(|(_, bias)| !(-MAX_LOGIT_BIAS..=MAX_LOGIT_BIAS).contains(bias))
+        {
+            return Err(format!(
+                "logit_bias: token {id}'s bias {bias} is out of range -{MAX_LOGIT_BIAS}..={MAX_LOGIT_BIAS}"
+            ));
+        }
         Ok(())
     }
 
@@ -70,11 +106,19 @@ impl SamplingParams {
     }
 }
 
+/// OpenAI's bound on the presence and frequency penalties, either sign.
+pub const MAX_PENALTY: f32 = 2.0;
+/// OpenAI's bound on a token's logit bias, either sign.
+pub const MAX_LOGIT_BIAS: f32 = 100.0;
+
 /// The per-request token picker: its parameters and its own RNG.
 #[derive(Debug, Clone)]
 pub struct Sampler {
     params: SamplingParams,
     rng: SplitMix64,
+    /// How often each token has been picked so far, for the presence and frequency
+    /// penalties (kept only while one of them is set).
+    picked: HashMap<u32, u32>,
 }
 
 impl Sampler {
@@ -85,13 +129,38 @@ impl Sampler {
         Self {
             params,
             rng: SplitMix64::new(seed),
+            picked: HashMap::new(),
         }
     }
 
     /// Picks the next token. `context` is every token so far (prompt and generated);
     /// `banned` (the EOS ids before `min_new_tokens`) are never picked.
     pub fn next_token(&mut self, logits: &mut [f32], context: &[u32], banned: &[u32]) -> u32 {
+        let next = self.pick(logits, context, banned);
+        let SamplingParams {
+            presence_penalty,
+            frequency_penalty,
+            ..
+        } = self.params;
+        if presence_penalty != 0.0 || frequency_penalty != 0.0 {
+            *self.picked.entry(next).or_default() += 1;
+        }
+        next
+    }
+
+    fn pick(&mut self, logits: &mut [f32], context: &[u32], banned: &[u32]) -> u32 {
+        for &(id, bias) in &self.params.logit_bias {
+            if let Some(slot) = logits.get_mut(id as usize) {
+                *slot += bias;
+            }
+        }
         apply_repetition_penalty(logits, context, self.params.repetition_penalty);
+        for (&id, &count) in &self.picked {
+            if let Some(slot) = logits.get_mut(id as usize) {
+                *slot -=
+                    self.params.frequency_penalty * count as f32 + self.params.presence_penalty;
+            }
+        }
         for &b in banned {
             if let Some(slot) = logits.get_mut(b as usize) {
                 *slot = f32::NEG_INFINITY;
@@ -252,6 +321,61 @@ mod tests {
     }
 
     #[test]
+    fn presence_and_frequency_penalties_count_the_generated_tokens_only() {
+        let mut s = sampler(SamplingParams {
+            presence_penalty: 0.5,
+            frequency_penalty: 0.25,
+            ..Default::default()
+        });
+        // Token 0 leads by 1.2 and is in the prompt (the context), which costs it nothing.
+        let logits = [2.2, 1.0, 0.0];
+        let prompt = [0, 0, 0];
+        // Each pick of 0 costs it 0.5 + 0.25 per pick: 0.75 after one, 1.0 after two, 1.25
+        // after three, which is when token 1 (1.0) wins.
+        let picks: Vec<u32> = (0..4)
+            .map(|_| s.next_token(&mut logits.to_vec(), &prompt, &[]))
+            .collect();
+        assert_eq!(picks, vec![0, 0, 0, 1]);
+        // Now 0 is at 2.2 − 0.5 − 3·0.25 and 1 at 1.0 − 0.5 − 0.25.
+        let mut row = logits.to_vec();
+        assert_eq!(s.next_token(&mut row, &prompt, &[]), 0);
+        assert_eq!(row, vec![2.2 - 1.25, 1.0 - 0.75, 0.0]);
+    }
+
+    #[test]
+    fn a_negative_presence_penalty_favours_what_was_generated() {
+        let mut s = sampler(SamplingParams {
+            presence_penalty: -2.0,
+            ..Default::default()
+        });
+        assert_eq!(s.next_token(&mut [1.0, 0.0, 2.0], &[], &[]), 2);
+        // 2 once only counts once: the presence penalty does not grow with repeats.
+        assert_eq!(s.next_token(&mut [1.0, 0.0, 2.0], &[], &[]), 2);
+        let mut row = vec![3.0, 0.0, 2.0];
+        assert_eq!(s.next_token(&mut row, &[], &[]), 2);
+        assert_eq!(row, vec![3.0, 0.0, 4.0]);
+    }
+
+    #[test]
+    fn a_logit_bias_of_minus_100_bans_a_token_and_100_forces_one() {
+        let banned = SamplingParams {
+            logit_bias: vec![(1, -100.0)],
+            ..Default::default()
+        };
+        assert_eq!(
+            sampler(banned).next_token(&mut [0.1, 9.0, 0.5], &[], &[]),
+            2
+        );
+        let forced = SamplingParams {
+            temperature: 1.0,
+            logit_bias: vec![(0, 100.0), (7, 100.0)],
+            ..Default::default()
+        };
+        // Id 7 is past this row: skipped, not a panic.
+        assert!(draws(forced, &[0.1, 9.0, 0.5], 50).iter().all(|&t| t == 0));
+    }
+
+    #[test]
     fn the_same_seed_draws_the_same_tokens_and_another_seed_differs() {
         let logits: Vec<f32> = (0..100).map(|i| (i % 7) as f32 * 0.3).collect();
         let params = |seed| SamplingParams {
@@ -302,6 +426,21 @@ mod tests {
             ..Default::default()
         })
         .starts_with("repetition_penalty"));
+        assert!(bad(SamplingParams {
+            presence_penalty: 2.5,
+            ..Default::default()
+        })
+        .starts_with("presence_penalty"));
+        assert!(bad(SamplingParams {
+            frequency_penalty: f32::NAN,
+            ..Default::default()
+        })
+        .starts_with("frequency_penalty"));
+        assert!(bad(SamplingParams {
+            logit_bias: vec![(3, -100.5)],
+            ..Default::default()
+        })
+        .starts_with("logit_bias: token 3"));
         assert!(SamplingParams::default().validate().is_ok());
     }
 }

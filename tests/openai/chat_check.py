@@ -5,15 +5,17 @@ Usage: chat_check.py BASE_URL MODEL QUESTION
   e.g. chat_check.py http://127.0.0.1:3917 smollm2 "What is the capital of France?"
 
 Asks QUESTION (one user message, greedy) plainly (with `store=False`,
-`service_tier="auto"` and `metadata`, which change nothing), with `logprobs`, and streamed with
-`stream_options={"include_usage": True}`, and prints one JSON line with what the client
-read: the plain answer's text, finish_reason and usage; the streamed chunks' texts joined,
-the first delta's role, the finish reasons, and the last chunk's choices and usage. The
-Rust test asserts on those values.
+`service_tier="auto"` and `metadata`, which change nothing), with `logprobs`, streamed with
+`stream_options={"include_usage": True}`, with both penalties at 2, and with a logit bias of
+-100 on the plain answer's first token, and prints one JSON line with what the client read:
+the plain answer's text, finish_reason and usage; the streamed chunks' texts joined, the
+first delta's role, the finish reasons, and the last chunk's choices and usage; the two
+adjusted answers. The Rust test asserts on those values.
 """
 
 import json
 import sys
+import urllib.request
 
 import openai
 
@@ -57,6 +59,24 @@ scored = client.chat.completions.create(
 ).choices[0].logprobs.content
 last = chunks[-1]
 
+# OpenAI's sampling adjustments. The penalties count the answer's tokens only (not the
+# prompt's), and a greedy answer that repeats no token keeps every pick under them. A bias of
+# -100 on the plain answer's first token (its id from the native chat route) rules it out.
+steady = client.chat.completions.create(
+    model=MODEL, messages=messages, temperature=0, presence_penalty=2, frequency_penalty=2
+).choices[0].message.content
+native = urllib.request.Request(
+    f"{BASE}/v1/models/{MODEL}/chat",
+    data=json.dumps({"messages": messages, "logprobs": 0}).encode(),
+    headers={"Content-Type": "application/json"},
+    method="POST",
+)
+with urllib.request.urlopen(native, timeout=120) as response:
+    first_id = json.load(response)["logprobs"][0]["token_id"]
+banned = client.chat.completions.create(
+    model=MODEL, messages=messages, temperature=0, max_tokens=8, logit_bias={str(first_id): -100}
+).choices[0].message.content
+
 print(json.dumps({
     "object": plain.object,
     "model": plain.model,
@@ -76,4 +96,6 @@ print(json.dumps({
     "logprob_tokens": [t.token for t in scored],
     "logprobs": [t.logprob for t in scored],
     "top_logprobs": [[(a.token, a.logprob) for a in t.top_logprobs] for t in scored],
+    "with_penalties": steady,
+    "first_token_banned": banned,
 }))

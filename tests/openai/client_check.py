@@ -37,7 +37,11 @@ def native(prompt, params):
     """The native generation for `prompt` with the completion's parameters."""
     body = {"text": prompt, "max_new_tokens": params["max_tokens"]}
     body.update(
-        {k: v for k, v in params.items() if k in ("temperature", "top_p", "seed", "stop", "logprobs")}
+        {
+            k: v
+            for k, v in params.items()
+            if k in ("temperature", "top_p", "seed", "stop", "logprobs", "presence_penalty", "frequency_penalty")
+        }
     )
     request = urllib.request.Request(
         f"{BASE}/v1/models/{MODEL}/generate",
@@ -220,10 +224,21 @@ expect(
     "token ids: other log-probabilities than the text's",
 )
 
+# OpenAI's penalties, as the native route applies them.
+PENALIZED = dict(GREEDY, frequency_penalty=0.8, presence_penalty=0.5)
+penalized = client.completions.create(model=MODEL, prompt=PROMPT, **PENALIZED)
+check_against_native("penalties", penalized, [PROMPT], PENALIZED)
+
 # Parameters that would change the output but are not implemented are refused, as are
 # values out of OpenAI's range.
-expect_422("best_of=2", best_of=2)
-expect_422("logprobs=6", logprobs=6)
+REFUSED = {
+    "best_of=2": dict(best_of=2),
+    "logprobs=6": dict(logprobs=6),
+    "presence_penalty=2.5": dict(presence_penalty=2.5),
+    "logit_bias past the vocabulary": dict(logit_bias={"99999999": 1}),
+}
+for what, extra in REFUSED.items():
+    expect_422(what, **extra)
 
 print(json.dumps({
     "ok": True,
@@ -236,6 +251,7 @@ print(json.dumps({
     "list": [c.text for c in sorted(batch.choices, key=lambda c: c.index)],
     "several": [c.text for c in sorted(several.choices, key=lambda c: c.index)],
     "logprobs": scored.token_logprobs,
-    "refused_422": ["best_of=2", "logprobs=6"],
+    "penalized": penalized.choices[0].text,
+    "refused_422": list(REFUSED),
     "stopped": stopped,
 }))

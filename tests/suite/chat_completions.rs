@@ -53,6 +53,14 @@ async fn the_official_openai_client_asks_the_real_smollm2_and_hears_paris_plain_
     assert_eq!(seen["usage_on_other_chunks"], json!([]));
     assert_eq!(seen["last_choices"], json!([]));
     assert_eq!(seen["last_usage"], usage);
+    // The answer repeats no token, and the penalties count the answer's tokens alone (the
+    // question's " capital" and " France" would cost 4 each otherwise).
+    assert_eq!(seen["with_penalties"], ANSWER);
+    let banned = seen["first_token_banned"].as_str().unwrap();
+    assert!(
+        !banned.is_empty() && !banned.starts_with("The"),
+        "{banned:?}"
+    );
 
     // One entry per answer token, the end-of-turn token too; greedy, so each is its
     // position's most likely.
@@ -346,8 +354,16 @@ async fn what_chat_does_not_implement_or_know_gets_a_422_naming_it() {
             "messages[0].content[1]: \"image_url\" parts are not supported",
         ),
         (
-            with(json!({"messages": [{"role": "user", "content": "Hi", "name": "me"}]})),
-            "messages[0]: unknown fields: name",
+            with(json!({"messages": [{"role": "user", "content": "Hi", "id": "m1"}]})),
+            "messages[0]: unknown fields: id",
+        ),
+        (
+            with(json!({"messages": [{"role": "user", "content": "Hi", "name": "Ada L."}]})),
+            "messages[0].name: \"Ada L.\" is not 1 to 64 letters, digits, _ or -",
+        ),
+        (
+            with(json!({"messages": [{"role": "user", "content": "Hi", "name": "x".repeat(65)}]})),
+            "messages[0].name",
         ),
         (
             with(json!({"max_tokens": 17})),
@@ -372,7 +388,7 @@ async fn what_chat_does_not_implement_or_know_gets_a_422_naming_it() {
         "logit_bias": {}, "user": "me", "temperature": 0, "max_completion_tokens": 3,
         "store": false, "service_tier": "auto", "metadata": {"run": "nightly"},
         "messages": [{"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
-                     {"role": "user", "content": "Hi"}]}),
+                     {"role": "user", "content": "Hi", "name": "ada_L-1"}]}),
     );
     let (status, answer) = server.post_json("/v1/chat/completions", &neutral).await;
     assert_eq!(status, 200, "{answer}");

@@ -4,7 +4,7 @@
 use crate::common;
 
 use common::*;
-use infergraph::models::chat::{ChatTemplate, TemplateSource};
+use infergraph::models::chat::{ChatMessage, ChatTemplate, TemplateSource};
 use infergraph::models::tokenizer::TextTokenizer;
 use serde_json::Value;
 
@@ -105,5 +105,32 @@ fn tojson_writes_what_pythons_json_dumps_writes() {
     assert_eq!(
         template.render(&[], false, &Default::default()).unwrap(),
         "{\"a\": [1, 2.5, \"é\\\"\"], \"b\": null}|[\n  1,\n  {\n    \"x\": true\n  }\n]"
+    );
+}
+
+#[test]
+fn a_messages_name_reaches_the_template_only_when_given() {
+    let template = ChatTemplate::new(
+        "{% for m in messages %}{{ m.role }}{% if m.name is defined %} ({{ m.name }}){% endif %}: {{ m.content }}\n{% endfor %}"
+            .into(),
+        TemplateSource::Config,
+        None,
+        std::path::Path::new("config.toml"),
+    )
+    .unwrap();
+    let message = |role: &str, content: &str, name: Option<&str>| ChatMessage {
+        role: role.into(),
+        content: content.into(),
+        name: name.map(str::to_string),
+    };
+    let messages = [
+        message("user", "Hi, I am Ada.", Some("ada")),
+        message("assistant", "Hello!", None),
+    ];
+    assert_eq!(
+        template
+            .render(&messages, false, &Default::default())
+            .unwrap(),
+        "user (ada): Hi, I am Ada.\nassistant: Hello!\n"
     );
 }

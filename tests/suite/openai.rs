@@ -148,12 +148,28 @@ async fn what_is_not_implemented_or_unknown_gets_a_422_naming_it() {
         ),
         (with(json!({"suffix": "x"})), vec!["suffix"]),
         (
-            with(json!({"presence_penalty": 0.5})),
-            vec!["presence_penalty"],
+            with(json!({"presence_penalty": 2.5})),
+            vec!["presence_penalty: 2.5 is out of range [-2, 2]"],
         ),
         (
-            with(json!({"logit_bias": {"50256": -100}})),
-            vec!["logit_bias"],
+            with(json!({"frequency_penalty": -3})),
+            vec!["frequency_penalty: -3 is out of range [-2, 2]"],
+        ),
+        (
+            with(json!({"logit_bias": {"50257": -100}})),
+            vec!["logit_bias: \"50257\" is not a token id of the model's vocabulary (0 to 50256)"],
+        ),
+        (
+            with(json!({"logit_bias": {"007": 5}})),
+            vec!["logit_bias: \"007\" is not a token id"],
+        ),
+        (
+            with(json!({"logit_bias": {"7": 101}})),
+            vec!["logit_bias: token 7's bias 101 is not a number from -100 to 100"],
+        ),
+        (
+            with(json!({"logit_bias": {"7": "-5"}})),
+            vec!["logit_bias: token 7's bias \"-5\""],
         ),
         (
             with(json!({"beam": 2, "tools": []})),
@@ -198,6 +214,61 @@ async fn what_is_not_implemented_or_unknown_gets_a_422_naming_it() {
             (status, Some(error_type))
         );
     }
+}
+
+#[actix_web::test]
+async fn penalties_and_a_logit_bias_steer_a_greedy_completion() {
+    let server = TestServer::start(&fixture_models(), "");
+    let prompt = "Hello, my name is";
+    let native = |extra: Value| {
+        let mut body = json!({"text": prompt, "max_new_tokens": 8, "logprobs": 0});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let (status, plain) = server
+        .post_json("/v1/models/gpt2/generate", &native(json!({})))
+        .await;
+    assert_eq!(status, 200, "{plain}");
+    let ids = |answer: &Value| -> Vec<u64> {
+        answer["logprobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["token_id"].as_u64().unwrap())
+            .collect()
+    };
+    let greedy = ids(&plain);
+
+    // The penalties: the completion is the native route's with the same penalties, and the
+    // tiny model, which repeats itself when greedy, says something else.
+    let penalties = json!({"frequency_penalty": 0.8, "presence_penalty": 0.5});
+    let (status, penalized) = server
+        .post_json("/v1/models/gpt2/generate", &native(penalties.clone()))
+        .await;
+    assert_eq!(status, 200, "{penalized}");
+    assert_ne!(ids(&penalized), greedy);
+    let mut completion = json!({"model": "gpt2", "prompt": prompt, "max_tokens": 8,
+        "temperature": 0});
+    completion
+        .as_object_mut()
+        .unwrap()
+        .extend(penalties.as_object().unwrap().clone());
+    let (status, answer) = server.post_json("/v1/completions", &completion).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["choices"][0]["text"], penalized["continuation"],
+        "{answer}"
+    );
+
+    // A bias of −100 on the greedy first token: another one comes first.
+    let banned = json!({"model": "gpt2", "prompt": prompt, "max_tokens": 8, "temperature": 0,
+        "logprobs": 0, "logit_bias": {greedy[0].to_string(): -100}});
+    let (status, answer) = server.post_json("/v1/completions", &banned).await;
+    assert_eq!(status, 200, "{answer}");
+    let first = &answer["choices"][0]["logprobs"]["tokens"][0];
+    assert_ne!(*first, plain["logprobs"][0]["token"], "{answer}");
 }
 
 #[actix_web::test]

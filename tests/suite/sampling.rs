@@ -108,3 +108,97 @@ fn a_repetition_penalty_moves_greedy_decoding_off_its_loop() {
         generation.new_token_ids
     );
 }
+
+fn greedy_with(sampling: SamplingParams) -> GenerationParams {
+    GenerationParams {
+        max_new_tokens: 24,
+        logprobs: Some(20),
+        sampling,
+        ..GenerationParams::default()
+    }
+}
+
+/// OpenAI's rule, checked from outside the sampler: each greedy pick has the best logit after
+/// `frequency·count + presence·[count > 0]` is taken off every token, `count` being how often
+/// the continuation holds it so far. The model's own log-probabilities (reported before any
+/// change) differ from its logits by one constant a step, so they rank alike.
+#[test]
+fn each_penalized_greedy_pick_is_the_best_token_after_openais_adjustment() {
+    let generator = load();
+    let text = "Hello, my name is";
+    let plain = generator
+        .generate(text, &greedy_with(SamplingParams::default()))
+        .unwrap()
+        .new_token_ids;
+    for (presence, frequency) in [(1.5, 0.0), (0.0, 0.7), (0.4, 0.3), (-1.0, 0.0)] {
+        let params = greedy_with(SamplingParams {
+            presence_penalty: presence,
+            frequency_penalty: frequency,
+            ..SamplingParams::default()
+        });
+        let generation = generator.generate(text, &params).unwrap();
+        let mut counts = std::collections::HashMap::<u32, u32>::new();
+        for (step, token) in generation.logprobs.unwrap().iter().enumerate() {
+            let adjusted = |id: u32, logprob: f32| {
+                let count = counts.get(&id).copied().unwrap_or(0);
+                let present = if count > 0 { presence } else { 0.0 };
+                logprob - frequency * count as f32 - present
+            };
+            let picked = adjusted(token.token_id, token.logprob);
+            for other in &token.top_logprobs {
+                assert!(
+                    picked >= adjusted(other.token_id, other.logprob) - 1e-4,
+                    "({presence}, {frequency}) step {step}: {} beat {}",
+                    other.token_id,
+                    token.token_id
+                );
+            }
+            *counts.entry(token.token_id).or_default() += 1;
+        }
+        // The tiny model repeats itself when greedy, so a penalty changes its continuation.
+        if presence > 0.0 || frequency > 0.0 {
+            assert_ne!(generation.new_token_ids, plain, "({presence}, {frequency})");
+        }
+    }
+}
+
+#[test]
+fn a_logit_bias_of_minus_100_avoids_a_token_and_100_makes_greedy_repeat_one() {
+    let generator = load();
+    let text = "Hello, my name is";
+    let plain = generator
+        .generate(text, &greedy_with(SamplingParams::default()))
+        .unwrap()
+        .new_token_ids;
+    let first = plain[0];
+    let avoided = generator
+        .generate(
+            text,
+            &greedy_with(SamplingParams {
+                logit_bias: vec![(first, -100.0)],
+                ..SamplingParams::default()
+            }),
+        )
+        .unwrap();
+    assert!(!avoided.new_token_ids.contains(&first), "{avoided:?}");
+    let forced = generator
+        .generate(
+            text,
+            &greedy_with(SamplingParams {
+                logit_bias: vec![(500, 100.0)],
+                ..SamplingParams::default()
+            }),
+        )
+        .unwrap();
+    assert_eq!(forced.new_token_ids, vec![500; 24]);
+    // The reported log-probabilities stay the model's own.
+    let own = generator
+        .generate(text, &greedy_with(SamplingParams::default()))
+        .unwrap()
+        .logprobs
+        .unwrap();
+    assert_eq!(
+        avoided.logprobs.unwrap()[0].top_logprobs,
+        own[0].top_logprobs
+    );
+}

@@ -239,6 +239,7 @@ pub fn chat_messages(value: &Value) -> Vec<infergraph::models::chat::ChatMessage
         .map(|m| infergraph::models::chat::ChatMessage {
             role: m["role"].as_str().unwrap().into(),
             content: m["content"].as_str().unwrap().into(),
+            name: None,
         })
         .collect()
 }
