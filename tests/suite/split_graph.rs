@@ -163,9 +163,13 @@ async fn the_split_graph_answers_what_the_all_in_one_server_answers() {
     );
     let whole = TestServer::start(&all, "");
 
+    let plain = json!({"text": "Hello, my name is", "max_new_tokens": 8});
+    let penalized = json!({"text": "Hello, my name is", "max_new_tokens": 8,
+        "presence_penalty": 1.2, "frequency_penalty": 0.6});
     for body in [
-        json!({"text": "Hello, my name is", "max_new_tokens": 8}),
+        plain.clone(),
         json!({"text": "I have an idea!", "max_new_tokens": 6, "temperature": 0.8, "top_p": 0.9, "seed": 5}),
+        penalized.clone(),
     ] {
         assert_eq!(
             comparable(&split, "/v1/graph", &body).await,
@@ -178,6 +182,26 @@ async fn the_split_graph_answers_what_the_all_in_one_server_answers() {
             websocket_results(&whole, &body).await
         );
     }
+    // The penalties reach the model node: they change what the tiny models say.
+    assert_ne!(
+        comparable(&whole, "/v1/graph", &plain).await,
+        comparable(&whole, "/v1/graph", &penalized).await
+    );
+    // A logit bias needs the model's vocabulary, which is on its node.
+    let (status, body) = split
+        .post_json(
+            "/v1/completions",
+            &json!({"model": "gpt2-medium", "prompt": "Hi", "logit_bias": {"11": 5}}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("logit_bias: token ids need the model loaded on this server"),
+        "{body}"
+    );
     let text = b"I have an idea!".to_vec();
     let (status, split_seed, _) = split
         .post(
