@@ -151,6 +151,9 @@ struct GenerateArgs {
     top_k: Option<usize>,
     #[arg(long)]
     top_p: Option<f32>,
+    /// Keep the tokens at least this many times as likely as the most likely one.
+    #[arg(long)]
+    min_p: Option<f32>,
     #[arg(long, default_value_t = 1.0)]
     repetition_penalty: f32,
     /// OpenAI's presence penalty: lowers each generated token's logit once (-2 to 2).
@@ -252,6 +255,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     temperature: args.temperature,
                     top_k: args.top_k,
                     top_p: args.top_p,
+                    min_p: args.min_p,
                     repetition_penalty: args.repetition_penalty,
                     presence_penalty: args.presence_penalty,
                     frequency_penalty: args.frequency_penalty,

@@ -733,6 +733,7 @@ fn generation_body(prompt: &Prompt, params: &GenerationParams) -> Value {
         ("max_length", params.max_length.map(|n| json!(n))),
         ("top_k", sampling.top_k.map(|k| json!(k))),
         ("top_p", sampling.top_p.map(|p| json!(p))),
+        ("min_p", sampling.min_p.map(|p| json!(p))),
         ("seed", sampling.seed.map(|s| json!(s))),
         // Only when set, so that a node of an earlier version still takes the body.
         (

@@ -32,6 +32,28 @@ where
         .ok_or_else(|| D::Error::custom(format!("{number} is not a non-negative integer in range")))
 }
 
+/// vLLM's `top_k` on the OpenAI routes: a positive integer, or -1 or 0 for every token (as
+/// `None`); whole floats count, as [`integral`] reads them.
+fn top_k_or_all<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<usize>, D::Error> {
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if number.as_f64() == Some(-1.0) {
+        return Ok(None);
+    }
+    whole(&number)
+        .and_then(|k| usize::try_from(k).ok())
+        .map(|k| (k > 0).then_some(k))
+        .ok_or_else(|| {
+            D::Error::custom(format!(
+                "top_k: {number} is not a positive integer, or -1 or 0 for every token"
+            ))
+        })
+}
+
 /// `number` as a `u64`, if it is a whole one (`3.0` too, as JSON Schema's integers are).
 pub(super) fn whole(number: &serde_json::Number) -> Option<u64> {
     number.as_u64().or_else(|| {
@@ -88,6 +110,10 @@ pub struct GenerationRequest {
     pub top_k: Option<usize>,
     #[schema(exclusive_minimum = 0, maximum = 1)]
     pub top_p: Option<f64>,
+    /// Keeps the tokens at least this many times as likely as the most likely one (0 keeps
+    /// all), after `top_k` and `top_p`.
+    #[schema(minimum = 0, maximum = 1)]
+    pub min_p: Option<f64>,
     /// Above 1 discourages repeating any token of the sequence so far.
     #[schema(exclusive_minimum = 0, maximum = 100)]
     pub repetition_penalty: Option<f64>,
@@ -820,6 +846,16 @@ pub struct CompletionRequest {
     pub temperature: Option<f64>,
     #[schema(exclusive_minimum = 0, maximum = 1)]
     pub top_p: Option<f64>,
+    /// vLLM's: keep the `top_k` most likely tokens; -1 or 0 keeps all.
+    #[schema(minimum = -1)]
+    #[serde(default, deserialize_with = "top_k_or_all")]
+    pub top_k: Option<usize>,
+    /// vLLM's: as `/generate`'s `min_p`.
+    #[schema(minimum = 0, maximum = 1)]
+    pub min_p: Option<f64>,
+    /// vLLM's: as `/generate`'s `repetition_penalty` (the prompt's tokens count).
+    #[schema(exclusive_minimum = 0, maximum = 100)]
+    pub repetition_penalty: Option<f64>,
     #[serde(default, deserialize_with = "integral")]
     pub seed: Option<u64>,
     /// Up to 4 strings; a choice ends once its text contains one, and its text stops before
@@ -1074,6 +1110,8 @@ pub struct ChatGenerationRequest {
     pub top_k: Option<usize>,
     #[schema(exclusive_minimum = 0, maximum = 1)]
     pub top_p: Option<f64>,
+    #[schema(minimum = 0, maximum = 1)]
+    pub min_p: Option<f64>,
     #[schema(exclusive_minimum = 0, maximum = 100)]
     pub repetition_penalty: Option<f64>,
     /// As `/generate`'s: counts the answer's tokens.
@@ -1103,6 +1141,7 @@ impl ChatGenerationRequest {
             temperature: self.temperature,
             top_k: self.top_k,
             top_p: self.top_p,
+            min_p: self.min_p,
             repetition_penalty: self.repetition_penalty,
             presence_penalty: self.presence_penalty,
             frequency_penalty: self.frequency_penalty,
@@ -1143,6 +1182,16 @@ pub struct ChatCompletionRequest {
     pub temperature: Option<f64>,
     #[schema(exclusive_minimum = 0, maximum = 1)]
     pub top_p: Option<f64>,
+    /// vLLM's: keep the `top_k` most likely tokens; -1 or 0 keeps all.
+    #[schema(minimum = -1)]
+    #[serde(default, deserialize_with = "top_k_or_all")]
+    pub top_k: Option<usize>,
+    /// vLLM's: as `/generate`'s `min_p`.
+    #[schema(minimum = 0, maximum = 1)]
+    pub min_p: Option<f64>,
+    /// vLLM's: as `/generate`'s `repetition_penalty` (the prompt's tokens count).
+    #[schema(exclusive_minimum = 0, maximum = 100)]
+    pub repetition_penalty: Option<f64>,
     #[serde(default, deserialize_with = "integral")]
     pub seed: Option<u64>,
     /// Up to 4 strings; the answer ends once it contains one, and stops before it (as

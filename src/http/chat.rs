@@ -41,13 +41,16 @@ use crate::models::logprobs::MAX_TOP_LOGPROBS;
 use crate::models::Prompt;
 
 /// Every field `ChatCompletionRequest` reads; anything else is refused by name.
-const KNOWN_FIELDS: [&str; 24] = [
+const KNOWN_FIELDS: [&str; 27] = [
     "model",
     "messages",
     "max_tokens",
     "max_completion_tokens",
     "temperature",
     "top_p",
+    "top_k",
+    "min_p",
+    "repetition_penalty",
     "seed",
     "stop",
     "stream",
@@ -117,9 +120,10 @@ pub(super) async fn chat_completions(
             max_length: None,
             min_new_tokens: None,
             temperature: Some(request.temperature.unwrap_or(1.0)),
-            top_k: None,
+            top_k: request.top_k,
             top_p: request.top_p,
-            repetition_penalty: None,
+            min_p: request.min_p,
+            repetition_penalty: request.repetition_penalty,
             presence_penalty: request.presence_penalty,
             frequency_penalty: request.frequency_penalty,
             seed: request.seed,

@@ -35,12 +35,15 @@ use super::state::AppState;
 use crate::models::{Generation, Prompt};
 
 /// Every field `CompletionRequest` reads; anything else is refused by name.
-const KNOWN_FIELDS: [&str; 18] = [
+const KNOWN_FIELDS: [&str; 21] = [
     "model",
     "prompt",
     "max_tokens",
     "temperature",
     "top_p",
+    "top_k",
+    "min_p",
+    "repetition_penalty",
     "seed",
     "stop",
     "stream",
@@ -112,9 +115,10 @@ pub(super) async fn completions(
             max_length: None,
             min_new_tokens: None,
             temperature: Some(request.temperature.unwrap_or(1.0)),
-            top_k: None,
+            top_k: request.top_k,
             top_p: request.top_p,
-            repetition_penalty: None,
+            min_p: request.min_p,
+            repetition_penalty: request.repetition_penalty,
             presence_penalty: request.presence_penalty,
             frequency_penalty: request.frequency_penalty,
             seed: request.seed,

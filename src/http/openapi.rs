@@ -193,6 +193,7 @@ fn decimal_range(max: usize) -> String {
             let rest = width - i - 1;
             let tail = match rest {
                 0 => String::new(),
+                1 => "[0-9]".to_string(),
                 n => format!("[0-9]{{{n}}}"),
             };
             alternatives.push(format!("{prefix}[{low}-{}]{tail}", digit - 1));
@@ -341,6 +342,7 @@ pub fn document(
     // The neutral values the server takes of OpenAI fields it does not implement.
     let completion = &mut schemas["CompletionRequest"]["properties"];
     completion["suffix"] = json!({"type": ["string", "null"], "maxLength": 0});
+    completion["top_k"]["maximum"] = json!(MAX_TOP_K);
     // Any token id here; each model's own below.
     let any_token = Some(u32::MAX as usize);
     completion["logit_bias"] = logit_bias(any_token);
@@ -368,6 +370,7 @@ pub fn document(
     chat["stop"] = nullable(stop.clone());
     let chat = &mut schemas["ChatCompletionRequest"]["properties"];
     chat["model"]["enum"] = json!(chat_models);
+    chat["top_k"]["maximum"] = json!(MAX_TOP_K);
     chat["seed"] = seed;
     for field in ["max_tokens", "max_completion_tokens"] {
         chat[field]["maximum"] = json!(limits.max_new_tokens);

@@ -145,6 +145,7 @@ pub(super) fn generation_params(
     for (name, value, exclusive_low, high) in [
         ("temperature", request.temperature, false, 100.0),
         ("top_p", request.top_p, true, 1.0),
+        ("min_p", request.min_p, false, 1.0),
         (
             "repetition_penalty",
             request.repetition_penalty,
@@ -175,6 +176,7 @@ pub(super) fn generation_params(
         temperature: narrow(request.temperature.unwrap_or(0.0)),
         top_k: request.top_k,
         top_p: request.top_p.map(narrow),
+        min_p: request.min_p.map(|p| p as f32),
         repetition_penalty: narrow(request.repetition_penalty.unwrap_or(1.0)),
         presence_penalty: request.presence_penalty.unwrap_or(0.0) as f32,
         frequency_penalty: request.frequency_penalty.unwrap_or(0.0) as f32,

@@ -1,6 +1,6 @@
 //! Choosing the next token from a row of logits: greedy, or drawn with transformers' logits
 //! processors, in transformers' order: repetition penalty, EOS suppression (for
-//! `min_new_tokens`), temperature, top-k, top-p, then a draw from the request's own RNG.
+//! `min_new_tokens`), temperature, top-k, top-p, min-p, then a draw from the request's own RNG.
 //! OpenAI's adjustments come first, as vLLM applies them: the logit bias, then (after the
 //! repetition penalty) the frequency and presence penalties, which count the generated
 //! tokens only (the sampler's own picks), not the prompt's.
@@ -22,6 +22,9 @@ pub struct SamplingParams {
     pub top_k: Option<usize>,
     /// Keep the fewest most-likely tokens whose probabilities add up to at least `p`.
     pub top_p: Option<f32>,
+    /// Keep the tokens at least `p` times as likely as the most likely one (transformers'
+    /// and vLLM's `min_p`; 0 keeps all).
+    pub min_p: Option<f32>,
     /// Above 1 discourages every token already in the sequence (prompt included).
     pub repetition_penalty: f32,
     /// OpenAI's: subtracted from a token's logit once it has been generated (−2 to 2; 0 is
@@ -44,6 +47,7 @@ impl Default for SamplingParams {
             temperature: 0.0,
             top_k: None,
             top_p: None,
+            min_p: None,
             repetition_penalty: 1.0,
             presence_penalty: 0.0,
             frequency_penalty: 0.0,
@@ -68,6 +72,11 @@ impl SamplingParams {
         if let Some(p) = self.top_p {
             if !(p > 0.0 && p <= 1.0) {
                 return Err(format!("top_p: {p} is out of range (0, 1]"));
+            }
+        }
+        if let Some(p) = self.min_p {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!("min_p: {p} is out of range [0, 1]"));
             }
         }
         if !self.repetition_penalty.is_finite()
@@ -170,11 +179,19 @@ impl Sampler {
             return argmax(logits);
         }
         let temperature = self.params.temperature;
+        // Measured from the largest logit: a tiny temperature then sends the others to −∞
+        // and keeps the largest at 0, where dividing the logits themselves would overflow
+        // them to ±∞ (whose softmax is NaN).
+        let largest = logits
+            .iter()
+            .copied()
+            .filter(|l| l.is_finite())
+            .fold(f32::NEG_INFINITY, f32::max);
         let mut candidates: Vec<(u32, f32)> = logits
             .iter()
             .enumerate()
             .filter(|(_, l)| l.is_finite())
-            .map(|(id, &l)| (id as u32, l / temperature))
+            .map(|(id, &l)| (id as u32, (l - largest) / temperature))
             .collect();
         if candidates.is_empty() {
             return argmax(logits);
@@ -196,6 +213,10 @@ impl Sampler {
                 .map_or(probabilities.len(), |i| i + 1);
             probabilities.truncate(keep);
         }
+        if let Some(min_p) = self.params.min_p.filter(|&p| p > 0.0) {
+            let most = probabilities.iter().map(|&(_, q)| q).fold(0.0, f64::max);
+            probabilities.retain(|&(_, q)| q >= f64::from(min_p) * most);
+        }
         let total: f64 = probabilities.iter().map(|(_, q)| q).sum();
         let mut target = self.rng.uniform() * total;
         for &(id, q) in &probabilities {
@@ -204,7 +225,10 @@ impl Sampler {
                 return id;
             }
         }
-        probabilities.last().expect("non-empty").0
+        // Rounding can leave the draw a hair above the total: the last candidate then.
+        probabilities
+            .last()
+            .map_or_else(|| argmax(logits), |&(id, _)| id)
     }
 }
 
@@ -311,6 +335,46 @@ mod tests {
         let picked = draws(params, &logits, 400);
         assert!(picked.iter().all(|&t| t == 9 || t == 2), "{picked:?}");
         assert!(picked.contains(&9) && picked.contains(&2));
+    }
+
+    #[test]
+    fn min_p_keeps_the_ids_at_least_that_fraction_as_likely_as_the_top_one() {
+        // Probabilities 0.5 (id 4), 0.3 (id 1), 0.15 (id 7), 0.05 (id 0).
+        let mut logits = vec![f32::NEG_INFINITY; 9];
+        logits[4] = 0.5f32.ln();
+        logits[1] = 0.3f32.ln();
+        logits[7] = 0.15f32.ln();
+        logits[0] = 0.05f32.ln();
+        let params = SamplingParams {
+            temperature: 1.0,
+            // 0.4 of 0.5 is 0.2: ids 4 and 1 stay, 7 (0.15) and 0 go.
+            min_p: Some(0.4),
+            ..Default::default()
+        };
+        let picked = draws(params, &logits, 400);
+        assert!(picked.iter().all(|&t| t == 4 || t == 1), "{picked:?}");
+        assert!(picked.contains(&4) && picked.contains(&1));
+        let only_top = SamplingParams {
+            temperature: 1.0,
+            min_p: Some(1.0),
+            ..Default::default()
+        };
+        assert!(draws(only_top, &logits, 100).iter().all(|&t| t == 4));
+    }
+
+    #[test]
+    fn a_temperature_near_zero_samples_the_top_token_under_every_filter() {
+        // Divided by the temperature, all of these would overflow f32.
+        let logits = [10.0, 30.0, -20.0, 29.0];
+        for (top_p, min_p) in [(None, None), (Some(0.5), None), (None, Some(0.5))] {
+            let params = SamplingParams {
+                temperature: f32::MIN_POSITIVE,
+                top_p,
+                min_p,
+                ..Default::default()
+            };
+            assert!(draws(params, &logits, 50).iter().all(|&t| t == 1));
+        }
     }
 
     #[test]
@@ -421,6 +485,11 @@ mod tests {
             ..Default::default()
         })
         .starts_with("top_p"));
+        assert!(bad(SamplingParams {
+            min_p: Some(-0.1),
+            ..Default::default()
+        })
+        .starts_with("min_p"));
         assert!(bad(SamplingParams {
             repetition_penalty: 0.0,
             ..Default::default()

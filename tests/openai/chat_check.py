@@ -6,7 +6,8 @@ Usage: chat_check.py BASE_URL MODEL QUESTION
 
 Asks QUESTION (one user message, greedy) plainly (with `store=False`,
 `service_tier="auto"` and `metadata`, which change nothing), with `logprobs`, streamed with
-`stream_options={"include_usage": True}`, with both penalties at 2, and with a logit bias of
+`stream_options={"include_usage": True}`, with both penalties at 2, sampled with `top_k` 1,
+and with a logit bias of
 -100 on the plain answer's first token, and prints one JSON line with what the client read:
 the plain answer's text, finish_reason and usage; the streamed chunks' texts joined, the
 first delta's role, the finish reasons, and the last chunk's choices and usage; the two
@@ -73,6 +74,11 @@ native = urllib.request.Request(
 )
 with urllib.request.urlopen(native, timeout=120) as response:
     first_id = json.load(response)["logprobs"][0]["token_id"]
+# vLLM's sampling fields, as clients send them (`extra_body`): with only the most likely
+# token left to draw from, a sample at any temperature is the greedy answer.
+only_the_top = client.chat.completions.create(
+    model=MODEL, messages=messages, temperature=1.5, seed=1, extra_body={"top_k": 1, "min_p": 0.5}
+).choices[0].message.content
 banned = client.chat.completions.create(
     model=MODEL, messages=messages, temperature=0, max_tokens=8, logit_bias={str(first_id): -100}
 ).choices[0].message.content
@@ -97,5 +103,6 @@ print(json.dumps({
     "logprobs": [t.logprob for t in scored],
     "top_logprobs": [[(a.token, a.logprob) for a in t.top_logprobs] for t in scored],
     "with_penalties": steady,
+    "top_k_1": only_the_top,
     "first_token_banned": banned,
 }))

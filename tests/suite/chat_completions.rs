@@ -56,6 +56,7 @@ async fn the_official_openai_client_asks_the_real_smollm2_and_hears_paris_plain_
     // The answer repeats no token, and the penalties count the answer's tokens alone (the
     // question's " capital" and " France" would cost 4 each otherwise).
     assert_eq!(seen["with_penalties"], ANSWER);
+    assert_eq!(seen["top_k_1"], ANSWER);
     let banned = seen["first_token_banned"].as_str().unwrap();
     assert!(
         !banned.is_empty() && !banned.starts_with("The"),

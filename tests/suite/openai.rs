@@ -272,6 +272,73 @@ async fn penalties_and_a_logit_bias_steer_a_greedy_completion() {
 }
 
 #[actix_web::test]
+async fn vllms_top_k_min_p_and_repetition_penalty_work_on_the_completions_route() {
+    let server = TestServer::start(&fixture_models(), "");
+    let text = |extra: Value| {
+        let server = &server;
+        async move {
+            let mut body = json!({"model": "gpt2", "prompt": "Hello, my name is",
+                "max_tokens": 8});
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let (status, answer) = server.post_json("/v1/completions", &body).await;
+            assert_eq!(status, 200, "{body}: {answer}");
+            answer["choices"][0]["text"].as_str().unwrap().to_string()
+        }
+    };
+    let greedy = text(json!({"temperature": 0})).await;
+    // Only the most likely token is left to draw from: the greedy text, at any temperature.
+    for only_the_top in [json!({"top_k": 1}), json!({"min_p": 1.0})] {
+        let mut body = json!({"temperature": 1.5, "seed": 3});
+        body.as_object_mut()
+            .unwrap()
+            .extend(only_the_top.as_object().unwrap().clone());
+        assert_eq!(text(body.clone()).await, greedy, "{body}");
+    }
+    let sampled = text(json!({"temperature": 1.5, "seed": 3})).await;
+    assert_ne!(sampled, greedy, "the seed samples off the greedy path");
+    // -1 and 0 keep every token, as vLLM reads them.
+    for all in [-1, 0] {
+        let body = json!({"temperature": 1.5, "seed": 3, "top_k": all});
+        assert_eq!(text(body).await, sampled, "top_k {all}");
+    }
+    // The repetition penalty is the native route's.
+    let (status, native) = server
+        .post_json(
+            "/v1/models/gpt2/generate",
+            &json!({"text": "Hello, my name is", "max_new_tokens": 8, "repetition_penalty": 1.5}),
+        )
+        .await;
+    assert_eq!(status, 200, "{native}");
+    let penalized = text(json!({"temperature": 0, "repetition_penalty": 1.5})).await;
+    assert_eq!(penalized, native["continuation"].as_str().unwrap());
+    assert_ne!(penalized, greedy);
+    for (extra, named) in [
+        (
+            json!({"top_k": -2}),
+            "top_k: -2 is not a positive integer, or -1 or 0",
+        ),
+        (json!({"min_p": 1.5}), "min_p: 1.5 is out of range [0, 1]"),
+        (
+            json!({"repetition_penalty": 0}),
+            "repetition_penalty: 0 is out of range (0, 100]",
+        ),
+    ] {
+        let mut body = json!({"model": "gpt2", "prompt": "Hello"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (status, answer) = server.post_json("/v1/completions", &body).await;
+        assert_eq!(status, 422, "{body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(named),
+            "{answer}"
+        );
+    }
+}
+
+#[actix_web::test]
 async fn v1_models_keeps_its_fields_and_adds_openais() {
     let server = TestServer::start(&fixture_models(), "");
     let mut response = awc::Client::default()
