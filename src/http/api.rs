@@ -856,6 +856,14 @@ pub struct CompletionRequest {
     /// vLLM's: as `/generate`'s `repetition_penalty` (the prompt's tokens count).
     #[schema(exclusive_minimum = 0, maximum = 100)]
     pub repetition_penalty: Option<f64>,
+    /// vLLM's: the end of sequence (or of turn) is held back until this many tokens are
+    /// generated, as `/generate`'s `min_new_tokens`.
+    #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "integral")]
+    pub min_tokens: Option<usize>,
+    /// vLLM's: never end at the end of sequence (or of turn), only at the token budget or a
+    /// stop string, as load tests ask for a fixed length.
+    pub ignore_eos: Option<bool>,
     #[serde(default, deserialize_with = "integral")]
     pub seed: Option<u64>,
     /// Up to 4 strings; a choice ends once its text contains one, and its text stops before
@@ -1192,6 +1200,14 @@ pub struct ChatCompletionRequest {
     /// vLLM's: as `/generate`'s `repetition_penalty` (the prompt's tokens count).
     #[schema(exclusive_minimum = 0, maximum = 100)]
     pub repetition_penalty: Option<f64>,
+    /// vLLM's: the end of sequence (or of turn) is held back until this many tokens are
+    /// generated, as `/generate`'s `min_new_tokens`.
+    #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "integral")]
+    pub min_tokens: Option<usize>,
+    /// vLLM's: never end at the end of sequence (or of turn), only at the token budget or a
+    /// stop string, as load tests ask for a fixed length.
+    pub ignore_eos: Option<bool>,
     #[serde(default, deserialize_with = "integral")]
     pub seed: Option<u64>,
     /// Up to 4 strings; the answer ends once it contains one, and stops before it (as

@@ -27,8 +27,8 @@ use super::api::{
     RequestErrors,
 };
 use super::completion::{
-    before_stop, chat_logprobs, check_n, check_sampling, choice_params, finish_reason, logit_bias,
-    record, usage, Frame, StopHold,
+    before_stop, chat_logprobs, check_n, check_sampling, choice_params, finish_reason,
+    least_tokens, logit_bias, record, usage, Frame, StopHold,
 };
 use super::error::ApiError;
 use super::model_calls::{
@@ -41,7 +41,7 @@ use crate::models::logprobs::MAX_TOP_LOGPROBS;
 use crate::models::Prompt;
 
 /// Every field `ChatCompletionRequest` reads; anything else is refused by name.
-const KNOWN_FIELDS: [&str; 27] = [
+const KNOWN_FIELDS: [&str; 29] = [
     "model",
     "messages",
     "max_tokens",
@@ -51,6 +51,8 @@ const KNOWN_FIELDS: [&str; 27] = [
     "top_k",
     "min_p",
     "repetition_penalty",
+    "min_tokens",
+    "ignore_eos",
     "seed",
     "stop",
     "stream",
@@ -106,19 +108,23 @@ pub(super) async fn chat_completions(
             )));
         }
     }
+    // The newer name wins, as vLLM has it.
+    let max_tokens = request
+        .max_completion_tokens
+        .or(request.max_tokens)
+        .unwrap_or(most);
+    if let Some(n) = request.min_tokens.filter(|&n| n > most) {
+        return Err(ApiError::Validation(format!(
+            "min_tokens: {n} is out of range 0..={most}"
+        )));
+    }
     let mut params = generation_params(
         &state,
         &GenerationRequest {
             text: String::new(),
-            // The newer name wins, as vLLM has it.
-            max_new_tokens: Some(
-                request
-                    .max_completion_tokens
-                    .or(request.max_tokens)
-                    .unwrap_or(most),
-            ),
+            max_new_tokens: Some(max_tokens),
             max_length: None,
-            min_new_tokens: None,
+            min_new_tokens: least_tokens(request.min_tokens, request.ignore_eos, max_tokens),
             temperature: Some(request.temperature.unwrap_or(1.0)),
             top_k: request.top_k,
             top_p: request.top_p,

@@ -43,6 +43,19 @@ pub(super) fn check_sampling(
     Ok(())
 }
 
+/// The tokens an answer holds its end back for: vLLM's `min_tokens`, or with `ignore_eos`
+/// the whole budget (`max_tokens`), so that only the budget or a stop string ends it.
+pub(super) fn least_tokens(
+    min_tokens: Option<usize>,
+    ignore_eos: Option<bool>,
+    max_tokens: usize,
+) -> Option<usize> {
+    match ignore_eos {
+        Some(true) => Some(max_tokens),
+        _ => min_tokens,
+    }
+}
+
 /// `logit_bias` as sent, as the sampler takes it (sorted by token id). Only for `model` loaded
 /// on this server, whose vocabulary the ids must be in: each key a token id in decimal digits
 /// (no sign, no leading zero), each value a number from −100 to 100.

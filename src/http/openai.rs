@@ -25,7 +25,7 @@ use super::api::{
 };
 use super::completion::{
     before_stop, check_n, check_sampling, choice_params, completion_logprobs, finish_reason,
-    logit_bias, record, usage, Frame, StopHold,
+    least_tokens, logit_bias, record, usage, Frame, StopHold,
 };
 use super::error::ApiError;
 use super::model_calls::{check_token_ids, find_generator, GenerationCall};
@@ -35,7 +35,7 @@ use super::state::AppState;
 use crate::models::{Generation, Prompt};
 
 /// Every field `CompletionRequest` reads; anything else is refused by name.
-const KNOWN_FIELDS: [&str; 21] = [
+const KNOWN_FIELDS: [&str; 23] = [
     "model",
     "prompt",
     "max_tokens",
@@ -44,6 +44,8 @@ const KNOWN_FIELDS: [&str; 21] = [
     "top_k",
     "min_p",
     "repetition_penalty",
+    "min_tokens",
+    "ignore_eos",
     "seed",
     "stop",
     "stream",
@@ -103,17 +105,16 @@ pub(super) async fn completions(
             Prompt::Chat(_) => {}
         }
     }
+    let max_tokens = request
+        .max_tokens
+        .unwrap_or(DEFAULT_MAX_TOKENS.min(state.config.limits.max_new_tokens));
     let mut params = generation_params(
         &state,
         &GenerationRequest {
             text: String::new(),
-            max_new_tokens: Some(
-                request
-                    .max_tokens
-                    .unwrap_or(DEFAULT_MAX_TOKENS.min(state.config.limits.max_new_tokens)),
-            ),
+            max_new_tokens: Some(max_tokens),
             max_length: None,
-            min_new_tokens: None,
+            min_new_tokens: least_tokens(request.min_tokens, request.ignore_eos, max_tokens),
             temperature: Some(request.temperature.unwrap_or(1.0)),
             top_k: request.top_k,
             top_p: request.top_p,
@@ -129,7 +130,10 @@ pub(super) async fn completions(
     )
     // Named as the client named them.
     .map_err(|e| match e {
-        ApiError::Validation(m) => ApiError::Validation(m.replace("max_new_tokens", "max_tokens")),
+        ApiError::Validation(m) => ApiError::Validation(
+            m.replace("max_new_tokens", "max_tokens")
+                .replace("min_new_tokens", "min_tokens"),
+        ),
         other => other,
     })?;
     params.sampling.logit_bias = logit_bias(&state, &generator.name, request.logit_bias.as_ref())?;

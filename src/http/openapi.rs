@@ -343,6 +343,7 @@ pub fn document(
     let completion = &mut schemas["CompletionRequest"]["properties"];
     completion["suffix"] = json!({"type": ["string", "null"], "maxLength": 0});
     completion["top_k"]["maximum"] = json!(MAX_TOP_K);
+    completion["min_tokens"]["maximum"] = json!(limits.max_new_tokens);
     // Any token id here; each model's own below.
     let any_token = Some(u32::MAX as usize);
     completion["logit_bias"] = logit_bias(any_token);
@@ -371,6 +372,7 @@ pub fn document(
     let chat = &mut schemas["ChatCompletionRequest"]["properties"];
     chat["model"]["enum"] = json!(chat_models);
     chat["top_k"]["maximum"] = json!(MAX_TOP_K);
+    chat["min_tokens"]["maximum"] = json!(limits.max_new_tokens);
     chat["seed"] = seed;
     for field in ["max_tokens", "max_completion_tokens"] {
         chat[field]["maximum"] = json!(limits.max_new_tokens);

@@ -693,3 +693,64 @@ async fn a_template_from_config_toml_lets_a_plain_model_chat_and_wins_over_a_mod
         assert_eq!(answer["prompt_tokens"], tokenizer.len(), "{name}: {answer}");
     }
 }
+
+#[actix_web::test]
+async fn vllms_min_tokens_and_ignore_eos_hold_the_answer_past_its_end_of_turn() {
+    let server = TestServer::start(&[real_smollm2()], "[limits]\nmax_new_tokens = 16\n");
+    let ask = |extra: Value| {
+        let server = &server;
+        async move {
+            let mut body = json!({"model": "smollm2", "messages": question(), "temperature": 0,
+                "max_tokens": 12});
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            server.post_json("/v1/chat/completions", &body).await
+        }
+    };
+    let (status, plain) = ask(json!({})).await;
+    assert_eq!(status, 200, "{plain}");
+    assert_eq!(plain["choices"][0]["finish_reason"], "stop");
+    assert_eq!(plain["usage"]["completion_tokens"], ANSWER_TOKENS);
+    // The answer's end of turn is its 8th token: held back until the 10th, or for the whole
+    // budget.
+    for (extra, tokens, reason) in [
+        (json!({"min_tokens": 10}), None, None),
+        (json!({"ignore_eos": true}), Some(12), Some("length")),
+        (
+            json!({"ignore_eos": true, "min_tokens": 3}),
+            Some(12),
+            Some("length"),
+        ),
+    ] {
+        let (status, answer) = ask(extra.clone()).await;
+        assert_eq!(status, 200, "{extra}: {answer}");
+        let generated = answer["usage"]["completion_tokens"].as_u64().unwrap();
+        assert!(generated >= 10, "{extra}: {answer}");
+        if let Some(tokens) = tokens {
+            assert_eq!(generated, tokens, "{extra}");
+        }
+        if let Some(reason) = reason {
+            assert_eq!(answer["choices"][0]["finish_reason"], reason, "{extra}");
+        }
+        let content = answer["choices"][0]["message"]["content"].as_str().unwrap();
+        assert!(content.starts_with(ANSWER), "{extra}: {content:?}");
+    }
+    for route in ["/v1/chat/completions", "/v1/completions"] {
+        let body = json!({"model": "smollm2", "messages": question(), "prompt": "Hi",
+            "min_tokens": 17});
+        let mut body = body.as_object().unwrap().clone();
+        body.remove(if route == "/v1/completions" {
+            "messages"
+        } else {
+            "prompt"
+        });
+        let (status, answer) = server.post_json(route, &Value::Object(body)).await;
+        assert_eq!(status, 422, "{route}: {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(
+            error.contains("min_tokens: 17 is out of range 0..=16"),
+            "{route}: {error}"
+        );
+    }
+}
