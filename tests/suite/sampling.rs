@@ -165,40 +165,23 @@ fn each_penalized_greedy_pick_is_the_best_token_after_openais_adjustment() {
 #[test]
 fn a_logit_bias_of_minus_100_avoids_a_token_and_100_makes_greedy_repeat_one() {
     let generator = load();
-    let text = "Hello, my name is";
-    let plain = generator
-        .generate(text, &greedy_with(SamplingParams::default()))
-        .unwrap()
-        .new_token_ids;
-    let first = plain[0];
-    let avoided = generator
-        .generate(
-            text,
-            &greedy_with(SamplingParams {
-                logit_bias: vec![(first, -100.0)],
-                ..SamplingParams::default()
-            }),
-        )
-        .unwrap();
+    let biased = |logit_bias: Vec<(u32, f32)>| {
+        let sampling = SamplingParams {
+            logit_bias,
+            ..SamplingParams::default()
+        };
+        generator
+            .generate("Hello, my name is", &greedy_with(sampling))
+            .unwrap()
+    };
+    let plain = biased(Vec::new());
+    let first = plain.new_token_ids[0];
+    let avoided = biased(vec![(first, -100.0)]);
     assert!(!avoided.new_token_ids.contains(&first), "{avoided:?}");
-    let forced = generator
-        .generate(
-            text,
-            &greedy_with(SamplingParams {
-                logit_bias: vec![(500, 100.0)],
-                ..SamplingParams::default()
-            }),
-        )
-        .unwrap();
-    assert_eq!(forced.new_token_ids, vec![500; 24]);
+    assert_eq!(biased(vec![(500, 100.0)]).new_token_ids, vec![500; 24]);
     // The reported log-probabilities stay the model's own.
-    let own = generator
-        .generate(text, &greedy_with(SamplingParams::default()))
-        .unwrap()
-        .logprobs
-        .unwrap();
     assert_eq!(
         avoided.logprobs.unwrap()[0].top_logprobs,
-        own[0].top_logprobs
+        plain.logprobs.unwrap()[0].top_logprobs
     );
 }
