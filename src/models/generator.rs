@@ -457,11 +457,12 @@ impl Sequence {
     /// The whole continuation's text, a trailing partial character included (as U+FFFD):
     /// what follows the prompt's text in the whole sequence's. Decoded after the prompt, not
     /// alone, since SentencePiece decoders drop a text's leading space ("▁Hello" alone is
-    /// "Hello", after a prompt " Hello").
+    /// "Hello", after a prompt " Hello"). A character that the prompt's (token-id) prompt
+    /// ends inside of and the continuation completes is the continuation's.
     pub fn continuation_text(&self, tokenizer: &TextTokenizer) -> Result<String, ModelError> {
         let whole = tokenizer.decode(&self.tokens)?;
         let prompt = tokenizer.decode(self.prompt_ids())?;
-        match whole.strip_prefix(prompt.as_str()) {
+        match after_prefix(&whole, &prompt) {
             Some(continuation) => Ok(continuation.to_string()),
             None => tokenizer.decode(self.new_tokens()),
         }
@@ -497,6 +498,13 @@ impl Sequence {
             prompt_logprobs: self.prompt_logprobs,
         })
     }
+}
+
+/// `text` after `prefix`, or after `prefix` less a partial character at its end (U+FFFD)
+/// that `text` completes: "Helloé" after "Hello\u{FFFD}" is "é".
+fn after_prefix<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    text.strip_prefix(prefix)
+        .or_else(|| text.strip_prefix(prefix.trim_end_matches('\u{FFFD}')))
 }
 
 /// A continuation's text, decoded token by token. Each new token costs a decode of the last
@@ -535,7 +543,7 @@ impl IncrementalText {
         if extended.ends_with('\u{FFFD}') {
             return Ok(());
         }
-        if let Some(added) = extended.strip_prefix(context.as_str()) {
+        if let Some(added) = after_prefix(&extended, &context) {
             self.text.push_str(added);
             self.prefix = self.read;
             self.read = tokens.len();

@@ -119,3 +119,47 @@ async fn a_model_on_another_node_takes_text_only_and_says_so() {
         "{answer}"
     );
 }
+
+/// GPT-2's byte tokens 127 (0xC3) and 102 (0xA9) make "é" together: a prompt that ends with
+/// the first, and a continuation that a logit bias of 100 makes start with the second.
+#[actix_web::test]
+async fn a_character_split_between_prompt_ids_and_continuation_is_the_continuations() {
+    let server = gpt2();
+    let body = |echo: bool, stream: bool| {
+        json!({"model": "gpt2", "prompt": [15496, 127], "max_tokens": 1, "temperature": 0,
+            "logit_bias": {"102": 100}, "echo": echo, "stream": stream})
+    };
+    let (status, plain) = server
+        .post_json("/v1/completions", &body(false, false))
+        .await;
+    assert_eq!(status, 200, "{plain}");
+    assert_eq!(plain["choices"][0]["text"], "é");
+    let (status, echoed) = server
+        .post_json("/v1/completions", &body(true, false))
+        .await;
+    assert_eq!(status, 200, "{echoed}");
+    assert_eq!(echoed["choices"][0]["text"], "Helloé");
+    let streamed: String = server
+        .post_sse("/v1/completions", &body(false, true))
+        .await
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|l| *l != "[DONE]")
+        .map(|l| {
+            let chunk: Value = serde_json::from_str(l).unwrap();
+            chunk["choices"][0]["text"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(streamed, "é");
+    // The text grows as the tokens come, so a stop string sees the character at once.
+    let mut stopped = body(false, false);
+    stopped["max_tokens"] = json!(4);
+    stopped["stop"] = json!(["é"]);
+    let (status, answer) = server.post_json("/v1/completions", &stopped).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["choices"][0]["finish_reason"], "stop", "{answer}");
+    assert_eq!(answer["usage"]["completion_tokens"], 1, "{answer}");
+}
