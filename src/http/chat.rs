@@ -28,7 +28,7 @@ use super::api::{
 };
 use super::completion::{
     before_stop, chat_logprobs, check_n, check_sampling, choice_params, finish_reason,
-    least_tokens, logit_bias, record, usage, Frame, StopHold,
+    least_tokens, logit_bias, named_as_openai, record, usage, Frame, StopHold,
 };
 use super::error::ApiError;
 use super::model_calls::{
@@ -113,11 +113,6 @@ pub(super) async fn chat_completions(
         .max_completion_tokens
         .or(request.max_tokens)
         .unwrap_or(most);
-    if let Some(n) = request.min_tokens.filter(|&n| n > most) {
-        return Err(ApiError::Validation(format!(
-            "min_tokens: {n} is out of range 0..={most}"
-        )));
-    }
     let mut params = generation_params(
         &state,
         &GenerationRequest {
@@ -137,7 +132,8 @@ pub(super) async fn chat_completions(
             logprobs: (request.logprobs == Some(true)).then(|| request.top_logprobs.unwrap_or(0)),
             prompt_logprobs: None,
         },
-    )?;
+    )
+    .map_err(named_as_openai)?;
     params.sampling.logit_bias = logit_bias(&state, &generator.name, request.logit_bias.as_ref())?;
     let (context, guards) = call_context(&state, &req);
     let shape = Shape {

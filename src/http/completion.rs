@@ -43,6 +43,17 @@ pub(super) fn check_sampling(
     Ok(())
 }
 
+/// A native parameter's error under the name the OpenAI routes take it by.
+pub(super) fn named_as_openai(error: ApiError) -> ApiError {
+    match error {
+        ApiError::Validation(m) => ApiError::Validation(
+            m.replace("max_new_tokens", "max_tokens")
+                .replace("min_new_tokens", "min_tokens"),
+        ),
+        other => other,
+    }
+}
+
 /// The tokens an answer holds its end back for: vLLM's `min_tokens`, or with `ignore_eos`
 /// the whole budget (`max_tokens`), so that only the budget or a stop string ends it.
 pub(super) fn least_tokens(
@@ -56,7 +67,7 @@ pub(super) fn least_tokens(
     }
 }
 
-/// `logit_bias` as sent, as the sampler takes it (sorted by token id). Only for `model` loaded
+/// `logit_bias` as sent, as the sampler takes it. Only for `model` loaded
 /// on this server, whose vocabulary the ids must be in: each key a token id in decimal digits
 /// (no sign, no leading zero), each value a number from −100 to 100.
 pub(super) fn logit_bias(
@@ -75,8 +86,7 @@ pub(super) fn logit_bias(
     }
     let max_id = local_token_bounds(state, model, "logit_bias")?.max_id;
     let most = f64::from(MAX_LOGIT_BIAS);
-    let mut bias = sent
-        .iter()
+    sent.iter()
         .map(|(key, value)| {
             let id = key
                 .parse::<u32>()
@@ -97,9 +107,7 @@ pub(super) fn logit_bias(
                 })?;
             Ok((id, value as f32))
         })
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    bias.sort_unstable_by_key(|&(id, _)| id);
-    Ok(bias)
+        .collect()
 }
 
 /// One `data:` line of a streamed completion (or chat completion).

@@ -25,7 +25,7 @@ use super::api::{
 };
 use super::completion::{
     before_stop, check_n, check_sampling, choice_params, completion_logprobs, finish_reason,
-    least_tokens, logit_bias, record, usage, Frame, StopHold,
+    least_tokens, logit_bias, named_as_openai, record, usage, Frame, StopHold,
 };
 use super::error::ApiError;
 use super::model_calls::{check_token_ids, find_generator, GenerationCall};
@@ -128,14 +128,7 @@ pub(super) async fn completions(
             prompt_logprobs: Some(echo && request.logprobs.is_some()),
         },
     )
-    // Named as the client named them.
-    .map_err(|e| match e {
-        ApiError::Validation(m) => ApiError::Validation(
-            m.replace("max_new_tokens", "max_tokens")
-                .replace("min_new_tokens", "min_tokens"),
-        ),
-        other => other,
-    })?;
+    .map_err(named_as_openai)?;
     params.sampling.logit_bias = logit_bias(&state, &generator.name, request.logit_bias.as_ref())?;
     let (context, guards) = call_context(&state, &req);
     let id = context.request_id.clone();

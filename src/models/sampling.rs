@@ -34,8 +34,8 @@ pub struct SamplingParams {
     /// to 2; 0 is none).
     pub frequency_penalty: f32,
     /// OpenAI's: added to these tokens' logits (−100 to 100: −100 in effect bans a token,
-    /// 100 all but forces it), sorted by id. Ids must be in the model's vocabulary (the
-    /// HTTP layer checks them; one past the logits is skipped here).
+    /// 100 all but forces it). Ids must be in the model's vocabulary (the HTTP layer checks
+    /// them; one past the logits is skipped here).
     pub logit_bias: Vec<(u32, f32)>,
     /// Seeds this request's RNG, so a sampled result can be reproduced; drawn when absent.
     pub seed: Option<u64>,
