@@ -28,6 +28,7 @@ fn settings(max_batch: usize) -> EngineSettings {
         max_batch,
         queue_capacity: 64,
         panic_on_prompt: None,
+        panic_picking_on_prompt: None,
     }
 }
 

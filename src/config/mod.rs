@@ -166,6 +166,9 @@ pub struct EngineConfig {
     /// exactly this string makes its model step panic (its batch gets 500s; the server
     /// carries on).
     pub panic_on_prompt: Option<String>,
+    /// Fault injection, off by default: picking the next token of a generation whose prompt is
+    /// exactly this string panics (that request alone gets a 500; its batch carries on).
+    pub panic_picking_on_prompt: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -174,6 +177,7 @@ impl Default for EngineConfig {
             max_batch: 8,
             queue_capacity: 32,
             panic_on_prompt: None,
+            panic_picking_on_prompt: None,
         }
     }
 }

@@ -17,6 +17,8 @@ pub struct EngineSettings {
     pub queue_capacity: usize,
     /// Fault injection for resilience drills: a model step fed exactly this prompt panics.
     pub panic_on_prompt: Option<String>,
+    /// Fault injection for resilience drills: picking a token for exactly this prompt panics.
+    pub panic_picking_on_prompt: Option<String>,
 }
 
 /// Counters an engine keeps as it runs, for tests, metrics and load tests.

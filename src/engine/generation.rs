@@ -74,6 +74,7 @@ impl GenerationEngine {
             generator,
             max_batch: settings.max_batch.max(1),
             panic_on_prompt: settings.panic_on_prompt.clone(),
+            panic_picking_on_prompt: settings.panic_picking_on_prompt.clone(),
             stats: admission.stats().clone(),
             rows: Vec::new(),
             cache: None,
@@ -142,9 +143,28 @@ struct Row {
     streamed_tokens: usize,
     /// Bytes of the continuation's text already sent.
     streamed_bytes: usize,
+    /// Why picking this row's token panicked: the row is answered with it at the next
+    /// retire, and the rows batched with it carry on.
+    fault: Option<String>,
 }
 
 impl Row {
+    /// Picks the row's next token from its logits, turning a panic into the row's fault
+    /// (the next retire answers it, before it could pick again).
+    fn pick(&mut self, logits: &mut [f32], injected: Option<&str>) {
+        let inject = matches!(&self.prompt, Prompt::Text(text) if Some(text.as_str()) == injected);
+        let sequence = &mut self.sequence;
+        let picked = catch_unwind(AssertUnwindSafe(|| {
+            if inject {
+                panic!("injected fault: engine.panic_picking_on_prompt");
+            }
+            sequence.choose(logits)
+        }));
+        if let Err(payload) = picked {
+            self.fault = Some(panic_message(payload.as_ref()));
+        }
+    }
+
     /// Sends the event of the newest token, if it has not gone out yet. `last` flushes
     /// whatever text is still held back.
     fn stream_newest(&mut self, tokenizer: &TextTokenizer, last: bool) {
@@ -189,6 +209,8 @@ struct Batcher {
     max_batch: usize,
     /// See `EngineSettings::panic_on_prompt`.
     panic_on_prompt: Option<String>,
+    /// See `EngineSettings::panic_picking_on_prompt`.
+    panic_picking_on_prompt: Option<String>,
     stats: Arc<EngineStats>,
     /// In the same order as the cache's rows.
     rows: Vec<Row>,
@@ -242,6 +264,7 @@ impl Batcher {
                     events: job.events,
                     streamed_tokens: 0,
                     streamed_bytes: 0,
+                    fault: None,
                 }),
                 Err(error) => {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -283,8 +306,9 @@ impl Batcher {
                 self.stats
                     .tokens
                     .fetch_add(joining.len() as u64, Ordering::Relaxed);
+                let injected = self.panic_picking_on_prompt.as_deref();
                 for (row, mut logits) in joining.iter_mut().zip(logits) {
-                    row.sequence.choose(&mut logits);
+                    row.pick(&mut logits, injected);
                     let waited = row.submitted.elapsed().as_secs_f64();
                     self.stats.time_to_first_token.observe(waited);
                 }
@@ -354,8 +378,9 @@ impl Batcher {
                 for _ in &self.rows {
                     self.stats.token_latency.observe(elapsed.as_secs_f64());
                 }
+                let injected = self.panic_picking_on_prompt.as_deref();
                 for (row, mut logits) in self.rows.iter_mut().zip(logits) {
-                    row.sequence.choose(&mut logits);
+                    row.pick(&mut logits, injected);
                 }
             }
             Err(message) => {
@@ -376,6 +401,13 @@ impl Batcher {
             .rows
             .iter_mut()
             .map(|row| {
+                if let Some(message) = &row.fault {
+                    tracing::error!(parent: &row.parent, model = %self.name, %message, "picking a token failed; its request gets an error");
+                    return Some(Err(ActorError::Failed {
+                        model: self.name.clone(),
+                        message: message.clone(),
+                    }));
+                }
                 if row.cancel.is_cancelled() {
                     return Some(Err(ActorError::Cancelled));
                 }

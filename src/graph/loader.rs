@@ -422,6 +422,7 @@ impl LoadedGraph {
             max_batch: engine.max_batch,
             queue_capacity: engine.queue_capacity,
             panic_on_prompt: engine.panic_on_prompt.clone(),
+            panic_picking_on_prompt: engine.panic_picking_on_prompt.clone(),
         };
         let mut running = RunningGraph {
             coordinator: None,

@@ -21,6 +21,7 @@ fn a_full_queue_refuses_at_once_and_every_accepted_request_is_answered() {
             max_batch: 1,
             queue_capacity: 1,
             panic_on_prompt: None,
+            panic_picking_on_prompt: None,
         },
     );
     let (running, queued) = (CancelToken::new(), CancelToken::new());
@@ -121,6 +122,7 @@ async fn an_admitted_requests_text_waits_for_room_in_the_classifiers_queue_inste
             max_batch: 1,
             queue_capacity: 1,
             panic_on_prompt: None,
+            panic_picking_on_prompt: None,
         },
     );
     let first = engine

@@ -15,6 +15,7 @@ const SETTINGS: EngineSettings = EngineSettings {
     max_batch: 8,
     queue_capacity: 32,
     panic_on_prompt: None,
+    panic_picking_on_prompt: None,
 };
 
 fn engine(name: &str) -> GenerationEngine {

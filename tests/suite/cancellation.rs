@@ -18,6 +18,7 @@ fn engine(max_batch: usize) -> GenerationEngine {
             max_batch,
             queue_capacity: 8,
             panic_on_prompt: None,
+            panic_picking_on_prompt: None,
         },
     )
 }

@@ -4,8 +4,13 @@
 use crate::common;
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use common::server::{fixture_models, TestServer};
+use common::{cpu, fixture, golden_inputs, submit, u32s};
+use infergraph::engine::{CancelToken, EngineSettings, GenerationEngine};
+use infergraph::models::{self, GenerationParams};
+use infergraph::work::ActorError;
 use serde_json::json;
 
 const TEXT: Option<&str> = Some("text/plain");
@@ -97,4 +102,66 @@ async fn a_model_error_is_a_500_and_the_actor_serves_the_next_request() {
 
     // "a,b" is tokens 64, 11, 65: inside it. The same actors answer.
     server.assert_serves_the_graph("a,b").await;
+}
+
+#[test]
+fn a_panic_picking_one_requests_token_fails_that_request_alone_and_its_batch_goes_on() {
+    let name = "gpt2-tiny-a";
+    let settings = EngineSettings {
+        max_batch: 8,
+        queue_capacity: 32,
+        panic_on_prompt: None,
+        panic_picking_on_prompt: Some("Trigger a panic".into()),
+    };
+    // Held until every request is queued, so they are prefilled and decoded as one batch,
+    // the faulty row between healthy ones.
+    let (engine, gate) = GenerationEngine::start_held(
+        name,
+        models::load_generator(&fixture(name), &cpu()).unwrap(),
+        settings,
+    );
+    let inputs = golden_inputs(name);
+    let greedy = |text: &str| {
+        submit(
+            &engine,
+            text,
+            GenerationParams::default(),
+            &CancelToken::new(),
+        )
+    };
+    let first = greedy(inputs[0]["text"].as_str().unwrap());
+    let faulty = greedy("Trigger a panic");
+    let rest: Vec<_> = inputs[1..]
+        .iter()
+        .map(|input| greedy(input["text"].as_str().unwrap()))
+        .collect();
+    drop(gate);
+
+    match faulty.blocking_recv().unwrap() {
+        Err(ActorError::Failed { model, message }) => {
+            assert_eq!(model, name);
+            assert!(message.contains("injected fault"), "{message}");
+        }
+        other => panic!("expected the faulty request to fail, got {other:?}"),
+    }
+    let answers = std::iter::once(first).chain(rest);
+    for (input, answer) in inputs.iter().zip(answers) {
+        let (generation, _) = answer.blocking_recv().unwrap().unwrap();
+        assert_eq!(
+            generation.new_token_ids,
+            u32s(&input["generate"]["new_token_ids"]),
+            "{}",
+            input["text"]
+        );
+    }
+    // Sixteen tokens each: the healthy rows went on decoding together after the fault.
+    assert_eq!(engine.stats().steps.load(Ordering::Relaxed), 15);
+    assert_eq!(engine.stats().failed.load(Ordering::Relaxed), 1);
+
+    let text = inputs[0]["text"].as_str().unwrap();
+    let (again, _) = greedy(text).blocking_recv().unwrap().unwrap();
+    assert_eq!(
+        again.new_token_ids,
+        u32s(&inputs[0]["generate"]["new_token_ids"])
+    );
 }
