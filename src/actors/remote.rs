@@ -38,7 +38,7 @@ use crate::engine::generation::TokenEvent;
 use crate::engine::CancelToken;
 use crate::histogram::{Histogram, SECONDS};
 use crate::models::{
-    Classification, FinishReason, Generation, GenerationParams, ModelError, Prompt,
+    Classification, FinishReason, Generation, GenerationParams, ModelError, Prompt, ResponseFormat,
 };
 use crate::work::{ActorError, WorkSpan};
 
@@ -752,6 +752,10 @@ fn generation_body(prompt: &Prompt, params: &GenerationParams) -> Value {
         (
             "stop",
             (!params.stop.is_empty()).then(|| json!(params.stop)),
+        ),
+        (
+            "response_format",
+            (params.response_format != ResponseFormat::Text).then(|| json!(params.response_format)),
         ),
     ];
     for (key, value) in optional {

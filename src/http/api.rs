@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::models::logprobs::{PromptLogprobs, TokenLogprob};
-use crate::models::FinishReason;
+use crate::models::{FinishReason, ResponseFormat};
 
 /// What every input text must hold (`/openapi.json` states it as a pattern): a character
 /// that is neither white space (Rust's `char::is_whitespace`) nor a control character
@@ -138,6 +138,9 @@ pub struct GenerationRequest {
     /// Model routes only, with `logprobs`: report the prompt's tokens' too, each under the
     /// logits of the position before it.
     pub prompt_logprobs: Option<bool>,
+    /// Model routes only: `{"type": "json_object"}` keeps the continuation a JSON object
+    /// (JSON mode); `{"type": "text"}`, the default, any text.
+    pub response_format: Option<ResponseFormat>,
 }
 
 /// The answer of `POST /v1/graph` (the default graph) and `POST /v1/graphs/{name}`.
@@ -904,6 +907,9 @@ pub struct CompletionRequest {
     /// its vocabulary).
     #[schema(value_type = Option<Object>)]
     pub logit_bias: Option<serde_json::Map<String, serde_json::Value>>,
+    /// vLLM's: `{"type": "json_object"}` keeps each choice's text a JSON object (JSON
+    /// mode); `{"type": "text"}`, the default, any text.
+    pub response_format: Option<ResponseFormat>,
     /// Accepted; it does not change the output.
     pub user: Option<String>,
 }
@@ -1136,6 +1142,8 @@ pub struct ChatGenerationRequest {
     #[schema(minimum = 0, maximum = 20)]
     #[serde(default, deserialize_with = "integral")]
     pub logprobs: Option<usize>,
+    /// As `/generate`'s: the answer a JSON object.
+    pub response_format: Option<ResponseFormat>,
 }
 
 impl ChatGenerationRequest {
@@ -1157,6 +1165,7 @@ impl ChatGenerationRequest {
             stop: self.stop.clone(),
             logprobs: self.logprobs,
             prompt_logprobs: None,
+            response_format: self.response_format,
         }
     }
 }
@@ -1227,9 +1236,10 @@ pub struct ChatCompletionRequest {
     #[schema(minimum = 0, maximum = 20)]
     #[serde(default, deserialize_with = "integral")]
     pub top_logprobs: Option<usize>,
-    /// Only `{"type": "text"}`.
-    #[schema(value_type = Option<Object>)]
-    pub response_format: Option<serde_json::Value>,
+    /// `{"type": "json_object"}` keeps the answer a JSON object (JSON mode): each token keeps
+    /// it a prefix of one, and it ends only once the object is whole (or at `max_tokens`,
+    /// unfinished, with `finish_reason` "length"). `{"type": "text"}`, the default, any text.
+    pub response_format: Option<ResponseFormat>,
     /// Only empty.
     #[schema(value_type = Option<Vec<Object>>)]
     pub tools: Option<Vec<serde_json::Value>>,

@@ -131,6 +131,7 @@ pub(super) async fn chat_completions(
             stop: request.stop.clone().map(|s| s.into_vec()),
             logprobs: (request.logprobs == Some(true)).then(|| request.top_logprobs.unwrap_or(0)),
             prompt_logprobs: None,
+            response_format: request.response_format,
         },
     )
     .map_err(named_as_openai)?;
@@ -286,14 +287,6 @@ fn parse(body: Map<String, Value>) -> Result<ChatCompletionRequest, ApiError> {
         }
     }
     let mut unsupported = Vec::new();
-    let text_format = serde_json::json!({"type": "text"});
-    if request
-        .response_format
-        .as_ref()
-        .is_some_and(|f| !f.is_null() && *f != text_format)
-    {
-        unsupported.push("response_format (only {\"type\": \"text\"})");
-    }
     if request.store == Some(true) {
         unsupported.push("store (only false: no answer is stored)");
     }

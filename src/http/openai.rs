@@ -35,7 +35,7 @@ use super::state::AppState;
 use crate::models::{Generation, Prompt};
 
 /// Every field `CompletionRequest` reads; anything else is refused by name.
-const KNOWN_FIELDS: [&str; 23] = [
+const KNOWN_FIELDS: [&str; 24] = [
     "model",
     "prompt",
     "max_tokens",
@@ -58,6 +58,7 @@ const KNOWN_FIELDS: [&str; 23] = [
     "frequency_penalty",
     "presence_penalty",
     "logit_bias",
+    "response_format",
     "user",
 ];
 
@@ -126,6 +127,7 @@ pub(super) async fn completions(
             stop: request.stop.clone().map(|s| s.into_vec()),
             logprobs: request.logprobs,
             prompt_logprobs: Some(echo && request.logprobs.is_some()),
+            response_format: request.response_format,
         },
     )
     .map_err(named_as_openai)?;

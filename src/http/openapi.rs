@@ -326,12 +326,26 @@ pub fn document(
     schemas["GenerationRequest"]["properties"]["seed"] = seed.clone();
     schemas["CompletionRequest"]["properties"]["seed"] = seed.clone();
     schemas["StopStrings"]["oneOf"] = json!([stop["items"], stop]);
-    // A graph's answer has no place for log-probabilities: the graph routes take the model
-    // routes' body less `logprobs`.
+    let response_format = json!({"oneOf": [
+        {"type": "null"},
+        {"type": "object", "required": ["type"], "additionalProperties": false,
+         "properties": {"type": {"enum": ["text", "json_object"]}}},
+    ]});
+    for schema in [
+        "GenerationRequest",
+        "ChatGenerationRequest",
+        "CompletionRequest",
+        "ChatCompletionRequest",
+    ] {
+        schemas[schema]["properties"]["response_format"] = response_format.clone();
+    }
+    // A graph's answer has no place for log-probabilities, and its texts hold the prompt:
+    // the graph routes take the model routes' body less `logprobs` and `response_format`.
     let mut graph_request = schemas["GenerationRequest"].clone();
     if let Some(properties) = graph_request["properties"].as_object_mut() {
         properties.remove("logprobs");
         properties.remove("prompt_logprobs");
+        properties.remove("response_format");
     }
     schemas["GraphRequest"] = graph_request;
     // `prompt_logprobs: true` only with `logprobs`.
@@ -382,11 +396,6 @@ pub fn document(
     chat["metadata"] = json!({"type": ["object", "null"], "maxProperties": MAX_METADATA_PAIRS,
         "propertyNames": {"maxLength": MAX_METADATA_KEY_CHARS},
         "additionalProperties": {"type": "string", "maxLength": MAX_METADATA_VALUE_CHARS}});
-    chat["response_format"] = json!({"oneOf": [
-        {"type": "null"},
-        {"type": "object", "required": ["type"], "additionalProperties": false,
-         "properties": {"type": {"const": "text"}}},
-    ]});
     chat["tools"] = json!({"type": ["array", "null"], "maxItems": 0});
     chat["tool_choice"] = json!({"enum": ["none", null]});
     chat["logit_bias"] = logit_bias(any_token);

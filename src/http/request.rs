@@ -208,6 +208,7 @@ pub(super) fn generation_params(
     }
     params.logprobs = request.logprobs;
     params.prompt_logprobs = request.prompt_logprobs == Some(true);
+    params.response_format = request.response_format.unwrap_or_default();
     if params.prompt_logprobs && params.logprobs.is_none() {
         return Err(ApiError::Validation(
             "prompt_logprobs: only with logprobs".into(),
@@ -225,6 +226,13 @@ pub(super) fn graph_params(
     if request.logprobs.is_some() || request.prompt_logprobs.is_some() {
         return Err(ApiError::Validation(
             "logprobs: a graph does not report them; the model routes and the OpenAI routes do"
+                .into(),
+        ));
+    }
+    if request.response_format.is_some() {
+        return Err(ApiError::Validation(
+            "response_format: a graph's texts are prompt plus continuation; the model routes \
+             and the OpenAI routes take it"
                 .into(),
         ));
     }

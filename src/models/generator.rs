@@ -1,6 +1,7 @@
 //! Text generation with a causal LM of any architecture: prompt text in, continuation out.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -8,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::causal_lm::CausalLm;
 use super::chat::{ChatMessage, ChatTemplate};
 use super::error::ModelError;
+use super::json_mode::{JsonMode, Vocabulary};
 use super::logprobs::{
     Distribution, PromptLogprobs, StepLogprobs, TokenLogprob, SCORED_POSITIONS_AT_ONCE,
 };
@@ -40,6 +42,61 @@ pub enum Prompt {
     Tokens(Vec<u32>),
 }
 
+/// What shape the continuation's text must have (OpenAI's `response_format`: `{"type":
+/// "json_object"}`, no other field).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(try_from = "FormatObject", into = "FormatObject")]
+pub enum ResponseFormat {
+    /// Any text.
+    #[default]
+    Text,
+    /// A JSON object: each token keeps the text a prefix of one, and the generation ends
+    /// only once it is whole (or its budget runs out).
+    JsonObject,
+}
+
+/// `ResponseFormat` as JSON: serde's internally tagged enums take unknown fields.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FormatObject {
+    #[serde(rename = "type")]
+    kind: String,
+    /// Read only to refuse it by name: OpenAI's structured outputs are not implemented.
+    #[serde(default, skip_serializing)]
+    json_schema: Option<serde_json::Value>,
+}
+
+impl TryFrom<FormatObject> for ResponseFormat {
+    type Error = String;
+
+    fn try_from(object: FormatObject) -> Result<Self, String> {
+        match (object.kind.as_str(), object.json_schema) {
+            ("text", None) => Ok(ResponseFormat::Text),
+            ("json_object", None) => Ok(ResponseFormat::JsonObject),
+            ("json_schema", _) => Err("response_format: json_schema is not supported; \
+                 {\"type\": \"json_object\"} (JSON mode) is"
+                .into()),
+            (_, Some(_)) => Err("response_format: json_schema only with its type".into()),
+            (other, None) => Err(format!(
+                "response_format: type {other:?} is not supported (\"text\" or \"json_object\")"
+            )),
+        }
+    }
+}
+
+impl From<ResponseFormat> for FormatObject {
+    fn from(format: ResponseFormat) -> Self {
+        let kind = match format {
+            ResponseFormat::Text => "text",
+            ResponseFormat::JsonObject => "json_object",
+        };
+        FormatObject {
+            kind: kind.into(),
+            json_schema: None,
+        }
+    }
+}
+
 /// How much to generate, and how to pick tokens.
 #[derive(Debug, Clone)]
 pub struct GenerationParams {
@@ -63,6 +120,7 @@ pub struct GenerationParams {
     pub logprobs: Option<usize>,
     /// With `logprobs`, report the prompt's tokens' too (OpenAI's `echo`).
     pub prompt_logprobs: bool,
+    pub response_format: ResponseFormat,
 }
 
 impl GenerationParams {
@@ -84,6 +142,7 @@ impl Default for GenerationParams {
             use_cache: true,
             logprobs: None,
             prompt_logprobs: false,
+            response_format: ResponseFormat::Text,
         }
     }
 }
@@ -118,6 +177,8 @@ pub struct Generator {
     eos: Vec<u32>,
     /// How a conversation becomes a prompt for it; `None`: it cannot chat.
     chat_template: Option<ChatTemplate>,
+    /// Its tokens as bytes, for JSON mode: made by the first request that asks for it.
+    vocabulary: OnceLock<Arc<Vocabulary>>,
 }
 
 impl Generator {
@@ -135,6 +196,7 @@ impl Generator {
             tokenizer,
             eos,
             chat_template: None,
+            vocabulary: OnceLock::new(),
         };
         if let Some(template) = chat_template {
             generator.set_chat_template(template);
@@ -338,6 +400,12 @@ impl Generator {
             top_logprobs: params.logprobs,
             logprobs: Vec::new(),
             prompt_logprobs: None,
+            json: (params.response_format == ResponseFormat::JsonObject).then(|| {
+                let vocabulary = self
+                    .vocabulary
+                    .get_or_init(|| Arc::new(Vocabulary::new(&self.tokenizer, vocab_size)));
+                JsonMode::new(vocabulary.clone())
+            }),
         })
     }
 }
@@ -368,6 +436,8 @@ pub struct Sequence {
     logprobs: Vec<StepLogprobs>,
     /// The prompt's, once scored ([`Generator::score_prompt`]).
     prompt_logprobs: Option<PromptLogprobs>,
+    /// Where its text stands in JSON mode; `None`: any text.
+    json: Option<JsonMode>,
 }
 
 impl Sequence {
@@ -405,7 +475,13 @@ impl Sequence {
         // The sampler rewrites the row (penalties, temperature), and the log-probabilities
         // are the model's own.
         let raw = self.top_logprobs.map(|top| (top, logits.to_vec()));
+        if let Some(json) = &self.json {
+            json.restrict(logits, &self.eos);
+        }
         let next = self.sampler.next_token(logits, &self.tokens, banned);
+        if let Some(json) = &mut self.json {
+            json.advance(next);
+        }
         if let Some((top, raw)) = raw {
             self.logprobs.push(Distribution::of(&raw).step(next, top));
         }
@@ -563,6 +639,54 @@ fn row_values(logits: Tensor<2>) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What JSON mode walks is what a decode writes: a text's tokens' bytes, joined, are the
+    /// text (after SentencePiece's leading space), and special tokens have none.
+    #[test]
+    fn each_tokens_bytes_are_what_it_adds_to_a_decoded_text() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for (tokenizer, prefix) in [
+            ("model-weights/gpt2/tokenizer.json", ""),
+            ("tests/fixtures/models/llama-tiny/tokenizer.json", ""),
+            ("tests/fixtures/models/mistral-tiny/tokenizer.json", " "),
+        ] {
+            let tokenizer = TextTokenizer::from_file(&root.join(tokenizer)).unwrap();
+            let text = "{\"Zürich\": [\"🦀\", \"東京\"], \"n\": -1.5e3}\n\tñandú!";
+            let ids = tokenizer.encode(text, None).unwrap().ids;
+            let vocab_size = *ids.iter().max().unwrap() as usize + 1;
+            let bytes = tokenizer.token_bytes(vocab_size);
+            let joined: Vec<u8> = ids
+                .iter()
+                .filter_map(|&id| bytes[id as usize].clone())
+                .flatten()
+                .collect();
+            assert_eq!(
+                String::from_utf8(joined).unwrap(),
+                format!("{prefix}{text}")
+            );
+        }
+        let gpt2 = TextTokenizer::from_file(&root.join("model-weights/gpt2/tokenizer.json"));
+        assert_eq!(
+            gpt2.unwrap().token_bytes(50257)[50256],
+            None,
+            "<|endoftext|>"
+        );
+    }
+
+    #[test]
+    fn a_response_format_is_text_or_a_json_object_and_nothing_else() {
+        let read = |json: &str| serde_json::from_str::<ResponseFormat>(json);
+        assert_eq!(read(r#"{"type": "text"}"#).unwrap(), ResponseFormat::Text);
+        assert_eq!(
+            read(r#"{"type": "json_object"}"#).unwrap(),
+            ResponseFormat::JsonObject
+        );
+        let schema = read(r#"{"type": "json_schema", "json_schema": {}}"#).unwrap_err();
+        assert!(schema.to_string().contains("json_schema is not supported"));
+        assert!(read(r#"{"type": "text", "json_schema": {}}"#).is_err());
+        assert!(read(r#"{"type": "json_object", "schema": {}}"#).is_err());
+        assert!(read(r#"{}"#).is_err());
+    }
 
     /// GPT-2's byte-level BPE, Llama 3's, and Llama 2's SentencePiece with byte fallback
     /// (where an emoji or a CJK character is several `<0x..>` tokens).

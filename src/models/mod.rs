@@ -25,6 +25,7 @@ pub mod folder;
 pub mod generator;
 pub mod gguf;
 pub mod gpt2;
+pub mod json_mode;
 pub mod kernels;
 pub mod kv_cache;
 pub mod llama;
@@ -45,7 +46,9 @@ pub use folder::{
     load_embedder_in, load_generator, load_generator_as, load_generator_in, stored_dtype,
     LoadedModel,
 };
-pub use generator::{FinishReason, Generation, GenerationParams, Generator, Prompt};
+pub use generator::{
+    FinishReason, Generation, GenerationParams, Generator, Prompt, ResponseFormat,
+};
 pub mod presets;
 pub mod rng;
 pub mod sampling;

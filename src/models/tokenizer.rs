@@ -184,10 +184,76 @@ impl TextTokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// The bytes each id `0..vocab_size` puts into a decoded text, `None` for ids that put
+    /// none (special tokens, ids the tokenizer lacks): what constrained decoding walks. A
+    /// byte-level vocabulary's pieces map back to bytes through GPT-2's byte alphabet; a
+    /// SentencePiece one's have `▁` for a space and `<0xNN>` byte tokens.
+    pub fn token_bytes(&self, vocab_size: usize) -> Vec<Option<Vec<u8>>> {
+        let byte_level = self.inner.get_decoder().is_some_and(|decoder| {
+            serde_json::to_string(decoder).is_ok_and(|json| json.contains("\"ByteLevel\""))
+        });
+        let byte_of: std::collections::HashMap<char, u8> =
+            byte_alphabet().into_iter().map(|(b, c)| (c, b)).collect();
+        let added = self.inner.get_added_tokens_decoder();
+        (0..vocab_size as u32)
+            .map(|id| {
+                let bytes = match added.get(&id) {
+                    Some(token) if token.special => return None,
+                    Some(token) => token.content.as_bytes().to_vec(),
+                    None => {
+                        let piece = self.inner.id_to_token(id)?;
+                        if byte_level {
+                            piece
+                                .chars()
+                                .flat_map(|c| match byte_of.get(&c) {
+                                    Some(&b) => vec![b],
+                                    None => c.to_string().into_bytes(),
+                                })
+                                .collect()
+                        } else {
+                            sentencepiece_bytes(&piece)
+                        }
+                    }
+                };
+                (!bytes.is_empty()).then_some(bytes)
+            })
+            .collect()
+    }
+
     /// Decodes `ids`, leaving out special tokens such as `<|endoftext|>`, as HF pipelines do.
     pub fn decode(&self, ids: &[u32]) -> Result<String, ModelError> {
         self.inner
             .decode(ids, true)
             .map_err(|e| ModelError::InvalidInput(format!("cannot decode: {e}")))
+    }
+}
+
+/// GPT-2's printable stand-ins for bytes: printable Latin-1 bytes stand for themselves, the
+/// others for U+0100 onwards, in byte order.
+fn byte_alphabet() -> Vec<(u8, char)> {
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    let mut shifted = 0u32;
+    (0..=255u8)
+        .map(|b| {
+            if printable(b) {
+                (b, char::from(b))
+            } else {
+                shifted += 1;
+                (b, char::from_u32(255 + shifted).expect("below U+0200"))
+            }
+        })
+        .collect()
+}
+
+/// A SentencePiece piece's bytes: `<0xNN>` is byte NN, `▁` a space.
+fn sentencepiece_bytes(piece: &str) -> Vec<u8> {
+    let byte = piece
+        .strip_prefix("<0x")
+        .and_then(|rest| rest.strip_suffix('>'))
+        .filter(|hex| hex.len() == 2)
+        .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+    match byte {
+        Some(byte) => vec![byte],
+        None => piece.replace('\u{2581}', " ").into_bytes(),
     }
 }

@@ -334,8 +334,8 @@ async fn what_chat_does_not_implement_or_know_gets_a_422_naming_it() {
             "metadata: \"k\" must have a string value",
         ),
         (
-            with(json!({"response_format": {"type": "json_object"}})),
-            "response_format",
+            with(json!({"response_format": {"type": "json_schema", "json_schema": {}}})),
+            "response_format: json_schema is not supported",
         ),
         (
             with(json!({"chat_template": "{{ messages }}"})),

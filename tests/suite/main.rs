@@ -28,6 +28,7 @@ mod graph_config;
 mod graphs;
 mod http_api;
 mod http_errors;
+mod json_mode;
 mod kernels;
 mod lifecycle;
 mod llama_parity;

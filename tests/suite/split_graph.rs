@@ -404,3 +404,25 @@ async fn two_replicas_share_the_calls_and_losing_one_loses_no_request() {
     }
     assert!(served(&first) >= 9, "the rest went to the replica left");
 }
+
+#[actix_web::test]
+async fn a_model_node_generates_in_json_mode_as_the_all_in_one_server_does() {
+    let all = fixture_models();
+    let medium = model_node(0, &[entry(&all, "gpt2-medium")]);
+    let split = graph_node(&all, &[("gpt2-medium", vec![medium.base.clone()])]);
+    let whole = TestServer::start(&all, "");
+    let path = "/v1/models/gpt2-medium/generate";
+    let plain = json!({"text": "Hello", "max_new_tokens": 24, "temperature": 1.0, "seed": 3});
+    let mut json_mode = plain.clone();
+    json_mode["response_format"] = json!({"type": "json_object"});
+    let generated = |answer: Value| json!([answer["continuation"], answer["token_ids"]]);
+
+    let remote = generated(comparable(&split, path, &json_mode).await);
+    assert_eq!(
+        remote,
+        generated(comparable(&whole, path, &json_mode).await)
+    );
+    assert!(remote[0].as_str().unwrap().trim_start().starts_with('{'));
+    // The node applied it: the same draw without it is other text.
+    assert_ne!(remote, generated(comparable(&split, path, &plain).await));
+}

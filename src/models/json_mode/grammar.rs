@@ -1,0 +1,385 @@
+//! JSON text as bytes arrive: which byte may come next, and whether the text is whole.
+//!
+//! Invariants:
+//! * A state accepts a byte exactly when the bytes so far plus it are a prefix of some JSON
+//!   text (RFC 8259) whose top-level value is an object, as OpenAI's JSON mode asks for.
+//! * The state is `Copy` and a few bytes large: a mask over a 150k-token vocabulary feeds it
+//!   hundreds of thousands of bytes a step, from copies taken at shared prefixes.
+//! * Inside strings any byte from 0x20 up is taken except `"` and `\` (which end or escape):
+//!   a byte sequence that is not UTF-8 decodes to U+FFFD, which is still a JSON string's.
+
+/// Containers nest at most this deep (one bit each of `JsonState::stack`).
+pub const MAX_DEPTH: u8 = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct JsonState {
+    /// The open containers, innermost in bit 0: 1 an object, 0 an array.
+    stack: u64,
+    depth: u8,
+    at: Expect,
+}
+
+/// What the next byte may be, besides whitespace where JSON allows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Expect {
+    /// Before the top-level object.
+    Start,
+    /// Just after `{`: a key or `}`.
+    KeyOrClose,
+    /// After a comma in an object.
+    Key,
+    /// After a key.
+    Colon,
+    /// Just after `[`: a value or `]`.
+    ValueOrClose,
+    /// After `:` or a comma in an array.
+    Value,
+    /// After a value inside a container.
+    CommaOrClose,
+    /// Inside a string; `key` says what follows its end.
+    String {
+        key: bool,
+        escape: Escape,
+    },
+    Number(Number),
+    /// Inside `true`, `false` or `null`: the bytes still to come.
+    Literal {
+        word: Word,
+        at: u8,
+    },
+    /// The top-level object is closed: only whitespace may follow.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Escape {
+    None,
+    /// After `\`.
+    Started,
+    /// Inside `\uXXXX`, with this many hex digits still to come.
+    Hex(u8),
+}
+
+/// Where in `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?` a number is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Number {
+    Minus,
+    Zero,
+    Integer,
+    Point,
+    Fraction,
+    Exponent,
+    ExponentSign,
+    ExponentDigits,
+}
+
+impl Number {
+    /// Whether the number may end here.
+    fn whole(self) -> bool {
+        matches!(
+            self,
+            Number::Zero | Number::Integer | Number::Fraction | Number::ExponentDigits
+        )
+    }
+
+    fn then(self, byte: u8) -> Option<Number> {
+        use Number::*;
+        Some(match (self, byte) {
+            (Minus, b'0') => Zero,
+            (Minus, b'1'..=b'9') => Integer,
+            (Integer, b'0'..=b'9') => Integer,
+            (Zero | Integer, b'.') => Point,
+            (Point | Fraction, b'0'..=b'9') => Fraction,
+            (Zero | Integer | Fraction, b'e' | b'E') => Exponent,
+            (Exponent, b'+' | b'-') => ExponentSign,
+            (Exponent | ExponentSign | ExponentDigits, b'0'..=b'9') => ExponentDigits,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Word {
+    True,
+    False,
+    Null,
+}
+
+impl Word {
+    fn bytes(self) -> &'static [u8] {
+        match self {
+            Word::True => b"true",
+            Word::False => b"false",
+            Word::Null => b"null",
+        }
+    }
+}
+
+fn is_space(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+impl Default for JsonState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl JsonState {
+    /// Nothing read yet.
+    pub const fn new() -> Self {
+        Self {
+            stack: 0,
+            depth: 0,
+            at: Expect::Start,
+        }
+    }
+
+    /// Whether the bytes so far are a whole JSON object (trailing whitespace allowed).
+    pub fn is_whole(&self) -> bool {
+        self.at == Expect::Done
+    }
+
+    /// Takes `bytes` one by one; false (and a state to drop) at the first that no JSON text
+    /// could have there.
+    pub fn feed_all(&mut self, bytes: &[u8]) -> bool {
+        bytes.iter().all(|&b| self.feed(b))
+    }
+
+    /// Takes `byte`; false (and a state to drop) when no JSON text could have it here.
+    pub fn feed(&mut self, byte: u8) -> bool {
+        match self.at {
+            Expect::String { key, escape } => self.in_string(key, escape, byte),
+            Expect::Number(number) => match number.then(byte) {
+                Some(next) => {
+                    self.at = Expect::Number(next);
+                    true
+                }
+                // The byte ends the number and belongs to what follows it.
+                None if number.whole() => {
+                    self.value_ended();
+                    self.feed(byte)
+                }
+                None => false,
+            },
+            Expect::Literal { word, at } => {
+                let bytes = word.bytes();
+                if bytes[at as usize] != byte {
+                    return false;
+                }
+                if at as usize + 1 == bytes.len() {
+                    self.value_ended();
+                } else {
+                    self.at = Expect::Literal { word, at: at + 1 };
+                }
+                true
+            }
+            _ if is_space(byte) => true,
+            Expect::Start => byte == b'{' && self.open(true),
+            Expect::Done => false,
+            Expect::KeyOrClose | Expect::Key => match byte {
+                b'"' => {
+                    self.at = Expect::String {
+                        key: true,
+                        escape: Escape::None,
+                    };
+                    true
+                }
+                b'}' if self.at == Expect::KeyOrClose => self.close(),
+                _ => false,
+            },
+            Expect::Colon => {
+                self.at = Expect::Value;
+                byte == b':'
+            }
+            Expect::ValueOrClose if byte == b']' => self.close(),
+            Expect::ValueOrClose | Expect::Value => self.start_value(byte),
+            Expect::CommaOrClose => match byte {
+                b',' => {
+                    self.at = if self.in_object() {
+                        Expect::Key
+                    } else {
+                        Expect::Value
+                    };
+                    true
+                }
+                b'}' if self.in_object() => self.close(),
+                b']' if !self.in_object() => self.close(),
+                _ => false,
+            },
+        }
+    }
+
+    fn in_object(&self) -> bool {
+        self.stack & 1 == 1
+    }
+
+    fn start_value(&mut self, byte: u8) -> bool {
+        self.at = match byte {
+            b'{' => return self.open(true),
+            b'[' => return self.open(false),
+            b'"' => Expect::String {
+                key: false,
+                escape: Escape::None,
+            },
+            b'-' => Expect::Number(Number::Minus),
+            b'0' => Expect::Number(Number::Zero),
+            b'1'..=b'9' => Expect::Number(Number::Integer),
+            b't' => Expect::Literal {
+                word: Word::True,
+                at: 1,
+            },
+            b'f' => Expect::Literal {
+                word: Word::False,
+                at: 1,
+            },
+            b'n' => Expect::Literal {
+                word: Word::Null,
+                at: 1,
+            },
+            _ => return false,
+        };
+        true
+    }
+
+    fn in_string(&mut self, key: bool, escape: Escape, byte: u8) -> bool {
+        let escape = match (escape, byte) {
+            (Escape::None, b'"') => {
+                if key {
+                    self.at = Expect::Colon;
+                } else {
+                    self.value_ended();
+                }
+                return true;
+            }
+            (Escape::None, b'\\') => Escape::Started,
+            (Escape::None, 0x20..) => Escape::None,
+            (Escape::Started, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                Escape::None
+            }
+            (Escape::Started, b'u') => Escape::Hex(4),
+            (Escape::Hex(left), b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F') => {
+                if left == 1 {
+                    Escape::None
+                } else {
+                    Escape::Hex(left - 1)
+                }
+            }
+            _ => return false,
+        };
+        self.at = Expect::String { key, escape };
+        true
+    }
+
+    fn open(&mut self, object: bool) -> bool {
+        if self.depth == MAX_DEPTH {
+            return false;
+        }
+        self.stack = (self.stack << 1) | u64::from(object);
+        self.depth += 1;
+        self.at = if object {
+            Expect::KeyOrClose
+        } else {
+            Expect::ValueOrClose
+        };
+        true
+    }
+
+    fn close(&mut self) -> bool {
+        self.stack >>= 1;
+        self.depth -= 1;
+        self.value_ended();
+        true
+    }
+
+    fn value_ended(&mut self) {
+        self.at = if self.depth == 0 {
+            Expect::Done
+        } else {
+            Expect::CommaOrClose
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Option<JsonState> {
+        let mut state = JsonState::new();
+        state.feed_all(text.as_bytes()).then_some(state)
+    }
+
+    #[test]
+    fn every_prefix_of_a_json_object_is_taken_and_only_the_whole_is_whole() {
+        let text = r#" { "a" : [1, -0.5e+3, 20E2, true, false, null, {}, [], "x\"\\\u00e9y"],
+            "b": {"c": "é ü 中"}, "d": -0 }
+"#;
+        serde_json::from_str::<serde_json::Value>(text).unwrap();
+        let closed = text.rfind('}').unwrap();
+        let mut state = JsonState::new();
+        for (i, &byte) in text.as_bytes().iter().enumerate() {
+            assert_eq!(state.is_whole(), i > closed, "at {i}");
+            assert!(state.feed(byte), "refused byte {i} of {text:?}");
+        }
+        assert!(state.is_whole());
+    }
+
+    #[test]
+    fn what_no_json_object_can_hold_is_refused_at_the_first_wrong_byte() {
+        for bad in [
+            "[1]",
+            "\"a\"",
+            "1",
+            "{,",
+            "{\"a\" 1",
+            "{\"a\":}",
+            "{\"a\":1,}",
+            "{\"a\":01",
+            "{\"a\":1.}",
+            "{\"a\":-}",
+            "{\"a\":1e}",
+            "{\"a\":tru}",
+            "{\"a\":nul1",
+            "{\"a\":\"\\x\"}",
+            "{\"a\":\"\\u12g",
+            "{\"a\":\"\n",
+            "{\"a\":[}",
+            "{\"a\":[1}",
+            "{}}",
+            "{} x",
+            "{'a':1}",
+        ] {
+            assert!(read(bad).is_none(), "took {bad:?}");
+            // Every strict prefix that serde_json calls merely unfinished is taken.
+            for end in 0..bad.len() {
+                let prefix = &bad[..end];
+                let unfinished =
+                    serde_json::from_str::<serde_json::Value>(prefix).is_err_and(|e| e.is_eof());
+                if unfinished && prefix.trim_start().starts_with('{') {
+                    assert!(read(prefix).is_some(), "refused {prefix:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_number_ends_at_the_byte_after_it_which_then_counts() {
+        let state = read("{\"a\": 12").unwrap();
+        assert!(!state.is_whole());
+        assert!(read("{\"a\": 12}").unwrap().is_whole());
+        assert!(read("{\"a\": 12 }").unwrap().is_whole());
+        assert!(read("{\"a\": 12,\"b\":0}").unwrap().is_whole());
+        assert!(read("{\"a\": 12]").is_none());
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_stack_is_refused() {
+        let deepest = format!("{{\"a\":{}", "[".repeat(MAX_DEPTH as usize - 1));
+        let state = read(&deepest).unwrap();
+        let mut deeper = state;
+        assert!(!deeper.feed(b'['));
+        let closed = format!("{deepest}{}}}", "]".repeat(MAX_DEPTH as usize - 1));
+        assert!(read(&closed).unwrap().is_whole());
+    }
+}

@@ -1,0 +1,245 @@
+//! JSON mode (OpenAI's `response_format: {"type": "json_object"}`): a generation whose every
+//! token keeps its text a prefix of a JSON object, and which ends only once the object is
+//! whole.
+//!
+//! Invariants:
+//! * Before each pick, every token whose bytes would take the text out of JSON is set to −∞,
+//!   and so are the end-of-sequence tokens until the object is closed; the model's own
+//!   log-probabilities (taken before) are untouched.
+//! * The allowed tokens follow from the grammar's state alone, so each state's set is
+//!   computed once and shared by every sequence of the model (a long string value's steps
+//!   all reuse one).
+//! * A budget that runs out first leaves the text unfinished, as OpenAI's does
+//!   (`finish_reason` "length").
+
+mod grammar;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub use grammar::JsonState;
+
+use super::tokenizer::TextTokenizer;
+
+/// How many grammar states' allowed sets a vocabulary keeps (each is a bit a token: 19 KB for
+/// a 152k vocabulary); past it the cache starts afresh.
+const CACHED_STATES: usize = 256;
+
+/// A model's tokens as bytes, sorted so that tokens sharing a prefix are walked once.
+pub struct Vocabulary {
+    /// Each id's bytes as a range of `bytes`; empty for ids that write no text.
+    by_id: Vec<(u32, u32)>,
+    bytes: Vec<u8>,
+    /// Ids with text in byte order, each with the length of the prefix it shares with the one
+    /// before it.
+    sorted: Vec<(u32, u32)>,
+    /// Allowed tokens of the grammar states seen so far, one bit an id.
+    allowed: Mutex<HashMap<JsonState, Arc<Vec<u64>>>>,
+}
+
+impl std::fmt::Debug for Vocabulary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vocabulary")
+            .field("tokens", &self.by_id.len())
+            .field("with_text", &self.sorted.len())
+            .finish()
+    }
+}
+
+impl Vocabulary {
+    /// The model's `vocab_size` ids as `tokenizer` writes them.
+    pub fn new(tokenizer: &TextTokenizer, vocab_size: usize) -> Self {
+        Self::from_token_bytes(tokenizer.token_bytes(vocab_size))
+    }
+
+    fn from_token_bytes(tokens: Vec<Option<Vec<u8>>>) -> Self {
+        let mut bytes = Vec::new();
+        let by_id: Vec<(u32, u32)> = tokens
+            .iter()
+            .map(|token| {
+                let start = bytes.len() as u32;
+                bytes.extend_from_slice(token.as_deref().unwrap_or_default());
+                (start, bytes.len() as u32)
+            })
+            .collect();
+        let mut ids: Vec<u32> = (0..tokens.len() as u32)
+            .filter(|&id| tokens[id as usize].is_some())
+            .collect();
+        ids.sort_by(|&a, &b| tokens[a as usize].cmp(&tokens[b as usize]));
+        let mut before: &[u8] = &[];
+        let sorted = ids
+            .into_iter()
+            .map(|id| {
+                let token = tokens[id as usize].as_deref().unwrap_or_default();
+                let shared = token.iter().zip(before).take_while(|(a, b)| a == b).count();
+                before = token;
+                (id, shared as u32)
+            })
+            .collect();
+        Self {
+            by_id,
+            bytes,
+            sorted,
+            allowed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn token(&self, id: u32) -> &[u8] {
+        self.by_id.get(id as usize).map_or(&[], |&(start, end)| {
+            &self.bytes[start as usize..end as usize]
+        })
+    }
+
+    /// The ids whose bytes `state` takes, one bit each.
+    fn allowed(&self, state: JsonState) -> Arc<Vec<u64>> {
+        let mut cache = self.allowed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(allowed) = cache.get(&state) {
+            return allowed.clone();
+        }
+        let allowed = Arc::new(self.walk(state));
+        if cache.len() == CACHED_STATES {
+            cache.clear();
+        }
+        cache.insert(state, allowed.clone());
+        allowed
+    }
+
+    /// Feeds every token to `from` in byte order, restarting each from the state at the
+    /// prefix it shares with the one before: a depth-first walk of the vocabulary's trie.
+    fn walk(&self, from: JsonState) -> Vec<u64> {
+        let mut allowed = vec![0u64; self.by_id.len().div_ceil(64)];
+        // `states[d]`: after the current token's first `d` bytes.
+        let mut states = vec![from];
+        // The previous token was refused at its byte `refused - 1`: tokens sharing that
+        // prefix are refused too.
+        let mut refused = usize::MAX;
+        for &(id, shared) in &self.sorted {
+            let shared = shared as usize;
+            if shared >= refused {
+                continue;
+            }
+            refused = usize::MAX;
+            states.truncate(shared + 1);
+            let token = self.token(id);
+            for (at, &byte) in token.iter().enumerate().skip(shared) {
+                let mut state = states[at];
+                if !state.feed(byte) {
+                    refused = at + 1;
+                    break;
+                }
+                states.push(state);
+            }
+            if refused == usize::MAX {
+                allowed[id as usize / 64] |= 1 << (id % 64);
+            }
+        }
+        allowed
+    }
+}
+
+/// One sequence's place in its JSON text.
+#[derive(Debug, Clone)]
+pub struct JsonMode {
+    vocabulary: Arc<Vocabulary>,
+    state: JsonState,
+}
+
+impl JsonMode {
+    pub fn new(vocabulary: Arc<Vocabulary>) -> Self {
+        Self {
+            vocabulary,
+            state: JsonState::new(),
+        }
+    }
+
+    /// Sets the logit of every token that cannot come next to −∞; `eos` may come once the
+    /// object is whole.
+    pub fn restrict(&self, logits: &mut [f32], eos: &[u32]) {
+        let allowed = self.vocabulary.allowed(self.state);
+        let whole = self.state.is_whole();
+        let may_come = |id: usize| {
+            allowed
+                .get(id / 64)
+                .is_some_and(|w| w >> (id % 64) & 1 == 1)
+                || whole && eos.contains(&(id as u32))
+        };
+        for (id, logit) in logits.iter_mut().enumerate() {
+            if !may_come(id) {
+                *logit = f32::NEG_INFINITY;
+            }
+        }
+    }
+
+    /// Moves past the picked token.
+    pub fn advance(&mut self, token: u32) {
+        // `restrict` let only tokens the state takes through (or an end of sequence, which
+        // writes nothing); a draw with every logit −∞ falls back to any token, and then
+        // the state stays where it was.
+        let mut next = self.state;
+        if next.feed_all(self.vocabulary.token(token)) {
+            self.state = next;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vocabulary(tokens: &[&str]) -> Vocabulary {
+        Vocabulary::from_token_bytes(
+            tokens
+                .iter()
+                .map(|t| (!t.is_empty()).then(|| t.as_bytes().to_vec()))
+                .collect(),
+        )
+    }
+
+    fn allowed_tokens<'a>(tokens: &[&'a str], text: &str) -> Vec<&'a str> {
+        let vocabulary = Arc::new(vocabulary(tokens));
+        let mut mode = JsonMode::new(vocabulary);
+        for byte in text.bytes() {
+            assert!(mode.state.feed(byte), "{text:?}");
+        }
+        let mut logits = vec![0.0; tokens.len()];
+        mode.restrict(&mut logits, &[0]);
+        (0..tokens.len())
+            .filter(|&id| logits[id].is_finite())
+            .map(|id| tokens[id])
+            .collect()
+    }
+
+    const TOKENS: [&str; 14] = [
+        "", "{", "{\"", "\"", "\":", "a", "ab", "}", " ", "1", "12}", "tr", "true", "\\",
+    ];
+
+    #[test]
+    fn a_walk_allows_exactly_the_tokens_whose_every_byte_the_grammar_takes() {
+        assert_eq!(allowed_tokens(&TOKENS, ""), ["{", "{\"", " "]);
+        assert_eq!(allowed_tokens(&TOKENS, "{"), ["\"", "\":", "}", " "]);
+        assert_eq!(
+            allowed_tokens(&TOKENS, "{\"k"),
+            ["{", "{\"", "\"", "\":", "a", "ab", "}", " ", "1", "12}", "tr", "true", "\\"]
+        );
+        assert_eq!(
+            allowed_tokens(&TOKENS, "{\"k\":"),
+            ["{", "{\"", "\"", "\":", " ", "1", "12}", "tr", "true"]
+        );
+        assert_eq!(allowed_tokens(&TOKENS, "{\"k\":1"), ["}", " ", "1", "12}"]);
+    }
+
+    #[test]
+    fn the_end_of_sequence_comes_only_once_the_object_is_whole() {
+        assert!(!allowed_tokens(&TOKENS, "{\"k\":1").contains(&""));
+        assert_eq!(allowed_tokens(&TOKENS, "{\"k\":1}"), ["", " "]);
+    }
+
+    #[test]
+    fn advancing_feeds_the_picked_tokens_bytes() {
+        let mut mode = JsonMode::new(Arc::new(vocabulary(&TOKENS)));
+        for id in [2, 5, 4, 10] {
+            mode.advance(id);
+        }
+        assert!(mode.state.is_whole());
+    }
+}
