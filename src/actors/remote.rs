@@ -755,7 +755,8 @@ fn generation_body(prompt: &Prompt, params: &GenerationParams) -> Value {
         ),
         (
             "response_format",
-            (params.response_format != ResponseFormat::Text).then(|| json!(params.response_format)),
+            (!matches!(params.response_format, ResponseFormat::Text))
+                .then(|| json!(params.response_format)),
         ),
     ];
     for (key, value) in optional {

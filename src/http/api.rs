@@ -140,6 +140,7 @@ pub struct GenerationRequest {
     pub prompt_logprobs: Option<bool>,
     /// Model routes only: `{"type": "json_object"}` keeps the continuation a JSON object
     /// (JSON mode); `{"type": "text"}`, the default, any text.
+    #[schema(value_type = Option<Object>)]
     pub response_format: Option<ResponseFormat>,
 }
 
@@ -909,6 +910,7 @@ pub struct CompletionRequest {
     pub logit_bias: Option<serde_json::Map<String, serde_json::Value>>,
     /// vLLM's: `{"type": "json_object"}` keeps each choice's text a JSON object (JSON
     /// mode); `{"type": "text"}`, the default, any text.
+    #[schema(value_type = Option<Object>)]
     pub response_format: Option<ResponseFormat>,
     /// Accepted; it does not change the output.
     pub user: Option<String>,
@@ -1143,6 +1145,7 @@ pub struct ChatGenerationRequest {
     #[serde(default, deserialize_with = "integral")]
     pub logprobs: Option<usize>,
     /// As `/generate`'s: the answer a JSON object.
+    #[schema(value_type = Option<Object>)]
     pub response_format: Option<ResponseFormat>,
 }
 
@@ -1165,7 +1168,7 @@ impl ChatGenerationRequest {
             stop: self.stop.clone(),
             logprobs: self.logprobs,
             prompt_logprobs: None,
-            response_format: self.response_format,
+            response_format: self.response_format.clone(),
         }
     }
 }
@@ -1239,6 +1242,7 @@ pub struct ChatCompletionRequest {
     /// `{"type": "json_object"}` keeps the answer a JSON object (JSON mode): each token keeps
     /// it a prefix of one, and it ends only once the object is whole (or at `max_tokens`,
     /// unfinished, with `finish_reason` "length"). `{"type": "text"}`, the default, any text.
+    #[schema(value_type = Option<Object>)]
     pub response_format: Option<ResponseFormat>,
     /// Only empty.
     #[schema(value_type = Option<Vec<Object>>)]

@@ -326,10 +326,21 @@ pub fn document(
     schemas["GenerationRequest"]["properties"]["seed"] = seed.clone();
     schemas["CompletionRequest"]["properties"]["seed"] = seed.clone();
     schemas["StopStrings"]["oneOf"] = json!([stop["items"], stop]);
+    // A `json_schema`'s `schema` is any object here: the keywords it may use are the
+    // README's (JSON mode), beyond what a schema of schemas states plainly.
     let response_format = json!({"oneOf": [
         {"type": "null"},
         {"type": "object", "required": ["type"], "additionalProperties": false,
          "properties": {"type": {"enum": ["text", "json_object"]}}},
+        {"type": "object", "required": ["type", "json_schema"], "additionalProperties": false,
+         "properties": {"type": {"const": "json_schema"}, "json_schema": {
+             "type": "object", "required": ["name"], "additionalProperties": false,
+             "properties": {
+                 "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                 "description": {"type": "string"},
+                 "schema": {"type": "object"},
+                 "strict": {"type": ["boolean", "null"]},
+             }}}},
     ]});
     for schema in [
         "GenerationRequest",

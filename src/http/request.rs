@@ -208,7 +208,7 @@ pub(super) fn generation_params(
     }
     params.logprobs = request.logprobs;
     params.prompt_logprobs = request.prompt_logprobs == Some(true);
-    params.response_format = request.response_format.unwrap_or_default();
+    params.response_format = request.response_format.clone().unwrap_or_default();
     if params.prompt_logprobs && params.logprobs.is_none() {
         return Err(ApiError::Validation(
             "prompt_logprobs: only with logprobs".into(),

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::causal_lm::CausalLm;
 use super::chat::{ChatMessage, ChatTemplate};
 use super::error::ModelError;
-use super::json_mode::{JsonMode, Vocabulary};
+use super::json_mode::{JsonMode, JsonSchema, Vocabulary};
 use super::logprobs::{
     Distribution, PromptLogprobs, StepLogprobs, TokenLogprob, SCORED_POSITIONS_AT_ONCE,
 };
@@ -42,9 +42,8 @@ pub enum Prompt {
     Tokens(Vec<u32>),
 }
 
-/// What shape the continuation's text must have (OpenAI's `response_format`: `{"type":
-/// "json_object"}`, no other field).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// What shape the continuation's text must have (OpenAI's `response_format`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(try_from = "FormatObject", into = "FormatObject")]
 pub enum ResponseFormat {
     /// Any text.
@@ -53,16 +52,19 @@ pub enum ResponseFormat {
     /// A JSON object: each token keeps the text a prefix of one, and the generation ends
     /// only once it is whole (or its budget runs out).
     JsonObject,
+    /// A value of a JSON Schema (OpenAI's structured outputs), likewise.
+    JsonSchema(Arc<JsonSchema>),
 }
 
-/// `ResponseFormat` as JSON: serde's internally tagged enums take unknown fields.
+/// `ResponseFormat` as JSON: `{"type": "text" | "json_object"}`, or `{"type":
+/// "json_schema", "json_schema": {"name", "schema", ...}}`, no other field (serde's
+/// internally tagged enums would take any).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FormatObject {
     #[serde(rename = "type")]
     kind: String,
-    /// Read only to refuse it by name: OpenAI's structured outputs are not implemented.
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     json_schema: Option<serde_json::Value>,
 }
 
@@ -73,12 +75,13 @@ impl TryFrom<FormatObject> for ResponseFormat {
         match (object.kind.as_str(), object.json_schema) {
             ("text", None) => Ok(ResponseFormat::Text),
             ("json_object", None) => Ok(ResponseFormat::JsonObject),
-            ("json_schema", _) => Err("response_format: json_schema is not supported; \
-                 {\"type\": \"json_object\"} (JSON mode) is"
-                .into()),
+            ("json_schema", Some(spec)) => JsonSchema::from_openai(&spec)
+                .map(|schema| ResponseFormat::JsonSchema(Arc::new(schema)))
+                .map_err(|e| format!("response_format.json_schema: {e}")),
+            ("json_schema", None) => Err("response_format: json_schema needs its json_schema".into()),
             (_, Some(_)) => Err("response_format: json_schema only with its type".into()),
             (other, None) => Err(format!(
-                "response_format: type {other:?} is not supported (\"text\" or \"json_object\")"
+                "response_format: type {other:?} is not supported (\"text\", \"json_object\" or \"json_schema\")"
             )),
         }
     }
@@ -86,13 +89,14 @@ impl TryFrom<FormatObject> for ResponseFormat {
 
 impl From<ResponseFormat> for FormatObject {
     fn from(format: ResponseFormat) -> Self {
-        let kind = match format {
-            ResponseFormat::Text => "text",
-            ResponseFormat::JsonObject => "json_object",
+        let (kind, json_schema) = match format {
+            ResponseFormat::Text => ("text", None),
+            ResponseFormat::JsonObject => ("json_object", None),
+            ResponseFormat::JsonSchema(schema) => ("json_schema", Some(schema.source().clone())),
         };
         FormatObject {
             kind: kind.into(),
-            json_schema: None,
+            json_schema,
         }
     }
 }
@@ -400,12 +404,20 @@ impl Generator {
             top_logprobs: params.logprobs,
             logprobs: Vec::new(),
             prompt_logprobs: None,
-            json: (params.response_format == ResponseFormat::JsonObject).then(|| {
-                let vocabulary = self
-                    .vocabulary
-                    .get_or_init(|| Arc::new(Vocabulary::new(&self.tokenizer, vocab_size)));
-                JsonMode::new(vocabulary.clone())
-            }),
+            json: {
+                let vocabulary = || {
+                    self.vocabulary
+                        .get_or_init(|| Arc::new(Vocabulary::new(&self.tokenizer, vocab_size)))
+                        .clone()
+                };
+                match &params.response_format {
+                    ResponseFormat::Text => None,
+                    ResponseFormat::JsonObject => Some(JsonMode::object(vocabulary())),
+                    ResponseFormat::JsonSchema(schema) => {
+                        Some(JsonMode::schema(vocabulary(), schema.clone()))
+                    }
+                }
+            },
         })
     }
 }
@@ -476,7 +488,7 @@ impl Sequence {
         // are the model's own.
         let raw = self.top_logprobs.map(|top| (top, logits.to_vec()));
         if let Some(json) = &self.json {
-            json.restrict(logits, &self.eos);
+            json.restrict(logits, &self.eos, !banned.is_empty());
         }
         let next = self.sampler.next_token(logits, &self.tokens, banned);
         if let Some(json) = &mut self.json {
@@ -674,16 +686,20 @@ mod tests {
     }
 
     #[test]
-    fn a_response_format_is_text_or_a_json_object_and_nothing_else() {
+    fn a_response_format_is_text_a_json_object_or_a_json_schema_and_nothing_else() {
         let read = |json: &str| serde_json::from_str::<ResponseFormat>(json);
-        assert_eq!(read(r#"{"type": "text"}"#).unwrap(), ResponseFormat::Text);
-        assert_eq!(
-            read(r#"{"type": "json_object"}"#).unwrap(),
-            ResponseFormat::JsonObject
-        );
-        let schema = read(r#"{"type": "json_schema", "json_schema": {}}"#).unwrap_err();
-        assert!(schema.to_string().contains("json_schema is not supported"));
+        assert!(matches!(
+            read(r#"{"type": "text"}"#),
+            Ok(ResponseFormat::Text)
+        ));
+        assert!(matches!(
+            read(r#"{"type": "json_object"}"#),
+            Ok(ResponseFormat::JsonObject)
+        ));
+        let schema = r#"{"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"}}}"#;
+        assert!(matches!(read(schema), Ok(ResponseFormat::JsonSchema(_))));
         assert!(read(r#"{"type": "text", "json_schema": {}}"#).is_err());
+        assert!(read(r#"{"type": "json_schema"}"#).is_err());
         assert!(read(r#"{"type": "json_object", "schema": {}}"#).is_err());
         assert!(read(r#"{}"#).is_err());
     }

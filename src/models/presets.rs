@@ -432,7 +432,10 @@ fn write_folder(
     };
     let write_json = |name: &str, value: &serde_json::Value| {
         let path = out.join(name);
-        let text = serde_json::to_string_pretty(value).expect("json values serialize");
+        // Keys sorted, as transformers writes them.
+        let mut value = value.clone();
+        value.sort_all_objects();
+        let text = serde_json::to_string_pretty(&value).expect("json values serialize");
         std::fs::write(&path, text + "\n").map_err(|e| write_err(&path, &e))
     };
     write_json("config.json", &config)?;

@@ -335,7 +335,7 @@ async fn what_chat_does_not_implement_or_know_gets_a_422_naming_it() {
         ),
         (
             with(json!({"response_format": {"type": "json_schema", "json_schema": {}}})),
-            "response_format: json_schema is not supported",
+            "response_format.json_schema: name: must be",
         ),
         (
             with(json!({"chat_template": "{{ messages }}"})),

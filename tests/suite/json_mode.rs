@@ -1,10 +1,11 @@
 //! JSON MODE: `response_format: {"type": "json_object"}` keeps a generation's text a JSON
-//! object: every prefix of it one a JSON object can start with, ended by the model only once
-//! whole. On the OpenAI routes and the per-model routes; a graph refuses it.
+//! object, and `{"type": "json_schema"}` a value of the schema: every prefix of it one such a
+//! value can start with, ended by the model only once whole. On the OpenAI routes and the
+//! per-model routes; a graph refuses it.
 
 use crate::common;
 
-use common::server::{ModelEntry, TestServer};
+use common::server::{demo_models, ModelEntry, TestServer};
 use serde_json::{json, Value};
 
 /// Whether `text` is a JSON object so far: whole, or cut short. serde_json's verdict, not
@@ -108,8 +109,7 @@ async fn a_random_models_sampled_text_in_json_mode_is_a_json_object_so_far_on_ev
 }
 
 #[actix_web::test]
-async fn the_real_smollm2_answers_a_bare_json_object_in_json_mode_where_its_plain_answer_is_fenced()
-{
+async fn the_real_smollm2_answers_bare_json_in_json_mode_and_a_pydantic_model_through_the_client() {
     let server = TestServer::start(&[common::real_smollm2()], "");
     let question = "Give me a JSON object describing a cat with name and age.";
     let stdout = common::openai_check("json_check.py", &[&server.base, "smollm2", question]);
@@ -125,17 +125,34 @@ async fn the_real_smollm2_answers_a_bare_json_object_in_json_mode_where_its_plai
     let plain = read["plain"]["text"].as_str().unwrap();
     assert!(plain.starts_with("```json"), "{plain:?}");
     assert!(serde_json::from_str::<Value>(plain).is_err());
+
+    // Structured outputs: the client's own parsing into its pydantic model succeeded (it
+    // raises otherwise); the keys come in the model's order.
+    let structured = &read["structured"];
+    assert_eq!(structured["finish_reason"], "stop", "{structured}");
+    let cat = &structured["cat"];
+    assert!(cat["name"].is_string() && cat["age"].is_i64() && cat["likes"].is_array());
+    let written: serde_json::Map<String, Value> =
+        serde_json::from_str(structured["text"].as_str().unwrap()).unwrap();
+    let keys: Vec<&String> = written.keys().collect();
+    assert_eq!(keys, ["name", "age", "color", "likes", "owner"]);
 }
 
 #[actix_web::test]
-async fn structured_outputs_other_formats_and_graphs_are_refused_by_name() {
+async fn unsupported_schemas_other_formats_and_graphs_are_refused_by_name() {
     let server = TestServer::start(&random_generators()[..1], "");
     for (path, body, says) in [
         (
             "/v1/chat/completions",
             json!({"model": "gpt2", "messages": [{"role": "user", "content": "Hi"}],
-                "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}),
-            "json_schema is not supported",
+                "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema":
+                    {"type": "object", "properties": {"e": {"type": "string", "format": "email"}}}}}}),
+            "response_format.json_schema: #/properties/e: \"format\" is not supported",
+        ),
+        (
+            "/v1/models/gpt2/generate",
+            json!({"text": "Hi", "response_format": {"type": "json_schema", "json_schema": {"schema": {}}}}),
+            "name: must be 1 to 64 letters",
         ),
         (
             "/v1/completions",
@@ -165,4 +182,91 @@ async fn structured_outputs_other_formats_and_graphs_are_refused_by_name() {
         .as_str()
         .unwrap()
         .starts_with("response_format"));
+}
+
+/// A schema with finitely many values (28), written in at most ~760 bytes with the most white
+/// space the grammar allows between parts.
+fn finite_schema() -> Value {
+    json!({"type": "json_schema", "json_schema": {"name": "finite", "strict": true, "schema": {
+    "type": "object", "additionalProperties": false,
+    "required": ["ok", "kind", "tags", "none"],
+    "properties": {
+        "ok": {"type": "boolean"},
+        "kind": {"enum": ["cat", "dog"]},
+        "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 2},
+        "none": {"type": "null"},
+    }}}})
+}
+
+/// Every value of `finite_schema`, compact.
+fn finite_values() -> Vec<String> {
+    let tags = [
+        "[]",
+        "[\"a\"]",
+        "[\"b\"]",
+        "[\"a\",\"a\"]",
+        "[\"a\",\"b\"]",
+        "[\"b\",\"a\"]",
+        "[\"b\",\"b\"]",
+    ];
+    let mut values = Vec::new();
+    for ok in ["true", "false"] {
+        for kind in ["cat", "dog"] {
+            for tags in tags {
+                values.push(format!(
+                    "{{\"ok\":{ok},\"kind\":\"{kind}\",\"tags\":{tags},\"none\":null}}"
+                ));
+            }
+        }
+    }
+    values
+}
+
+/// `text` without white space (none of `finite_schema`'s strings holds any).
+fn compact(text: &str) -> String {
+    text.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+#[actix_web::test]
+async fn a_random_model_under_a_schema_writes_the_start_of_one_of_its_values_on_every_tokenizer() {
+    let server = TestServer::start(&random_generators(), "");
+    let values = finite_values();
+    for (model, _, _) in random_generators() {
+        for seed in 1..=3 {
+            let body = json!({"text": "Reply in JSON:", "max_new_tokens": 40, "temperature": 1.0,
+                "seed": seed, "response_format": finite_schema()});
+            let (status, answer) = server
+                .post_json(&format!("/v1/models/{model}/generate"), &body)
+                .await;
+            assert_eq!(status, 200, "{answer}");
+            let text = compact(answer["continuation"].as_str().unwrap());
+            assert!(
+                values.iter().any(|v| v.starts_with(&text)),
+                "{model} seed {seed}: {text:?}"
+            );
+            if answer["finish_reason"] == "eos" {
+                assert!(values.contains(&text), "{model}: {text:?}");
+            }
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_schema_with_finitely_many_values_ends_every_generation_with_one_of_them() {
+    let gpt2 = demo_models().into_iter().next().unwrap();
+    let server = TestServer::start(&[gpt2], "[limits]\nmax_new_tokens = 1000\n");
+    let values = finite_values();
+    for seed in 1..=3 {
+        // Each token writes a byte at least, and no value takes more than ~760: the grammar
+        // leaves the random model no way to run out of budget.
+        let body = json!({"model": "gpt2", "prompt": "JSON:", "max_tokens": 800,
+            "temperature": 1.0, "seed": seed, "response_format": finite_schema()});
+        let (status, answer) = server.post_json("/v1/completions", &body).await;
+        assert_eq!(status, 200, "{answer}");
+        let choice = &answer["choices"][0];
+        let text = choice["text"].as_str().unwrap();
+        assert_eq!(choice["finish_reason"], "stop", "seed {seed}: {text:?}");
+        let value: Value = serde_json::from_str(text).unwrap();
+        assert!(values.contains(&value.to_string()), "{value}");
+    }
 }

@@ -406,23 +406,28 @@ async fn two_replicas_share_the_calls_and_losing_one_loses_no_request() {
 }
 
 #[actix_web::test]
-async fn a_model_node_generates_in_json_mode_as_the_all_in_one_server_does() {
+async fn a_model_node_generates_in_json_mode_and_to_a_schema_as_the_all_in_one_server_does() {
     let all = fixture_models();
     let medium = model_node(0, &[entry(&all, "gpt2-medium")]);
     let split = graph_node(&all, &[("gpt2-medium", vec![medium.base.clone()])]);
     let whole = TestServer::start(&all, "");
     let path = "/v1/models/gpt2-medium/generate";
     let plain = json!({"text": "Hello", "max_new_tokens": 24, "temperature": 1.0, "seed": 3});
-    let mut json_mode = plain.clone();
-    json_mode["response_format"] = json!({"type": "json_object"});
     let generated = |answer: Value| json!([answer["continuation"], answer["token_ids"]]);
-
-    let remote = generated(comparable(&split, path, &json_mode).await);
-    assert_eq!(
-        remote,
-        generated(comparable(&whole, path, &json_mode).await)
-    );
-    assert!(remote[0].as_str().unwrap().trim_start().starts_with('{'));
-    // The node applied it: the same draw without it is other text.
-    assert_ne!(remote, generated(comparable(&split, path, &plain).await));
+    let schema = json!({"type": "object", "properties": {"yes": {"type": "boolean"}}});
+    for format in [
+        json!({"type": "json_object"}),
+        json!({"type": "json_schema", "json_schema": {"name": "yes", "schema": schema}}),
+    ] {
+        let mut constrained = plain.clone();
+        constrained["response_format"] = format;
+        let remote = generated(comparable(&split, path, &constrained).await);
+        assert_eq!(
+            remote,
+            generated(comparable(&whole, path, &constrained).await)
+        );
+        assert!(remote[0].as_str().unwrap().trim_start().starts_with('{'));
+        // The node applied it: the same draw without it is other text.
+        assert_ne!(remote, generated(comparable(&split, path, &plain).await));
+    }
 }

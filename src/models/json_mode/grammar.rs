@@ -2,14 +2,21 @@
 //!
 //! Invariants:
 //! * A state accepts a byte exactly when the bytes so far plus it are a prefix of some JSON
-//!   text (RFC 8259) whose top-level value is an object, as OpenAI's JSON mode asks for.
+//!   text (RFC 8259) whose top-level value is an object, as OpenAI's JSON mode asks for (or
+//!   any value, for a schema's free-form parts).
 //! * The state is `Copy` and a few bytes large: a mask over a 150k-token vocabulary feeds it
 //!   hundreds of thousands of bytes a step, from copies taken at shared prefixes.
 //! * Inside strings any byte from 0x20 up is taken except `"` and `\` (which end or escape):
 //!   a byte sequence that is not UTF-8 decodes to U+FFFD, which is still a JSON string's.
+//! * White space between parts is taken up to `MAX_SPACES` bytes in a row.
 
 /// Containers nest at most this deep (one bit each of `JsonState::stack`).
 pub const MAX_DEPTH: u8 = 64;
+
+/// White space between a text's parts, at most this many bytes in a row: enough for a
+/// pretty-printed line's indent, and a model that would rather write spaces than JSON cannot
+/// spend its whole budget on them.
+pub const MAX_SPACES: u8 = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct JsonState {
@@ -17,6 +24,8 @@ pub struct JsonState {
     stack: u64,
     depth: u8,
     at: Expect,
+    /// White-space bytes just read between parts.
+    spaces: u8,
 }
 
 /// What the next byte may be, besides whitespace where JSON allows it.
@@ -24,6 +33,8 @@ pub struct JsonState {
 enum Expect {
     /// Before the top-level object.
     Start,
+    /// Before a top-level value of any kind.
+    StartValue,
     /// Just after `{`: a key or `}`.
     KeyOrClose,
     /// After a comma in an object.
@@ -132,12 +143,33 @@ impl JsonState {
             stack: 0,
             depth: 0,
             at: Expect::Start,
+            spaces: 0,
+        }
+    }
+
+    /// Nothing read yet, and any value may come.
+    pub const fn any_value() -> Self {
+        Self {
+            stack: 0,
+            depth: 0,
+            at: Expect::StartValue,
+            spaces: 0,
         }
     }
 
     /// Whether the bytes so far are a whole JSON object (trailing whitespace allowed).
     pub fn is_whole(&self) -> bool {
         self.at == Expect::Done
+    }
+
+    /// Whether the value may end here: it is whole, or a top-level number that the next
+    /// byte (not its own) would end.
+    pub fn may_end(&self) -> bool {
+        match self.at {
+            Expect::Done => true,
+            Expect::Number(number) => self.depth == 0 && number.whole(),
+            _ => false,
+        }
     }
 
     /// Takes `bytes` one by one; false (and a state to drop) at the first that no JSON text
@@ -148,6 +180,15 @@ impl JsonState {
 
     /// Takes `byte`; false (and a state to drop) when no JSON text could have it here.
     pub fn feed(&mut self, byte: u8) -> bool {
+        let between_parts = is_space(byte) && !matches!(self.at, Expect::String { .. });
+        if !self.step(byte) {
+            return false;
+        }
+        self.spaces = if between_parts { self.spaces + 1 } else { 0 };
+        self.spaces <= MAX_SPACES
+    }
+
+    fn step(&mut self, byte: u8) -> bool {
         match self.at {
             Expect::String { key, escape } => self.in_string(key, escape, byte),
             Expect::Number(number) => match number.then(byte) {
@@ -158,7 +199,7 @@ impl JsonState {
                 // The byte ends the number and belongs to what follows it.
                 None if number.whole() => {
                     self.value_ended();
-                    self.feed(byte)
+                    self.step(byte)
                 }
                 None => false,
             },
@@ -176,6 +217,7 @@ impl JsonState {
             }
             _ if is_space(byte) => true,
             Expect::Start => byte == b'{' && self.open(true),
+            Expect::StartValue => self.start_value(byte),
             Expect::Done => false,
             Expect::KeyOrClose | Expect::Key => match byte {
                 b'"' => {
@@ -371,6 +413,20 @@ mod tests {
         assert!(read("{\"a\": 12 }").unwrap().is_whole());
         assert!(read("{\"a\": 12,\"b\":0}").unwrap().is_whole());
         assert!(read("{\"a\": 12]").is_none());
+    }
+
+    #[test]
+    fn white_space_between_parts_runs_at_most_max_spaces_bytes_and_within_strings_any_length() {
+        let most = " ".repeat(MAX_SPACES as usize);
+        assert!(read(&format!("{most}{{{most}\"a\"{most}:{most}1{most}}}{most}")).is_some());
+        assert!(read(&format!("{{\"a\":{most} ")).is_none());
+        assert!(read(&format!("{{\"a\":{most}1 }}{most} ")).is_none());
+        assert!(read(&format!("{{\"a\": \"{most}{most}\"}}")).is_some());
+        assert!(read(&format!(
+            "{{\"a\": 1{}}}",
+            " ".repeat(MAX_SPACES as usize + 1)
+        ))
+        .is_none());
     }
 
     #[test]

@@ -1,23 +1,26 @@
-//! JSON mode (OpenAI's `response_format: {"type": "json_object"}`): a generation whose every
-//! token keeps its text a prefix of a JSON object, and which ends only once the object is
-//! whole.
+//! JSON mode (OpenAI's `response_format: {"type": "json_object"}`) and structured outputs
+//! (`{"type": "json_schema"}`): a generation whose every token keeps its text a prefix of a
+//! JSON object (of a schema's values), and which ends only once the value is whole.
 //!
 //! Invariants:
-//! * Before each pick, every token whose bytes would take the text out of JSON is set to −∞,
-//!   and so are the end-of-sequence tokens until the object is closed; the model's own
-//!   log-probabilities (taken before) are untouched.
-//! * The allowed tokens follow from the grammar's state alone, so each state's set is
-//!   computed once and shared by every sequence of the model (a long string value's steps
-//!   all reuse one).
+//! * Before each pick, every token whose bytes would take the text out of the grammar is set
+//!   to −∞, and so are the end-of-sequence tokens until the value is whole; once it is
+//!   closed, every token but those. The model's own log-probabilities (taken before) are
+//!   untouched.
+//! * The allowed tokens follow from the grammar's state alone (and the schema), so each
+//!   state's set is computed once and shared by every sequence of the model (a long string
+//!   value's steps all reuse one).
 //! * A budget that runs out first leaves the text unfinished, as OpenAI's does
 //!   (`finish_reason` "length").
 
 mod grammar;
+mod schema;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub use grammar::JsonState;
+pub use schema::{JsonSchema, SchemaState};
 
 use super::tokenizer::TextTokenizer;
 
@@ -34,7 +37,15 @@ pub struct Vocabulary {
     /// before it.
     sorted: Vec<(u32, u32)>,
     /// Allowed tokens of the grammar states seen so far, one bit an id.
-    allowed: Mutex<HashMap<JsonState, Arc<Vec<u64>>>>,
+    allowed: Mutex<HashMap<Place, Arc<Vec<u64>>>>,
+}
+
+/// A grammar state, as the cache of allowed tokens tells them apart.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Place {
+    Object(JsonState),
+    /// A schema's (by its fingerprint); boxed, as a schema's state is some 300 bytes.
+    Schema(u64, Box<SchemaState>),
 }
 
 impl std::fmt::Debug for Vocabulary {
@@ -90,23 +101,28 @@ impl Vocabulary {
         })
     }
 
-    /// The ids whose bytes `state` takes, one bit each.
-    fn allowed(&self, state: JsonState) -> Arc<Vec<u64>> {
+    /// The ids whose bytes `feed` takes from `from` (at `place`), one bit each.
+    fn allowed<S: Copy>(
+        &self,
+        place: Place,
+        from: S,
+        feed: impl Fn(&mut S, u8) -> bool,
+    ) -> Arc<Vec<u64>> {
         let mut cache = self.allowed.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(allowed) = cache.get(&state) {
+        if let Some(allowed) = cache.get(&place) {
             return allowed.clone();
         }
-        let allowed = Arc::new(self.walk(state));
+        let allowed = Arc::new(self.walk(from, feed));
         if cache.len() == CACHED_STATES {
             cache.clear();
         }
-        cache.insert(state, allowed.clone());
+        cache.insert(place, allowed.clone());
         allowed
     }
 
     /// Feeds every token to `from` in byte order, restarting each from the state at the
     /// prefix it shares with the one before: a depth-first walk of the vocabulary's trie.
-    fn walk(&self, from: JsonState) -> Vec<u64> {
+    fn walk<S: Copy>(&self, from: S, feed: impl Fn(&mut S, u8) -> bool) -> Vec<u64> {
         let mut allowed = vec![0u64; self.by_id.len().div_ceil(64)];
         // `states[d]`: after the current token's first `d` bytes.
         let mut states = vec![from];
@@ -123,7 +139,7 @@ impl Vocabulary {
             let token = self.token(id);
             for (at, &byte) in token.iter().enumerate().skip(shared) {
                 let mut state = states[at];
-                if !state.feed(byte) {
+                if !feed(&mut state, byte) {
                     refused = at + 1;
                     break;
                 }
@@ -141,27 +157,67 @@ impl Vocabulary {
 #[derive(Debug, Clone)]
 pub struct JsonMode {
     vocabulary: Arc<Vocabulary>,
-    state: JsonState,
+    grammar: Grammar,
+}
+
+#[derive(Debug, Clone)]
+enum Grammar {
+    /// Any JSON object.
+    Object(JsonState),
+    /// A value of the schema.
+    Schema(Arc<JsonSchema>, Box<SchemaState>),
 }
 
 impl JsonMode {
-    pub fn new(vocabulary: Arc<Vocabulary>) -> Self {
+    /// Any JSON object.
+    pub fn object(vocabulary: Arc<Vocabulary>) -> Self {
         Self {
             vocabulary,
-            state: JsonState::new(),
+            grammar: Grammar::Object(JsonState::new()),
+        }
+    }
+
+    /// A value of `schema`.
+    pub fn schema(vocabulary: Arc<Vocabulary>, schema: Arc<JsonSchema>) -> Self {
+        let state = Box::new(schema.start());
+        Self {
+            vocabulary,
+            grammar: Grammar::Schema(schema, state),
         }
     }
 
     /// Sets the logit of every token that cannot come next to −∞; `eos` may come once the
-    /// object is whole.
-    pub fn restrict(&self, logits: &mut [f32], eos: &[u32]) {
-        let allowed = self.vocabulary.allowed(self.state);
-        let whole = self.state.is_whole();
+    /// value is whole, and once it is closed nothing else may (unless `eos_banned`, as
+    /// before `min_tokens`: then white space may, which keeps it JSON).
+    pub fn restrict(&self, logits: &mut [f32], eos: &[u32], eos_banned: bool) {
+        let (allowed, whole, closed) = match &self.grammar {
+            Grammar::Object(state) => (
+                self.vocabulary
+                    .allowed(Place::Object(*state), *state, |s, b| s.feed(b)),
+                state.is_whole(),
+                state.is_whole(),
+            ),
+            Grammar::Schema(schema, state) => (
+                self.vocabulary.allowed(
+                    Place::Schema(schema.fingerprint(), state.clone()),
+                    **state,
+                    |s, b| s.feed(schema, b),
+                ),
+                state.is_whole(schema),
+                state.is_closed(),
+            ),
+        };
+        // A model may rather write white space than end (SmolLM2 does, after an object).
+        let only_the_end = closed && !eos_banned;
         let may_come = |id: usize| {
+            let is_eos = eos.contains(&(id as u32));
+            if only_the_end {
+                return is_eos;
+            }
             allowed
                 .get(id / 64)
                 .is_some_and(|w| w >> (id % 64) & 1 == 1)
-                || whole && eos.contains(&(id as u32))
+                || whole && is_eos
         };
         for (id, logit) in logits.iter_mut().enumerate() {
             if !may_come(id) {
@@ -175,9 +231,20 @@ impl JsonMode {
         // `restrict` let only tokens the state takes through (or an end of sequence, which
         // writes nothing); a draw with every logit −∞ falls back to any token, and then
         // the state stays where it was.
-        let mut next = self.state;
-        if next.feed_all(self.vocabulary.token(token)) {
-            self.state = next;
+        let bytes = self.vocabulary.token(token);
+        match &mut self.grammar {
+            Grammar::Object(state) => {
+                let mut next = *state;
+                if next.feed_all(bytes) {
+                    *state = next;
+                }
+            }
+            Grammar::Schema(schema, state) => {
+                let mut next = **state;
+                if bytes.iter().all(|&b| next.feed(schema, b)) {
+                    **state = next;
+                }
+            }
         }
     }
 }
@@ -196,13 +263,19 @@ mod tests {
     }
 
     fn allowed_tokens<'a>(tokens: &[&'a str], text: &str) -> Vec<&'a str> {
+        allowed_tokens_with(tokens, text, false)
+    }
+
+    fn allowed_tokens_with<'a>(tokens: &[&'a str], text: &str, eos_banned: bool) -> Vec<&'a str> {
         let vocabulary = Arc::new(vocabulary(tokens));
-        let mut mode = JsonMode::new(vocabulary);
-        for byte in text.bytes() {
-            assert!(mode.state.feed(byte), "{text:?}");
-        }
+        let mut state = JsonState::new();
+        assert!(state.feed_all(text.as_bytes()), "{text:?}");
+        let mode = JsonMode {
+            vocabulary,
+            grammar: Grammar::Object(state),
+        };
         let mut logits = vec![0.0; tokens.len()];
-        mode.restrict(&mut logits, &[0]);
+        mode.restrict(&mut logits, &[0], eos_banned);
         (0..tokens.len())
             .filter(|&id| logits[id].is_finite())
             .map(|id| tokens[id])
@@ -229,17 +302,20 @@ mod tests {
     }
 
     #[test]
-    fn the_end_of_sequence_comes_only_once_the_object_is_whole() {
+    fn the_end_of_sequence_comes_once_the_object_is_whole_and_then_nothing_else() {
         assert!(!allowed_tokens(&TOKENS, "{\"k\":1").contains(&""));
-        assert_eq!(allowed_tokens(&TOKENS, "{\"k\":1}"), ["", " "]);
+        assert_eq!(allowed_tokens(&TOKENS, "{\"k\":1}"), [""]);
+        // Held back (`min_tokens`; the sampler bans the end itself), white space keeps it
+        // JSON meanwhile.
+        assert_eq!(allowed_tokens_with(&TOKENS, "{\"k\":1}", true), ["", " "]);
     }
 
     #[test]
     fn advancing_feeds_the_picked_tokens_bytes() {
-        let mut mode = JsonMode::new(Arc::new(vocabulary(&TOKENS)));
+        let mut mode = JsonMode::object(Arc::new(vocabulary(&TOKENS)));
         for id in [2, 5, 4, 10] {
             mode.advance(id);
         }
-        assert!(mode.state.is_whole());
+        assert!(matches!(mode.grammar, Grammar::Object(state) if state.is_whole()));
     }
 }

@@ -1,0 +1,1052 @@
+//! JSON Schema as a byte grammar: OpenAI's structured outputs (`response_format: {"type":
+//! "json_schema", ...}`), for the part of JSON Schema they allow.
+//!
+//! Invariants:
+//! * A schema compiles or is refused whole, naming the keyword and where it is: a keyword
+//!   that would constrain the text in a way the grammar does not enforce (`pattern`,
+//!   `minimum`, `format`, ...) is refused, never ignored. Annotations (`title`,
+//!   `description`, ...) are taken.
+//! * An object writes every one of its `properties`, in the schema's order (OpenAI's strict
+//!   mode: each is required; one the schema leaves optional is written too, which the schema
+//!   allows) and no other key.
+//! * Alternatives (`anyOf`, `oneOf`, a list of `type`s) must start with different bytes
+//!   (a string or null, say), so that the first byte of a value picks one: the state stays
+//!   one path, `Copy` and small, as the vocabulary walk needs.
+//! * Nesting is bounded by `MAX_FRAMES`; a deeper value is refused byte by byte. White
+//!   space between parts, by `MAX_SPACES` bytes in a row (as in JSON mode).
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use serde_json::{Map, Value};
+
+use super::grammar::{JsonState, MAX_SPACES};
+
+/// Open values at once (objects, arrays, and the value being written).
+const MAX_FRAMES: usize = 12;
+/// Bounds that keep a schema's grammar small.
+const MAX_NODES: usize = 512;
+const MAX_CHOICES: usize = 64;
+const MAX_ITEMS: u64 = 4096;
+
+/// JSON Schema's keywords that constrain a text in ways this grammar does not enforce: a
+/// schema using one is refused rather than half followed. Keywords outside JSON Schema's
+/// vocabulary are annotations, as the specification has them, and so ignored.
+const UNENFORCED: [&str; 34] = [
+    "pattern",
+    "minLength",
+    "maxLength",
+    "format",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "allOf",
+    "not",
+    "if",
+    "then",
+    "else",
+    "patternProperties",
+    "propertyNames",
+    "minProperties",
+    "maxProperties",
+    "dependentRequired",
+    "dependentSchemas",
+    "dependencies",
+    "uniqueItems",
+    "contains",
+    "minContains",
+    "maxContains",
+    "prefixItems",
+    "additionalItems",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "contentEncoding",
+    "contentMediaType",
+    "contentSchema",
+    "$dynamicRef",
+    "$recursiveRef",
+];
+
+/// A compiled schema.
+#[derive(Debug)]
+pub struct JsonSchema {
+    nodes: Vec<Node>,
+    /// The node a text is a value of.
+    root: u16,
+    /// The schema as sent, for a model node to compile again.
+    source: Value,
+    /// Tells schemas apart in the vocabulary's cache of allowed tokens.
+    fingerprint: u64,
+}
+
+#[derive(Debug)]
+enum Node {
+    /// Any JSON value.
+    Any,
+    /// Any JSON object.
+    AnyObject,
+    /// Exactly these properties, in order: each key as its JSON text (quotes included), and
+    /// its value's node.
+    Object(Vec<(Vec<u8>, u16)>),
+    Array {
+        items: u16,
+        min: u16,
+        max: u16,
+    },
+    String,
+    Number {
+        integer: bool,
+    },
+    /// One of these JSON texts (`enum`, `const`, a boolean, null).
+    Choices(Vec<Vec<u8>>),
+    /// The alternative whose first byte comes.
+    OneOf(Vec<u16>),
+    /// Stands for the `$ref`'d node until references are resolved.
+    Ref(String),
+}
+
+impl JsonSchema {
+    /// Compiles OpenAI's `response_format.json_schema`: `name` (1 to 64 letters, digits, `_`
+    /// or `-`), and optionally `schema` (an object; any JSON value without it),
+    /// `description`, `strict`.
+    pub fn from_openai(spec: &Value) -> Result<Self, String> {
+        let spec_fields = spec
+            .as_object()
+            .ok_or_else(|| "must be an object".to_string())?;
+        if let Some(key) = spec_fields
+            .keys()
+            .find(|k| !matches!(k.as_str(), "name" | "schema" | "description" | "strict"))
+        {
+            return Err(format!("unknown field {key:?}"));
+        }
+        let name_ok = spec["name"].as_str().is_some_and(|name| {
+            (1..=64).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        });
+        if !name_ok {
+            return Err("name: must be 1 to 64 letters, digits, _ or -".into());
+        }
+        if !matches!(
+            spec.get("strict"),
+            None | Some(Value::Bool(_) | Value::Null)
+        ) {
+            return Err("strict: must be a boolean".into());
+        }
+        if !matches!(spec.get("description"), None | Some(Value::String(_))) {
+            return Err("description: must be a string".into());
+        }
+        let schema = match spec.get("schema") {
+            None => &Value::Bool(true),
+            Some(schema @ Value::Object(_)) => schema,
+            Some(_) => return Err("schema: must be an object".into()),
+        };
+        let mut compiled = Self::compile(schema)?;
+        compiled.source = spec.clone();
+        Ok(compiled)
+    }
+
+    /// Compiles a JSON Schema.
+    fn compile(schema: &Value) -> Result<Self, String> {
+        let mut compiler = Compiler {
+            nodes: Vec::new(),
+            definitions: HashMap::new(),
+        };
+        for key in ["$defs", "definitions"] {
+            if let Some(defs) = schema.get(key) {
+                let defs = defs
+                    .as_object()
+                    .ok_or_else(|| format!("{key}: must be an object"))?;
+                for (name, definition) in defs {
+                    let at = format!("#/{key}/{name}");
+                    let node = compiler.node(definition, &at)?;
+                    compiler.definitions.insert(at, node);
+                }
+            }
+        }
+        let root = compiler.node(schema, "#")?;
+        let mut compiled = JsonSchema {
+            nodes: compiler.nodes,
+            root,
+            source: schema.clone(),
+            fingerprint: 0,
+        };
+        compiled.resolve(&compiler.definitions)?;
+        compiled.check_alternatives()?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        schema.to_string().hash(&mut hasher);
+        compiled.fingerprint = hasher.finish();
+        Ok(compiled)
+    }
+
+    /// OpenAI's `json_schema` object it was compiled from.
+    pub fn source(&self) -> &Value {
+        &self.source
+    }
+
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// Points every use of a reference at the node it names (through references to
+    /// references).
+    fn resolve(&mut self, definitions: &HashMap<String, u16>) -> Result<(), String> {
+        let mut target = HashMap::new();
+        for index in 0..self.nodes.len() {
+            let mut at = index;
+            for _ in 0..=self.nodes.len() {
+                let Node::Ref(name) = &self.nodes[at] else {
+                    break;
+                };
+                at = *definitions
+                    .get(name)
+                    .ok_or_else(|| format!("$ref: {name:?} is not under #/$defs"))?
+                    as usize;
+            }
+            if matches!(self.nodes[at], Node::Ref(_)) {
+                return Err("$ref: a reference refers only to references".into());
+            }
+            if at != index {
+                target.insert(index as u16, at as u16);
+            }
+        }
+        let follow = |index: &mut u16| {
+            if let Some(&to) = target.get(index) {
+                *index = to;
+            }
+        };
+        follow(&mut self.root);
+        for node in &mut self.nodes {
+            match node {
+                Node::Object(properties) => properties.iter_mut().for_each(|(_, c)| follow(c)),
+                Node::Array { items, .. } => follow(items),
+                Node::OneOf(alternatives) => alternatives.iter_mut().for_each(follow),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The bytes a value of `node` may start with.
+    fn first_bytes(&self, node: u16, seen: &mut Vec<u16>) -> [bool; 256] {
+        let mut first = [false; 256];
+        let mut set = |bytes: &[u8]| bytes.iter().for_each(|&b| first[b as usize] = true);
+        match &self.nodes[node as usize] {
+            Node::Any => set(b"{[\"-0123456789tfn"),
+            Node::AnyObject | Node::Object(_) => set(b"{"),
+            Node::Array { .. } => set(b"["),
+            Node::String => set(b"\""),
+            Node::Number { .. } => set(b"-0123456789"),
+            Node::Choices(choices) => choices.iter().for_each(|c| set(&c[..1])),
+            Node::OneOf(alternatives) => {
+                if !seen.contains(&node) {
+                    seen.push(node);
+                    for &alternative in alternatives {
+                        let theirs = self.first_bytes(alternative, seen);
+                        for b in 0..256 {
+                            first[b] |= theirs[b];
+                        }
+                    }
+                }
+            }
+            Node::Ref(_) => {}
+        }
+        first
+    }
+
+    fn check_alternatives(&self) -> Result<(), String> {
+        for node in &self.nodes {
+            let Node::OneOf(alternatives) = node else {
+                continue;
+            };
+            let mut taken = [false; 256];
+            for &alternative in alternatives {
+                let first = self.first_bytes(alternative, &mut Vec::new());
+                if (0..256).any(|b| first[b] && taken[b]) {
+                    return Err(
+                        "anyOf: alternatives must start differently (a string, a number, \
+                         an object, an array, true/false, null), so the first byte picks one"
+                            .into(),
+                    );
+                }
+                (0..256).for_each(|b| taken[b] |= first[b]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Its grammar's state before any byte.
+    pub fn start(&self) -> SchemaState {
+        let mut frames = [Frame::Empty; MAX_FRAMES];
+        frames[0] = Frame::Value(self.root);
+        SchemaState {
+            frames,
+            depth: 1,
+            spaces: 0,
+        }
+    }
+}
+
+struct Compiler {
+    nodes: Vec<Node>,
+    definitions: HashMap<String, u16>,
+}
+
+impl Compiler {
+    fn push(&mut self, node: Node) -> Result<u16, String> {
+        if self.nodes.len() == MAX_NODES {
+            return Err(format!("the schema is over {MAX_NODES} parts"));
+        }
+        self.nodes.push(node);
+        Ok(self.nodes.len() as u16 - 1)
+    }
+
+    /// Compiles the schema at `at` (a JSON pointer, for errors).
+    fn node(&mut self, schema: &Value, at: &str) -> Result<u16, String> {
+        let schema = match schema {
+            Value::Bool(true) => return self.push(Node::Any),
+            Value::Object(schema) => schema,
+            _ => return Err(format!("{at}: a schema must be an object")),
+        };
+        if let Some(key) = schema.keys().find(|k| UNENFORCED.contains(&k.as_str())) {
+            return Err(format!("{at}: {key:?} is not supported in a json_schema"));
+        }
+        if let Some(reference) = schema.get("$ref") {
+            let reference = reference
+                .as_str()
+                .ok_or_else(|| format!("{at}: $ref must be a string"))?;
+            return self.push(Node::Ref(reference.to_string()));
+        }
+        if let Some(value) = schema.get("const") {
+            return self.push(Node::Choices(vec![text_of(value)]));
+        }
+        if let Some(values) = schema.get("enum") {
+            let values = values
+                .as_array()
+                .filter(|v| !v.is_empty() && v.len() <= MAX_CHOICES)
+                .ok_or_else(|| format!("{at}: enum must list 1 to {MAX_CHOICES} values"))?;
+            return self.push(Node::Choices(values.iter().map(text_of).collect()));
+        }
+        for keyword in ["anyOf", "oneOf"] {
+            if let Some(alternatives) = schema.get(keyword) {
+                let alternatives = alternatives
+                    .as_array()
+                    .filter(|a| !a.is_empty() && a.len() <= MAX_CHOICES)
+                    .ok_or_else(|| format!("{at}: {keyword} must list 1 to {MAX_CHOICES}"))?;
+                let nodes = alternatives
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| self.node(a, &format!("{at}/{keyword}/{i}")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                return self.push(Node::OneOf(nodes));
+            }
+        }
+        let types: Vec<&str> = match schema.get("type") {
+            None => return self.push(Node::Any),
+            Some(Value::String(one)) => vec![one.as_str()],
+            Some(Value::Array(several)) => several
+                .iter()
+                .map(|t| {
+                    t.as_str()
+                        .ok_or_else(|| format!("{at}: type must name types"))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(format!("{at}: type must be a string or a list")),
+        };
+        if types.len() > 1 {
+            let nodes = types
+                .iter()
+                .map(|t| self.node(&serde_json::json!({ "type": t }), at))
+                .collect::<Result<Vec<_>, _>>()?;
+            return self.push(Node::OneOf(nodes));
+        }
+        match types.first().copied().unwrap_or_default() {
+            "object" => {
+                let Some(properties) = schema.get("properties") else {
+                    return self.push(Node::AnyObject);
+                };
+                let properties: &Map<String, Value> = properties
+                    .as_object()
+                    .ok_or_else(|| format!("{at}: properties must be an object"))?;
+                if let Some(required) = schema.get("required") {
+                    let required = required
+                        .as_array()
+                        .ok_or_else(|| format!("{at}: required must be a list"))?;
+                    if let Some(missing) = required
+                        .iter()
+                        .find(|r| !r.as_str().is_some_and(|r| properties.contains_key(r)))
+                    {
+                        return Err(format!("{at}: required {missing} is not a property"));
+                    }
+                }
+                let mut compiled = Vec::new();
+                for (name, property) in properties {
+                    let child = self.node(property, &format!("{at}/properties/{name}"))?;
+                    compiled.push((text_of(&Value::String(name.clone())), child));
+                }
+                self.push(Node::Object(compiled))
+            }
+            "array" => {
+                let items = match schema.get("items") {
+                    Some(items) => self.node(items, &format!("{at}/items"))?,
+                    None => self.push(Node::Any)?,
+                };
+                let bound = |key: &str, default: u64| -> Result<u16, String> {
+                    match schema.get(key) {
+                        None => Ok(default as u16),
+                        Some(n) => n
+                            .as_u64()
+                            .filter(|&n| n <= MAX_ITEMS)
+                            .map(|n| n as u16)
+                            .ok_or_else(|| format!("{at}: {key} must be 0 to {MAX_ITEMS}")),
+                    }
+                };
+                let (min, max) = (bound("minItems", 0)?, bound("maxItems", MAX_ITEMS)?);
+                if min > max {
+                    return Err(format!("{at}: minItems is over maxItems"));
+                }
+                self.push(Node::Array { items, min, max })
+            }
+            "string" => self.push(Node::String),
+            kind @ ("number" | "integer") => self.push(Node::Number {
+                integer: kind == "integer",
+            }),
+            "boolean" => self.push(Node::Choices(vec![b"true".to_vec(), b"false".to_vec()])),
+            "null" => self.push(Node::Choices(vec![b"null".to_vec()])),
+            other => Err(format!("{at}: type {other:?} is not a JSON Schema type")),
+        }
+    }
+}
+
+/// `value` as JSON text.
+fn text_of(value: &Value) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Where a text stands in a schema's grammar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SchemaState {
+    /// The open values, outermost first; `depth` of them are in use.
+    frames: [Frame; MAX_FRAMES],
+    depth: u8,
+    /// White-space bytes just read between parts.
+    spaces: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Frame {
+    Empty,
+    /// A value of this node comes next (after any whitespace).
+    Value(u16),
+    Object {
+        node: u16,
+        /// The property being written (or last written).
+        property: u16,
+        at: ObjectAt,
+    },
+    Array {
+        node: u16,
+        /// Values started so far.
+        count: u16,
+        at: ArrayAt,
+    },
+    String {
+        escaped: Escape,
+    },
+    Number {
+        integer: bool,
+        part: NumberPart,
+    },
+    /// Inside one of a node's JSON texts: `written` bytes so far, which leave the choices
+    /// whose bits are set.
+    Choice {
+        node: u16,
+        written: u16,
+        left: u64,
+    },
+    /// A free-form value.
+    Any(JsonState),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ObjectAt {
+    /// After `{` or a comma: the property's key comes.
+    BeforeKey,
+    /// This many bytes of the key written.
+    Key(u16),
+    /// After the key: `:` comes.
+    Colon,
+    /// After the property's value.
+    AfterValue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ArrayAt {
+    /// After `[`.
+    Open,
+    /// After a comma.
+    Comma,
+    AfterValue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Escape {
+    None,
+    Started,
+    Hex(u8),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum NumberPart {
+    Minus,
+    Zero,
+    Integer,
+    Point,
+    Fraction,
+    Exponent,
+    ExponentSign,
+    ExponentDigits,
+}
+
+fn is_space(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+impl SchemaState {
+    /// Whether the text is a whole value of the schema (trailing whitespace allowed): every
+    /// value closed, or the last one open one that may end here (a number, a free-form
+    /// value, a choice that others extend).
+    pub fn is_whole(&self, schema: &JsonSchema) -> bool {
+        match self.depth {
+            0 => true,
+            1 => match self.frames[0] {
+                Frame::Any(inner) => inner.may_end(),
+                Frame::Number { part, .. } => number_may_end(part),
+                Frame::Choice {
+                    node,
+                    written,
+                    left,
+                } => match &schema.nodes[node as usize] {
+                    Node::Choices(choices) => (0..choices.len())
+                        .any(|i| left >> i & 1 == 1 && choices[i].len() == written as usize),
+                    _ => false,
+                },
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// Whether every value is closed (a whole top-level number is not: a digit may follow).
+    pub fn is_closed(&self) -> bool {
+        self.depth == 0
+    }
+
+    fn top(&mut self) -> &mut Frame {
+        &mut self.frames[self.depth as usize - 1]
+    }
+
+    fn push(&mut self, frame: Frame) -> bool {
+        if self.depth as usize == MAX_FRAMES {
+            return false;
+        }
+        self.frames[self.depth as usize] = frame;
+        self.depth += 1;
+        true
+    }
+
+    /// The value on top ended: back to what holds it.
+    fn pop(&mut self) {
+        self.depth -= 1;
+        self.frames[self.depth as usize] = Frame::Empty;
+    }
+
+    /// Takes `byte`; false (and a state to drop) when no text of the schema has it here.
+    pub fn feed(&mut self, schema: &JsonSchema, byte: u8) -> bool {
+        // Inside a string or a choice spaces are the value's; a free-form value counts its own.
+        let between_parts = is_space(byte)
+            && (self.depth == 0
+                || !matches!(
+                    self.frames[self.depth as usize - 1],
+                    Frame::String { .. } | Frame::Choice { .. } | Frame::Any(_)
+                ));
+        if !self.step(schema, byte) {
+            return false;
+        }
+        self.spaces = if between_parts { self.spaces + 1 } else { 0 };
+        self.spaces <= MAX_SPACES
+    }
+
+    fn step(&mut self, schema: &JsonSchema, byte: u8) -> bool {
+        if self.depth == 0 {
+            return is_space(byte);
+        }
+        match *self.top() {
+            Frame::Empty => false,
+            Frame::Value(node) => is_space(byte) || self.start(schema, node, byte),
+            Frame::Object { node, property, at } => {
+                self.in_object(schema, node, property, at, byte)
+            }
+            Frame::Array { node, count, at } => self.in_array(schema, node, count, at, byte),
+            Frame::String { escaped } => {
+                let escaped = match (escaped, byte) {
+                    (Escape::None, b'"') => {
+                        self.pop();
+                        return true;
+                    }
+                    (Escape::None, b'\\') => Escape::Started,
+                    (Escape::None, 0x20..) => Escape::None,
+                    (Escape::Started, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                        Escape::None
+                    }
+                    (Escape::Started, b'u') => Escape::Hex(4),
+                    (Escape::Hex(left), b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F') => {
+                        if left == 1 {
+                            Escape::None
+                        } else {
+                            Escape::Hex(left - 1)
+                        }
+                    }
+                    _ => return false,
+                };
+                *self.top() = Frame::String { escaped };
+                true
+            }
+            Frame::Number { integer, part } => match next_part(part, integer, byte) {
+                Some(part) => {
+                    *self.top() = Frame::Number { integer, part };
+                    true
+                }
+                None if number_may_end(part) => {
+                    self.pop();
+                    self.step(schema, byte)
+                }
+                None => false,
+            },
+            Frame::Choice {
+                node,
+                written,
+                left,
+            } => {
+                let Node::Choices(choices) = &schema.nodes[node as usize] else {
+                    return false;
+                };
+                let at = written as usize;
+                let continuing = (0..choices.len())
+                    .filter(|&i| left >> i & 1 == 1 && choices[i].get(at) == Some(&byte))
+                    .fold(0u64, |bits, i| bits | 1 << i);
+                if continuing != 0 {
+                    let written = written + 1;
+                    // A choice no other continues ends the value now (a string's quote, a
+                    // literal's last letter); one that others extend ends on the next byte.
+                    let ended = (0..choices.len())
+                        .all(|i| continuing >> i & 1 == 0 || choices[i].len() == written as usize);
+                    if ended {
+                        self.pop();
+                    } else {
+                        *self.top() = Frame::Choice {
+                            node,
+                            written,
+                            left: continuing,
+                        };
+                    }
+                    return true;
+                }
+                let complete =
+                    (0..choices.len()).any(|i| left >> i & 1 == 1 && choices[i].len() == at);
+                if complete {
+                    self.pop();
+                    self.step(schema, byte)
+                } else {
+                    false
+                }
+            }
+            Frame::Any(inner) => {
+                let mut next = inner;
+                if next.feed(byte) {
+                    *self.top() = Frame::Any(next);
+                    true
+                } else if inner.may_end() {
+                    self.pop();
+                    self.step(schema, byte)
+                } else {
+                    false
+                }
+            }
+        }
+    }
+
+    /// The first byte of a value of `node`, in place of the `Value` frame on top.
+    fn start(&mut self, schema: &JsonSchema, node: u16, byte: u8) -> bool {
+        let frame = match &schema.nodes[node as usize] {
+            Node::Any | Node::AnyObject => {
+                let mut inner = match schema.nodes[node as usize] {
+                    Node::AnyObject => JsonState::new(),
+                    _ => JsonState::any_value(),
+                };
+                if !inner.feed(byte) {
+                    return false;
+                }
+                Frame::Any(inner)
+            }
+            Node::Object(properties) if byte == b'{' => Frame::Object {
+                node,
+                property: 0,
+                // An object of no properties closes at once.
+                at: if properties.is_empty() {
+                    ObjectAt::AfterValue
+                } else {
+                    ObjectAt::BeforeKey
+                },
+            },
+            Node::Array { .. } if byte == b'[' => Frame::Array {
+                node,
+                count: 0,
+                at: ArrayAt::Open,
+            },
+            Node::String if byte == b'"' => Frame::String {
+                escaped: Escape::None,
+            },
+            &Node::Number { integer } => {
+                let part = match byte {
+                    b'-' => NumberPart::Minus,
+                    _ => match next_part(NumberPart::Minus, integer, byte) {
+                        Some(part) => part,
+                        None => return false,
+                    },
+                };
+                Frame::Number { integer, part }
+            }
+            Node::Choices(choices) => {
+                *self.top() = Frame::Choice {
+                    node,
+                    written: 0,
+                    left: u64::MAX >> (64 - choices.len()),
+                };
+                return self.step(schema, byte);
+            }
+            Node::OneOf(alternatives) => {
+                for &alternative in alternatives {
+                    let mut attempt = *self;
+                    *attempt.top() = Frame::Value(alternative);
+                    if attempt.step(schema, byte) {
+                        *self = attempt;
+                        return true;
+                    }
+                }
+                return false;
+            }
+            _ => return false,
+        };
+        *self.top() = frame;
+        true
+    }
+
+    fn in_object(
+        &mut self,
+        schema: &JsonSchema,
+        node: u16,
+        property: u16,
+        at: ObjectAt,
+        byte: u8,
+    ) -> bool {
+        let Node::Object(properties) = &schema.nodes[node as usize] else {
+            return false;
+        };
+        let set = |state: &mut Self, property: u16, at: ObjectAt| {
+            *state.top() = Frame::Object { node, property, at };
+        };
+        match at {
+            ObjectAt::BeforeKey | ObjectAt::Colon if is_space(byte) => true,
+            ObjectAt::BeforeKey | ObjectAt::Key(_) => {
+                let written = match at {
+                    ObjectAt::Key(n) => n,
+                    _ => 0,
+                };
+                let key = &properties[property as usize].0;
+                if key.get(written as usize) != Some(&byte) {
+                    return false;
+                }
+                let written = written + 1;
+                if written as usize == key.len() {
+                    set(self, property, ObjectAt::Colon);
+                } else {
+                    set(self, property, ObjectAt::Key(written));
+                }
+                true
+            }
+            ObjectAt::Colon => {
+                if byte != b':' {
+                    return false;
+                }
+                set(self, property, ObjectAt::AfterValue);
+                self.push(Frame::Value(properties[property as usize].1))
+            }
+            ObjectAt::AfterValue => {
+                let last = properties.is_empty() || property as usize + 1 == properties.len();
+                match byte {
+                    _ if is_space(byte) => true,
+                    b',' if !last => {
+                        set(self, property + 1, ObjectAt::BeforeKey);
+                        true
+                    }
+                    b'}' if last => {
+                        self.pop();
+                        true
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    fn in_array(
+        &mut self,
+        schema: &JsonSchema,
+        node: u16,
+        count: u16,
+        at: ArrayAt,
+        byte: u8,
+    ) -> bool {
+        let Node::Array { items, min, max } = schema.nodes[node as usize] else {
+            return false;
+        };
+        if is_space(byte) {
+            return true;
+        }
+        match (at, byte) {
+            (ArrayAt::Open, b']') | (ArrayAt::AfterValue, b']') if count >= min => {
+                self.pop();
+                true
+            }
+            (ArrayAt::AfterValue, b',') if count < max => {
+                *self.top() = Frame::Array {
+                    node,
+                    count,
+                    at: ArrayAt::Comma,
+                };
+                true
+            }
+            (ArrayAt::Open, _) | (ArrayAt::Comma, _) if count < max => {
+                *self.top() = Frame::Array {
+                    node,
+                    count: count + 1,
+                    at: ArrayAt::AfterValue,
+                };
+                self.push(Frame::Value(items)) && self.step(schema, byte)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn number_may_end(part: NumberPart) -> bool {
+    matches!(
+        part,
+        NumberPart::Zero | NumberPart::Integer | NumberPart::Fraction | NumberPart::ExponentDigits
+    )
+}
+
+/// Where a number is after `byte`, if it may come; an integer has no fraction or exponent.
+fn next_part(part: NumberPart, integer: bool, byte: u8) -> Option<NumberPart> {
+    use NumberPart::*;
+    let next = match (part, byte) {
+        (Minus, b'0') => Zero,
+        (Minus | Integer, b'1'..=b'9') => Integer,
+        (Integer, b'0') => Integer,
+        (Zero | Integer, b'.') => Point,
+        (Point | Fraction, b'0'..=b'9') => Fraction,
+        (Zero | Integer | Fraction, b'e' | b'E') => Exponent,
+        (Exponent, b'+' | b'-') => ExponentSign,
+        (Exponent | ExponentSign | ExponentDigits, b'0'..=b'9') => ExponentDigits,
+        _ => return None,
+    };
+    (!integer || matches!(next, Zero | Integer)).then_some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Whether `schema`'s grammar takes every byte of `text`, and if so whether it is whole.
+    fn read(schema: &Value, text: &str) -> Option<bool> {
+        let schema = JsonSchema::compile(schema).unwrap();
+        let mut state = schema.start();
+        text.bytes()
+            .all(|b| state.feed(&schema, b))
+            .then(|| state.is_whole(&schema))
+    }
+
+    /// What pydantic writes for a model with a nested model, a list of an enum, an optional
+    /// field and a free-form one.
+    fn pet() -> Value {
+        json!({
+            "$defs": {
+                "Kind": {"enum": ["cat", "dog"], "title": "Kind", "type": "string"},
+                "Owner": {"properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+                          "required": ["name", "age"], "type": "object", "title": "Owner"}
+            },
+            "properties": {
+                "name": {"type": "string", "description": "what it answers to"},
+                "kinds": {"items": {"$ref": "#/$defs/Kind"}, "type": "array", "maxItems": 2},
+                "weight": {"anyOf": [{"type": "number"}, {"type": "null"}], "default": null},
+                "owner": {"$ref": "#/$defs/Owner"},
+                "vaccinated": {"type": "boolean"},
+                "notes": {}
+            },
+            "required": ["name", "kinds", "weight", "owner", "vaccinated", "notes"],
+            "title": "Pet",
+            "type": "object",
+            "additionalProperties": false
+        })
+    }
+
+    #[test]
+    fn a_value_of_the_schema_is_taken_byte_by_byte_compact_or_pretty_and_is_whole_at_its_end() {
+        let value = json!({"name": "Rex \"the\" dog", "kinds": ["dog"], "weight": -12.5e1,
+            "owner": {"name": "Ada", "age": 36}, "vaccinated": true, "notes": [1, {"a": null}]});
+        let mut null_weight = value.clone();
+        null_weight["weight"] = Value::Null;
+        for value in [value, null_weight] {
+            // Keys in the schema's order, as `preserve_order` writes them.
+            let compact = serde_json::to_string(&value).unwrap();
+            let pretty = serde_json::to_string_pretty(&value).unwrap();
+            for text in [compact, pretty] {
+                for end in 0..text.len() {
+                    assert_eq!(
+                        read(&pet(), &text[..end]),
+                        Some(false),
+                        "{:?}",
+                        &text[..end]
+                    );
+                }
+                assert_eq!(read(&pet(), &text), Some(true), "{text}");
+                assert_eq!(read(&pet(), &format!("{text}\n")), Some(true));
+            }
+        }
+    }
+
+    #[test]
+    fn what_the_schema_does_not_allow_is_refused_where_it_starts() {
+        let owner = r#""owner": {"name": "A", "age": 3}"#;
+        for bad in [
+            // Another key, a missing one, keys out of order.
+            r#"{"nam"#.replace("nam", "nick"),
+            r#"{"name": "x", "weight""#.into(),
+            r#"{"kinds": []"#.into(),
+            // Wrong types and values.
+            r#"{"name": 1"#.into(),
+            r#"{"name": "x", "kinds": ["cow"#.into(),
+            r#"{"name": "x", "kinds": ["cat", "dog", "cat""#.into(),
+            r#"{"name": "x", "kinds": [], "weight": "heavy""#.into(),
+            format!(
+                r#"{{"name": "x", "kinds": [], "weight": 1, {}"#,
+                owner.replace("3", "3.5")
+            ),
+            format!(r#"{{"name": "x", "kinds": [], "weight": 1, {owner}, "vaccinated": 1"#),
+            format!(r#"{{"name": "x", "kinds": [], "weight": 1, {owner}, "vaccinated": true}}"#),
+            format!(
+                r#"{{"name": "x", "kinds": [], "weight": 1, {owner}, "vaccinated": true, "notes": 1, "more""#
+            ),
+        ] {
+            assert_eq!(read(&pet(), &bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn numbers_and_choices_that_others_extend_end_at_the_next_byte() {
+        let schema = json!({"enum": [1, 12, "a"]});
+        assert_eq!(read(&schema, "1"), Some(true));
+        assert_eq!(read(&schema, "12"), Some(true));
+        assert_eq!(read(&schema, "12 "), Some(true));
+        assert_eq!(read(&schema, "13"), None);
+        assert_eq!(read(&schema, "\"a"), Some(false));
+        let object = json!({"type": "object", "properties": {"n": {"enum": [1, 12]}, "i": {"type": "integer"}}});
+        assert_eq!(read(&object, r#"{"n": 1, "i": -0}"#), Some(true));
+        assert_eq!(read(&object, r#"{"n":12,"i":7}"#), Some(true));
+        assert_eq!(read(&object, r#"{"n":12,"i":7.5"#), None);
+        assert_eq!(read(&json!({"type": "number"}), "7"), Some(true));
+        assert_eq!(read(&json!({"type": "integer"}), "7e2"), None);
+    }
+
+    #[test]
+    fn white_space_between_parts_is_bounded_as_in_json_mode() {
+        let schema = json!({"type": "object", "properties": {"a": {"enum": ["x  y"]}}});
+        let most = " ".repeat(MAX_SPACES as usize);
+        assert_eq!(
+            read(&schema, &format!("{{{most}\"a\":{most}\"x  y\"{most}}}")),
+            Some(true)
+        );
+        assert_eq!(read(&schema, &format!("{{{most} ")), None);
+        assert_eq!(read(&schema, &format!("{{\"a\": \"x  y\"}}{most} ")), None);
+    }
+
+    #[test]
+    fn arrays_keep_to_their_item_counts() {
+        let schema =
+            json!({"type": "array", "items": {"type": "boolean"}, "minItems": 1, "maxItems": 2});
+        assert_eq!(read(&schema, "[]"), None);
+        assert_eq!(read(&schema, "[true]"), Some(true));
+        assert_eq!(read(&schema, "[true, false]"), Some(true));
+        assert_eq!(read(&schema, "[true, false,"), None);
+    }
+
+    #[test]
+    fn keywords_the_grammar_cannot_keep_to_are_refused_by_name_and_place() {
+        for (schema, says) in [
+            (
+                json!({"type": "object", "properties": {"e": {"type": "string", "format": "email"}}}),
+                "#/properties/e: \"format\" is not supported",
+            ),
+            (
+                json!({"type": "string", "pattern": "^a"}),
+                "#: \"pattern\" is not supported",
+            ),
+            (
+                json!({"anyOf": [{"type": "string"}, {"enum": ["a"]}]}),
+                "anyOf: alternatives must start differently",
+            ),
+            (
+                json!({"$ref": "#/$defs/Missing"}),
+                "$ref: \"#/$defs/Missing\"",
+            ),
+            (
+                json!({"type": "object", "properties": {}, "required": ["a"]}),
+                "required \"a\" is not a property",
+            ),
+            (json!({"type": "tuple"}), "type \"tuple\" is not"),
+            (
+                json!({"type": "array", "items": [{}]}),
+                "#/items: a schema must be an object",
+            ),
+        ] {
+            let error = JsonSchema::compile(&schema).unwrap_err();
+            assert!(error.contains(says), "{schema}: {error}");
+        }
+        // Keywords outside JSON Schema are annotations, as the specification has them.
+        assert_eq!(
+            read(&json!({"type": "string", "x-note": 1}), "\"a\""),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn a_recursive_schema_nests_until_its_frames_run_out() {
+        let tree = json!({"$defs": {"Node": {"type": "object", "properties": {
+            "kids": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}}},
+            "$ref": "#/$defs/Node"});
+        assert_eq!(
+            read(
+                &tree,
+                r#"{"kids": [{"kids": []}, {"kids": [{"kids": []}]}]}"#
+            ),
+            Some(true)
+        );
+        let deep = r#"{"kids": ["#.repeat(MAX_FRAMES);
+        assert_eq!(read(&tree, &deep), None);
+    }
+}
