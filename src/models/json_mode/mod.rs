@@ -207,21 +207,31 @@ impl JsonMode {
                 state.is_closed(),
             ),
         };
+        let ends: Vec<(usize, f32)> = eos
+            .iter()
+            .filter_map(|&id| logits.get(id as usize).map(|&l| (id as usize, l)))
+            .collect();
         // A model may rather write white space than end (SmolLM2 does, after an object).
         let only_the_end = closed && !eos_banned;
-        let may_come = |id: usize| {
-            let is_eos = eos.contains(&(id as u32));
-            if only_the_end {
-                return is_eos;
+        for (word, run) in logits.chunks_mut(64).enumerate() {
+            let bits = match allowed.get(word) {
+                Some(&bits) if !only_the_end => bits,
+                _ => 0,
+            };
+            if bits == u64::MAX {
+                continue;
             }
-            allowed
-                .get(id / 64)
-                .is_some_and(|w| w >> (id % 64) & 1 == 1)
-                || whole && is_eos
-        };
-        for (id, logit) in logits.iter_mut().enumerate() {
-            if !may_come(id) {
-                *logit = f32::NEG_INFINITY;
+            for (bit, logit) in run.iter_mut().enumerate() {
+                if bits >> bit & 1 == 0 {
+                    *logit = f32::NEG_INFINITY;
+                }
+            }
+        }
+        // The end tokens write no text, so no walk allows them: they come back once the
+        // value may end.
+        if whole {
+            for (id, logit) in ends {
+                logits[id] = logit;
             }
         }
     }
