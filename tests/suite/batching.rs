@@ -41,20 +41,6 @@ fn submit_greedy(engine: &GenerationEngine, inputs: &[serde_json::Value]) -> Vec
         .collect()
 }
 
-/// Each answer has its input's greedy tokens and text from transformers.
-fn assert_greedy_goldens(inputs: &[serde_json::Value], answers: Vec<Answer>) {
-    for (input, answer) in inputs.iter().zip(answers) {
-        let (generation, _) = answer.blocking_recv().unwrap().unwrap();
-        assert_eq!(
-            generation.new_token_ids,
-            u32s(&input["generate"]["new_token_ids"]),
-            "{}",
-            input["text"]
-        );
-        assert_eq!(generation.text, input["generate"]["text"].as_str().unwrap());
-    }
-}
-
 #[test]
 fn concurrent_greedy_requests_of_different_lengths_get_their_own_greedy_tokens() {
     let name = "gpt2-tiny-a";

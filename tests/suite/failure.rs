@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use common::server::{fixture_models, TestServer};
-use common::{cpu, fixture, golden_inputs, submit, u32s};
+use common::{assert_greedy_goldens, cpu, fixture, golden_inputs, submit, u32s};
 use infergraph::engine::{CancelToken, EngineSettings, GenerationEngine};
 use infergraph::models::{self, GenerationParams};
 use infergraph::work::ActorError;
@@ -144,16 +144,7 @@ fn a_panic_picking_one_requests_token_fails_that_request_alone_and_its_batch_goe
         }
         other => panic!("expected the faulty request to fail, got {other:?}"),
     }
-    let answers = std::iter::once(first).chain(rest);
-    for (input, answer) in inputs.iter().zip(answers) {
-        let (generation, _) = answer.blocking_recv().unwrap().unwrap();
-        assert_eq!(
-            generation.new_token_ids,
-            u32s(&input["generate"]["new_token_ids"]),
-            "{}",
-            input["text"]
-        );
-    }
+    assert_greedy_goldens(&inputs, std::iter::once(first).chain(rest).collect());
     // Sixteen tokens each: the healthy rows went on decoding together after the fault.
     assert_eq!(engine.stats().steps.load(Ordering::Relaxed), 15);
     assert_eq!(engine.stats().failed.load(Ordering::Relaxed), 1);

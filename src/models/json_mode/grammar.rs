@@ -62,8 +62,9 @@ enum Expect {
     Done,
 }
 
+/// Where a string's escape stands (the schema grammar's strings are these too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Escape {
+pub(super) enum Escape {
     None,
     /// After `\`.
     Started,
@@ -71,9 +72,34 @@ enum Escape {
     Hex(u8),
 }
 
-/// Where in `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?` a number is.
+impl Escape {
+    /// Where the escape stands after `byte` inside a string, `Ok(None)` if the byte ends it,
+    /// `Err` if no string has it here.
+    pub(super) fn then(self, byte: u8) -> Result<Option<Escape>, ()> {
+        Ok(Some(match (self, byte) {
+            (Escape::None, b'"') => return Ok(None),
+            (Escape::None, b'\\') => Escape::Started,
+            (Escape::None, 0x20..) => Escape::None,
+            (Escape::Started, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                Escape::None
+            }
+            (Escape::Started, b'u') => Escape::Hex(4),
+            (Escape::Hex(left), b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F') => {
+                if left == 1 {
+                    Escape::None
+                } else {
+                    Escape::Hex(left - 1)
+                }
+            }
+            _ => return Err(()),
+        }))
+    }
+}
+
+/// Where in `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?` a number is (the schema
+/// grammar's numbers are these too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Number {
+pub(super) enum Number {
     Minus,
     Zero,
     Integer,
@@ -85,15 +111,30 @@ enum Number {
 }
 
 impl Number {
+    /// A number's first byte, if it can start one.
+    pub(super) fn start(byte: u8) -> Option<Number> {
+        match byte {
+            b'-' => Some(Number::Minus),
+            b'0' => Some(Number::Zero),
+            b'1'..=b'9' => Some(Number::Integer),
+            _ => None,
+        }
+    }
+
+    /// Whether no fraction or exponent has begun.
+    pub(super) fn integral(self) -> bool {
+        matches!(self, Number::Minus | Number::Zero | Number::Integer)
+    }
+
     /// Whether the number may end here.
-    fn whole(self) -> bool {
+    pub(super) fn whole(self) -> bool {
         matches!(
             self,
             Number::Zero | Number::Integer | Number::Fraction | Number::ExponentDigits
         )
     }
 
-    fn then(self, byte: u8) -> Option<Number> {
+    pub(super) fn then(self, byte: u8) -> Option<Number> {
         use Number::*;
         Some(match (self, byte) {
             (Minus, b'0') => Zero,
@@ -126,7 +167,8 @@ impl Word {
     }
 }
 
-fn is_space(byte: u8) -> bool {
+/// JSON's white space.
+pub(super) fn is_space(byte: u8) -> bool {
     matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
 }
 
@@ -264,9 +306,10 @@ impl JsonState {
                 key: false,
                 escape: Escape::None,
             },
-            b'-' => Expect::Number(Number::Minus),
-            b'0' => Expect::Number(Number::Zero),
-            b'1'..=b'9' => Expect::Number(Number::Integer),
+            b'-' | b'0'..=b'9' => match Number::start(byte) {
+                Some(number) => Expect::Number(number),
+                None => return false,
+            },
             b't' => Expect::Literal {
                 word: Word::True,
                 at: 1,
@@ -285,31 +328,12 @@ impl JsonState {
     }
 
     fn in_string(&mut self, key: bool, escape: Escape, byte: u8) -> bool {
-        let escape = match (escape, byte) {
-            (Escape::None, b'"') => {
-                if key {
-                    self.at = Expect::Colon;
-                } else {
-                    self.value_ended();
-                }
-                return true;
-            }
-            (Escape::None, b'\\') => Escape::Started,
-            (Escape::None, 0x20..) => Escape::None,
-            (Escape::Started, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                Escape::None
-            }
-            (Escape::Started, b'u') => Escape::Hex(4),
-            (Escape::Hex(left), b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F') => {
-                if left == 1 {
-                    Escape::None
-                } else {
-                    Escape::Hex(left - 1)
-                }
-            }
-            _ => return false,
-        };
-        self.at = Expect::String { key, escape };
+        match escape.then(byte) {
+            Ok(Some(escape)) => self.at = Expect::String { key, escape },
+            Ok(None) if key => self.at = Expect::Colon,
+            Ok(None) => self.value_ended(),
+            Err(()) => return false,
+        }
         true
     }
 

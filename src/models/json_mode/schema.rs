@@ -20,7 +20,7 @@ use std::hash::{Hash, Hasher};
 
 use serde_json::{Map, Value};
 
-use super::grammar::{JsonState, MAX_SPACES};
+use super::grammar::{is_space, Escape, JsonState, Number, MAX_SPACES};
 
 /// Open values at once (objects, arrays, and the value being written).
 const MAX_FRAMES: usize = 12;
@@ -458,7 +458,7 @@ enum Frame {
     },
     Number {
         integer: bool,
-        part: NumberPart,
+        part: Number,
     },
     /// Inside one of a node's JSON texts: `written` bytes so far, which leave the choices
     /// whose bits are set.
@@ -492,29 +492,6 @@ enum ArrayAt {
     AfterValue,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Escape {
-    None,
-    Started,
-    Hex(u8),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum NumberPart {
-    Minus,
-    Zero,
-    Integer,
-    Point,
-    Fraction,
-    Exponent,
-    ExponentSign,
-    ExponentDigits,
-}
-
-fn is_space(byte: u8) -> bool {
-    matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
-}
-
 impl SchemaState {
     /// Whether the text is a whole value of the schema (trailing whitespace allowed): every
     /// value closed, or the last one open one that may end here (a number, a free-form
@@ -524,7 +501,7 @@ impl SchemaState {
             0 => true,
             1 => match self.frames[0] {
                 Frame::Any(inner) => inner.may_end(),
-                Frame::Number { part, .. } => number_may_end(part),
+                Frame::Number { part, .. } => part.whole(),
                 Frame::Choice {
                     node,
                     written,
@@ -591,36 +568,23 @@ impl SchemaState {
                 self.in_object(schema, node, property, at, byte)
             }
             Frame::Array { node, count, at } => self.in_array(schema, node, count, at, byte),
-            Frame::String { escaped } => {
-                let escaped = match (escaped, byte) {
-                    (Escape::None, b'"') => {
-                        self.pop();
-                        return true;
-                    }
-                    (Escape::None, b'\\') => Escape::Started,
-                    (Escape::None, 0x20..) => Escape::None,
-                    (Escape::Started, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                        Escape::None
-                    }
-                    (Escape::Started, b'u') => Escape::Hex(4),
-                    (Escape::Hex(left), b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F') => {
-                        if left == 1 {
-                            Escape::None
-                        } else {
-                            Escape::Hex(left - 1)
-                        }
-                    }
-                    _ => return false,
-                };
-                *self.top() = Frame::String { escaped };
-                true
-            }
-            Frame::Number { integer, part } => match next_part(part, integer, byte) {
+            Frame::String { escaped } => match escaped.then(byte) {
+                Ok(Some(escaped)) => {
+                    *self.top() = Frame::String { escaped };
+                    true
+                }
+                Ok(None) => {
+                    self.pop();
+                    true
+                }
+                Err(()) => false,
+            },
+            Frame::Number { integer, part } => match next_number(part, integer, byte) {
                 Some(part) => {
                     *self.top() = Frame::Number { integer, part };
                     true
                 }
-                None if number_may_end(part) => {
+                None if part.whole() => {
                     self.pop();
                     self.step(schema, byte)
                 }
@@ -710,16 +674,10 @@ impl SchemaState {
             Node::String if byte == b'"' => Frame::String {
                 escaped: Escape::None,
             },
-            &Node::Number { integer } => {
-                let part = match byte {
-                    b'-' => NumberPart::Minus,
-                    _ => match next_part(NumberPart::Minus, integer, byte) {
-                        Some(part) => part,
-                        None => return false,
-                    },
-                };
-                Frame::Number { integer, part }
-            }
+            &Node::Number { integer } => match Number::start(byte) {
+                Some(part) => Frame::Number { integer, part },
+                None => return false,
+            },
             Node::Choices(choices) => {
                 *self.top() = Frame::Choice {
                     node,
@@ -843,28 +801,9 @@ impl SchemaState {
     }
 }
 
-fn number_may_end(part: NumberPart) -> bool {
-    matches!(
-        part,
-        NumberPart::Zero | NumberPart::Integer | NumberPart::Fraction | NumberPart::ExponentDigits
-    )
-}
-
 /// Where a number is after `byte`, if it may come; an integer has no fraction or exponent.
-fn next_part(part: NumberPart, integer: bool, byte: u8) -> Option<NumberPart> {
-    use NumberPart::*;
-    let next = match (part, byte) {
-        (Minus, b'0') => Zero,
-        (Minus | Integer, b'1'..=b'9') => Integer,
-        (Integer, b'0') => Integer,
-        (Zero | Integer, b'.') => Point,
-        (Point | Fraction, b'0'..=b'9') => Fraction,
-        (Zero | Integer | Fraction, b'e' | b'E') => Exponent,
-        (Exponent, b'+' | b'-') => ExponentSign,
-        (Exponent | ExponentSign | ExponentDigits, b'0'..=b'9') => ExponentDigits,
-        _ => return None,
-    };
-    (!integer || matches!(next, Zero | Integer)).then_some(next)
+fn next_number(part: Number, integer: bool, byte: u8) -> Option<Number> {
+    part.then(byte).filter(|next| !integer || next.integral())
 }
 
 #[cfg(test)]

@@ -243,3 +243,17 @@ pub fn chat_messages(value: &Value) -> Vec<infergraph::models::chat::ChatMessage
         })
         .collect()
 }
+
+/// Each answer has its input's greedy tokens and text from transformers.
+pub fn assert_greedy_goldens(inputs: &[serde_json::Value], answers: Vec<Answer>) {
+    for (input, answer) in inputs.iter().zip(answers) {
+        let (generation, _) = answer.blocking_recv().unwrap().unwrap();
+        assert_eq!(
+            generation.new_token_ids,
+            u32s(&input["generate"]["new_token_ids"]),
+            "{}",
+            input["text"]
+        );
+        assert_eq!(generation.text, input["generate"]["text"].as_str().unwrap());
+    }
+}
