@@ -28,6 +28,8 @@ const MAX_FRAMES: usize = 12;
 const MAX_NODES: usize = 512;
 const MAX_CHOICES: usize = 64;
 const MAX_ITEMS: u64 = 4096;
+/// The longest property name or `enum`/`const` value, as JSON text, in bytes.
+const MAX_TEXT: usize = 1024;
 
 /// JSON Schema's keywords that constrain a text in ways this grammar does not enforce: a
 /// schema using one is refused rather than half followed. Keywords outside JSON Schema's
@@ -321,14 +323,18 @@ impl Compiler {
             return self.push(Node::Ref(reference.to_string()));
         }
         if let Some(value) = schema.get("const") {
-            return self.push(Node::Choices(vec![text_of(value)]));
+            return self.push(Node::Choices(vec![text_of(value, at)?]));
         }
         if let Some(values) = schema.get("enum") {
             let values = values
                 .as_array()
                 .filter(|v| !v.is_empty() && v.len() <= MAX_CHOICES)
                 .ok_or_else(|| format!("{at}: enum must list 1 to {MAX_CHOICES} values"))?;
-            return self.push(Node::Choices(values.iter().map(text_of).collect()));
+            let texts = values
+                .iter()
+                .map(|v| text_of(v, at))
+                .collect::<Result<_, _>>()?;
+            return self.push(Node::Choices(texts));
         }
         for keyword in ["anyOf", "oneOf"] {
             if let Some(alternatives) = schema.get(keyword) {
@@ -385,7 +391,7 @@ impl Compiler {
                 let mut compiled = Vec::new();
                 for (name, property) in properties {
                     let child = self.node(property, &format!("{at}/properties/{name}"))?;
-                    compiled.push((text_of(&Value::String(name.clone())), child));
+                    compiled.push((text_of(&Value::String(name.clone()), at)?, child));
                 }
                 self.push(Node::Object(compiled))
             }
@@ -421,9 +427,13 @@ impl Compiler {
     }
 }
 
-/// `value` as JSON text.
-fn text_of(value: &Value) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_default()
+/// `value` as JSON text, which the model writes byte for byte.
+fn text_of(value: &Value, at: &str) -> Result<Vec<u8>, String> {
+    let text = serde_json::to_vec(value).unwrap_or_default();
+    if text.len() > MAX_TEXT {
+        return Err(format!("{at}: a name or value over {MAX_TEXT} bytes"));
+    }
+    Ok(text)
 }
 
 /// Where a text stands in a schema's grammar.
@@ -958,6 +968,10 @@ mod tests {
                 "required \"a\" is not a property",
             ),
             (json!({"type": "tuple"}), "type \"tuple\" is not"),
+            (
+                json!({"const": "x".repeat(1100)}),
+                "#: a name or value over 1024 bytes",
+            ),
             (
                 json!({"type": "array", "items": [{}]}),
                 "#/items: a schema must be an object",
