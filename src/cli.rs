@@ -1,6 +1,6 @@
 //! The `infergraph` command line: `serve`, `generate`, `classify`, `init-weights`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
@@ -9,9 +9,10 @@ use crate::backend::{self, BackendChoice, SelectedDevice};
 use crate::config::auth::AuthMode;
 use crate::config::{Config, LogFormat};
 use crate::loadtest;
+use crate::models::json_mode::JsonSchema;
 use crate::models::presets::{self, Preset, WeightDtype};
 use crate::models::sampling::SamplingParams;
-use crate::models::{self, Dtype, GenerationParams};
+use crate::models::{self, Dtype, GenerationParams, ResponseFormat};
 use crate::telemetry;
 
 #[derive(Debug, Parser)]
@@ -169,6 +170,12 @@ struct GenerateArgs {
     /// Stop once the continuation contains this string (repeatable).
     #[arg(long)]
     stop: Vec<String>,
+    /// JSON mode: the continuation is a JSON object.
+    #[arg(long, conflicts_with = "json_schema")]
+    json_object: bool,
+    /// Structured output: the continuation is a value of the JSON Schema in this file.
+    #[arg(long)]
+    json_schema: Option<PathBuf>,
     /// Print one JSON object instead of the text.
     #[arg(long)]
     json: bool,
@@ -239,6 +246,23 @@ fn stored_or(dtype: Option<Dtype>, model: &std::path::Path) -> Result<Dtype, Str
     }
 }
 
+/// `--json-object` or `--json-schema FILE` as a generation's format.
+fn response_format(json_object: bool, schema: Option<&Path>) -> Result<ResponseFormat, String> {
+    let Some(path) = schema else {
+        return Ok(if json_object {
+            ResponseFormat::JsonObject
+        } else {
+            ResponseFormat::Text
+        });
+    };
+    let fail = |e: String| format!("--json-schema {}: {e}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let schema: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    let spec = serde_json::json!({"name": "cli", "schema": schema});
+    let compiled = JsonSchema::from_openai(&spec).map_err(fail)?;
+    Ok(ResponseFormat::JsonSchema(std::sync::Arc::new(compiled)))
+}
+
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve(args) => serve(args),
@@ -263,6 +287,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     seed: args.seed,
                 },
                 stop: args.stop,
+                response_format: response_format(args.json_object, args.json_schema.as_deref())?,
                 ..GenerationParams::default()
             };
             params.sampling.validate()?;

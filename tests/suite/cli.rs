@@ -126,3 +126,50 @@ fn health_asks_the_port_the_config_names_and_fails_when_nothing_answers_there() 
     server.kill();
     assert!(!health(&config, &[]).status.success());
 }
+
+#[test]
+fn generate_with_a_json_schema_ends_on_one_of_its_values_and_refuses_one_it_cannot_keep_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("answer.json");
+    std::fs::write(
+        &schema,
+        r#"{"type": "object", "properties": {"ok": {"type": "boolean"}, "kind": {"enum": ["cat", "dog"]}}}"#,
+    )
+    .unwrap();
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("model-weights/gpt2");
+    let out = json_stdout(&infergraph(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "JSON:",
+        "--json-schema",
+        schema.to_str().unwrap(),
+        "--max-new-tokens",
+        "400",
+        "--temperature",
+        "1",
+        "--seed",
+        "7",
+        "--json",
+    ]));
+    // At most ~320 bytes (nine gaps of 32 white-space bytes at most, and the value): each
+    // token writes one at least, so the random model must end within its budget.
+    assert_eq!(out["finish_reason"], "eos", "{out}");
+    let value: Value = serde_json::from_str(out["new_text"].as_str().unwrap()).unwrap();
+    assert!(value["ok"].is_boolean() && ["cat", "dog"].contains(&value["kind"].as_str().unwrap()));
+
+    std::fs::write(&schema, r#"{"type": "string", "format": "email"}"#).unwrap();
+    let refused = infergraph(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "Hi",
+        "--json-schema",
+        schema.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("\"format\" is not supported"), "{stderr}");
+}
