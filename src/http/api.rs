@@ -139,7 +139,8 @@ pub struct GenerationRequest {
     /// logits of the position before it.
     pub prompt_logprobs: Option<bool>,
     /// Model routes only: `{"type": "json_object"}` keeps the continuation a JSON object
-    /// (JSON mode); `{"type": "text"}`, the default, any text.
+    /// (JSON mode), `{"type": "json_schema", "json_schema": {"name", "schema"}}` a value of
+    /// the schema (README: JSON mode); `{"type": "text"}`, the default, any text.
     #[schema(value_type = Option<Object>)]
     pub response_format: Option<ResponseFormat>,
 }
@@ -909,7 +910,8 @@ pub struct CompletionRequest {
     #[schema(value_type = Option<Object>)]
     pub logit_bias: Option<serde_json::Map<String, serde_json::Value>>,
     /// vLLM's: `{"type": "json_object"}` keeps each choice's text a JSON object (JSON
-    /// mode); `{"type": "text"}`, the default, any text.
+    /// mode), `{"type": "json_schema", ...}` a value of the schema; `{"type": "text"}`, the
+    /// default, any text.
     #[schema(value_type = Option<Object>)]
     pub response_format: Option<ResponseFormat>,
     /// Accepted; it does not change the output.
@@ -1144,7 +1146,7 @@ pub struct ChatGenerationRequest {
     #[schema(minimum = 0, maximum = 20)]
     #[serde(default, deserialize_with = "integral")]
     pub logprobs: Option<usize>,
-    /// As `/generate`'s: the answer a JSON object.
+    /// As `/generate`'s: the answer a JSON object, or a value of a schema.
     #[schema(value_type = Option<Object>)]
     pub response_format: Option<ResponseFormat>,
 }
@@ -1177,8 +1179,8 @@ impl ChatGenerationRequest {
 /// template.
 ///
 /// Fields OpenAI defines that would change the output and are not implemented are refused
-/// (422) unless they have their neutral value: `response_format` other than text, `tools`,
-/// `tool_choice`, `store`, `service_tier`. A `chat_template` is refused (a template is code:
+/// (422) unless they have their neutral value: `tools`, `tool_choice`, `store`,
+/// `service_tier` (and a `response_format` schema using keywords it cannot enforce). A `chat_template` is refused (a template is code:
 /// only the model's or the config's is used), as is any other unknown field, by name.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -1239,9 +1241,11 @@ pub struct ChatCompletionRequest {
     #[schema(minimum = 0, maximum = 20)]
     #[serde(default, deserialize_with = "integral")]
     pub top_logprobs: Option<usize>,
-    /// `{"type": "json_object"}` keeps the answer a JSON object (JSON mode): each token keeps
-    /// it a prefix of one, and it ends only once the object is whole (or at `max_tokens`,
-    /// unfinished, with `finish_reason` "length"). `{"type": "text"}`, the default, any text.
+    /// `{"type": "json_object"}` keeps the answer a JSON object (JSON mode), `{"type":
+    /// "json_schema", "json_schema": {"name", "schema", "strict"?}}` a value of the schema
+    /// (structured outputs): each token keeps it a prefix of one, and it ends only once the
+    /// value is whole (or at `max_tokens`, unfinished, with `finish_reason` "length").
+    /// `{"type": "text"}`, the default, any text.
     #[schema(value_type = Option<Object>)]
     pub response_format: Option<ResponseFormat>,
     /// Only empty.
