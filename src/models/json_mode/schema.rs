@@ -27,17 +27,17 @@ const MAX_FRAMES: usize = 12;
 /// Bounds that keep a schema's grammar small.
 const MAX_NODES: usize = 512;
 const MAX_CHOICES: usize = 64;
-const MAX_ITEMS: u64 = 4096;
+const MAX_ITEMS: u16 = 4096;
+/// A string's `maxLength` at most (and its length without one).
+const MAX_CHARS: u16 = u16::MAX;
 /// The longest property name or `enum`/`const` value, as JSON text, in bytes.
 const MAX_TEXT: usize = 1024;
 
 /// JSON Schema's keywords that constrain a text in ways this grammar does not enforce: a
 /// schema using one is refused rather than half followed. Keywords outside JSON Schema's
 /// vocabulary are annotations, as the specification has them, and so ignored.
-const UNENFORCED: [&str; 34] = [
+const UNENFORCED: [&str; 32] = [
     "pattern",
-    "minLength",
-    "maxLength",
     "format",
     "minimum",
     "maximum",
@@ -97,7 +97,11 @@ enum Node {
         min: u16,
         max: u16,
     },
-    String,
+    /// With its `minLength` and `maxLength`, in characters.
+    String {
+        min: u16,
+        max: u16,
+    },
     Number {
         integer: bool,
     },
@@ -240,7 +244,7 @@ impl JsonSchema {
             Node::Any => set(b"{[\"-0123456789tfn"),
             Node::AnyObject | Node::Object(_) => set(b"{"),
             Node::Array { .. } => set(b"["),
-            Node::String => set(b"\""),
+            Node::String { .. } => set(b"\""),
             Node::Number { .. } => set(b"-0123456789"),
             Node::Choices(choices) => choices.iter().for_each(|c| set(&c[..1])),
             Node::OneOf(alternatives) => {
@@ -400,23 +404,13 @@ impl Compiler {
                     Some(items) => self.node(items, &format!("{at}/items"))?,
                     None => self.push(Node::Any)?,
                 };
-                let bound = |key: &str, default: u64| -> Result<u16, String> {
-                    match schema.get(key) {
-                        None => Ok(default as u16),
-                        Some(n) => n
-                            .as_u64()
-                            .filter(|&n| n <= MAX_ITEMS)
-                            .map(|n| n as u16)
-                            .ok_or_else(|| format!("{at}: {key} must be 0 to {MAX_ITEMS}")),
-                    }
-                };
-                let (min, max) = (bound("minItems", 0)?, bound("maxItems", MAX_ITEMS)?);
-                if min > max {
-                    return Err(format!("{at}: minItems is over maxItems"));
-                }
+                let (min, max) = bounds(schema, "minItems", "maxItems", MAX_ITEMS, at)?;
                 self.push(Node::Array { items, min, max })
             }
-            "string" => self.push(Node::String),
+            "string" => {
+                let (min, max) = bounds(schema, "minLength", "maxLength", MAX_CHARS, at)?;
+                self.push(Node::String { min, max })
+            }
             kind @ ("number" | "integer") => self.push(Node::Number {
                 integer: kind == "integer",
             }),
@@ -425,6 +419,29 @@ impl Compiler {
             other => Err(format!("{at}: type {other:?} is not a JSON Schema type")),
         }
     }
+}
+
+/// `schema`'s `low` and `high` counts (0 and `most` when absent), each at most `most`.
+fn bounds(
+    schema: &Map<String, Value>,
+    low: &str,
+    high: &str,
+    most: u16,
+    at: &str,
+) -> Result<(u16, u16), String> {
+    let count = |key: &str, default: u16| match schema.get(key) {
+        None => Ok(default),
+        Some(n) => n
+            .as_u64()
+            .filter(|&n| n <= u64::from(most))
+            .map(|n| n as u16)
+            .ok_or_else(|| format!("{at}: {key} must be 0 to {most}")),
+    };
+    let (min, max) = (count(low, 0)?, count(high, most)?);
+    if min > max {
+        return Err(format!("{at}: {low} is over {high}"));
+    }
+    Ok((min, max))
 }
 
 /// `value` as JSON text, which the model writes byte for byte.
@@ -464,7 +481,10 @@ enum Frame {
         at: ArrayAt,
     },
     String {
+        node: u16,
         escaped: Escape,
+        /// Characters written (an escape is one).
+        chars: u16,
     },
     Number {
         integer: bool,
@@ -578,17 +598,37 @@ impl SchemaState {
                 self.in_object(schema, node, property, at, byte)
             }
             Frame::Array { node, count, at } => self.in_array(schema, node, count, at, byte),
-            Frame::String { escaped } => match escaped.then(byte) {
-                Ok(Some(escaped)) => {
-                    *self.top() = Frame::String { escaped };
-                    true
+            Frame::String {
+                node,
+                escaped,
+                chars,
+            } => {
+                let Node::String { min, max } = schema.nodes[node as usize] else {
+                    return false;
+                };
+                match escaped.then(byte) {
+                    Ok(Some(next)) => {
+                        // A character starts at a byte outside an escape that is not a
+                        // UTF-8 continuation byte.
+                        let starts = escaped == Escape::None && !(0x80..0xC0).contains(&byte);
+                        let chars = chars + u16::from(starts);
+                        if chars > max {
+                            return false;
+                        }
+                        *self.top() = Frame::String {
+                            node,
+                            escaped: next,
+                            chars,
+                        };
+                        true
+                    }
+                    Ok(None) if chars >= min => {
+                        self.pop();
+                        true
+                    }
+                    _ => false,
                 }
-                Ok(None) => {
-                    self.pop();
-                    true
-                }
-                Err(()) => false,
-            },
+            }
             Frame::Number { integer, part } => match next_number(part, integer, byte) {
                 Some(part) => {
                     *self.top() = Frame::Number { integer, part };
@@ -681,8 +721,10 @@ impl SchemaState {
                 count: 0,
                 at: ArrayAt::Open,
             },
-            Node::String if byte == b'"' => Frame::String {
+            Node::String { .. } if byte == b'"' => Frame::String {
+                node,
                 escaped: Escape::None,
+                chars: 0,
             },
             &Node::Number { integer } => match Number::start(byte) {
                 Some(part) => Frame::Number { integer, part },
@@ -932,6 +974,17 @@ mod tests {
         );
         assert_eq!(read(&schema, &format!("{{{most} ")), None);
         assert_eq!(read(&schema, &format!("{{\"a\": \"x  y\"}}{most} ")), None);
+    }
+
+    #[test]
+    fn strings_keep_to_their_lengths_in_characters_an_escape_or_a_multi_byte_one_counting_once() {
+        let schema = json!({"type": "string", "minLength": 2, "maxLength": 3});
+        assert_eq!(read(&schema, r#""ab""#), Some(true));
+        assert_eq!(read(&schema, r#""a""#), None);
+        assert_eq!(read(&schema, r#""abcd"#), None);
+        assert_eq!(read(&schema, r#""\n\u00e9é""#), Some(true));
+        assert_eq!(read(&schema, r#""\n\u00e9éx"#), None);
+        assert_eq!(read(&schema, "\"東京\""), Some(true));
     }
 
     #[test]
