@@ -92,6 +92,11 @@ enum Node {
     /// Exactly these properties, in order: each key as its JSON text (quotes included), and
     /// its value's node.
     Object(Vec<(Vec<u8>, u16)>),
+    /// Any keys (a `String` node), each with a value of `values` (`additionalProperties`).
+    Map {
+        keys: u16,
+        values: u16,
+    },
     Array {
         items: u16,
         min: u16,
@@ -229,6 +234,7 @@ impl JsonSchema {
             match node {
                 Node::Object(properties) => properties.iter_mut().for_each(|(_, c)| follow(c)),
                 Node::Array { items, .. } => follow(items),
+                Node::Map { values, .. } => follow(values),
                 Node::OneOf(alternatives) => alternatives.iter_mut().for_each(follow),
                 _ => {}
             }
@@ -242,7 +248,7 @@ impl JsonSchema {
         let mut set = |bytes: &[u8]| bytes.iter().for_each(|&b| first[b as usize] = true);
         match &self.nodes[node as usize] {
             Node::Any => set(b"{[\"-0123456789tfn"),
-            Node::AnyObject | Node::Object(_) => set(b"{"),
+            Node::AnyObject | Node::Object(_) | Node::Map { .. } => set(b"{"),
             Node::Array { .. } => set(b"["),
             Node::String { .. } => set(b"\""),
             Node::Number { .. } => set(b"-0123456789"),
@@ -376,7 +382,19 @@ impl Compiler {
         match types.first().copied().unwrap_or_default() {
             "object" => {
                 let Some(properties) = schema.get("properties") else {
-                    return self.push(Node::AnyObject);
+                    return match schema.get("additionalProperties") {
+                        None | Some(Value::Bool(true)) => self.push(Node::AnyObject),
+                        Some(Value::Bool(false)) => self.push(Node::Object(Vec::new())),
+                        Some(values) => {
+                            let values =
+                                self.node(values, &format!("{at}/additionalProperties"))?;
+                            let keys = self.push(Node::String {
+                                min: 0,
+                                max: MAX_CHARS,
+                            })?;
+                            self.push(Node::Map { keys, values })
+                        }
+                    };
                 };
                 let properties: &Map<String, Value> = properties
                     .as_object()
@@ -480,6 +498,10 @@ enum Frame {
         count: u16,
         at: ArrayAt,
     },
+    Map {
+        node: u16,
+        at: MapAt,
+    },
     String {
         node: u16,
         escaped: Escape,
@@ -510,6 +532,17 @@ enum ObjectAt {
     /// After the key: `:` comes.
     Colon,
     /// After the property's value.
+    AfterValue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum MapAt {
+    /// After `{`.
+    Open,
+    /// After a comma: a key comes.
+    Comma,
+    /// After a key (while it is written, too).
+    Colon,
     AfterValue,
 }
 
@@ -598,6 +631,7 @@ impl SchemaState {
                 self.in_object(schema, node, property, at, byte)
             }
             Frame::Array { node, count, at } => self.in_array(schema, node, count, at, byte),
+            Frame::Map { node, at } => self.in_map(schema, node, at, byte),
             Frame::String {
                 node,
                 escaped,
@@ -716,6 +750,10 @@ impl SchemaState {
                     ObjectAt::BeforeKey
                 },
             },
+            Node::Map { .. } if byte == b'{' => Frame::Map {
+                node,
+                at: MapAt::Open,
+            },
             Node::Array { .. } if byte == b'[' => Frame::Array {
                 node,
                 count: 0,
@@ -810,6 +848,40 @@ impl SchemaState {
                     _ => false,
                 }
             }
+        }
+    }
+
+    fn in_map(&mut self, schema: &JsonSchema, node: u16, at: MapAt, byte: u8) -> bool {
+        let Node::Map { keys, values } = schema.nodes[node as usize] else {
+            return false;
+        };
+        if is_space(byte) {
+            return true;
+        }
+        let mut set = |at: MapAt| *self.top() = Frame::Map { node, at };
+        match (at, byte) {
+            (MapAt::Open | MapAt::Comma, b'"') => {
+                // The key's string is read above this frame, which waits for its colon.
+                set(MapAt::Colon);
+                self.push(Frame::String {
+                    node: keys,
+                    escaped: Escape::None,
+                    chars: 0,
+                })
+            }
+            (MapAt::Open | MapAt::AfterValue, b'}') => {
+                self.pop();
+                true
+            }
+            (MapAt::Colon, b':') => {
+                set(MapAt::AfterValue);
+                self.push(Frame::Value(values))
+            }
+            (MapAt::AfterValue, b',') => {
+                set(MapAt::Comma);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -985,6 +1057,20 @@ mod tests {
         assert_eq!(read(&schema, r#""\n\u00e9é""#), Some(true));
         assert_eq!(read(&schema, r#""\n\u00e9éx"#), None);
         assert_eq!(read(&schema, "\"東京\""), Some(true));
+    }
+
+    #[test]
+    fn an_object_without_properties_takes_what_additional_properties_says() {
+        let counts = json!({"type": "object", "additionalProperties": {"type": "integer"}});
+        assert_eq!(read(&counts, r#"{"a": 1, "b c": -2}"#), Some(true));
+        assert_eq!(read(&counts, "{}"), Some(true));
+        assert_eq!(read(&counts, r#"{"a": "x"#), None);
+        assert_eq!(read(&counts, r#"{"a": 1,}"#), None);
+        let empty = json!({"type": "object", "additionalProperties": false});
+        assert_eq!(read(&empty, "{ }"), Some(true));
+        assert_eq!(read(&empty, r#"{""#), None);
+        let any = json!({"type": "object"});
+        assert_eq!(read(&any, r#"{"a": [true, {"b": null}]}"#), Some(true));
     }
 
     #[test]
