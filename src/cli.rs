@@ -10,6 +10,7 @@ use crate::config::auth::AuthMode;
 use crate::config::{Config, LogFormat};
 use crate::loadtest;
 use crate::models::json_mode::JsonSchema;
+use crate::models::logprobs::MAX_TOP_LOGPROBS;
 use crate::models::presets::{self, Preset, WeightDtype};
 use crate::models::sampling::SamplingParams;
 use crate::models::{self, Dtype, GenerationParams, ResponseFormat};
@@ -176,6 +177,10 @@ struct GenerateArgs {
     /// Structured output: the continuation is a value of the JSON Schema in this file.
     #[arg(long)]
     json_schema: Option<PathBuf>,
+    /// With `--json`: each new token's log-probability under the model, with this many
+    /// most likely alternatives (0 to 20).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=MAX_TOP_LOGPROBS as i64))]
+    logprobs: Option<u8>,
     /// Print one JSON object instead of the text.
     #[arg(long)]
     json: bool,
@@ -288,6 +293,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 },
                 stop: args.stop,
                 response_format: response_format(args.json_object, args.json_schema.as_deref())?,
+                logprobs: args.logprobs.map(usize::from),
                 ..GenerationParams::default()
             };
             params.sampling.validate()?;

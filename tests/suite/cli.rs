@@ -173,3 +173,40 @@ fn generate_with_a_json_schema_ends_on_one_of_its_values_and_refuses_one_it_cann
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("\"format\" is not supported"), "{stderr}");
 }
+
+#[test]
+fn generate_with_logprobs_prints_each_tokens_with_its_alternatives() {
+    let model = fixture("gpt2-tiny-c");
+    let input = &golden_inputs("gpt2-tiny-c")[1];
+    let out = json_stdout(&infergraph(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        input["text"].as_str().unwrap(),
+        "--logprobs",
+        "3",
+        "--json",
+    ]));
+    let steps = out["logprobs"].as_array().unwrap();
+    assert_eq!(steps.len(), out["new_token_ids"].as_array().unwrap().len());
+    for (step, id) in steps.iter().zip(out["new_token_ids"].as_array().unwrap()) {
+        // Greedy: the chosen token is the most likely one.
+        assert_eq!(&step["token_id"], id);
+        let top = step["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        assert_eq!(top[0]["token_id"], step["token_id"]);
+        assert_eq!(top[0]["logprob"], step["logprob"]);
+        assert!(step["logprob"].as_f64().unwrap() <= 0.0);
+    }
+    let refused = infergraph(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "Hi",
+        "--logprobs",
+        "21",
+    ]);
+    assert!(!refused.status.success());
+}
