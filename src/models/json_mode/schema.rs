@@ -555,29 +555,33 @@ enum ArrayAt {
     AfterValue,
 }
 
+impl Frame {
+    /// Whether the value this frame writes may end here, before a byte that is not its own:
+    /// a number, a free-form value, a choice that others extend.
+    fn may_end(&self, schema: &JsonSchema) -> bool {
+        match *self {
+            Frame::Any(inner) => inner.may_end(),
+            Frame::Number { part, .. } => part.whole(),
+            Frame::Choice {
+                node,
+                written,
+                left,
+            } => match &schema.nodes[node as usize] {
+                Node::Choices(choices) => (0..choices.len())
+                    .any(|i| left >> i & 1 == 1 && choices[i].len() == written as usize),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
 impl SchemaState {
     /// Whether the text is a whole value of the schema (trailing whitespace allowed): every
     /// value closed, or the last one open one that may end here (a number, a free-form
     /// value, a choice that others extend).
     pub fn is_whole(&self, schema: &JsonSchema) -> bool {
-        match self.depth {
-            0 => true,
-            1 => match self.frames[0] {
-                Frame::Any(inner) => inner.may_end(),
-                Frame::Number { part, .. } => part.whole(),
-                Frame::Choice {
-                    node,
-                    written,
-                    left,
-                } => match &schema.nodes[node as usize] {
-                    Node::Choices(choices) => (0..choices.len())
-                        .any(|i| left >> i & 1 == 1 && choices[i].len() == written as usize),
-                    _ => false,
-                },
-                _ => false,
-            },
-            _ => false,
-        }
+        self.depth == 0 || self.depth == 1 && self.frames[0].may_end(schema)
     }
 
     /// Whether every value is closed (a whole top-level number is not: a digit may follow).
@@ -668,11 +672,7 @@ impl SchemaState {
                     *self.top() = Frame::Number { integer, part };
                     true
                 }
-                None if part.whole() => {
-                    self.pop();
-                    self.step(schema, byte)
-                }
-                None => false,
+                None => self.end_before(schema, byte),
             },
             Frame::Choice {
                 node,
@@ -703,37 +703,37 @@ impl SchemaState {
                     }
                     return true;
                 }
-                let complete =
-                    (0..choices.len()).any(|i| left >> i & 1 == 1 && choices[i].len() == at);
-                if complete {
-                    self.pop();
-                    self.step(schema, byte)
-                } else {
-                    false
-                }
+                self.end_before(schema, byte)
             }
             Frame::Any(inner) => {
                 let mut next = inner;
                 if next.feed(byte) {
                     *self.top() = Frame::Any(next);
                     true
-                } else if inner.may_end() {
-                    self.pop();
-                    self.step(schema, byte)
                 } else {
-                    false
+                    self.end_before(schema, byte)
                 }
             }
         }
     }
 
+    /// `byte`, which the value on top cannot take, as the first after it, if it may end.
+    fn end_before(&mut self, schema: &JsonSchema, byte: u8) -> bool {
+        if !self.frames[self.depth as usize - 1].may_end(schema) {
+            return false;
+        }
+        self.pop();
+        self.step(schema, byte)
+    }
+
     /// The first byte of a value of `node`, in place of the `Value` frame on top.
     fn start(&mut self, schema: &JsonSchema, node: u16, byte: u8) -> bool {
         let frame = match &schema.nodes[node as usize] {
-            Node::Any | Node::AnyObject => {
-                let mut inner = match schema.nodes[node as usize] {
-                    Node::AnyObject => JsonState::new(),
-                    _ => JsonState::any_value(),
+            free @ (Node::Any | Node::AnyObject) => {
+                let mut inner = if matches!(free, Node::AnyObject) {
+                    JsonState::new()
+                } else {
+                    JsonState::any_value()
                 };
                 if !inner.feed(byte) {
                     return false;
