@@ -24,18 +24,27 @@ fn json_stdout(output: &std::process::Output) -> Value {
     serde_json::from_slice(&output.stdout).expect("one JSON object")
 }
 
-#[test]
-fn generate_json_prints_the_greedy_continuation() {
+/// `generate --json` with `extra` arguments on a golden input of gpt2-tiny-c: the input and
+/// what was printed.
+fn generate_on_a_golden_input(extra: &[&str]) -> (Value, Value) {
     let model = fixture("gpt2-tiny-c");
-    let input = &golden_inputs("gpt2-tiny-c")[1];
-    let out = json_stdout(&infergraph(&[
+    let input = golden_inputs("gpt2-tiny-c")[1].clone();
+    let mut args = vec![
         "generate",
         "--model",
         model.to_str().unwrap(),
         "--prompt",
         input["text"].as_str().unwrap(),
         "--json",
-    ]));
+    ];
+    args.extend(extra);
+    let out = json_stdout(&infergraph(&args));
+    (input, out)
+}
+
+#[test]
+fn generate_json_prints_the_greedy_continuation() {
+    let (input, out) = generate_on_a_golden_input(&[]);
     assert_eq!(out["prompt_ids"], input["input_ids"]);
     assert_eq!(out["new_token_ids"], input["generate"]["new_token_ids"]);
     assert_eq!(out["text"], input["generate"]["text"]);
@@ -176,18 +185,7 @@ fn generate_with_a_json_schema_ends_on_one_of_its_values_and_refuses_one_it_cann
 
 #[test]
 fn generate_with_logprobs_prints_each_tokens_with_its_alternatives() {
-    let model = fixture("gpt2-tiny-c");
-    let input = &golden_inputs("gpt2-tiny-c")[1];
-    let out = json_stdout(&infergraph(&[
-        "generate",
-        "--model",
-        model.to_str().unwrap(),
-        "--prompt",
-        input["text"].as_str().unwrap(),
-        "--logprobs",
-        "3",
-        "--json",
-    ]));
+    let (_, out) = generate_on_a_golden_input(&["--logprobs", "3"]);
     let steps = out["logprobs"].as_array().unwrap();
     assert_eq!(steps.len(), out["new_token_ids"].as_array().unwrap().len());
     for (step, id) in steps.iter().zip(out["new_token_ids"].as_array().unwrap()) {
@@ -199,6 +197,7 @@ fn generate_with_logprobs_prints_each_tokens_with_its_alternatives() {
         assert_eq!(top[0]["logprob"], step["logprob"]);
         assert!(step["logprob"].as_f64().unwrap() <= 0.0);
     }
+    let model = fixture("gpt2-tiny-c");
     let refused = infergraph(&[
         "generate",
         "--model",
