@@ -766,7 +766,12 @@ fn generation_body(prompt: &Prompt, params: &GenerationParams) -> Value {
     }
     match prompt {
         Prompt::Text(text) => body["text"] = json!(text),
-        Prompt::Chat(messages) => body["messages"] = json!(messages),
+        Prompt::Chat(conversation) => {
+            body["messages"] = json!(conversation.messages);
+            if !conversation.tools.is_empty() {
+                body["tools"] = json!(conversation.tools);
+            }
+        }
         // Refused before a body is made (`generate`).
         Prompt::Tokens(_) => {}
     }

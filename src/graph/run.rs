@@ -436,12 +436,9 @@ impl<'a> StepRun<'a> {
                     .iter()
                     .map(|s| ("system", fill(s)))
                     .chain([("user", fill(user))])
-                    .map(|(role, content)| ChatMessage {
-                        role: role.into(),
-                        content,
-                        name: None,
-                    })
-                    .collect(),
+                    .map(|(role, content)| ChatMessage::new(role, content))
+                    .collect::<Vec<_>>()
+                    .into(),
             ),
         };
         let reply = generator.send(Generate {

@@ -1043,14 +1043,20 @@ pub struct CompletionUsage {
 #[serde(deny_unknown_fields)]
 pub struct ChatRequestMessage {
     pub role: ChatRole,
-    /// A text, or a list of text parts (joined with newlines, as vLLM joins them).
-    pub content: ChatContent,
+    /// A text, or a list of text parts (joined with newlines, as vLLM joins them). Null or
+    /// absent only in an assistant's message with `tool_calls`.
+    #[serde(default)]
+    pub content: Option<ChatContent>,
     /// Who wrote it, one participant of several: 1 to 64 letters, digits, `_` or `-`.
     /// Templates that know the field show it; most leave it out.
     pub name: Option<String>,
+    /// An assistant's: the calls it made, as a chat completion returned them.
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// A `tool` message's: the call it answers.
+    pub tool_call_id: Option<String>,
 }
 
-/// Who wrote a message. (`tool` and `function` are refused by name.)
+/// Who wrote a message. (`function`, OpenAI's older `tool`, is refused by name.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ChatRole {
@@ -1059,6 +1065,8 @@ pub enum ChatRole {
     System,
     User,
     Assistant,
+    /// A tool's answer to an assistant's call (`tool_call_id`).
+    Tool,
 }
 
 impl ChatRole {
@@ -1067,8 +1075,59 @@ impl ChatRole {
             Self::System => "system",
             Self::User => "user",
             Self::Assistant => "assistant",
+            Self::Tool => "tool",
         }
     }
+}
+
+/// A function the answer may call (OpenAI's `tools` item).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tool {
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionDefinition,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionDefinition {
+    /// 1 to 64 letters, digits, `_` or `-`; each tool's its own.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// A JSON Schema of the arguments (an object); none: no arguments. With `tool_choice`
+    /// `required` or this function's name, the arguments are kept to it as a `json_schema`
+    /// `response_format` would keep them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Accepted: the arguments are kept to `parameters` where the call is constrained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+/// A call the assistant made.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolCall {
+    /// `call_`, the request's id and the call's number.
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionCall {
+    pub name: String,
+    /// The arguments as JSON text (an object). In a request's message, the object itself is
+    /// taken too (either is handed to the template as an object, as vLLM hands it).
+    #[schema(value_type = String)]
+    pub arguments: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -1149,6 +1208,9 @@ pub struct ChatGenerationRequest {
     /// As `/generate`'s: the answer a JSON object, or a value of a schema.
     #[schema(value_type = Option<Object>)]
     pub response_format: Option<ResponseFormat>,
+    /// Functions the chat template is given, as `/v1/chat/completions` takes them. The
+    /// answer is its text: calls are read out of it by `/v1/chat/completions` alone.
+    pub tools: Option<Vec<Tool>>,
 }
 
 impl ChatGenerationRequest {
@@ -1248,13 +1310,21 @@ pub struct ChatCompletionRequest {
     /// `{"type": "text"}`, the default, any text.
     #[schema(value_type = Option<Object>)]
     pub response_format: Option<ResponseFormat>,
-    /// Only empty.
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub tools: Option<Vec<serde_json::Value>>,
-    /// Only `"none"`.
+    /// Functions the answer may call (at most 128, named apart). The chat template is given
+    /// them (one that does not read `tools` gets a system text listing them instead).
+    pub tools: Option<Vec<Tool>>,
+    /// `"auto"` (the default with tools): the answer is text, or calls the model writes in
+    /// its template's format (`<tool_call>{..}</tool_call>`, or an answer that is one
+    /// `{"name", "arguments"|"parameters"}` object), returned as `tool_calls` with
+    /// `finish_reason` "tool_calls". `"required"`: at least one call, the answer kept to
+    /// the tools' names and `parameters`. `{"type": "function", "function": {"name"}}`: a
+    /// call of that function, its arguments kept to its `parameters` (`finish_reason`
+    /// "stop", as OpenAI's). `"none"` (the default without tools): text, the tools left out
+    /// of the prompt.
     #[schema(value_type = Option<Object>)]
     pub tool_choice: Option<serde_json::Value>,
-    /// Accepted; without tools it does not change the output.
+    /// With `tool_choice` `required`: false keeps the answer to one call (true, the default,
+    /// allows several); with `auto` the model's calls are all returned.
     pub parallel_tool_calls: Option<bool>,
     /// Lowers a token's logit by this much for each time the choice's text holds it (its
     /// prompt does not count); 0 is none.
@@ -1302,7 +1372,8 @@ pub struct ChatChoice {
     pub message: ChatAnswer,
     /// With the request's `logprobs: true`: one entry per answer token; else null.
     pub logprobs: Option<ChatLogprobs>,
-    /// `stop` (the model ended its turn, or a stop string) or `length`.
+    /// `stop` (the model ended its turn, or a stop string), `length`, or `tool_calls` (the
+    /// answer calls tools it chose to call).
     pub finish_reason: String,
 }
 
@@ -1336,7 +1407,11 @@ pub struct ChatTopLogprob {
 pub struct ChatAnswer {
     /// Always `assistant`.
     pub role: String,
-    pub content: String,
+    /// The text; null when the answer is only calls.
+    pub content: Option<String>,
+    /// The calls the answer makes, when it makes any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
 }
 
 /// One `data:` chunk of a streamed chat completion.
@@ -1372,6 +1447,20 @@ pub struct ChatDelta {
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// Calls, each whole in one chunk once its text has ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallChunk>>,
+}
+
+/// A call in a stream: its place among the answer's calls, and the call.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ToolCallChunk {
+    pub index: usize,
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionCall,
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@
 //! output but is not implemented is refused by name unless neutral, and so is any unknown
 //! field. `temperature` defaults to 1 as OpenAI's does; the answer is the assistant's text
 //! alone, its length capped by `limits.max_new_tokens`.
+//!
+//! TOOLS: `tools` go to the template, and the answer is read for calls as `tools.rs` says.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,7 +26,7 @@ use tokio::sync::mpsc;
 use super::api::{
     ChatAnswer, ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk,
     ChatCompletionRequest, ChatDelta, ChatLogprobs, CompletionUsage, GenerationRequest,
-    RequestErrors,
+    RequestErrors, ToolCallChunk,
 };
 use super::completion::{
     before_stop, chat_logprobs, check_n, check_sampling, choice_params, finish_reason,
@@ -37,6 +39,8 @@ use super::model_calls::{
 use super::request::{call_context, generation_params, read_json, TRACE_ID_HEADER};
 use super::sse::event_stream;
 use super::state::AppState;
+use super::tools::{tool_calls, CallHold, ToolUse};
+use crate::models::chat::Conversation;
 use crate::models::logprobs::MAX_TOP_LOGPROBS;
 use crate::models::Prompt;
 
@@ -93,7 +97,12 @@ pub(super) async fn chat_completions(
     let begun = Instant::now();
     state.ready_graph()?;
     let body: Map<String, Value> = read_json(&state, &req, payload).await?;
-    let request = parse(body)?;
+    let mut request = parse(body)?;
+    let tools = ToolUse::read(
+        request.tools.take(),
+        request.tool_choice.as_ref(),
+        request.parallel_tool_calls,
+    )?;
     let generator = find_generator(&state, &request.model, "/v1/chat/completions")?;
     require_chat_template(&state, &generator.name)?;
     let messages = conversation(&state, &request.messages)?;
@@ -131,7 +140,9 @@ pub(super) async fn chat_completions(
             stop: request.stop.clone().map(|s| s.into_vec()),
             logprobs: (request.logprobs == Some(true)).then(|| request.top_logprobs.unwrap_or(0)),
             prompt_logprobs: None,
-            response_format: request.response_format,
+            response_format: Some(
+                tools.response_format(request.response_format.unwrap_or_default())?,
+            ),
         },
     )
     .map_err(named_as_openai)?;
@@ -146,8 +157,12 @@ pub(super) async fn chat_completions(
     };
     let stops = params.stop.clone();
     let n = request.n.unwrap_or(1) as usize;
+    let conversation = Conversation {
+        messages,
+        tools: tools.for_template(),
+    };
     let calls = (0..n).map(|choice| GenerationCall {
-        prompt: Prompt::Chat(messages.clone()),
+        prompt: Prompt::Chat(conversation.clone()),
         params: choice_params(&params, choice),
         context: context.clone(),
     });
@@ -159,14 +174,33 @@ pub(super) async fn chat_completions(
         let choices = generated
             .into_iter()
             .enumerate()
-            .map(|(index, generated)| ChatChoice {
-                index,
-                message: ChatAnswer {
-                    role: "assistant".into(),
-                    content: before_stop(&generated.generation.new_text, &stops).to_string(),
-                },
-                logprobs: generated.generation.logprobs.as_deref().map(chat_logprobs),
-                finish_reason: finish_reason(generated.generation.finish_reason).into(),
+            .map(|(index, generated)| {
+                let text = before_stop(&generated.generation.new_text, &stops);
+                let reason = generated.generation.finish_reason;
+                let (message, finish) = match tools.read_calls(text) {
+                    Some(calls) => (
+                        ChatAnswer {
+                            role: "assistant".into(),
+                            content: calls.text,
+                            tool_calls: Some(tool_calls(calls.calls, &shape.call_ids(index))),
+                        },
+                        tools.finish_reason(reason),
+                    ),
+                    None => (
+                        ChatAnswer {
+                            role: "assistant".into(),
+                            content: Some(text.to_string()),
+                            tool_calls: None,
+                        },
+                        finish_reason(reason),
+                    ),
+                };
+                ChatChoice {
+                    index,
+                    message,
+                    logprobs: generated.generation.logprobs.as_deref().map(chat_logprobs),
+                    finish_reason: finish.into(),
+                }
             })
             .collect();
         let answer = ChatCompletion {
@@ -193,18 +227,23 @@ pub(super) async fn chat_completions(
     let (sink, frames) = mpsc::unbounded_channel();
     actix_web::rt::spawn(async move {
         let runs = calls.into_iter().enumerate().map(|(index, call)| {
-            let (generator, sink, shape) = (&generator, sink.clone(), &shape);
+            let (generator, sink, shape, tools) = (&generator, sink.clone(), &shape, &tools);
             let mut hold = StopHold::new(stops.clone());
+            let mut call_hold = tools.may_call().then(|| CallHold::new(tools));
             async move {
                 // OpenAI's first chunk of a choice names the speaker, with empty content.
                 let opening = ChatDelta {
                     role: Some("assistant".into()),
                     content: Some(String::new()),
+                    tool_calls: None,
                 };
                 let _ = sink.send(Frame::Chunk(shape.chunk(index, opening, None, None)));
                 let generated = call
                     .run_streaming(generator, |token| {
-                        let text = hold.push(&token.text);
+                        let mut text = hold.push(&token.text);
+                        if let Some(call_hold) = call_hold.as_mut() {
+                            text = call_hold.push(&text);
+                        }
                         // A held-back partial character or the end-of-turn token adds no
                         // text, but its log-probability still goes out.
                         let logprobs = token
@@ -215,11 +254,35 @@ pub(super) async fn chat_completions(
                         }
                     })
                     .await?;
-                let held = hold.finish();
+                let mut held = hold.finish();
+                let mut reason = finish_reason(generated.generation.finish_reason);
+                if let Some(call_hold) = call_hold.as_mut() {
+                    held = call_hold.push(&held);
+                    match call_hold.finish(tools) {
+                        Ok(calls) => {
+                            let calls = tool_calls(calls, &shape.call_ids(index))
+                                .into_iter()
+                                .enumerate()
+                                .map(|(index, call)| ToolCallChunk {
+                                    index,
+                                    id: call.id,
+                                    kind: call.kind,
+                                    function: call.function,
+                                })
+                                .collect();
+                            let delta = ChatDelta {
+                                tool_calls: Some(calls),
+                                ..ChatDelta::default()
+                            };
+                            let _ = sink.send(Frame::Chunk(shape.chunk(index, delta, None, None)));
+                            reason = tools.finish_reason(generated.generation.finish_reason);
+                        }
+                        Err(text) => held.push_str(&text),
+                    }
+                }
                 if !held.is_empty() {
                     let _ = sink.send(Frame::Chunk(shape.content(index, held, None)));
                 }
-                let reason = finish_reason(generated.generation.finish_reason);
                 let done = shape.chunk(index, ChatDelta::default(), None, Some(reason.into()));
                 let _ = sink.send(Frame::Chunk(done));
                 Ok::<_, ApiError>(generated)
@@ -297,16 +360,6 @@ fn parse(body: Map<String, Value>) -> Result<ChatCompletionRequest, ApiError> {
     {
         unsupported.push("service_tier (only \"auto\" or \"default\")");
     }
-    if request.tools.as_ref().is_some_and(|t| !t.is_empty()) {
-        unsupported.push("tools (only empty)");
-    }
-    if request
-        .tool_choice
-        .as_ref()
-        .is_some_and(|c| !c.is_null() && c != "none")
-    {
-        unsupported.push("tool_choice (only \"none\")");
-    }
     check_sampling(unsupported, request.temperature)?;
     Ok(request)
 }
@@ -343,10 +396,15 @@ impl Shape {
         logprobs: Option<ChatLogprobs>,
     ) -> ChatCompletionChunk {
         let delta = ChatDelta {
-            role: None,
             content: Some(text),
+            ..ChatDelta::default()
         };
         self.chunk(index, delta, logprobs, None)
+    }
+
+    /// What the ids of choice `index`'s calls start with (unique as the request's id is).
+    fn call_ids(&self, index: usize) -> String {
+        format!("{}_{index}", self.id.trim_start_matches("chatcmpl-"))
     }
 
     /// `stream_options.include_usage`'s last chunk: no choices, the whole request's usage.

@@ -44,6 +44,7 @@ pub mod routes;
 mod sse;
 pub mod state;
 mod stream;
+mod tools;
 
 use actix_web::{middleware, web, App, HttpServer};
 use tracing_actix_web::TracingLogger;

@@ -11,7 +11,9 @@ use futures_util::future::try_join_all;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::api::{ChatContent, ChatRequestMessage, ContentPart, ModelTimings, TokenPromptBounds};
+use super::api::{
+    ChatContent, ChatRequestMessage, ContentPart, ModelTimings, TokenPromptBounds, ToolCall,
+};
 use super::error::ApiError;
 use super::state::AppState;
 use crate::actors::{CallContext, Classify, Embed, Embedded, Generate, Generated};
@@ -261,19 +263,25 @@ pub(super) fn check_messages(messages: Option<&Value>) -> Result<(), ApiError> {
         let Some(message) = message.as_object() else {
             return invalid(format!("messages[{i}]: must be a {{role, content}} object"));
         };
-        match message.get("role").and_then(Value::as_str) {
-            Some("system" | "developer" | "user" | "assistant") => {}
+        let role = match message.get("role").and_then(Value::as_str) {
+            Some(role @ ("system" | "developer" | "user" | "assistant" | "tool")) => role,
             Some(role) => {
                 return invalid(format!(
-                    "messages[{i}].role: {role:?} is not supported; the roles are system (or developer), user and assistant"
+                    "messages[{i}].role: {role:?} is not supported; the roles are system (or developer), user, assistant and tool"
                 ))
             }
             None => return invalid(format!("messages[{i}].role: must be a string")),
-        }
+        };
+        // An assistant's calls, and the answer of a tool to one, have fields of their own.
+        let own_field = match role {
+            "assistant" => "tool_calls",
+            "tool" => "tool_call_id",
+            _ => "name",
+        };
         let unknown: Vec<&str> = message
             .keys()
             .map(String::as_str)
-            .filter(|key| !["role", "content", "name"].contains(key))
+            .filter(|key| !["role", "content", "name", own_field].contains(key))
             .collect();
         if !unknown.is_empty() {
             return invalid(format!(
@@ -288,8 +296,21 @@ pub(super) fn check_messages(messages: Option<&Value>) -> Result<(), ApiError> {
                 ));
             }
         }
+        if role == "tool" && !message.get("tool_call_id").is_some_and(Value::is_string) {
+            return invalid(format!(
+                "messages[{i}].tool_call_id: a tool's message names the call it answers"
+            ));
+        }
+        let calls = message.get("tool_calls").filter(|c| !c.is_null());
+        if calls.is_some_and(|c| !c.as_array().is_some_and(|c| !c.is_empty())) {
+            return invalid(format!(
+                "messages[{i}].tool_calls: must be a non-empty list of calls"
+            ));
+        }
         let parts = match message.get("content") {
             Some(Value::String(_)) => continue,
+            // An assistant's message may be its calls alone.
+            None | Some(Value::Null) if calls.is_some() => continue,
             Some(Value::Array(parts)) => parts,
             _ => {
                 return invalid(format!(
@@ -338,24 +359,58 @@ pub(super) fn conversation(
         }
         Ok(())
     };
+    let mut conversation = Vec::with_capacity(messages.len());
     for (i, message) in messages.iter().enumerate() {
         match &message.content {
-            ChatContent::Text(text) => check(format!("messages[{i}].content"), text)?,
-            ChatContent::Parts(parts) => {
+            Some(ChatContent::Text(text)) => check(format!("messages[{i}].content"), text)?,
+            Some(ChatContent::Parts(parts)) => {
                 for (j, ContentPart::Text { text }) in parts.iter().enumerate() {
                     check(format!("messages[{i}].content[{j}].text"), text)?;
                 }
             }
+            None => {}
         }
+        let tool_calls = match &message.tool_calls {
+            Some(calls) => Some(
+                calls
+                    .iter()
+                    .enumerate()
+                    .map(|(j, call)| template_call(call, &format!("messages[{i}].tool_calls[{j}]")))
+                    .collect::<Result<_, _>>()?,
+            ),
+            None => None,
+        };
+        let text = message.content.as_ref().map(ChatContent::text);
+        conversation.push(ChatMessage {
+            name: message.name.clone(),
+            tool_calls,
+            tool_call_id: message.tool_call_id.clone(),
+            ..ChatMessage::new(message.role.as_str(), text.unwrap_or_default())
+        });
     }
-    Ok(messages
-        .iter()
-        .map(|m| ChatMessage {
-            role: m.role.as_str().into(),
-            content: m.content.text(),
-            name: m.name.clone(),
-        })
-        .collect())
+    Ok(conversation)
+}
+
+/// A call as templates write it: `arguments` an object (OpenAI sends its JSON text; a text
+/// that is no object's is passed on as it is, as the model may have written it).
+fn template_call(call: &ToolCall, field: &str) -> Result<Value, ApiError> {
+    let arguments = match &call.function.arguments {
+        Value::String(text) => serde_json::from_str(text)
+            .ok()
+            .filter(Value::is_object)
+            .unwrap_or_else(|| Value::String(text.clone())),
+        other => other.clone(),
+    };
+    if call.kind != "function" {
+        return Err(ApiError::Validation(format!(
+            "{field}.type: only \"function\""
+        )));
+    }
+    Ok(json!({
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.function.name, "arguments": arguments},
+    }))
 }
 
 /// The token-id bounds of `model`, for `field`'s token ids: only a model loaded on this server

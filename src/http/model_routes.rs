@@ -21,6 +21,8 @@ use futures_util::future::try_join_all;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use crate::models::chat::Conversation;
+
 use super::api::{
     ChatGenerationRequest, ClassifyRequest, ClassifyResponse, ClassifyResult, EmbedRequest,
     EmbedResponse, EmbedResult, GenerationRequest, LabelScore, ModelGenerateResponse,
@@ -35,6 +37,7 @@ use super::model_calls::{
 use super::request::{call_context, generation_params, read_json, validate_text, TRACE_ID_HEADER};
 use super::sse::event_stream;
 use super::state::AppState;
+use super::tools::ToolUse;
 use crate::actors::{Classify, Generate, Generated};
 use crate::graph::Named;
 use crate::models::{GenerationParams, Prompt};
@@ -141,11 +144,15 @@ async fn read_chat(
     require_chat_template(state, model)?;
     let body: serde_json::Map<String, serde_json::Value> = read_json(state, req, payload).await?;
     check_messages(body.get("messages"))?;
-    let request: ChatGenerationRequest =
+    let mut request: ChatGenerationRequest =
         serde_json::from_value(body.into()).map_err(|e| ApiError::Validation(e.to_string()))?;
     let params = generation_params(state, &request.parameters())?;
-    let messages = conversation(state, &request.messages)?;
-    Ok((Prompt::Chat(messages), params))
+    let tools = ToolUse::read(request.tools.take(), None, None)?;
+    let conversation = Conversation {
+        messages: conversation(state, &request.messages)?,
+        tools: tools.for_template(),
+    };
+    Ok((Prompt::Chat(conversation), params))
 }
 
 /// Runs `prompt` on `generator` and answers with the whole generation.

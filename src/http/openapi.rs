@@ -14,6 +14,7 @@ use super::completion::MAX_LOGIT_BIAS_TOKENS;
 use super::model_calls::MAX_NAME_CHARS;
 use super::request::{MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_TOP_K};
 use super::state::AppState;
+use super::tools::MAX_TOOLS;
 use crate::config::{Config, Role};
 use crate::models::sampling::MAX_LOGIT_BIAS;
 
@@ -385,6 +386,24 @@ pub fn document(
     });
     schemas["ChatContent"]["oneOf"][0] = content;
     schemas["ChatRequestMessage"]["additionalProperties"] = json!(false);
+    // Only an assistant's message has calls, and then may lack content; only a tool's
+    // names the call it answers.
+    schemas["ChatRequestMessage"]["properties"]["tool_calls"]["minItems"] = json!(1);
+    let role = |role: &str| json!({"properties": {"role": {"const": role}}, "required": ["role"]});
+    let present = |field: &str| json!({"required": [field], "not": {"properties": {field: {"type": "null"}}}});
+    schemas["ChatRequestMessage"]["allOf"] = json!([
+        {"if": role("tool"), "then": {"required": ["tool_call_id"], "properties": {"tool_call_id": {"type": "string"}}},
+         "else": {"properties": {"tool_call_id": false}}},
+        {"if": role("assistant"), "then": {"anyOf": [present("content"), present("tool_calls")]},
+         "else": {"allOf": [present("content"), {"properties": {"tool_calls": false}}]}},
+    ]);
+    let function_name = json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"});
+    schemas["Tool"]["properties"]["type"] = json!({"const": "function"});
+    schemas["ToolCall"]["properties"]["type"] = json!({"const": "function"});
+    schemas["FunctionDefinition"]["properties"]["name"] = function_name.clone();
+    // In a request's message, the arguments' object is taken as well as its text (answers
+    // write text).
+    schemas["FunctionCall"]["properties"]["arguments"] = json!({"type": ["string", "object"]});
     schemas["ChatRequestMessage"]["properties"]["name"] = json!({"type": "string",
         "pattern": format!("^[A-Za-z0-9_-]{{1,{MAX_NAME_CHARS}}}$")});
     let chat = &mut schemas["ChatGenerationRequest"]["properties"];
@@ -407,8 +426,16 @@ pub fn document(
     chat["metadata"] = json!({"type": ["object", "null"], "maxProperties": MAX_METADATA_PAIRS,
         "propertyNames": {"maxLength": MAX_METADATA_KEY_CHARS},
         "additionalProperties": {"type": "string", "maxLength": MAX_METADATA_VALUE_CHARS}});
-    chat["tools"] = json!({"type": ["array", "null"], "maxItems": 0});
-    chat["tool_choice"] = json!({"enum": ["none", null]});
+    chat["tools"]["maxItems"] = json!(MAX_TOOLS);
+    // Names apart (as items; a name given twice is refused besides).
+    chat["tools"]["uniqueItems"] = json!(true);
+    chat["tool_choice"] = json!({"oneOf": [
+        {"enum": ["none", "auto", "required", null]},
+        {"type": "object", "required": ["type", "function"], "additionalProperties": false,
+         "properties": {"type": {"const": "function"}, "function": {"type": "object",
+            "required": ["name"], "additionalProperties": false,
+            "properties": {"name": function_name.clone()}}}},
+    ]});
     chat["logit_bias"] = logit_bias(any_token);
     let per_chat_model: Vec<Value> = token_prompts
         .iter()

@@ -10,8 +10,14 @@
 //! * **Rendering.** jinja with `trim_blocks` and `lstrip_blocks`, loop controls, the Python
 //!   string methods templates call (`strip`, `startswith`, `split`, …), `raise_exception`,
 //!   `strftime_now`, and `tojson` as Python's `json.dumps` writes it; `bos_token`,
-//!   `eos_token`, `messages` and `add_generation_prompt` in the context. A single trailing
-//!   newline of the template is dropped, as jinja2 does.
+//!   `eos_token`, `messages`, `add_generation_prompt` and (given any) `tools` in the context.
+//!   A single trailing newline of the template is dropped, as jinja2 does.
+//! * **Tools.** A template that reads `tools` gets them as transformers passes them (OpenAI's
+//!   `{"type": "function", "function": {..}}` objects) and writes its own tool prompt. One
+//!   that does not (SmolLM2's, GPT-2's made-up ones) would hide them from the model, so the
+//!   conversation gets a system text listing them and asking for Hermes-style
+//!   `<tool_call>{"name": .., "arguments": {..}}</tool_call>` answers (appended to a leading
+//!   system message, or one of its own first), as TGI adds a tool prompt.
 //! * **Bounded.** Rendering runs on a fuel budget: a template that loops without end fails
 //!   with an error instead of holding a thread.
 
@@ -28,16 +34,54 @@ use super::error::ModelError;
 const FUEL: u64 = 5_000_000;
 
 /// One message of a conversation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ChatMessage {
-    /// `system`, `user` or `assistant`.
+    /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
+    /// Empty for an assistant's message that only calls tools (the templates test
+    /// `message.content` for truth, which an empty text and OpenAI's null both fail).
     pub content: String,
     /// Who wrote it, as OpenAI's `name` (a participant of several): templates that know the
     /// field show it (`message.name`), the others leave it out. Absent from the template's
     /// message unless given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// An assistant's calls, `[{"id", "type": "function", "function": {"name", "arguments"}}]`
+    /// with `arguments` an object (not OpenAI's JSON text), as the templates write them with
+    /// `tojson` and as vLLM hands them over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<serde_json::Value>>,
+    /// A `tool` message's answer to this call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: impl Into<String>) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A conversation to render: its messages and the tools its answer may call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Conversation {
+    pub messages: Vec<ChatMessage>,
+    /// OpenAI's `tools` as sent (`{"type": "function", "function": {..}}`); empty: none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<serde_json::Value>,
+}
+
+impl From<Vec<ChatMessage>> for Conversation {
+    fn from(messages: Vec<ChatMessage>) -> Self {
+        Self {
+            messages,
+            tools: Vec::new(),
+        }
+    }
 }
 
 /// Where a model's template was found (shown in `/v1/models`).
@@ -72,6 +116,10 @@ pub struct ChatTemplate {
     /// names one: generation stops there too.
     eos_token: Option<String>,
     bos_token: Option<String>,
+    /// The template reads `tools` (writes its own tool prompt).
+    reads_tools: bool,
+    /// The template writes an assistant's `tool_calls` (else they go into its text).
+    writes_calls: bool,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -100,6 +148,8 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
+        let reads_tools = template.contains("tools");
+        let writes_calls = template.contains("tool_calls");
         env.add_template_owned("chat", template)
             .map_err(|e| ModelError::InvalidConfig {
                 path: path.to_path_buf(),
@@ -117,6 +167,8 @@ impl ChatTemplate {
             source,
             eos_token: token("eos_token"),
             bos_token: token("bos_token"),
+            reads_tools,
+            writes_calls,
         })
     }
 
@@ -197,6 +249,56 @@ impl ChatTemplate {
                 ModelError::InvalidInput(format!("the chat template failed: {}", describe(&e)))
             })
     }
+
+    /// The prompt for `conversation`, ending where the assistant's answer starts.
+    pub fn render_conversation(&self, conversation: &Conversation) -> Result<String, ModelError> {
+        let mut kwargs = serde_json::Map::new();
+        let mut messages = conversation.messages.clone();
+        if !self.writes_calls {
+            // The calls go into the text, as the tool prompt asks the model to write them.
+            for message in messages.iter_mut().filter(|m| m.tool_calls.is_some()) {
+                for call in message.tool_calls.take().unwrap_or_default() {
+                    let mut block = String::from("<tool_call>\n");
+                    write_python_json(&call["function"], None, 0, &mut block);
+                    block.push_str("\n</tool_call>");
+                    if !message.content.is_empty() {
+                        message.content.push('\n');
+                    }
+                    message.content.push_str(&block);
+                }
+            }
+        }
+        if !conversation.tools.is_empty() && self.reads_tools {
+            kwargs.insert("tools".into(), conversation.tools.clone().into());
+        } else if !conversation.tools.is_empty() {
+            let prompt = tool_prompt(&conversation.tools);
+            match messages.first_mut() {
+                Some(first) if first.role == "system" => {
+                    first.content = format!("{}\n\n{prompt}", first.content);
+                }
+                _ => messages.insert(0, ChatMessage::new("system", prompt)),
+            }
+        }
+        self.render(&messages, true, &kwargs)
+    }
+}
+
+/// What a template that does not read `tools` is given instead: the functions, one JSON
+/// object a line (as Qwen2.5's template lists them), and the Hermes call format.
+fn tool_prompt(tools: &[serde_json::Value]) -> String {
+    let mut prompt = String::from(
+        "You may call one or more functions to answer. The functions, one JSON object a line:\n",
+    );
+    for tool in tools {
+        write_python_json(tool, None, 0, &mut prompt);
+        prompt.push('\n');
+    }
+    prompt.push_str(
+        "To call a function, answer with a JSON object of its name and arguments inside \
+         <tool_call></tool_call> tags, one a call:\n<tool_call>\n{\"name\": <function name>, \
+         \"arguments\": <arguments as a JSON object>}\n</tool_call>",
+    );
+    prompt
 }
 
 /// The error's own words (a `raise_exception` message as the template wrote it).

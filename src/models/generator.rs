@@ -7,7 +7,7 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::causal_lm::CausalLm;
-use super::chat::{ChatMessage, ChatTemplate};
+use super::chat::{ChatTemplate, Conversation};
 use super::error::ModelError;
 use super::json_mode::{JsonMode, JsonSchema, Vocabulary};
 use super::logprobs::{
@@ -34,9 +34,9 @@ pub enum Prompt {
     /// A text, encoded with the tokenizer's special tokens (Llama's BOS, none for GPT-2);
     /// the generation's text is prompt plus continuation, as HF pipelines return it.
     Text(String),
-    /// A conversation, rendered with the model's chat template, which writes every special
-    /// token itself; the generation's text is the answer alone.
-    Chat(Vec<ChatMessage>),
+    /// A conversation (and the tools it offers), rendered with the model's chat template,
+    /// which writes every special token itself; the generation's text is the answer alone.
+    Chat(Conversation),
     /// Token ids as the client's own tokenizer made them (an evaluation harness's), taken
     /// as they are; the generation's text is their decoded text plus continuation.
     Tokens(Vec<u32>),
@@ -265,11 +265,11 @@ impl Generator {
         match prompt {
             Prompt::Text(text) => Ok(self.tokenizer.encode(text, None)?.ids),
             Prompt::Tokens(ids) => Ok(ids.clone()),
-            Prompt::Chat(messages) => {
+            Prompt::Chat(conversation) => {
                 let template = self.chat_template.as_ref().ok_or_else(|| {
                     ModelError::InvalidInput("cannot chat: the model has no chat template".into())
                 })?;
-                let rendered = template.render(messages, true, &serde_json::Map::new())?;
+                let rendered = template.render_conversation(conversation)?;
                 self.tokenizer.encode_rendered(&rendered)
             }
         }

@@ -119,9 +119,8 @@ fn a_messages_name_reaches_the_template_only_when_given() {
     )
     .unwrap();
     let message = |role: &str, content: &str, name: Option<&str>| ChatMessage {
-        role: role.into(),
-        content: content.into(),
         name: name.map(str::to_string),
+        ..ChatMessage::new(role, content)
     };
     let messages = [
         message("user", "Hi, I am Ada.", Some("ada")),

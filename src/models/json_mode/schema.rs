@@ -11,7 +11,10 @@
 //!   allows) and no other key.
 //! * Alternatives (`anyOf`, `oneOf`, a list of `type`s) must start with different bytes
 //!   (a string or null, say), so that the first byte of a value picks one: the state stays
-//!   one path, `Copy` and small, as the vocabulary walk needs.
+//!   one path, `Copy` and small, as the vocabulary walk needs. Objects are the exception
+//!   when they are a tagged union (pydantic's discriminated unions, a call of one of several
+//!   tools): each starts with the same key, whose value is a constant string of its own, so
+//!   that value picks the object.
 //! * Nesting is bounded by `MAX_FRAMES`; a deeper value is refused byte by byte. White
 //!   space between parts, by `MAX_SPACES` bytes in a row (as in JSON mode).
 
@@ -114,6 +117,13 @@ enum Node {
     Choices(Vec<Vec<u8>>),
     /// The alternative whose first byte comes.
     OneOf(Vec<u16>),
+    /// The `objects` whose first property has one key and a string constant of each's own
+    /// (`tags`, a `Choices` node listing them in the same order): the object whose
+    /// constant is written.
+    Tagged {
+        objects: Vec<u16>,
+        tags: u16,
+    },
     /// Stands for the `$ref`'d node until references are resolved.
     Ref(String),
 }
@@ -186,6 +196,7 @@ impl JsonSchema {
             fingerprint: 0,
         };
         compiled.resolve(&compiler.definitions)?;
+        compiled.tag_unions()?;
         compiled.check_alternatives()?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         schema.to_string().hash(&mut hasher);
@@ -242,13 +253,68 @@ impl JsonSchema {
         Ok(())
     }
 
+    /// Makes each set of alternatives that are objects of a tagged union one `Tagged` node.
+    fn tag_unions(&mut self) -> Result<(), String> {
+        for index in 0..self.nodes.len() {
+            let Node::OneOf(alternatives) = &self.nodes[index] else {
+                continue;
+            };
+            let (objects, others): (Vec<u16>, Vec<u16>) = alternatives.iter().partition(
+                |&&a| matches!(&self.nodes[a as usize], Node::Object(p) if !p.is_empty()),
+            );
+            let Some(tags) = self.tags_of(&objects) else {
+                continue;
+            };
+            if self.nodes.len() + 2 > MAX_NODES {
+                return Err(format!("the schema is over {MAX_NODES} parts"));
+            }
+            self.nodes.push(Node::Choices(tags));
+            let tags = self.nodes.len() as u16 - 1;
+            self.nodes.push(Node::Tagged { objects, tags });
+            let tagged = self.nodes.len() as u16 - 1;
+            self.nodes[index] = Node::OneOf(others.into_iter().chain([tagged]).collect());
+        }
+        Ok(())
+    }
+
+    /// The constants that tell `objects` apart, if they are a tagged union: two or more
+    /// objects whose first properties share a key and have string constants, all different.
+    fn tags_of(&self, objects: &[u16]) -> Option<Vec<Vec<u8>>> {
+        if objects.len() < 2 {
+            return None;
+        }
+        let mut key = None;
+        let mut tags: Vec<Vec<u8>> = Vec::new();
+        for &object in objects {
+            let Node::Object(properties) = &self.nodes[object as usize] else {
+                return None;
+            };
+            let (first_key, value) = &properties[0];
+            let Node::Choices(texts) = &self.nodes[*value as usize] else {
+                return None;
+            };
+            // A JSON string's text ends at its closing quote, so no tag extends another.
+            let [tag] = texts.as_slice() else {
+                return None;
+            };
+            if *key.get_or_insert(first_key) != first_key
+                || !tag.starts_with(b"\"")
+                || tags.contains(tag)
+            {
+                return None;
+            }
+            tags.push(tag.clone());
+        }
+        Some(tags)
+    }
+
     /// The bytes a value of `node` may start with.
     fn first_bytes(&self, node: u16, seen: &mut Vec<u16>) -> [bool; 256] {
         let mut first = [false; 256];
         let mut set = |bytes: &[u8]| bytes.iter().for_each(|&b| first[b as usize] = true);
         match &self.nodes[node as usize] {
             Node::Any => set(b"{[\"-0123456789tfn"),
-            Node::AnyObject | Node::Object(_) | Node::Map { .. } => set(b"{"),
+            Node::AnyObject | Node::Object(_) | Node::Map { .. } | Node::Tagged { .. } => set(b"{"),
             Node::Array { .. } => set(b"["),
             Node::String { .. } => set(b"\""),
             Node::Number { .. } => set(b"-0123456789"),
@@ -694,6 +760,7 @@ impl SchemaState {
                         .all(|i| continuing >> i & 1 == 0 || choices[i].len() == written as usize);
                     if ended {
                         self.pop();
+                        self.pick_tagged(schema, continuing);
                     } else {
                         *self.top() = Frame::Choice {
                             node,
@@ -713,6 +780,24 @@ impl SchemaState {
                 } else {
                     self.end_before(schema, byte)
                 }
+            }
+        }
+    }
+
+    /// After a tag (the one choice left in `picked`'s bits), the tagged union's object is
+    /// the one it names.
+    fn pick_tagged(&mut self, schema: &JsonSchema, picked: u64) {
+        if self.depth == 0 {
+            return;
+        }
+        if let Frame::Object { node, property, at } = *self.top() {
+            if let Node::Tagged { objects, .. } = &schema.nodes[node as usize] {
+                let object = objects[picked.trailing_zeros() as usize];
+                *self.top() = Frame::Object {
+                    node: object,
+                    property,
+                    at,
+                };
             }
         }
     }
@@ -749,6 +834,12 @@ impl SchemaState {
                 } else {
                     ObjectAt::BeforeKey
                 },
+            },
+            // Its first key is every object's: the object is picked at that key's value.
+            Node::Tagged { .. } if byte == b'{' => Frame::Object {
+                node,
+                property: 0,
+                at: ObjectAt::BeforeKey,
             },
             Node::Map { .. } if byte == b'{' => Frame::Map {
                 node,
@@ -801,8 +892,13 @@ impl SchemaState {
         at: ObjectAt,
         byte: u8,
     ) -> bool {
-        let Node::Object(properties) = &schema.nodes[node as usize] else {
-            return false;
+        let (properties, tags) = match &schema.nodes[node as usize] {
+            Node::Object(properties) => (properties, None),
+            Node::Tagged { objects, tags } => match &schema.nodes[objects[0] as usize] {
+                Node::Object(properties) => (properties, Some(*tags)),
+                _ => return false,
+            },
+            _ => return false,
         };
         let set = |state: &mut Self, property: u16, at: ObjectAt| {
             *state.top() = Frame::Object { node, property, at };
@@ -831,7 +927,9 @@ impl SchemaState {
                     return false;
                 }
                 set(self, property, ObjectAt::AfterValue);
-                self.push(Frame::Value(properties[property as usize].1))
+                self.push(Frame::Value(
+                    tags.unwrap_or(properties[property as usize].1),
+                ))
             }
             ObjectAt::AfterValue => {
                 let last = properties.is_empty() || property as usize + 1 == properties.len();
@@ -1124,6 +1222,33 @@ mod tests {
             read(&json!({"type": "string", "x-note": 1}), "\"a\""),
             Some(true)
         );
+    }
+
+    #[test]
+    fn objects_whose_first_property_is_a_constant_of_their_own_are_told_apart_by_it() {
+        // pydantic's discriminated union of two models, optional.
+        let schema = json!({
+            "$defs": {
+                "Cat": {"type": "object", "properties": {
+                    "kind": {"const": "cat", "type": "string"}, "lives": {"type": "integer"}}},
+                "Dog": {"type": "object", "properties": {
+                    "kind": {"const": "dog", "type": "string"}, "good": {"type": "boolean"}}},
+            },
+            "anyOf": [{"$ref": "#/$defs/Cat"}, {"$ref": "#/$defs/Dog"}, {"type": "null"}],
+        });
+        assert_eq!(read(&schema, r#"{"kind": "cat", "lives": 9}"#), Some(true));
+        assert_eq!(read(&schema, r#"{"kind":"dog","good":true}"#), Some(true));
+        assert_eq!(read(&schema, "null"), Some(true));
+        assert_eq!(read(&schema, r#"{"kind": "dog", "lives": 9}"#), None);
+        assert_eq!(read(&schema, r#"{"kind": "bird""#), None);
+        assert_eq!(read(&schema, r#"{"kind": "cat""#), Some(false));
+        // Without a constant of its own each, objects still may not start alike.
+        let alike = json!({"anyOf": [
+            {"type": "object", "properties": {"kind": {"const": "cat"}}},
+            {"type": "object", "properties": {"kind": {"const": "cat"}, "x": {}}},
+        ]});
+        let error = JsonSchema::compile(&alike).unwrap_err();
+        assert!(error.contains("alternatives must start differently"), "{error}");
     }
 
     #[test]

@@ -236,10 +236,11 @@ pub fn chat_messages(value: &Value) -> Vec<infergraph::models::chat::ChatMessage
         .as_array()
         .expect("messages")
         .iter()
-        .map(|m| infergraph::models::chat::ChatMessage {
-            role: m["role"].as_str().unwrap().into(),
-            content: m["content"].as_str().unwrap().into(),
-            name: None,
+        .map(|m| {
+            infergraph::models::chat::ChatMessage::new(
+                m["role"].as_str().unwrap(),
+                m["content"].as_str().unwrap(),
+            )
         })
         .collect()
 }
