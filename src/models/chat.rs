@@ -25,7 +25,7 @@ use std::path::Path;
 
 use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, Error, ErrorKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::ModelError;
 
@@ -34,7 +34,7 @@ use super::error::ModelError;
 const FUEL: u64 = 5_000_000;
 
 /// One message of a conversation.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
@@ -44,15 +44,15 @@ pub struct ChatMessage {
     /// Who wrote it, as OpenAI's `name` (a participant of several): templates that know the
     /// field show it (`message.name`), the others leave it out. Absent from the template's
     /// message unless given.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// An assistant's calls, `[{"id", "type": "function", "function": {"name", "arguments"}}]`
     /// with `arguments` an object (not OpenAI's JSON text), as the templates write them with
     /// `tojson` and as vLLM hands them over.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<serde_json::Value>>,
     /// A `tool` message's answer to this call.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
 }
 
@@ -67,11 +67,11 @@ impl ChatMessage {
 }
 
 /// A conversation to render: its messages and the tools its answer may call.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conversation {
     pub messages: Vec<ChatMessage>,
     /// OpenAI's `tools` as sent (`{"type": "function", "function": {..}}`); empty: none.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<serde_json::Value>,
 }
 

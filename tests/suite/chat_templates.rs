@@ -4,7 +4,7 @@
 use crate::common;
 
 use common::*;
-use infergraph::models::chat::{ChatMessage, ChatTemplate, TemplateSource};
+use infergraph::models::chat::{ChatMessage, ChatTemplate, Conversation, TemplateSource};
 use infergraph::models::tokenizer::TextTokenizer;
 use serde_json::Value;
 
@@ -24,6 +24,67 @@ fn template_of(model: &str) -> ChatTemplate {
     ChatTemplate::from_folder(&fixture(model), Some(&config))
         .unwrap()
         .expect("the fixture has a template")
+}
+
+#[test]
+fn tools_calls_and_tool_answers_render_as_transformers_renders_them() {
+    let golden = read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/chat/tool_renders.json"),
+    );
+    let conversation: Conversation = serde_json::from_value(
+        serde_json::json!({"messages": golden["messages"], "tools": golden["tools"]}),
+    )
+    .unwrap();
+    for (model, prompt) in golden["prompts"].as_object().unwrap() {
+        let rendered = template_of(model)
+            .render_conversation(&conversation)
+            .unwrap();
+        assert_eq!(rendered, prompt.as_str().unwrap(), "{model}");
+    }
+}
+
+#[test]
+fn a_template_that_does_not_read_tools_gets_them_in_a_system_text_and_calls_in_the_answer() {
+    let template = ChatTemplate::new(
+        "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}".into(),
+        TemplateSource::Config,
+        None,
+        std::path::Path::new("config.toml"),
+    )
+    .unwrap();
+    let conversation: Conversation = serde_json::from_value(serde_json::json!({
+        "messages": [
+            {"role": "user", "content": "Time?"},
+            {"role": "assistant", "content": "", "tool_calls": [{"id": "c", "type": "function",
+                "function": {"name": "get_time", "arguments": {"zone": "CET"}}}]},
+            {"role": "tool", "content": "12:00", "tool_call_id": "c"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "get_time"}}],
+    }))
+    .unwrap();
+    let rendered = template.render_conversation(&conversation).unwrap();
+    let (system, rest) = rendered.split_once("\nuser: Time?\n").unwrap();
+    assert!(
+        system.starts_with("system: You may call one or more functions"),
+        "{system}"
+    );
+    assert!(system.contains(r#"{"type": "function", "function": {"name": "get_time"}}"#));
+    assert!(system.contains("<tool_call>"), "{system}");
+    assert_eq!(
+        rest,
+        "assistant: <tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"zone\": \"CET\"}}\n</tool_call>\ntool: 12:00\n"
+    );
+    // Without tools, the calls still show, and nothing is added.
+    let without = Conversation {
+        tools: Vec::new(),
+        ..conversation
+    };
+    let rendered = template.render_conversation(&without).unwrap();
+    assert!(
+        rendered.starts_with("user: Time?\nassistant: <tool_call>"),
+        "{rendered}"
+    );
 }
 
 #[test]

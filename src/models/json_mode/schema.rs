@@ -1248,7 +1248,10 @@ mod tests {
             {"type": "object", "properties": {"kind": {"const": "cat"}, "x": {}}},
         ]});
         let error = JsonSchema::compile(&alike).unwrap_err();
-        assert!(error.contains("alternatives must start differently"), "{error}");
+        assert!(
+            error.contains("alternatives must start differently"),
+            "{error}"
+        );
     }
 
     #[test]
