@@ -70,6 +70,13 @@ pub(super) enum Escape {
     Started,
     /// Inside `\uXXXX`, with this many hex digits still to come.
     Hex(u8),
+    /// Inside a multi-byte UTF-8 character: `left` bytes still to come, the next from `low`
+    /// to `high` (which rules out overlong forms and surrogates, as UTF-8 does).
+    Utf8 {
+        left: u8,
+        low: u8,
+        high: u8,
+    },
 }
 
 impl Escape {
@@ -79,7 +86,23 @@ impl Escape {
         Ok(Some(match (self, byte) {
             (Escape::None, b'"') => return Ok(None),
             (Escape::None, b'\\') => Escape::Started,
-            (Escape::None, 0x20..) => Escape::None,
+            (Escape::None, 0x20..0x80) => Escape::None,
+            // A string is text: its bytes are UTF-8, which a lossy decode would otherwise
+            // turn into U+FFFD.
+            (Escape::None, 0xC2..=0xDF) => Escape::continuation(1, 0x80, 0xBF),
+            (Escape::None, 0xE0) => Escape::continuation(2, 0xA0, 0xBF),
+            (Escape::None, 0xED) => Escape::continuation(2, 0x80, 0x9F),
+            (Escape::None, 0xE1..=0xEF) => Escape::continuation(2, 0x80, 0xBF),
+            (Escape::None, 0xF0) => Escape::continuation(3, 0x90, 0xBF),
+            (Escape::None, 0xF1..=0xF3) => Escape::continuation(3, 0x80, 0xBF),
+            (Escape::None, 0xF4) => Escape::continuation(3, 0x80, 0x8F),
+            (Escape::Utf8 { left, low, high }, _) if (low..=high).contains(&byte) => {
+                if left == 1 {
+                    Escape::None
+                } else {
+                    Escape::continuation(left - 1, 0x80, 0xBF)
+                }
+            }
             (Escape::Started, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
                 Escape::None
             }
@@ -93,6 +116,10 @@ impl Escape {
             }
             _ => return Err(()),
         }))
+    }
+
+    fn continuation(left: u8, low: u8, high: u8) -> Escape {
+        Escape::Utf8 { left, low, high }
     }
 }
 
@@ -451,6 +478,37 @@ mod tests {
             " ".repeat(MAX_SPACES as usize + 1)
         ))
         .is_none());
+    }
+
+    #[test]
+    fn strings_hold_only_utf_8_whose_every_byte_is_checked_as_it_comes() {
+        let bytes = |tail: &[u8]| {
+            let mut state = JsonState::new();
+            state
+                .feed_all(&[b"{\"a\": \"".as_slice(), tail].concat())
+                .then_some(state)
+        };
+        for good in ["é", "中", "😀", "\u{7FF}", "\u{FFFF}", "\u{10FFFF}"] {
+            assert!(bytes(good.as_bytes()).is_some(), "{good:?}");
+            // Cut anywhere, it is a character still to finish.
+            for cut in 1..good.len() {
+                assert!(
+                    bytes(&good.as_bytes()[..cut]).is_some(),
+                    "{good:?} cut at {cut}"
+                );
+            }
+        }
+        for bad in [
+            &[0x80][..],               // a continuation byte with no lead
+            &[0xC0, 0x80],             // overlong
+            &[0xC3, 0x41],             // a lead byte without its continuation
+            &[0xE0, 0x80, 0x80],       // overlong
+            &[0xED, 0xA0, 0x80],       // a surrogate
+            &[0xF4, 0x90, 0x80, 0x80], // past U+10FFFF
+            &[0xF8],
+        ] {
+            assert!(bytes(bad).is_none(), "{bad:x?}");
+        }
     }
 
     #[test]

@@ -712,9 +712,9 @@ impl SchemaState {
                 };
                 match escaped.then(byte) {
                     Ok(Some(next)) => {
-                        // A character starts at a byte outside an escape that is not a
-                        // UTF-8 continuation byte.
-                        let starts = escaped == Escape::None && !(0x80..0xC0).contains(&byte);
+                        // A character starts at a byte outside an escape or a multi-byte
+                        // character.
+                        let starts = escaped == Escape::None;
                         let chars = chars + u16::from(starts);
                         if chars > max {
                             return false;
