@@ -165,12 +165,20 @@ impl ToolUse {
         &self,
         format: ResponseFormat,
     ) -> Result<ResponseFormat, ApiError> {
+        // Each tool's parameters on their own first, so that an error names the tool.
+        for (i, tool) in self.tools.iter().enumerate() {
+            let kept = match &self.choice {
+                ToolChoice::None | ToolChoice::Auto => return Ok(format),
+                ToolChoice::Function(name) => &tool.function.name == name,
+                ToolChoice::Required => true,
+            };
+            if kept {
+                compile(parameters(tool), &format!("tools[{i}].function.parameters"))?;
+            }
+        }
         let schema = match &self.choice {
             ToolChoice::None | ToolChoice::Auto => return Ok(format),
-            ToolChoice::Function(name) => {
-                let tool = self.tool(name).expect("checked in read");
-                parameters(tool)
-            }
+            ToolChoice::Function(name) => parameters(self.tool(name).expect("checked in read")),
             ToolChoice::Required => {
                 let mut definitions = Map::new();
                 let mut calls = Vec::new();
@@ -218,9 +226,7 @@ impl ToolUse {
                     .into(),
             ));
         }
-        let spec = json!({"name": "tool_call", "schema": schema});
-        let schema = JsonSchema::from_openai(&spec)
-            .map_err(|e| ApiError::Validation(format!("tools: parameters: {e}")))?;
+        let schema = compile(schema, "tools")?;
         Ok(ResponseFormat::JsonSchema(Arc::new(schema)))
     }
 
@@ -299,6 +305,12 @@ impl ToolUse {
     fn tool(&self, name: &str) -> Option<&Tool> {
         self.tools.iter().find(|t| t.function.name == name)
     }
+}
+
+/// `schema` compiled as a `json_schema` response format's; an error names `field`.
+fn compile(schema: Value, field: &str) -> Result<JsonSchema, ApiError> {
+    JsonSchema::from_openai(&json!({"name": "tool_call", "schema": schema}))
+        .map_err(|e| ApiError::Validation(format!("{field}: {e}")))
 }
 
 /// A function's `parameters`; one that takes none, when it has none.

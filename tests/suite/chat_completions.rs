@@ -310,11 +310,8 @@ async fn what_chat_does_not_implement_or_know_gets_a_422_naming_it() {
             .extend(extra.as_object().unwrap().clone());
         body
     };
-    let tool = json!([{"type": "function", "function": {"name": "f", "parameters": {}}}]);
     for (body, named) in [
         (with(json!({"n": 5})), "n: 5 choices; give 1 to 4"),
-        (with(json!({"tools": tool})), "tools"),
-        (with(json!({"tool_choice": "required"})), "tool_choice"),
         (
             with(json!({"top_logprobs": 2})),
             "top_logprobs: only with logprobs: true",
@@ -344,8 +341,8 @@ async fn what_chat_does_not_implement_or_know_gets_a_422_naming_it() {
         (with(json!({"beam": 2})), "unknown fields: beam"),
         (with(json!({"messages": []})), "messages: must not be empty"),
         (
-            with(json!({"messages": [{"role": "tool", "content": "42"}]})),
-            "messages[0].role: \"tool\" is not supported",
+            with(json!({"messages": [{"role": "function", "content": "42"}]})),
+            "messages[0].role: \"function\" is not supported",
         ),
         (
             with(json!({"messages": [{"role": "user", "content": [

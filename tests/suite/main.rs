@@ -52,5 +52,6 @@ mod streaming;
 mod tls;
 mod token_prompts;
 mod tokenizers;
+mod tool_calls;
 mod traces;
 mod wgpu_parity;
