@@ -768,6 +768,17 @@ fn generation_body(prompt: &Prompt, params: &GenerationParams) -> Value {
         Prompt::Text(text) => body["text"] = json!(text),
         Prompt::Chat(conversation) => {
             body["messages"] = json!(conversation.messages);
+            // The node's route takes OpenAI's calls, whose arguments are JSON text.
+            for message in body["messages"].as_array_mut().into_iter().flatten() {
+                let calls = message.get_mut("tool_calls").and_then(Value::as_array_mut);
+                for call in calls.into_iter().flatten() {
+                    if let Some(arguments) = call.pointer_mut("/function/arguments") {
+                        if !arguments.is_string() {
+                            *arguments = Value::String(arguments.to_string());
+                        }
+                    }
+                }
+            }
             if !conversation.tools.is_empty() {
                 body["tools"] = json!(conversation.tools);
             }

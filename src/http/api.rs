@@ -1093,8 +1093,10 @@ pub struct Tool {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionDefinition {
-    /// 1 to 64 letters, digits, `_` or `-`; each tool's its own.
+    /// 1 to 64 letters, digits, `_` or `-`. (Given twice, the first tool of the name is
+    /// the one a call of it keeps to.)
     pub name: String,
+    /// Within `limits.max_input_chars`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// A JSON Schema of the arguments (an object); none: no arguments. With `tool_choice`
@@ -1124,10 +1126,9 @@ pub struct ToolCall {
 #[serde(deny_unknown_fields)]
 pub struct FunctionCall {
     pub name: String,
-    /// The arguments as JSON text (an object). In a request's message, the object itself is
-    /// taken too (either is handed to the template as an object, as vLLM hands it).
-    #[schema(value_type = String)]
-    pub arguments: serde_json::Value,
+    /// The arguments as JSON text (an object's; the template is handed the object, as vLLM
+    /// hands it, or a text that is none as it is).
+    pub arguments: String,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]

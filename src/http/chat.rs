@@ -102,6 +102,7 @@ pub(super) async fn chat_completions(
         request.tools.take(),
         request.tool_choice.as_ref(),
         request.parallel_tool_calls,
+        state.config.limits.max_input_chars,
     )?;
     let generator = find_generator(&state, &request.model, "/v1/chat/completions")?;
     require_chat_template(&state, &generator.name)?;

@@ -302,7 +302,7 @@ pub(super) fn check_messages(messages: Option<&Value>) -> Result<(), ApiError> {
             ));
         }
         let calls = message.get("tool_calls").filter(|c| !c.is_null());
-        if calls.is_some_and(|c| !c.as_array().is_some_and(|c| !c.is_empty())) {
+        if calls.is_some_and(|c| c.as_array().is_none_or(Vec::is_empty)) {
             return invalid(format!(
                 "messages[{i}].tool_calls: must be a non-empty list of calls"
             ));
@@ -370,14 +370,24 @@ pub(super) fn conversation(
             }
             None => {}
         }
+        if let Some(id) = &message.tool_call_id {
+            check(format!("messages[{i}].tool_call_id"), id)?;
+        }
         let tool_calls = match &message.tool_calls {
-            Some(calls) => Some(
-                calls
-                    .iter()
-                    .enumerate()
-                    .map(|(j, call)| template_call(call, &format!("messages[{i}].tool_calls[{j}]")))
-                    .collect::<Result<_, _>>()?,
-            ),
+            Some(calls) => {
+                let mut written = Vec::with_capacity(calls.len());
+                for (j, call) in calls.iter().enumerate() {
+                    let field = format!("messages[{i}].tool_calls[{j}]");
+                    check(format!("{field}.id"), &call.id)?;
+                    check(format!("{field}.function.name"), &call.function.name)?;
+                    check(
+                        format!("{field}.function.arguments"),
+                        &call.function.arguments,
+                    )?;
+                    written.push(template_call(call, &field)?);
+                }
+                Some(written)
+            }
             None => None,
         };
         let text = message.content.as_ref().map(ChatContent::text);
@@ -394,13 +404,11 @@ pub(super) fn conversation(
 /// A call as templates write it: `arguments` an object (OpenAI sends its JSON text; a text
 /// that is no object's is passed on as it is, as the model may have written it).
 fn template_call(call: &ToolCall, field: &str) -> Result<Value, ApiError> {
-    let arguments = match &call.function.arguments {
-        Value::String(text) => serde_json::from_str(text)
-            .ok()
-            .filter(Value::is_object)
-            .unwrap_or_else(|| Value::String(text.clone())),
-        other => other.clone(),
-    };
+    let text = &call.function.arguments;
+    let arguments = serde_json::from_str(text)
+        .ok()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| Value::String(text.clone()));
     if call.kind != "function" {
         return Err(ApiError::Validation(format!(
             "{field}.type: only \"function\""

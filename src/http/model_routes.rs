@@ -147,7 +147,8 @@ async fn read_chat(
     let mut request: ChatGenerationRequest =
         serde_json::from_value(body.into()).map_err(|e| ApiError::Validation(e.to_string()))?;
     let params = generation_params(state, &request.parameters())?;
-    let tools = ToolUse::read(request.tools.take(), None, None)?;
+    let max_chars = state.config.limits.max_input_chars;
+    let tools = ToolUse::read(request.tools.take(), None, None, max_chars)?;
     let conversation = Conversation {
         messages: conversation(state, &request.messages)?,
         tools: tools.for_template(),

@@ -401,9 +401,17 @@ pub fn document(
     schemas["Tool"]["properties"]["type"] = json!({"const": "function"});
     schemas["ToolCall"]["properties"]["type"] = json!({"const": "function"});
     schemas["FunctionDefinition"]["properties"]["name"] = function_name.clone();
-    // In a request's message, the arguments' object is taken as well as its text (answers
-    // write text).
-    schemas["FunctionCall"]["properties"]["arguments"] = json!({"type": ["string", "object"]});
+    // A request's texts, each within the input limit.
+    for (schema, field) in [
+        ("FunctionCall", "arguments"),
+        ("FunctionCall", "name"),
+        ("ToolCall", "id"),
+        ("FunctionDefinition", "description"),
+    ] {
+        schemas[schema]["properties"][field]["maxLength"] = json!(limits.max_input_chars);
+    }
+    schemas["ChatRequestMessage"]["properties"]["tool_call_id"]["maxLength"] =
+        json!(limits.max_input_chars);
     schemas["ChatRequestMessage"]["properties"]["name"] = json!({"type": "string",
         "pattern": format!("^[A-Za-z0-9_-]{{1,{MAX_NAME_CHARS}}}$")});
     let chat = &mut schemas["ChatGenerationRequest"]["properties"];
@@ -427,8 +435,6 @@ pub fn document(
         "propertyNames": {"maxLength": MAX_METADATA_KEY_CHARS},
         "additionalProperties": {"type": "string", "maxLength": MAX_METADATA_VALUE_CHARS}});
     chat["tools"]["maxItems"] = json!(MAX_TOOLS);
-    // Names apart (as items; a name given twice is refused besides).
-    chat["tools"]["uniqueItems"] = json!(true);
     chat["tool_choice"] = json!({"oneOf": [
         {"enum": ["none", "auto", "required", null]},
         {"type": "object", "required": ["type", "function"], "additionalProperties": false,

@@ -57,11 +57,13 @@ pub(super) struct Calls {
 }
 
 impl ToolUse {
-    /// Checks `tools`, `tool_choice` and `parallel_tool_calls` as OpenAI does.
+    /// Checks `tools` (each description within `max_chars`), `tool_choice` and
+    /// `parallel_tool_calls` as OpenAI does.
     pub(super) fn read(
         tools: Option<Vec<Tool>>,
         choice: Option<&Value>,
         parallel: Option<bool>,
+        max_chars: usize,
     ) -> Result<Self, ApiError> {
         let invalid = |message: String| Err(ApiError::Validation(message));
         let tools = tools.unwrap_or_default();
@@ -78,8 +80,11 @@ impl ToolUse {
                     "tools[{i}].function.name: {name:?} is not 1 to 64 letters, digits, _ or -"
                 ));
             }
-            if tools[..i].iter().any(|t| &t.function.name == name) {
-                return invalid(format!("tools[{i}].function.name: {name:?} is named twice"));
+            let description = tool.function.description.as_deref().unwrap_or("");
+            if description.chars().count() > max_chars {
+                return invalid(format!(
+                    "tools[{i}].function.description: over {max_chars} characters"
+                ));
             }
         }
         let choice = match choice {
@@ -182,7 +187,11 @@ impl ToolUse {
             ToolChoice::Required => {
                 let mut definitions = Map::new();
                 let mut calls = Vec::new();
-                for tool in &self.tools {
+                for (i, tool) in self.tools.iter().enumerate() {
+                    let name = &tool.function.name;
+                    if self.tools[..i].iter().any(|t| &t.function.name == name) {
+                        continue;
+                    }
                     let mut arguments = parameters(tool);
                     // Each tool's `$defs` move to the root, where `$ref`s point.
                     for key in ["$defs", "definitions"] {
@@ -337,10 +346,7 @@ pub(super) fn tool_calls(calls: Vec<(String, String)>, id: &str) -> Vec<ToolCall
         .map(|(i, (name, arguments))| ToolCall {
             id: format!("call_{id}_{i}"),
             kind: "function".into(),
-            function: FunctionCall {
-                name,
-                arguments: Value::String(arguments),
-            },
+            function: FunctionCall { name, arguments },
         })
         .collect()
 }
@@ -429,7 +435,7 @@ mod tests {
             {"type": "function", "function": {"name": "get_time"}},
         ]))
         .unwrap();
-        ToolUse::read(Some(tools), Some(&choice), None).unwrap()
+        ToolUse::read(Some(tools), Some(&choice), None, 64).unwrap()
     }
 
     fn call(name: &str, arguments: &str) -> (String, String) {
@@ -524,16 +530,18 @@ mod tests {
     #[test]
     fn choices_that_name_no_tool_or_need_tools_are_refused() {
         let none: Option<Vec<Tool>> = None;
-        assert!(ToolUse::read(none.clone(), Some(&json!("required")), None).is_err());
-        assert!(ToolUse::read(none, Some(&json!("none")), None).is_ok());
+        assert!(ToolUse::read(none.clone(), Some(&json!("required")), None, 64).is_err());
+        assert!(ToolUse::read(none, Some(&json!("none")), None, 64).is_ok());
         let tools: Vec<Tool> =
             serde_json::from_value(json!([{"type": "function", "function": {"name": "a"}}]))
                 .unwrap();
         let named = json!({"type": "function", "function": {"name": "b"}});
-        assert!(ToolUse::read(Some(tools.clone()), Some(&named), None).is_err());
-        assert!(ToolUse::read(Some(tools.clone()), Some(&json!("always")), None).is_err());
-        let twice = [tools.clone(), tools].concat();
-        assert!(ToolUse::read(Some(twice), None, None).is_err());
+        assert!(ToolUse::read(Some(tools.clone()), Some(&named), None, 64).is_err());
+        assert!(ToolUse::read(Some(tools), Some(&json!("always")), None, 64).is_err());
+        let long: Vec<Tool> = serde_json::from_value(json!([{"type": "function",
+            "function": {"name": "a", "description": "d".repeat(65)}}]))
+        .unwrap();
+        assert!(ToolUse::read(Some(long), None, None, 64).is_err());
     }
 
     #[test]
