@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use super::api::{
     ChatAnswer, ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk,
     ChatCompletionRequest, ChatDelta, ChatLogprobs, CompletionUsage, GenerationRequest,
-    RequestErrors, ToolCallChunk,
+    RequestErrors,
 };
 use super::completion::{
     before_stop, chat_logprobs, check_n, check_sampling, choice_params, finish_reason,
@@ -39,7 +39,7 @@ use super::model_calls::{
 use super::request::{call_context, generation_params, read_json, TRACE_ID_HEADER};
 use super::sse::event_stream;
 use super::state::AppState;
-use super::tools::{tool_calls, CallHold, ToolUse};
+use super::tools::{tool_call_chunks, tool_calls, CallHold, ToolUse};
 use crate::models::chat::Conversation;
 use crate::models::logprobs::MAX_TOP_LOGPROBS;
 use crate::models::Prompt;
@@ -261,18 +261,8 @@ pub(super) async fn chat_completions(
                     held = call_hold.push(&held);
                     match call_hold.finish(tools) {
                         Ok(calls) => {
-                            let calls = tool_calls(calls, &shape.call_ids(index))
-                                .into_iter()
-                                .enumerate()
-                                .map(|(index, call)| ToolCallChunk {
-                                    index,
-                                    id: call.id,
-                                    kind: call.kind,
-                                    function: call.function,
-                                })
-                                .collect();
                             let delta = ChatDelta {
-                                tool_calls: Some(calls),
+                                tool_calls: Some(tool_call_chunks(calls, &shape.call_ids(index))),
                                 ..ChatDelta::default()
                             };
                             let _ = sink.send(Frame::Chunk(shape.chunk(index, delta, None, None)));

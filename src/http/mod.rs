@@ -11,8 +11,9 @@
 //!   `exposure`, the middlewares `auth`, `origin` and `fairness`; and what the routes share:
 //!   `request` (reading and checking bodies, the call context, trace ids, generation
 //!   parameters), `sse` (event-stream responses), `graph_calls` (running a graph),
-//!   `model_calls` (calling one model) and `completion` (what `/v1/completions` and
-//!   `/v1/chat/completions` share). Plumbing points at plumbing only, without a circle.
+//!   `model_calls` (calling one model), `completion` (what `/v1/completions` and
+//!   `/v1/chat/completions` share) and `tools` (tool calls, which the chat routes share).
+//!   Plumbing points at plumbing only, without a circle.
 //! - Routes: `handlers` (the graph, model list, engine, trace and health routes), `stream`,
 //!   `model_routes`, `openai`, `chat`, `embeddings`, `metrics`. A route points at plumbing
 //!   only, never at another route.
@@ -196,7 +197,8 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     /// Below the routes (see the module doc).
-    const PLUMBING: [&str; 13] = [
+    const PLUMBING: [&str; 14] = [
+        "tools",
         "api",
         "error",
         "state",

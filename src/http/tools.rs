@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use super::api::{FunctionCall, Tool, ToolCall};
+use super::api::{FunctionCall, Tool, ToolCall, ToolCallChunk};
 use super::error::ApiError;
 use crate::models::json_mode::JsonSchema;
 use crate::models::{FinishReason, ResponseFormat};
@@ -347,6 +347,20 @@ pub(super) fn tool_calls(calls: Vec<(String, String)>, id: &str) -> Vec<ToolCall
             id: format!("call_{id}_{i}"),
             kind: "function".into(),
             function: FunctionCall { name, arguments },
+        })
+        .collect()
+}
+
+/// The answer's calls as a stream's `delta.tool_calls` writes them.
+pub(super) fn tool_call_chunks(calls: Vec<(String, String)>, id: &str) -> Vec<ToolCallChunk> {
+    tool_calls(calls, id)
+        .into_iter()
+        .enumerate()
+        .map(|(index, call)| ToolCallChunk {
+            index,
+            id: call.id,
+            kind: call.kind,
+            function: call.function,
         })
         .collect()
 }
