@@ -40,14 +40,15 @@ fn long_copy(fixture: &str, dir: &Path) -> PathBuf {
     to
 }
 
-/// Two tools whose every call is bounded (a string with `maxLength`, enums), so that a
-/// random model's constrained call ends within its budget.
+/// Two tools whose every call is bounded (a string with `maxLength`, enums, an integer
+/// with bounds), so that a random model's constrained call ends within its budget.
 fn tools() -> Value {
     json!([
         {"type": "function", "function": {"name": "get_weather", "parameters": {
             "type": "object", "properties": {
                 "city": {"type": "string", "maxLength": 12},
-                "unit": {"enum": ["celsius", "fahrenheit"]}}}}},
+                "unit": {"enum": ["celsius", "fahrenheit"]},
+                "days": {"type": "integer", "minimum": 1, "maximum": 7}}}}},
         {"type": "function", "function": {"name": "get_time", "parameters": {
             "type": "object", "properties": {"zone": {"enum": ["UTC", "CET"]}}}}},
     ])
@@ -60,7 +61,8 @@ fn keeps_to_the_tools(name: &str, arguments: &Value) -> bool {
     let keys: Vec<&str> = arguments.keys().map(String::as_str).collect();
     match name {
         "get_weather" => {
-            keys == ["city", "unit"]
+            keys == ["city", "unit", "days"]
+                && (1..=7).contains(&arguments["days"].as_i64().unwrap_or(0))
                 && arguments["city"]
                     .as_str()
                     .is_some_and(|c| c.chars().count() <= 12)

@@ -4,8 +4,9 @@
 //! Invariants:
 //! * A schema compiles or is refused whole, naming the keyword and where it is: a keyword
 //!   that would constrain the text in a way the grammar does not enforce (`pattern`,
-//!   `minimum`, `format`, ...) is refused, never ignored. Annotations (`title`,
-//!   `description`, ...) are taken.
+//!   `format`, a number's `minimum`, ...) is refused, never ignored. Annotations (`title`,
+//!   `description`, ...) are taken. An integer's bounds are kept digit by digit: a digit
+//!   comes only while some integer in range still starts with the digits so far.
 //! * An object writes every one of its `properties`, in the schema's order (OpenAI's strict
 //!   mode: each is required; one the schema leaves optional is written too, which the schema
 //!   allows) and no other key.
@@ -39,13 +40,9 @@ const MAX_TEXT: usize = 1024;
 /// JSON Schema's keywords that constrain a text in ways this grammar does not enforce: a
 /// schema using one is refused rather than half followed. Keywords outside JSON Schema's
 /// vocabulary are annotations, as the specification has them, and so ignored.
-const UNENFORCED: [&str; 32] = [
+const UNENFORCED: [&str; 28] = [
     "pattern",
     "format",
-    "minimum",
-    "maximum",
-    "exclusiveMinimum",
-    "exclusiveMaximum",
     "multipleOf",
     "allOf",
     "not",
@@ -112,6 +109,11 @@ enum Node {
     },
     Number {
         integer: bool,
+    },
+    /// An integer from `min` to `max` (`minimum`, `maximum` and their exclusive forms).
+    Bounded {
+        min: i64,
+        max: i64,
     },
     /// One of these JSON texts (`enum`, `const`, a boolean, null).
     Choices(Vec<Vec<u8>>),
@@ -317,7 +319,7 @@ impl JsonSchema {
             Node::AnyObject | Node::Object(_) | Node::Map { .. } | Node::Tagged { .. } => set(b"{"),
             Node::Array { .. } => set(b"["),
             Node::String { .. } => set(b"\""),
-            Node::Number { .. } => set(b"-0123456789"),
+            Node::Number { .. } | Node::Bounded { .. } => set(b"-0123456789"),
             Node::Choices(choices) => choices.iter().for_each(|c| set(&c[..1])),
             Node::OneOf(alternatives) => {
                 if !seen.contains(&node) {
@@ -392,6 +394,7 @@ impl Compiler {
         if let Some(key) = schema.keys().find(|k| UNENFORCED.contains(&k.as_str())) {
             return Err(format!("{at}: {key:?} is not supported in a json_schema"));
         }
+        let range = integer_bounds(schema, at)?;
         if let Some(reference) = schema.get("$ref") {
             let reference = reference
                 .as_str()
@@ -495,14 +498,59 @@ impl Compiler {
                 let (min, max) = bounds(schema, "minLength", "maxLength", MAX_CHARS, at)?;
                 self.push(Node::String { min, max })
             }
-            kind @ ("number" | "integer") => self.push(Node::Number {
-                integer: kind == "integer",
-            }),
+            "integer" => match range {
+                Some((min, max)) => self.push(Node::Bounded { min, max }),
+                None => self.push(Node::Number { integer: true }),
+            },
+            "number" => self.push(Node::Number { integer: false }),
             "boolean" => self.push(Node::Choices(vec![b"true".to_vec(), b"false".to_vec()])),
             "null" => self.push(Node::Choices(vec![b"null".to_vec()])),
             other => Err(format!("{at}: type {other:?} is not a JSON Schema type")),
         }
     }
+}
+
+/// An integer schema's bounds (`minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum`:
+/// integers, or whole numbers), if it has any. Elsewhere they are refused: a number's would
+/// need its fraction bounded too, and a schema without `type` would leave them unkept.
+fn integer_bounds(schema: &Map<String, Value>, at: &str) -> Result<Option<(i64, i64)>, String> {
+    const KEYS: [&str; 4] = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
+    let Some(first) = KEYS.iter().find(|k| schema.contains_key(**k)) else {
+        return Ok(None);
+    };
+    let elsewhere = ["const", "enum", "anyOf", "oneOf", "$ref"]
+        .iter()
+        .any(|k| schema.contains_key(*k));
+    if schema.get("type") != Some(&Value::from("integer")) || elsewhere {
+        return Err(format!(
+            "{at}: {first:?} is supported on an integer only (\"type\": \"integer\")"
+        ));
+    }
+    let (mut min, mut max) = (i64::MIN, i64::MAX);
+    for key in KEYS {
+        let Some(value) = schema.get(key) else {
+            continue;
+        };
+        let whole = value
+            .as_i64()
+            .or_else(|| {
+                value
+                    .as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                    .map(|f| f as i64)
+            })
+            .ok_or_else(|| format!("{at}: {key} must be a whole number"))?;
+        match key {
+            "minimum" => min = min.max(whole),
+            "exclusiveMinimum" => min = min.max(whole.saturating_add(1)),
+            "maximum" => max = max.min(whole),
+            _ => max = max.min(whole.saturating_sub(1)),
+        }
+    }
+    if min > max {
+        return Err(format!("{at}: no integer is within its bounds"));
+    }
+    Ok(Some((min, max)))
 }
 
 /// `schema`'s `low` and `high` counts (0 and `most` when absent), each at most `most`.
@@ -578,6 +626,13 @@ enum Frame {
         integer: bool,
         part: Number,
     },
+    /// An integer of a `Bounded` node: its sign and the value of its digits so far.
+    Bounded {
+        node: u16,
+        negative: bool,
+        /// `None` until the first digit (after a `-`).
+        digits: Option<u64>,
+    },
     /// Inside one of a node's JSON texts: `written` bytes so far, which leave the choices
     /// whose bits are set.
     Choice {
@@ -628,6 +683,17 @@ impl Frame {
         match *self {
             Frame::Any(inner) => inner.may_end(),
             Frame::Number { part, .. } => part.whole(),
+            Frame::Bounded {
+                node,
+                negative,
+                digits: Some(digits),
+            } => match schema.nodes[node as usize] {
+                Node::Bounded { min, max } => {
+                    let value = signed(negative, u128::from(digits));
+                    (i128::from(min)..=i128::from(max)).contains(&value)
+                }
+                _ => false,
+            },
             Frame::Choice {
                 node,
                 written,
@@ -733,6 +799,21 @@ impl SchemaState {
                     _ => false,
                 }
             }
+            Frame::Bounded {
+                node,
+                negative,
+                digits,
+            } => match next_digits(schema, node, negative, digits, byte) {
+                Some(digits) => {
+                    *self.top() = Frame::Bounded {
+                        node,
+                        negative,
+                        digits: Some(digits),
+                    };
+                    true
+                }
+                None => self.end_before(schema, byte),
+            },
             Frame::Number { integer, part } => match next_number(part, integer, byte) {
                 Some(part) => {
                     *self.top() = Frame::Number { integer, part };
@@ -855,6 +936,28 @@ impl SchemaState {
                 escaped: Escape::None,
                 chars: 0,
             },
+            Node::Bounded { min, .. } => {
+                if byte == b'-' {
+                    // Some negative integer must be in range: -1 at the most.
+                    if *min > -1 {
+                        return false;
+                    }
+                    Frame::Bounded {
+                        node,
+                        negative: true,
+                        digits: None,
+                    }
+                } else {
+                    match next_digits(schema, node, false, None, byte) {
+                        Some(digits) => Frame::Bounded {
+                            node,
+                            negative: false,
+                            digits: Some(digits),
+                        },
+                        None => return false,
+                    }
+                }
+            }
             &Node::Number { integer } => match Number::start(byte) {
                 Some(part) => Frame::Number { integer, part },
                 None => return false,
@@ -1023,6 +1126,58 @@ impl SchemaState {
     }
 }
 
+/// A bounded integer's digits after `byte`, if it is a digit that leaves some integer of the
+/// node's range reachable (no leading zero; a `0` is whole).
+fn next_digits(
+    schema: &JsonSchema,
+    node: u16,
+    negative: bool,
+    digits: Option<u64>,
+    byte: u8,
+) -> Option<u64> {
+    let Node::Bounded { min, max } = schema.nodes[node as usize] else {
+        return None;
+    };
+    if !byte.is_ascii_digit() || digits == Some(0) {
+        return None;
+    }
+    let next = digits
+        .unwrap_or(0)
+        .checked_mul(10)?
+        .checked_add(u64::from(byte - b'0'))?;
+    let (min, max) = (i128::from(min), i128::from(max));
+    // The digits may end here, or go on: with `more` digits to come, the value is within
+    // `next`·10^more and that plus 10^more − 1 (or 0 alone, after a `0`).
+    let mut scale: u128 = 1;
+    loop {
+        let low = u128::from(next) * scale;
+        let high = low + scale - 1;
+        let (a, b) = if negative {
+            (signed(true, high), signed(true, low))
+        } else {
+            (signed(false, low), signed(false, high))
+        };
+        if a <= max && b >= min {
+            return Some(next);
+        }
+        // Past the range's far end, more digits only go further.
+        let beyond = if negative { b < min } else { a > max };
+        if beyond || next == 0 || low > u128::from(u64::MAX) {
+            return None;
+        }
+        scale *= 10;
+    }
+}
+
+fn signed(negative: bool, magnitude: u128) -> i128 {
+    let value = magnitude as i128;
+    if negative {
+        -value
+    } else {
+        value
+    }
+}
+
 /// Where a number is after `byte`, if it may come; an integer has no fraction or exponent.
 fn next_number(part: Number, integer: bool, byte: u8) -> Option<Number> {
     part.then(byte).filter(|next| !integer || next.integral())
@@ -1179,6 +1334,52 @@ mod tests {
         assert_eq!(read(&schema, "[true]"), Some(true));
         assert_eq!(read(&schema, "[true, false]"), Some(true));
         assert_eq!(read(&schema, "[true, false,"), None);
+    }
+
+    #[test]
+    fn an_integers_bounds_let_a_digit_come_only_while_some_integer_in_range_starts_so() {
+        let month = json!({"type": "integer", "minimum": 1, "maximum": 12});
+        for whole in ["1", "7", "10", "12"] {
+            assert_eq!(read(&month, whole), Some(true), "{whole}");
+        }
+        for refused in ["0", "13", "-1", "01", "100", "1.5", "1e1"] {
+            assert_eq!(read(&month, refused), None, "{refused}");
+        }
+        let below = json!({"type": "integer", "minimum": -20, "exclusiveMaximum": -2});
+        for whole in ["-3", "-20", "-19"] {
+            assert_eq!(read(&below, whole), Some(true), "{whole}");
+        }
+        // -1 may still become -10 to -19, and -2 -20: taken, but not whole.
+        assert_eq!(read(&below, "-1"), Some(false));
+        assert_eq!(read(&below, "-2"), Some(false));
+        for refused in ["-21", "-0", "5", "-200", "-2 "] {
+            assert_eq!(read(&below, refused), None, "{refused}");
+        }
+        let huge = json!({"type": "integer", "exclusiveMinimum": 9_000_000_000_000_000_000_u64 as f64 as i64 - 1});
+        assert_eq!(read(&huge, "9"), Some(false));
+        assert_eq!(read(&huge, "99999999999999999999"), None);
+        for (schema, says) in [
+            (
+                json!({"type": "number", "minimum": 0}),
+                "supported on an integer only",
+            ),
+            (json!({"minimum": 0}), "supported on an integer only"),
+            (
+                json!({"type": "integer", "enum": [1], "maximum": 0}),
+                "supported on an integer only",
+            ),
+            (
+                json!({"type": "integer", "minimum": 0.5}),
+                "minimum must be a whole number",
+            ),
+            (
+                json!({"type": "integer", "minimum": 3, "maximum": 2}),
+                "no integer is within",
+            ),
+        ] {
+            let error = JsonSchema::compile(&schema).unwrap_err();
+            assert!(error.contains(says), "{schema}: {error}");
+        }
     }
 
     #[test]
