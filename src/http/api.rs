@@ -1242,9 +1242,10 @@ impl ChatGenerationRequest {
 /// template.
 ///
 /// Fields OpenAI defines that would change the output and are not implemented are refused
-/// (422) unless they have their neutral value: `tools`, `tool_choice`, `store`,
-/// `service_tier` (and a `response_format` schema using keywords it cannot enforce). A `chat_template` is refused (a template is code:
-/// only the model's or the config's is used), as is any other unknown field, by name.
+/// (422) unless they have their neutral value: `store`, `service_tier` (and a
+/// `response_format` schema, or a constrained call's `parameters`, using keywords it cannot
+/// enforce). A `chat_template` is refused (a template is code: only the model's or the
+/// config's is used), as is any other unknown field, by name.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatCompletionRequest {
@@ -1311,7 +1312,7 @@ pub struct ChatCompletionRequest {
     /// `{"type": "text"}`, the default, any text.
     #[schema(value_type = Option<Object>)]
     pub response_format: Option<ResponseFormat>,
-    /// Functions the answer may call (at most 128, named apart). The chat template is given
+    /// Functions the answer may call (at most 128). The chat template is given
     /// them (one that does not read `tools` gets a system text listing them instead).
     pub tools: Option<Vec<Tool>>,
     /// `"auto"` (the default with tools): the answer is text, or calls the model writes in

@@ -21,8 +21,6 @@ use futures_util::future::try_join_all;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::models::chat::Conversation;
-
 use super::api::{
     ChatGenerationRequest, ClassifyRequest, ClassifyResponse, ClassifyResult, EmbedRequest,
     EmbedResponse, EmbedResult, GenerationRequest, LabelScore, ModelGenerateResponse,
@@ -40,6 +38,7 @@ use super::state::AppState;
 use super::tools::ToolUse;
 use crate::actors::{Classify, Generate, Generated};
 use crate::graph::Named;
+use crate::models::chat::Conversation;
 use crate::models::{GenerationParams, Prompt};
 use crate::telemetry::traces::model_trace;
 use crate::work::WorkSpan;
