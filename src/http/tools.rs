@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 
 use super::api::{FunctionCall, Tool, ToolCall, ToolCallChunk};
 use super::error::ApiError;
-use crate::models::json_mode::JsonSchema;
+use crate::models::json_mode::{JsonSchema, MAX_CHOICES};
 use crate::models::{FinishReason, ResponseFormat};
 
 /// OpenAI's bound on a request's tools.
@@ -215,6 +215,12 @@ impl ToolUse {
                         "name": {"const": tool.function.name},
                         "arguments": arguments,
                     }}));
+                }
+                if calls.len() > MAX_CHOICES {
+                    return Err(ApiError::Validation(format!(
+                        "tool_choice: \"required\" keeps to at most {MAX_CHOICES} tools (the \
+                         grammar's bound on alternatives); name one, or use \"auto\""
+                    )));
                 }
                 let call = json!({"anyOf": calls});
                 let mut schema = if self.parallel {
@@ -552,6 +558,16 @@ mod tests {
         let named = json!({"type": "function", "function": {"name": "b"}});
         assert!(ToolUse::read(Some(tools.clone()), Some(&named), None, 64).is_err());
         assert!(ToolUse::read(Some(tools), Some(&json!("always")), None, 64).is_err());
+        let many: Vec<Tool> = (0..65)
+            .map(|i| {
+                serde_json::from_value(
+                    json!({"type": "function", "function": {"name": format!("f{i}")}}),
+                )
+                .unwrap()
+            })
+            .collect();
+        let required = ToolUse::read(Some(many), Some(&json!("required")), None, 64).unwrap();
+        assert!(required.response_format(ResponseFormat::Text).is_err());
         let long: Vec<Tool> = serde_json::from_value(json!([{"type": "function",
             "function": {"name": "a", "description": "d".repeat(65)}}]))
         .unwrap();

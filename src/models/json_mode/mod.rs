@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub use grammar::JsonState;
-pub use schema::{JsonSchema, SchemaState};
+pub use schema::{JsonSchema, SchemaState, MAX_CHOICES};
 
 use super::tokenizer::TextTokenizer;
 

@@ -30,7 +30,8 @@ use super::grammar::{is_space, Escape, JsonState, Number, MAX_SPACES};
 const MAX_FRAMES: usize = 12;
 /// Bounds that keep a schema's grammar small.
 const MAX_NODES: usize = 512;
-const MAX_CHOICES: usize = 64;
+/// Alternatives (and `enum` values) of one value at most: a choice's state is a 64-bit set.
+pub const MAX_CHOICES: usize = 64;
 const MAX_ITEMS: u16 = 4096;
 /// A string's `maxLength` at most (and its length without one).
 const MAX_CHARS: u16 = u16::MAX;
