@@ -211,9 +211,10 @@ impl ToolUse {
                             };
                         }
                     }
-                    calls.push(json!({"type": "object", "properties": {
-                        "name": {"const": tool.function.name},
-                        "arguments": arguments,
+                    calls.push(json!({"type": "object", "required": ["name", "arguments"],
+                        "properties": {
+                            "name": {"const": tool.function.name},
+                            "arguments": arguments,
                     }}));
                 }
                 if calls.len() > MAX_CHOICES {

@@ -7,9 +7,10 @@
 //!   `format`, a number's `minimum`, ...) is refused, never ignored. Annotations (`title`,
 //!   `description`, ...) are taken. An integer's bounds are kept digit by digit: a digit
 //!   comes only while some integer in range still starts with the digits so far.
-//! * An object writes every one of its `properties`, in the schema's order (OpenAI's strict
-//!   mode: each is required; one the schema leaves optional is written too, which the schema
-//!   allows) and no other key.
+//! * An object writes its `properties` in the schema's order and no other key: every one
+//!   `required` lists, and any of the others (OpenAI's strict mode lists them all). Which
+//!   optional key comes is told by its bytes, as a choice's are (JSON strings are
+//!   prefix-free), so at most 63 optional properties may stand in a row.
 //! * Alternatives (`anyOf`, `oneOf`, a list of `type`s) must start with different bytes
 //!   (a string or null, say), so that the first byte of a value picks one: the state stays
 //!   one path, `Copy` and small, as the vocabulary walk needs. Objects are the exception
@@ -90,9 +91,9 @@ enum Node {
     Any,
     /// Any JSON object.
     AnyObject,
-    /// Exactly these properties, in order: each key as its JSON text (quotes included), and
-    /// its value's node.
-    Object(Vec<(Vec<u8>, u16)>),
+    /// These properties, in order: each key as its JSON text (quotes included), its value's
+    /// node, and whether it is required (else it may be left out).
+    Object(Vec<(Vec<u8>, u16, bool)>),
     /// Any keys (a `String` node), each with a value of `values` (`additionalProperties`).
     Map {
         keys: u16,
@@ -246,7 +247,7 @@ impl JsonSchema {
         follow(&mut self.root);
         for node in &mut self.nodes {
             match node {
-                Node::Object(properties) => properties.iter_mut().for_each(|(_, c)| follow(c)),
+                Node::Object(properties) => properties.iter_mut().for_each(|(_, c, _)| follow(c)),
                 Node::Array { items, .. } => follow(items),
                 Node::Map { values, .. } => follow(values),
                 Node::OneOf(alternatives) => alternatives.iter_mut().for_each(follow),
@@ -292,7 +293,10 @@ impl JsonSchema {
             let Node::Object(properties) = &self.nodes[object as usize] else {
                 return None;
             };
-            let (first_key, value) = &properties[0];
+            // The tag must be written, and first.
+            let (first_key, value, true) = &properties[0] else {
+                return None;
+            };
             let Node::Choices(texts) = &self.nodes[*value as usize] else {
                 return None;
             };
@@ -469,21 +473,31 @@ impl Compiler {
                 let properties: &Map<String, Value> = properties
                     .as_object()
                     .ok_or_else(|| format!("{at}: properties must be an object"))?;
-                if let Some(required) = schema.get("required") {
-                    let required = required
+                let required = match schema.get("required") {
+                    Some(required) => required
                         .as_array()
-                        .ok_or_else(|| format!("{at}: required must be a list"))?;
-                    if let Some(missing) = required
-                        .iter()
-                        .find(|r| !r.as_str().is_some_and(|r| properties.contains_key(r)))
-                    {
-                        return Err(format!("{at}: required {missing} is not a property"));
-                    }
+                        .ok_or_else(|| format!("{at}: required must be a list"))?
+                        .as_slice(),
+                    None => &[],
+                };
+                if let Some(missing) = required
+                    .iter()
+                    .find(|r| !r.as_str().is_some_and(|r| properties.contains_key(r)))
+                {
+                    return Err(format!("{at}: required {missing} is not a property"));
                 }
                 let mut compiled = Vec::new();
+                let mut optional_run = 0;
                 for (name, property) in properties {
                     let child = self.node(property, &format!("{at}/properties/{name}"))?;
-                    compiled.push((text_of(&Value::String(name.clone()), at)?, child));
+                    let must = required.iter().any(|r| r == name.as_str());
+                    optional_run = if must { 0 } else { optional_run + 1 };
+                    if optional_run == 64 {
+                        return Err(format!(
+                            "{at}: over 63 optional properties in a row (list some in required)"
+                        ));
+                    }
+                    compiled.push((text_of(&Value::String(name.clone()), at)?, child, must));
                 }
                 self.push(Node::Object(compiled))
             }
@@ -647,10 +661,13 @@ enum Frame {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum ObjectAt {
-    /// After `{` or a comma: the property's key comes.
+    /// After `{`: a key comes, or `}` if no property is required.
+    Open,
+    /// After a comma: a key comes.
     BeforeKey,
-    /// This many bytes of the key written.
-    Key(u16),
+    /// `written` bytes of a key written, which leave the candidates whose bits are set (bit
+    /// `k`: the frame's `property` + `k`).
+    Key { written: u16, left: u64 },
     /// After the key: `:` comes.
     Colon,
     /// After the property's value.
@@ -907,21 +924,16 @@ impl SchemaState {
                 }
                 Frame::Any(inner)
             }
-            Node::Object(properties) if byte == b'{' => Frame::Object {
+            Node::Object(_) if byte == b'{' => Frame::Object {
                 node,
                 property: 0,
-                // An object of no properties closes at once.
-                at: if properties.is_empty() {
-                    ObjectAt::AfterValue
-                } else {
-                    ObjectAt::BeforeKey
-                },
+                at: ObjectAt::Open,
             },
             // Its first key is every object's: the object is picked at that key's value.
             Node::Tagged { .. } if byte == b'{' => Frame::Object {
                 node,
                 property: 0,
-                at: ObjectAt::BeforeKey,
+                at: ObjectAt::Open,
             },
             Node::Map { .. } if byte == b'{' => Frame::Map {
                 node,
@@ -1007,22 +1019,47 @@ impl SchemaState {
         let set = |state: &mut Self, property: u16, at: ObjectAt| {
             *state.top() = Frame::Object { node, property, at };
         };
+        let after = |from: u16| &properties[(from as usize).min(properties.len())..];
         match at {
-            ObjectAt::BeforeKey | ObjectAt::Colon if is_space(byte) => true,
-            ObjectAt::BeforeKey | ObjectAt::Key(_) => {
-                let written = match at {
-                    ObjectAt::Key(n) => n,
-                    _ => 0,
+            ObjectAt::Open | ObjectAt::BeforeKey | ObjectAt::Colon if is_space(byte) => true,
+            ObjectAt::Open if byte == b'}' => {
+                let closes = after(property).iter().all(|(_, _, must)| !must);
+                if closes {
+                    self.pop();
+                }
+                closes
+            }
+            ObjectAt::Open | ObjectAt::BeforeKey | ObjectAt::Key { .. } => {
+                let (written, left) = match at {
+                    ObjectAt::Key { written, left } => (written, left),
+                    // The next properties up to the first required one may come.
+                    _ => {
+                        let run = after(property).iter().position(|(_, _, must)| *must);
+                        let count = run.map_or(after(property).len(), |r| r + 1);
+                        (0, u64::MAX.checked_shr(64 - count as u32).unwrap_or(0))
+                    }
                 };
-                let key = &properties[property as usize].0;
-                if key.get(written as usize) != Some(&byte) {
+                let key = |k: u32| &properties[property as usize + k as usize].0;
+                let continuing = (0..64)
+                    .filter(|&k| left >> k & 1 == 1 && key(k).get(written as usize) == Some(&byte))
+                    .fold(0u64, |bits, k| bits | 1 << k);
+                if continuing == 0 {
                     return false;
                 }
                 let written = written + 1;
-                if written as usize == key.len() {
-                    set(self, property, ObjectAt::Colon);
-                } else {
-                    set(self, property, ObjectAt::Key(written));
+                // JSON strings are prefix-free: a whole key is the one candidate left.
+                match (0..64)
+                    .find(|&k| continuing >> k & 1 == 1 && key(k).len() == written as usize)
+                {
+                    Some(k) => set(self, property + k as u16, ObjectAt::Colon),
+                    None => set(
+                        self,
+                        property,
+                        ObjectAt::Key {
+                            written,
+                            left: continuing,
+                        },
+                    ),
                 }
                 true
             }
@@ -1036,14 +1073,14 @@ impl SchemaState {
                 ))
             }
             ObjectAt::AfterValue => {
-                let last = properties.is_empty() || property as usize + 1 == properties.len();
+                let rest = after(property + 1);
                 match byte {
                     _ if is_space(byte) => true,
-                    b',' if !last => {
+                    b',' if !rest.is_empty() => {
                         set(self, property + 1, ObjectAt::BeforeKey);
                         true
                     }
-                    b'}' if last => {
+                    b'}' if rest.iter().all(|(_, _, must)| !must) => {
                         self.pop();
                         true
                     }
@@ -1338,6 +1375,36 @@ mod tests {
     }
 
     #[test]
+    fn optional_properties_may_be_left_out_and_the_rest_come_in_the_schemas_order() {
+        let schema = json!({"type": "object", "required": ["b"], "properties": {
+            "a": {"type": "integer"}, "b": {"type": "integer"},
+            "c": {"type": "integer"}, "cc": {"type": "integer"}}});
+        for whole in [
+            r#"{"b": 2}"#,
+            r#"{"a": 1, "b": 2}"#,
+            r#"{"b": 2, "cc": 4}"#,
+            r#"{"a":1,"b":2,"c":3,"cc":4}"#,
+        ] {
+            assert_eq!(read(&schema, whole), Some(true), "{whole}");
+        }
+        for refused in [
+            "{}",
+            r#"{"a": 1}"#,
+            r#"{"a": 1, }"#,
+            r#"{"b": 2, "a": 1}"#,
+            r#"{"b": 2, "c": 3, "c""#,
+            r#"{"b": 2,}"#,
+            r#"{"d": 1}"#,
+        ] {
+            assert_eq!(read(&schema, refused).unwrap_or(false), false, "{refused}");
+        }
+        // Without `required`, every property is optional: `{}` is a value.
+        let loose = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+        assert_eq!(read(&loose, "{}"), Some(true));
+        assert_eq!(read(&loose, r#"{"a": 1}"#), Some(true));
+    }
+
+    #[test]
     fn an_integers_bounds_let_a_digit_come_only_while_some_integer_in_range_starts_so() {
         let month = json!({"type": "integer", "minimum": 1, "maximum": 12});
         for whole in ["1", "7", "10", "12"] {
@@ -1431,9 +1498,9 @@ mod tests {
         // pydantic's discriminated union of two models, optional.
         let schema = json!({
             "$defs": {
-                "Cat": {"type": "object", "properties": {
+                "Cat": {"type": "object", "required": ["kind", "lives"], "properties": {
                     "kind": {"const": "cat", "type": "string"}, "lives": {"type": "integer"}}},
-                "Dog": {"type": "object", "properties": {
+                "Dog": {"type": "object", "required": ["kind", "good"], "properties": {
                     "kind": {"const": "dog", "type": "string"}, "good": {"type": "boolean"}}},
             },
             "anyOf": [{"$ref": "#/$defs/Cat"}, {"$ref": "#/$defs/Dog"}, {"type": "null"}],
@@ -1444,10 +1511,10 @@ mod tests {
         assert_eq!(read(&schema, r#"{"kind": "dog", "lives": 9}"#), None);
         assert_eq!(read(&schema, r#"{"kind": "bird""#), None);
         assert_eq!(read(&schema, r#"{"kind": "cat""#), Some(false));
-        // Without a constant of its own each, objects still may not start alike.
+        // Without a required constant of its own each, objects still may not start alike.
         let alike = json!({"anyOf": [
-            {"type": "object", "properties": {"kind": {"const": "cat"}}},
-            {"type": "object", "properties": {"kind": {"const": "cat"}, "x": {}}},
+            {"type": "object", "required": ["kind"], "properties": {"kind": {"const": "cat"}}},
+            {"type": "object", "required": ["kind"], "properties": {"kind": {"const": "cat"}, "x": {}}},
         ]});
         let error = JsonSchema::compile(&alike).unwrap_err();
         assert!(
