@@ -1396,7 +1396,7 @@ mod tests {
             r#"{"b": 2,}"#,
             r#"{"d": 1}"#,
         ] {
-            assert_eq!(read(&schema, refused).unwrap_or(false), false, "{refused}");
+            assert!(!read(&schema, refused).unwrap_or(false), "{refused}");
         }
         // Without `required`, every property is optional: `{}` is a value.
         let loose = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
