@@ -142,7 +142,8 @@ fn generate_with_a_json_schema_ends_on_one_of_its_values_and_refuses_one_it_cann
     let schema = dir.path().join("answer.json");
     std::fs::write(
         &schema,
-        r#"{"type": "object", "properties": {"ok": {"type": "boolean"}, "kind": {"enum": ["cat", "dog"]}}}"#,
+        r#"{"type": "object", "required": ["ok", "kind"],
+            "properties": {"ok": {"type": "boolean"}, "kind": {"enum": ["cat", "dog"]}}}"#,
     )
     .unwrap();
     let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("model-weights/gpt2");
