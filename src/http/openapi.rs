@@ -453,9 +453,22 @@ pub fn document(
             })
         })
         .collect();
-    if !per_chat_model.is_empty() {
-        schemas["ChatCompletionRequest"]["allOf"] = json!(per_chat_model);
-    }
+    let mut conditions = per_chat_model;
+    // A choice that may call needs tools; a call kept to the tools takes no other format.
+    let choice_other_than = |modes: Value| {
+        json!({"required": ["tool_choice"],
+            "properties": {"tool_choice": {"not": {"enum": modes}}}})
+    };
+    conditions.push(json!({
+        "if": choice_other_than(json!(["none", null])),
+        "then": {"required": ["tools"], "properties": {"tools": {"type": "array", "minItems": 1}}},
+    }));
+    conditions.push(json!({
+        "if": choice_other_than(json!(["none", "auto", null])),
+        "then": {"properties": {"response_format": {"anyOf": [{"type": "null"},
+            {"type": "object", "properties": {"type": {"const": "text"}}}]}}},
+    }));
+    schemas["ChatCompletionRequest"]["allOf"] = json!(conditions);
     // `echo` not with `stream`.
     schemas["CompletionRequest"]["if"] =
         json!({"required": ["stream"], "properties": {"stream": {"const": true}}});
