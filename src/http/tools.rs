@@ -170,21 +170,23 @@ impl ToolUse {
         &self,
         format: ResponseFormat,
     ) -> Result<ResponseFormat, ApiError> {
+        if !self.constrained() {
+            return Ok(format);
+        }
         // Each tool's parameters on their own first, so that an error names the tool.
         for (i, tool) in self.tools.iter().enumerate() {
             let kept = match &self.choice {
-                ToolChoice::None | ToolChoice::Auto => return Ok(format),
                 ToolChoice::Function(name) => &tool.function.name == name,
-                ToolChoice::Required => true,
+                _ => true,
             };
             if kept {
                 compile(parameters(tool), &format!("tools[{i}].function.parameters"))?;
             }
         }
         let schema = match &self.choice {
-            ToolChoice::None | ToolChoice::Auto => return Ok(format),
             ToolChoice::Function(name) => parameters(self.tool(name).expect("checked in read")),
-            ToolChoice::Required => {
+            // `required` (the others returned above).
+            _ => {
                 let mut definitions = Map::new();
                 let mut calls = Vec::new();
                 for (i, tool) in self.tools.iter().enumerate() {
@@ -375,8 +377,6 @@ pub(super) fn tool_call_chunks(calls: Vec<(String, String)>, id: &str) -> Vec<To
 /// Streams an answer that may call tools: text goes out as it comes, but from where a call
 /// may begin, everything is held until the answer ends.
 pub(super) struct CallHold {
-    /// The whole answer is calls: nothing is sent before the end.
-    constrained: bool,
     /// Received but not sent.
     held: String,
     /// Whether any text but white space has been sent (a JSON call opens the answer only).
@@ -388,9 +388,9 @@ pub(super) struct CallHold {
 impl CallHold {
     pub(super) fn new(tools: &ToolUse) -> Self {
         Self {
-            constrained: tools.constrained(),
             held: String::new(),
             opened: false,
+            // The whole answer is calls: nothing is sent before the end.
             capturing: tools.constrained(),
         }
     }
@@ -438,8 +438,9 @@ impl CallHold {
             return Err(held);
         }
         match tools.read_calls(&held) {
-            // Text before a call was sent as it came; none is held with one.
-            Some(calls) if calls.text.is_none() || self.constrained => Ok(calls.calls),
+            // Text before a call was sent as it came; none is held with one (and a
+            // constrained answer has none).
+            Some(calls) if calls.text.is_none() => Ok(calls.calls),
             _ => Err(held),
         }
     }

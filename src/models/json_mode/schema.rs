@@ -924,13 +924,9 @@ impl SchemaState {
                 }
                 Frame::Any(inner)
             }
-            Node::Object(_) if byte == b'{' => Frame::Object {
-                node,
-                property: 0,
-                at: ObjectAt::Open,
-            },
-            // Its first key is every object's: the object is picked at that key's value.
-            Node::Tagged { .. } if byte == b'{' => Frame::Object {
+            // A tagged union's first key is every object's: the object is picked at that
+            // key's value.
+            Node::Object(_) | Node::Tagged { .. } if byte == b'{' => Frame::Object {
                 node,
                 property: 0,
                 at: ObjectAt::Open,
