@@ -1449,20 +1449,32 @@ pub struct ChatDelta {
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
-    /// Calls, each whole in one chunk once its text has ended.
+    /// Pieces of calls: a call's first piece carries its `id`, `type` and name, the later
+    /// ones more of its arguments' text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCallChunk>>,
 }
 
-/// A call in a stream: its place among the answer's calls, and the call.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// A piece of a call in a stream: its place among the answer's calls, and what it adds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ToolCallChunk {
     pub index: usize,
-    pub id: String,
-    /// Always `function`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub function: FunctionCall,
+    /// In the call's first piece only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `function`, in the call's first piece only.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub function: FunctionCallChunk,
+}
+
+/// What a piece adds to a call: its name (in the first piece) and more of its arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FunctionCallChunk {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The next piece of the arguments' JSON text; the pieces join to the whole.
+    pub arguments: String,
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use super::api::{
     ChatAnswer, ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk,
     ChatCompletionRequest, ChatDelta, ChatLogprobs, CompletionUsage, GenerationRequest,
-    RequestErrors,
+    RequestErrors, ToolCallChunk,
 };
 use super::completion::{
     before_stop, chat_logprobs, check_n, check_sampling, choice_params, finish_reason,
@@ -39,7 +39,7 @@ use super::model_calls::{
 use super::request::{call_context, generation_params, read_json, TRACE_ID_HEADER};
 use super::sse::event_stream;
 use super::state::AppState;
-use super::tools::{tool_call_chunks, tool_calls, CallHold, ToolUse};
+use super::tools::{tool_calls, CallHold, Ending, ToolUse};
 use crate::models::chat::Conversation;
 use crate::models::logprobs::MAX_TOP_LOGPROBS;
 use crate::models::Prompt;
@@ -185,7 +185,7 @@ pub(super) async fn chat_completions(
                             content: calls.text,
                             tool_calls: Some(tool_calls(calls.calls, &shape.call_ids(index))),
                         },
-                        tools.finish_reason(reason),
+                        tools.finish_reason(reason, calls.whole),
                     ),
                     None => (
                         ChatAnswer {
@@ -230,7 +230,9 @@ pub(super) async fn chat_completions(
         let runs = calls.into_iter().enumerate().map(|(index, call)| {
             let (generator, sink, shape, tools) = (&generator, sink.clone(), &shape, &tools);
             let mut hold = StopHold::new(stops.clone());
-            let mut call_hold = tools.may_call().then(|| CallHold::new(tools));
+            let mut call_hold = tools
+                .may_call()
+                .then(|| CallHold::new(tools, shape.call_ids(index)));
             async move {
                 // OpenAI's first chunk of a choice names the speaker, with empty content.
                 let opening = ChatDelta {
@@ -239,11 +241,22 @@ pub(super) async fn chat_completions(
                     tool_calls: None,
                 };
                 let _ = sink.send(Frame::Chunk(shape.chunk(index, opening, None, None)));
+                let send_calls = |pieces: Vec<ToolCallChunk>| {
+                    if !pieces.is_empty() {
+                        let delta = ChatDelta {
+                            tool_calls: Some(pieces),
+                            ..ChatDelta::default()
+                        };
+                        let _ = sink.send(Frame::Chunk(shape.chunk(index, delta, None, None)));
+                    }
+                };
                 let generated = call
                     .run_streaming(generator, |token| {
                         let mut text = hold.push(&token.text);
                         if let Some(call_hold) = call_hold.as_mut() {
-                            text = call_hold.push(&text);
+                            let pieces;
+                            (text, pieces) = call_hold.push(&text);
+                            send_calls(pieces);
                         }
                         // A held-back partial character or the end-of-turn token adds no
                         // text, but its log-probability still goes out.
@@ -256,19 +269,18 @@ pub(super) async fn chat_completions(
                     })
                     .await?;
                 let mut held = hold.finish();
-                let mut reason = finish_reason(generated.generation.finish_reason);
+                let ended = generated.generation.finish_reason;
+                let mut reason = finish_reason(ended);
                 if let Some(call_hold) = call_hold.as_mut() {
-                    held = call_hold.push(&held);
+                    let pieces;
+                    (held, pieces) = call_hold.push(&held);
+                    send_calls(pieces);
                     match call_hold.finish(tools) {
-                        Ok(calls) => {
-                            let delta = ChatDelta {
-                                tool_calls: Some(tool_call_chunks(calls, &shape.call_ids(index))),
-                                ..ChatDelta::default()
-                            };
-                            let _ = sink.send(Frame::Chunk(shape.chunk(index, delta, None, None)));
-                            reason = tools.finish_reason(generated.generation.finish_reason);
+                        Ending::Calls { pieces, whole } => {
+                            send_calls(pieces);
+                            reason = tools.finish_reason(ended, whole);
                         }
-                        Err(text) => held.push_str(&text),
+                        Ending::Text(text) => held.push_str(&text),
                     }
                 }
                 if !held.is_empty() {

@@ -12,7 +12,8 @@
 //!   `request` (reading and checking bodies, the call context, trace ids, generation
 //!   parameters), `sse` (event-stream responses), `graph_calls` (running a graph),
 //!   `model_calls` (calling one model), `completion` (what `/v1/completions` and
-//!   `/v1/chat/completions` share) and `tools` (tool calls, which the chat routes share).
+//!   `/v1/chat/completions` share), `tools` (tool calls, which the chat routes share) and
+//!   `calls_written` (a constrained answer's calls read as far as they are written).
 //!   Plumbing points at plumbing only, without a circle.
 //! - Routes: `handlers` (the graph, model list, engine, trace and health routes), `stream`,
 //!   `model_routes`, `openai`, `chat`, `embeddings`, `metrics`. A route points at plumbing
@@ -25,6 +26,7 @@
 
 pub mod api;
 pub mod auth;
+mod calls_written;
 mod chat;
 mod completion;
 mod disconnect;
@@ -197,8 +199,9 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     /// Below the routes (see the module doc).
-    const PLUMBING: [&str; 14] = [
+    const PLUMBING: [&str; 15] = [
         "tools",
+        "calls_written",
         "api",
         "error",
         "state",

@@ -401,15 +401,17 @@ pub fn document(
     schemas["Tool"]["properties"]["type"] = json!({"const": "function"});
     schemas["ToolCall"]["properties"]["type"] = json!({"const": "function"});
     schemas["FunctionDefinition"]["properties"]["name"] = function_name.clone();
-    // A request's texts, each within the input limit.
-    for (schema, field) in [
-        ("FunctionCall", "arguments"),
-        ("FunctionCall", "name"),
-        ("ToolCall", "id"),
-        ("FunctionDefinition", "description"),
-    ] {
-        schemas[schema]["properties"][field]["maxLength"] = json!(limits.max_input_chars);
+    // A request's texts, each within the input limit: a tool's description, and the calls
+    // of an assistant's message (inline there: an answer's calls are the model's, unbounded).
+    let bound = json!(limits.max_input_chars);
+    schemas["FunctionDefinition"]["properties"]["description"]["maxLength"] = bound.clone();
+    let mut call = schemas["ToolCall"].clone();
+    call["properties"]["id"]["maxLength"] = bound.clone();
+    call["properties"]["function"] = schemas["FunctionCall"].clone();
+    for field in ["name", "arguments"] {
+        call["properties"]["function"]["properties"][field]["maxLength"] = bound.clone();
     }
+    schemas["ChatRequestMessage"]["properties"]["tool_calls"]["items"] = call;
     schemas["ChatRequestMessage"]["properties"]["tool_call_id"]["maxLength"] =
         json!(limits.max_input_chars);
     schemas["ChatRequestMessage"]["properties"]["name"] = json!({"type": "string",

@@ -9,17 +9,21 @@
 //!   given tool and carry an object of arguments, and nothing but white space may follow
 //!   the calls; otherwise the whole answer stays text.
 //! * `required` and a named function constrain the text with the schema grammar of
-//!   structured outputs, so their calls always read (unless `max_tokens` cuts them: then the
-//!   text is returned as it is, `finish_reason` "length").
-//! * A stream sends text as it comes, but holds back what may begin a call (a `<tool_call>`
-//!   tag, or a `{` or `[` that opens the answer): a call goes out whole, once the answer has
-//!   ended, in the chunk before the last.
+//!   structured outputs, so their calls always read; they are read as far as they are
+//!   written (`calls_written.rs`), so that one `max_tokens` (or a stop string) cuts short
+//!   keeps the calls it began, with the arguments written so far, as OpenAI's does.
+//! * A stream sends a constrained answer's calls as they are written: each call's id and
+//!   name once the name is whole, then its arguments piece by piece. Under `auto` it sends
+//!   text as it comes, but holds back what may begin a call (a `<tool_call>` tag, or a `{`
+//!   or `[` that opens the answer): such a call goes out whole once the answer has ended,
+//!   since only then is it known to be one.
 
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use super::api::{FunctionCall, Tool, ToolCall, ToolCallChunk};
+use super::api::{FunctionCall, FunctionCallChunk, Tool, ToolCall, ToolCallChunk};
+use super::calls_written::{CallSoFar, Written};
 use super::error::ApiError;
 use crate::models::json_mode::{JsonSchema, MAX_CHOICES};
 use crate::models::{FinishReason, ResponseFormat};
@@ -54,6 +58,8 @@ enum ToolChoice {
 pub(super) struct Calls {
     pub text: Option<String>,
     pub calls: Vec<(String, String)>,
+    /// Whether the calls are whole (a constrained answer cut short keeps those it began).
+    pub whole: bool,
 }
 
 impl ToolUse {
@@ -138,16 +144,27 @@ impl ToolUse {
         self.choice != ToolChoice::None
     }
 
-    /// Whether the whole answer is calls (the grammar keeps it to them).
-    pub(super) fn constrained(&self) -> bool {
-        matches!(self.choice, ToolChoice::Required | ToolChoice::Function(_))
+    /// The shape of an answer the grammar keeps to calls; `None` when it is not kept.
+    fn written(&self) -> Option<Written> {
+        match &self.choice {
+            ToolChoice::Function(name) => Some(Written::Arguments(name.clone())),
+            ToolChoice::Required if self.parallel => Some(Written::Calls),
+            ToolChoice::Required => Some(Written::Call),
+            ToolChoice::None | ToolChoice::Auto => None,
+        }
+    }
+
+    fn constrained(&self) -> bool {
+        self.written().is_some()
     }
 
     /// A choice's `finish_reason` when its answer is calls: OpenAI's "stop" for a named
-    /// function, else "tool_calls"; "length" when `max_tokens` ended it.
-    pub(super) fn finish_reason(&self, reason: FinishReason) -> &'static str {
+    /// function, else "tool_calls"; "length" when `max_tokens` ended it, and "stop" when a
+    /// stop string cut the calls short.
+    pub(super) fn finish_reason(&self, reason: FinishReason, whole: bool) -> &'static str {
         match (reason, &self.choice) {
             (FinishReason::Length, _) => "length",
+            _ if !whole => "stop",
             (_, ToolChoice::Function(_)) => "stop",
             _ => "tool_calls",
         }
@@ -250,20 +267,19 @@ impl ToolUse {
 
     /// The calls `text` makes, if it makes any; `None`: it is text.
     pub(super) fn read_calls(&self, text: &str) -> Option<Calls> {
+        if let Some(written) = self.written() {
+            let read = written.calls_in(text);
+            return (!read.calls.is_empty()).then(|| Calls {
+                text: None,
+                calls: read
+                    .calls
+                    .into_iter()
+                    .map(|call| (call.name, call.arguments.to_string()))
+                    .collect(),
+                whole: read.whole,
+            });
+        }
         match &self.choice {
-            ToolChoice::None => None,
-            // The grammar wrote the arguments alone.
-            ToolChoice::Function(name) => {
-                let arguments: Value = serde_json::from_str(text).ok()?;
-                arguments.is_object().then(|| Calls {
-                    text: None,
-                    calls: vec![(name.clone(), text.trim().to_string())],
-                })
-            }
-            ToolChoice::Required => {
-                let value: Value = serde_json::from_str(text).ok()?;
-                self.calls_in(value)
-            }
             ToolChoice::Auto => match text.find(OPEN_TAG) {
                 Some(start) => {
                     let before = text[..start].trim_end();
@@ -281,10 +297,12 @@ impl ToolUse {
                     rest.trim().is_empty().then(|| Calls {
                         text: (!before.trim().is_empty()).then(|| before.to_string()),
                         calls,
+                        whole: true,
                     })
                 }
                 None => self.calls_in(serde_json::from_str(text.trim()).ok()?),
             },
+            _ => None,
         }
     }
 
@@ -298,7 +316,11 @@ impl ToolUse {
             object @ Value::Object(_) => vec![self.call_in(object)?],
             _ => return None,
         };
-        Some(Calls { text: None, calls })
+        Some(Calls {
+            text: None,
+            calls,
+            whole: true,
+        })
     }
 
     /// `{"name", "arguments"}` (or Llama's `"parameters"`) naming a given tool, with an
@@ -347,71 +369,87 @@ fn is_function_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// Call `i`'s id among a choice's calls, whose ids begin `id`.
+fn call_id(id: &str, i: usize) -> String {
+    format!("call_{id}_{i}")
+}
+
 /// The answer's calls as the response writes them, numbered for their ids.
 pub(super) fn tool_calls(calls: Vec<(String, String)>, id: &str) -> Vec<ToolCall> {
     calls
         .into_iter()
         .enumerate()
         .map(|(i, (name, arguments))| ToolCall {
-            id: format!("call_{id}_{i}"),
+            id: call_id(id, i),
             kind: "function".into(),
             function: FunctionCall { name, arguments },
         })
         .collect()
 }
 
-/// The answer's calls as a stream's `delta.tool_calls` writes them.
-pub(super) fn tool_call_chunks(calls: Vec<(String, String)>, id: &str) -> Vec<ToolCallChunk> {
-    tool_calls(calls, id)
-        .into_iter()
-        .enumerate()
-        .map(|(index, call)| ToolCallChunk {
-            index,
-            id: call.id,
-            kind: call.kind,
-            function: call.function,
-        })
-        .collect()
+/// How a choice's stream ends when its answer may call tools.
+#[derive(Debug, PartialEq)]
+pub(super) enum Ending {
+    /// The answer is text: this much of it is still to send.
+    Text(String),
+    /// The answer is calls: these pieces of them are still to send; `whole` as in [`Calls`].
+    Calls {
+        pieces: Vec<ToolCallChunk>,
+        whole: bool,
+    },
 }
 
-/// Streams an answer that may call tools: text goes out as it comes, but from where a call
-/// may begin, everything is held until the answer ends.
+/// Streams an answer that may call tools (see the module's invariants).
 pub(super) struct CallHold {
-    /// Received but not sent.
+    /// Received but not sent as text.
     held: String,
     /// Whether any text but white space has been sent (a JSON call opens the answer only).
     opened: bool,
     /// A call may have begun: all that comes is held.
     capturing: bool,
+    /// A constrained answer's shape, by which its calls are read as they are written.
+    written: Option<Written>,
+    /// How many bytes of each call's arguments have been sent (a call is announced once).
+    sent: Vec<usize>,
+    /// What the choice's call ids begin with.
+    ids: String,
 }
 
 impl CallHold {
-    pub(super) fn new(tools: &ToolUse) -> Self {
+    pub(super) fn new(tools: &ToolUse, ids: String) -> Self {
+        let written = tools.written();
         Self {
             held: String::new(),
             opened: false,
-            // The whole answer is calls: nothing is sent before the end.
-            capturing: tools.constrained(),
+            capturing: written.is_some(),
+            written,
+            sent: Vec::new(),
+            ids,
         }
     }
 
-    /// What of the text so far, ending with `text`, can be sent now.
-    pub(super) fn push(&mut self, text: &str) -> String {
+    /// What of the answer so far, ending with `text`, can be sent now: text, and pieces of
+    /// calls.
+    pub(super) fn push(&mut self, text: &str) -> (String, Vec<ToolCallChunk>) {
         self.held.push_str(text);
+        if let Some(written) = &self.written {
+            let calls = written.calls_in(&self.held).calls;
+            return (String::new(), pieces(&mut self.sent, &self.ids, calls));
+        }
         if self.capturing {
-            return String::new();
+            return (String::new(), Vec::new());
         }
         let start = self.held.trim_start();
         if !self.opened && (start.starts_with('{') || start.starts_with('[')) {
             self.capturing = true;
-            return String::new();
+            return (String::new(), Vec::new());
         }
         if let Some(at) = self.held.find(OPEN_TAG) {
             self.capturing = true;
-            return self.send(at);
+            return (self.send(at), Vec::new());
         }
         if !self.opened && start.is_empty() {
-            return String::new();
+            return (String::new(), Vec::new());
         }
         // The longest end that may begin a tag stays.
         let kept = (1..OPEN_TAG.len().min(self.held.len() + 1))
@@ -421,7 +459,7 @@ impl CallHold {
                     && OPEN_TAG.starts_with(&self.held[self.held.len() - n..])
             })
             .unwrap_or(0);
-        self.send(self.held.len() - kept)
+        (self.send(self.held.len() - kept), Vec::new())
     }
 
     /// The first `len` bytes held, sent.
@@ -431,19 +469,75 @@ impl CallHold {
         sent
     }
 
-    /// Once the answer has ended: what is held, read for calls (`Err`: it is text, to send).
-    pub(super) fn finish(&mut self, tools: &ToolUse) -> Result<Vec<(String, String)>, String> {
+    /// Once the answer has ended (all its text pushed): what is left to send.
+    pub(super) fn finish(&mut self, tools: &ToolUse) -> Ending {
         let held = std::mem::take(&mut self.held);
-        if !self.capturing {
-            return Err(held);
+        if let Some(written) = &self.written {
+            // Every piece went out as it was pushed; a constrained answer that began no
+            // call (cut short before its first name was whole) is text.
+            return match self.sent.is_empty() {
+                true => Ending::Text(held),
+                false => Ending::Calls {
+                    pieces: Vec::new(),
+                    whole: written.calls_in(&held).whole,
+                },
+            };
         }
-        match tools.read_calls(&held) {
-            // Text before a call was sent as it came; none is held with one (and a
-            // constrained answer has none).
-            Some(calls) if calls.text.is_none() => Ok(calls.calls),
-            _ => Err(held),
+        match self.capturing.then(|| tools.read_calls(&held)).flatten() {
+            // Text before a call was sent as it came; none is held with one.
+            Some(calls) if calls.text.is_none() => {
+                let calls = calls
+                    .calls
+                    .iter()
+                    .map(|(name, arguments)| CallSoFar {
+                        name: name.clone(),
+                        arguments,
+                    })
+                    .collect();
+                Ending::Calls {
+                    pieces: pieces(&mut self.sent, &self.ids, calls),
+                    whole: true,
+                }
+            }
+            _ => Ending::Text(held),
         }
     }
+}
+
+/// What a stream sends of `calls` (as far as they are written) beyond what `sent` says went
+/// out: a new call's id, name and arguments so far; a known call's further arguments.
+fn pieces(sent: &mut Vec<usize>, ids: &str, calls: Vec<CallSoFar>) -> Vec<ToolCallChunk> {
+    let mut pieces = Vec::new();
+    for (index, call) in calls.into_iter().enumerate() {
+        match sent.get_mut(index) {
+            None => {
+                sent.push(call.arguments.len());
+                pieces.push(ToolCallChunk {
+                    index,
+                    id: Some(call_id(ids, index)),
+                    kind: Some("function".into()),
+                    function: FunctionCallChunk {
+                        name: Some(call.name),
+                        arguments: call.arguments.to_string(),
+                    },
+                });
+            }
+            Some(sent) if *sent < call.arguments.len() => {
+                pieces.push(ToolCallChunk {
+                    index,
+                    id: None,
+                    kind: None,
+                    function: FunctionCallChunk {
+                        name: None,
+                        arguments: call.arguments[*sent..].to_string(),
+                    },
+                });
+                *sent = call.arguments.len();
+            }
+            Some(_) => {}
+        }
+    }
+    pieces
 }
 
 #[cfg(test)]
@@ -476,6 +570,7 @@ mod tests {
                     call("get_weather", r#"{"city":"Paris"}"#),
                     call("get_time", "{}")
                 ],
+                whole: true,
             })
         );
         // The turn may end where the closing tag would be.
@@ -576,31 +671,124 @@ mod tests {
         assert!(ToolUse::read(Some(long), None, None, 64).is_err());
     }
 
+    /// Each push's text, and the calls' pieces joined (name, arguments), of a stream of
+    /// `pieces` under `tools`; then how it ended.
+    fn streamed(tools: &ToolUse, pieces: &[&str]) -> (Vec<String>, Vec<(String, String)>, Ending) {
+        let mut hold = CallHold::new(tools, "x".into());
+        let mut calls: Vec<(String, String)> = Vec::new();
+        let mut join = |chunks: Vec<ToolCallChunk>| {
+            for chunk in chunks {
+                match chunk.function.name {
+                    Some(name) => {
+                        assert_eq!(chunk.index, calls.len());
+                        assert_eq!(chunk.id, Some(call_id("x", chunk.index)));
+                        calls.push((name, chunk.function.arguments));
+                    }
+                    None => calls[chunk.index].1.push_str(&chunk.function.arguments),
+                }
+            }
+        };
+        let mut texts = Vec::new();
+        for piece in pieces {
+            let (text, chunks) = hold.push(piece);
+            texts.push(text);
+            join(chunks);
+        }
+        let end = hold.finish(tools);
+        if let Ending::Calls { pieces, .. } = &end {
+            join(pieces.clone());
+        }
+        (texts, calls, end)
+    }
+
     #[test]
     fn a_stream_holds_what_may_begin_a_call_and_sends_the_rest_as_it_comes() {
         let auto = tools(json!("auto"));
-        let streamed = |pieces: &[&str]| {
-            let mut hold = CallHold::new(&auto);
-            let sent: Vec<String> = pieces.iter().map(|p| hold.push(p)).collect();
-            (sent, hold.finish(&auto))
-        };
-        let (sent, end) = streamed(&[
-            "It is",
-            " <tool",
-            "_call>{\"name\": \"get_time\"}",
-            "</tool_call>",
-        ]);
+        let (sent, calls, end) = streamed(
+            &auto,
+            &[
+                "It is",
+                " <tool",
+                "_call>{\"name\": \"get_time\"}",
+                "</tool_call>",
+            ],
+        );
         assert_eq!(sent, ["It is", " ", "", ""]);
-        assert_eq!(end, Ok(vec![call("get_time", "{}")]));
-        let (sent, end) = streamed(&["\n", "{\"name\": \"get_time\"}"]);
+        assert_eq!(calls, [call("get_time", "{}")]);
+        assert!(matches!(end, Ending::Calls { whole: true, .. }));
+        let (sent, calls, _) = streamed(&auto, &["\n", "{\"name\": \"get_time\"}"]);
         assert_eq!(sent, ["", ""]);
-        assert_eq!(end, Ok(vec![call("get_time", "{}")]));
+        assert_eq!(calls, [call("get_time", "{}")]);
         // Held text that is no call goes out at the end.
-        let (sent, end) = streamed(&["It is <tool", " sunny"]);
+        let (sent, calls, end) = streamed(&auto, &["It is <tool", " sunny"]);
         assert_eq!(sent, ["It is ", "<tool sunny"]);
-        assert_eq!(end, Err(String::new()));
-        let (sent, end) = streamed(&["{not a call", "}"]);
+        assert!(calls.is_empty());
+        assert_eq!(end, Ending::Text(String::new()));
+        let (sent, _, end) = streamed(&auto, &["{not a call", "}"]);
         assert_eq!(sent, ["", ""]);
-        assert_eq!(end, Err("{not a call}".into()));
+        assert_eq!(end, Ending::Text("{not a call}".into()));
+    }
+
+    #[test]
+    fn a_stream_sends_a_required_calls_name_once_whole_then_its_arguments_piece_by_piece() {
+        let required = tools(json!("required"));
+        let pieces = [
+            "[{\"name\": \"get_",
+            "weather\", \"arguments\": {\"ci",
+            "ty\": \"Par",
+            "is\"}}, {\"name\": \"get_time\", \"arguments\": {}}]",
+        ];
+        let mut hold = CallHold::new(&required, "x".into());
+        let sizes: Vec<usize> = pieces.iter().map(|p| hold.push(p).1.len()).collect();
+        // Nothing until the first name is whole; then a piece a push.
+        assert_eq!(sizes, [0, 1, 1, 2]);
+        let (texts, calls, end) = streamed(&required, &pieces);
+        assert!(texts.iter().all(String::is_empty));
+        let whole = required.read_calls(&pieces.concat()).unwrap();
+        assert_eq!(calls, whole.calls);
+        assert_eq!(calls[0], call("get_weather", "{\"city\": \"Paris\"}"));
+        assert_eq!(
+            end,
+            Ending::Calls {
+                pieces: Vec::new(),
+                whole: true
+            }
+        );
+        // Cut short, it keeps what it began, as the whole answer does.
+        let (_, cut, end) = streamed(&required, &pieces[..3]);
+        assert_eq!(cut, [call("get_weather", "{\"city\": \"Par")]);
+        assert_eq!(
+            cut,
+            required.read_calls(&pieces[..3].concat()).unwrap().calls
+        );
+        assert_eq!(
+            end,
+            Ending::Calls {
+                pieces: Vec::new(),
+                whole: false
+            }
+        );
+        assert_eq!(
+            required.finish_reason(FinishReason::Length, false),
+            "length"
+        );
+        assert_eq!(required.finish_reason(FinishReason::Stop, false), "stop");
+        assert_eq!(
+            required.finish_reason(FinishReason::Stop, true),
+            "tool_calls"
+        );
+        // Cut before a name was whole, it is text.
+        let (_, none, end) = streamed(&required, &pieces[..1]);
+        assert!(none.is_empty());
+        assert_eq!(end, Ending::Text(pieces[0].into()));
+    }
+
+    #[test]
+    fn a_named_functions_arguments_stream_from_the_first_piece() {
+        let named = tools(json!({"type": "function", "function": {"name": "get_weather"}}));
+        let (_, calls, end) = streamed(&named, &[" {\"city\"", ": \"Rome\"}"]);
+        assert_eq!(calls, [call("get_weather", "{\"city\": \"Rome\"}")]);
+        assert!(matches!(end, Ending::Calls { whole: true, .. }));
+        assert_eq!(named.finish_reason(FinishReason::Stop, true), "stop");
     }
 }
