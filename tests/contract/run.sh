@@ -53,7 +53,7 @@ args=(
     --phases examples,coverage,fuzzing,stateful
     --seed "$SEED"
     --workers 1
-    --request-timeout 30
+    --request-timeout 150
     --wait-for-schema 30
     --report junit,json
     --report-junit-path "$REPORT/junit.xml"
