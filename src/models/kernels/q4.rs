@@ -43,7 +43,10 @@
 //!   its reusable activation buffers.
 //! * **Weight traffic.** One block of up to 8 (`Int8`), 4 (`F32`; 3 on AVX2) rows reads the
 //!   weights once; more rows run block after block inside groups of tiles of about 256 KiB, so
-//!   that the re-reads hit L2. A kernel call covers one tile (16 columns; four at one or two
+//!   that the re-reads hit L2. From [`BAND_ROWS`] rows (a prompt), `F32` on AVX-512 instead
+//!   dequantizes each band of about 256 KiB of f32 weights once and runs every row over it
+//!   with an f32 kernel (8 rows × 48 columns a call): the block kernels would dequantize each
+//!   weight again for every 4 rows, and spend two loads an FMA on doing so. A kernel call covers one tile (16 columns; four at one or two
 //!   rows on VNNI, so that four streams of weights are in flight) and a row block, the whole
 //!   depth, with software prefetches per cache line of its stream, `PREFETCH` bytes ahead
 //!   into L2 and `PREFETCH_L1` into L1: near a tile's end, into the start of the tile that
@@ -89,6 +92,11 @@ const SCALES: usize = 32;
 const BLOCK_ROWS_INT8: usize = 8;
 const BLOCK_ROWS_F32: usize = 4;
 const BLOCK_ROWS_F32_AVX2: usize = 3;
+/// Rows from which an `F32` product on AVX-512 runs in dequantized bands (module docs): more
+/// than a batched decode step's 8, so that decode steps keep the block kernels.
+const BAND_ROWS: usize = 9;
+/// Bytes of f32 weights a band holds at most: it stays in L2 while every row runs over it.
+const BAND_BYTES: usize = 262_144;
 /// Software prefetch distance ahead of each tile's stream, in bytes (0 = off): the far
 /// prefetches fill L2 (`T1`), and a near one, `PREFETCH_L1` ahead, moves the codes on into L1.
 /// With one far prefetch into L1 instead, one thread read ~11–14 GB/s (AMD Zen 4), where
@@ -680,9 +688,59 @@ impl Q4Linear {
             return;
         }
         match activations {
-            Activations::F32 => self.matmul_f32(F32Kernel::of(path), x, m, bias, out),
+            Activations::F32 => self.matmul_f32_any(F32Kernel::of(path), x, m, bias, out),
             Activations::Int8 => self.matmul_int8(path, x, m, bias, out),
         }
+    }
+
+    /// The `F32` product: in bands from [`BAND_ROWS`] rows on AVX-512, else in blocks.
+    fn matmul_f32_any(
+        &self,
+        kernel: F32Kernel,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if kernel == F32Kernel::Avx512 && m >= BAND_ROWS {
+            return self.matmul_f32_bands(x, m, bias, out);
+        }
+        self.matmul_f32(kernel, x, m, bias, out)
+    }
+
+    /// The `F32` product in bands of tiles, each dequantized once into a per-thread buffer
+    /// and run over every row; the bands are split over the current pool's threads.
+    #[cfg(target_arch = "x86_64")]
+    fn matmul_f32_bands(&self, x: &[f32], m: usize, bias: Option<&[f32]>, out: &mut [f32]) {
+        let job = Job {
+            x: x.as_ptr(),
+            ..self.job(bias, out)
+        };
+        let tile_floats = avx512::band_tile_floats(&job);
+        let band_tiles = (BAND_BYTES / (4 * tile_floats)).max(1);
+        let tiles = self.n.div_ceil(TILE);
+        run_chunks([tiles.div_ceil(band_tiles)], |_, band_index| {
+            let first = band_index * band_tiles;
+            let band_range = first..(first + band_tiles).min(tiles);
+            let mut buffer = BAND.with(Cell::take);
+            // Whole cache lines: a tile's step is one 64-byte load.
+            let floats = band_range.len() * tile_floats;
+            buffer.resize(floats + 16, 0.0);
+            let start = buffer.as_ptr().align_offset(64);
+            let band = buffer[start..start + floats].as_mut_ptr();
+            // SAFETY: avx512f, avx2, fma and f16c were detected (`F32Kernel::Avx512`); the band
+            // holds these tiles, `x` is `[m, k]` (checked in `matmul_with`), and each band
+            // writes its own columns.
+            unsafe {
+                avx512::dequantize(&job, band_range.clone(), band);
+                for row0 in (0..m).step_by(avx512::BAND_BLOCK_ROWS) {
+                    let mr = (m - row0).min(avx512::BAND_BLOCK_ROWS);
+                    avx512::band_block(&job, band, mr, band_range.clone(), row0);
+                }
+            }
+            BAND.with(|c| c.set(buffer));
+        });
     }
 
     fn matmul_f32(
@@ -825,7 +883,7 @@ pub fn matmul_many_with<const N: usize>(
     match activations {
         Activations::F32 => {
             for (w, bias, out) in parts {
-                w.matmul_f32(F32Kernel::of(path), x, m, bias, out);
+                w.matmul_f32_any(F32Kernel::of(path), x, m, bias, out);
             }
         }
         Activations::Int8 => matmul_many_int8(path, x, m, k, parts),
@@ -873,6 +931,8 @@ fn matmul_many_int8<const N: usize>(
 thread_local! {
     /// Reusable buffer for the AVX2 `F32` kernel's padded, quad-doubled activations.
     static XD: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    /// Reusable buffer for a band of dequantized weights.
+    static BAND: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     /// Reusable buffers for `Int8`'s quantized activations.
     static XQ: Cell<QuantizedRows> = const { Cell::new(QuantizedRows::EMPTY) };
 }
@@ -1004,7 +1064,8 @@ struct Job {
     out: *mut f32,
     /// Null when there is no bias.
     bias: *const f32,
-    /// AVX2 `F32` only: rows of `2·32·kb` floats, each group of 4 inputs twice.
+    /// `F32`: on AVX2 and AVX-512 rows of `copies·32·kb` floats, each group of 4 inputs
+    /// repeated; for the bands, `x` itself (rows of `k`).
     x: *const f32,
     /// `Int8` only: quantized rows of `32·kb` codes, and per row `kb` block scales, scaled sums
     /// (for `Offset` blocks' `m`) and integer sums (for `Symmetric` blocks' `−8`).
@@ -1387,15 +1448,23 @@ mod tests {
     #[test]
     fn f32_matches_reference() {
         let mut rng = Rng(3);
-        for (k, n) in [(96, 37), (70, 45), (32, 16)] {
+        // (2048, 70): bands of two tiles, so three bands; from 9 rows AVX-512 runs in bands,
+        // 17 and 24 rows in several blocks of 8.
+        for (k, n) in [(96, 37), (70, 45), (32, 16), (2048, 70)] {
             let w = Q4Linear::quantize(&rng.vec(k * n), k, n, SourceLayout::OutIn);
+            let offset = (k % QK == 0)
+                .then(|| Q4Linear::from_q4_1(&gguf_bytes(&mut rng, true, k, n), k, n, None));
             let bias = rng.vec(n);
-            for m in 1..=13 {
+            for (w, m) in [&w]
+                .into_iter()
+                .chain(&offset)
+                .flat_map(|w| (1..=13).chain([17, 24]).map(move |m| (w, m)))
+            {
                 let x = rng.vec(m * k);
                 for bias in [None, Some(bias.as_slice())] {
-                    let (want, mag) = reference(&w, &x, m, bias);
-                    let auto = run(&w, KernelPath::Auto, Activations::F32, &x, m, bias);
-                    let portable = run(&w, KernelPath::Portable, Activations::F32, &x, m, bias);
+                    let (want, mag) = reference(w, &x, m, bias);
+                    let auto = run(w, KernelPath::Auto, Activations::F32, &x, m, bias);
+                    let portable = run(w, KernelPath::Portable, Activations::F32, &x, m, bias);
                     for i in 0..m * n {
                         let tol = 1e-5 * mag[i] + 1e-6;
                         for got in [auto[i], portable[i]] {

@@ -144,3 +144,170 @@ unsafe fn kernel<const MR: usize>(job: &Job, t: usize, row0: usize) {
         }
     }
 }
+
+/// Floats one tile of a band takes: `[kk][16 columns]` for every input of its blocks.
+pub(super) fn band_tile_floats(job: &Job) -> usize {
+    job.kb * QK * TILE
+}
+
+/// Writes tiles `tiles` of `job`'s weights, dequantized, to `band` as `[tile][kk][16 columns]`
+/// f32 ([`band_tile_floats`] a tile): each weight exactly `d·q + m`, the value
+/// `Q4Linear::weight` gives (the padding past `k` holds `m`, never read).
+///
+/// # Safety
+/// The CPU must support avx512f, avx2, fma and f16c; `tiles` must be tiles of `job`'s
+/// weights and `band` must hold `tiles.len()` band tiles.
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+pub(super) unsafe fn dequantize(job: &Job, tiles: Range<usize>, band: *mut f32) {
+    let nibble = _mm512_set1_epi32(15);
+    // Lanes [column][input] → [input][column]: 128-bit lane i gets input i of the 4 columns.
+    let by_input = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    let tile_floats = band_tile_floats(job);
+    // SAFETY: forwarded from the caller: every cell read is one of the tiles' blocks, every
+    // store inside the band.
+    unsafe {
+        for (i, t) in tiles.enumerate() {
+            for b in 0..job.kb {
+                let (cell, scales) = job.block(t, b, false, 1);
+                let (d, m) = scales_offsets(scales, job.geometry.offsets);
+                let dst = band.add(i * tile_floats + b * QK * TILE);
+                for line in 0..4 {
+                    // Quarter q of the line: columns 4q..4q+4, 4 inputs each; after the
+                    // permute, lane i holds input i of those columns.
+                    let mut low = [_mm512_setzero_si512(); 4];
+                    let mut high = [_mm512_setzero_si512(); 4];
+                    for q in 0..4 {
+                        let v = _mm512_cvtepu8_epi32(_mm_loadu_si128(
+                            cell.add(64 * line + 16 * q).cast(),
+                        ));
+                        low[q] = _mm512_permutexvar_epi32(by_input, _mm512_and_si512(v, nibble));
+                        high[q] = _mm512_permutexvar_epi32(by_input, _mm512_srli_epi32::<4>(v));
+                    }
+                    // Low nibbles are inputs 4·line.., high ones 16 + 4·line.. of the block.
+                    for (codes, first) in [(low, 4 * line), (high, 16 + 4 * line)] {
+                        // Lane i of quarter q → lane q of input i: a 4 × 4 transpose of lanes.
+                        let q01_low = _mm512_shuffle_i32x4::<0x44>(codes[0], codes[1]);
+                        let q01_high = _mm512_shuffle_i32x4::<0xee>(codes[0], codes[1]);
+                        let q23_low = _mm512_shuffle_i32x4::<0x44>(codes[2], codes[3]);
+                        let q23_high = _mm512_shuffle_i32x4::<0xee>(codes[2], codes[3]);
+                        let inputs = [
+                            _mm512_shuffle_i32x4::<0x88>(q01_low, q23_low),
+                            _mm512_shuffle_i32x4::<0xdd>(q01_low, q23_low),
+                            _mm512_shuffle_i32x4::<0x88>(q01_high, q23_high),
+                            _mm512_shuffle_i32x4::<0xdd>(q01_high, q23_high),
+                        ];
+                        for (input, codes) in inputs.into_iter().enumerate() {
+                            // d·q is exact, so the FMA gives exactly d·q + m.
+                            let w = _mm512_fmadd_ps(_mm512_cvtepi32_ps(codes), d, m);
+                            _mm512_storeu_ps(dst.add((first + input) * TILE), w);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Rows `row0..row0+mr` (`mr` in 1..=8) of `job`'s product for `tiles`, from a band of those
+/// tiles [`dequantize`]d at `band`, with `x` row-major: each output sums its column over k in
+/// order, one FMA a step, then adds the bias.
+///
+/// # Safety
+/// The CPU must support avx512f, avx2, fma and f16c; `band` must hold `tiles` dequantized,
+/// `job.x` the call's rows of `k` floats, and no other thread may write these tiles' columns.
+pub(super) unsafe fn band_block(
+    job: &Job,
+    band: *const f32,
+    mr: usize,
+    tiles: Range<usize>,
+    row0: usize,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match mr {
+            1 => band_rows::<1>(job, band, tiles, row0),
+            2 => band_rows::<2>(job, band, tiles, row0),
+            3 => band_rows::<3>(job, band, tiles, row0),
+            4 => band_rows::<4>(job, band, tiles, row0),
+            5 => band_rows::<5>(job, band, tiles, row0),
+            6 => band_rows::<6>(job, band, tiles, row0),
+            7 => band_rows::<7>(job, band, tiles, row0),
+            _ => band_rows::<8>(job, band, tiles, row0),
+        }
+    }
+}
+
+/// Rows a band kernel covers at most: 8 rows × 3 tiles is 24 accumulators, 3 weight vectors
+/// and a broadcast, 28 of the 32 registers.
+pub(super) const BAND_BLOCK_ROWS: usize = 8;
+
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+unsafe fn band_rows<const MR: usize>(
+    job: &Job,
+    band: *const f32,
+    tiles: Range<usize>,
+    row0: usize,
+) {
+    let tile_floats = band_tile_floats(job);
+    let mut t = tiles.start;
+    // SAFETY: forwarded from `band_block`; each call stays inside the band's tiles.
+    unsafe {
+        let at = |t: usize| band.add((t - tiles.start) * tile_floats);
+        while t + 3 <= tiles.end {
+            band_kernel::<MR, 3>(job, at(t), t, row0);
+            t += 3;
+        }
+        match tiles.end - t {
+            2 => band_kernel::<MR, 2>(job, at(t), t, row0),
+            1 => band_kernel::<MR, 1>(job, at(t), t, row0),
+            _ => {}
+        }
+    }
+}
+
+/// `MR` rows × `P` tiles from tile `tile0`, whose band starts at `w`.
+#[inline(never)]
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+unsafe fn band_kernel<const MR: usize, const P: usize>(
+    job: &Job,
+    w: *const f32,
+    tile0: usize,
+    row0: usize,
+) {
+    let (k, n, tile_floats) = (job.k, job.n, band_tile_floats(job));
+    let mut acc = [[_mm512_setzero_ps(); P]; MR];
+    // SAFETY: forwarded from `band_rows`: rows row0..row0+MR of x and the band's P tiles are in
+    // bounds; the stores are masked to the real columns.
+    unsafe {
+        let x = job.x.add(row0 * k);
+        for kk in 0..k {
+            let mut wv = [_mm512_setzero_ps(); P];
+            for p in 0..P {
+                wv[p] = _mm512_loadu_ps(w.add(p * tile_floats + kk * TILE));
+            }
+            for r in 0..MR {
+                let xb = _mm512_set1_ps(*x.add(r * k + kk));
+                for p in 0..P {
+                    acc[r][p] = _mm512_fmadd_ps(wv[p], xb, acc[r][p]);
+                }
+            }
+        }
+        for p in 0..P {
+            let c0 = (tile0 + p) * TILE;
+            let valid: __mmask16 = if n - c0 >= TILE {
+                0xffff
+            } else {
+                (1 << (n - c0)) - 1
+            };
+            let bias =
+                (!job.bias.is_null()).then(|| _mm512_maskz_loadu_ps(valid, job.bias.add(c0)));
+            for r in 0..MR {
+                let mut v = acc[r][p];
+                if let Some(bias) = bias {
+                    v = _mm512_add_ps(v, bias);
+                }
+                _mm512_mask_storeu_ps(job.out.add((row0 + r) * n + c0), valid, v);
+            }
+        }
+    }
+}
