@@ -13,8 +13,9 @@ use common::server::{demo_models, TestServer};
 /// with a few tokens of markup around it, and has no bound on how many it holds: the chat
 /// routes' 422 for one past 4096 tokens counts as accepting (schemathesis.toml). 4096 holds
 /// what generated cases carry (the largest seen rendered to 2971 tokens) while keeping the
-/// longest prompt a few seconds of SmolLM2's time, within the 120 s timeout even while other
-/// tests share the cores (at 8184 a 1718-token case outran the 20 s this was, in CI).
+/// longest prompt to about 11 s of SmolLM2's time alone (benches/chat_prefill.py), well
+/// within the 120 s timeout even while other tests share the cores (a 1718-token case, 7 s
+/// alone then, outran the 20 s this was, in CI).
 const LIMITS: &str = "[limits]\nmax_input_chars = 64\nmax_input_tokens = 4096\nmax_new_tokens = 8\nrequest_timeout_ms = 120000\n";
 
 /// An admin's key, so that the traces are fuzzed too rather than only refused (a user's key
