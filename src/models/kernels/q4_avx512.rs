@@ -117,31 +117,17 @@ unsafe fn kernel<const MR: usize>(job: &Job, t: usize, row0: usize) {
                 }
             }
         }
-        let n = job.n;
         // After the pairwise sums, lane 4j + g holds column 4g + j.
         let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-        let c0 = t * TILE;
-        let valid: __mmask16 = if n - c0 >= TILE {
-            0xffff
-        } else {
-            (1 << (n - c0)) - 1
+        let pair = |x: __m512, y: __m512| {
+            _mm512_add_ps(
+                _mm512_shuffle_ps::<0x88>(x, y),
+                _mm512_shuffle_ps::<0xdd>(x, y),
+            )
         };
-        let bias = (!job.bias.is_null()).then(|| _mm512_maskz_loadu_ps(valid, job.bias.add(c0)));
-        for r in 0..MR {
-            let a = &acc[r];
-            let pair = |x: __m512, y: __m512| {
-                _mm512_add_ps(
-                    _mm512_shuffle_ps::<0x88>(x, y),
-                    _mm512_shuffle_ps::<0xdd>(x, y),
-                )
-            };
-            let v = pair(pair(a[0], a[1]), pair(a[2], a[3]));
-            let mut v = _mm512_permutexvar_ps(order, v);
-            if let Some(bias) = bias {
-                v = _mm512_add_ps(v, bias);
-            }
-            _mm512_mask_storeu_ps(job.out.add((row0 + r) * n + c0), valid, v);
-        }
+        let sums =
+            acc.map(|a| _mm512_permutexvar_ps(order, pair(pair(a[0], a[1]), pair(a[2], a[3]))));
+        store_tile(job, t, row0, sums);
     }
 }
 
@@ -274,7 +260,7 @@ unsafe fn band_kernel<const MR: usize, const P: usize>(
     tile0: usize,
     row0: usize,
 ) {
-    let (k, n, tile_floats) = (job.k, job.n, band_tile_floats(job));
+    let (k, tile_floats) = (job.k, band_tile_floats(job));
     let mut acc = [[_mm512_setzero_ps(); P]; MR];
     // SAFETY: forwarded from `band_rows`: rows row0..row0+MR of x and the band's P tiles are in
     // bounds; the stores are masked to the real columns.
@@ -293,21 +279,44 @@ unsafe fn band_kernel<const MR: usize, const P: usize>(
             }
         }
         for p in 0..P {
-            let c0 = (tile0 + p) * TILE;
-            let valid: __mmask16 = if n - c0 >= TILE {
-                0xffff
-            } else {
-                (1 << (n - c0)) - 1
-            };
-            let bias =
-                (!job.bias.is_null()).then(|| _mm512_maskz_loadu_ps(valid, job.bias.add(c0)));
-            for r in 0..MR {
-                let mut v = acc[r][p];
-                if let Some(bias) = bias {
-                    v = _mm512_add_ps(v, bias);
-                }
-                _mm512_mask_storeu_ps(job.out.add((row0 + r) * n + c0), valid, v);
+            store_tile(
+                job,
+                tile0 + p,
+                row0,
+                std::array::from_fn::<_, MR, _>(|r| acc[r][p]),
+            );
+        }
+    }
+}
+
+/// Stores `sums` (row `row0 + r`'s 16 sums for tile `t`'s columns) plus the bias: only the
+/// tile's real columns are read from `bias` and written to `out`.
+///
+/// # Safety
+/// The CPU must support avx512f; the rows and tile must be the call's, and no other thread
+/// may write the tile's columns.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn store_tile<const MR: usize>(
+    job: &Job,
+    t: usize,
+    row0: usize,
+    sums: [__m512; MR],
+) {
+    let (n, c0) = (job.n, t * TILE);
+    let valid: __mmask16 = if n - c0 >= TILE {
+        0xffff
+    } else {
+        (1 << (n - c0)) - 1
+    };
+    // SAFETY: forwarded from the caller; the masks keep every access inside `bias` and `out`.
+    unsafe {
+        let bias = (!job.bias.is_null()).then(|| _mm512_maskz_loadu_ps(valid, job.bias.add(c0)));
+        for (r, mut v) in sums.into_iter().enumerate() {
+            if let Some(bias) = bias {
+                v = _mm512_add_ps(v, bias);
             }
+            _mm512_mask_storeu_ps(job.out.add((row0 + r) * n + c0), valid, v);
         }
     }
 }

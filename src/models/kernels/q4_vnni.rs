@@ -17,8 +17,8 @@
 // Index loops over the small const-sized register arrays read better than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
-use super::avx512::scales_offsets;
-use super::{Job, QK, TILE};
+use super::avx512::{scales_offsets, store_tile};
+use super::{Job, QK};
 use std::arch::x86_64::*;
 use std::ops::Range;
 
@@ -146,24 +146,13 @@ unsafe fn kernel<const MR: usize, const T: usize, const OFFSETS: bool>(
                 }
             }
         }
-        let n = job.n;
         for u in 0..T {
-            let c0 = (t0 + u) * TILE;
-            // Only the tile's real columns are read from `bias` and written to `out`.
-            let valid: __mmask16 = if n - c0 >= TILE {
-                0xffff
-            } else {
-                (1 << (n - c0)) - 1
-            };
-            let bias =
-                (!job.bias.is_null()).then(|| _mm512_maskz_loadu_ps(valid, job.bias.add(c0)));
-            for r in 0..MR {
-                let mut v = acc[r][u];
-                if let Some(bias) = bias {
-                    v = _mm512_add_ps(v, bias);
-                }
-                _mm512_mask_storeu_ps(job.out.add((row0 + r) * n + c0), valid, v);
-            }
+            store_tile(
+                &job,
+                t0 + u,
+                row0,
+                std::array::from_fn::<_, MR, _>(|r| acc[r][u]),
+            );
         }
     }
 }
