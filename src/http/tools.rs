@@ -405,7 +405,7 @@ pub(super) struct CallHold {
     held: String,
     /// Whether any text but white space has been sent (a JSON call opens the answer only).
     opened: bool,
-    /// A call may have begun: all that comes is held.
+    /// Under `auto`, a call may have begun: all that comes is held.
     capturing: bool,
     /// A constrained answer's shape, by which its calls are read as they are written.
     written: Option<Written>,
@@ -421,7 +421,7 @@ impl CallHold {
         Self {
             held: String::new(),
             opened: false,
-            capturing: written.is_some(),
+            capturing: false,
             written,
             sent: Vec::new(),
             ids,

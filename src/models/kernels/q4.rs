@@ -45,12 +45,13 @@
 //!   weights once; more rows run block after block inside groups of tiles of about 256 KiB, so
 //!   that the re-reads hit L2. From [`BAND_ROWS`] rows (a prompt), `F32` on AVX-512 instead
 //!   dequantizes each band of about 256 KiB of f32 weights once and runs every row over it
-//!   with an f32 kernel (8 rows × 48 columns a call): the block kernels would dequantize each
-//!   weight again for every 4 rows, and spend two loads an FMA on doing so. A kernel call covers one tile (16 columns; four at one or two
-//!   rows on VNNI, so that four streams of weights are in flight) and a row block, the whole
-//!   depth, with software prefetches per cache line of its stream, `PREFETCH` bytes ahead
-//!   into L2 and `PREFETCH_L1` into L1: near a tile's end, into the start of the tile that
-//!   stream reads next.
+//!   with an f32 kernel (8 rows × 48 columns a call, each column summed over k in order):
+//!   the block kernels would dequantize each weight again for every 4 rows, and spend two
+//!   loads an FMA on doing so. A block kernel call covers one tile (16 columns; four at one
+//!   or two rows on VNNI, so that four streams of weights are in flight) and a row block, the
+//!   whole depth, with software prefetches per cache line of its stream, `PREFETCH` bytes
+//!   ahead into L2 and `PREFETCH_L1` into L1: near a tile's end, into the start of the tile
+//!   that stream reads next.
 //! * **SIMD paths**, detected at run time (checked once, cached, see [`simd_path`]): `F32` on
 //!   AVX-512 F where present, else on AVX2 + FMA + F16C (the two give the same bits); `Int8` on
 //!   AVX-512 F + VL + VNNI (512-bit `vpdpbusd`: twice the multiply-adds per cycle of the 256-bit
