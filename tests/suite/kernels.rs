@@ -223,6 +223,13 @@ fn deep_k_grouped_rows() {
     check_shape(2048, 72, &[1, 6, 8, 9, 17]);
 }
 
+/// Prompts' rows: in blocks of 32 (two AMX tiles of 16 where AMX runs them) and their
+/// remainders, over a depth with whole 64-byte steps and a tail of 8 k.
+#[test]
+fn prompt_rows_in_blocks_and_remainders() {
+    check_shape(200, 40, &[9, 16, 24, 32, 33, 47, 70]);
+}
+
 #[test]
 fn gpt2_qkv_shape() {
     check_shape(768, 2304, &MS);
@@ -317,15 +324,21 @@ fn w8a8_rows_of_zeros_give_the_bias_and_a_non_finite_row_gives_nans_alone() {
     let w = Rng(4).vec(k * n, 1.0);
     let bias: Vec<f32> = (0..n).map(|j| j as f32).collect();
     let p = PackedLinear::pack_f32(&w, k, n, SourceLayout::InOut, Dtype::W8a8);
-    let mut x = Rng(6).vec(3 * k, 1.0);
-    x[..k].fill(0.0);
-    x[k + 5] = f32::NAN;
-    for path in [KernelPath::Auto, KernelPath::Portable] {
-        let mut y = vec![0f32; 3 * n];
-        p.matmul_with(path, &x, 3, Some(&bias), &mut y);
-        assert_eq!(y[..n], bias[..], "{path:?}");
-        assert!(y[n..2 * n].iter().all(|v| v.is_nan()), "{path:?}");
-        assert!(y[2 * n..].iter().all(|v| v.is_finite()), "{path:?}");
+    // A decode step's few rows, and a prompt's many (AMX's tiles, where it runs).
+    for m in [3, 20] {
+        let mut x = Rng(6).vec(m * k, 1.0);
+        x[..k].fill(0.0);
+        x[k + 5] = f32::NAN;
+        for path in [KernelPath::Auto, KernelPath::Portable] {
+            let mut y = vec![0f32; m * n];
+            p.matmul_with(path, &x, m, Some(&bias), &mut y);
+            assert_eq!(y[..n], bias[..], "{m} rows, {path:?}");
+            assert!(y[n..2 * n].iter().all(|v| v.is_nan()), "{m} rows, {path:?}");
+            assert!(
+                y[2 * n..].iter().all(|v| v.is_finite()),
+                "{m} rows, {path:?}"
+            );
+        }
     }
 }
 
@@ -399,6 +412,7 @@ fn zero_rows_and_path_name() {
     let p = PackedLinear::pack_f32(&[1.0; 6], 2, 3, SourceLayout::InOut, Dtype::F16);
     p.matmul(&[], 0, None, &mut []);
     let paths = [
+        "avx2+fma+f16c+avx512f+avx512vnni+amx-int8",
         "avx2+fma+f16c+avx512f+avx512vnni",
         "avx2+fma+f16c+avx512f",
         "avx2+fma+f16c",

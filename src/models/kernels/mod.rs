@@ -41,7 +41,10 @@
 //!   even/odd split). Results do not depend on the number of threads. See [`simd_path`].
 //! * bf16 → f32 is a 16-bit left shift; f16 → f32 uses F16C; int8 → f32 is `cvtepi8` + `cvtdq2ps`.
 //! * **`W8a8`** runs on AVX-512 VNNI where detected (`vnni.rs`: rows 1–6 × 4 tiles), else on a
-//!   portable integer kernel; both give the same bits (exact sums, the same epilogue).
+//!   portable integer kernel; from 9 rows (a prompt, a classifier's text) on Intel AMX where
+//!   the CPU has it and the OS grants it (`amx.rs`: 32 rows × 2 tiles a call, each row block
+//!   running over its chunk's whole stretch of weights, whose activations stay in cache). All
+//!   give the same bits (exact sums, the same epilogue).
 
 use half::{bf16, f16};
 
@@ -52,6 +55,8 @@ use std::sync::OnceLock;
 use storage::WeightBuffer;
 
 pub mod activation;
+#[cfg(target_arch = "x86_64")]
+mod amx;
 pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -171,10 +176,32 @@ pub fn integer_dot_products() -> bool {
     })
 }
 
+/// Whether `W8a8` products of [`TILE_ROWS_FROM`] rows and more run on AMX tiles here
+/// (`amx.rs`; needs the VNNI kernels' features too, and the OS's leave). Checked once, cached.
+fn tile_dot_products() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        integer_dot_products() && amx::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Rows from which `W8a8` runs on AMX where it can: more than a batched decode step's 8, whose
+/// weights the VNNI kernels read once anyway (the bits are the same either way).
+const TILE_ROWS_FROM: usize = 9;
+
+/// Rows of an AMX activation tile, whole numbers of which the AMX kernels read.
+const AMX_TILE_ROWS: usize = 16;
+
 /// Name of the kernels that run-time detection picked: `"avx2+fma+f16c"` (with `"+avx512f"`
-/// for 3 rows and more, and `"+avx512vnni"` for w8a8, where present) or `"portable"`.
+/// for 3 rows and more, `"+avx512vnni"` for w8a8, and `"+amx-int8"` for w8a8's prompts, where
+/// present) or `"portable"`.
 pub fn simd_path() -> &'static str {
     match (detected(), wide_kernels(), integer_dot_products()) {
+        (Simd::Avx2, true, true) if tile_dot_products() => {
+            "avx2+fma+f16c+avx512f+avx512vnni+amx-int8"
+        }
         (Simd::Avx2, true, true) => "avx2+fma+f16c+avx512f+avx512vnni",
         (Simd::Avx2, true, false) => "avx2+fma+f16c+avx512f",
         (Simd::Avx2, false, _) => "avx2+fma+f16c",
@@ -779,10 +806,18 @@ fn matmul_w8a8<const N: usize>(
     parts: [Product<'_>; N],
 ) {
     let depth = TileLayout::of(Dtype::W8a8, k).depth;
+    let tiles = path == KernelPath::Auto && m >= TILE_ROWS_FROM && tile_dot_products();
+    // AMX reads activations in whole tiles of rows: the rows past `m` hold whatever an
+    // earlier call left, and their sums are dropped.
+    let padded_rows = if tiles {
+        m.next_multiple_of(AMX_TILE_ROWS)
+    } else {
+        m
+    };
     let (mut xq_buffer, mut scales_buffer, mut zeros_buffer) = XQ.with(Cell::take);
     // Every row's codes, scale and zero are written below; the padding's bytes meet zero
     // weights, so whatever an earlier call left there adds nothing.
-    let xq = reused(&mut xq_buffer, m * depth);
+    let xq = reused(&mut xq_buffer, padded_rows * depth);
     let row_scales = reused(&mut scales_buffer, m);
     let row_zeros = reused(&mut zeros_buffer, m);
     if x.len() < PARALLEL_ELEMENTS {
@@ -805,20 +840,36 @@ fn matmul_w8a8<const N: usize>(
             depth,
             ..w.job(bias, out)
         };
+        // AMX's products outrun the caches' reads of their operands: each row block's
+        // activations (32 rows) stay in L1/L2 while it runs over the chunk's whole stretch of
+        // weights, rather than every row of `x` streaming past each group of a few tiles.
+        #[cfg(target_arch = "x86_64")]
+        if tiles {
+            let tile_count = w.n.div_ceil(8);
+            let split = Split::new(tile_count, m, amx::BLOCK_ROWS, amx::STEP, tile_count);
+            return (w, job, split);
+        }
         (w, job, w.split(m, m.min(BLOCK_ROWS), 4))
     });
     let vnni = path == KernelPath::Auto && integer_dot_products();
     run_chunks(calls.each_ref().map(|(.., split)| split.chunks), |i, ci| {
         let (w, job, split) = &calls[i];
-        split.run(ci, |mr, tiles, row0| {
+        split.run(ci, |mr, tile_range, row0| {
+            #[cfg(target_arch = "x86_64")]
+            if tiles {
+                // SAFETY: AMX (with the VNNI kernels' features) was detected and permitted;
+                // the activations hold whole tiles of rows; blocks write disjoint columns.
+                unsafe { amx::block(job, mr, tile_range, row0) };
+                return;
+            }
             #[cfg(target_arch = "x86_64")]
             if vnni {
                 // SAFETY: avx512f, avx512vl and avx512vnni were detected; `job` describes
                 // valid buffers, and blocks write disjoint columns.
-                unsafe { vnni::block(job, mr, tiles.start, tiles.end, row0) };
+                unsafe { vnni::block(job, mr, tile_range.start, tile_range.end, row0) };
                 return;
             }
-            portable_w8a8(job, w.elems_ref(), mr, tiles, row0);
+            portable_w8a8(job, w.elems_ref(), mr, tile_range, row0);
         });
     });
     XQ.with(|c| c.set((xq_buffer, scales_buffer, zeros_buffer)));
@@ -929,7 +980,7 @@ fn quantize_row(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
         // SAFETY: avx2 was detected.
         return unsafe { quantize_row_avx2(row, dst) };
     }
-    quantize_row_each(row, dst)
+    quantize_row_each(row, dst, extremes)
 }
 
 /// The same loop compiled for AVX2 (it was 6 % of a w8a8 graph's profile in SSE2); the same
@@ -937,11 +988,52 @@ fn quantize_row(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn quantize_row_avx2(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
-    quantize_row_each(row, dst)
+    // SAFETY: avx2 is enabled here.
+    quantize_row_each(row, dst, |row| unsafe { extremes_avx2(row) })
+}
+
+/// A finite row's smallest and largest values, widened to hold 0: each only moves to a value
+/// strictly beyond it, so no −0 enters.
+fn extremes(row: &[f32]) -> (f32, f32) {
+    row.iter().fold((0.0f32, 0.0f32), |(lo, hi), &v| {
+        (if v < lo { v } else { lo }, if v > hi { v } else { hi })
+    })
+}
+
+/// [`extremes`] eight lanes at a time (one scalar chain was ~60 % of a BERT forward's
+/// quantizing): `vminps(v, lo)` is `v < lo ? v : lo`, the fold's own step, and every lane
+/// starts at 0, so the result is the fold's.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn extremes_avx2(row: &[f32]) -> (f32, f32) {
+    use std::arch::x86_64::*;
+    let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let lanes = row.chunks_exact(8);
+    let tail = lanes.remainder();
+    for lane in lanes {
+        // SAFETY: a lane is 8 values.
+        let v = unsafe { _mm256_loadu_ps(lane.as_ptr()) };
+        lo = _mm256_min_ps(v, lo);
+        hi = _mm256_max_ps(v, hi);
+    }
+    let mut both = [0.0f32; 16];
+    // SAFETY: `both` holds 16 values.
+    unsafe {
+        _mm256_storeu_ps(both.as_mut_ptr(), lo);
+        _mm256_storeu_ps(both.as_mut_ptr().add(8), hi);
+    }
+    // The lanes' lows are ≤ 0 and their highs ≥ 0: one fold over all of them and the tail.
+    let (lanes_lo, lanes_hi) = extremes(&both);
+    let (tail_lo, tail_hi) = extremes(tail);
+    (lanes_lo.min(tail_lo), lanes_hi.max(tail_hi))
 }
 
 #[inline(always)]
-fn quantize_row_each(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
+fn quantize_row_each(
+    row: &[f32],
+    dst: &mut [u8],
+    extremes: impl Fn(&[f32]) -> (f32, f32),
+) -> (f32, i32) {
     // Adding and subtracting 1.5·2²³ rounds to nearest (even) without a libm call.
     const ROUND: f32 = 12_582_912.0;
     // The largest |x| by its bits: for |x| they order as the values do, infinities and NaNs
@@ -954,10 +1046,8 @@ fn quantize_row_each(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
         dst.fill(0);
         return (f32::NAN, 0);
     }
-    // Finite from here, so plain comparisons order every value (and vectorise).
-    let (lo, hi) = row.iter().fold((0.0f32, 0.0f32), |(lo, hi), &v| {
-        (if v < lo { v } else { lo }, if v > hi { v } else { hi })
-    });
+    // Finite from here, so plain comparisons order every value.
+    let (lo, hi) = extremes(row);
     if hi == lo {
         dst.fill(0);
         return (0.0, 0);

@@ -83,25 +83,68 @@ unsafe fn kernel<const MR: usize, const T: usize>(job: &Job, tile0: usize, row0:
                 }
             }
         }
-        let n = job.n;
         for t in 0..T {
-            let c0 = (tile0 + t) * 8;
-            let valid = (n - c0).min(8);
-            // Padding columns have scale 0, column sum 0 and (below) bias 0.
-            let col_sums = _mm256_loadu_si256(job.col_sums.add(c0).cast());
-            let scales = _mm256_loadu_ps(job.scales.add(c0));
-            let bias = (!job.bias.is_null()).then(|| load_first(job.bias.add(c0), valid));
+            let epilogue = Epilogue::of(job, tile0 + t);
             for r in 0..MR {
-                let zero = _mm256_set1_epi32(*job.row_zeros.add(row0 + r));
-                let offset = _mm256_mullo_epi32(col_sums, zero);
-                let exact = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r][t], offset));
-                let scale = _mm256_mul_ps(_mm256_set1_ps(*job.row_scales.add(row0 + r)), scales);
-                let mut v = _mm256_mul_ps(exact, scale);
-                if let Some(bias) = bias {
-                    v = _mm256_add_ps(v, bias);
-                }
-                store_first(job.out.add((row0 + r) * n + c0), v, valid);
+                epilogue.store(job, row0 + r, acc[r][t]);
             }
+        }
+    }
+}
+
+/// What a tile's outputs need besides their sums: `w8a8_output`'s operations, in its order,
+/// on 8 columns at once. Shared with the AMX kernels, so both give the portable bits.
+pub(super) struct Epilogue {
+    /// The tile's first column.
+    c0: usize,
+    /// Its columns that exist (the last tile's others are padding).
+    valid: usize,
+    col_sums: __m256i,
+    scales: __m256,
+    bias: Option<__m256>,
+}
+
+impl Epilogue {
+    /// # Safety
+    /// The CPU must support avx2; `t` must be a tile of `job`'s `W8a8` weights.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn of(job: &Job, t: usize) -> Self {
+        let c0 = t * 8;
+        let valid = (job.n - c0).min(8);
+        // SAFETY: the scales and column sums are padded to whole tiles; the bias is read for
+        // the valid columns only.
+        unsafe {
+            Self {
+                c0,
+                valid,
+                // Padding columns have scale 0, column sum 0 and (below) bias 0.
+                col_sums: _mm256_loadu_si256(job.col_sums.add(c0).cast()),
+                scales: _mm256_loadu_ps(job.scales.add(c0)),
+                bias: (!job.bias.is_null()).then(|| load_first(job.bias.add(c0), valid)),
+            }
+        }
+    }
+
+    /// Stores row `r`'s outputs of the tile from their exact sums `acc`.
+    ///
+    /// # Safety
+    /// The CPU must support avx2; `r` must be a row of `job`, whose tile's columns no other
+    /// thread writes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn store(&self, job: &Job, r: usize, acc: __m256i) {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            let zero = _mm256_set1_epi32(*job.row_zeros.add(r));
+            let offset = _mm256_mullo_epi32(self.col_sums, zero);
+            let exact = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc, offset));
+            let scale = _mm256_mul_ps(_mm256_set1_ps(*job.row_scales.add(r)), self.scales);
+            let mut v = _mm256_mul_ps(exact, scale);
+            if let Some(bias) = self.bias {
+                v = _mm256_add_ps(v, bias);
+            }
+            store_first(job.out.add(r * job.n + self.c0), v, self.valid);
         }
     }
 }
