@@ -10,6 +10,7 @@ pub mod graph;
 pub mod histogram;
 pub mod http;
 pub mod loadtest;
+pub mod memory;
 pub mod models;
 pub mod telemetry;
 pub mod tls;

@@ -345,6 +345,8 @@ pub fn load_models(config: &Config, device: &SelectedDevice) -> Result<LoadedGra
     }
     check_labels(&config.graphs, &infos)?;
     check_chats(&config.graphs, &infos)?;
+    // Loaded: from here large blocks are a step's activations, kept for the next step.
+    crate::memory::for_serving();
     Ok(LoadedGraph {
         models,
         infos,
