@@ -13,8 +13,8 @@
 //!   prompt's or an encoder's run to megabytes a layer) stay in the heaps once freed, and the
 //!   next step reuses their pages. With fresh mappings each time, a 500-word BERT forward spent
 //!   about a third of its time in the kernel zeroing and mapping pages (docs/benchmarks.md). The
-//!   price: the process keeps the high-water mark of its activations resident (+31 MB after
-//!   500-word BERT requests) rather than returning it between requests.
+//!   price: the process keeps the high-water mark of its activations resident (+25–31 MB
+//!   after 500-word BERT requests) rather than returning it between requests.
 //!
 //! Elsewhere (another libc) both are no-ops.
 

@@ -37,8 +37,8 @@ const PREFETCH_CHUNKS: usize = 2;
 pub(super) fn available() -> bool {
     static AMX: OnceLock<bool> = OnceLock::new();
     *AMX.get_or_init(|| {
-        // A CPU whose highest leaf is below 7 answers with zeros or its highest leaf: no
-        // AMX bits either way on the CPUs that lack leaf 7 (all older than AMX).
+        // A CPU without leaf 7 (all older than AMX) answers with another leaf's bits; the
+        // OS's grant below, which needs the tile state in XSAVE, is the guard either way.
         let leaf7 = __cpuid_count(7, 0);
         let (tile, int8) = (leaf7.edx & (1 << 24) != 0, leaf7.edx & (1 << 25) != 0);
         tile && int8 && permitted()

@@ -99,8 +99,11 @@ pub(super) struct Epilogue {
     c0: usize,
     /// Its columns that exist (the last tile's others are padding).
     valid: usize,
+    /// The columns' `Σ q`, which take each row's zero point out of its sums.
     col_sums: __m256i,
+    /// The columns' weight scales, multiplied by each row's scale.
     scales: __m256,
+    /// The columns' bias, where the layer has one.
     bias: Option<__m256>,
 }
 
