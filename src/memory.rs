@@ -14,7 +14,8 @@
 //!   next step reuses their pages. With fresh mappings each time, a 500-word BERT forward spent
 //!   about a third of its time in the kernel zeroing and mapping pages (docs/benchmarks.md). The
 //!   price: the process keeps the high-water mark of its activations resident (+25–31 MB
-//!   after 500-word BERT requests) rather than returning it between requests.
+//!   after 500-word BERT requests) between requests; an engine idle for a while hands it
+//!   back ([`return_kept`]).
 //!
 //! Elsewhere (another libc) both are no-ops.
 
@@ -36,5 +37,16 @@ pub fn for_serving() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
+/// Hands the freed memory that [`for_serving`] keeps back to the system (every arena's free
+/// pages, not only their tops): for an engine that has had no work for a while, so that an
+/// idle server's resident memory falls back to its models and buffers.
+pub fn return_kept() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; glibc locks each arena to do so.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -2,8 +2,9 @@
 //! counters the engine keeps.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::histogram::{Histogram, BATCH, SECONDS};
 use crate::work::ActorError;
@@ -170,6 +171,11 @@ impl<J> Admission<J> {
     }
 }
 
+/// How long an engine waits idle before it hands the activations the allocator keeps for
+/// the next step back to the system (`memory::return_kept`): longer than the gaps of steady
+/// traffic, so that only a server left idle gives up the speed.
+const IDLE_BEFORE_RETURNING: Duration = Duration::from_secs(2);
+
 /// Takes what is waiting, up to `room` jobs; blocks for the first when `wait` is set.
 /// `None` means every sender is gone: the server stopped.
 pub fn take_jobs<J>(
@@ -180,7 +186,15 @@ pub fn take_jobs<J>(
 ) -> Option<Vec<J>> {
     let mut taken = Vec::new();
     if wait {
-        taken.push(jobs.recv().ok()?);
+        let first = match jobs.recv_timeout(IDLE_BEFORE_RETURNING) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                crate::memory::return_kept();
+                jobs.recv().ok()?
+            }
+            Err(RecvTimeoutError::Disconnected) => return None,
+        };
+        taken.push(first);
     }
     while taken.len() < room {
         match jobs.try_recv() {
@@ -190,4 +204,22 @@ pub fn take_jobs<J>(
     }
     stats.queued.fetch_sub(taken.len(), Ordering::AcqRel);
     Some(taken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_that_comes_after_the_idle_return_is_still_taken_and_a_closed_queue_ends_the_wait() {
+        let stats = EngineStats::default();
+        let (send, jobs) = sync_channel(1);
+        std::thread::spawn(move || {
+            std::thread::sleep(IDLE_BEFORE_RETURNING + Duration::from_millis(200));
+            send.send(7u32).unwrap();
+        });
+        stats.queued.fetch_add(1, Ordering::AcqRel);
+        assert_eq!(take_jobs(&jobs, &stats, 4, true), Some(vec![7]));
+        assert_eq!(take_jobs(&jobs, &stats, 4, true), None);
+    }
 }
