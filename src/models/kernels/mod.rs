@@ -1208,3 +1208,40 @@ fn portable<T: Copy>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The AVX2 extremes are the scalar fold's, bit for bit: lengths around the 8 lanes, rows
+    /// on one side of 0 or both, with −0 and ties.
+    #[test]
+    fn vector_extremes_are_the_folds() {
+        #[cfg(target_arch = "x86_64")]
+        if detected() == Simd::Avx2 {
+            let mut state = 7u64;
+            let mut next = || {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0
+            };
+            for len in [1, 7, 8, 9, 15, 16, 17, 33, 768] {
+                let mixed: Vec<f32> = (0..len).map(|_| next()).collect();
+                let negative: Vec<f32> = mixed.iter().map(|v| -v.abs()).collect();
+                let positive: Vec<f32> = mixed.iter().map(|v| v.abs()).collect();
+                let signed_zeros: Vec<f32> = (0..len).map(|i| [0.0, -0.0, 3.0][i % 3]).collect();
+                for row in [mixed, negative, positive, signed_zeros] {
+                    // SAFETY: avx2 was detected.
+                    let vector = unsafe { extremes_avx2(&row) };
+                    let (lo, hi) = extremes(&row);
+                    assert_eq!(
+                        (vector.0.to_bits(), vector.1.to_bits()),
+                        (lo.to_bits(), hi.to_bits()),
+                        "{row:?}"
+                    );
+                }
+            }
+        }
+    }
+}
