@@ -138,6 +138,12 @@ pub struct GenerationRequest {
     /// Model routes only, with `logprobs`: report the prompt's tokens' too, each under the
     /// logits of the position before it.
     pub prompt_logprobs: Option<bool>,
+    /// Model routes only (a graph's generators have vocabularies of their own): token id (as
+    /// a string: its decimal digits) to a bias from −100 to 100 added to its logit before
+    /// each pick, as OpenAI's (at most 1024 ids, each in the model's vocabulary; the model
+    /// loaded on this server).
+    #[schema(value_type = Option<Object>)]
+    pub logit_bias: Option<serde_json::Map<String, serde_json::Value>>,
     /// Model routes only: `{"type": "json_object"}` keeps the continuation a JSON object
     /// (JSON mode), `{"type": "json_schema", "json_schema": {"name", "schema"}}` a value of
     /// the schema (README: JSON mode); `{"type": "text"}`, the default, any text.
@@ -1206,6 +1212,9 @@ pub struct ChatGenerationRequest {
     #[schema(minimum = 0, maximum = 20)]
     #[serde(default, deserialize_with = "integral")]
     pub logprobs: Option<usize>,
+    /// As `/generate`'s.
+    #[schema(value_type = Option<Object>)]
+    pub logit_bias: Option<serde_json::Map<String, serde_json::Value>>,
     /// As `/generate`'s: the answer a JSON object, or a value of a schema.
     #[schema(value_type = Option<Object>)]
     pub response_format: Option<ResponseFormat>,
@@ -1233,6 +1242,7 @@ impl ChatGenerationRequest {
             stop: self.stop.clone(),
             logprobs: self.logprobs,
             prompt_logprobs: None,
+            logit_bias: self.logit_bias.clone(),
             response_format: self.response_format.clone(),
         }
     }

@@ -30,11 +30,12 @@ use super::api::{
 };
 use super::completion::{
     before_stop, chat_logprobs, check_n, check_sampling, choice_params, finish_reason,
-    least_tokens, logit_bias, named_as_openai, record, usage, Frame, StopHold,
+    least_tokens, named_as_openai, record, usage, Frame, StopHold,
 };
 use super::error::ApiError;
 use super::model_calls::{
-    check_messages, check_room, conversation, find_generator, require_chat_template, GenerationCall,
+    check_messages, check_room, conversation, find_generator, logit_bias, require_chat_template,
+    GenerationCall,
 };
 use super::request::{call_context, generation_params, read_json, TRACE_ID_HEADER};
 use super::sse::event_stream;
@@ -141,6 +142,8 @@ pub(super) async fn chat_completions(
             stop: request.stop.clone().map(|s| s.into_vec()),
             logprobs: (request.logprobs == Some(true)).then(|| request.top_logprobs.unwrap_or(0)),
             prompt_logprobs: None,
+            // Checked below against this generator's vocabulary.
+            logit_bias: None,
             response_format: Some(
                 tools.response_format(request.response_format.unwrap_or_default())?,
             ),

@@ -4,22 +4,18 @@
 
 use std::time::Instant;
 
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
 use super::api::{
     ChatLogprobs, ChatTokenLogprob, ChatTopLogprob, CompletionLogprobs, CompletionUsage,
 };
 use super::error::ApiError;
-use super::model_calls::{generation_attributes, local_token_bounds};
+use super::model_calls::generation_attributes;
 use super::state::AppState;
 use crate::actors::{CallContext, Generated};
 use crate::models::logprobs::{PromptLogprobs, TokenLogprob};
-use crate::models::sampling::MAX_LOGIT_BIAS;
 use crate::models::{FinishReason, GenerationParams};
 use crate::telemetry::traces::model_trace;
-
-/// Most tokens one request's `logit_bias` may name.
-pub(super) const MAX_LOGIT_BIAS_TOKENS: usize = 1024;
 
 /// Refuses, in one 422, `unsupported` (what the route found); then checks the temperature
 /// against OpenAI's range.
@@ -65,49 +61,6 @@ pub(super) fn least_tokens(
         Some(true) => Some(max_tokens),
         _ => min_tokens,
     }
-}
-
-/// `logit_bias` as sent, as the sampler takes it. Only for `model` loaded
-/// on this server, whose vocabulary the ids must be in: each key a token id in decimal digits
-/// (no sign, no leading zero), each value a number from −100 to 100.
-pub(super) fn logit_bias(
-    state: &AppState,
-    model: &str,
-    sent: Option<&Map<String, Value>>,
-) -> Result<Vec<(u32, f32)>, ApiError> {
-    let Some(sent) = sent.filter(|bias| !bias.is_empty()) else {
-        return Ok(Vec::new());
-    };
-    if sent.len() > MAX_LOGIT_BIAS_TOKENS {
-        return Err(ApiError::Validation(format!(
-            "logit_bias: {} tokens; at most {MAX_LOGIT_BIAS_TOKENS}",
-            sent.len()
-        )));
-    }
-    let max_id = local_token_bounds(state, model, "logit_bias")?.max_id;
-    let most = f64::from(MAX_LOGIT_BIAS);
-    sent.iter()
-        .map(|(key, value)| {
-            let id = key
-                .parse::<u32>()
-                .ok()
-                .filter(|&id| id.to_string() == *key && id as usize <= max_id)
-                .ok_or_else(|| {
-                    ApiError::Validation(format!(
-                        "logit_bias: {key:?} is not a token id of the model's vocabulary (0 to {max_id})"
-                    ))
-                })?;
-            let value = value
-                .as_f64()
-                .filter(|v| (-most..=most).contains(v))
-                .ok_or_else(|| {
-                    ApiError::Validation(format!(
-                        "logit_bias: token {id}'s bias {value} is not a number from -{most} to {most}"
-                    ))
-                })?;
-            Ok((id, value as f32))
-        })
-        .collect()
 }
 
 /// One `data:` line of a streamed completion (or chat completion).

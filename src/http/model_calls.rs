@@ -1,14 +1,14 @@
 //! Calling one model for a route: finding it by name and role, checking its queue, running
 //! a generation or embeddings within the deadline, the timings and trace attributes; and the
-//! checks of a conversation for a chat. The per-model routes (`model_routes.rs`),
-//! `/v1/completions` (`openai.rs`), `/v1/chat/completions` (`chat.rs`) and `/v1/embeddings`
-//! (`embeddings.rs`) share it.
+//! checks of a conversation for a chat and of a `logit_bias` against the model's vocabulary.
+//! The per-model routes (`model_routes.rs`), `/v1/completions` (`openai.rs`),
+//! `/v1/chat/completions` (`chat.rs`) and `/v1/embeddings` (`embeddings.rs`) share it.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures_util::future::try_join_all;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
 use super::api::{
@@ -21,6 +21,7 @@ use crate::engine::generation::TokenEvent;
 use crate::graph::loader::ModelHandle;
 use crate::graph::Named;
 use crate::models::chat::ChatMessage;
+use crate::models::sampling::MAX_LOGIT_BIAS;
 use crate::models::{Generation, GenerationParams, Prompt};
 use crate::telemetry::traces::model_trace;
 use crate::work::WorkSpan;
@@ -419,6 +420,52 @@ fn template_call(call: &ToolCall, field: &str) -> Result<Value, ApiError> {
         "type": "function",
         "function": {"name": call.function.name, "arguments": arguments},
     }))
+}
+
+/// Most tokens one request's `logit_bias` may name.
+pub(super) const MAX_LOGIT_BIAS_TOKENS: usize = 1024;
+
+/// `logit_bias` as sent, as the sampler takes it. Only for `model` loaded
+/// on this server, whose vocabulary the ids must be in: each key a token id in decimal digits
+/// (no sign, no leading zero), each value a number from −100 to 100.
+pub(super) fn logit_bias(
+    state: &AppState,
+    model: &str,
+    sent: Option<&Map<String, Value>>,
+) -> Result<Vec<(u32, f32)>, ApiError> {
+    let Some(sent) = sent.filter(|bias| !bias.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    if sent.len() > MAX_LOGIT_BIAS_TOKENS {
+        return Err(ApiError::Validation(format!(
+            "logit_bias: {} tokens; at most {MAX_LOGIT_BIAS_TOKENS}",
+            sent.len()
+        )));
+    }
+    let max_id = local_token_bounds(state, model, "logit_bias")?.max_id;
+    let most = f64::from(MAX_LOGIT_BIAS);
+    sent.iter()
+        .map(|(key, value)| {
+            let id = key
+                .parse::<u32>()
+                .ok()
+                .filter(|&id| id.to_string() == *key && id as usize <= max_id)
+                .ok_or_else(|| {
+                    ApiError::Validation(format!(
+                        "logit_bias: {key:?} is not a token id of the model's vocabulary (0 to {max_id})"
+                    ))
+                })?;
+            let value = value
+                .as_f64()
+                .filter(|v| (-most..=most).contains(v))
+                .ok_or_else(|| {
+                    ApiError::Validation(format!(
+                        "logit_bias: token {id}'s bias {value} is not a number from -{most} to {most}"
+                    ))
+                })?;
+            Ok((id, value as f32))
+        })
+        .collect()
 }
 
 /// The token-id bounds of `model`, for `field`'s token ids: only a model loaded on this server

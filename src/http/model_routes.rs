@@ -29,8 +29,8 @@ use super::api::{
 use super::error::ApiError;
 use super::model_calls::{
     check_messages, check_room, conversation, find_classifier, find_embedder, find_generator,
-    generation_attributes, require_chat_template, run_embeddings, timings, within_deadline,
-    GenerationCall,
+    generation_attributes, logit_bias, require_chat_template, run_embeddings, timings,
+    within_deadline, GenerationCall,
 };
 use super::request::{call_context, generation_params, read_json, validate_text, TRACE_ID_HEADER};
 use super::sse::event_stream;
@@ -59,7 +59,7 @@ pub(super) async fn generate(
 ) -> Result<HttpResponse, ApiError> {
     let begun = Instant::now();
     let generator = find_generator(&state, &name, "/v1/models/{name}/generate")?;
-    let (prompt, params) = read_text(&state, &req, payload).await?;
+    let (prompt, params) = read_text(&state, &req, &generator.name, payload).await?;
     answer_generation(&state, &req, &generator, prompt, params, begun).await
 }
 
@@ -79,7 +79,7 @@ pub(super) async fn generate_stream(
 ) -> Result<HttpResponse, ApiError> {
     let begun = Instant::now();
     let generator = find_generator(&state, &name, "/v1/models/{name}/generate/stream")?;
-    let (prompt, params) = read_text(&state, &req, payload).await?;
+    let (prompt, params) = read_text(&state, &req, &generator.name, payload).await?;
     stream_generation(state, &req, generator, prompt, params, begun)
 }
 
@@ -120,14 +120,16 @@ pub(super) async fn chat_stream(
     stream_generation(state, &req, generator, prompt, params, begun)
 }
 
-/// A generate request's text and parameters, checked.
+/// A generate request's text and parameters for `model`, checked.
 async fn read_text(
     state: &AppState,
     req: &HttpRequest,
+    model: &str,
     payload: web::Payload,
 ) -> Result<(Prompt, GenerationParams), ApiError> {
     let request: GenerationRequest = read_json(state, req, payload).await?;
-    let params = generation_params(state, &request)?;
+    let mut params = generation_params(state, &request)?;
+    params.sampling.logit_bias = logit_bias(state, model, request.logit_bias.as_ref())?;
     validate_text(state, "text", &request.text)?;
     Ok((Prompt::Text(request.text), params))
 }
@@ -145,7 +147,8 @@ async fn read_chat(
     check_messages(body.get("messages"))?;
     let mut request: ChatGenerationRequest =
         serde_json::from_value(body.into()).map_err(|e| ApiError::Validation(e.to_string()))?;
-    let params = generation_params(state, &request.parameters())?;
+    let mut params = generation_params(state, &request.parameters())?;
+    params.sampling.logit_bias = logit_bias(state, model, request.logit_bias.as_ref())?;
     let max_chars = state.config.limits.max_input_chars;
     let tools = ToolUse::read(request.tools.take(), None, None, max_chars)?;
     let conversation = Conversation {

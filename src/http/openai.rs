@@ -25,10 +25,10 @@ use super::api::{
 };
 use super::completion::{
     before_stop, check_n, check_sampling, choice_params, completion_logprobs, finish_reason,
-    least_tokens, logit_bias, named_as_openai, record, usage, Frame, StopHold,
+    least_tokens, named_as_openai, record, usage, Frame, StopHold,
 };
 use super::error::ApiError;
-use super::model_calls::{check_token_ids, find_generator, GenerationCall};
+use super::model_calls::{check_token_ids, find_generator, logit_bias, GenerationCall};
 use super::request::{call_context, generation_params, read_json, validate_text, TRACE_ID_HEADER};
 use super::sse::event_stream;
 use super::state::AppState;
@@ -127,6 +127,8 @@ pub(super) async fn completions(
             stop: request.stop.clone().map(|s| s.into_vec()),
             logprobs: request.logprobs,
             prompt_logprobs: Some(echo && request.logprobs.is_some()),
+            // Checked below against this generator's vocabulary.
+            logit_bias: None,
             response_format: request.response_format,
         },
     )

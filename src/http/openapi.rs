@@ -10,7 +10,7 @@ use utoipa::OpenApi;
 use super::api::{TokenPromptBounds, TEXT_PATTERN};
 use super::auth::{admin_only, Auth};
 use super::chat::{MAX_METADATA_KEY_CHARS, MAX_METADATA_PAIRS, MAX_METADATA_VALUE_CHARS};
-use super::completion::MAX_LOGIT_BIAS_TOKENS;
+use super::model_calls::MAX_LOGIT_BIAS_TOKENS;
 use super::model_calls::MAX_NAME_CHARS;
 use super::request::{MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_TOP_K};
 use super::state::AppState;
@@ -155,7 +155,7 @@ fn token_prompt_bounds(state: &AppState) -> Vec<(String, Option<TokenPromptBound
     local.chain(remote).collect()
 }
 
-/// An OpenAI route's `logit_bias` with token ids up to `max_id`: at most
+/// A `logit_bias` with token ids up to `max_id`: at most
 /// [`MAX_LOGIT_BIAS_TOKENS`] of them, in decimal digits, each with a bias of at most 100 either
 /// way. `None`: none (a model on a node, whose vocabulary is not here).
 fn logit_bias(max_id: Option<usize>) -> Value {
@@ -351,15 +351,26 @@ pub fn document(
     ] {
         schemas[schema]["properties"]["response_format"] = response_format.clone();
     }
-    // A graph's answer has no place for log-probabilities, and its texts hold the prompt:
-    // the graph routes take the model routes' body less `logprobs` and `response_format`.
+    // A graph's answer has no place for log-probabilities, its texts hold the prompt, and its
+    // generators have vocabularies of their own: the graph routes take the model routes' body
+    // less `logprobs`, `response_format` and `logit_bias`.
     let mut graph_request = schemas["GenerationRequest"].clone();
     if let Some(properties) = graph_request["properties"].as_object_mut() {
         properties.remove("logprobs");
         properties.remove("prompt_logprobs");
         properties.remove("response_format");
+        properties.remove("logit_bias");
     }
     schemas["GraphRequest"] = graph_request;
+    // The model routes name their generator in the path, which a schema cannot look at:
+    // token ids that every generator here has (none where one is on a node).
+    let every_generators = token_prompts
+        .iter()
+        .map(|(_, bounds)| bounds.as_ref().map(|b| b.max_id))
+        .try_fold(u32::MAX as usize, |least, max_id| Some(least.min(max_id?)));
+    for schema in ["GenerationRequest", "ChatGenerationRequest"] {
+        schemas[schema]["properties"]["logit_bias"] = logit_bias(every_generators);
+    }
     // `prompt_logprobs: true` only with `logprobs`.
     schemas["GenerationRequest"]["if"] = json!({"required": ["prompt_logprobs"],
         "properties": {"prompt_logprobs": {"const": true}}});

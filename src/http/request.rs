@@ -101,6 +101,8 @@ pub(super) fn default_params(state: &AppState) -> GenerationParams {
     }
 }
 
+/// A request's parameters, checked against the limits. `logit_bias` names one model's
+/// token ids: the route that knows the model checks it (`model_calls::logit_bias`).
 pub(super) fn generation_params(
     state: &AppState,
     request: &GenerationRequest,
@@ -218,7 +220,7 @@ pub(super) fn generation_params(
 }
 
 /// A graph request's parameters: a model's, less `logprobs`, which a graph's answer has no
-/// place for.
+/// place for, `response_format` and `logit_bias`.
 pub(super) fn graph_params(
     state: &AppState,
     request: &GenerationRequest,
@@ -233,6 +235,13 @@ pub(super) fn graph_params(
         return Err(ApiError::Validation(
             "response_format: a graph's texts are prompt plus continuation; the model routes \
              and the OpenAI routes take it"
+                .into(),
+        ));
+    }
+    if request.logit_bias.is_some() {
+        return Err(ApiError::Validation(
+            "logit_bias: token ids are one model's; the model routes and the OpenAI routes \
+             take it"
                 .into(),
         ));
     }

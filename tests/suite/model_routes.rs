@@ -323,3 +323,66 @@ fn a_client_that_leaves_a_generation_frees_its_slot() {
     );
     assert_eq!(total(&server.engines(), "cancelled"), 1);
 }
+
+/// `logit_bias` on the model routes, as the OpenAI routes take it: −100 on the greedy first
+/// token puts another first, +100 on one token makes greedy pick it at every step (generate,
+/// its stream and chat); an id outside the vocabulary is a 422 naming it, and a graph, whose
+/// generators each have their own vocabulary, refuses the field.
+#[actix_web::test]
+async fn a_logit_bias_steers_generate_its_stream_and_chat_and_a_graph_refuses_it() {
+    let server = TestServer::start(&fixture_models(), "");
+    let with = |bias: Value| {
+        json!({"text": "Hello, my name is", "max_new_tokens": 4,
+        "logit_bias": bias})
+    };
+    let generate = |body: Value| {
+        let server = &server;
+        async move {
+            let (status, answer) = server.post_json("/v1/models/gpt2/generate", &body).await;
+            assert_eq!(status, 200, "{body}: {answer}");
+            answer["token_ids"].clone()
+        }
+    };
+    let greedy = generate(with(json!({}))).await;
+    let first = greedy[0].as_u64().unwrap();
+    let banned = generate(with(json!({first.to_string(): -100}))).await;
+    assert_ne!(banned[0], greedy[0], "{banned}");
+    let forced = json!([11, 11, 11, 11]);
+    assert_eq!(generate(with(json!({"11": 100}))).await, forced);
+    let events = stream(
+        &server,
+        "/v1/models/gpt2/generate/stream",
+        &with(json!({"11": 100})),
+    )
+    .await;
+    let (last, done) = events.last().unwrap();
+    assert_eq!(last, "done", "{events:?}");
+    assert_eq!(done["token_ids"], forced);
+
+    for (path, body, named) in [
+        (
+            "/v1/models/gpt2/generate",
+            with(json!({"50257": -100})),
+            "logit_bias: \"50257\" is not a token id of the model's vocabulary (0 to 50256)",
+        ),
+        (
+            "/v1/graph",
+            with(json!({"11": 5})),
+            "logit_bias: token ids are one model's",
+        ),
+    ] {
+        let (status, answer) = server.post_json(path, &body).await;
+        assert_eq!(status, 422, "{path}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(named),
+            "{path}: {answer}"
+        );
+    }
+
+    let chat = TestServer::start(&[("llama", common::fixture("llama-tiny"), "generator")], "");
+    let body = json!({"messages": [{"role": "user", "content": "Hi"}], "max_new_tokens": 3,
+        "logit_bias": {"11": 100}});
+    let (status, answer) = chat.post_json("/v1/models/llama/chat", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["token_ids"], json!([11, 11, 11]));
+}
