@@ -43,11 +43,12 @@
 //!   its reusable activation buffers.
 //! * **Weight traffic.** One block of up to 8 (`Int8`), 4 (`F32`; 3 on AVX2) rows reads the
 //!   weights once; more rows run block after block inside groups of tiles of about 256 KiB, so
-//!   that the re-reads hit L2. From [`BAND_ROWS`] rows (a prompt), `F32` on AVX-512 instead
-//!   dequantizes each band of about 256 KiB of f32 weights once and runs every row over it
-//!   with an f32 kernel (8 rows × 48 columns a call, each column summed over k in order):
-//!   the block kernels would dequantize each weight again for every 4 rows, and spend two
-//!   loads an FMA on doing so. A block kernel call covers one tile (16 columns; four at one
+//!   that the re-reads hit L2. From [`BAND_ROWS`] rows (a prompt), the SIMD `F32` paths
+//!   instead dequantize each band of about 256 KiB of f32 weights once and run every row over
+//!   it with an f32 kernel (a call covers 8 rows × 48 columns on AVX-512, 6 rows × 16 on
+//!   AVX2; each column summed over k in order, so the two give the same bits): the block
+//!   kernels would dequantize each weight again for every 3 or 4 rows, and spend two loads an
+//!   FMA on doing so. A block kernel call covers one tile (16 columns; four at one
 //!   or two rows on VNNI, so that four streams of weights are in flight) and a row block, the
 //!   whole depth, with software prefetches per cache line of its stream, `PREFETCH` bytes
 //!   ahead into L2 and `PREFETCH_L1` into L1: near a tile's end, into the start of the tile
@@ -93,8 +94,8 @@ const SCALES: usize = 32;
 const BLOCK_ROWS_INT8: usize = 8;
 const BLOCK_ROWS_F32: usize = 4;
 const BLOCK_ROWS_F32_AVX2: usize = 3;
-/// Rows from which an `F32` product on AVX-512 runs in dequantized bands (module docs): more
-/// than a batched decode step's 8, so that decode steps keep the block kernels.
+/// Rows from which a SIMD `F32` product runs in dequantized bands (module docs): more than a
+/// batched decode step's 8, so that decode steps keep the block kernels.
 const BAND_ROWS: usize = 9;
 /// Bytes of f32 weights a band holds at most: it stays in L2 while every row runs over it.
 const BAND_BYTES: usize = 262_144;
@@ -104,6 +105,11 @@ const BAND_BYTES: usize = 262_144;
 /// w8a8's kernel reads ~19; with both it reads ~22–25.
 const PREFETCH: usize = 2560;
 const PREFETCH_L1: usize = 576;
+
+/// Floats one tile of a band takes: `[kk][16 columns]` for every input of its blocks.
+fn band_tile_floats(job: &Job) -> usize {
+    job.kb * QK * TILE
+}
 
 /// How the activations enter the matmul.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -694,7 +700,7 @@ impl Q4Linear {
         }
     }
 
-    /// The `F32` product: in bands from [`BAND_ROWS`] rows on AVX-512, else in blocks.
+    /// The `F32` product: in bands from [`BAND_ROWS`] rows on AVX2 or AVX-512, else in blocks.
     fn matmul_f32_any(
         &self,
         kernel: F32Kernel,
@@ -704,21 +710,34 @@ impl Q4Linear {
         out: &mut [f32],
     ) {
         #[cfg(target_arch = "x86_64")]
-        if kernel == F32Kernel::Avx512 && m >= BAND_ROWS {
-            return self.matmul_f32_bands(x, m, bias, out);
+        if kernel != F32Kernel::Portable && m >= BAND_ROWS {
+            return self.matmul_f32_bands(kernel, x, m, bias, out);
         }
         self.matmul_f32(kernel, x, m, bias, out)
     }
 
     /// The `F32` product in bands of tiles, each dequantized once into a per-thread buffer
-    /// and run over every row; the bands are split over the current pool's threads.
+    /// and run over every row; the bands are split over the current pool's threads. The
+    /// AVX2 and AVX-512 band kernels give the same bits.
     #[cfg(target_arch = "x86_64")]
-    fn matmul_f32_bands(&self, x: &[f32], m: usize, bias: Option<&[f32]>, out: &mut [f32]) {
+    fn matmul_f32_bands(
+        &self,
+        kernel: F32Kernel,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
         let job = Job {
             x: x.as_ptr(),
             ..self.job(bias, out)
         };
-        let tile_floats = avx512::band_tile_floats(&job);
+        let tile_floats = band_tile_floats(&job);
+        let block_rows = if kernel == F32Kernel::Avx512 {
+            avx512::BAND_BLOCK_ROWS
+        } else {
+            avx2::BAND_BLOCK_ROWS
+        };
         let band_tiles = (BAND_BYTES / (4 * tile_floats)).max(1);
         let tiles = self.n.div_ceil(TILE);
         run_chunks([tiles.div_ceil(band_tiles)], |_, band_index| {
@@ -730,14 +749,22 @@ impl Q4Linear {
             buffer.resize(floats + 16, 0.0);
             let start = buffer.as_ptr().align_offset(64);
             let band = buffer[start..start + floats].as_mut_ptr();
-            // SAFETY: avx512f, avx2, fma and f16c were detected (`F32Kernel::Avx512`); the band
-            // holds these tiles, `x` is `[m, k]` (checked in `matmul_with`), and each band
-            // writes its own columns.
+            // SAFETY: avx2, fma and f16c were detected, and avx512f for `F32Kernel::Avx512`;
+            // the band holds these tiles, `x` is `[m, k]` (checked in `matmul_with`), and each
+            // band writes its own columns.
             unsafe {
-                avx512::dequantize(&job, band_range.clone(), band);
-                for row0 in (0..m).step_by(avx512::BAND_BLOCK_ROWS) {
-                    let mr = (m - row0).min(avx512::BAND_BLOCK_ROWS);
-                    avx512::band_block(&job, band, mr, band_range.clone(), row0);
+                if kernel == F32Kernel::Avx512 {
+                    avx512::dequantize(&job, band_range.clone(), band);
+                } else {
+                    avx2::dequantize(&job, band_range.clone(), band);
+                }
+                for row0 in (0..m).step_by(block_rows) {
+                    let mr = (m - row0).min(block_rows);
+                    if kernel == F32Kernel::Avx512 {
+                        avx512::band_block(&job, band, mr, band_range.clone(), row0);
+                    } else {
+                        avx2::band_block(&job, band, mr, band_range.clone(), row0);
+                    }
                 }
             }
             BAND.with(|c| c.set(buffer));
@@ -1449,8 +1476,8 @@ mod tests {
     #[test]
     fn f32_matches_reference() {
         let mut rng = Rng(3);
-        // (2048, 70): bands of two tiles, so three bands; from 9 rows AVX-512 runs in bands,
-        // 17 and 24 rows in several blocks of 8.
+        // (2048, 70): bands of two tiles, so three bands; from 9 rows AVX2/AVX-512 run in bands,
+        // 17 and 24 rows in several row blocks.
         for (k, n) in [(96, 37), (70, 45), (32, 16), (2048, 70)] {
             let w = Q4Linear::quantize(&rng.vec(k * n), k, n, SourceLayout::OutIn);
             let offset = (k % QK == 0)
@@ -1481,22 +1508,32 @@ mod tests {
 
     #[test]
     fn f32_simd_kernels_agree() {
-        // The AVX2 and AVX-512 kernels sum each column's 4 partial sums the same way: same bits.
+        // The AVX2 and AVX-512 block kernels sum each column's 4 partial sums the same way, and
+        // from `BAND_ROWS` rows both band kernels sum each column over k in order: same bits,
+        // for row counts that leave every remainder of their row blocks (6 and 8).
         if !detected().avx512 {
             return;
         }
         let mut rng = Rng(7);
-        let (k, n) = (200, 70);
-        let w = Q4Linear::quantize(&rng.vec(k * n), k, n, SourceLayout::OutIn);
+        let n = 70;
+        let symmetric = Q4Linear::quantize(&rng.vec(200 * n), 200, n, SourceLayout::OutIn);
+        let offset = Q4Linear::from_q4_1(&gguf_bytes(&mut rng, true, 224, n), 224, n, None);
         let bias = rng.vec(n);
-        for m in 1..=9 {
-            let x = rng.vec(m * k);
-            let on = |kernel| {
-                let mut out = vec![f32::NAN; m * n];
-                w.matmul_f32(kernel, &x, m, Some(&bias), &mut out);
-                out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-            };
-            assert_eq!(on(F32Kernel::Avx2), on(F32Kernel::Avx512), "m {m}");
+        for w in [symmetric, offset] {
+            for m in (1..=17).chain([24, 31]) {
+                let x = rng.vec(m * w.k());
+                let on = |kernel| {
+                    let mut out = vec![f32::NAN; m * n];
+                    w.matmul_f32_any(kernel, &x, m, Some(&bias), &mut out);
+                    out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                };
+                assert_eq!(
+                    on(F32Kernel::Avx2),
+                    on(F32Kernel::Avx512),
+                    "m {m} {:?}",
+                    w.scales()
+                );
+            }
         }
     }
 

@@ -131,13 +131,8 @@ unsafe fn kernel<const MR: usize>(job: &Job, t: usize, row0: usize) {
     }
 }
 
-/// Floats one tile of a band takes: `[kk][16 columns]` for every input of its blocks.
-pub(super) fn band_tile_floats(job: &Job) -> usize {
-    job.kb * QK * TILE
-}
-
 /// Writes tiles `tiles` of `job`'s weights, dequantized, to `band` as `[tile][kk][16 columns]`
-/// f32 ([`band_tile_floats`] a tile): each weight exactly `d·q + m`, the value
+/// f32 ([`super::band_tile_floats`] a tile): each weight exactly `d·q + m`, the value
 /// `Q4Linear::weight` gives (the padding past `k` holds `m`, never read).
 ///
 /// # Safety
@@ -148,7 +143,7 @@ pub(super) unsafe fn dequantize(job: &Job, tiles: Range<usize>, band: *mut f32) 
     let nibble = _mm512_set1_epi32(15);
     // Lanes [column][input] → [input][column]: 128-bit lane i gets input i of the 4 columns.
     let by_input = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    let tile_floats = band_tile_floats(job);
+    let tile_floats = super::band_tile_floats(job);
     // SAFETY: forwarded from the caller: every cell read is one of the tiles' blocks, every
     // store inside the band.
     unsafe {
@@ -234,7 +229,7 @@ unsafe fn band_rows<const MR: usize>(
     tiles: Range<usize>,
     row0: usize,
 ) {
-    let tile_floats = band_tile_floats(job);
+    let tile_floats = super::band_tile_floats(job);
     let mut t = tiles.start;
     // SAFETY: forwarded from `band_block`; each call stays inside the band's tiles.
     unsafe {
@@ -260,7 +255,7 @@ unsafe fn band_kernel<const MR: usize, const P: usize>(
     tile0: usize,
     row0: usize,
 ) {
-    let (k, tile_floats) = (job.k, band_tile_floats(job));
+    let (k, tile_floats) = (job.k, super::band_tile_floats(job));
     let mut acc = [[_mm512_setzero_ps(); P]; MR];
     // SAFETY: forwarded from `band_rows`: rows row0..row0+MR of x and the band's P tiles are in
     // bounds; the stores are masked to the real columns.
