@@ -165,19 +165,20 @@ pub(super) unsafe fn dequantize(job: &Job, tiles: Range<usize>, band: *mut f32) 
                     });
                     // A 4 × 4 transpose of 32-bit lanes: register i holds input i's bytes for
                     // the 16 columns in order.
-                    let (a, b2) = (_mm_unpacklo_epi32(q[0], q[1]), _mm_unpacklo_epi32(q[2], q[3]));
-                    let (c, e) = (_mm_unpackhi_epi32(q[0], q[1]), _mm_unpackhi_epi32(q[2], q[3]));
+                    let low_pairs = [(0, 1), (2, 3)].map(|(x, y)| _mm_unpacklo_epi32(q[x], q[y]));
+                    let high_pairs = [(0, 1), (2, 3)].map(|(x, y)| _mm_unpackhi_epi32(q[x], q[y]));
                     let inputs = [
-                        _mm_unpacklo_epi64(a, b2),
-                        _mm_unpackhi_epi64(a, b2),
-                        _mm_unpacklo_epi64(c, e),
-                        _mm_unpackhi_epi64(c, e),
+                        _mm_unpacklo_epi64(low_pairs[0], low_pairs[1]),
+                        _mm_unpackhi_epi64(low_pairs[0], low_pairs[1]),
+                        _mm_unpacklo_epi64(high_pairs[0], high_pairs[1]),
+                        _mm_unpackhi_epi64(high_pairs[0], high_pairs[1]),
                     ];
                     for (input, bytes) in inputs.into_iter().enumerate() {
                         // Low nibbles are input 4·line + input of the block, high ones 16 more.
                         let low = _mm_and_si128(bytes, nibble);
                         let high = _mm_and_si128(_mm_srli_epi16::<4>(bytes), nibble);
-                        for (codes, kk) in [(low, 4 * line + input), (high, 16 + 4 * line + input)] {
+                        let nibbles = [(low, 4 * line + input), (high, 16 + 4 * line + input)];
+                        for (codes, kk) in nibbles {
                             for half in 0..2 {
                                 let q8 = _mm256_cvtepu8_epi32(if half == 0 {
                                     codes
