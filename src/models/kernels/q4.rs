@@ -1356,6 +1356,11 @@ mod tests {
         out
     }
 
+    /// The outputs' bit patterns, for comparisons that must be exact.
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|v| v.to_bits()).collect()
+    }
+
     #[test]
     fn gguf_round_trip() {
         let mut rng = Rng(1);
@@ -1525,7 +1530,7 @@ mod tests {
                 let on = |kernel| {
                     let mut out = vec![f32::NAN; m * n];
                     w.matmul_f32_any(kernel, &x, m, Some(&bias), &mut out);
-                    out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                    bits(&out)
                 };
                 assert_eq!(
                     on(F32Kernel::Avx2),
@@ -1555,7 +1560,6 @@ mod tests {
                         let auto = run(&w, KernelPath::Auto, Activations::Int8, &x, m, bias);
                         let portable =
                             run(&w, KernelPath::Portable, Activations::Int8, &x, m, bias);
-                        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                         assert_eq!(bits(&auto), bits(&portable), "k {k} n {n} m {m}");
                         // |x − d_x·q_x| ≤ d_x/2 = max|x_block| / 254 for each input, so the error is
                         // at most Σ_blocks (max|x_block| / 254)·Σ_block |w|, plus f32 rounding.
@@ -1604,7 +1608,7 @@ mod tests {
                     let on = |path| {
                         let out = one_thread
                             .install(|| run(&w, path, Activations::Int8, &x, m, Some(&bias)));
-                        out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                        bits(&out)
                     };
                     assert_eq!(
                         on(KernelPath::Auto),
@@ -1644,8 +1648,7 @@ mod tests {
                 let x = rng.vec(m * k);
                 for path in [KernelPath::Auto, KernelPath::Avx2, KernelPath::Portable] {
                     let on = |w: &Q4Linear, act| run(w, path, act, &x, m, Some(&bias));
-                    let bits = |v: Vec<f32>| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                    let f32s = [&symmetric, &offset].map(|w| bits(on(w, Activations::F32)));
+                    let f32s = [&symmetric, &offset].map(|w| bits(&on(w, Activations::F32)));
                     assert_eq!(f32s[0], f32s[1], "F32 {path:?} m {m}");
                     let (folded, unfolded) = (
                         on(&symmetric, Activations::Int8),
@@ -1683,7 +1686,7 @@ mod tests {
                                 .build()
                                 .unwrap();
                             let out = pool.install(|| run(&w, path, act, &x, m, Some(&bias)));
-                            out.iter().map(|v| v.to_bits()).collect()
+                            bits(&out)
                         })
                         .collect();
                     assert_eq!(outs[0], outs[1], "{act:?} {path:?} m {m}");
@@ -1727,7 +1730,6 @@ mod tests {
                         ],
                     );
                     for (i, (own, fused)) in own.iter().zip(&fused).enumerate() {
-                        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                         assert_eq!(bits(own), bits(fused), "matrix {i} {act:?} {path:?} m {m}");
                     }
                 }

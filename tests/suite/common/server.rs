@@ -297,6 +297,16 @@ impl TestServer {
 
     /// POSTs `body` as JSON to a streaming route and reads the whole 200 `text/event-stream`
     /// answer.
+    /// Posts `body` to `path` and checks that the answer is a 422 whose error names `named`.
+    pub async fn assert_refused(&self, path: &str, body: &serde_json::Value, named: &str) {
+        let (status, answer) = self.post_json(path, body).await;
+        assert_eq!(status, 422, "{path} {body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(named),
+            "{path} {body}: {answer}"
+        );
+    }
+
     pub async fn post_sse(&self, path: &str, body: &serde_json::Value) -> String {
         let mut response = awc::Client::default()
             .post(self.url(path))
