@@ -364,12 +364,12 @@ pub fn document(
     schemas["GraphRequest"] = graph_request;
     // The model routes name their generator in the path, which a schema cannot look at:
     // token ids that every generator here has (none where one is on a node).
-    let every_generators = token_prompts
+    let shared_max_id = token_prompts
         .iter()
         .map(|(_, bounds)| bounds.as_ref().map(|b| b.max_id))
         .try_fold(u32::MAX as usize, |least, max_id| Some(least.min(max_id?)));
     for schema in ["GenerationRequest", "ChatGenerationRequest"] {
-        schemas[schema]["properties"]["logit_bias"] = logit_bias(every_generators);
+        schemas[schema]["properties"]["logit_bias"] = logit_bias(shared_max_id);
     }
     // `prompt_logprobs: true` only with `logprobs`.
     schemas["GenerationRequest"]["if"] = json!({"required": ["prompt_logprobs"],

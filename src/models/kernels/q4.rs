@@ -107,6 +107,7 @@ const PREFETCH: usize = 2560;
 const PREFETCH_L1: usize = 576;
 
 /// Floats one tile of a band takes: `[kk][16 columns]` for every input of its blocks.
+#[cfg(target_arch = "x86_64")]
 fn band_tile_floats(job: &Job) -> usize {
     job.kb * QK * TILE
 }
