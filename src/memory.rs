@@ -11,11 +11,11 @@
 //!   (docs/benchmarks.md), where the peak-RSS targets have a margin of about a megabyte.
 //! * **Serving** ([`for_serving`], once every model is loaded): a step's activations (a
 //!   prompt's or an encoder's run to megabytes a layer) stay in the heaps once freed, and the
-//!   next step reuses their pages. With fresh mappings each time, a 500-word BERT forward spent
-//!   about a third of its time in the kernel zeroing and mapping pages (docs/benchmarks.md). The
-//!   price: the process keeps the high-water mark of its activations resident (+25–31 MB
-//!   after 500-word BERT requests) between requests; an engine idle for a while hands it
-//!   back ([`return_kept`]).
+//!   next step reuses their pages. With fresh mappings each time, about a fifth of a 500-word
+//!   BERT forward's samples were the kernel zeroing, mapping and unmapping pages; kept, the
+//!   forward ran in 0.63× the time (docs/benchmarks.md). The price: the process keeps the
+//!   high-water mark of its activations resident (+25–27 MB after 500-word BERT requests)
+//!   between requests; an engine idle for a while hands it back ([`return_kept`]).
 //!
 //! Elsewhere (another libc) both are no-ops.
 

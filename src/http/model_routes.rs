@@ -128,10 +128,21 @@ async fn read_text(
     payload: web::Payload,
 ) -> Result<(Prompt, GenerationParams), ApiError> {
     let request: GenerationRequest = read_json(state, req, payload).await?;
-    let mut params = generation_params(state, &request)?;
-    params.sampling.logit_bias = logit_bias(state, model, request.logit_bias.as_ref())?;
+    let params = model_params(state, model, &request)?;
     validate_text(state, "text", &request.text)?;
     Ok((Prompt::Text(request.text), params))
+}
+
+/// A model route's parameters for `model`: the limits' checks, then its `logit_bias`
+/// against the model's vocabulary.
+fn model_params(
+    state: &AppState,
+    model: &str,
+    request: &GenerationRequest,
+) -> Result<GenerationParams, ApiError> {
+    let mut params = generation_params(state, request)?;
+    params.sampling.logit_bias = logit_bias(state, model, request.logit_bias.as_ref())?;
+    Ok(params)
 }
 
 /// A chat request's conversation and parameters, checked; a model without a template is
@@ -147,8 +158,7 @@ async fn read_chat(
     check_messages(body.get("messages"))?;
     let mut request: ChatGenerationRequest =
         serde_json::from_value(body.into()).map_err(|e| ApiError::Validation(e.to_string()))?;
-    let mut params = generation_params(state, &request.parameters())?;
-    params.sampling.logit_bias = logit_bias(state, model, request.logit_bias.as_ref())?;
+    let params = model_params(state, model, &request.parameters())?;
     let max_chars = state.config.limits.max_input_chars;
     let tools = ToolUse::read(request.tools.take(), None, None, max_chars)?;
     let conversation = Conversation {

@@ -734,11 +734,19 @@ impl Q4Linear {
             ..self.job(bias, out)
         };
         let tile_floats = band_tile_floats(&job);
-        let block_rows = if kernel == F32Kernel::Avx512 {
-            avx512::BAND_BLOCK_ROWS
-        } else {
-            avx2::BAND_BLOCK_ROWS
-        };
+        // The two paths share the bands' layout and values; only their kernels differ.
+        type Dequantize = unsafe fn(&Job, Range<usize>, *mut f32);
+        type BandBlock = unsafe fn(&Job, *const f32, usize, Range<usize>, usize);
+        let (dequantize, band_block, block_rows): (Dequantize, BandBlock, usize) =
+            if kernel == F32Kernel::Avx512 {
+                (
+                    avx512::dequantize,
+                    avx512::band_block,
+                    avx512::BAND_BLOCK_ROWS,
+                )
+            } else {
+                (avx2::dequantize, avx2::band_block, avx2::BAND_BLOCK_ROWS)
+            };
         let band_tiles = (BAND_BYTES / (4 * tile_floats)).max(1);
         let tiles = self.n.div_ceil(TILE);
         run_chunks([tiles.div_ceil(band_tiles)], |_, band_index| {
@@ -754,18 +762,10 @@ impl Q4Linear {
             // the band holds these tiles, `x` is `[m, k]` (checked in `matmul_with`), and each
             // band writes its own columns.
             unsafe {
-                if kernel == F32Kernel::Avx512 {
-                    avx512::dequantize(&job, band_range.clone(), band);
-                } else {
-                    avx2::dequantize(&job, band_range.clone(), band);
-                }
+                dequantize(&job, band_range.clone(), band);
                 for row0 in (0..m).step_by(block_rows) {
                     let mr = (m - row0).min(block_rows);
-                    if kernel == F32Kernel::Avx512 {
-                        avx512::band_block(&job, band, mr, band_range.clone(), row0);
-                    } else {
-                        avx2::band_block(&job, band, mr, band_range.clone(), row0);
-                    }
+                    band_block(&job, band, mr, band_range.clone(), row0);
                 }
             }
             BAND.with(|c| c.set(buffer));
